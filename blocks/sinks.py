@@ -1,0 +1,66 @@
+"""Simple sinks: null_sink (discard) and message_sink (JSON lines)."""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from cvstream import In, MsgIn, Param, Sink, register
+
+
+@register("null_sink")
+class NullSink(Sink):
+    """Discard items (counted in the stats).
+
+    Ports: in (any). Example: ``snk: {type: null_sink}``
+    """
+
+    inp = In(None, None)
+
+    def work(self, x):
+        pass
+
+
+def to_json(value):
+    """json.dumps fallback for numpy scalars/arrays, complex numbers and tuples."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, complex):
+        return [value.real, value.imag]
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    return str(value)
+
+
+@register("message_sink")
+class MessageSink(Sink):
+    """Write each message as one JSON line to a file (or ``-`` for standard output).
+
+    Ports: in (message). Latency: lines are flushed as they arrive.
+    Example: ``log: {type: message_sink, path: detections.jsonl}``
+    """
+
+    inp = MsgIn(doc="messages (dicts)")
+    path = Param(str, default="-", doc="output file, '-' for standard output")
+
+    def file_problems(self):
+        if self.path == "-":
+            return []
+        from cvstream.params import OUTPUT_FILE
+        msg = OUTPUT_FILE.check(self.path)
+        return [("path", msg)] if msg else []
+
+    def start(self):
+        self._fh = sys.stdout if self.path == "-" else open(self.path, "w", encoding="utf-8")
+
+    def on_message(self, port, msg):
+        self._fh.write(json.dumps(msg, default=to_json) + "\n")
+        self._fh.flush()
+
+    def stop(self):
+        fh = getattr(self, "_fh", None)
+        if fh is not None and fh is not sys.stdout:
+            fh.close()

@@ -1,0 +1,16 @@
+"""cvstream: a streaming runtime for complex-valued signal processing and neural inference."""
+
+__version__ = "0.1.0"
+
+from .block import Block, RateBlock, Sink, Source, SyncBlock  # noqa: E402
+from .chunk import Chunk, Tag  # noqa: E402
+from .errors import CvstreamError, EndOfStream, ParamError  # noqa: E402
+from .graph import Graph  # noqa: E402
+from .params import Param  # noqa: E402
+from .ports import In, MsgIn, MsgOut, Out  # noqa: E402
+from .registry import register  # noqa: E402
+from . import pmt  # noqa: E402
+
+__all__ = ["Block", "RateBlock", "Sink", "Source", "SyncBlock", "Chunk", "Tag",
+           "CvstreamError", "EndOfStream", "ParamError", "Graph", "Param", "In", "Out",
+           "MsgIn", "MsgOut", "register"]

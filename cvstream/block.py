@@ -1,0 +1,292 @@
+"""The block API: declare ports and parameters once, write ``work`` over numpy arrays.
+
+Kinds (set by the base class a block derives from):
+  Source    work() -> items (or None when nothing is ready; raise EndOfStream at the end)
+  Sink      work(*inputs) consumes items
+  SyncBlock work(*inputs) -> as many items as it was given (1:1)
+  RateBlock work(*inputs) -> n * interp / decim items for n new items, given `history` old
+            items in front; `max_chunks` caps n at that many multiples of `decim`
+            (a fixed-chunk block receives exactly decim items plus history).
+Message ports: ``self.emit(msg)`` sends a dict; ``on_message(port, msg)`` receives one.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .chunk import Tag, rebase_tags
+from .dtypes import PortType
+from .errors import CvstreamError, ParamError
+from .params import INPUT_FILE, OUTPUT_FILE, Param
+from .ports import BoundPort, Port
+from .rechunk import RateInput
+
+
+class Block:
+    """Base class of every block. Subclass one of Source, Sink, SyncBlock, RateBlock."""
+
+    kind: ClassVar[str] = "sync"
+    type_name: ClassVar[str] = ""
+    #: "all": tags of every input go to every output (rebased); "none": the block handles tags
+    tag_propagation: ClassVar[str] = "all"
+    _runtime = None  # set by the runner: shared stop/abort flags
+    _ended = False
+    _param_decls: ClassVar[dict[str, Param]] = {}
+    _port_decls: ClassVar[list[Port]] = []
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        params: dict[str, Param] = {}
+        ports: dict[str, Port] = {}
+        for klass in reversed(cls.__mro__):
+            for name, value in vars(klass).items():
+                if isinstance(value, Param):
+                    params[name] = value
+                elif isinstance(value, Port):
+                    ports[name] = value
+        cls._param_decls = params
+        cls._port_decls = list(ports.values())
+
+    def __init__(self, **params: Any):
+        self.name = str(params.pop("name", None) or self.type_name or type(self).__name__)
+        decls = self._param_decls
+        for key in params:
+            if key not in decls:
+                near = difflib.get_close_matches(key, list(decls), n=1)
+                hint = f" (did you mean '{near[0]}'?)" if near else ""
+                raise ParamError(key, f"unknown parameter{hint}")
+        values = {}
+        for key, decl in decls.items():
+            if key in params:
+                values[key] = decl.coerce(params[key])
+            elif decl.required:
+                raise ParamError(key, "missing (required)")
+            else:
+                values[key] = decl.default
+        self.__dict__.update(values)
+        self.params = values
+        self._out_tags: list[tuple[str | None, int, str, Any]] = []
+        self._messages: list[tuple[str | None, dict]] = []
+        self._emit_hook = None
+        self.offset = 0
+        self.input_tags: list[Tag] = []
+        self.counters: dict[str, int] = {}
+        self.check()
+
+    # ---- declarations -------------------------------------------------------------------
+    def check(self) -> None:
+        """Cross-parameter validation; raise ParamError(field, message)."""
+
+    def ports(self) -> list[BoundPort]:
+        """This instance's ports (parameter references resolved). Override for dynamic ports."""
+        return [p.bind().resolved(self.params) for p in self._port_decls]
+
+    def inputs(self) -> list[BoundPort]:
+        return [p for p in self.ports() if p.direction == "in"]
+
+    def outputs(self) -> list[BoundPort]:
+        return [p for p in self.ports() if p.direction == "out"]
+
+    def output_types(self, in_types: dict[str, PortType]) -> dict[str, PortType]:
+        """Types of stream outputs given the connected input types."""
+        out = {}
+        for port in self.outputs():
+            if port.is_message:
+                continue
+            if port.like is not None:
+                if port.like not in in_types:
+                    raise CvstreamError(f"output '{port.name}' copies the type of "
+                                        f"unconnected input '{port.like}'")
+                base = in_types[port.like]
+                out[port.name] = PortType(port.dtype or base.dtype,
+                                          base.shape if port.shape is None else port.shape)
+            else:
+                out[port.name] = port.fixed_type()
+        return out
+
+    def file_problems(self) -> list[tuple[str, str]]:
+        """(field, message) for input files that cannot be read or outputs that cannot be written."""
+        problems = []
+        for key, decl in self._param_decls.items():
+            value = self.params.get(key)
+            if value is None or decl.kind not in (INPUT_FILE, OUTPUT_FILE):
+                continue
+            msg = decl.kind.check(value)
+            if msg:
+                problems.append((key, msg))
+        return problems
+
+    # ---- life cycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Open files, sockets; called once in the block's own thread before work."""
+
+    def stop(self) -> None:
+        """Flush and close; always called, also after errors."""
+
+    def finish(self):
+        """Called at end of stream; may return final output items like work()."""
+        return None
+
+    def on_message(self, port: str, msg: dict) -> None:
+        """Handle one message arriving on a message input port."""
+        raise CvstreamError(f"block {self.type_name} does not handle messages on '{port}'")
+
+    @property
+    def stopping(self) -> bool:
+        """True once the graph was asked to stop (live sources/sinks should wrap up)."""
+        return self._runtime is not None and (self._runtime.stopping.is_set()
+                                              or self._runtime.abort.is_set())
+
+    def end_stream(self) -> None:
+        """Declare that this block is done after the current work call (e.g. ``head``)."""
+        self._ended = True
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Increment a named counter shown in the stats (drops, malformed frames, misses...)."""
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    # ---- outputs besides items -----------------------------------------------------------
+    def emit(self, msg: dict, port: str | None = None) -> None:
+        """Send a message (a dict) on a message output port (the first one if not named)."""
+        if self._emit_hook is not None:
+            self._emit_hook(port, msg)
+        else:
+            self._messages.append((port, msg))
+
+    def add_tag(self, index: int, key: str, value: Any, port: str | None = None) -> None:
+        """Attach a tag to item ``index`` (relative to the chunk returned by this work call)."""
+        self._out_tags.append((port, index, key, value))
+
+    def take_messages(self) -> list[dict]:
+        """Messages emitted while used outside a flow graph (and clears them)."""
+        msgs = [m for _, m in self._messages]
+        self._messages.clear()
+        return msgs
+
+    # ---- use outside a flow graph --------------------------------------------------------
+    def process(self, *inputs):
+        """Run the block on plain numpy arrays, keeping state between calls (stream order)."""
+        raise CvstreamError(f"{self.type_name} cannot be used with process()")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+
+def _as_outputs(result, n_out: int) -> tuple:
+    if n_out == 1 and not isinstance(result, tuple):
+        return (result,)
+    return tuple(result)
+
+
+class Source(Block):
+    """Produces items. ``work()`` returns an array (or a tuple, one per output), None when no
+    data is ready yet, or raises EndOfStream. ``live`` sources may drop when downstream is full."""
+
+    kind = "source"
+    live: ClassVar[bool] = False
+
+    def total_items(self) -> int | None:
+        """Items this source will produce, when known (drives the progress bar)."""
+        return None
+
+    def process(self, *inputs):
+        raise CvstreamError("sources have no inputs; iterate with read() instead")
+
+    def read(self, max_chunks: int | None = None):
+        """Yield chunks (arrays) outside a flow graph until the end of the stream."""
+        from .errors import EndOfStream
+        self.start()
+        try:
+            n = 0
+            while max_chunks is None or n < max_chunks:
+                try:
+                    out = self.work()
+                except EndOfStream:
+                    return
+                if out is not None:
+                    n += 1
+                    yield out
+        finally:
+            self.stop()
+
+
+class SyncBlock(Block):
+    """One item out for every item in. ``work(*inputs)`` returns array(s) of equal length."""
+
+    kind = "sync"
+
+    def process(self, *inputs):
+        arrays = [np.asarray(x) for x in inputs]
+        result = self.work(*arrays)
+        self.offset += len(arrays[0]) if arrays else 0
+        return result
+
+
+class Sink(Block):
+    """Consumes items (and/or messages); ``work(*inputs)`` returns nothing."""
+
+    kind = "sink"
+
+    def process(self, *inputs):
+        self.work(*[np.asarray(x) for x in inputs])
+        self.offset += len(inputs[0]) if inputs else 0
+
+
+class RateBlock(Block):
+    """Changes the item rate by interp/decim and may look at ``history`` past items.
+
+    The runtime hands ``work`` the last ``history`` items followed by n new items, n a
+    multiple of ``decim`` (exactly ``decim`` when ``max_chunks`` is 1); work returns
+    n * interp / decim items. At end of stream a partial chunk is zero-padded and the
+    output trimmed to match (``pad_tail`` False drops it instead, counted as tail_dropped).
+    """
+
+    kind = "rate"
+    decim: int = 1
+    interp: int = 1
+    history: int = 0
+    max_chunks: int | None = None
+    pad_tail: bool = True
+
+    def process(self, *inputs):
+        """Stream arrays through the block; returns what could be produced so far."""
+        if not hasattr(self, "_standalone_inputs"):
+            self._standalone_inputs = [
+                RateInput(self.history, self.decim, np.asarray(x).dtype, np.shape(x)[1:])
+                for x in inputs]
+        for acc, x in zip(self._standalone_inputs, inputs):
+            acc.push(np.asarray(x))
+        return self._drain(final=False)
+
+    def flush(self):
+        """End of stream outside a flow graph: pad the partial chunk and return the rest."""
+        return self._drain(final=True)
+
+    def _drain(self, final: bool):
+        accs = self._standalone_inputs
+        pieces = []
+        while True:
+            n = min(a.available for a in accs)
+            step = self.decim * (self.max_chunks or max(1, n // self.decim))
+            n = min(n - n % self.decim, step)
+            if n <= 0:
+                break
+            outs = _as_outputs(self.work(*[a.take(n) for a in accs]), len(self.outputs()))
+            pieces.append(outs)
+        if final:
+            rest = min(a.available for a in accs)
+            if rest > 0 and self.pad_tail:
+                keep = -(-rest * self.interp // self.decim)
+                outs = _as_outputs(self.work(*[a.take_padded(self.decim) for a in accs]),
+                                   len(self.outputs()))
+                pieces.append(tuple(o[:keep] for o in outs))
+        if not pieces:
+            return None
+        joined = tuple(np.concatenate(parts) for parts in zip(*pieces))
+        return joined[0] if len(joined) == 1 else joined
+
+    def rebase(self, tags: list[Tag], in_start: int, out_start: int) -> list[Tag]:
+        return rebase_tags(tags, in_start, out_start, self.interp, self.decim)

@@ -1,0 +1,177 @@
+"""``cvstream`` command line: run, validate, blocks."""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from . import __version__
+from .errors import CvstreamError, GraphErrors
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _say(msg: str) -> None:
+    print(f"cvstream: {msg}", file=sys.stderr)
+
+
+def _load(path: str, sets: list[str]):
+    from .loader import load_graph, parse_overrides
+    graph = load_graph(path, parse_overrides(sets))
+    graph.validate()
+    return graph
+
+
+def cmd_validate(args) -> int:
+    status = EXIT_OK
+    for path in args.graphs:
+        try:
+            graph = _load(path, args.set)
+        except CvstreamError as exc:
+            print(str(exc), file=sys.stderr)
+            status = EXIT_USAGE
+            continue
+        print(f"{path}: ok ({len(graph.nodes)} blocks, {len(graph.connections)} connections)")
+    return status
+
+
+class _Live:
+    """Progress bar / live stats on a terminal (stderr), silent otherwise."""
+
+    def __init__(self, sched, show_stats: bool):
+        self.sched = sched
+        self.show_stats = show_stats
+        self.tty = sys.stderr.isatty()
+        self.drawn = 0
+
+    def tick(self) -> None:
+        if not self.tty:
+            return
+        from .stats import format_table
+        text = ""
+        prog = self.sched.progress()
+        if prog:
+            done, total = prog
+            frac = min(1.0, done / total)
+            bar = "#" * int(frac * 30)
+            text = f"[{bar:<30}] {100 * frac:5.1f}%  {done}/{total} items"
+        if self.show_stats:
+            text = format_table(self.sched.snapshot()) + ("\n" + text if text else "")
+        self.clear()
+        if text:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+            self.drawn = text.count("\n") + 1
+
+    def clear(self) -> None:
+        if self.tty and self.drawn:
+            sys.stderr.write(f"\x1b[{self.drawn}F\x1b[J")
+            self.drawn = 0
+
+
+def cmd_run(args) -> int:
+    from .scheduler import Scheduler
+    from .stats import format_table, write_json
+    try:
+        graph = _load(args.graph, args.set)
+        sched = Scheduler(graph)
+    except CvstreamError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    interrupted = []
+
+    def on_signal(signum, _frame):
+        if interrupted:
+            _say("second interrupt: aborting")
+            sched.abort()
+        else:
+            _say(f"{signal.Signals(signum).name}: draining and closing sinks "
+                 "(again to abort)")
+            sched.stop()
+        interrupted.append(signum)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    live = _Live(sched, args.stats)
+    sched.start()
+    sched.wait(tick=live.tick)
+    live.clear()
+    snap = sched.snapshot()
+    if args.stats:
+        print(format_table(snap), file=sys.stderr)
+    if args.stats_json:
+        try:
+            write_json(snap, args.stats_json)
+        except OSError as exc:
+            _say(f"cannot write stats to {args.stats_json}: {exc.strerror}")
+    if sched.failure is not None:
+        _say(f"error: {sched.failure}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_blocks(args) -> int:
+    from .docs import graph_schema, render, summary
+    from .registry import block_types, lookup
+    types = block_types()
+    if args.schema:
+        print(json.dumps(graph_schema(types), indent=2))
+        return EXIT_OK
+    if args.type:
+        try:
+            print(render(lookup(args.type)), end="")
+        except CvstreamError as exc:
+            _say(str(exc))
+            return EXIT_USAGE
+        return EXIT_OK
+    width = max(len(n) for n in types) + 2
+    for name, cls in types.items():
+        print(f"{name:<{width}}{cls.kind:<8}{summary(cls)}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cvstream", description="Streaming runtime for "
+                                     "complex-valued signal processing and inference.")
+    parser.add_argument("--version", action="version", version=f"cvstream {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    setter = dict(action="append", default=[], metavar="NAME=VALUE",
+                  help="override a variable (NAME=VALUE) or a parameter (BLOCK.PARAM=VALUE)")
+
+    p = sub.add_parser("run", help="run a YAML flow graph")
+    p.add_argument("graph")
+    p.add_argument("--set", **setter)
+    p.add_argument("--stats", action="store_true", help="print per-block stats at exit "
+                   "(refreshed live on a terminal)")
+    p.add_argument("--stats-json", metavar="PATH", help="write the stats as JSON")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check flow graphs without running them")
+    p.add_argument("graphs", nargs="+")
+    p.add_argument("--set", **setter)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("blocks", help="list blocks, or document one")
+    p.add_argument("type", nargs="?")
+    p.add_argument("--schema", action="store_true", help="print the JSON Schema of a graph")
+    p.set_defaults(func=cmd_blocks)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GraphErrors as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except CvstreamError as exc:
+        _say(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

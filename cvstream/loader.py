@@ -1,0 +1,232 @@
+"""Load a YAML flow graph into a Graph, keeping the source line of everything.
+
+Format::
+
+    variables: {rate: 1e6}
+    blocks:
+      src:  {type: signal_source, rate: ${rate}, freq: 1e3}
+      gain: {type: multiply_const, k: 0.5}
+      snk:  {type: null_sink}
+    connections:
+      - src -> gain
+      - gain.out -> snk.in
+      - {src: gain, dst: snk, buffer: 65536}    # per-connection buffer (items)
+
+Only YAML literals are read (safe loading); ``${name}`` substitutes a variable: alone, the
+value keeps its type; inside a longer string it is formatted into it.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from .errors import CvstreamError, GraphError, GraphErrors, ParamError
+from .graph import Graph
+from .registry import lookup
+
+TOP_KEYS = ("variables", "blocks", "connections")
+VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _value(node: yaml.Node) -> Any:
+    return yaml.constructor.SafeConstructor().construct_document(node)
+
+
+def _pairs(node: yaml.Node, what: str, source: str) -> list[tuple[str, yaml.Node, int]]:
+    if not isinstance(node, yaml.MappingNode):
+        raise GraphError(f"'{what}' must be a mapping", source, _line(node))
+    out, seen = [], set()
+    for key_node, value_node in node.value:
+        key = _value(key_node)
+        if not isinstance(key, str):
+            raise GraphError(f"key {key!r} in '{what}' must be a string", source, _line(key_node))
+        if key in seen:
+            raise GraphError(f"'{key}' appears twice in '{what}'", source, _line(key_node))
+        seen.add(key)
+        out.append((key, value_node, _line(key_node)))
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["rate=2e6", "src.freq=1e3"]`` -> values parsed as YAML literals."""
+    out = {}
+    for item in items or []:
+        key, eq, text = item.partition("=")
+        if not eq or not key.strip():
+            raise CvstreamError(f"--set '{item}': expected NAME=VALUE or BLOCK.PARAM=VALUE")
+        try:
+            out[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = text
+    return out
+
+
+def load_graph(path: str, overrides: dict[str, Any] | None = None) -> Graph:
+    """Read and build (not validate) the graph in ``path``; raises GraphError(s)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise GraphError(f"cannot read flow graph: {exc.strerror}", path) from None
+    return load_graph_text(text, path, overrides)
+
+
+def load_graph_text(text: str, source: str = "<graph>",
+                    overrides: dict[str, Any] | None = None) -> Graph:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise GraphError(f"YAML syntax error: {exc.problem or exc}", source, line) from None
+    except yaml.YAMLError as exc:
+        raise GraphError(f"YAML error: {exc}", source) from None
+    if root is None:
+        raise GraphError("the flow graph is empty", source)
+    sections = {k: (v, line) for k, v, line in _pairs(root, "flow graph", source)}
+    for key, (_, line) in sections.items():
+        if key not in TOP_KEYS:
+            raise GraphError(f"unknown section '{key}' (sections: {', '.join(TOP_KEYS)})",
+                             source, line)
+    overrides = dict(overrides or {})
+    variables = _variables(sections, source, overrides)
+    graph = Graph(source)
+    errors: list[GraphError] = []
+    block_params = _block_overrides(overrides, sections, source)
+    if "blocks" not in sections:
+        raise GraphError("the flow graph has no 'blocks' section", source)
+    for name, node, line in _pairs(sections["blocks"][0], "blocks", source):
+        try:
+            _add_block(graph, name, node, line, variables, block_params.get(name, {}), source)
+        except GraphError as exc:
+            errors.append(exc)
+    if errors:
+        raise GraphErrors(errors)
+    conns = sections.get("connections")
+    if conns is not None:
+        _add_connections(graph, conns[0], variables, source, errors)
+    if errors:
+        raise GraphErrors(errors)
+    return graph
+
+
+def _variables(sections, source, overrides) -> dict[str, Any]:
+    variables: dict[str, Any] = {}
+    if "variables" in sections:
+        node = sections["variables"][0]
+        if not (isinstance(node, yaml.ScalarNode) and node.value == ""):
+            for key, vnode, _ in _pairs(node, "variables", source):
+                variables[key] = _value(vnode)
+    for key in list(overrides):
+        if "." not in key:
+            if key not in variables:
+                raise GraphError(f"--set {key}: no such variable (variables: "
+                                 f"{', '.join(variables) or 'none'})", source)
+            variables[key] = overrides.pop(key)
+    return variables
+
+
+def _block_overrides(overrides, sections, source) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    names = set()
+    if "blocks" in sections and isinstance(sections["blocks"][0], yaml.MappingNode):
+        names = {_value(k) for k, _ in sections["blocks"][0].value}
+    for key, value in overrides.items():
+        block, _, param = key.partition(".")
+        if block not in names:
+            raise GraphError(f"--set {key}: no block named '{block}'", source)
+        out.setdefault(block, {})[param] = value
+    return out
+
+
+def substitute(value: Any, variables: dict[str, Any]) -> Any:
+    """Replace ``${name}`` in strings (recursively in lists and dicts)."""
+    if isinstance(value, str):
+        whole = VAR_RE.fullmatch(value.strip())
+        if whole:
+            return _lookup(whole.group(1), variables)
+        return VAR_RE.sub(lambda m: str(_lookup(m.group(1), variables)), value)
+    if isinstance(value, list):
+        return [substitute(v, variables) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, variables) for k, v in value.items()}
+    return value
+
+
+def _lookup(name: str, variables: dict[str, Any]) -> Any:
+    if name not in variables:
+        raise KeyError(name)
+    return variables[name]
+
+
+def _add_block(graph, name, node, line, variables, overrides, source):
+    entries = _pairs(node, f"blocks.{name}", source)
+    params: dict[str, Any] = {}
+    lines: dict[str, int] = {}
+    type_name = None
+    for key, vnode, kline in entries:
+        try:
+            value = substitute(_value(vnode), variables)
+        except KeyError as exc:
+            raise GraphError(f"block '{name}': parameter '{key}': unknown variable "
+                             f"'${{{exc.args[0]}}}'", source, kline) from None
+        if key == "type":
+            type_name = value
+        else:
+            params[key] = value
+            lines[key] = kline
+    if type_name is None:
+        raise GraphError(f"block '{name}' has no 'type'", source, line)
+    for key, value in overrides.items():
+        params[key] = value
+    try:
+        cls = lookup(str(type_name))
+    except CvstreamError as exc:
+        raise GraphError(f"block '{name}': {exc}", source, line) from None
+    try:
+        block = cls(name=name, **params)
+    except ParamError as exc:
+        raise GraphError(f"block '{name}' ({type_name}): {exc}", source,
+                         lines.get(exc.field, line)) from None
+    except CvstreamError as exc:
+        raise GraphError(f"block '{name}' ({type_name}): {exc}", source, line) from None
+    graph.add(name, block, line)
+
+
+def _add_connections(graph, node, variables, source, errors):
+    if not isinstance(node, yaml.SequenceNode):
+        errors.append(GraphError("'connections' must be a list", source, _line(node)))
+        return
+    for item in node.value:
+        line = _line(item)
+        value = _value(item)
+        try:
+            if isinstance(value, str):
+                src, arrow, dst = value.partition("->")
+                if not arrow or not src.strip() or not dst.strip():
+                    raise GraphError(f"connection '{value}' must look like 'src -> dst' or "
+                                     "'src.port -> dst.port'", source, line)
+                graph.connect(src.strip(), dst.strip(), line=line)
+            elif isinstance(value, dict) and {"src", "dst"} <= set(value):
+                extra = set(value) - {"src", "dst", "buffer"}
+                if extra:
+                    raise GraphError(f"connection has unknown key(s) {', '.join(sorted(extra))}"
+                                     " (keys: src, dst, buffer)", source, line)
+                buffer = substitute(value.get("buffer"), variables)
+                if buffer is not None and (not isinstance(buffer, int) or buffer < 1):
+                    raise GraphError(f"connection buffer must be a positive item count, "
+                                     f"got {buffer!r}", source, line)
+                graph.connect(str(value["src"]), str(value["dst"]), buffer, line)
+            else:
+                raise GraphError("a connection is 'src -> dst' or {src: ..., dst: ..., "
+                                 "buffer: N}", source, line)
+        except GraphError as exc:
+            errors.append(exc)
+        except KeyError as exc:
+            errors.append(GraphError(f"unknown variable '${{{exc.args[0]}}}'", source, line))

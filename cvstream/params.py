@@ -1,0 +1,211 @@
+"""Parameter declarations: one ``Param`` per block setting, with type, default, unit and doc.
+
+From these the runtime derives validation (with the field named in every error), the
+``cvstream blocks`` documentation and the YAML schema.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .dtypes import canonical_dtype, normalize_shape
+from .errors import ParamError
+
+REQUIRED = object()
+
+
+def _number_from_text(text: str) -> complex | float | int:
+    text = text.strip().replace("_", "")
+    for convert in (int, float, complex):
+        try:
+            return convert(text.replace(" ", ""))
+        except ValueError:
+            continue
+    raise ValueError(f"'{text}' is not a number")
+
+
+class Kind:
+    """A parameter value type: a name for docs/schema and a coercion function."""
+
+    def __init__(self, name: str, schema: dict):
+        self.name = name
+        self.schema = schema
+
+    def coerce(self, value: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class _Int(Kind):
+    def coerce(self, value):
+        if isinstance(value, str):
+            value = _number_from_text(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected an integer, got {value!r}")
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"expected an integer, got {value!r}")
+        return int(value)
+
+
+class _Float(Kind):
+    def coerce(self, value):
+        if isinstance(value, str):
+            value = _number_from_text(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {value!r}")
+        return float(value)
+
+
+class _Complex(Kind):
+    def coerce(self, value):
+        if isinstance(value, str):
+            value = _number_from_text(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float, complex)):
+            raise ValueError(f"expected a (complex) number, got {value!r}")
+        return complex(value)
+
+
+class _Bool(Kind):
+    def coerce(self, value):
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"expected true or false, got {value!r}")
+
+
+class _Str(Kind):
+    def coerce(self, value):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"expected a string, got {value!r}")
+
+
+class _Dtype(Kind):
+    def coerce(self, value):
+        return canonical_dtype(value)
+
+
+class _Shape(Kind):
+    def coerce(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
+            raise ValueError(f"expected an int or a list of ints, got {value!r}")
+        return normalize_shape(value)
+
+
+class _Any(Kind):
+    def coerce(self, value):
+        return value
+
+
+class _InputFile(Kind):
+    def coerce(self, value):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"expected a file path, got {value!r}")
+        return value
+
+    @staticmethod
+    def check(path: str) -> str | None:
+        if not os.path.exists(path):
+            return f"file '{path}' does not exist"
+        if os.path.isdir(path):
+            return f"'{path}' is a directory, not a file"
+        if not os.access(path, os.R_OK):
+            return f"file '{path}' is not readable"
+        return None
+
+
+class _OutputFile(Kind):
+    def coerce(self, value):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"expected a file path, got {value!r}")
+        return value
+
+    @staticmethod
+    def check(path: str) -> str | None:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            return f"directory '{parent}' for output '{path}' does not exist"
+        if not os.access(parent, os.W_OK):
+            return f"directory '{parent}' is not writable"
+        return None
+
+
+INT = _Int("int", {"type": "integer"})
+FLOAT = _Float("float", {"type": "number"})
+COMPLEX = _Complex("complex", {"type": ["number", "string"]})
+BOOL = _Bool("bool", {"type": "boolean"})
+STR = _Str("str", {"type": "string"})
+DTYPE = _Dtype("dtype", {"type": "string"})
+SHAPE = _Shape("shape", {"type": ["integer", "array"], "items": {"type": "integer"}})
+ANY = _Any("any", {})
+INPUT_FILE = _InputFile("input file", {"type": "string"})
+OUTPUT_FILE = _OutputFile("output file", {"type": "string"})
+
+_BY_PYTYPE = {int: INT, float: FLOAT, complex: COMPLEX, bool: BOOL, str: STR}
+
+
+class Param:
+    """Declares one block parameter (a class attribute of the block).
+
+    ``Param(float, default=1.0, unit="Hz", doc="...", min=0)``. After construction the block
+    instance has a plain attribute of the same name holding the coerced value.
+    """
+
+    def __init__(self, kind, default: Any = REQUIRED, doc: str = "", unit: str = "",
+                 choices=None, min=None, max=None):
+        self.kind: Kind = _BY_PYTYPE.get(kind, kind)
+        self.default = default
+        self.doc = doc
+        self.unit = unit
+        self.choices = tuple(choices) if choices is not None else None
+        self.min = min
+        self.max = max
+        self.name = ""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        raise AttributeError(self.name)  # instance value lives in __dict__
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def coerce(self, value: Any) -> Any:
+        """Validate and convert a user value; raises ParamError naming this field."""
+        if value is None and self.default is None:
+            return None
+        try:
+            value = self.kind.coerce(value)
+        except ValueError as exc:
+            raise ParamError(self.name, str(exc)) from None
+        if self.choices is not None and value not in self.choices:
+            raise ParamError(self.name, f"{value!r} is not one of {', '.join(map(str, self.choices))}")
+        if self.min is not None and value < self.min:
+            raise ParamError(self.name, f"{value!r} is below the minimum {self.min}")
+        if self.max is not None and value > self.max:
+            raise ParamError(self.name, f"{value!r} is above the maximum {self.max}")
+        return value
+
+    def schema(self) -> dict:
+        out = dict(self.kind.schema)
+        if self.choices is not None:
+            out["enum"] = list(self.choices)
+        if self.min is not None:
+            out["minimum"] = self.min
+        if self.max is not None:
+            out["maximum"] = self.max
+        if self.doc:
+            out["description"] = self.doc + (f" [{self.unit}]" if self.unit else "")
+        if not self.required and self.default is not None:
+            out["default"] = _jsonable(self.default)
+        return out
+
+
+def _jsonable(value):
+    if isinstance(value, complex):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value

@@ -1,0 +1,344 @@
+"""Runs one block in its own thread: moves chunks from input buffers through ``work`` to
+output buffers, keeping offsets, tags, stats and end of stream right for each block kind."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .block import Block, _as_outputs
+from .buffers import Aborted, StreamBuffer
+from .chunk import Chunk, Tag
+from .dtypes import PortType
+from .errors import CvstreamError, EndOfStream
+from .rechunk import RateInput
+from .stats import BlockStats
+
+IDLE_WAIT = 0.2
+
+
+class RunContext:
+    """Shared by all runners of one graph: stop/abort flags and the first failure."""
+
+    def __init__(self):
+        self.stopping = threading.Event()
+        self.abort = threading.Event()
+        self.failure: BaseException | None = None
+        self._lock = threading.Lock()
+        self.wakes: list[threading.Event] = []
+
+    def fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self.failure is None:
+                self.failure = exc
+        self.abort.set()
+        for wake in self.wakes:
+            wake.set()
+
+
+@dataclass
+class OutPort:
+    name: str
+    type: PortType | None  # None: message port
+    buffers: list[StreamBuffer] = field(default_factory=list)
+    written: int = 0
+
+
+@dataclass
+class InPort:
+    name: str
+    type: PortType | None
+    buffers: list[StreamBuffer] = field(default_factory=list)
+
+    @property
+    def buffer(self) -> StreamBuffer:
+        return self.buffers[0]
+
+
+class BlockRunner:
+    def __init__(self, block: Block, ctx: RunContext):
+        self.block = block
+        self.ctx = ctx
+        self.wake = threading.Event()
+        ctx.wakes.append(self.wake)
+        self.stats = BlockStats(block.name, block.type_name)
+        self.inputs: dict[str, InPort] = {}
+        self.outputs: dict[str, OutPort] = {}
+        self.thread = threading.Thread(target=self.run, name=f"cvstream:{block.name}",
+                                       daemon=True)
+        block._emit_hook = self._emit
+        block._runtime = ctx
+
+    # ---- wiring --------------------------------------------------------------------------
+    def add_input(self, port: str, ptype, buf: StreamBuffer) -> None:
+        self.inputs.setdefault(port, InPort(port, ptype)).buffers.append(buf)
+
+    def add_output(self, port: str, ptype, buf: StreamBuffer) -> None:
+        self.outputs.setdefault(port, OutPort(port, ptype)).buffers.append(buf)
+
+    def _declare_unconnected(self):
+        for p in self.block.outputs():
+            self.outputs.setdefault(p.name, OutPort(p.name, None if p.is_message else
+                                                    p.fixed_type()))
+        self.stream_out = [o for o in self.outputs.values() if not _is_msg(self.block, o.name)]
+        self.msg_out = [o for o in self.outputs.values() if _is_msg(self.block, o.name)]
+        self.stream_in = [i for i in self.inputs.values() if i.type is not None]
+        self.msg_in = [i for i in self.inputs.values() if i.type is None]
+
+    # ---- thread body -----------------------------------------------------------------------
+    def run(self) -> None:
+        block = self.block
+        self._declare_unconnected()
+        try:
+            block.start()
+            if block.kind == "source":
+                self._run_source()
+            else:
+                self._run_consumer()
+        except Aborted:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - any block error stops the graph
+            self.ctx.fail(_failure(block, exc))
+        finally:
+            try:
+                block.stop()
+            except Exception as exc:  # noqa: BLE001
+                self.ctx.fail(_failure(block, exc))
+            for port in self.outputs.values():
+                for buf in port.buffers:
+                    buf.close()
+            for port in self.inputs.values():
+                for buf in port.buffers:
+                    buf.abandon()
+            self.stats.ended = time.perf_counter()
+
+    def _abandoned(self) -> bool:
+        """Every consumer downstream has finished: nothing we produce is wanted."""
+        outs = [b for o in self.outputs.values() for b in o.buffers]
+        return bool(outs) and all(b.abandoned for b in outs)
+
+    def _run_source(self) -> None:
+        block, ctx = self.block, self.ctx
+        drop = bool(getattr(block, "drop_when_full", False))
+        if block.total_items() is not None:
+            self.stats.total_items = block.total_items()
+        while not ctx.stopping.is_set():
+            if ctx.abort.is_set():
+                raise Aborted
+            try:
+                t0 = time.perf_counter()
+                result = block.work()
+                self.stats.record(time.perf_counter() - t0)
+            except EndOfStream:
+                break
+            if result is not None:
+                self._push(_as_outputs(result, len(self.stream_out)), [], None, block=not drop)
+            if getattr(block, "_ended", False) or self._abandoned():
+                break
+
+    def _run_consumer(self) -> None:
+        block, ctx = self.block, self.ctx
+        step = self._step_rate if block.kind == "rate" else self._step_sync
+        if block.kind == "rate":
+            self._accs = [RateInput(block.history, block.decim, p.type.np_dtype, p.type.shape)
+                          for p in self.stream_in]
+            self._next = [None] * len(self.stream_in)
+            self._tags: list[list[Tag]] = [[] for _ in self.stream_in]
+        stream_done = not self.stream_in
+        finished = False
+        while True:
+            if ctx.abort.is_set():
+                raise Aborted
+            self.wake.clear()
+            progressed = self._handle_messages()
+            if not stream_done:
+                status = step()
+                progressed = progressed or status == "ran"
+                stream_done = status == "done" or getattr(block, "_ended", False)
+                if not stream_done and self._abandoned():
+                    return
+            if stream_done and not finished:
+                finished = True
+                self._finish()
+            if stream_done and all(b.exhausted for p in self.msg_in for b in p.buffers):
+                self._handle_messages()
+                return
+            if not progressed:
+                self.wake.wait(IDLE_WAIT)
+
+    def _finish(self) -> None:
+        block = self.block
+        if block.kind == "rate":
+            self._flush_rate_tail()
+        result = block.finish()
+        if result is not None:
+            self._push(_as_outputs(result, len(self.stream_out)), [], None)
+
+    def _handle_messages(self) -> bool:
+        handled = False
+        for port in self.msg_in:
+            for buf in port.buffers:
+                while len(buf):
+                    msg = buf.pop()
+                    self.stats.msgs_in += 1
+                    self.block.on_message(port.name, msg)
+                    handled = True
+        return handled
+
+    # ---- sync blocks and sinks ---------------------------------------------------------------
+    def _step_sync(self) -> str:
+        bufs = [p.buffer for p in self.stream_in]
+        lens = [b.front_len() for b in bufs]
+        if not all(lens):
+            return "done" if any(b.exhausted for b in bufs) else "wait"
+        n = min(lens)
+        chunks = [b.take(n) for b in bufs]
+        block = self.block
+        block.offset = chunks[0].offset
+        tags = [t for c in chunks for t in c.tags] if block.tag_propagation == "all" else []
+        block.input_tags = tags
+        t0 = time.perf_counter()
+        result = block.work(*[c.data for c in chunks])
+        self.stats.record(time.perf_counter() - t0)
+        self.stats.items_in += n * len(chunks)
+        if self.stream_out and result is not None:
+            outs = _as_outputs(result, len(self.stream_out))
+            ended = getattr(block, "_ended", False)
+            for port, arr in zip(self.stream_out, outs):
+                if len(arr) != n and not (ended and len(arr) < n):
+                    raise CvstreamError(f"work() returned {len(arr)} items on '{port.name}' "
+                                        f"for {n} in (a sync block keeps the count)")
+            self._push(outs, tags, chunks[0].offset)
+        return "ran"
+
+    # ---- rate-changing and fixed-chunk blocks -----------------------------------------------
+    def _step_rate(self) -> str:
+        block = self.block
+        target = block.decim * (block.max_chunks or 1)
+        for i, port in enumerate(self.stream_in):
+            buf, acc = port.buffer, self._accs[i]
+            while len(buf) and (acc.available < target or block.max_chunks is None):
+                chunk: Chunk = buf.pop()
+                if self._next[i] is None:
+                    self._next[i] = chunk.offset
+                acc.push(chunk.data)
+                self._tags[i].extend(chunk.tags)
+                if block.max_chunks is None and acc.available >= target * 64:
+                    break
+        n = min(a.available for a in self._accs)
+        n -= n % block.decim
+        if block.max_chunks:
+            n = min(n, target)
+        if n > 0:
+            self._run_rate(n, [a.take(n) for a in self._accs])
+            return "ran"
+        if any(p.buffer.exhausted for p in self.stream_in):
+            return "done"
+        return "wait"
+
+    def _run_rate(self, n: int, arrays, keep: int | None = None) -> None:
+        block = self.block
+        in_start = self._next[0] or 0
+        out_start = self.stream_out[0].written if self.stream_out else 0
+        tags: list[Tag] = []
+        for i in range(len(self._accs)):
+            start = self._next[i] or 0
+            mine = [t for t in self._tags[i] if t.offset < start + n]
+            self._tags[i] = [t for t in self._tags[i] if t.offset >= start + n]
+            if block.tag_propagation == "all":
+                tags.extend(block.rebase(mine, start, out_start))
+            self._next[i] = start + n
+        block.offset = in_start
+        block.input_tags = tags
+        t0 = time.perf_counter()
+        result = block.work(*arrays)
+        self.stats.record(time.perf_counter() - t0)
+        self.stats.items_in += n * len(arrays)
+        if not self.stream_out or result is None:
+            return
+        outs = _as_outputs(result, len(self.stream_out))
+        expect = n * block.interp // block.decim
+        for port, arr in zip(self.stream_out, outs):
+            if len(arr) != expect:
+                raise CvstreamError(f"work() returned {len(arr)} items on '{port.name}', "
+                                    f"expected {expect} for {n} in (rate "
+                                    f"{block.interp}/{block.decim})")
+        if keep is not None:
+            outs = tuple(a[:keep] for a in outs)
+        self._push(outs, tags, None, rebased=True)
+
+    def _flush_rate_tail(self) -> None:
+        block = self.block
+        rest = min(a.available for a in self._accs)
+        extra = sum(a.available - rest for a in self._accs)
+        if extra:
+            block.count("unpaired_items", extra)
+        if not rest:
+            return
+        if not block.pad_tail:
+            block.count("tail_dropped", rest)
+            return
+        for acc in self._accs:
+            acc.truncate(rest)
+        keep = -(-rest * block.interp // block.decim)
+        block.count("tail_padded", block.decim - rest)
+        self._run_rate(block.decim, [a.take_padded(block.decim) for a in self._accs], keep)
+
+    # ---- output --------------------------------------------------------------------------
+    def _push(self, outs, tags: list[Tag], in_start: int | None, block: bool = True,
+              rebased: bool = False) -> None:
+        added = self.block._out_tags
+        for port, arr in zip(self.stream_out, outs):
+            if arr is None:
+                continue
+            arr = _check_array(arr, port, self.block)
+            n = len(arr)
+            if n == 0:
+                continue
+            start = port.written
+            if rebased or in_start is None:
+                mine = [t for t in tags if t.offset < start + n]
+            else:
+                mine = [t._replace(offset=t.offset - in_start + start) for t in tags
+                        if t.offset - in_start < n]
+            if added:
+                mine = mine + [Tag(start + i, k, v, self.block.name)
+                               for p, i, k, v in added if p in (None, port.name)]
+            chunk = Chunk(arr, start, mine)
+            for buf in port.buffers:
+                if not buf.put(chunk, n, block=block):
+                    self.block.count("dropped_items", n)
+            port.written += n
+            self.stats.items_out += n
+        added.clear()
+
+    def _emit(self, port: str | None, msg) -> None:
+        targets = self.msg_out if port is None else [o for o in self.msg_out if o.name == port]
+        if not targets:
+            raise CvstreamError(f"emit() on unknown message port '{port}'")
+        for buf in targets[0].buffers:
+            buf.put(msg, 1)
+        self.stats.msgs_out += 1
+
+
+def _is_msg(block: Block, name: str) -> bool:
+    return any(p.name == name and p.is_message for p in block.ports())
+
+
+def _check_array(arr, port: OutPort, block: Block) -> np.ndarray:
+    if not isinstance(arr, np.ndarray):
+        arr = np.asarray(arr)
+    want = port.type
+    if want is not None and (arr.dtype != want.np_dtype or arr.shape[1:] != want.shape):
+        raise CvstreamError(f"work() returned {arr.dtype}{list(arr.shape[1:])} items on "
+                            f"'{port.name}', declared {want}")
+    if arr.flags.writeable:
+        arr.flags.writeable = False
+    return arr
+
+
+def _failure(block: Block, exc: BaseException):
+    from .errors import BlockFailure
+    return BlockFailure(block.name, block.type_name, exc)

@@ -1,0 +1,1 @@
+"""cvstream model families: network definitions, synthesizers, training and export."""
