@@ -39,7 +39,7 @@ class SampleFormat:
     def decode(self, raw: np.ndarray) -> np.ndarray:
         """Raw elements (flat or [n,2]) -> complex64 or float32 items."""
         if self.raw == np.float32:
-            x = np.ascontiguousarray(raw, dtype=np.float32).reshape(-1)
+            x = np.ascontiguousarray(raw).view(np.float32).reshape(-1)
         else:
             x = raw.reshape(-1).astype(np.float32)
             if self.bias:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import deque
 
 import numpy as np
 import zmq
@@ -77,7 +78,10 @@ class _Receiver:
 
 class _Sender:
     """Sends without ever hanging: retries while the peer is slow, gives up (counted) only
-    when the graph is stopping and ``stop_timeout`` has passed, or at once in drop mode."""
+    when the graph is stopping and ``stop_timeout`` has passed, or at once in drop mode.
+
+    Frames go out zero-copy; a tracker per frame tells when ZeroMQ is done with the memory,
+    so ``drain()`` at stop waits for delivery instead of freeing buffers still queued."""
 
     def __init__(self, sock, block, drop: bool, key: str = "", stop_timeout: float = 2.0):
         self.sock = sock
@@ -87,15 +91,17 @@ class _Sender:
         self.stop_timeout = stop_timeout
         self.poller = zmq.Poller()
         self.poller.register(sock, zmq.POLLOUT)
+        self._pending: deque = deque()  # (tracker, items) not yet handed to the kernel
 
-    def send(self, frames: list) -> bool:
+    def send(self, frames: list, items: int = 0) -> bool:
         if self.key:
             frames = [self.key] + frames
         waited_since = None
         while True:
             try:
-                self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
-                return True
+                tracker = self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False,
+                                                   track=True)
+                break
             except zmq.Again:
                 if self.drop:
                     return False
@@ -105,6 +111,30 @@ class _Sender:
                 if now - waited_since > self.stop_timeout:
                     return False
             self.poller.poll(POLL_MS)
+        pending = self._pending
+        pending.append((tracker, items))
+        while pending and pending[0][0].done:
+            pending.popleft()
+        return True
+
+    def drain(self) -> int:
+        """Wait (up to stop_timeout) until queued frames are sent; returns items not sent."""
+        deadline = time.monotonic() + self.stop_timeout
+        while self._pending:
+            tracker, _ = self._pending[0]
+            try:
+                tracker.wait(max(0.0, deadline - time.monotonic()))
+            except zmq.NotDone:
+                break
+            self._pending.popleft()
+        lost = sum(items for _, items in self._pending)
+        self._pending.clear()
+        return lost
+
+    def close(self) -> int:
+        lost = self.drain()
+        self.sock.close(linger=0 if lost else 1000)
+        return lost
 
 
 @register("zmq_source")
@@ -252,13 +282,16 @@ class ZmqSink(Sink):
         frames = [memoryview(data).cast("B")]
         if self.pass_tags:
             frames = [encode_header(self.offset, self.input_tags) + data.tobytes()]
-        if not self._tx.send(frames):
+        if not self._tx.send(frames, len(x)):
             self.count("dropped_items", len(x))
 
     def stop(self):
-        sock = getattr(self, "_sock", None)
-        if sock is not None:
-            sock.close()
+        if getattr(self, "_tx", None) is not None:
+            lost = self._tx.close()
+            if lost:
+                self.count("undelivered_items", lost)
+        elif getattr(self, "_sock", None) is not None:
+            self._sock.close(0)
 
 
 def _encode_message(msg, fmt: str) -> bytes:
@@ -299,12 +332,16 @@ class ZmqMsgSink(Sink):
         self._tx = _Sender(self._sock, self, drop=False)
 
     def on_message(self, port, msg):
-        if not self._tx.send([_encode_message(msg, self.format)]):
+        if not self._tx.send([_encode_message(msg, self.format)], 1):
             self.count("dropped_messages")
 
     def stop(self):
-        if getattr(self, "_sock", None) is not None:
-            self._sock.close()
+        if getattr(self, "_tx", None) is not None:
+            lost = self._tx.close()
+            if lost:
+                self.count("undelivered_messages", lost)
+        elif getattr(self, "_sock", None) is not None:
+            self._sock.close(0)
 
 
 @register("zmq_msg_source")

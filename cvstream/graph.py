@@ -114,12 +114,12 @@ class Graph:
         errors: list[GraphError] = []
         self._check_ports(errors)
         order = self._topological_order(errors)
-        if not errors and order:
-            self._resolve_types(order, errors)
         for node in self.nodes.values():
             for fieldname, msg in node.block.file_problems():
                 errors.append(self.error(f"block '{node.name}': parameter '{fieldname}': {msg}",
                                          node.line))
+        if not errors and order:
+            self._resolve_types(order, errors)
         if errors:
             raise GraphErrors(errors)
 

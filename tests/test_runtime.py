@@ -1,0 +1,244 @@
+"""The scheduler on real graphs: offsets, tags, rate changes, fixed chunks, EOS, errors."""
+import numpy as np
+import pytest
+
+from cvstream import Graph, In, Out, Param, RateBlock, Sink, Source, SyncBlock
+from cvstream.errors import BlockFailure, EndOfStream
+from cvstream.scheduler import Scheduler
+from cvstream.blocks.basic import Head, KeepOneInN, MultiplyConst, Repeat
+from cvstream.blocks.signal_source import SignalSource
+
+
+class ArraySource(Source):
+    """Emit a given array in chunks of given sizes, with tags. Example: test only. Ports: out."""
+
+    out = Out("complex64")
+
+    def __init__(self, data, sizes, tags=(), **kw):
+        super().__init__(**kw)
+        self.data, self.sizes, self.tags = data, list(sizes), list(tags)
+
+    def start(self):
+        self.pos, self.i = 0, 0
+
+    def work(self):
+        if self.pos >= len(self.data):
+            raise EndOfStream
+        n = self.sizes[self.i % len(self.sizes)]
+        self.i += 1
+        part = self.data[self.pos:self.pos + n]
+        for off, key, value in self.tags:
+            if self.pos <= off < self.pos + len(part):
+                self.add_tag(off - self.pos, key, value)
+        self.pos += len(part)
+        return part
+
+
+class Collect(Sink):
+    """Keep everything. Ports: in. Example: test only."""
+
+    inp = In(None, None)
+
+    def start(self):
+        self.parts, self.tags, self.offsets = [], [], []
+
+    def work(self, x):
+        self.offsets.append(self.offset)
+        self.parts.append(np.array(x))
+        self.tags.extend(self.input_tags)
+
+    @property
+    def data(self):
+        return np.concatenate(self.parts) if self.parts else np.zeros(0)
+
+
+class FixedChunk(RateBlock):
+    """Sees exactly 100 new items plus 28 of history, emits 10. Ports: in/out. Example: test."""
+
+    inp = In("complex64")
+    out = Out("complex64")
+    decim, interp, history, max_chunks = 100, 10, 28, 1
+
+    def start(self):
+        self.seen = []
+
+    def work(self, x):
+        self.seen.append(x.copy())
+        assert len(x) == 128
+        return x[28::10].copy()
+
+
+def run_chain(*blocks, capacity=None):
+    g = Graph()
+    names = []
+    for i, b in enumerate(blocks):
+        names.append(f"b{i}")
+        g.add(names[-1], b)
+    for a, b in zip(names, names[1:]):
+        g.connect(a, b, buffer=capacity)
+    sched = Scheduler(g)
+    sched.run(timeout=60)
+    return sched
+
+
+def ramp(n):
+    return (np.arange(n) + 1j * np.arange(n)).astype(np.complex64)
+
+
+def test_sync_chain_keeps_data_offsets_and_tags():
+    data = ramp(10000)
+    tags = [(0, "rx_rate", 1e6), (1234, "burst", 7), (9999, "end", True)]
+    src = ArraySource(data, [333, 1000, 7], tags)
+    sink = Collect()
+    run_chain(src, MultiplyConst(k=2), MultiplyConst(k=0.5), sink)
+    np.testing.assert_array_equal(sink.data, data)
+    assert [(t.offset, t.key, t.value) for t in sink.tags] == tags
+    assert sink.offsets[0] == 0 and sink.offsets == sorted(sink.offsets)
+
+
+def test_tags_rebased_through_rate_changes():
+    data = ramp(4000)
+    tags = [(0, "a", 1), (1001, "b", 2), (3999, "c", 3)]
+    sink = Collect()
+    run_chain(ArraySource(data, [777], tags), KeepOneInN(n=4), sink)
+    np.testing.assert_array_equal(sink.data, data[::4])
+    assert [(t.offset, t.key) for t in sink.tags] == [(0, "a"), (250, "b"), (999, "c")]
+    sink2 = Collect()
+    run_chain(ArraySource(data, [500], tags), Repeat(n=3), sink2)
+    np.testing.assert_array_equal(sink2.data, np.repeat(data, 3))
+    assert [t.offset for t in sink2.tags] == [0, 3003, 11997]
+
+
+def test_fixed_chunk_block_gets_exact_chunks_with_history():
+    data = ramp(1050)
+    fixed = FixedChunk()
+    sink = Collect()
+    sched = run_chain(ArraySource(data, [37, 250]), fixed, sink)
+    assert len(fixed.seen) == 11  # 10 full chunks + the zero-padded tail
+    np.testing.assert_array_equal(fixed.seen[0][:28], 0)
+    np.testing.assert_array_equal(fixed.seen[1][:28], data[72:100])
+    np.testing.assert_array_equal(fixed.seen[2][28:], data[200:300])
+    # 1050 items in -> 105 out; the tail chunk is padded, its output trimmed to 5 items
+    assert len(sink.data) == 105
+    np.testing.assert_array_equal(sink.data[:100], data[:1000:10])
+    assert sched.snapshot()["blocks"]["b1"]["counters"]["tail_padded"] == 50
+
+
+def test_standalone_process_equals_graph_output():
+    data = ramp(1050)
+    graph_sink = Collect()
+    run_chain(ArraySource(data, [64]), FixedChunk(), graph_sink)
+    block = FixedChunk()
+    block.start()
+    parts = [block.process(data[i:i + 301]) for i in range(0, 1050, 301)]
+    parts.append(block.flush())
+    standalone = np.concatenate([p for p in parts if p is not None])
+    np.testing.assert_array_equal(standalone, graph_sink.data)
+
+
+def test_head_ends_an_endless_source():
+    sink = Collect()
+    sched = run_chain(SignalSource(chunk=1000), Head(n=12345), sink)
+    assert len(sink.data) == 12345
+    assert not sched.running()
+
+
+def test_bounded_buffers_hold_back_a_fast_source():
+    class Slow(Sink):
+        """Slow consumer. Ports: in. Example: test."""
+        inp = In("complex64")
+
+        def work(self, x):
+            import time
+            time.sleep(0.001)
+
+    sched = run_chain(SignalSource(chunk=100, items=50000), Slow(), capacity=1000)
+    buf = next(iter(sched.buffers.values()))
+    assert buf.max_fill <= 1000
+    assert sched.snapshot()["blocks"]["b1"]["items_in"] == 50000
+
+
+def test_block_exception_stops_graph_naming_block():
+    class Boom(SyncBlock):
+        """Fails at the third call. Ports: in/out. Example: test."""
+        inp = In("complex64")
+        out = Out("complex64")
+
+        def start(self):
+            self.calls = 0
+
+        def work(self, x):
+            self.calls += 1
+            if self.calls == 3:
+                raise ValueError("bad sample")
+            return x
+
+    g = Graph()
+    g.add("src", SignalSource(chunk=100))
+    g.add("boom", Boom())
+    g.add("snk", Collect())
+    g.connect("src", "boom")
+    g.connect("boom", "snk")
+    sched = Scheduler(g)
+    with pytest.raises(BlockFailure) as err:
+        sched.run(timeout=30)
+    msg = str(err.value)
+    assert msg.startswith("block 'boom'") and msg.endswith("ValueError: bad sample")
+    assert not sched.running()
+
+
+def test_two_input_sync_block_aligns_inputs():
+    class Add(SyncBlock):
+        """a + b. Ports: a, b -> out. Example: test."""
+        a = In("complex64")
+        b = In("complex64")
+        out = Out("complex64")
+
+        def work(self, a, b):
+            return a + b
+
+    d = ramp(5000)
+    g = Graph()
+    g.add("s1", ArraySource(d, [123]))
+    g.add("s2", ArraySource(d * 2, [1000, 17]))
+    g.add("add", Add())
+    g.add("snk", Collect())
+    g.connect("s1", "add.a")
+    g.connect("s2", "add.b")
+    g.connect("add", "snk")
+    Scheduler(g).run(timeout=30)
+    np.testing.assert_array_equal(g.nodes["snk"].block.data, d * 3)
+
+
+def test_wrong_output_dtype_is_reported():
+    class Bad(SyncBlock):
+        """Returns float64. Ports: in/out. Example: test."""
+        inp = In("complex64")
+        out = Out("complex64")
+
+        def work(self, x):
+            return np.abs(x).astype(np.float64)
+
+    with pytest.raises(BlockFailure, match="returned float64"):
+        run_chain(SignalSource(items=100), Bad(), Collect())
+
+
+def test_stop_drains_and_ends_cleanly():
+    import threading
+    g = Graph()
+    g.add("src", SignalSource(chunk=1000))
+    g.add("snk", Collect())
+    g.connect("src", "snk")
+    sched = Scheduler(g)
+    sched.start()
+    threading.Timer(0.3, sched.stop).start()
+    assert sched.wait(timeout=10)
+    assert sched.failure is None
+    sink = g.nodes["snk"].block
+    produced = sched.snapshot()["blocks"]["src"]["items_out"]
+    assert len(sink.data) == produced > 0  # everything produced reached the sink
+
+
+def test_param_kinds_drive_the_chunk_block_docs():
+    from cvstream.docs import render
+    assert "rate block" in render(KeepOneInN)

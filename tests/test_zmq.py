@@ -1,0 +1,202 @@
+"""ZeroMQ blocks on real sockets, across real `cvstream run` processes."""
+import json
+import subprocess
+import time
+
+import numpy as np
+import zmq
+
+from conftest import cvstream_cmd, free_port, run_cli
+from cvstream import pmt
+from cvstream.chunk import Tag
+from cvstream.zmq_wire import encode_header
+
+
+def start(path, *extra):
+    return subprocess.Popen(cvstream_cmd("run", str(path), *extra), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_push_pull_across_processes_is_lossless(graph_file, tmp_path):
+    n = 10_000_000
+    rng = np.random.default_rng(7)
+    data = rng.standard_normal(2 * n, dtype=np.float32).view(np.complex64)
+    data.tofile(tmp_path / "in.cf32")
+    port = free_port()
+    rx = graph_file(f"""
+    blocks:
+      rx: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull,
+           idle_timeout: 3}}
+      snk: {{type: file_sink, path: {tmp_path / 'out.cf32'}}}
+    connections: [rx -> snk]
+    """)
+    tx = graph_file(f"""
+    blocks:
+      src: {{type: file_source, path: {tmp_path / 'in.cf32'}}}
+      tx: {{type: zmq_sink, address: "tcp://127.0.0.1:{port}", pattern: push}}
+    connections: [src -> tx]
+    """)
+    receiver = start(rx)
+    sender = start(tx)
+    assert sender.wait(120) == 0, sender.stderr.read()
+    assert receiver.wait(120) == 0, receiver.stderr.read()
+    out = np.fromfile(tmp_path / "out.cf32", dtype=np.complex64)
+    assert len(out) == n
+    assert out.tobytes() == data.tobytes()
+
+
+def _receiver(graph_file, tmp_path, port, extra=""):
+    path = graph_file(f"""
+    blocks:
+      rx: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull,
+           idle_timeout: 1.5, {extra}}}
+      snk: {{type: npy_sink, path: {tmp_path / 'rx.npy'}}}
+    connections: [rx -> snk]
+    """)
+    stats = tmp_path / "stats.json"
+    return start(path, "--stats-json", str(stats)), stats
+
+
+def _push(port):
+    sock = zmq.Context.instance().socket(zmq.PUSH)
+    sock.bind(f"tcp://127.0.0.1:{port}")
+    time.sleep(0.5)
+    return sock
+
+
+def test_malformed_raw_frames_are_dropped_and_counted(graph_file, tmp_path):
+    port = free_port()
+    proc, stats = _receiver(graph_file, tmp_path, port)
+    sock = _push(port)
+    good = np.arange(10, dtype=np.complex64)
+    sock.send(good.tobytes())
+    sock.send(b"\x01" * 13)  # not a multiple of 8 bytes
+    sock.send((good + 10).tobytes())
+    assert proc.wait(30) == 0
+    sock.close()
+    np.testing.assert_array_equal(np.load(tmp_path / "rx.npy"), np.arange(20))
+    report = json.loads(stats.read_text())
+    assert report["blocks"]["rx"]["counters"]["malformed"] == 1
+    assert "dropped frame" in proc.stderr.read()
+
+
+def test_bad_tagged_frames_dropped_stream_goes_on(graph_file, tmp_path):
+    port = free_port()
+    proc, stats = _receiver(graph_file, tmp_path, port, "pass_tags: true, max_frame: 4096")
+    sock = _push(port)
+    x = np.arange(4, dtype=np.complex64)
+    sock.send(encode_header(0, [Tag(1, "burst", 3)]) + x.tobytes())
+    sock.send(b"\x12\x34" + b"\x00" * 30)                                 # bad magic
+    sock.send(encode_header(4, [Tag(4, "k", 1)])[:12])                    # truncated
+    bad_pmt = bytearray(encode_header(4, [Tag(4, "k", 1)]) + x.tobytes())
+    bad_pmt[27] = 0xEE                                                    # key type byte
+    sock.send(bytes(bad_pmt))
+    sock.send(encode_header(4, []) + np.zeros(1000, np.complex64).tobytes())  # oversize
+    sock.send(encode_header(1004, []) + (x + 4).tobytes())                # gap of 1000
+    sock.send(encode_header(0, []) + (x + 8).tobytes())                   # restarted sender
+    assert proc.wait(30) == 0
+    sock.close()
+    np.testing.assert_array_equal(np.load(tmp_path / "rx.npy"), np.arange(12))
+    counters = json.loads(stats.read_text())["blocks"]["rx"]["counters"]
+    assert counters == {"bad_magic": 1, "truncated": 1, "bad_pmt": 1, "oversize": 1,
+                        "lost_items": 1000, "restarts": 1}
+
+
+def test_restarted_publisher_is_picked_up(graph_file, tmp_path):
+    port = free_port()
+    path = graph_file(f"""
+    blocks:
+      rx: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: sub,
+           idle_timeout: 2}}
+      snk: {{type: npy_sink, path: {tmp_path / 'rx.npy'}}}
+    connections: [rx -> snk]
+    """)
+    proc = start(path)
+    for round_ in range(2):
+        pub = zmq.Context.instance().socket(zmq.PUB)
+        pub.bind(f"tcp://127.0.0.1:{port}")
+        time.sleep(0.8)  # let the subscriber (re)connect
+        pub.send(np.full(5, round_ + 1, np.complex64).tobytes())
+        time.sleep(0.2)
+        pub.close(linger=1000)
+        time.sleep(0.3)
+    assert proc.wait(30) == 0, proc.stderr.read()
+    np.testing.assert_array_equal(np.load(tmp_path / "rx.npy"), [1] * 5 + [2] * 5)
+
+
+def test_pub_drop_mode_counts_drops(graph_file, tmp_path):
+    port = free_port()
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 1)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(f"tcp://127.0.0.1:{port}")  # connected, never reads
+    path = graph_file(f"""
+    blocks:
+      src: {{type: signal_source, items: 20000000, chunk: 65536}}
+      pace: {{type: throttle, rate: 20e6}}
+      tx: {{type: zmq_sink, address: "tcp://127.0.0.1:{port}", pattern: pub, hwm: 2,
+           drop: true}}
+    connections: [src -> pace, pace -> tx]
+    """)
+    stats = tmp_path / "s.json"
+    res = run_cli("run", str(path), "--stats-json", str(stats))
+    sub.close(0)
+    assert res.returncode == 0, res.stderr
+    dropped = json.loads(stats.read_text())["blocks"]["tx"]["counters"]["dropped_items"]
+    assert 0 < dropped < 20000000
+
+
+def test_live_source_drop_policy_counts(graph_file, tmp_path):
+    port = free_port()
+    path = graph_file(f"""
+    blocks:
+      rx: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull,
+           overflow: drop, idle_timeout: 1.5}}
+      slow: {{type: throttle, rate: 1000}}
+      snk: {{type: null_sink}}
+    connections:
+      - rx -> slow
+      - {{src: slow, dst: snk}}
+      # buffer sized to hold only 1000 items between rx and the throttle
+    """)
+    text = path.read_text().replace("- rx -> slow", "- {src: rx, dst: slow, buffer: 1000}")
+    path.write_text(text)
+    stats = tmp_path / "s.json"
+    proc = start(path, "--stats-json", str(stats))
+    sock = _push(port)
+    for _ in range(20):
+        sock.send(np.zeros(1000, np.complex64).tobytes())
+    assert proc.wait(60) == 0, proc.stderr.read()
+    sock.close()
+    report = json.loads(stats.read_text())
+    rx = report["blocks"]["rx"]
+    dropped = rx["counters"]["dropped_items"]
+    assert rx["items_out"] == 20000  # produced = delivered + dropped, nothing silent
+    assert dropped > 0
+    assert report["blocks"]["slow"]["items_in"] == 20000 - dropped
+
+
+def test_messages_over_zmq_as_json_and_pmt(graph_file, tmp_path):
+    port = free_port()
+    sub = zmq.Context.instance().socket(zmq.PULL)
+    sub.connect(f"tcp://127.0.0.1:{port}")
+    # a JSON message source (from a PUSH socket) -> PMT message sink
+    in_port = free_port()
+    path = graph_file(f"""
+    blocks:
+      rx: {{type: zmq_msg_source, address: "tcp://127.0.0.1:{in_port}", pattern: pull,
+           idle_timeout: 1.5}}
+      tx: {{type: zmq_msg_sink, address: "tcp://127.0.0.1:{port}", pattern: push,
+           format: pmt}}
+    connections: [rx -> tx]
+    """)
+    proc = start(path)
+    push = _push(in_port)
+    push.send(json.dumps({"label": "qpsk", "freq": 1.5e6, "n": 3}).encode())
+    push.send(b"{not json")
+    assert proc.wait(30) == 0, proc.stderr.read()
+    assert sub.poll(2000)
+    msg = pmt.deserialize(sub.recv())
+    assert msg == {"label": "qpsk", "freq": 1.5e6, "n": 3}
+    sub.close(0)
+    push.close(0)
