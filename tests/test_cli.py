@@ -1,0 +1,124 @@
+"""The `cvstream` command: run, stats, signals, failures, blocks."""
+import json
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from conftest import cvstream_cmd, run_cli
+
+ENDLESS = """
+blocks:
+  src: {{type: signal_source, waveform: noise, chunk: 4096}}
+  pace: {{type: throttle, rate: 2e6}}
+  snk: {{type: npy_sink, path: {out}}}
+connections: [src -> pace, pace -> snk]
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_drains_flushes_and_exits_zero(graph_file, tmp_path, sig):
+    out = tmp_path / "o.npy"
+    stats = tmp_path / "s.json"
+    proc = subprocess.Popen(cvstream_cmd("run", str(graph_file(ENDLESS.format(out=out))),
+                                         "--stats-json", str(stats)),
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    proc.send_signal(sig)
+    assert proc.wait(20) == 0
+    err = proc.stderr.read()
+    assert "draining" in err and "Traceback" not in err
+    report = json.loads(stats.read_text())["blocks"]
+    saved = np.load(out)  # a complete, valid file
+    assert len(saved) == report["src"]["items_out"] == report["snk"]["items_in"] > 100000
+
+
+def test_block_failure_is_one_line_exit_one(graph_file, tmp_path):
+    # a float32 stream into a ci16 file sink is a type error caught at validation...
+    bad = graph_file("""
+    blocks:
+      src: {type: signal_source, dtype: float32, items: 10}
+      snk: {type: file_sink, path: /tmp/x.ci16, format: ci16}
+    connections: [src -> snk]
+    """)
+    res = run_cli("run", str(bad))
+    assert res.returncode == 2 and "format ci16 takes complex64 items, got float32" in res.stderr
+    # ...while a sink that fails at run time stops the graph with one line naming it
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / "f.wav").mkdir()  # a directory where the file should go
+    run_fail = graph_file(f"""
+    blocks:
+      src: {{type: signal_source, dtype: float32, items: 100000}}
+      snk: {{type: audio_sink, path: {tmp_path / 'ro' / 'f.wav'}, rate: 8000}}
+    connections: [src -> snk]
+    """)
+    res = run_cli("run", str(run_fail))
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cvstream: error: block 'snk' (audio_sink)")
+    assert "Traceback" not in res.stderr
+
+
+def test_stats_table_and_json(graph_file, tmp_path):
+    path = graph_file("""
+    blocks:
+      src: {type: signal_source, items: 1000000}
+      gain: {type: multiply_const, k: 2}
+      snk: {type: null_sink}
+    connections: [src -> gain, gain -> snk]
+    """)
+    stats = tmp_path / "s.json"
+    res = run_cli("run", str(path), "--stats", "--stats-json", str(stats))
+    assert res.returncode == 0
+    assert "gain" in res.stderr and "p99 us" in res.stderr and "max fill" in res.stderr
+    report = json.loads(stats.read_text())
+    g = report["blocks"]["gain"]
+    assert g["items_in"] == g["items_out"] == 1000000
+    assert g["work_calls"] == 1000000 // 16384 + 1
+    assert 0 < g["work_p50_us"] <= g["work_p99_us"] <= g["work_max_us"]
+    buf = report["buffers"]["src.out -> gain.inp"]
+    assert 0 < buf["max_fill"] <= buf["capacity"]
+
+
+def test_blocks_listing_page_and_schema():
+    res = run_cli("blocks")
+    assert res.returncode == 0 and "zmq_source" in res.stdout and "fft" in res.stdout
+    page = run_cli("blocks", "zmq_source").stdout
+    assert "pass_tags" in page and "Example" in page and "idle_timeout" in page
+    schema = json.loads(run_cli("blocks", "--schema").stdout)
+    assert "blocks" in schema["properties"]
+    res = run_cli("blocks", "zmq_sorce")
+    assert res.returncode == 2 and "did you mean 'zmq_source'" in res.stderr
+
+
+def test_example_graphs_validate(tmp_path):
+    from pathlib import Path
+
+    import yaml
+    graphs = sorted(Path(__file__).parent.parent.joinpath("graphs").glob("*.yml"))
+    assert len(graphs) >= 4
+    for graph in graphs:
+        variables = yaml.safe_load(graph.read_text()).get("variables", {})
+        sets = []
+        if "input" in variables:  # graphs that read a file get a real one
+            (tmp_path / "in.raw").write_bytes(bytes(4096))
+            sets = ["--set", f"input={tmp_path / 'in.raw'}"]
+        if "output" in variables:
+            sets += ["--set", f"output={tmp_path / Path(str(variables['output'])).name}"]
+        res = run_cli("validate", str(graph), *sets)
+        assert res.returncode == 0, res.stderr
+
+
+def test_quickstart_runs(tmp_path):
+    from pathlib import Path
+    graph = Path(__file__).parent.parent / "graphs" / "quickstart.yml"
+    out = tmp_path / "spectra.npy"
+    res = run_cli("run", str(graph), "--set", f"output={out}", "--set", "head.n=2000000")
+    assert res.returncode == 0, res.stderr
+    spectra = np.load(out)
+    assert spectra.shape == (2000000 // 1024 // 64 + 1, 1024)
+    # the chirp sweeps 0.5..4.5 MHz of 20 MHz: its energy sits right of DC, none far left
+    power = 10 * np.log10((10 ** (spectra / 10)).mean(axis=0))
+    assert power[512 + 30:512 + 225].min() > power[:200].max() + 20
