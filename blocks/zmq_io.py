@@ -92,23 +92,18 @@ class _Sender:
         self.poller = zmq.Poller()
         self.poller.register(sock, zmq.POLLOUT)
         self._pending: deque = deque()  # (tracker, items) not yet handed to the kernel
+        self._stop_deadline: float | None = None
 
     def send(self, frames: list, items: int = 0) -> bool:
         if self.key:
             frames = [self.key] + frames
-        waited_since = None
         while True:
             try:
                 tracker = self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False,
                                                    track=True)
                 break
             except zmq.Again:
-                if self.drop:
-                    return False
-            now = time.monotonic()
-            if self.block.stopping:
-                waited_since = waited_since or now
-                if now - waited_since > self.stop_timeout:
+                if self.drop or self._past_stop_deadline():
                     return False
             self.poller.poll(POLL_MS)
         pending = self._pending
@@ -117,9 +112,17 @@ class _Sender:
             pending.popleft()
         return True
 
+    def _past_stop_deadline(self) -> bool:
+        """Once the graph stops, the peer gets ``stop_timeout`` seconds in all to keep up."""
+        if not self.block.stopping:
+            return False
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + self.stop_timeout
+        return time.monotonic() > self._stop_deadline
+
     def drain(self) -> int:
         """Wait (up to stop_timeout) until queued frames are sent; returns items not sent."""
-        deadline = time.monotonic() + self.stop_timeout
+        deadline = self._stop_deadline or time.monotonic() + self.stop_timeout
         while self._pending:
             tracker, _ = self._pending[0]
             try:

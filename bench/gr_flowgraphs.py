@@ -1,0 +1,48 @@
+"""GNU Radio reference flow graphs for bench/runtime_bench.py (run with /usr/bin/python3).
+
+usage: gr_flowgraphs.py inproc SECONDS
+       gr_flowgraphs.py zmq_rx ADDRESS SECONDS      (pull_source -> null_sink; prints Msps)
+       gr_flowgraphs.py zmq_tx ADDRESS              (null_source -> push_sink, until killed)
+Prints one JSON line {"msps": ...} measured over SECONDS after a 1 s warm-up.
+"""
+import json
+import sys
+import time
+
+from gnuradio import analog, blocks, gr, zeromq
+
+
+def measure(tb, sink, seconds):
+    tb.start()
+    time.sleep(1.0)
+    n0, t0 = sink.nitems_read(0), time.perf_counter()
+    time.sleep(seconds)
+    n1, t1 = sink.nitems_read(0), time.perf_counter()
+    tb.stop()
+    tb.wait()
+    return (n1 - n0) / (t1 - t0) / 1e6
+
+
+def main():
+    mode = sys.argv[1]
+    tb = gr.top_block()
+    c = gr.sizeof_gr_complex
+    if mode == "inproc":
+        src = analog.sig_source_c(20e6, analog.GR_COS_WAVE, 1e6, 1.0)
+        mul = blocks.multiply_const_cc(0.5)
+        sink = blocks.null_sink(c)
+        tb.connect(src, mul, sink)
+        print(json.dumps({"msps": measure(tb, sink, float(sys.argv[2]))}))
+    elif mode == "zmq_rx":
+        src = zeromq.pull_source(c, 1, sys.argv[2], 100, False, -1)
+        sink = blocks.null_sink(c)
+        tb.connect(src, sink)
+        print(json.dumps({"msps": measure(tb, sink, float(sys.argv[3]))}))
+    elif mode == "zmq_tx":
+        src = blocks.null_source(c)
+        tb.connect(src, zeromq.push_sink(c, 1, sys.argv[2], 100, False, -1))
+        tb.run()
+
+
+if __name__ == "__main__":
+    main()
