@@ -78,3 +78,10 @@ def test_unknown_type_suggests_nearest():
     with pytest.raises(Exception) as err:
         lookup("multiply_cnst")
     assert "did you mean 'multiply_const'" in str(err.value)
+
+
+def test_readme_block_table_lists_every_block():
+    from pathlib import Path
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for name in block_types():
+        assert f"| `{name}` |" in readme, f"README block table lacks {name}"
