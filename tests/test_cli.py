@@ -123,3 +123,34 @@ def test_quickstart_runs(tmp_path):
     # the chirp sweeps 0.5..4.5 MHz of 20 MHz: its energy sits right of DC, none far left
     power = 10 * np.log10((10 ** (spectra / 10)).mean(axis=0))
     assert power[512 + 30:512 + 225].min() > power[:200].max() + 20
+
+
+def test_progress_bar_on_a_terminal(graph_file, tmp_path):
+    import os
+    import pty
+    src = tmp_path / "big.cf32"
+    np.zeros(6_000_000, np.complex64).tofile(src)
+    path = graph_file(f"""
+    blocks:
+      src: {{type: file_source, path: {src}, chunk: 65536}}
+      pace: {{type: throttle, rate: 4e6}}
+      snk: {{type: null_sink}}
+    connections: [src -> pace, pace -> snk]
+    """)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cvstream_cmd("run", str(path), "--stats"), stderr=slave,
+                            stdout=subprocess.DEVNULL)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(30) == 0
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "%" in screen and "/6000000 items" in screen   # the progress bar, redrawn
+    assert screen.count("p99 us") >= 2                     # live stats, then the final table

@@ -103,3 +103,56 @@ def test_pmt_codec_matches_gnuradio(gnuradio):
     for name, value in ours.items():
         assert pmt.serialize(value).hex() == gr_hex[name], name
         assert pmt.serialize(pmt.deserialize(bytes.fromhex(gr_hex[name]))).hex() == gr_hex[name]
+
+
+def test_pmt_messages_round_trip_through_gnuradio(gnuradio, graph_file, tmp_path):
+    """cvstream zmq_msg_sink(pmt) -> GNU Radio pull_msg_source -> a GNU Radio message
+    handler -> push_msg_sink -> cvstream zmq_msg_source(pmt) -> JSON lines."""
+    to_gr, from_gr = free_port(), free_port()
+    out = tmp_path / "back.jsonl"
+    back = graph_file(f"""
+    blocks:
+      rx: {{type: zmq_msg_source, address: "tcp://127.0.0.1:{from_gr}", pattern: pull,
+           format: pmt, idle_timeout: 4}}
+      log: {{type: message_sink, path: {out}}}
+    connections: [rx -> log]
+    """)
+    sent = tmp_path / "sent.jsonl"
+    sent.write_text("".join(json.dumps({"label": f"sig{i}", "freq": 1e6 * i, "n": i}) + "\n"
+                            for i in range(5)))
+    fwd_port = free_port()
+    fwd = graph_file(f"""
+    blocks:
+      rx: {{type: zmq_msg_source, address: "tcp://127.0.0.1:{fwd_port}", pattern: pull,
+           format: json, idle_timeout: 3}}
+      tx: {{type: zmq_msg_sink, address: "tcp://127.0.0.1:{to_gr}", pattern: push,
+           format: pmt}}
+    connections: [rx -> tx]
+    """)
+    gr_proc = subprocess.Popen([gnuradio, str(GR_DIR / "messages.py"),
+                                f"tcp://127.0.0.1:{to_gr}", f"tcp://127.0.0.1:{from_gr}", "5"],
+                               stderr=subprocess.PIPE, text=True)
+    receiver = subprocess.Popen(cvstream_cmd("run", str(back)), stderr=subprocess.PIPE,
+                                text=True)
+    forwarder = subprocess.Popen(cvstream_cmd("run", str(fwd)), stderr=subprocess.PIPE,
+                                 text=True)
+    import time
+
+    import zmq
+    push = zmq.Context.instance().socket(zmq.PUSH)
+    push.bind(f"tcp://127.0.0.1:{fwd_port}")
+    time.sleep(1.0)
+    for line in sent.read_text().splitlines():
+        push.send(line.encode())
+    try:
+        assert forwarder.wait(60) == 0, forwarder.stderr.read()
+        assert gr_proc.wait(90) == 0, gr_proc.stderr.read()
+        assert receiver.wait(60) == 0, receiver.stderr.read()
+    finally:
+        push.close(0)
+        for p in (gr_proc, receiver, forwarder):
+            if p.poll() is None:
+                p.kill()
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert got == [{"label": f"sig{i}", "freq": 1e6 * i, "n": i, "seen_by": "gnuradio"}
+                   for i in range(5)]
