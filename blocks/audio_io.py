@@ -36,7 +36,7 @@ class AudioSource(Source):
         info = _info(self.path)
         self.rate = info.samplerate
         shape = () if self.channels == "mono" or info.channels == 1 else (info.channels,)
-        return {"out": PortType("float32", shape)}
+        return {"out": PortType("float32", shape, float(info.samplerate))}
 
     def total_items(self):
         return _info(self.path).frames

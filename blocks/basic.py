@@ -125,7 +125,7 @@ class Convert(SyncBlock):
         if self._src.is_complex and not self._dst.is_complex and self.part is None:
             raise CvstreamError("parameter 'part': needed to convert complex to real "
                                 "(real, imag, mag or phase)")
-        return {"out": self._dst.wire_type}
+        return self._propagate_rate({"out": self._dst.wire_type}, in_types)
 
     def start(self):
         self.clipped = 0

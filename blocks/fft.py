@@ -41,7 +41,7 @@ class FFT(RateBlock):
 
     def output_types(self, in_types):
         dtype = "complex64" if self.output == "complex" else "float32"
-        return {"out": PortType(dtype, (self.size,))}
+        return self._propagate_rate({"out": PortType(dtype, (self.size,))}, in_types)
 
     def work(self, x):
         frames = np.lib.stride_tricks.sliding_window_view(x, self.size)[::self.decim]

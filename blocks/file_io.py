@@ -64,9 +64,11 @@ class FileSource(Source):
     format = Param(str, default="cf32", choices=FILE_FORMATS, doc="sample format")
     repeat = Param(bool, default=False, doc="loop the file forever")
     chunk = Param(int, default=65536, min=1, doc="items per work call")
+    rate = Param(float, default=0.0, min=0.0, unit="Hz",
+                 doc="sample rate, when known (emitted as an rx_rate tag)")
 
     def output_types(self, in_types):
-        return {"out": FORMATS[self.format].float_type}
+        return {"out": FORMATS[self.format].float_type.with_rate(self.rate or None)}
 
     def total_items(self):
         if self.repeat:
@@ -82,6 +84,8 @@ class FileSource(Source):
             self.count("trailing_bytes", self._reader.trailing_bytes)
         if self.repeat and self._reader.items == 0:
             raise CvstreamError(f"cannot repeat empty file '{self.path}'")
+        if self.rate:
+            self.add_tag(0, "rx_rate", float(self.rate))
 
     def work(self):
         x = self._reader.read()

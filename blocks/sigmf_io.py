@@ -76,8 +76,9 @@ class SigMFSource(Source):
         return problems
 
     def output_types(self, in_types):
-        fmt = read_meta(self.path)[3]
-        return {"out": FORMATS[fmt].float_type}
+        info, _, _, fmt = read_meta(self.path)
+        rate = info.get("core:sample_rate")
+        return {"out": FORMATS[fmt].float_type.with_rate(float(rate) if rate else None)}
 
     def total_items(self):
         return getattr(self, "_reader", None) and self._reader.items

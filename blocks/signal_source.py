@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from cvstream import EndOfStream, Out, Param, Source, register
+from cvstream.dtypes import PortType
 
 
 @register("signal_source")
@@ -30,6 +31,9 @@ class SignalSource(Source):
     chunk = Param(int, default=16384, min=1, doc="items per work call")
     items = Param(int, default=0, min=0, doc="items to produce (0: endless)")
     seed = Param(int, default=0, doc="noise seed")
+
+    def output_types(self, in_types):
+        return {"out": PortType(self.dtype, (), self.rate)}
 
     def total_items(self):
         return self.items or None

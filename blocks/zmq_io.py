@@ -169,6 +169,11 @@ class ZmqSource(Source):
     idle_timeout = Param(float, default=0.0, min=0.0, unit="s",
                          doc="end of stream after this long without data (0: never)")
     max_frame = Param(int, default=64 << 20, min=1, unit="bytes", doc="larger frames dropped")
+    rate = Param(float, default=0.0, min=0.0, unit="Hz",
+                 doc="sample rate of the stream, when known (checked by model blocks)")
+
+    def output_types(self, in_types):
+        return {"out": self.type.with_rate(self.rate or None)}
 
     def check(self):
         from cvstream.dtypes import canonical_dtype, normalize_shape

@@ -104,7 +104,16 @@ class Block:
                                           base.shape if port.shape is None else port.shape)
             else:
                 out[port.name] = port.fixed_type()
-        return out
+        return self._propagate_rate(out, in_types)
+
+    def _propagate_rate(self, out: dict, in_types: dict) -> dict:
+        """Outputs without a known rate take the first input's rate, scaled interp/decim."""
+        rates = [t.rate for t in in_types.values() if t is not None and t.rate]
+        if not rates:
+            return out
+        scale = getattr(self, "interp", 1) / getattr(self, "decim", 1)
+        return {name: t.with_rate(rates[0] * scale) if t is not None and t.rate is None
+                else t for name, t in out.items()}
 
     def file_problems(self) -> list[tuple[str, str]]:
         """(field, message) for input files that cannot be read or outputs that cannot be written."""

@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("type", nargs="?")
     p.add_argument("--schema", action="store_true", help="print the JSON Schema of a graph")
     p.set_defaults(func=cmd_blocks)
+
+    from .models_cli import add_parser
+    add_parser(sub)
     return parser
 
 

@@ -1,7 +1,7 @@
 """Sample types carried by stream ports, and port types (dtype + item shape)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -45,6 +45,11 @@ class PortType:
 
     dtype: str
     shape: tuple[int, ...] = ()
+    #: items per second when known (None: unknown); not part of type equality
+    rate: float | None = field(default=None, compare=False)
+
+    def with_rate(self, rate: float | None) -> "PortType":
+        return replace(self, rate=rate)
 
     @property
     def np_dtype(self) -> np.dtype:

@@ -1,0 +1,165 @@
+"""``cvstream models``: list, info, export, train, eval."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+from .errors import CvstreamError
+
+#: trainable model families: name -> module (in cvstream.models)
+FAMILIES = {"iq_denoiser": "cvstream.models.demo.denoiser"}
+
+
+def progress_printer(label: str):
+    """A progress callback: redraws one line on a terminal, prints every 10 % otherwise."""
+    tty = sys.stderr.isatty()
+    last = [-1]
+
+    def show(done: int, total: int, loss: float | None = None) -> None:
+        pct = int(100 * done / total)
+        extra = f"  loss {loss:.4f}" if loss is not None else ""
+        if tty:
+            bar = "#" * (pct * 30 // 100)
+            sys.stderr.write(f"\r{label} [{bar:<30}] {done}/{total}{extra}")
+            if done == total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif pct // 10 != last[0]:
+            last[0] = pct // 10
+            print(f"{label}: {done}/{total}{extra}", file=sys.stderr)
+    return show
+
+
+def _family(name: str):
+    if name not in FAMILIES:
+        raise CvstreamError(f"unknown model family '{name}' (families: {', '.join(FAMILIES)})")
+    try:
+        return importlib.import_module(FAMILIES[name])
+    except ImportError as exc:
+        raise CvstreamError(f"training needs the train extra (pip install "
+                            f"'cvstream[train]'): {exc}") from None
+
+
+def cmd_list(args) -> int:
+    from cvstream.contract import read_contract
+    from cvstream.models import shipped_models
+    rows = [(f"builtin:{name}", str(path)) for name, path in shipped_models().items()]
+    for path in sorted(Path(args.dir).glob("*.onnx")):
+        rows.append((str(path), str(path)))
+    if not rows:
+        print("no models found")
+    for label, path in rows:
+        try:
+            c = read_contract(path)
+            rate = c.sample_rate if isinstance(c.sample_rate, str) else f"{c.sample_rate:g} Hz"
+            print(f"{label:<36} {c.task:<16} chunk {c.chunk:<6} history {c.history:<5} "
+                  f"{rate:<12} {c.quantization}")
+        except CvstreamError as exc:
+            print(f"{label:<36} (unusable: {exc})")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from cvstream.contract import read_contract
+    from cvstream.models import resolve_model
+    path = resolve_model(args.model)
+    print(f"file      {path}")
+    print(read_contract(path).summary())
+    return 0
+
+
+def load_builder(spec: str):
+    """``path/to/file.py:function`` or ``package.module:function``."""
+    target, _, func = spec.rpartition(":")
+    if not target or not func:
+        raise CvstreamError(f"'{spec}': expected FILE.py:FUNCTION or MODULE:FUNCTION")
+    if target.endswith(".py"):
+        if not Path(target).is_file():
+            raise CvstreamError(f"'{target}' does not exist")
+        mod_spec = importlib.util.spec_from_file_location(Path(target).stem, target)
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(target)
+    if not hasattr(module, func):
+        raise CvstreamError(f"'{target}' has no function '{func}'")
+    return getattr(module, func)
+
+
+def cmd_export(args) -> int:
+    import numpy as np
+
+    from cvstream.models.export import export_model, quantize_int8
+    result = load_builder(args.builder)()
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise CvstreamError(f"{args.builder} must return (model, contract)")
+    model, contract = result
+    if args.weights:
+        import torch
+        model.load_state_dict(torch.load(args.weights, map_location="cpu"))
+    report = export_model(model, contract, args.out, opset=args.opset)
+    print(report)
+    if args.int8:
+        calib = np.load(args.int8)
+        batches = ([np.ascontiguousarray(calib[i:i + 1])] for i in range(len(calib)))
+        out = args.out.replace(".onnx", "") + ".int8.onnx"
+        quantize_int8(args.out, out, batches)
+        print(f"{out}: int8 QDQ, calibrated on {len(calib)} examples")
+    return 0
+
+
+def cmd_train(args) -> int:
+    fam = _family(args.family)
+    import torch
+    torch.set_num_threads(args.threads)
+    from cvstream.models.export import export_model
+    model = fam.train(steps=args.steps, seed=args.seed,
+                      progress=progress_printer(f"training {args.family}"))
+    out = args.out or str(Path(fam.__file__).parent.parent / "shipped" / f"{fam.NAME}.onnx")
+    export_model(model, fam.contract(), out)
+    table = fam.evaluate(fam.run_onnx(out))
+    export_model(model, fam.contract(table), out)  # again, with the evaluation inside
+    print(f"wrote {out}")
+    print(fam.format_table(table))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    fam = _family(args.family)
+    from cvstream.models import resolve_model
+    path = resolve_model(args.model or f"builtin:{fam.NAME}")
+    print(fam.format_table(fam.evaluate(fam.run_onnx(path))))
+    return 0
+
+
+def add_parser(sub) -> None:
+    models = sub.add_parser("models", help="list, inspect, export, train and evaluate models")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    p = msub.add_parser("list", help="shipped models and the .onnx files in --dir")
+    p.add_argument("--dir", default=".")
+    p.set_defaults(func=cmd_list)
+    p = msub.add_parser("info", help="print a model's contract")
+    p.add_argument("model", help="PATH.onnx or builtin:NAME")
+    p.set_defaults(func=cmd_info)
+    p = msub.add_parser("export", help="export your own torch model with a contract")
+    p.add_argument("builder", help="FILE.py:FUNCTION or MODULE:FUNCTION returning "
+                   "(model, contract dict)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--weights", help="a state_dict (.pt) to load first")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--int8", metavar="CALIB.npy", help="also write an int8 QDQ model, "
+                   "calibrated on these inputs (first axis: examples)")
+    p.set_defaults(func=cmd_export)
+    p = msub.add_parser("train", help="retrain and re-export a shipped model from a seed")
+    p.add_argument("family", choices=sorted(FAMILIES))
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", help="default: the shipped model's file")
+    p.set_defaults(func=cmd_train)
+    p = msub.add_parser("eval", help="print a model family's evaluation table")
+    p.add_argument("family", choices=sorted(FAMILIES))
+    p.add_argument("--model", help="default: the shipped model")
+    p.set_defaults(func=cmd_eval)

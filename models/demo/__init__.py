@@ -1,0 +1,1 @@
+"""The demo model: a small complex-valued causal denoiser for narrowband IQ."""

@@ -1,0 +1,62 @@
+"""Complex activations on split-layout tensors (B, 2C, ...)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layout import join, split
+
+EPS = 1e-8
+
+
+def _magnitude(re, im):
+    return torch.sqrt(re * re + im * im + EPS)
+
+
+class CReLU(nn.Module):
+    """ReLU on the real and imaginary parts separately."""
+
+    def forward(self, x):
+        return torch.relu(x)
+
+
+class ModReLU(nn.Module):
+    """z * relu(|z| + b) / |z|, one learnable real bias b per complex channel."""
+
+    def __init__(self, channels: int, dims: int = 1, init_bias: float = -0.1):
+        super().__init__()
+        self.bias = nn.Parameter(torch.full((1, channels) + (1,) * dims, init_bias))
+
+    def forward(self, x):
+        re, im = split(x)
+        mag = _magnitude(re, im)
+        scale = torch.relu(mag + self.bias) / mag
+        return join(re * scale, im * scale)
+
+
+class ZReLU(nn.Module):
+    """z where its phase lies in [0, pi/2] (both parts >= 0), else 0."""
+
+    def forward(self, x):
+        re, im = split(x)
+        keep = ((re >= 0) & (im >= 0)).to(x.dtype)
+        return join(re * keep, im * keep)
+
+
+class Cardioid(nn.Module):
+    """0.5 (1 + cos(arg z)) z: passes positive-real phases, suppresses negative ones."""
+
+    def forward(self, x):
+        re, im = split(x)
+        scale = 0.5 * (1 + re / _magnitude(re, im))
+        return join(re * scale, im * scale)
+
+
+class BoundedMask(nn.Module):
+    """tanh(|z|) z / |z|: a complex mask with magnitude below 1 and the phase of z."""
+
+    def forward(self, x):
+        re, im = split(x)
+        mag = _magnitude(re, im)
+        scale = torch.tanh(mag) / mag
+        return join(re * scale, im * scale)

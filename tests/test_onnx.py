@@ -1,0 +1,247 @@
+"""Export with a contract, the onnx_model block, streaming state, int8, `cvstream models`."""
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import run_cli  # noqa: E402
+from cvstream.blocks.onnx_model import OnnxModel  # noqa: E402
+from cvstream.contract import Contract, read_contract  # noqa: E402
+from cvstream.errors import CvstreamError, ParamError  # noqa: E402
+from cvstream.models import nn as cnn  # noqa: E402
+from cvstream.models.export import export_model, fold_batchnorms, quantize_int8  # noqa: E402
+from cvstream.models.nn.streaming import StreamingCausalConv  # noqa: E402
+
+
+class FIRNet(torch.nn.Module):
+    """A complex FIR (causal conv) with a whitening batch norm: history 7, chunk 256."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.body = torch.nn.Sequential(cnn.FromInterleaved(), cnn.ComplexConv(1, 2, 8, causal=True),
+                                        cnn.ComplexBatchNorm(2), cnn.ComplexConv(2, 1, 1),
+                                        cnn.ToInterleaved())
+
+    def forward(self, inp):
+        return self.body(inp)[:, 7:]
+
+
+def fir_contract(**kw):
+    base = dict(task="test_fir", name="fir", chunk=256, history=7, sample_rate=1e6,
+                inputs=[dict(name="inp")], outputs=[dict(name="out")])
+    base.update(kw)
+    return base
+
+
+@pytest.fixture(scope="module")
+def fir_model(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("m") / "fir.onnx")
+    net = FIRNet()
+    net.train()
+    for _ in range(3):  # give the batch norm real running statistics
+        net(torch.randn(4, 263, 2))
+    report = export_model(net.eval(), fir_contract(), path)
+    assert report.max_abs_error <= 1e-4
+    return path, fold_batchnorms(net)
+
+
+def test_export_embeds_contract_and_matches_torch(fir_model):
+    import onnx
+    path, net = fir_model
+    proto = onnx.load(path)
+    assert proto.opset_import[0].version >= 17
+    onnx.checker.check_model(proto)
+    assert not any(n.op_type == "BatchNormalization" for n in proto.graph.node)
+    c = read_contract(path)
+    assert (c.chunk, c.history, c.sample_rate, c.inputs[0].packing) == (256, 7, 1e6,
+                                                                        "interleaved")
+
+
+def test_block_streams_equal_whole_signal(fir_model):
+    path, net = fir_model
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(3000) + 1j * rng.standard_normal(3000)).astype(np.complex64)
+    block = OnnxModel(model=path, max_batch=4)
+    parts = [block.process(x[i:i + 700]) for i in range(0, 3000, 700)]
+    parts.append(block.flush())
+    y = np.concatenate([p for p in parts if p is not None])
+    assert len(y) == 3000
+    with torch.no_grad():
+        padded = np.concatenate([np.zeros(7, np.complex64), x])
+        whole = net(torch.from_numpy(padded.view(np.float32).reshape(1, -1, 2)))
+    ref = np.ascontiguousarray(whole.numpy()).reshape(-1, 2).view(np.complex64)[:, 0]
+    np.testing.assert_allclose(y, ref, atol=1e-5)
+    assert block.counters.get("batched_calls", 0) > 0  # 700-sample pushes hold 2 chunks
+
+
+class StatefulNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.inp = cnn.FromInterleaved()
+        self.c1 = StreamingCausalConv(1, 4, 5, dilation=2)
+        self.act = cnn.Cardioid()
+        self.c2 = StreamingCausalConv(4, 1, 3, dilation=4)
+        self.out = cnn.ToInterleaved()
+
+    def forward(self, x, s1=None, s2=None):
+        h = self.inp(x)
+        if s1 is None:
+            return self.out(self.c2(self.act(self.c1(h))))
+        h, n1 = self.c1(h, s1)
+        y, n2 = self.c2(self.act(h), s2)
+        return self.out(y), n1, n2
+
+
+def test_streaming_state_equals_whole_signal(tmp_path, graph_file):
+    net = StatefulNet().eval()
+    contract = dict(task="test_state", name="stateful", chunk=128, sample_rate="normalized",
+                    inputs=[dict(name="inp")], outputs=[dict(name="out")],
+                    states=[dict(input="s1", output="s1_next", shape=net.c1.cache_shape()),
+                            dict(input="s2", output="s2_next", shape=net.c2.cache_shape())])
+    path = str(tmp_path / "state.onnx")
+    export_model(net, contract, path)
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal(1280) + 1j * rng.standard_normal(1280)).astype(np.complex64)
+    np.save(tmp_path / "x.npy", x)
+    graph = graph_file(f"""
+    blocks:
+      src: {{type: npy_source, path: {tmp_path / 'x.npy'}, chunk: 100}}
+      net: {{type: onnx_model, model: {path}}}
+      snk: {{type: npy_sink, path: {tmp_path / 'y.npy'}}}
+    connections: [src -> net, net -> snk]
+    """)
+    res = run_cli("run", str(graph))
+    assert res.returncode == 0, res.stderr
+    with torch.no_grad():
+        whole = net(torch.from_numpy(x.view(np.float32).reshape(1, -1, 2)))
+    ref = np.ascontiguousarray(whole.numpy()).reshape(-1, 2).view(np.complex64)[:, 0]
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), ref, atol=1e-5)
+
+
+def test_validate_refuses_mismatches(fir_model, graph_file):
+    path, _ = fir_model
+    cases = [
+        ("src: {type: signal_source, dtype: float32}", "type mismatch"),
+        ("src: {type: signal_source, rate: 2e6}", "runs at 2e+06 Hz but model 'fir' was "
+                                                  "trained for 1e+06 Hz"),
+    ]
+    for src, words in cases:
+        g = graph_file(f"""
+        blocks:
+          {src}
+          net: {{type: onnx_model, model: {path}}}
+          snk: {{type: null_sink}}
+        connections: [src -> net, net -> snk]
+        """)
+        res = run_cli("validate", str(g))
+        assert res.returncode == 2 and words in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr
+    ok = graph_file(f"""
+    blocks:
+      src: {{type: signal_source, rate: 1e6}}
+      net: {{type: onnx_model, model: {path}}}
+      snk: {{type: null_sink}}
+    connections: [src -> net, net.out -> snk]
+    """)
+    assert run_cli("validate", str(ok)).returncode == 0
+
+
+def test_rate_tag_mismatch_stops_the_graph(fir_model, graph_file, tmp_path):
+    path, _ = fir_model
+    (tmp_path / "x.cf32").write_bytes(np.zeros(5000, np.complex64).tobytes())
+    g = graph_file(f"""
+    blocks:
+      src: {{type: file_source, path: {tmp_path / 'x.cf32'}}}
+      tag: {{type: signal_source, rate: 5e5, items: 10}}
+      net: {{type: onnx_model, model: {path}}}
+      snk: {{type: null_sink}}
+      snk2: {{type: null_sink}}
+    connections: [src -> net, net -> snk, tag -> snk2]
+    """)
+    assert run_cli("run", str(g)).returncode == 0  # no rate known anywhere: accepted
+    with pytest.raises(CvstreamError, match="rx_rate tag says 500000 Hz"):
+        block = OnnxModel(model=path)
+        block.start()
+        from cvstream.chunk import Tag
+        block.input_tags = [Tag(0, "rx_rate", 5e5)]
+        block.work(np.zeros(263, np.complex64))
+
+
+@pytest.mark.parametrize("content, words", [
+    (None, "does not exist"),
+    (b"garbage", "not a loadable ONNX file"),
+])
+def test_missing_and_corrupt_models(tmp_path, content, words):
+    path = tmp_path / "m.onnx"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ParamError) as err:
+        OnnxModel(model=str(path))
+    assert words in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ParamError, match="no shipped model 'nope'"):
+        OnnxModel(model="builtin:nope")
+
+
+def test_contract_rejects_nonsense():
+    with pytest.raises(CvstreamError, match="packing"):
+        Contract(**fir_contract(inputs=[dict(name="inp", packing="planar")]))
+    with pytest.raises(CvstreamError, match="unknown fields"):
+        Contract.from_json(json.dumps({**fir_contract(), "bogus": 1}))
+    with pytest.raises(CvstreamError, match="history must be 0"):
+        Contract(**fir_contract(states=[dict(input="a", output="b", shape=[1])]))
+
+
+def test_int8_quantization_keeps_contract_and_accuracy(fir_model, tmp_path):
+    path, _ = fir_model
+    rng = np.random.default_rng(5)
+    calib = [[rng.standard_normal((1, 263, 2)).astype(np.float32)] for _ in range(16)]
+    q = quantize_int8(path, str(tmp_path / "fir.int8.onnx"), calib)
+    assert read_contract(q).quantization == "int8-qdq"
+    x = (rng.standard_normal(2560) + 1j * rng.standard_normal(2560)).astype(np.complex64)
+    y32 = OnnxModel(model=path).process(x)
+    y8 = OnnxModel(model=q).process(x)
+    rel = np.linalg.norm(y8 - y32) / np.linalg.norm(y32)
+    assert rel < 0.05
+
+
+def test_deadline_misses_are_counted(fir_model):
+    path, _ = fir_model
+    block = OnnxModel(model=path, deadline=1e-9)
+    block.process(np.zeros(1024, np.complex64))
+    assert block.counters["deadline_misses"] == 4
+
+
+USER_MODEL = '''
+import torch
+from cvstream.models.nn import ComplexConv, FromInterleaved, ToInterleaved, Cardioid
+
+def build():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(FromInterleaved(), ComplexConv(1, 4, 3), Cardioid(),
+                              ComplexConv(4, 1, 3), ToInterleaved())
+    contract = dict(task="my_task", name="mine", chunk=512, sample_rate="normalized",
+                    inputs=[dict(name="inp")], outputs=[dict(name="out")])
+    return net, contract
+'''
+
+
+def test_models_cli_export_info_list(tmp_path):
+    (tmp_path / "mymodel.py").write_text(USER_MODEL)
+    out = tmp_path / "mine.onnx"
+    calib = np.random.default_rng(0).standard_normal((8, 512, 2)).astype(np.float32)
+    np.save(tmp_path / "calib.npy", calib)
+    res = run_cli("models", "export", f"{tmp_path / 'mymodel.py'}:build", "--out", str(out),
+                  "--int8", str(tmp_path / "calib.npy"))
+    assert res.returncode == 0, res.stderr
+    assert "ONNX Runtime vs torch max |error|" in res.stdout
+    info = run_cli("models", "info", str(out))
+    assert info.returncode == 0 and "mine v1 (my_task, fp32)" in info.stdout
+    listing = run_cli("models", "list", "--dir", str(tmp_path))
+    assert "mine.int8.onnx" in listing.stdout and "int8-qdq" in listing.stdout
+    assert "builtin:iq_denoiser" in listing.stdout
+    bad = run_cli("models", "export", f"{tmp_path / 'mymodel.py'}:nope", "--out", str(out))
+    assert bad.returncode == 2 and "has no function 'nope'" in bad.stderr
