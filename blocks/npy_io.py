@@ -44,10 +44,12 @@ class NpySource(Source):
     path = Param(INPUT_FILE, doc=".npy file to read")
     chunk = Param(int, default=65536, min=1, doc="items per work call")
     repeat = Param(bool, default=False, doc="loop forever")
+    rate = Param(float, default=0.0, min=0.0, unit="items/s",
+                 doc="item rate, when known (emitted as an rx_rate tag)")
 
     def output_types(self, in_types):
         self._type = npy_item_type(self.path)
-        return {"out": self._type}
+        return {"out": self._type.with_rate(self.rate or None)}
 
     def total_items(self):
         return None if self.repeat else len(self._arr) if hasattr(self, "_arr") else None
@@ -59,6 +61,8 @@ class NpySource(Source):
         self._pos = 0
         if self.repeat and len(self._arr) == 0:
             raise CvstreamError(f"cannot repeat empty file '{self.path}'")
+        if self.rate:
+            self.add_tag(0, "rx_rate", float(self.rate))
 
     def work(self):
         if self._pos >= len(self._arr):

@@ -112,10 +112,16 @@ def test_streaming_state_equals_whole_signal(tmp_path, graph_file):
       src: {{type: npy_source, path: {tmp_path / 'x.npy'}, chunk: 100}}
       net: {{type: onnx_model, model: {path}}}
       snk: {{type: npy_sink, path: {tmp_path / 'y.npy'}}}
-    connections: [src -> net, net -> snk]
+      rec: {{type: sigmf_sink, path: {tmp_path / 'y.sigmf-meta'}}}
+    connections: [src -> net, net -> snk, net -> rec]
     """)
+    graph.write_text(graph.read_text().replace("type: npy_source,", "type: npy_source, "
+                                               "rate: 3.2e6,"))
     res = run_cli("run", str(graph))
     assert res.returncode == 0, res.stderr
+    # the source's rx_rate tag crossed the model and reached the recording's metadata
+    meta = json.loads((tmp_path / "y.sigmf-meta").read_text())
+    assert meta["global"]["core:sample_rate"] == 3.2e6
     with torch.no_grad():
         whole = net(torch.from_numpy(x.view(np.float32).reshape(1, -1, 2)))
     ref = np.ascontiguousarray(whole.numpy()).reshape(-1, 2).view(np.complex64)[:, 0]
@@ -128,6 +134,8 @@ def test_validate_refuses_mismatches(fir_model, graph_file):
         ("src: {type: signal_source, dtype: float32}", "type mismatch"),
         ("src: {type: signal_source, rate: 2e6}", "runs at 2e+06 Hz but model 'fir' was "
                                                   "trained for 1e+06 Hz"),
+        ("src: {type: zmq_source, address: 'tcp://127.0.0.1:9', shape: 4}",
+         "item shape mismatch: upstream gives complex64[4], 'inp' takes complex64"),
     ]
     for src, words in cases:
         g = graph_file(f"""
