@@ -47,6 +47,15 @@ class SignalSource(Source):
         self._base = (self.amplitude * np.exp(2j * np.pi * self.freq / self.rate * t))
         self._base = self._base.astype(np.complex64)
         self._step = math.fmod(2 * math.pi * self.freq / self.rate * self.chunk, 2 * math.pi)
+        self._sweep = None
+        period_items = self.period * self.rate
+        if self.waveform == "chirp" and abs(period_items - round(period_items)) < 1e-6:
+            # a whole number of samples per sweep: compute the sweep once, repeated so that
+            # any chunk is one slice of it
+            length = int(round(period_items))
+            reps = -(-(length + self.chunk) // length)
+            self._sweep = np.tile(self._chirp(np.arange(length)), reps)
+            self._sweep_len = length
         self.add_tag(0, "rx_rate", float(self.rate))
 
     def work(self):
@@ -61,13 +70,11 @@ class SignalSource(Source):
             self._phase = math.fmod(self._phase + self._step, 2 * math.pi)
         elif self.waveform == "noise":
             y = self._noise(n, self.amplitude)
+        elif self._sweep is not None:
+            start = self._n % self._sweep_len
+            y = self._sweep[start:start + n]
         elif self.waveform == "chirp":
-            t = (self._n + np.arange(n)) / self.rate
-            tau = np.fmod(t, self.period)
-            slope = self.bandwidth / self.period
-            f0 = self.freq - self.bandwidth / 2
-            y = (self.amplitude * np.exp(2j * np.pi * (f0 * tau + 0.5 * slope * tau**2)))
-            y = y.astype(np.complex64)
+            y = self._chirp(self._n + np.arange(n))
         else:
             y = np.full(n, self.amplitude, dtype=np.complex64)
         if self.noise and self.waveform != "noise":
@@ -76,6 +83,13 @@ class SignalSource(Source):
         if self.dtype == "float32":
             return np.ascontiguousarray(y.real) if self.waveform != "noise" else y.real.copy()
         return y
+
+    def _chirp(self, index: np.ndarray) -> np.ndarray:
+        tau = np.fmod(index / self.rate, self.period)
+        slope = self.bandwidth / self.period
+        f0 = self.freq - self.bandwidth / 2
+        y = self.amplitude * np.exp(2j * np.pi * (f0 * tau + 0.5 * slope * tau ** 2))
+        return y.astype(np.complex64)
 
     def _noise(self, n: int, rms: float) -> np.ndarray:
         if self.dtype == "float32":

@@ -110,7 +110,7 @@ class Contract:
         return None if self.sample_rate == "normalized" else float(self.sample_rate)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> "Contract":

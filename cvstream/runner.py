@@ -238,7 +238,8 @@ class BlockRunner:
             return "done"
         return "wait"
 
-    def _run_rate(self, n: int, arrays, keep: int | None = None) -> None:
+    def _run_rate(self, n: int, arrays, keep: int | None = None,
+                  real_items: int | None = None) -> None:
         block = self.block
         in_start = self._next[0] or 0
         out_start = self.stream_out[0].written if self.stream_out else 0
@@ -255,7 +256,7 @@ class BlockRunner:
         t0 = time.perf_counter()
         result = block.work(*arrays)
         self.stats.record(time.perf_counter() - t0)
-        self.stats.items_in += n * len(arrays)
+        self.stats.items_in += (n if real_items is None else real_items) * len(arrays)
         if not self.stream_out or result is None:
             return
         outs = _as_outputs(result, len(self.stream_out))
@@ -284,7 +285,8 @@ class BlockRunner:
             acc.truncate(rest)
         keep = -(-rest * block.interp // block.decim)
         block.count("tail_padded", block.decim - rest)
-        self._run_rate(block.decim, [a.take_padded(block.decim) for a in self._accs], keep)
+        self._run_rate(block.decim, [a.take_padded(block.decim) for a in self._accs], keep,
+                       real_items=rest)
 
     # ---- output --------------------------------------------------------------------------
     def _push(self, outs, tags: list[Tag], in_start: int | None, block: bool = True,
