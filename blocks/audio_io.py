@@ -108,11 +108,6 @@ class AudioSink(Sink):
                 x = np.clip(x, -1.0, 1.0)
         self._fh.write(x)
 
-    def process(self, x):
-        if not hasattr(self, "_fh"):
-            self.start()
-        super().process(x)
-
     def stop(self):
         if getattr(self, "_fh", None) is not None:
             self._fh.close()

@@ -34,11 +34,6 @@ class Head(SyncBlock):
         self._left -= len(take)
         return take
 
-    def process(self, x):
-        if not hasattr(self, "_left"):
-            self.start()
-        return super().process(x)
-
 
 @register("throttle")
 class Throttle(RateBlock):

@@ -96,11 +96,6 @@ class NpySink(Sink):
         np.ascontiguousarray(x).tofile(self._fh)
         self._count += len(x)
 
-    def process(self, x):
-        if not hasattr(self, "_fh"):
-            self.start()
-        super().process(x)
-
     def stop(self):
         fh = getattr(self, "_fh", None)
         if fh is None or fh.closed:

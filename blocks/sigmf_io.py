@@ -127,6 +127,8 @@ def annotation_from_message(msg: dict) -> dict:
             out["core:" + short] = value
         elif ":" in key:
             out[key] = value
+        elif isinstance(value, (int, float, str, bool)):
+            out["cvstream:" + key] = value  # extra fields (confidence, snr_db...) namespaced
     if "core:sample_start" not in out:
         raise CvstreamError(f"annotation message without sample_start: {msg}")
     return out

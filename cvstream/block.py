@@ -175,6 +175,12 @@ class Block:
         return msgs
 
     # ---- use outside a flow graph --------------------------------------------------------
+    def _ensure_started(self) -> None:
+        """process() starts the block on first use (a graph calls start() itself)."""
+        if not self.__dict__.get("_standalone_started"):
+            self._standalone_started = True
+            self.start()
+
     def process(self, *inputs):
         """Run the block on plain numpy arrays, keeping state between calls (stream order)."""
         raise CvstreamError(f"{self.type_name} cannot be used with process()")
@@ -228,6 +234,7 @@ class SyncBlock(Block):
     kind = "sync"
 
     def process(self, *inputs):
+        self._ensure_started()
         arrays = [np.asarray(x) for x in inputs]
         result = self.work(*arrays)
         self.offset += len(arrays[0]) if arrays else 0
@@ -240,6 +247,7 @@ class Sink(Block):
     kind = "sink"
 
     def process(self, *inputs):
+        self._ensure_started()
         self.work(*[np.asarray(x) for x in inputs])
         self.offset += len(inputs[0]) if inputs else 0
 
@@ -262,6 +270,7 @@ class RateBlock(Block):
 
     def process(self, *inputs):
         """Stream arrays through the block; returns what could be produced so far."""
+        self._ensure_started()
         if not hasattr(self, "_standalone_inputs"):
             self._standalone_inputs = [
                 RateInput(self.history, self.decim, np.asarray(x).dtype, np.shape(x)[1:])
@@ -271,27 +280,36 @@ class RateBlock(Block):
         return self._drain(final=False)
 
     def flush(self):
-        """End of stream outside a flow graph: pad the partial chunk and return the rest."""
+        """End of stream outside a flow graph: pad the partial chunk, run ``finish()``, and
+        return what is left."""
         return self._drain(final=True)
 
     def _drain(self, final: bool):
         accs = self._standalone_inputs
+        n_out = len([p for p in self.outputs() if not p.is_message])
         pieces = []
+
+        def run(arrays, keep=None):
+            result = self.work(*arrays)
+            if result is not None and n_out:
+                outs = _as_outputs(result, n_out)
+                pieces.append(outs if keep is None else tuple(o[:keep] for o in outs))
+
         while True:
             n = min(a.available for a in accs)
             step = self.decim * (self.max_chunks or max(1, n // self.decim))
             n = min(n - n % self.decim, step)
             if n <= 0:
                 break
-            outs = _as_outputs(self.work(*[a.take(n) for a in accs]), len(self.outputs()))
-            pieces.append(outs)
+            run([a.take(n) for a in accs])
         if final:
             rest = min(a.available for a in accs)
             if rest > 0 and self.pad_tail:
-                keep = -(-rest * self.interp // self.decim)
-                outs = _as_outputs(self.work(*[a.take_padded(self.decim) for a in accs]),
-                                   len(self.outputs()))
-                pieces.append(tuple(o[:keep] for o in outs))
+                run([a.take_padded(self.decim) for a in accs],
+                    keep=-(-rest * self.interp // self.decim))
+            result = self.finish()
+            if result is not None and n_out:
+                pieces.append(_as_outputs(result, n_out))
         if not pieces:
             return None
         joined = tuple(np.concatenate(parts) for parts in zip(*pieces))

@@ -126,7 +126,27 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_synth(args) -> int:
+    from cvstream.models.spectrum.synth import SceneConfig, write_dataset
+    cfg = SceneConfig(samples=args.samples, max_signals=args.max_signals,
+                      snr_db=(args.snr_min, args.snr_max))
+    paths = write_dataset(args.out, args.count, args.seed, args.rate, cfg,
+                          progress=progress_printer("synthesizing"))
+    print(f"wrote {len(paths)} SigMF recordings and manifest.json to {args.out}")
+    return 0
+
+
+def cmd_eval_spectrum(args) -> int:
+    from cvstream.models.spectrum.evaluate import cfar_detect, evaluate, format_table
+    table = evaluate({"cfar": cfar_detect()}, scenes_per_bucket=args.scenes,
+                     progress=progress_printer("evaluating"))
+    print(format_table(table))
+    return 0
+
+
 def cmd_eval(args) -> int:
+    if args.family == "spectrum":
+        return cmd_eval_spectrum(args)
     fam = _family(args.family)
     from cvstream.models import resolve_model
     path = resolve_model(args.model or f"builtin:{fam.NAME}")
@@ -160,6 +180,19 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="default: the shipped model's file")
     p.set_defaults(func=cmd_train)
     p = msub.add_parser("eval", help="print a model family's evaluation table")
-    p.add_argument("family", choices=sorted(FAMILIES))
+    p.add_argument("family", choices=sorted(FAMILIES) + ["spectrum"])
     p.add_argument("--model", help="default: the shipped model")
+    p.add_argument("--scenes", type=int, default=32, help="spectrum: scenes per SNR bucket")
     p.set_defaults(func=cmd_eval)
+    p = msub.add_parser("synth", help="write a synthetic dataset")
+    synth = p.add_subparsers(dest="synth_kind", required=True)
+    p = synth.add_parser("spectrum", help="wideband IQ scenes as SigMF recordings")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--count", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rate", type=float, default=20e6, help="sample rate written (Hz)")
+    p.add_argument("--samples", type=int, default=262144, help="samples per recording")
+    p.add_argument("--max-signals", type=int, default=5)
+    p.add_argument("--snr-min", type=float, default=-10.0, help="in-band SNR range (dB)")
+    p.add_argument("--snr-max", type=float, default=30.0)
+    p.set_defaults(func=cmd_synth)

@@ -82,14 +82,15 @@ def _rate(x: float) -> str:
 
 def format_table(snap: dict) -> str:
     """The stats table printed at exit with --stats (and refreshed live on a terminal)."""
-    head = (f"{'block':<16}{'type':<16}{'in':>11}{'out':>11}{'items/s':>10}"
+    head = (f"{'block':<16}{'type':<16}{'items in':>11}{'out':>11}{'msgs':>9}{'items/s':>10}"
             f"{'p50 us':>9}{'p99 us':>9}{'max us':>9}  counters")
     lines = [head, "-" * len(head)]
     for name, b in snap["blocks"].items():
         counters = " ".join(f"{k}={v}" for k, v in b["counters"].items() if v)
-        items_in = b["items_in"] + b["messages_in"]
-        items_out = b["items_out"] + b["messages_out"]
-        lines.append(f"{name[:15]:<16}{b['type'][:15]:<16}{items_in:>11}{items_out:>11}"
+        msgs = f"{b['messages_in']}/{b['messages_out']}" if b["messages_in"] or \
+            b["messages_out"] else ""
+        lines.append(f"{name[:15]:<16}{b['type'][:15]:<16}{b['items_in']:>11}"
+                     f"{b['items_out']:>11}{msgs:>9}"
                      f"{_rate(b['throughput_items_per_s']):>10}{b['work_p50_us']:>9.0f}"
                      f"{b['work_p99_us']:>9.0f}{b['work_max_us']:>9.0f}  {counters}")
     if snap["buffers"]:

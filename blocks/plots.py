@@ -1,0 +1,141 @@
+"""Pictures and summaries people would rather look at: spectrogram PNGs with detection
+boxes, and a detection table on the terminal."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import scipy.fft
+
+from cvstream import In, MsgIn, Param, Sink, register
+from cvstream.params import OUTPUT_FILE
+
+
+@register("png_sink")
+class PngSink(Sink):
+    """Draw the stream's spectrogram (dB) with detection boxes and labels into a PNG.
+
+    Rows are averaged spectra of ``fft`` points; when more than ``max_rows`` arrive, pairs
+    of rows are merged, so memory stays bounded on long streams. Boxes come from the
+    ``detections`` port (solid, labelled) and ``truth`` port (dashed). Written at the end.
+    Ports: in (complex64), detections (message, optional), truth (message, optional).
+    Latency: the picture is drawn at end of stream.
+    Example: ``pic: {type: png_sink, path: spectrum.png, fft: 512}``
+    """
+
+    inp = In("complex64")
+    detections = MsgIn(optional=True)
+    truth = MsgIn(optional=True)
+    path = Param(OUTPUT_FILE, doc="PNG file to write")
+    fft = Param(int, default=512, min=16, doc="FFT size")
+    max_rows = Param(int, default=600, min=16, doc="spectrogram rows kept")
+    title = Param(str, default="", doc="title over the picture")
+    rate = Param(float, default=0.0, min=0.0, unit="Hz", doc="sample rate (0: rx_rate tag)")
+    freq = Param(float, default=0.0, unit="Hz", doc="centre frequency (default: rx_freq)")
+
+    def start(self):
+        self._rows: list[np.ndarray] = []
+        self._per_row = 1          # FFT frames averaged into one row
+        self._acc, self._acc_n = np.zeros(self.fft), 0
+        self._tail = np.zeros(0, np.complex64)
+        self._boxes = {"detections": [], "truth": []}
+        self._rate, self._freq = self.rate or None, self.freq
+        self._win = np.hanning(self.fft).astype(np.float32)
+
+    def work(self, x):
+        for tag in self.input_tags:
+            if tag.key == "rx_rate" and not self.rate:
+                self._rate = float(tag.value)
+            elif tag.key == "rx_freq" and not self.freq:
+                self._freq = float(tag.value)
+        data = np.concatenate([self._tail, x]) if len(self._tail) else x
+        n = len(data) // self.fft * self.fft
+        self._tail = np.array(data[n:])
+        if not n:
+            return
+        spec = scipy.fft.fft(data[:n].reshape(-1, self.fft) * self._win, axis=1)
+        power = np.fft.fftshift((spec.real ** 2 + spec.imag ** 2), axes=1)
+        for row in power:
+            self._acc += row
+            self._acc_n += 1
+            if self._acc_n == self._per_row:
+                self._rows.append(self._acc / self._acc_n)
+                self._acc, self._acc_n = np.zeros(self.fft), 0
+        if len(self._rows) > self.max_rows:
+            rows = self._rows
+            self._rows = [(rows[i] + rows[i + 1]) / 2 for i in range(0, len(rows) - 1, 2)]
+            self._per_row *= 2
+
+    def on_message(self, port, msg):
+        self._boxes[port].append(msg)
+
+    def stop(self):
+        if not getattr(self, "_rows", None):
+            return
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        rate = self._rate or 1.0
+        unit, scale = ("MHz", 1e6) if self._rate else ("cycles/sample", 1.0)
+        img = 10 * np.log10(np.array(self._rows) + 1e-20)
+        seconds = len(self._rows) * self._per_row * self.fft / rate
+        f0, f1 = (self._freq - rate / 2) / scale, (self._freq + rate / 2) / scale
+        fig, ax = plt.subplots(figsize=(10, 6), dpi=110)
+        lo, hi = np.percentile(img, [5, 99.9])
+        ax.imshow(img, aspect="auto", origin="lower", cmap="viridis", vmin=lo, vmax=hi,
+                  extent=(f0, f1, 0, seconds * 1e3))
+        for port, style, color in (("truth", "--", "white"), ("detections", "-", "red")):
+            for m in self._boxes[port]:
+                x0, x1 = m["freq_lower_edge"] / scale, m["freq_upper_edge"] / scale
+                t0 = m["sample_start"] / rate * 1e3
+                t1 = t0 + m["sample_count"] / rate * 1e3
+                ax.add_patch(matplotlib.patches.Rectangle(
+                    (x0, t0), x1 - x0, t1 - t0, fill=False, ls=style, lw=1.2, ec=color))
+                if port == "detections":
+                    ax.text(x0, t1, str(m.get("label", "")), color=color, fontsize=7,
+                            va="bottom")
+        ax.set_xlabel(f"frequency ({unit})")
+        ax.set_ylabel("time (ms)")
+        ax.set_title(self.title or "spectrogram (red: detections, dashed: truth)")
+        fig.tight_layout()
+        fig.savefig(self.path)
+        plt.close(fig)
+        self._rows = []
+
+
+@register("detection_table")
+class DetectionTable(Sink):
+    """Print a table of the detections (count per label, then the first ``rows``) at the
+    end of the stream, on standard output.
+
+    Ports: in (message). Example: ``summary: {type: detection_table, rows: 20}``
+    """
+
+    inp = MsgIn(doc="detection messages")
+    rows = Param(int, default=20, min=0, doc="detections listed individually")
+
+    def start(self):
+        self._dets: list[dict] = []
+
+    def on_message(self, port, msg):
+        self._dets.append(msg)
+
+    def stop(self):
+        dets = sorted(getattr(self, "_dets", []), key=lambda m: m["sample_start"])
+        out = sys.stdout
+        labels: dict[str, int] = {}
+        for m in dets:
+            labels[m.get("label", "?")] = labels.get(m.get("label", "?"), 0) + 1
+        print(f"{len(dets)} detections: " + ", ".join(f"{k} {v}" for k, v in
+                                                      sorted(labels.items())), file=out)
+        if dets and self.rows:
+            print(f"{'start':>10} {'samples':>9} {'centre MHz':>11} {'width kHz':>10} "
+                  f"{'label':<8} {'conf':>5} {'SNR dB':>7}", file=out)
+            for m in dets[:self.rows]:
+                print(f"{m['sample_start']:>10} {m['sample_count']:>9} "
+                      f"{m.get('center_freq', 0) / 1e6:>11.3f} "
+                      f"{m.get('bandwidth', 0) / 1e3:>10.1f} {m.get('label', ''):<8} "
+                      f"{m.get('confidence', 0):>5.2f} {m.get('snr_db', 0):>7.1f}", file=out)
+            if len(dets) > self.rows:
+                print(f"... and {len(dets) - self.rows} more", file=out)
+        out.flush()

@@ -1,0 +1,1 @@
+"""Spectrum segmentation: wideband IQ synthesizer, labels, evaluation (numpy only)."""

@@ -1,0 +1,142 @@
+"""Spectrum tools: the synthesizer, its SigMF datasets, the CFAR detector, the evaluation,
+the PNG and table sinks, and the spectrum graphs."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from cvstream.blocks.cfar import CfarDetector, cfar_factor, merge_runs
+from cvstream.models.spectrum import evaluate as ev
+from cvstream.models.spectrum.synth import SceneConfig, cell_labels, scene
+from cvstream.models.spectrum.waveforms import CLASSES, MODULATIONS, generate
+
+GRAPHS = Path(__file__).parent.parent / "graphs"
+
+
+@pytest.mark.parametrize("kind", MODULATIONS)
+def test_waveforms_occupy_their_labelled_band(kind):
+    rng = np.random.default_rng(0)
+    x, bw = generate(rng, kind, 65536, 0.05)
+    assert len(x) == 65536 and np.all(np.isfinite(x))
+    spec = np.abs(np.fft.fftshift(np.fft.fft(x))) ** 2
+    cum = np.cumsum(spec) / spec.sum()
+    lo, hi = np.searchsorted(cum, [0.005, 0.995]) / 65536
+    assert hi - lo <= bw * 1.1 + 2 / 65536  # 99 % of the power inside the labelled width
+    if kind not in ("cw", "am"):
+        assert hi - lo >= bw * 0.4
+
+
+def test_scene_snr_is_in_band():
+    rng = np.random.default_rng(1)
+    cfg = SceneConfig(samples=131072, snr_db=(10, 10), burst_probability=0.0)
+    x, labels = scene(rng, cfg, n_signals=1)
+    lab = labels[0]
+    spec = np.abs(np.fft.fftshift(np.fft.fft(x))) ** 2 / len(x)
+    f = (np.arange(len(x)) - len(x) // 2) / len(x)
+    band = (f >= lab.f_low) & (f <= lab.f_high)
+    noise = np.mean(spec[~band])  # white noise: the mean periodogram level
+    snr = 10 * np.log10((spec[band].sum() - noise * band.sum()) / (noise * band.sum()))
+    assert snr == pytest.approx(10.0, abs=1.5)
+
+
+def test_scenes_are_deterministic_and_labelled_per_cell():
+    a, la = scene(np.random.default_rng([5, 0]), SceneConfig(samples=65536), n_signals=3)
+    b, lb = scene(np.random.default_rng([5, 0]), SceneConfig(samples=65536), n_signals=3)
+    assert np.array_equal(a, b) and la == lb
+    grid = cell_labels(la, 65536, 256, 256)
+    assert grid.shape == (256, 256)
+    assert set(np.unique(grid)) <= set(range(len(CLASSES) + 1))
+    for lab in la:
+        t = (lab.start + lab.stop) // 2 // 256
+        f = int((lab.center + 0.5) * 256)
+        assert grid[min(t, 255), min(f, 255)] > 0
+
+
+def test_synth_cli_writes_readable_sigmf(tmp_path):
+    res = run_cli("models", "synth", "spectrum", "--out", str(tmp_path), "--count", "3",
+                  "--seed", "4", "--samples", "65536")
+    assert res.returncode == 0, res.stderr
+    from sigmf import sigmffile
+    rec = sigmffile.fromfile(str(tmp_path / "scene_00001.sigmf-meta"))
+    assert rec.get_global_field("core:sample_rate") == 20e6
+    assert len(rec.read_samples()) == 65536
+    x, labels = scene(np.random.default_rng([4, 1]), SceneConfig(samples=65536))
+    assert np.array_equal(rec.read_samples(), x)
+    ann = rec.get_annotations()
+    assert len(ann) == len(labels)
+    for a in ann:
+        assert a["core:label"] in CLASSES
+        assert -10e6 <= a["core:freq_lower_edge"] < a["core:freq_upper_edge"] <= 10e6
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["count"] == 3 and manifest["seed"] == 4
+
+
+def test_cfar_threshold_and_runs():
+    # the F-distribution factor gives the false-alarm rate it promises on white noise
+    alpha = cfar_factor(1e-2, 4, 32)
+    rng = np.random.default_rng(0)
+    cell = rng.gamma(4, 1 / 4, 200000)
+    ref = rng.gamma(4 * 32, 1 / (4 * 32), 200000)
+    assert np.mean(cell > alpha * ref) == pytest.approx(1e-2, rel=0.1)
+    assert merge_runs(np.array([0, 1, 1, 0, 0, 1, 0, 0, 0, 1], bool), 2) == [(1, 6), (9, 10)]
+
+
+def test_cfar_finds_signals_and_stays_quiet_on_noise():
+    rng = np.random.default_rng(2)
+    noise = ((rng.standard_normal(262144) + 1j * rng.standard_normal(262144)) / np.sqrt(2))
+    det = CfarDetector(pfa=1e-6)
+    det.process(noise.astype(np.complex64))
+    det.flush()
+    assert det.take_messages() == []
+    x, labels = scene(np.random.default_rng(3), SceneConfig(snr_db=(15, 25),
+                      burst_probability=0.0), n_signals=2)
+    det = CfarDetector(rate=20e6, freq=100e6)
+    det.process(x)
+    det.flush()
+    found = det.take_messages()
+    truth = [ev.Box(s.start, s.stop, s.f_low, s.f_high) for s in labels]
+    boxes = ev.boxes_from_messages(found, 20e6, 100e6)
+    assert len(ev.match(truth, boxes)) == 2
+    m = found[0]
+    assert m["freq_upper_edge"] - m["freq_lower_edge"] == pytest.approx(m["bandwidth"])
+    assert 90e6 <= m["center_freq"] <= 110e6 and 0 <= m["confidence"] <= 1
+
+
+def test_iou_and_matching():
+    a = ev.Box(0, 100, 0.0, 0.1)
+    assert ev.iou(a, a) == 1.0
+    assert ev.iou(a, ev.Box(50, 150, 0.0, 0.1)) == pytest.approx(1 / 3)
+    assert ev.iou(a, ev.Box(100, 200, 0.0, 0.1)) == 0.0
+    pairs = ev.match([a, ev.Box(0, 100, 0.2, 0.3)], [ev.Box(0, 90, 0.2, 0.3), a])
+    assert sorted(pairs) == [(0, 1), (1, 0)]
+
+
+def test_evaluation_table_for_cfar():
+    table = ev.evaluate({"cfar": ev.cfar_detect()}, scenes_per_bucket=2, samples=65536)
+    assert list(table) == ["-10..0 dB", "0..10 dB", "10..20 dB", "20..30 dB"]
+    hi = table["20..30 dB"]["cfar"]
+    lo = table["-10..0 dB"]["cfar"]
+    assert hi["cell_recall"] > lo["cell_recall"]
+    assert 0.5 < hi["bin_accuracy"] <= 1.0 and hi["label_accuracy"] is None
+    text = ev.format_table(table)
+    assert text.count("| cfar |") == 4
+
+
+def test_spectrum_demo_graph(tmp_path):
+    res = run_cli("run", str(GRAPHS / "spectrum_demo.yml"), "--set", "scenes=2",
+                  "--set", f"output={tmp_path / 'demo.sigmf-meta'}",
+                  "--set", f"picture={tmp_path / 'demo.png'}", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "detections:" in res.stdout
+    png = (tmp_path / "demo.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20000
+    from sigmf import sigmffile
+    rec = sigmffile.fromfile(str(tmp_path / "demo.sigmf-meta"))
+    ann = rec.get_annotations()
+    assert rec.get_captures()[0]["core:frequency"] == 2.45e9
+    assert ann and all(2.44e9 <= a["core:freq_lower_edge"] <= 2.46e9 for a in ann)
+    assert all("cvstream:confidence" in a for a in ann)
+    n_table = int(res.stdout.split(" detections")[0].split()[-1])
+    assert n_table == len(ann)
