@@ -21,19 +21,12 @@ import onnxruntime as ort
 
 from cvstream import Graph
 from cvstream.blocks.onnx_model import OnnxModel, default_threads
+from cvstream.blocks.onnx_model import make_session as session
 from cvstream.blocks.signal_source import SignalSource
 from cvstream.blocks.sinks import NullSink
 from cvstream.contract import read_contract
 from cvstream.models import resolve_model
 from cvstream.scheduler import Scheduler
-
-
-def session(path: str) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = default_threads()
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
 def timed(fn, seconds: float) -> float:

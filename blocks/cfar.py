@@ -9,7 +9,7 @@ import scipy.stats
 
 from cvstream import In, MsgOut, Param, RateBlock, register
 
-from .detections import Tracker, to_message
+from .detections import Tracker, bin_edges, merge_runs, to_message
 
 
 def cfar_factor(pfa: float, frames: int, train_cells: int) -> float:
@@ -17,17 +17,6 @@ def cfar_factor(pfa: float, frames: int, train_cells: int) -> float:
     PSD bin is the mean of ``frames`` periodograms of white noise: the ratio is
     F-distributed with (2 frames, 2 frames train_cells) degrees of freedom."""
     return float(scipy.stats.f.isf(pfa, 2 * frames, 2 * frames * train_cells))
-
-
-def merge_runs(mask: np.ndarray, gap: int) -> list[tuple[int, int]]:
-    """[start, stop) bin runs of True, joining runs separated by at most ``gap`` False bins."""
-    idx = np.flatnonzero(mask)
-    if not len(idx):
-        return []
-    breaks = np.flatnonzero(np.diff(idx) > gap + 1)
-    starts = np.r_[idx[0], idx[breaks + 1]]
-    stops = np.r_[idx[breaks], idx[-1]] + 1
-    return list(zip(starts.tolist(), stops.tolist()))
 
 
 @register("cfar_detector")
@@ -125,8 +114,7 @@ class CfarDetector(RateBlock):
                     continue
                 band = psd[row, a:b]
                 snr = 10 * np.log10(max(band.mean() / floor[row, 0] - 1, 1e-3))
-                intervals.append(((a - self.fft // 2 - 0.5) / self.fft,
-                                  (b - self.fft // 2 - 0.5) / self.fft, snr, "signal"))
+                intervals.append((*bin_edges(a, b, self.fft), snr, "signal"))
             out.append(intervals)
         return out
 

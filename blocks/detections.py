@@ -24,10 +24,27 @@ class Track:
     f_high: float
     peak_snr_db: float
     label: str = "signal"
-    votes: float = 0.0
+    score: float = 0.0   # detector confidence (0..1), the track's maximum
 
     def overlaps(self, f_low: float, f_high: float) -> bool:
         return f_low <= self.f_high and f_high >= self.f_low
+
+
+def bin_edges(a: int, b: int, fft: int) -> tuple[float, float]:
+    """Normalized frequency edges of DC-centred FFT bins [a, b), within [-0.5, 0.5]."""
+    return max(-0.5, (a - fft // 2 - 0.5) / fft), min(0.5, (b - fft // 2 - 0.5) / fft)
+
+
+def merge_runs(mask, gap: int) -> list[tuple[int, int]]:
+    """[start, stop) runs of True in a 1-d mask, joining runs at most ``gap`` apart."""
+    import numpy as np
+    idx = np.flatnonzero(mask)
+    if not len(idx):
+        return []
+    breaks = np.flatnonzero(np.diff(idx) > gap + 1)
+    starts = np.r_[idx[0], idx[breaks + 1]]
+    stops = np.r_[idx[breaks], idx[-1]] + 1
+    return list(zip(starts.tolist(), stops.tolist()))
 
 
 def to_message(track: Track, rate: float, center_freq: float, confidence: float) -> dict:
@@ -48,24 +65,24 @@ class Tracker:
         self.open: list[Track] = []
         self.max_gap = max_gap_blocks
 
-    def update(self, start: int, stop: int, intervals: list[tuple[float, float, float, str]]
-               ) -> list[Track]:
-        """Feed the intervals (f_low, f_high, snr_db, label) of block [start, stop);
-        returns the tracks that ended."""
+    def update(self, start: int, stop: int, intervals: list[tuple]) -> list[Track]:
+        """Feed the intervals (f_low, f_high, snr_db, label[, score]) of block
+        [start, stop); returns the tracks that ended."""
         ended, still = [], []
         used = [False] * len(intervals)
         for track in self.open:
             hit = False
-            for i, (lo, hi, snr, label) in enumerate(intervals):
+            for i, (lo, hi, snr, label, *score) in enumerate(intervals):
                 if not used[i] and track.overlaps(lo, hi) and label == track.label:
                     track.stop = stop
                     track.f_low, track.f_high = min(track.f_low, lo), max(track.f_high, hi)
                     track.peak_snr_db = max(track.peak_snr_db, snr)
+                    track.score = max([track.score, *score])
                     used[i] = hit = True
             (still if hit else ended).append(track)
-        for i, (lo, hi, snr, label) in enumerate(intervals):
+        for i, (lo, hi, snr, label, *score) in enumerate(intervals):
             if not used[i]:
-                still.append(Track(start, stop, lo, hi, snr, label))
+                still.append(Track(start, stop, lo, hi, snr, label, max([0.0, *score])))
         self.open = still
         return ended
 

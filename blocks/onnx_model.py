@@ -21,6 +21,23 @@ def default_threads() -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
+def make_session(path: str, threads: int = 0):
+    """An ONNX Runtime CPU session as model blocks use it: ``threads`` intra-op threads
+    (0: default_threads()), sequential, and workers that sleep instead of spinning on a
+    core the rest of the graph needs."""
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or default_threads()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ORT's own exception types
+        raise CvstreamError(f"cannot load model '{path}': {exc}") from None
+
+
 @register("onnx_model")
 class OnnxModel(RateBlock):
     """Run an ONNX model over exact chunks of the stream, as its contract says.
@@ -82,20 +99,7 @@ class OnnxModel(RateBlock):
                                 f"trained for {want:g} Hz (resample first)")
 
     def start(self):
-        import onnxruntime as ort
-        opts = ort.SessionOptions()
-        threads = self.threads or default_threads()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.log_severity_level = 3
-        # don't let idle ORT workers spin on a core the rest of the graph needs
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self._session = ort.InferenceSession(self.path, opts,
-                                                 providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - ORT's own exception types
-            raise CvstreamError(f"cannot load model '{self.path}': {exc}") from None
+        self._session = make_session(self.path, self.threads)
         c = self.contract
         self._states = {s.input: np.zeros(s.shape, np.float32) for s in c.states}
         self._out_names = [s.name for s in c.outputs] + [s.output for s in c.states]

@@ -59,6 +59,9 @@ class Contract:
     #: "rms_restore": the same, and outputs multiplied back by that RMS
     normalization: str = "none"
     class_names: list[str] = field(default_factory=list)
+    #: what the block does before the model, e.g. {"stft": {"fft": 128, "hop": 128,
+    #: "window": "hann", "frames": 32}} for spectrum models (normalized frequency)
+    preprocess: dict[str, Any] = field(default_factory=dict)
     states: list[StateSpec] = field(default_factory=list)
     evaluation: dict[str, Any] = field(default_factory=dict)
     description: str = ""

@@ -9,7 +9,8 @@ from pathlib import Path
 from .errors import CvstreamError
 
 #: trainable model families: name -> module (in cvstream.models)
-FAMILIES = {"iq_denoiser": "cvstream.models.demo.denoiser"}
+FAMILIES = {"iq_denoiser": "cvstream.models.demo.denoiser",
+            "spectrum_segmenter": "cvstream.models.spectrum.segmenter"}
 
 
 def progress_printer(label: str):
@@ -114,10 +115,19 @@ def cmd_train(args) -> int:
     fam = _family(args.family)
     import torch
     torch.set_num_threads(args.threads)
+    from cvstream.models import SHIPPED_DIR
     from cvstream.models.export import export_model
-    model = fam.train(steps=args.steps, seed=args.seed,
-                      progress=progress_printer(f"training {args.family}"))
-    out = args.out or str(Path(fam.__file__).parent.parent / "shipped" / f"{fam.NAME}.onnx")
+    show = progress_printer(f"training {args.family}")
+    if hasattr(fam, "train_and_export"):  # families that train several models together
+        out_dir = args.out or str(SHIPPED_DIR)
+        table = fam.train_and_export(out_dir, seed=args.seed, progress=show,
+                                     **({"steps": args.steps} if args.steps else {}))
+        print(f"wrote {fam.NAME} models to {out_dir}")
+        print(fam.format_table(table))
+        return 0
+    model = fam.train(seed=args.seed, progress=show,
+                      **({"steps": args.steps} if args.steps else {}))
+    out = args.out or str(SHIPPED_DIR / f"{fam.NAME}.onnx")
     export_model(model, fam.contract(), out)
     table = fam.evaluate(fam.run_onnx(out))
     export_model(model, fam.contract(table), out)  # again, with the evaluation inside
@@ -137,9 +147,11 @@ def cmd_synth(args) -> int:
 
 
 def cmd_eval_spectrum(args) -> int:
-    from cvstream.models.spectrum.evaluate import cfar_detect, evaluate, format_table
-    table = evaluate({"cfar": cfar_detect()}, scenes_per_bucket=args.scenes,
-                     progress=progress_printer("evaluating"))
+    from cvstream.models import SHIPPED_DIR
+    from cvstream.models.spectrum.evaluate import format_table
+    from cvstream.models.spectrum.segmenter import evaluate_all
+    table = evaluate_all(args.model or str(SHIPPED_DIR), scenes_per_bucket=args.scenes,
+                         progress=progress_printer("evaluating"))
     print(format_table(table))
     return 0
 
@@ -174,14 +186,14 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_export)
     p = msub.add_parser("train", help="retrain and re-export a shipped model from a seed")
     p.add_argument("family", choices=sorted(FAMILIES))
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=None, help="default: the family's own")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", help="default: the shipped model's file")
+    p.add_argument("--out", help="default: the shipped model's file (or directory)")
     p.set_defaults(func=cmd_train)
     p = msub.add_parser("eval", help="print a model family's evaluation table")
     p.add_argument("family", choices=sorted(FAMILIES) + ["spectrum"])
-    p.add_argument("--model", help="default: the shipped model")
+    p.add_argument("--model", help="default: the shipped model (spectrum: a directory)")
     p.add_argument("--scenes", type=int, default=32, help="spectrum: scenes per SNR bucket")
     p.set_defaults(func=cmd_eval)
     p = msub.add_parser("synth", help="write a synthetic dataset")

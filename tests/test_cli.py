@@ -102,7 +102,11 @@ def test_example_graphs_validate(tmp_path):
     for graph in graphs:
         variables = yaml.safe_load(graph.read_text()).get("variables", {})
         sets = []
-        if "input" in variables:  # graphs that read a file get a real one
+        if "input" in variables and "sigmf_source" in graph.read_text():
+            from cvstream.models.spectrum.synth import write_sigmf
+            meta = write_sigmf(str(tmp_path / "rec"), np.zeros(4096, np.complex64), [], 1e6)
+            sets = ["--set", f"input={meta}"]
+        elif "input" in variables:  # graphs that read a file get a real one
             (tmp_path / "in.raw").write_bytes(bytes(4096))
             sets = ["--set", f"input={tmp_path / 'in.raw'}"]
         if "output" in variables:

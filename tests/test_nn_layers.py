@@ -176,6 +176,8 @@ ACTIVATIONS = {
               lambda z, m: z * ((z.real >= 0) & (z.imag >= 0))),
     "cardioid": (lambda: cnn.Cardioid(),
                  lambda z, m: 0.5 * (1 + torch.cos(torch.angle(z))) * z),
+    "log_compander": (lambda: cnn.LogCompander(),
+                      lambda z, m: torch.log1p(_mod(z)) * torch.exp(1j * torch.angle(z))),
     "bounded_mask": (lambda: cnn.BoundedMask(),
                      lambda z, m: torch.tanh(_mod(z)) * torch.exp(1j * torch.angle(z))),
 }

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from cvstream.blocks.cfar import CfarDetector, cfar_factor, merge_runs
+from cvstream.blocks.cfar import CfarDetector, cfar_factor
+from cvstream.blocks.detections import merge_runs
 from cvstream.models.spectrum import evaluate as ev
 from cvstream.models.spectrum.synth import SceneConfig, cell_labels, scene
 from cvstream.models.spectrum.waveforms import CLASSES, MODULATIONS, generate
@@ -140,3 +141,38 @@ def test_spectrum_demo_graph(tmp_path):
     assert all("cvstream:confidence" in a for a in ann)
     n_table = int(res.stdout.split(" detections")[0].split()[-1])
     assert n_table == len(ann)
+
+
+def test_segmenter_training_path_and_block(tmp_path):
+    """A tiny training run exports a model the spectrum_segmenter block runs."""
+    pytest.importorskip("torch")
+    from cvstream.blocks.segmenter import SpectrumSegmenter
+    from cvstream.models.export import export_model
+    from cvstream.models.spectrum import segmenter as seg
+    losses = []
+    model = seg.train(steps=3, scenes_per_step=1, progress=lambda d, n, loss: losses.append(loss))
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    path = str(tmp_path / "tiny_seg.onnx")
+    export_model(model, seg.contract(), path)
+    block = SpectrumSegmenter(model=path, threshold=0.0, rate=20e6, freq=1e9)
+    x, _ = scene(np.random.default_rng(0), SceneConfig(samples=8 * seg.TILE))
+    block.process(x)
+    block.flush()
+    msgs = block.take_messages()
+    # threshold 0 marks every cell present: one detection per label run, covering the band
+    assert msgs and all(m["label"] in CLASSES for m in msgs)
+    assert all(990e6 <= m["freq_lower_edge"] < m["freq_upper_edge"] <= 1010e6 for m in msgs)
+    with pytest.raises(Exception, match="not a spectrum_segmentation model"):
+        SpectrumSegmenter(model="builtin:iq_denoiser")
+
+
+def test_tile_labels_follow_the_boxes():
+    from cvstream.models.spectrum import segmenter as seg
+    from cvstream.models.spectrum.synth import SignalLabel
+    lab = SignalLabel("qpsk", "psk", seg.TILE, 3 * seg.TILE, 0.1, 0.2, 10.0)
+    grid = seg.tile_labels([lab], 4 * seg.TILE)
+    assert grid.shape == (4, seg.FFT)
+    bins = (np.arange(seg.FFT) - seg.FFT // 2) / seg.FFT
+    inside = (bins > 0.11) & (bins < 0.19)
+    assert np.all(grid[1:3][:, inside] == 1 + CLASSES.index("psk"))
+    assert np.all(grid[0] == 0) and np.all(grid[3] == 0)

@@ -8,7 +8,7 @@ to ONNX and run in ONNX Runtime, which has no complex tensors.
 Streams enter as interleaved pairs (a complex64 array viewed as float32 has a trailing axis
 of 2); ``FromInterleaved`` / ``ToInterleaved`` convert at the edges of a network.
 """
-from .activations import BoundedMask, Cardioid, CReLU, ModReLU, ZReLU
+from .activations import BoundedMask, Cardioid, CReLU, LogCompander, ModReLU, ZReLU
 from .blocks import DenseMultiDilatedBlock, MultiDilatedConv, ResidualBlock, UNetDown, UNetUp
 from .conv import ComplexConv, ComplexConvTranspose, ComplexLinear
 from .layout import FromInterleaved, ToInterleaved, join, split, to_complex, to_split
@@ -17,7 +17,8 @@ from .params import count_real_params, real_width_for
 from .pooling import ComplexAvgPool, MagnitudeMaxPool
 
 __all__ = [
-    "BoundedMask", "Cardioid", "CReLU", "ModReLU", "ZReLU", "DenseMultiDilatedBlock",
+    "BoundedMask", "Cardioid", "CReLU", "LogCompander", "ModReLU", "ZReLU",
+    "DenseMultiDilatedBlock",
     "MultiDilatedConv", "ResidualBlock", "UNetDown", "UNetUp", "ComplexConv",
     "ComplexConvTranspose", "ComplexLinear", "FromInterleaved", "ToInterleaved", "join",
     "split", "to_complex", "to_split", "Complex2x2Affine", "ComplexBatchNorm",

@@ -60,3 +60,13 @@ class BoundedMask(nn.Module):
         mag = _magnitude(re, im)
         scale = torch.tanh(mag) / mag
         return join(re * scale, im * scale)
+
+
+class LogCompander(nn.Module):
+    """z log(1 + |z|) / |z|: compresses the magnitude's dynamic range, keeps the phase."""
+
+    def forward(self, x):
+        re, im = split(x)
+        mag = _magnitude(re, im)
+        scale = torch.log1p(mag) / mag
+        return join(re * scale, im * scale)

@@ -1,0 +1,113 @@
+"""spectrum_segmenter: a complex-valued CNN over STFT tiles -> detections with labels."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+
+from cvstream import In, MsgOut, Param, RateBlock, register
+from cvstream.contract import read_contract
+from cvstream.errors import CvstreamError, ParamError
+
+from .detections import Tracker, bin_edges, merge_runs, to_message
+from .onnx_model import make_session
+
+
+@register("spectrum_segmenter")
+class SpectrumSegmenter(RateBlock):
+    """Find and classify the signals in wideband IQ with a complex-valued segmentation model.
+
+    Cuts the stream into tiles of ``frames`` FFTs (sizes from the model's contract; the
+    model works in normalized frequency, so any sample rate is served), runs the model on up
+    to ``max_batch`` tiles per call, and turns its per-cell presence and class outputs into
+    detections: bins above ``threshold`` merged into runs, labelled by the run's mean class
+    scores, followed across tiles. Detection messages as cfar_detector's, with ``label`` the
+    modulation family and ``confidence`` the peak presence probability.
+    Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples).
+    Example: ``seg: {type: spectrum_segmenter, model: "builtin:spectrum_segmenter"}``
+    """
+
+    inp = In("complex64")
+    detections = MsgOut(optional=False)
+    model = Param(str, default="builtin:spectrum_segmenter",
+                  doc="a spectrum_segmentation model (path or builtin:NAME)")
+    threshold = Param(float, default=0.5, min=0.0, max=1.0, doc="presence probability")
+    merge_gap = Param(int, default=1, min=0, doc="join runs this many bins apart")
+    min_bins = Param(int, default=1, min=1, doc="ignore runs narrower than this")
+    max_batch = Param(int, default=16, min=1, doc="tiles per model call")
+    threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
+    rate = Param(float, default=0.0, min=0.0, unit="Hz", doc="sample rate (0: rx_rate tag)")
+    freq = Param(float, default=0.0, unit="Hz", doc="centre frequency (default: rx_freq)")
+
+    def check(self):
+        from cvstream.models import resolve_model
+        try:
+            self.path = resolve_model(self.model)
+            c = read_contract(self.path)
+        except CvstreamError as exc:
+            raise ParamError("model", str(exc)) from None
+        stft = c.preprocess.get("stft")
+        if c.task != "spectrum_segmentation" or not stft:
+            raise ParamError("model", f"'{self.path}' is a {c.task} model, not a "
+                             "spectrum_segmentation model")
+        self.contract = c
+        self.fft, self.frames = int(stft["fft"]), int(stft["frames"])
+        self.decim = self.fft * self.frames
+        self.max_chunks = self.max_batch
+        self.classes = c.class_names[1:]
+        w = np.hanning(self.fft)
+        self._win = (w / np.sqrt(np.sum(w ** 2))).astype(np.float32)
+
+    def output_types(self, in_types):
+        t = in_types.get("inp")
+        if t is not None and t.rate and not self.rate:
+            self._rate = t.rate
+        return {}
+
+    def start(self):
+        self._session = make_session(self.path, self.threads)
+        self._tracker = Tracker()
+        self._rate = self.rate or getattr(self, "_rate", 0.0) or 0.0
+        self._freq = self.freq
+        self._pos = 0
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """(tiles, 1 + classes, fft) logits for whole tiles of x."""
+        spec = scipy.fft.fft(x.reshape(-1, self.fft) * self._win, axis=1)
+        tiles = np.fft.fftshift(spec, axes=1).astype(np.complex64)
+        tiles = tiles.reshape(-1, self.frames, self.fft)
+        flat = tiles.reshape(len(tiles), -1).view(np.float32)
+        inv = 1.0 / np.sqrt(np.einsum("ij,ij->i", flat, flat) / tiles[0].size + 1e-12)
+        tiles *= inv.astype(np.float32)[:, None, None]
+        logits = self._session.run(None, {self.contract.inputs[0].name:
+                                          tiles.view(np.float32).reshape(*tiles.shape, 2)})[0]
+        return logits[:, 0], (tiles.real ** 2 + tiles.imag ** 2).mean(axis=1)
+
+    def work(self, x):
+        for tag in self.input_tags:
+            if tag.key == "rx_rate" and not self.rate:
+                self._rate = float(tag.value)
+            elif tag.key == "rx_freq" and not self.freq:
+                self._freq = float(tag.value)
+        logits, power = self.scores(x)
+        presence = 1 / (1 + np.exp(-logits[:, 0]))
+        for k in range(len(logits)):
+            mask = presence[k] > self.threshold
+            floor = np.median(power[k][~mask]) if (~mask).any() else np.median(power[k])
+            intervals = []
+            for a, b in merge_runs(mask, self.merge_gap):
+                if b - a < self.min_bins:
+                    continue
+                label = self.classes[int(np.argmax(logits[k, 1:, a:b].mean(axis=1)))]
+                snr = 10 * np.log10(max(power[k, a:b].mean() / floor - 1, 1e-3))
+                intervals.append((*bin_edges(a, b, self.fft), snr, label,
+                                  float(presence[k, a:b].max())))
+            start = self._pos
+            self._pos += self.decim
+            self._emit_all(self._tracker.update(start, self._pos, intervals))
+
+    def finish(self):
+        self._emit_all(self._tracker.flush())
+
+    def _emit_all(self, tracks):
+        for track in tracks:
+            self.emit(to_message(track, self._rate or 1.0, self._freq, track.score))

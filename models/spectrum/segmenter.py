@@ -1,0 +1,217 @@
+"""The spectrum segmenter: a complex-valued CNN over short-time Fourier frames.
+
+Input: a tile of ``FRAMES`` consecutive FFT frames of ``FFT`` bins (Hann window, no overlap,
+DC centred, normalized frequency, so any sample rate works), each tile normalised to unit
+RMS. The network treats the tile's frames as complex input channels and convolves along
+frequency: a complex convolution (frames -> C channels), then dilated complex convolutions
+(1, 2, 4, 8) with modReLU and residual connections; the head takes magnitudes and gives,
+per bin, one presence logit and one logit per modulation family. One tile is one
+time-frequency cell row: FFT * FRAMES samples (4096) by one bin.
+
+The real-valued twin takes the same tile as 2 x FRAMES real channels (real and imaginary
+parts) and has the same real parameter count (widths chosen by ``real_width_for``).
+
+    cvstream models train spectrum_segmenter [--steps N] [--seed 0]
+    cvstream models eval spectrum
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .synth import SceneConfig, cell_labels, scene
+from .waveforms import CLASSES
+
+NAME = "spectrum_segmenter"
+FFT, FRAMES = 128, 32
+TILE = FFT * FRAMES
+WIDTH = 12
+
+
+def stft_tiles(x: np.ndarray) -> np.ndarray:
+    """(tiles, FRAMES, FFT) complex64 Hann-windowed, DC-centred spectra of x (whole tiles)."""
+    n = len(x) // TILE * TILE
+    win = np.hanning(FFT).astype(np.float32) / np.sqrt(np.sum(np.hanning(FFT) ** 2))
+    frames = x[:n].reshape(-1, FFT) * win
+    spec = np.fft.fftshift(np.fft.fft(frames, axis=1), axes=1).astype(np.complex64)
+    return spec.reshape(-1, FRAMES, FFT)
+
+
+def tile_labels(labels, n: int) -> np.ndarray:
+    """(tiles, FFT) class per cell (0 noise, 1 + CLASSES index): the class covering most of
+    the tile's frames in that bin, if signals cover at least half of them."""
+    grid = cell_labels(labels, n // TILE * TILE, FFT, FFT)  # (frames, FFT)
+    grid = grid[: len(grid) // FRAMES * FRAMES].reshape(-1, FRAMES, FFT)
+    counts = np.stack([(grid == c).sum(axis=1) for c in range(len(CLASSES) + 1)], axis=1)
+    best = counts[:, 1:].argmax(axis=1) + 1
+    occupied = counts[:, 1:].sum(axis=1) >= FRAMES // 2
+    return np.where(occupied, best, 0)
+
+
+def build(width: int = WIDTH):
+    """forward(inp (B, FRAMES, FFT, 2)) -> logits (B, 1, 1 + classes, FFT)."""
+    import torch
+    from torch import nn
+
+    from ..nn import ComplexConv, LogCompander, ModReLU
+
+    class Segmenter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.compand = LogCompander()
+            self.first = ComplexConv(FRAMES, width, 3, dims=1)
+            self.act0 = ModReLU(width)
+            self.convs = nn.ModuleList(ComplexConv(width, width, 3, dims=1, dilation=d)
+                                       for d in (1, 2, 4, 8))
+            self.acts = nn.ModuleList(ModReLU(width) for _ in range(4))
+            self.head = nn.Conv1d(width, 1 + len(CLASSES), 1)
+
+        def forward(self, inp):
+            # (B, T, F, 2) -> split layout (B, 2T, F): frames are the complex channels
+            x = self.compand(inp.permute(0, 3, 1, 2).reshape(inp.shape[0], 2 * FRAMES, FFT))
+            h = self.act0(self.first(x))
+            for conv, act in zip(self.convs, self.acts):
+                h = h + act(conv(h))
+            re, im = h[:, :width], h[:, width:]
+            return self.head(torch.log1p(torch.sqrt(re * re + im * im + 1e-8))).unsqueeze(1)
+
+    torch.manual_seed(0)
+    return Segmenter()
+
+
+def build_real(width: int):
+    """The real-valued twin: the same tile as 2 x FRAMES real channels, real convolutions."""
+    import torch
+    from torch import nn
+
+    class RealSegmenter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first = nn.Conv1d(2 * FRAMES, width, 3, padding=1)
+            self.convs = nn.ModuleList(nn.Conv1d(width, width, 3, padding=d, dilation=d)
+                                       for d in (1, 2, 4, 8))
+            self.head = nn.Conv1d(width, 1 + len(CLASSES), 1)
+
+        def forward(self, inp):
+            mag = torch.sqrt((inp * inp).sum(-1, keepdim=True) + 1e-8)
+            inp = inp * torch.log1p(mag) / mag  # the same companding as the complex model
+            x = inp.permute(0, 3, 1, 2).reshape(inp.shape[0], 2 * FRAMES, FFT)
+            h = torch.relu(self.first(x))
+            for conv in self.convs:
+                h = h + torch.relu(conv(h))
+            return self.head(h).unsqueeze(1)
+
+    torch.manual_seed(0)
+    return RealSegmenter()
+
+
+def real_twin_width() -> int:
+    from ..nn import count_real_params, real_width_for
+    return real_width_for(build_real, count_real_params(build()))
+
+
+def contract(name: str = NAME, evaluation: dict | None = None, real: bool = False) -> dict:
+    return dict(task="spectrum_segmentation", name=name, version="1", chunk=FRAMES,
+                out_items=1, sample_rate="normalized", normalization="rms",
+                inputs=[dict(name="frames", dtype="complex64", item_shape=[FFT])],
+                outputs=[dict(name="logits", dtype="float32",
+                              item_shape=[1 + len(CLASSES), FFT], packing="none")],
+                class_names=["noise"] + CLASSES,
+                preprocess={"stft": {"fft": FFT, "hop": FFT, "window": "hann",
+                                     "frames": FRAMES, "shift": True}},
+                description=("real-valued twin of the " if real else "") +
+                "complex CNN over STFT tiles: presence and modulation family per cell",
+                evaluation=evaluation or {})
+
+
+def batch(rng, scenes: int, samples: int = 65536):
+    """Training tiles (normalised like the block does) and their cell labels."""
+    cfg = SceneConfig(samples=samples)
+    xs, ys = [], []
+    for _ in range(scenes):
+        x, labels = scene(rng, cfg)
+        tiles = stft_tiles(x)
+        rms = np.sqrt(np.mean(np.abs(tiles) ** 2, axis=(1, 2), keepdims=True)) + 1e-12
+        xs.append((tiles / rms).astype(np.complex64))
+        ys.append(tile_labels(labels, len(x)))
+    x = np.concatenate(xs)
+    return x.view(np.float32).reshape(*x.shape, 2), np.concatenate(ys)
+
+
+def train(steps: int = 800, seed: int = 0, scenes_per_step: int = 4, real: bool = False,
+          progress=None):
+    import torch
+    import torch.nn.functional as F
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    model = build_real(real_twin_width()) if real else build()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=steps)
+    for step in range(steps):
+        x, y = batch(rng, scenes_per_step)
+        logits = model(torch.from_numpy(x))[:, 0]          # (B, 1 + K, F)
+        target = torch.from_numpy(y)
+        present = (target > 0).float()
+        loss = F.binary_cross_entropy_with_logits(logits[:, 0], present)
+        if present.any():
+            mask = target > 0
+            cls = logits[:, 1:].permute(0, 2, 1)[mask]
+            loss = loss + F.cross_entropy(cls, target[mask] - 1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if progress is not None:
+            progress(step + 1, steps, loss.item())
+    return model.eval()
+
+
+def detector(path: str, **params):
+    """A detect(x) -> [Box] for the evaluation, running the spectrum_segmenter block."""
+    from cvstream.blocks.segmenter import SpectrumSegmenter
+
+    from .evaluate import boxes_from_messages
+
+    def detect(x):
+        block = SpectrumSegmenter(model=path, **params)
+        block.process(x)
+        block.flush()
+        return boxes_from_messages(block.take_messages())
+    return detect
+
+
+def evaluate_all(model_dir: str, scenes_per_bucket: int = 32, progress=None) -> dict:
+    """The README table: segmenter, real twin and CFAR on the same held-out scenes."""
+    import os
+
+    from .evaluate import cfar_detect, evaluate
+    detectors = {}
+    for name, label in ((NAME, "segmenter"), (NAME + "_real", "real twin")):
+        path = os.path.join(model_dir, name + ".onnx")
+        if os.path.exists(path):
+            detectors[label] = detector(path)
+    detectors["cfar"] = cfar_detect()
+    return evaluate(detectors, scenes_per_bucket=scenes_per_bucket, progress=progress)
+
+
+def train_and_export(out_dir: str, steps: int = 800, seed: int = 0, progress=None,
+                     scenes_per_bucket: int = 32) -> dict:
+    """Train the segmenter and its real twin from ``seed``, export both to ``out_dir``,
+    evaluate them against CFAR and store each one's rows in its contract."""
+    import os
+
+    from ..export import export_model
+    models = {}
+    for real in (False, True):
+        name = NAME + ("_real" if real else "")
+        show = (lambda d, n, loss, name=name: progress(d, n, loss)) if progress else None
+        models[name] = (train(steps, seed, real=real, progress=show), real)
+        export_model(models[name][0], contract(name, real=real),
+                     os.path.join(out_dir, name + ".onnx"))
+    table = evaluate_all(out_dir, scenes_per_bucket)
+    for name, (model, real) in models.items():
+        label = "real twin" if real else "segmenter"
+        rows = {bucket: {k: (round(v, 4) if isinstance(v, float) else v)
+                         for k, v in r[label].items()} for bucket, r in table.items()}
+        export_model(model, contract(name, rows, real), os.path.join(out_dir, name + ".onnx"))
+    return table
+from .evaluate import format_table  # noqa: E402,F401
