@@ -11,7 +11,9 @@ Without a known sample rate, frequencies are normalized (cycles/sample) and ``ra
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 
 @dataclass
@@ -25,6 +27,9 @@ class Track:
     peak_snr_db: float
     label: str = "signal"
     score: float = 0.0   # detector confidence (0..1), the track's maximum
+    votes: dict = field(default_factory=dict)  # label -> bandwidth x score seen
+    edges: list = field(default_factory=list)  # (f_low, f_high) of every block it was seen in
+    missed: int = 0      # consecutive blocks without a hit
 
     def overlaps(self, f_low: float, f_high: float) -> bool:
         return f_low <= self.f_high and f_high >= self.f_low
@@ -37,7 +42,6 @@ def bin_edges(a: int, b: int, fft: int) -> tuple[float, float]:
 
 def merge_runs(mask, gap: int) -> list[tuple[int, int]]:
     """[start, stop) runs of True in a 1-d mask, joining runs at most ``gap`` apart."""
-    import numpy as np
     idx = np.flatnonzero(mask)
     if not len(idx):
         return []
@@ -61,9 +65,16 @@ class Tracker:
     """Joins per-block frequency intervals into tracks; a track ends when a block has no
     interval overlapping it."""
 
-    def __init__(self, max_gap_blocks: int = 0):
+    def __init__(self, vote_labels: bool = False, hold: int = 0, min_blocks: int = 1):
+        """``vote_labels``: a track continues whatever the interval's label, and takes the
+        label with the most votes (bins x score) when it ends; otherwise labels must match.
+        ``hold``: blocks a track may miss before it ends. ``min_blocks``: shorter tracks
+        are not reported (``dropped_short`` counts them)."""
         self.open: list[Track] = []
-        self.max_gap = max_gap_blocks
+        self.vote_labels = vote_labels
+        self.hold = hold
+        self.min_blocks = min_blocks
+        self.dropped_short = 0
 
     def update(self, start: int, stop: int, intervals: list[tuple]) -> list[Track]:
         """Feed the intervals (f_low, f_high, snr_db, label[, score]) of block
@@ -73,19 +84,44 @@ class Tracker:
         for track in self.open:
             hit = False
             for i, (lo, hi, snr, label, *score) in enumerate(intervals):
-                if not used[i] and track.overlaps(lo, hi) and label == track.label:
+                same = self.vote_labels or label == track.label
+                if not used[i] and track.overlaps(lo, hi) and same:
+                    track.votes[label] = track.votes.get(label, 0.0) + (hi - lo) * max(
+                        [1e-6, *score])
                     track.stop = stop
+                    track.edges.append((lo, hi))
                     track.f_low, track.f_high = min(track.f_low, lo), max(track.f_high, hi)
                     track.peak_snr_db = max(track.peak_snr_db, snr)
                     track.score = max([track.score, *score])
                     used[i] = hit = True
-            (still if hit else ended).append(track)
+            track.missed = 0 if hit else track.missed + 1
+            (still if track.missed <= self.hold else ended).append(track)
         for i, (lo, hi, snr, label, *score) in enumerate(intervals):
             if not used[i]:
-                still.append(Track(start, stop, lo, hi, snr, label, max([0.0, *score])))
+                still.append(Track(start, stop, lo, hi, snr, label, max([0.0, *score]),
+                                   {label: (hi - lo) * max([1e-6, *score])}, [(lo, hi)]))
         self.open = still
-        return ended
+        return self._report(ended)
 
     def flush(self) -> list[Track]:
         ended, self.open = self.open, []
-        return ended
+        return self._report(ended)
+
+    def _report(self, tracks: list[Track]) -> list[Track]:
+        out = []
+        for t in tracks:
+            if len(t.edges) >= self.min_blocks:
+                out.append(self._settle(t))
+            else:
+                self.dropped_short += 1
+        return out
+
+    def _settle(self, track: Track) -> Track:
+        """Final label (votes) and edges: the median of the per-block edges, so one block
+        that saw a wider run (a burst's ramp, a neighbour) does not widen the whole box."""
+        if self.vote_labels and track.votes:
+            track.label = max(track.votes, key=track.votes.get)
+        if track.edges:
+            track.f_low = float(np.median([e[0] for e in track.edges]))
+            track.f_high = float(np.median([e[1] for e in track.edges]))
+        return track

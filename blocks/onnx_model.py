@@ -126,7 +126,7 @@ class OnnxModel(RateBlock):
         feeds, inv = {}, None
         for spec, x in zip(c.inputs, inputs):
             frames = self._frames(spec, x, batch)
-            if c.normalization != "none":
+            if c.normalization in ("rms", "rms_restore"):
                 if inv is None:
                     inv = self._inverse_rms(frames)
                 frames = np.multiply(frames, inv.reshape(-1, *([1] * (frames.ndim - 1))))

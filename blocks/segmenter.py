@@ -9,6 +9,16 @@ from cvstream.contract import read_contract
 from cvstream.errors import CvstreamError, ParamError
 
 from .detections import Tracker, bin_edges, merge_runs, to_message
+
+LN2 = float(np.log(2))
+
+
+def normalize_tiles(tiles: np.ndarray) -> np.ndarray:
+    """Scale each (frames, fft) tile so its median cell has unit noise power (white-noise
+    periodogram cells are exponential: median = ln 2 x mean), as the model was trained."""
+    power = tiles.real ** 2 + tiles.imag ** 2
+    floor = np.median(power.reshape(len(tiles), -1), axis=1) / LN2 + 1e-20
+    return tiles * (1 / np.sqrt(floor)).astype(np.float32)[:, None, None]
 from .onnx_model import make_session
 
 
@@ -19,8 +29,9 @@ class SpectrumSegmenter(RateBlock):
     Cuts the stream into tiles of ``frames`` FFTs (sizes from the model's contract; the
     model works in normalized frequency, so any sample rate is served), runs the model on up
     to ``max_batch`` tiles per call, and turns its per-cell presence and class outputs into
-    detections: bins above ``threshold`` merged into runs, labelled by the run's mean class
-    scores, followed across tiles. Detection messages as cfar_detector's, with ``label`` the
+    detections: bins above ``threshold`` (smoothed over two tiles) merged into runs, labelled
+    by the run's mean class scores, followed across tiles (``hold`` tiles of absence
+    allowed; tracks shorter than ``min_tiles`` are counted as ``short_tracks``, not sent). Detection messages as cfar_detector's, with ``label`` the
     modulation family and ``confidence`` the peak presence probability.
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples).
     Example: ``seg: {type: spectrum_segmenter, model: "builtin:spectrum_segmenter"}``
@@ -33,6 +44,8 @@ class SpectrumSegmenter(RateBlock):
     threshold = Param(float, default=0.5, min=0.0, max=1.0, doc="presence probability")
     merge_gap = Param(int, default=1, min=0, doc="join runs this many bins apart")
     min_bins = Param(int, default=1, min=1, doc="ignore runs narrower than this")
+    hold = Param(int, default=2, min=0, doc="tiles a signal may vanish and still continue")
+    min_tiles = Param(int, default=2, min=1, doc="shorter detections are not reported")
     max_batch = Param(int, default=16, min=1, doc="tiles per model call")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
     rate = Param(float, default=0.0, min=0.0, unit="Hz", doc="sample rate (0: rx_rate tag)")
@@ -65,19 +78,17 @@ class SpectrumSegmenter(RateBlock):
 
     def start(self):
         self._session = make_session(self.path, self.threads)
-        self._tracker = Tracker()
+        self._tracker = Tracker(vote_labels=True, hold=self.hold, min_blocks=self.min_tiles)
         self._rate = self.rate or getattr(self, "_rate", 0.0) or 0.0
         self._freq = self.freq
         self._pos = 0
+        self._last = None
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """(tiles, 1 + classes, fft) logits for whole tiles of x."""
         spec = scipy.fft.fft(x.reshape(-1, self.fft) * self._win, axis=1)
         tiles = np.fft.fftshift(spec, axes=1).astype(np.complex64)
-        tiles = tiles.reshape(-1, self.frames, self.fft)
-        flat = tiles.reshape(len(tiles), -1).view(np.float32)
-        inv = 1.0 / np.sqrt(np.einsum("ij,ij->i", flat, flat) / tiles[0].size + 1e-12)
-        tiles *= inv.astype(np.float32)[:, None, None]
+        tiles = normalize_tiles(tiles.reshape(-1, self.frames, self.fft))
         logits = self._session.run(None, {self.contract.inputs[0].name:
                                           tiles.view(np.float32).reshape(*tiles.shape, 2)})[0]
         return logits[:, 0], (tiles.real ** 2 + tiles.imag ** 2).mean(axis=1)
@@ -90,6 +101,11 @@ class SpectrumSegmenter(RateBlock):
                 self._freq = float(tag.value)
         logits, power = self.scores(x)
         presence = 1 / (1 + np.exp(-logits[:, 0]))
+        # causal smoothing: a cell counts with the mean of its tile and the previous one
+        prev = np.concatenate([self._last[None], presence[:-1]]) if self._last is not None \
+            else np.concatenate([presence[:1], presence[:-1]])
+        self._last = presence[-1].copy()
+        presence = 0.5 * (presence + prev)
         for k in range(len(logits)):
             mask = presence[k] > self.threshold
             floor = np.median(power[k][~mask]) if (~mask).any() else np.median(power[k])
@@ -109,5 +125,8 @@ class SpectrumSegmenter(RateBlock):
         self._emit_all(self._tracker.flush())
 
     def _emit_all(self, tracks):
+        if self._tracker.dropped_short:
+            self.count("short_tracks", self._tracker.dropped_short)
+            self._tracker.dropped_short = 0
         for track in tracks:
             self.emit(to_message(track, self._rate or 1.0, self._freq, track.score))

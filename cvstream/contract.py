@@ -56,7 +56,8 @@ class Contract:
     sample_rate: float | str = "normalized"
     version: str = "1"
     #: "none"; "rms": inputs scaled to unit RMS per call (by the first input's RMS);
-    #: "rms_restore": the same, and outputs multiplied back by that RMS
+    #: "rms_restore": the same, and outputs multiplied back by that RMS;
+    #: "noise_floor": spectra scaled so the median cell is the noise level (spectrum models)
     normalization: str = "none"
     class_names: list[str] = field(default_factory=list)
     #: what the block does before the model, e.g. {"stft": {"fft": 128, "hop": 128,
@@ -97,8 +98,8 @@ class Contract:
                 bad(f"'{spec.name}': complex64 items need packing 'interleaved'")
         if not (self.sample_rate == "normalized" or isinstance(self.sample_rate, (int, float))):
             bad("sample_rate is a number of Hz or 'normalized'")
-        if self.normalization not in ("none", "rms", "rms_restore"):
-            bad("normalization is 'none', 'rms' or 'rms_restore'")
+        if self.normalization not in ("none", "rms", "rms_restore", "noise_floor"):
+            bad("normalization is 'none', 'rms', 'rms_restore' or 'noise_floor'")
         names = [t.name for t in self.inputs + self.outputs]
         for name in names + [s.input for s in self.states] + [s.output for s in self.states]:
             if not name.isidentifier():

@@ -78,19 +78,23 @@ class BlockRunner:
     def add_output(self, port: str, ptype, buf: StreamBuffer) -> None:
         self.outputs.setdefault(port, OutPort(port, ptype)).buffers.append(buf)
 
-    def _declare_unconnected(self):
-        for p in self.block.outputs():
+    def _arrange_ports(self):
+        """Ports in the block's declaration order (work()'s argument and result order),
+        whatever order the connections were listed in; unconnected outputs included."""
+        declared_out = self.block.outputs()
+        for p in declared_out:
             self.outputs.setdefault(p.name, OutPort(p.name, None if p.is_message else
                                                     p.fixed_type()))
-        self.stream_out = [o for o in self.outputs.values() if not _is_msg(self.block, o.name)]
-        self.msg_out = [o for o in self.outputs.values() if _is_msg(self.block, o.name)]
-        self.stream_in = [i for i in self.inputs.values() if i.type is not None]
-        self.msg_in = [i for i in self.inputs.values() if i.type is None]
+        self.stream_out = [self.outputs[p.name] for p in declared_out if not p.is_message]
+        self.msg_out = [self.outputs[p.name] for p in declared_out if p.is_message]
+        declared_in = [p for p in self.block.inputs() if p.name in self.inputs]
+        self.stream_in = [self.inputs[p.name] for p in declared_in if not p.is_message]
+        self.msg_in = [self.inputs[p.name] for p in declared_in if p.is_message]
 
     # ---- thread body -----------------------------------------------------------------------
     def run(self) -> None:
         block = self.block
-        self._declare_unconnected()
+        self._arrange_ports()
         try:
             block.start()
             if block.kind == "source":
@@ -323,10 +327,6 @@ class BlockRunner:
         for buf in targets[0].buffers:
             buf.put(msg, 1)
         self.stats.msgs_out += 1
-
-
-def _is_msg(block: Block, name: str) -> bool:
-    return any(p.name == name and p.is_message for p in block.ports())
 
 
 def _check_array(arr, port: OutPort, block: Block) -> np.ndarray:

@@ -203,11 +203,35 @@ def test_two_input_sync_block_aligns_inputs():
     g.add("s2", ArraySource(d * 2, [1000, 17]))
     g.add("add", Add())
     g.add("snk", Collect())
+    g.connect("s2", "add.b")  # listed before 'a' on purpose: work() still gets (a, b)
     g.connect("s1", "add.a")
-    g.connect("s2", "add.b")
     g.connect("add", "snk")
     Scheduler(g).run(timeout=30)
     np.testing.assert_array_equal(g.nodes["snk"].block.data, d * 3)
+
+
+def test_outputs_follow_declaration_order_not_connection_order():
+    class Split(SyncBlock):
+        """re/im parts. Ports: in -> re, im. Example: test."""
+        inp = In("complex64")
+        re = Out("float32")
+        im = Out("float32")
+
+        def work(self, x):
+            return x.real.copy(), x.imag.copy()
+
+    d = (np.arange(1000) - 2j * np.arange(1000)).astype(np.complex64)
+    g = Graph()
+    g.add("src", ArraySource(d, [100]))
+    g.add("split", Split())
+    g.add("i", Collect())
+    g.add("r", Collect())
+    g.connect("src", "split")
+    g.connect("split.im", "i")
+    g.connect("split.re", "r")
+    Scheduler(g).run(timeout=30)
+    np.testing.assert_array_equal(g.nodes["r"].block.data, d.real)
+    np.testing.assert_array_equal(g.nodes["i"].block.data, d.imag)
 
 
 def test_wrong_output_dtype_is_reported():

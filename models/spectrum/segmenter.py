@@ -1,8 +1,8 @@
 """The spectrum segmenter: a complex-valued CNN over short-time Fourier frames.
 
 Input: a tile of ``FRAMES`` consecutive FFT frames of ``FFT`` bins (Hann window, no overlap,
-DC centred, normalized frequency, so any sample rate works), each tile normalised to unit
-RMS. The network treats the tile's frames as complex input channels and convolves along
+DC centred, normalized frequency, so any sample rate works), each tile scaled so that its
+median cell sits at the noise level (``normalize_tiles``). The network treats the tile's frames as complex input channels and convolves along
 frequency: a complex convolution (frames -> C channels), then dilated complex convolutions
 (1, 2, 4, 8) with modReLU and residual connections; the head takes magnitudes and gives,
 per bin, one presence logit and one logit per modulation family. One tile is one
@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from cvstream.blocks.segmenter import normalize_tiles  # the block's exact preprocessing
+
 from .synth import SceneConfig, cell_labels, scene
 from .waveforms import CLASSES
 
 NAME = "spectrum_segmenter"
-FFT, FRAMES = 128, 32
+FFT, FRAMES = 256, 16
 TILE = FFT * FRAMES
 WIDTH = 12
 
@@ -111,7 +113,7 @@ def real_twin_width() -> int:
 
 def contract(name: str = NAME, evaluation: dict | None = None, real: bool = False) -> dict:
     return dict(task="spectrum_segmentation", name=name, version="1", chunk=FRAMES,
-                out_items=1, sample_rate="normalized", normalization="rms",
+                out_items=1, sample_rate="normalized", normalization="noise_floor",
                 inputs=[dict(name="frames", dtype="complex64", item_shape=[FFT])],
                 outputs=[dict(name="logits", dtype="float32",
                               item_shape=[1 + len(CLASSES), FFT], packing="none")],
@@ -129,15 +131,13 @@ def batch(rng, scenes: int, samples: int = 65536):
     xs, ys = [], []
     for _ in range(scenes):
         x, labels = scene(rng, cfg)
-        tiles = stft_tiles(x)
-        rms = np.sqrt(np.mean(np.abs(tiles) ** 2, axis=(1, 2), keepdims=True)) + 1e-12
-        xs.append((tiles / rms).astype(np.complex64))
+        xs.append(normalize_tiles(stft_tiles(x)).astype(np.complex64))
         ys.append(tile_labels(labels, len(x)))
     x = np.concatenate(xs)
     return x.view(np.float32).reshape(*x.shape, 2), np.concatenate(ys)
 
 
-def train(steps: int = 800, seed: int = 0, scenes_per_step: int = 4, real: bool = False,
+def train(steps: int = 2500, seed: int = 0, scenes_per_step: int = 4, real: bool = False,
           progress=None):
     import torch
     import torch.nn.functional as F
@@ -151,7 +151,7 @@ def train(steps: int = 800, seed: int = 0, scenes_per_step: int = 4, real: bool 
         logits = model(torch.from_numpy(x))[:, 0]          # (B, 1 + K, F)
         target = torch.from_numpy(y)
         present = (target > 0).float()
-        loss = F.binary_cross_entropy_with_logits(logits[:, 0], present)
+        loss = 2.0 * F.binary_cross_entropy_with_logits(logits[:, 0], present)
         if present.any():
             mask = target > 0
             cls = logits[:, 1:].permute(0, 2, 1)[mask]
@@ -193,7 +193,7 @@ def evaluate_all(model_dir: str, scenes_per_bucket: int = 32, progress=None) -> 
     return evaluate(detectors, scenes_per_bucket=scenes_per_bucket, progress=progress)
 
 
-def train_and_export(out_dir: str, steps: int = 800, seed: int = 0, progress=None,
+def train_and_export(out_dir: str, steps: int = 2500, seed: int = 0, progress=None,
                      scenes_per_bucket: int = 32) -> dict:
     """Train the segmenter and its real twin from ``seed``, export both to ``out_dir``,
     evaluate them against CFAR and store each one's rows in its contract."""
