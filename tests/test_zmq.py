@@ -113,9 +113,10 @@ def test_restarted_publisher_is_picked_up(graph_file, tmp_path):
     """)
     proc = start(path)
     for round_ in range(2):
-        pub = zmq.Context.instance().socket(zmq.PUB)
+        pub = zmq.Context.instance().socket(zmq.XPUB)  # an XPUB sees the subscription arrive
         pub.bind(f"tcp://127.0.0.1:{port}")
-        time.sleep(0.8)  # let the subscriber (re)connect
+        assert pub.poll(30000), "the subscriber did not (re)connect"
+        assert pub.recv() == b"\x01"  # subscribe to everything
         pub.send(np.full(5, round_ + 1, np.complex64).tobytes())
         time.sleep(0.2)
         pub.close(linger=1000)
