@@ -18,7 +18,7 @@ def relay_graph(graph_file, src_pattern, in_port, sink_pattern, out_port, pass_t
     return graph_file(f"""
     blocks:
       rx: {{type: zmq_source, address: "tcp://127.0.0.1:{in_port}", pattern: {src_pattern},
-           pass_tags: {str(pass_tags).lower()}, idle_timeout: 3}}
+           pass_tags: {str(pass_tags).lower()}, idle_timeout: 6}}
       tx: {{type: zmq_sink, address: "tcp://127.0.0.1:{out_port}", pattern: {sink_pattern},
            pass_tags: {str(pass_tags).lower()}}}
     connections: [rx -> tx]
@@ -113,7 +113,7 @@ def test_pmt_messages_round_trip_through_gnuradio(gnuradio, graph_file, tmp_path
     back = graph_file(f"""
     blocks:
       rx: {{type: zmq_msg_source, address: "tcp://127.0.0.1:{from_gr}", pattern: pull,
-           format: pmt, idle_timeout: 4}}
+           format: pmt, idle_timeout: 8}}
       log: {{type: message_sink, path: {out}}}
     connections: [rx -> log]
     """)
@@ -124,7 +124,7 @@ def test_pmt_messages_round_trip_through_gnuradio(gnuradio, graph_file, tmp_path
     fwd = graph_file(f"""
     blocks:
       rx: {{type: zmq_msg_source, address: "tcp://127.0.0.1:{fwd_port}", pattern: pull,
-           format: json, idle_timeout: 3}}
+           format: json, idle_timeout: 6}}
       tx: {{type: zmq_msg_sink, address: "tcp://127.0.0.1:{to_gr}", pattern: push,
            format: pmt}}
     connections: [rx -> tx]
@@ -156,3 +156,39 @@ def test_pmt_messages_round_trip_through_gnuradio(gnuradio, graph_file, tmp_path
     got = [json.loads(line) for line in out.read_text().splitlines()]
     assert got == [{"label": f"sig{i}", "freq": 1e6 * i, "n": i, "seen_by": "gnuradio"}
                    for i in range(5)]
+
+
+def test_spectrum_zmq_graph_driven_by_gnuradio(gnuradio, tmp_path):
+    """graphs/spectrum_zmq.yml against a real GNU Radio PUB sink with rx_rate/rx_freq tags:
+    the tone comes back as a detection at its absolute frequency in Hz."""
+    import time
+
+    import zmq
+    iq, det = free_port(), free_port()
+    graph = Path(__file__).parent.parent / "graphs" / "spectrum_zmq.yml"
+    relay = subprocess.Popen(cvstream_cmd("run", str(graph), "--set",
+                                          f"iq=tcp://127.0.0.1:{iq}", "--set",
+                                          f"detections=tcp://127.0.0.1:{det}", "--set",
+                                          "sdr.idle_timeout=8"),
+                             stderr=subprocess.PIPE, text=True)
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(f"tcp://127.0.0.1:{det}")
+    time.sleep(0.5)
+    gr_proc = subprocess.Popen([gnuradio, str(GR_DIR / "send_tone.py"),
+                                f"tcp://127.0.0.1:{iq}", "3e6", "0.5"],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert gr_proc.wait(120) == 0, gr_proc.stderr.read()
+        assert relay.wait(60) == 0, relay.stderr.read()
+        msgs = []
+        while sub.poll(500):
+            msgs.append(json.loads(sub.recv()))
+    finally:
+        sub.close(0)
+        for p in (gr_proc, relay):
+            if p.poll() is None:
+                p.kill()
+    tones = [m for m in msgs if m["freq_lower_edge"] <= 2.403e9 <= m["freq_upper_edge"]]
+    assert tones, msgs
+    assert tones[0]["bandwidth"] < 1e6 and tones[0]["sample_count"] > 4_000_000
