@@ -46,9 +46,9 @@ def merge_runs(mask, gap: int) -> list[tuple[int, int]]:
     if not len(idx):
         return []
     breaks = np.flatnonzero(np.diff(idx) > gap + 1)
-    starts = np.r_[idx[0], idx[breaks + 1]]
-    stops = np.r_[idx[breaks], idx[-1]] + 1
-    return list(zip(starts.tolist(), stops.tolist()))
+    starts = [int(idx[0])] + idx[breaks + 1].tolist()
+    stops = (idx[breaks] + 1).tolist() + [int(idx[-1]) + 1]
+    return list(zip(starts, stops))
 
 
 def to_message(track: Track, rate: float, center_freq: float, confidence: float) -> dict:
