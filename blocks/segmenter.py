@@ -37,7 +37,9 @@ class SpectrumSegmenter(RateBlock):
     by the run's mean class scores, followed across tiles (``hold`` tiles of absence
     allowed; tracks shorter than ``min_tiles`` are counted as ``short_tracks``, not sent). Detection messages as cfar_detector's, with ``label`` the
     modulation family and ``confidence`` the peak presence probability.
-    Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples).
+    The model runs on a worker thread, overlapping the next batch's FFTs.
+    Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
+    to fill, then up to one batch of processing; detections are sent when a signal ends.
     Example: ``seg: {type: spectrum_segmenter, model: "builtin:spectrum_segmenter"}``
     """
 
