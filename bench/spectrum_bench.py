@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,12 @@ import numpy as np
 from cvstream.loader import load_graph_text
 from cvstream.models.spectrum.synth import SceneConfig, scene, write_sigmf
 from cvstream.scheduler import Scheduler
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def recording(tmp: Path, scenes: int) -> str:
@@ -60,7 +67,7 @@ connections: [rec -> det, rec -> out, det.detections -> out.annotations]
               f"({n / secs / 20e6:.2f}x 20 Msps, {n / secs / 56e6:.2f}x 56 Msps); work p50 "
               f"{b['work_p50_us'] / 1e3:.1f} ms p99 {b['work_p99_us'] / 1e3:.1f} ms, "
               f"{b['messages_out']} detections")
-    port = 5700 + int(time.time()) % 200
+    port, out_port = free_port(), free_port()
     tx_graph = tmp / "tx.yml"
     tx_graph.write_text(f"""
 blocks:
@@ -74,7 +81,7 @@ blocks:
   sdr: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull, idle_timeout: 1,
         rate: 20e6, overflow: drop}}
   seg: {{type: spectrum_segmenter}}
-  out: {{type: zmq_msg_sink, address: "tcp://127.0.0.1:{port + 1}", pattern: pub}}
+  out: {{type: zmq_msg_sink, address: "tcp://127.0.0.1:{out_port}", pattern: pub}}
 connections: [sdr -> seg, seg.detections -> out]
 """
     sched = Scheduler(load_graph_text(rx))

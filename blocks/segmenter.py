@@ -12,16 +12,20 @@ from cvstream.errors import CvstreamError, ParamError
 
 from .detections import Tracker, bin_edges, merge_runs, to_message
 
-LN2 = float(np.log(2))
+FLOOR_QUANTILE = 0.2
+#: white-noise periodogram cells are exponential: their q-quantile is -ln(1 - q) x the mean
+FLOOR_RATIO = float(-np.log(1 - FLOOR_QUANTILE))
 
 
 def normalize_tiles(tiles: np.ndarray) -> np.ndarray:
-    """Scale each (frames, fft) tile so its median cell has unit noise power (white-noise
-    periodogram cells are exponential: median = ln 2 x mean), as the model was trained.
-    The median is taken over every other frame: half the work, the same estimate."""
+    """Scale each (frames, fft) tile so that noise cells have unit power, as the model was
+    trained. The noise level comes from the 20th percentile of the cell powers, which stays
+    on the noise even when signals fill most of the band (a median would not above 50 %);
+    it is taken over every other frame: half the work, the same estimate."""
     sample = tiles[:, ::2].reshape(len(tiles), -1)
     power = sample.real ** 2 + sample.imag ** 2
-    floor = np.median(power, axis=1) / LN2 + 1e-20
+    k = int(FLOOR_QUANTILE * power.shape[1])
+    floor = np.partition(power, k, axis=1)[:, k] / FLOOR_RATIO + 1e-20
     return tiles * (1 / np.sqrt(floor)).astype(np.float32)[:, None, None]
 from .onnx_model import make_session
 

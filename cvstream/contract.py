@@ -57,7 +57,7 @@ class Contract:
     version: str = "1"
     #: "none"; "rms": inputs scaled to unit RMS per call (by the first input's RMS);
     #: "rms_restore": the same, and outputs multiplied back by that RMS;
-    #: "noise_floor": spectra scaled so the median cell is the noise level (spectrum models)
+    #: "noise_floor": spectra scaled so noise cells have unit power (spectrum models)
     normalization: str = "none"
     class_names: list[str] = field(default_factory=list)
     #: what the block does before the model, e.g. {"stft": {"fft": 128, "hop": 128,

@@ -2,7 +2,7 @@
 
 Input: a tile of ``FRAMES`` consecutive FFT frames of ``FFT`` bins (Hann window, no overlap,
 DC centred, normalized frequency, so any sample rate works), each tile scaled so that its
-median cell sits at the noise level (``normalize_tiles``). The network treats the tile's frames as complex input channels and convolves along
+noise cells have unit power (``normalize_tiles``: a low percentile of the cell powers). The network treats the tile's frames as complex input channels and convolves along
 frequency: a complex convolution (frames -> C channels), then dilated complex convolutions
 (1, 2, 4, 8) with modReLU and residual connections; the head takes magnitudes and gives,
 per bin, one presence logit and one logit per modulation family. One tile is one
