@@ -176,3 +176,30 @@ def test_tile_labels_follow_the_boxes():
     inside = (bins > 0.11) & (bins < 0.19)
     assert np.all(grid[1:3][:, inside] == 1 + CLASSES.index("psk"))
     assert np.all(grid[0] == 0) and np.all(grid[3] == 0)
+
+
+def test_spectrum_sigmf_graph_on_a_ci16_recording(tmp_path):
+    """graphs/spectrum_sigmf.yml on a ci16 recording at 2.4 Msps centred on 100 MHz: the
+    strong signal comes back as an annotation with absolute edges in Hz and a label."""
+    from cvstream.blocks.formats import FORMATS
+    x, labels = scene(np.random.default_rng([3, 3]), SceneConfig(
+        samples=16 * 4096, snr_db=(25, 25), burst_probability=0.0, max_bw=0.1), n_signals=1)
+    raw, _ = FORMATS["ci16"].encode(x / np.abs(x).max() * 0.5)
+    raw.tofile(tmp_path / "rec.sigmf-data")
+    (tmp_path / "rec.sigmf-meta").write_text(json.dumps({
+        "global": {"core:datatype": "ci16_le", "core:sample_rate": 2.4e6,
+                   "core:version": "1.2.0"},
+        "captures": [{"core:sample_start": 0, "core:frequency": 100e6}], "annotations": []}))
+    res = run_cli("run", str(GRAPHS / "spectrum_sigmf.yml"),
+                  "--set", f"input={tmp_path / 'rec.sigmf-meta'}",
+                  "--set", f"output={tmp_path / 'out.sigmf-meta'}")
+    assert res.returncode == 0, res.stderr
+    ann = json.loads((tmp_path / "out.sigmf-meta").read_text())["annotations"]
+    lab = labels[0]
+    lo, hi = 100e6 + lab.f_low * 2.4e6, 100e6 + lab.f_high * 2.4e6
+    hits = [a for a in ann if a["core:freq_lower_edge"] < hi and a["core:freq_upper_edge"] > lo]
+    assert hits and hits[0]["core:label"] in CLASSES
+    assert abs(hits[0]["core:freq_lower_edge"] - lo) < 0.1 * 2.4e6
+    bad = run_cli("run", str(GRAPHS / "spectrum_sigmf.yml"),
+                  "--set", f"input={tmp_path / 'missing.sigmf-meta'}")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
