@@ -136,6 +136,22 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_synth_aec(args) -> int:
+    from cvstream.models.aec.synth import write_dataset
+    write_dataset(args.out, args.count, args.seed, args.seconds,
+                  progress=progress_printer("synthesizing"))
+    print(f"wrote {args.count} scenes (mic, ref, near WAV) and manifest.json to {args.out}")
+    return 0
+
+
+def cmd_eval_aec(args) -> int:
+    from cvstream.models.aec.evaluate import CANCELLERS, evaluate, format_table
+    table = evaluate(CANCELLERS, scenes_per_scenario=args.scenes,
+                     progress=progress_printer("evaluating"))
+    print(format_table(table))
+    return 0
+
+
 def cmd_synth(args) -> int:
     from cvstream.models.spectrum.synth import SceneConfig, write_dataset
     cfg = SceneConfig(samples=args.samples, max_signals=args.max_signals,
@@ -159,6 +175,8 @@ def cmd_eval_spectrum(args) -> int:
 def cmd_eval(args) -> int:
     if args.family == "spectrum":
         return cmd_eval_spectrum(args)
+    if args.family == "aec":
+        return cmd_eval_aec(args)
     fam = _family(args.family)
     from cvstream.models import resolve_model
     path = resolve_model(args.model or f"builtin:{fam.NAME}")
@@ -192,9 +210,10 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="default: the shipped model's file (or directory)")
     p.set_defaults(func=cmd_train)
     p = msub.add_parser("eval", help="print a model family's evaluation table")
-    p.add_argument("family", choices=sorted(FAMILIES) + ["spectrum"])
+    p.add_argument("family", choices=sorted(FAMILIES) + ["spectrum", "aec"])
     p.add_argument("--model", help="default: the shipped model (spectrum: a directory)")
-    p.add_argument("--scenes", type=int, default=32, help="spectrum: scenes per SNR bucket")
+    p.add_argument("--scenes", type=int, default=32,
+                   help="scenes per SNR bucket (spectrum) or per scenario (aec)")
     p.set_defaults(func=cmd_eval)
     p = msub.add_parser("synth", help="write a synthetic dataset")
     synth = p.add_subparsers(dest="synth_kind", required=True)
@@ -208,3 +227,9 @@ def add_parser(sub) -> None:
     p.add_argument("--snr-min", type=float, default=-10.0, help="in-band SNR range (dB)")
     p.add_argument("--snr-max", type=float, default=30.0)
     p.set_defaults(func=cmd_synth)
+    p = synth.add_parser("aec", help="echo-cancellation scenes as WAV triples")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--count", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seconds", type=float, default=6.0)
+    p.set_defaults(func=cmd_synth_aec)

@@ -1,0 +1,142 @@
+"""Echo-cancellation scenes: a far-end talker played by a loudspeaker into a room, a
+near-end talker, background noise, and the microphone that hears them all.
+
+Per scene: room impulse responses from pyroomacoustics (shoebox, RT60 0.1-1.0 s by inverse
+Sabine), loudspeaker nonlinearity on 80 % of scenes (hard clip at 0.8 of the peak, then
+b = 1.5 x - 0.3 x^2, NL = 4 (2 / (1 + exp(-a b)) - 1), a = 4 for b > 0 else 0.5, as in the
+AEC Challenge recipe), bulk delay 0-200 ms between reference and echo, signal-to-echo ratio
+-10..+10 dB, noise (white, pink, brown or babble) at 10-40 dB SNR. Scenarios: far-end single
+talk (fst), near-end single talk (nst), double talk (dt), echo-path change (epc: the room
+response changes half-way, during double talk).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.signal
+import soundfile as sf
+
+from .speech import FS, talk, voice
+
+SCENARIOS = ("fst", "nst", "dt", "epc")
+
+
+@dataclass
+class SceneInfo:
+    scenario: str
+    ser_db: float
+    snr_db: float
+    delay_ms: float
+    rt60_s: float
+    nonlinear: bool
+    noise: str
+    far_talker: dict
+    near_talker: dict
+
+
+def room_rirs(rng: np.random.Generator, rt60: float, count: int = 2) -> list[np.ndarray]:
+    """Impulse responses from ``count`` random source positions to one microphone."""
+    import pyroomacoustics as pra
+    dims = np.array([rng.uniform(3, 8), rng.uniform(3, 6), rng.uniform(2.4, 3.5)])
+    absorption, max_order = pra.inverse_sabine(rt60, dims)
+    room = pra.ShoeBox(dims, fs=FS, materials=pra.Material(absorption),
+                       max_order=min(max_order, 30))
+    margin = 0.5
+    mic = rng.uniform(margin, dims - margin)
+    room.add_microphone(mic)
+    for _ in range(count):
+        room.add_source(rng.uniform(margin, dims - margin))
+    room.compute_rir()
+    return [np.asarray(room.rir[0][k], np.float32)[: int(FS * min(1.2, rt60 * 1.5))]
+            for k in range(count)]
+
+
+def loudspeaker(x: np.ndarray) -> np.ndarray:
+    peak = np.max(np.abs(x)) + 1e-9
+    clipped = np.clip(x, -0.8 * peak, 0.8 * peak)
+    b = 1.5 * clipped - 0.3 * clipped ** 2
+    a = np.where(b > 0, 4.0, 0.5)
+    return (4 * (2 / (1 + np.exp(-a * b)) - 1)).astype(np.float32)
+
+
+def colored_noise(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
+    white = rng.standard_normal(n)
+    if kind == "white":
+        return white.astype(np.float32)
+    spectrum = np.fft.rfft(white)
+    f = np.maximum(np.arange(len(spectrum)), 1)
+    spectrum /= np.sqrt(f) if kind == "pink" else f
+    return np.fft.irfft(spectrum, n).astype(np.float32)
+
+
+def _power(x):
+    return float(np.mean(x ** 2)) + 1e-12
+
+
+def scene(rng: np.random.Generator, seconds: float = 6.0,
+          scenario: str | None = None) -> tuple[dict, SceneInfo]:
+    """{"mic", "ref", "near"} float32 at 16 kHz (near: the near-end speech as the microphone
+    hears it, the target) and what was drawn."""
+    n = int(seconds * FS)
+    scenario = scenario or str(rng.choice(SCENARIOS))
+    far_t, near_t = voice(rng), voice(rng)
+    while near_t == far_t:
+        near_t = voice(rng)
+    rt60 = float(rng.uniform(0.1, 1.0))
+    rirs = room_rirs(rng, rt60, 3)
+    delay = float(rng.uniform(0, 200))
+    nonlinear = bool(rng.random() < 0.8)
+    ref = talk(rng, far_t, seconds) if scenario != "nst" else np.zeros(n, np.float32)
+    played = loudspeaker(ref) if nonlinear else ref
+    played = np.concatenate([np.zeros(int(delay * FS / 1000), np.float32), played])[:n]
+    echo = scipy.signal.fftconvolve(played, rirs[0])[:n]
+    if scenario == "epc":  # the echo path changes half-way
+        echo2 = scipy.signal.fftconvolve(played, rirs[2])[:n]
+        echo[n // 2:] = echo2[n // 2:]
+    near = np.zeros(n, np.float32)
+    if scenario != "fst":
+        near = scipy.signal.fftconvolve(talk(rng, near_t, seconds), rirs[1])[:n]
+    ser = float(rng.uniform(-10, 10))
+    if scenario in ("dt", "epc"):
+        echo *= np.sqrt(_power(near) / _power(echo) / 10 ** (ser / 10))
+    elif scenario == "fst":
+        echo *= 0.3 / (np.max(np.abs(echo)) + 1e-9)
+    noise_kind = str(rng.choice(["white", "pink", "brown", "babble"]))
+    if noise_kind == "babble":
+        noise = sum(talk(rng, voice(rng), seconds) for _ in range(4)).astype(np.float32)
+    else:
+        noise = colored_noise(rng, n, noise_kind)
+    snr = float(rng.uniform(10, 40))
+    signal_power = _power(near) if scenario != "fst" else _power(echo)
+    noise *= np.sqrt(signal_power / _power(noise) / 10 ** (snr / 10))
+    mic = (near + echo + noise).astype(np.float32)
+    peak = max(1.0, float(np.max(np.abs(mic))) / 0.9)  # keep the microphone in range
+    out = {"mic": mic / peak, "ref": ref.astype(np.float32), "near": (near / peak)
+           .astype(np.float32)}
+    return out, SceneInfo(scenario, round(ser, 2), round(snr, 2), round(delay, 1),
+                          round(rt60, 3), nonlinear, noise_kind, far_t, near_t)
+
+
+def write_dataset(out_dir: str, count: int, seed: int, seconds: float = 6.0,
+                  progress=None) -> list[dict]:
+    """WAV triples (mic, ref, near) and a manifest, deterministic from ``seed``; the
+    scenarios cycle so every one is equally represented."""
+    os.makedirs(out_dir, exist_ok=True)
+    entries = []
+    for i in range(count):
+        rng = np.random.default_rng([seed, i])
+        signals, info = scene(rng, seconds, SCENARIOS[i % len(SCENARIOS)])
+        entry = {"id": f"{i:05d}", **asdict(info)}
+        for key, x in signals.items():
+            name = f"{i:05d}_{key}.wav"
+            sf.write(os.path.join(out_dir, name), x, FS, subtype="FLOAT")
+            entry[key] = name
+        entries.append(entry)
+        if progress is not None:
+            progress(i + 1, count)
+    with open(os.path.join(out_dir, "manifest.json"), "w", encoding="utf-8") as fh:
+        json.dump({"seed": seed, "count": count, "rate": FS, "scenes": entries}, fh, indent=1)
+    return entries
