@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .block import Block, RateBlock, Sink, Source, SyncBlock  # noqa: E402
+from .block import Block, GeneralBlock, RateBlock, Sink, Source, SyncBlock  # noqa: E402
 from .chunk import Chunk, Tag  # noqa: E402
 from .errors import CvstreamError, EndOfStream, ParamError  # noqa: E402
 from .graph import Graph  # noqa: E402
@@ -11,6 +11,6 @@ from .ports import In, MsgIn, MsgOut, Out  # noqa: E402
 from .registry import register  # noqa: E402
 from . import pmt  # noqa: E402
 
-__all__ = ["Block", "RateBlock", "Sink", "Source", "SyncBlock", "Chunk", "Tag",
+__all__ = ["Block", "GeneralBlock", "RateBlock", "Sink", "Source", "SyncBlock", "Chunk", "Tag",
            "CvstreamError", "EndOfStream", "ParamError", "Graph", "Param", "In", "Out",
            "MsgIn", "MsgOut", "register"]

@@ -4,6 +4,7 @@ Kinds (set by the base class a block derives from):
   Source    work() -> items (or None when nothing is ready; raise EndOfStream at the end)
   Sink      work(*inputs) consumes items
   SyncBlock work(*inputs) -> as many items as it was given (1:1)
+  GeneralBlock work(*inputs) -> any number of items (own buffering)
   RateBlock work(*inputs) -> n * interp / decim items for n new items, given `history` old
             items in front; `max_chunks` caps n at that many multiples of `decim`
             (a fixed-chunk block receives exactly decim items plus history).
@@ -239,6 +240,18 @@ class SyncBlock(Block):
         result = self.work(*arrays)
         self.offset += len(arrays[0]) if arrays else 0
         return result
+
+
+class GeneralBlock(SyncBlock):
+    """Any number of items out per call (a block with its own buffering, e.g. one that
+    frames the stream internally). Inputs are aligned like a SyncBlock's; tags keep their
+    position relative to the start of the call's output. ``finish()`` may return the rest."""
+
+    kind = "general"
+
+    def flush(self):
+        """End of stream outside a flow graph: whatever ``finish()`` returns."""
+        return self.finish()
 
 
 class Sink(Block):

@@ -211,11 +211,33 @@ class BlockRunner:
             outs = _as_outputs(result, len(self.stream_out))
             ended = getattr(block, "_ended", False)
             for port, arr in zip(self.stream_out, outs):
+                if block.kind == "general":
+                    break
                 if len(arr) != n and not (ended and len(arr) < n):
                     raise CvstreamError(f"work() returned {len(arr)} items on '{port.name}' "
                                         f"for {n} in (a sync block keeps the count)")
-            self._push(outs, tags, chunks[0].offset)
+            if block.kind == "general":
+                self._push_general(outs, tags, chunks[0].offset)
+            else:
+                self._push(outs, tags, chunks[0].offset)
         return "ran"
+
+    def _push_general(self, outs, tags: list[Tag], in_start: int) -> None:
+        """A general block's output: tags keep their distance from the call's first item
+        (clamped into the output); with no output this call they wait for the next one."""
+        carried = getattr(self, "_carried", [])
+        tags = [t._replace(offset=in_start) for t in carried] + tags
+        n = max((len(a) for a in outs if a is not None), default=0)
+        if n == 0:
+            self._carried = tags
+            return
+        self._carried = []
+        starts = [p.written for p in self.stream_out]
+        clamped = [t._replace(offset=min(max(t.offset - in_start, 0), n - 1)) for t in tags]
+        per_port = [[t._replace(offset=t.offset + s) for t in clamped] for s in starts]
+        for port, arr, mine in zip(self.stream_out, outs, per_port):
+            self._push_one(port, arr, mine)
+        self.block._out_tags.clear()
 
     # ---- rate-changing and fixed-chunk blocks -----------------------------------------------
     def _step_rate(self) -> str:
@@ -295,30 +317,35 @@ class BlockRunner:
     # ---- output --------------------------------------------------------------------------
     def _push(self, outs, tags: list[Tag], in_start: int | None, block: bool = True,
               rebased: bool = False) -> None:
-        added = self.block._out_tags
         for port, arr in zip(self.stream_out, outs):
-            if arr is None:
+            if arr is None or len(arr) == 0:
                 continue
-            arr = _check_array(arr, port, self.block)
-            n = len(arr)
-            if n == 0:
-                continue
-            start = port.written
+            start, n = port.written, len(arr)
             if rebased or in_start is None:
                 mine = [t for t in tags if t.offset < start + n]
             else:
                 mine = [t._replace(offset=t.offset - in_start + start) for t in tags
                         if t.offset - in_start < n]
-            if added:
-                mine = mine + [Tag(start + i, k, v, self.block.name)
-                               for p, i, k, v in added if p in (None, port.name)]
-            chunk = Chunk(arr, start, mine)
-            for buf in port.buffers:
-                if not buf.put(chunk, n, block=block):
-                    self.block.count("dropped_items", n)
-            port.written += n
-            self.stats.items_out += n
-        added.clear()
+            self._push_one(port, arr, mine, block)
+        self.block._out_tags.clear()
+
+    def _push_one(self, port: OutPort, arr, tags: list[Tag], block: bool = True) -> None:
+        """Queue one array on every connection of ``port`` with its tags and the tags the
+        block added during this call."""
+        if arr is None or len(arr) == 0:
+            return
+        arr = _check_array(arr, port, self.block)
+        n, start = len(arr), port.written
+        added = self.block._out_tags
+        if added:
+            tags = tags + [Tag(start + i, k, v, self.block.name)
+                           for p, i, k, v in added if p in (None, port.name)]
+        chunk = Chunk(arr, start, tags)
+        for buf in port.buffers:
+            if not buf.put(chunk, n, block=block):
+                self.block.count("dropped_items", n)
+        port.written += n
+        self.stats.items_out += n
 
     def _emit(self, port: str | None, msg) -> None:
         targets = self.msg_out if port is None else [o for o in self.msg_out if o.name == port]
