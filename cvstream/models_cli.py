@@ -10,7 +10,8 @@ from .errors import CvstreamError
 
 #: trainable model families: name -> module (in cvstream.models)
 FAMILIES = {"iq_denoiser": "cvstream.models.demo.denoiser",
-            "spectrum_segmenter": "cvstream.models.spectrum.segmenter"}
+            "spectrum_segmenter": "cvstream.models.spectrum.segmenter",
+            "aec_cv": "cvstream.models.aec.network"}
 
 
 def progress_printer(label: str):
@@ -145,8 +146,8 @@ def cmd_synth_aec(args) -> int:
 
 
 def cmd_eval_aec(args) -> int:
-    from cvstream.models.aec.evaluate import CANCELLERS, evaluate, format_table
-    table = evaluate(CANCELLERS, scenes_per_scenario=args.scenes,
+    from cvstream.models.aec.evaluate import cancellers, evaluate, format_table
+    table = evaluate(cancellers(args.model), scenes_per_scenario=args.scenes,
                      progress=progress_printer("evaluating"))
     print(format_table(table))
     return 0
@@ -210,7 +211,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="default: the shipped model's file (or directory)")
     p.set_defaults(func=cmd_train)
     p = msub.add_parser("eval", help="print a model family's evaluation table")
-    p.add_argument("family", choices=sorted(FAMILIES) + ["spectrum", "aec"])
+    p.add_argument("family", choices=["iq_denoiser", "spectrum", "aec"])
     p.add_argument("--model", help="default: the shipped model (spectrum: a directory)")
     p.add_argument("--scenes", type=int, default=32,
                    help="scenes per SNR bucket (spectrum) or per scenario (aec)")

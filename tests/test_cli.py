@@ -111,6 +111,11 @@ def test_example_graphs_validate(tmp_path):
             sets = ["--set", f"input={tmp_path / 'in.raw'}"]
         if "output" in variables:
             sets += ["--set", f"output={tmp_path / Path(str(variables['output'])).name}"]
+        for name, value in variables.items():  # audio inputs get real 16 kHz WAV files
+            if name != "output" and str(value).endswith(".wav"):
+                import soundfile as sf
+                sf.write(tmp_path / f"{name}.wav", np.zeros(1600, np.float32), 16000)
+                sets += ["--set", f"{name}={tmp_path / f'{name}.wav'}"]
         res = run_cli("validate", str(graph), *sets)
         assert res.returncode == 0, res.stderr
 

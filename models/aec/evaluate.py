@@ -94,6 +94,27 @@ def nlms(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return _pad(np.concatenate([o for o in out if o is not None]), len(mic))
 
 
+def network(path: str):
+    """A canceller running cvstream's aec block (file mode: delay compensated)."""
+    from cvstream.blocks.aec import EchoCanceller
+
+    def cancel(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        block = EchoCanceller(model=path, compensate_delay=True)
+        out = [block.process(mic, ref), block.flush()]
+        return _pad(np.concatenate([o for o in out if o is not None and len(o)]), len(mic))
+    return cancel
+
+
+def cancellers(model: str | None = None) -> dict:
+    """The learned canceller (when its model exists) beside the classical ones."""
+    import os
+
+    from cvstream.models import SHIPPED_DIR
+    path = model or str(SHIPPED_DIR / "aec_cv.onnx")
+    found = {"aec (cvstream, learned)": network(path)} if os.path.exists(path) else {}
+    return {**found, **CANCELLERS}
+
+
 def passthrough(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return mic.copy()
 

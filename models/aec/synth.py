@@ -41,7 +41,12 @@ def room_rirs(rng: np.random.Generator, rt60: float, count: int = 2) -> list[np.
     """Impulse responses from ``count`` random source positions to one microphone."""
     import pyroomacoustics as pra
     dims = np.array([rng.uniform(3, 8), rng.uniform(3, 6), rng.uniform(2.4, 3.5)])
-    absorption, max_order = pra.inverse_sabine(rt60, dims)
+    while True:  # a short RT60 in a big room needs absorption > 1: shrink the room
+        try:
+            absorption, max_order = pra.inverse_sabine(rt60, dims)
+            break
+        except ValueError:
+            dims = np.maximum(dims * 0.85, 1.5)
     room = pra.ShoeBox(dims, fs=FS, materials=pra.Material(absorption),
                        max_order=min(max_order, 30))
     margin = 0.5
@@ -78,8 +83,8 @@ def _power(x):
 
 def scene(rng: np.random.Generator, seconds: float = 6.0,
           scenario: str | None = None) -> tuple[dict, SceneInfo]:
-    """{"mic", "ref", "near"} float32 at 16 kHz (near: the near-end speech as the microphone
-    hears it, the target) and what was drawn."""
+    """{"mic", "ref", "near", "noise"} float32 at 16 kHz (near: the near-end speech as the
+    microphone hears it, the target; noise: the background part of mic) and what was drawn."""
     n = int(seconds * FS)
     scenario = scenario or str(rng.choice(SCENARIOS))
     far_t, near_t = voice(rng), voice(rng)
@@ -114,15 +119,15 @@ def scene(rng: np.random.Generator, seconds: float = 6.0,
     noise *= np.sqrt(signal_power / _power(noise) / 10 ** (snr / 10))
     mic = (near + echo + noise).astype(np.float32)
     peak = max(1.0, float(np.max(np.abs(mic))) / 0.9)  # keep the microphone in range
-    out = {"mic": mic / peak, "ref": ref.astype(np.float32), "near": (near / peak)
-           .astype(np.float32)}
+    out = {"mic": mic / peak, "ref": ref.astype(np.float32),
+           "near": (near / peak).astype(np.float32), "noise": (noise / peak).astype(np.float32)}
     return out, SceneInfo(scenario, round(ser, 2), round(snr, 2), round(delay, 1),
                           round(rt60, 3), nonlinear, noise_kind, far_t, near_t)
 
 
 def write_dataset(out_dir: str, count: int, seed: int, seconds: float = 6.0,
                   progress=None) -> list[dict]:
-    """WAV triples (mic, ref, near) and a manifest, deterministic from ``seed``; the
+    """WAV files (mic, ref, near, noise) and a manifest, deterministic from ``seed``; the
     scenarios cycle so every one is equally represented."""
     os.makedirs(out_dir, exist_ok=True)
     entries = []

@@ -1,0 +1,109 @@
+"""aec: the learned acoustic echo canceller (STFT -> streaming complex network -> ISTFT)."""
+from __future__ import annotations
+
+import numpy as np
+
+from cvstream import GeneralBlock, In, Out, Param, register
+from cvstream.contract import read_contract
+from cvstream.dtypes import PortType
+from cvstream.errors import CvstreamError, ParamError
+
+from .onnx_model import OnnxModel
+from .stft import ISTFT, STFT
+
+
+@register("aec")
+class EchoCanceller(GeneralBlock):
+    """Remove the far-end echo and the background noise from a microphone signal.
+
+    The microphone and the far-end reference are framed by streaming STFTs (sizes from the
+    model's contract: 20 ms window, 10 ms hop at 16 kHz), the complex network runs frame by
+    frame with its state fed back (so streaming equals offline processing), and an inverse
+    STFT gives the near-end speech. Bulk delays up to 200 ms are inside the network's
+    receptive field. NaN/Inf samples are replaced by 0 (counted as ``bad_samples``);
+    samples beyond full scale are clipped (``clipped``). Inputs must be at the model's rate
+    (16 kHz); other rates are refused at validation (resample first).
+    The output has the microphone's length. It lags the microphone by window - hop samples
+    (the STFT); ``compensate_delay: true`` (for files) removes that lag.
+    Ports: mic, ref (float32) -> out (float32). Latency: window + hop (30 ms), no look-ahead.
+    Example: ``aec: {type: aec, model: "builtin:aec_cv", compensate_delay: true}``
+    """
+
+    mic = In("float32")
+    ref = In("float32")
+    out = Out("float32")
+    model = Param(str, default="builtin:aec_cv", doc="an aec model (path or builtin:NAME)")
+    compensate_delay = Param(bool, default=False, doc="align the output with the mic (files)")
+    threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
+
+    def check(self):
+        from cvstream.models import resolve_model
+        try:
+            self.path = resolve_model(self.model)
+            c = read_contract(self.path)
+        except CvstreamError as exc:
+            raise ParamError("model", str(exc)) from None
+        stft = c.preprocess.get("stft")
+        if c.task != "aec" or not stft:
+            raise ParamError("model", f"'{self.path}' is a {c.task} model, not an aec model")
+        self.contract = c
+        self.size, self.hop = int(stft["size"]), int(stft["hop"])
+        self.delay = self.size - self.hop
+
+    def output_types(self, in_types):
+        want = self.contract.rate_hz
+        for name in ("mic", "ref"):
+            t = in_types.get(name)
+            if t is not None and t.rate and want and abs(t.rate - want) > 1e-6 * want:
+                raise CvstreamError(f"'{name}' runs at {t.rate:g} Hz but the echo canceller "
+                                    f"works at {want:g} Hz (resample first)")
+        return {"out": PortType("float32", (), want)}
+
+    def start(self):
+        self._stft_mic = STFT(size=self.size, hop=self.hop)
+        self._stft_ref = STFT(size=self.size, hop=self.hop)
+        self._net = OnnxModel(model=self.path, threads=self.threads)
+        self._istft = ISTFT(size=self.size, hop=self.hop)
+        self._skip = self.delay if self.compensate_delay else 0
+        self._seen = 0
+        self._sent = 0
+
+    def _clean(self, x: np.ndarray) -> np.ndarray:
+        bad = ~np.isfinite(x)
+        if bad.any():
+            self.count("bad_samples", int(bad.sum()))
+            x = np.where(bad, 0.0, x).astype(np.float32)
+        over = np.abs(x) > 1.0
+        if over.any():
+            self.count("clipped", int(over.sum()))
+            x = np.clip(x, -1.0, 1.0)
+        return x
+
+    def _run(self, mic_spec, ref_spec) -> np.ndarray:
+        if mic_spec is None or len(mic_spec) == 0:
+            return np.zeros(0, np.float32)
+        near = self._net.process(mic_spec, ref_spec)
+        y = self._istft.process(near)
+        if self._skip:
+            cut = min(self._skip, len(y))
+            y, self._skip = y[cut:], self._skip - cut
+        return y
+
+    def work(self, mic, ref):
+        self._seen += len(mic)
+        y = self._run(self._stft_mic.process(self._clean(mic)),
+                      self._stft_ref.process(self._clean(ref)))
+        self._sent += len(y)
+        return y
+
+    def finish(self):
+        """The last partial frame, then (with compensate_delay) the delayed tail, so the
+        output has exactly the microphone's length."""
+        tail = self._run(self._stft_mic.flush(), self._stft_ref.flush())
+        if self.compensate_delay:  # push the delay line out with zeros
+            pad = np.zeros(self.delay + self.hop, np.float32)
+            more = self._run(self._stft_mic.process(pad), self._stft_ref.process(pad))
+            tail = np.concatenate([tail, more])
+        tail = tail[:self._seen - self._sent]
+        self._sent += len(tail)
+        return tail.astype(np.float32)

@@ -1,0 +1,66 @@
+"""The learned echo canceller: training path, streaming = offline, file alignment, bad input."""
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import run_cli
+from cvstream.models.aec.speech import espeak_available
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.skipif(not espeak_available(), reason="espeak-ng not installed")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from cvstream.models.aec import network
+    from cvstream.models.export import export_model
+    model = network.train(steps=3, scenes=2, batch=2, frames=50)
+    path = str(tmp_path_factory.mktemp("aec") / "tiny_aec.onnx")
+    report = export_model(network.Streaming(model), network.contract(model), path)
+    assert report.max_abs_error <= 1e-4
+    return path
+
+
+def test_streaming_equals_offline_and_keeps_length(tiny_model):
+    from cvstream.blocks.aec import EchoCanceller
+    rng = np.random.default_rng(0)
+    mic = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    ref = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    whole = EchoCanceller(model=tiny_model, compensate_delay=True)
+    a = np.concatenate([whole.process(mic, ref), whole.flush()])
+    chunked = EchoCanceller(model=tiny_model, compensate_delay=True)
+    parts = [chunked.process(mic[i:i + 333], ref[i:i + 333]) for i in range(0, 16000, 333)]
+    b = np.concatenate(parts + [chunked.flush()])
+    assert len(a) == len(b) == 16000
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_bad_samples_never_crash(tiny_model):
+    from cvstream.blocks.aec import EchoCanceller
+    mic = np.zeros(4000, np.float32)
+    mic[100:200] = np.nan
+    mic[300] = np.inf
+    mic[400:410] = 5.0
+    block = EchoCanceller(model=tiny_model)
+    out = np.concatenate([block.process(mic, np.zeros_like(mic)), block.flush()])
+    assert len(out) == 4000 and np.all(np.isfinite(out))
+    assert block.counters["bad_samples"] == 101 and block.counters["clipped"] == 10
+
+
+def test_files_graph_alignment_and_rate_refusal(tiny_model, tmp_path):
+    from pathlib import Path
+    graph = Path(__file__).parent.parent / "graphs" / "aec_files.yml"
+    rng = np.random.default_rng(1)
+    sf.write(tmp_path / "mic.wav", 0.1 * rng.standard_normal(12345), 16000)
+    sf.write(tmp_path / "ref.wav", 0.1 * rng.standard_normal(12000), 16000)
+    res = run_cli("run", str(graph), "--set", f"mic={tmp_path / 'mic.wav'}",
+                  "--set", f"ref={tmp_path / 'ref.wav'}",
+                  "--set", f"output={tmp_path / 'out.wav'}", "--set", f"aec.model={tiny_model}")
+    assert res.returncode == 0, res.stderr
+    out, rate = sf.read(tmp_path / "out.wav")
+    assert rate == 16000 and len(out) == 12000  # the shorter input ends the stream
+    sf.write(tmp_path / "mic8k.wav", np.zeros(800), 8000)
+    res = run_cli("validate", str(graph), "--set", f"mic={tmp_path / 'mic8k.wav'}",
+                  "--set", f"ref={tmp_path / 'ref.wav'}", "--set", f"aec.model={tiny_model}")
+    assert res.returncode == 2 and "resample first" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
