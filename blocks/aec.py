@@ -4,11 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from cvstream import GeneralBlock, In, Out, Param, register
-from cvstream.contract import read_contract
 from cvstream.dtypes import PortType
-from cvstream.errors import CvstreamError, ParamError
+from cvstream.errors import CvstreamError
 
-from .onnx_model import OnnxModel
+from .onnx_model import OnnxModel, load_model
 from .stft import ISTFT, STFT
 
 
@@ -37,15 +36,8 @@ class EchoCanceller(GeneralBlock):
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
 
     def check(self):
-        from cvstream.models import resolve_model
-        try:
-            self.path = resolve_model(self.model)
-            c = read_contract(self.path)
-        except CvstreamError as exc:
-            raise ParamError("model", str(exc)) from None
-        stft = c.preprocess.get("stft")
-        if c.task != "aec" or not stft:
-            raise ParamError("model", f"'{self.path}' is a {c.task} model, not an aec model")
+        self.path, c = load_model(self.model, "aec", needs="stft")
+        stft = c.preprocess["stft"]
         self.contract = c
         self.size, self.hop = int(stft["size"]), int(stft["hop"])
         self.delay = self.size - self.hop

@@ -9,7 +9,7 @@ import scipy.stats
 
 from cvstream import In, MsgOut, Param, RateBlock, register
 
-from .detections import Tracker, bin_edges, merge_runs, to_message
+from .detections import RadioContext, Tracker, bin_edges, merge_runs, to_message
 
 
 def cfar_factor(pfa: float, frames: int, train_cells: int) -> float:
@@ -62,14 +62,13 @@ class CfarDetector(RateBlock):
 
     def output_types(self, in_types):
         t = in_types.get("inp")
-        if t is not None and t.rate and not self.rate:
-            self._rate = t.rate
+        self._upstream_rate = t.rate if t is not None and t.rate else 0.0
         return {}
 
     def start(self):
         self._tracker = Tracker()
-        self._rate = self.rate or getattr(self, "_rate", 0.0) or 0.0
-        self._freq = self.freq
+        self._radio = RadioContext(self.rate or getattr(self, "_upstream_rate", 0.0),
+                                   self.freq)
         self._pos = 0
 
     def psd(self, x: np.ndarray) -> np.ndarray:
@@ -119,11 +118,7 @@ class CfarDetector(RateBlock):
         return out
 
     def work(self, x):
-        for tag in self.input_tags:
-            if tag.key == "rx_rate" and not self.rate:
-                self._rate = float(tag.value)
-            elif tag.key == "rx_freq" and not self.freq:
-                self._freq = float(tag.value)
+        self._radio.update(self.input_tags)
         for intervals in self.detect(self.psd(x)):
             start, stop = self._pos, self._pos + self.decim
             self._emit_all(self._tracker.update(start, stop, intervals))
@@ -133,7 +128,7 @@ class CfarDetector(RateBlock):
         self._emit_all(self._tracker.flush())
 
     def _emit_all(self, tracks):
-        rate = self._rate or 1.0
         for track in tracks:
             confidence = 1 - 10 ** (-max(track.peak_snr_db, 0) / 10)
-            self.emit(to_message(track, rate, self._freq, confidence))
+            self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq,
+                                 confidence))

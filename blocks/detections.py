@@ -16,6 +16,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+class RadioContext:
+    """Sample rate and centre frequency of a stream: the block's parameters when set,
+    otherwise the latest ``rx_rate`` / ``rx_freq`` tags (0 / 0.0 while unknown)."""
+
+    def __init__(self, rate: float = 0.0, freq: float = 0.0, fixed_freq: bool = False):
+        self.fixed_rate, self.fixed_freq = bool(rate), fixed_freq or bool(freq)
+        self.rate, self.freq = rate, freq
+
+    def update(self, tags) -> None:
+        for tag in tags:
+            if tag.key == "rx_rate" and not self.fixed_rate:
+                self.rate = float(tag.value)
+            elif tag.key == "rx_freq" and not self.fixed_freq:
+                self.freq = float(tag.value)
+
+
 @dataclass
 class Track:
     """A signal followed across consecutive analysis blocks (normalized units)."""

@@ -21,6 +21,23 @@ def default_threads() -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
+def load_model(spec: str, task: str | None = None, needs: str | None = None
+               ) -> tuple[str, Contract]:
+    """(path, contract) of a model parameter (``builtin:NAME`` or a path), as a ParamError
+    on 'model' when it is missing, unreadable, of another task, or lacks a preprocess step."""
+    from cvstream.models import resolve_model
+    try:
+        path = resolve_model(spec)
+        contract = read_contract(path)
+    except CvstreamError as exc:
+        raise ParamError("model", str(exc)) from None
+    if task is not None and (contract.task != task or
+                             (needs is not None and needs not in contract.preprocess)):
+        raise ParamError("model", f"'{path}' is a {contract.task} model; this block needs a "
+                         f"{task} model")
+    return path, contract
+
+
 def make_session(path: str, threads: int = 0):
     """An ONNX Runtime CPU session as model blocks use it: ``threads`` intra-op threads
     (0: default_threads()), sequential, and workers that sleep instead of spinning on a
@@ -62,12 +79,7 @@ class OnnxModel(RateBlock):
                  doc="stream rate, when upstream does not declare one")
 
     def check(self):
-        from cvstream.models import resolve_model
-        try:
-            self.path = resolve_model(self.model)
-            self.contract: Contract = read_contract(self.path)
-        except CvstreamError as exc:
-            raise ParamError("model", str(exc)) from None
+        self.path, self.contract = load_model(self.model)
         c = self.contract
         self.decim, self.interp, self.history = c.chunk, c.out_items, c.history
         self.max_chunks = 1 if c.states else self.max_batch

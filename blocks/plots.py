@@ -10,6 +10,8 @@ import scipy.fft
 from cvstream import In, MsgIn, Param, Sink, register
 from cvstream.params import OUTPUT_FILE
 
+from .detections import RadioContext
+
 
 @register("png_sink")
 class PngSink(Sink):
@@ -39,15 +41,11 @@ class PngSink(Sink):
         self._acc, self._acc_n = np.zeros(self.fft), 0
         self._tail = np.zeros(0, np.complex64)
         self._boxes = {"detections": [], "truth": []}
-        self._rate, self._freq = self.rate or None, self.freq
+        self._radio = RadioContext(self.rate, self.freq)
         self._win = np.hanning(self.fft).astype(np.float32)
 
     def work(self, x):
-        for tag in self.input_tags:
-            if tag.key == "rx_rate" and not self.rate:
-                self._rate = float(tag.value)
-            elif tag.key == "rx_freq" and not self.freq:
-                self._freq = float(tag.value)
+        self._radio.update(self.input_tags)
         data = np.concatenate([self._tail, x]) if len(self._tail) else x
         n = len(data) // self.fft * self.fft
         self._tail = np.array(data[n:])
@@ -75,11 +73,11 @@ class PngSink(Sink):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        rate = self._rate or 1.0
-        unit, scale = ("MHz", 1e6) if self._rate else ("cycles/sample", 1.0)
+        rate, centre = self._radio.rate or 1.0, self._radio.freq
+        unit, scale = ("MHz", 1e6) if self._radio.rate else ("cycles/sample", 1.0)
         img = 10 * np.log10(np.array(self._rows) + 1e-20)
         seconds = len(self._rows) * self._per_row * self.fft / rate
-        f0, f1 = (self._freq - rate / 2) / scale, (self._freq + rate / 2) / scale
+        f0, f1 = (centre - rate / 2) / scale, (centre + rate / 2) / scale
         fig, ax = plt.subplots(figsize=(10, 6), dpi=110)
         lo, hi = np.percentile(img, [5, 99.9])
         ax.imshow(img, aspect="auto", origin="lower", cmap="viridis", vmin=lo, vmax=hi,

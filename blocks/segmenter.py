@@ -7,10 +7,9 @@ import numpy as np
 import scipy.fft
 
 from cvstream import In, MsgOut, Param, RateBlock, register
-from cvstream.contract import read_contract
-from cvstream.errors import CvstreamError, ParamError
 
-from .detections import Tracker, bin_edges, merge_runs, to_message
+from .detections import RadioContext, Tracker, bin_edges, merge_runs, to_message
+from .onnx_model import load_model, make_session
 
 FLOOR_QUANTILE = 0.2
 #: white-noise periodogram cells are exponential: their q-quantile is -ln(1 - q) x the mean
@@ -27,7 +26,6 @@ def normalize_tiles(tiles: np.ndarray) -> np.ndarray:
     k = int(FLOOR_QUANTILE * power.shape[1])
     floor = np.partition(power, k, axis=1)[:, k] / FLOOR_RATIO + 1e-20
     return tiles * (1 / np.sqrt(floor)).astype(np.float32)[:, None, None]
-from .onnx_model import make_session
 
 
 @register("spectrum_segmenter")
@@ -62,16 +60,8 @@ class SpectrumSegmenter(RateBlock):
     freq = Param(float, default=0.0, unit="Hz", doc="centre frequency (default: rx_freq)")
 
     def check(self):
-        from cvstream.models import resolve_model
-        try:
-            self.path = resolve_model(self.model)
-            c = read_contract(self.path)
-        except CvstreamError as exc:
-            raise ParamError("model", str(exc)) from None
-        stft = c.preprocess.get("stft")
-        if c.task != "spectrum_segmentation" or not stft:
-            raise ParamError("model", f"'{self.path}' is a {c.task} model, not a "
-                             "spectrum_segmentation model")
+        self.path, c = load_model(self.model, "spectrum_segmentation", needs="stft")
+        stft = c.preprocess["stft"]
         self.contract = c
         self.fft, self.frames = int(stft["fft"]), int(stft["frames"])
         self.decim = self.fft * self.frames
@@ -82,15 +72,14 @@ class SpectrumSegmenter(RateBlock):
 
     def output_types(self, in_types):
         t = in_types.get("inp")
-        if t is not None and t.rate and not self.rate:
-            self._rate = t.rate
+        self._upstream_rate = t.rate if t is not None and t.rate else 0.0
         return {}
 
     def start(self):
         self._session = make_session(self.path, self.threads)
         self._tracker = Tracker(vote_labels=True, hold=self.hold, min_blocks=self.min_tiles)
-        self._rate = self.rate or getattr(self, "_rate", 0.0) or 0.0
-        self._freq = self.freq
+        self._radio = RadioContext(self.rate or getattr(self, "_upstream_rate", 0.0),
+                                   self.freq)
         self._pos = 0
         self._last = None
         # the model runs on a worker thread (ONNX Runtime releases the GIL), so the next
@@ -112,11 +101,7 @@ class SpectrumSegmenter(RateBlock):
         return self._session.run(None, {self.contract.inputs[0].name: tiles})[0][:, 0]
 
     def work(self, x):
-        for tag in self.input_tags:
-            if tag.key == "rx_rate" and not self.rate:
-                self._rate = float(tag.value)
-            elif tag.key == "rx_freq" and not self.freq:
-                self._freq = float(tag.value)
+        self._radio.update(self.input_tags)
         tiles, power = self.prepare(x)
         future = self._pool.submit(self._run_model, tiles)
         self._collect()
@@ -161,4 +146,5 @@ class SpectrumSegmenter(RateBlock):
             self.count("short_tracks", self._tracker.dropped_short)
             self._tracker.dropped_short = 0
         for track in tracks:
-            self.emit(to_message(track, self._rate or 1.0, self._freq, track.score))
+            self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq,
+                                 track.score))

@@ -162,7 +162,7 @@ def test_segmenter_training_path_and_block(tmp_path):
     # threshold 0 marks every cell present: one detection per label run, covering the band
     assert msgs and all(m["label"] in CLASSES for m in msgs)
     assert all(990e6 <= m["freq_lower_edge"] < m["freq_upper_edge"] <= 1010e6 for m in msgs)
-    with pytest.raises(Exception, match="not a spectrum_segmentation model"):
+    with pytest.raises(Exception, match="needs a spectrum_segmentation model"):
         SpectrumSegmenter(model="builtin:iq_denoiser")
 
 
