@@ -64,3 +64,47 @@ def test_files_graph_alignment_and_rate_refusal(tiny_model, tmp_path):
                   "--set", f"ref={tmp_path / 'ref.wav'}", "--set", f"aec.model={tiny_model}")
     assert res.returncode == 2 and "resample first" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_int16_pcm_over_zeromq(tiny_model, graph_file):
+    """mic and ref as raw int16 PCM frames over ZeroMQ, cleaned float32 frames back."""
+    import subprocess
+    import time
+
+    import zmq
+
+    from conftest import cvstream_cmd, free_port
+    p_mic, p_ref, p_out = free_port(), free_port(), free_port()
+    graph = graph_file(f"""
+    blocks:
+      mic: {{type: zmq_source, address: "tcp://127.0.0.1:{p_mic}", pattern: pull,
+            dtype: int16, rate: 16000, idle_timeout: 3}}
+      ref: {{type: zmq_source, address: "tcp://127.0.0.1:{p_ref}", pattern: pull,
+            dtype: int16, rate: 16000, idle_timeout: 3}}
+      mic_f: {{type: convert, to: f32}}
+      ref_f: {{type: convert, to: f32}}
+      aec: {{type: aec, model: {tiny_model}}}
+      out: {{type: zmq_sink, address: "tcp://127.0.0.1:{p_out}", pattern: push}}
+    connections: [mic -> mic_f, ref -> ref_f, mic_f -> aec.mic, ref_f -> aec.ref, aec -> out]
+    """)
+    ctx = zmq.Context.instance()
+    mic, ref, out = ctx.socket(zmq.PUSH), ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
+    mic.bind(f"tcp://127.0.0.1:{p_mic}")
+    ref.bind(f"tcp://127.0.0.1:{p_ref}")
+    out.connect(f"tcp://127.0.0.1:{p_out}")
+    proc = subprocess.Popen(cvstream_cmd("run", str(graph)), stderr=subprocess.PIPE, text=True)
+    try:
+        pcm = (np.random.default_rng(2).standard_normal(160 * 50) * 1000).astype(np.int16)
+        for k in range(50):
+            mic.send(pcm[k * 160:(k + 1) * 160].tobytes())
+            ref.send(np.zeros(160, np.int16).tobytes())
+        assert proc.wait(60) == 0, proc.stderr.read()
+        got = 0
+        while out.poll(1000):
+            got += len(np.frombuffer(out.recv(), np.float32))
+        assert got == 160 * 50
+    finally:
+        for s in (mic, ref, out):
+            s.close(0)
+        if proc.poll() is None:
+            proc.kill()
