@@ -6,6 +6,7 @@ import numpy as np
 
 from cvstream import EndOfStream, In, Out, Param, Sink, Source, register
 from cvstream.dtypes import PortType
+from cvstream.errors import CvstreamError
 from cvstream.params import OUTPUT_FILE
 
 
@@ -25,6 +26,16 @@ class AecSceneSource(Source):
     seconds = Param(float, default=8.0, min=1.0, unit="s")
     seed = Param(int, default=0)
     chunk = Param(int, default=1600, min=1, doc="samples per work call")
+
+    def check(self):
+        import importlib.util
+        from cvstream.models.aec.speech import espeak_available
+        if importlib.util.find_spec("pyroomacoustics") is None:
+            raise CvstreamError("the scene synthesizer needs the aec extra: "
+                                "pip install 'cvstream[aec]'")
+        if not espeak_available():
+            raise CvstreamError("the scene synthesizer needs espeak-ng: "
+                                "apt-get install espeak-ng")
 
     def output_types(self, in_types):
         return {name: PortType("float32", (), 16000.0) for name in ("mic", "ref", "near")}
