@@ -260,7 +260,10 @@ class BlockRunner:
         if n > 0:
             self._run_rate(n, [a.take(n) for a in self._accs])
             return "ran"
-        if any(p.buffer.exhausted for p in self.stream_in):
+        # done only when an input can never complete another chunk: its stream has ended
+        # and what it has accumulated is short of one (other inputs may still be behind)
+        if any(p.buffer.exhausted and acc.available < block.decim
+               for p, acc in zip(self.stream_in, self._accs)):
             return "done"
         return "wait"
 

@@ -266,3 +266,34 @@ def test_stop_drains_and_ends_cleanly():
 def test_param_kinds_drive_the_chunk_block_docs():
     from cvstream.docs import render
     assert "rate block" in render(KeepOneInN)
+
+
+def test_rate_block_waits_for_a_lagging_input():
+    """One input ends early with plenty accumulated; the block must wait for the other."""
+    class Slow(ArraySource):
+        def work(self):
+            import time
+            time.sleep(0.01)
+            return super().work()
+
+    class Pair(RateBlock):
+        """a + b in blocks of 100. Ports: a, b -> out. Example: test."""
+        a = In("complex64")
+        b = In("complex64")
+        out = Out("complex64")
+        decim = interp = 100
+
+        def work(self, a, b):
+            return a + b
+
+    d = ramp(3000)
+    g = Graph()
+    g.add("fast", ArraySource(d, [3000]))
+    g.add("slow", Slow(d, [50]))
+    g.add("pair", Pair())
+    g.add("snk", Collect())
+    g.connect("fast", "pair.a")
+    g.connect("slow", "pair.b")
+    g.connect("pair", "snk")
+    Scheduler(g).run(timeout=30)
+    np.testing.assert_array_equal(g.nodes["snk"].block.data, 2 * d)
