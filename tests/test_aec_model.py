@@ -19,7 +19,7 @@ def tiny_model(tmp_path_factory):
     from cvstream.models.export import export_model
     model = network.train(steps=3, scenes=2, batch=2, frames=50)
     path = str(tmp_path_factory.mktemp("aec") / "tiny_aec.onnx")
-    report = export_model(network.Streaming(model), network.contract(model), path)
+    report = export_model(network.streaming(model), network.contract(model), path)
     assert report.max_abs_error <= 1e-4
     return path
 

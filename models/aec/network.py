@@ -89,21 +89,19 @@ def contract(model, evaluation: dict | None = None) -> dict:
                 evaluation=evaluation or {})
 
 
-class Streaming:
-    """Wraps the model for export: forward(mic, ref, *caches) -> (near, *caches)."""
+def streaming(model):
+    """The module to export: forward(mic, ref, *caches) -> (near, *next caches)."""
+    import torch
 
-    def __new__(cls, model):
-        import torch
+    class Streaming(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
 
-        class Wrapper(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
+        def forward(self, mic, ref, *caches):
+            return self.model(mic, ref, *caches)
 
-            def forward(self, mic, ref, *caches):
-                return self.model(mic, ref, *caches)
-
-        return Wrapper()
+    return Streaming()
 
 
 def spectra(x: np.ndarray) -> np.ndarray:
@@ -177,11 +175,11 @@ def train_and_export(out_dir: str, steps: int = 5000, seed: int = 0, progress=No
     from .evaluate import cancellers, evaluate
     model = train(steps, seed, scenes=scenes, progress=progress)
     path = os.path.join(out_dir, NAME + ".onnx")
-    export_model(Streaming(model), contract(model), path)
+    export_model(streaming(model), contract(model), path)
     table = evaluate(cancellers(path), scenes_per_scenario=eval_scenes)
     mine = {s: {k: round(v, 4) for k, v in rows["aec (cvstream, learned)"].items()}
             for s, rows in table.items()}
-    export_model(Streaming(model), contract(model, mine), path)
+    export_model(streaming(model), contract(model, mine), path)
     return table
 
 
