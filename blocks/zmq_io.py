@@ -140,6 +140,16 @@ class _Sender:
         return lost
 
 
+def _close_sender(block, counter: str) -> None:
+    """Close a sink's socket after delivering what is queued; count what could not be."""
+    if getattr(block, "_tx", None) is not None:
+        lost = block._tx.close()
+        if lost:
+            block.count(counter, lost)
+    elif getattr(block, "_sock", None) is not None:
+        block._sock.close(0)
+
+
 @register("zmq_source")
 class ZmqSource(Source):
     """Receive a stream from ZeroMQ (gr-zeromq sub_sink / push_sink compatible).
@@ -294,12 +304,7 @@ class ZmqSink(Sink):
             self.count("dropped_items", len(x))
 
     def stop(self):
-        if getattr(self, "_tx", None) is not None:
-            lost = self._tx.close()
-            if lost:
-                self.count("undelivered_items", lost)
-        elif getattr(self, "_sock", None) is not None:
-            self._sock.close(0)
+        _close_sender(self, "undelivered_items")
 
 
 def _encode_message(msg, fmt: str) -> bytes:
@@ -344,12 +349,7 @@ class ZmqMsgSink(Sink):
             self.count("dropped_messages")
 
     def stop(self):
-        if getattr(self, "_tx", None) is not None:
-            lost = self._tx.close()
-            if lost:
-                self.count("undelivered_messages", lost)
-        elif getattr(self, "_sock", None) is not None:
-            self._sock.close(0)
+        _close_sender(self, "undelivered_messages")
 
 
 @register("zmq_msg_source")

@@ -132,6 +132,7 @@ def train(steps: int = 1500, seed: int = 0, scenes: int = 160, batch: int = 8,
     """Train from ``seed``: a pool of synthesized scenes, random crops, complex spectral MSE
     plus a compressed-magnitude loss on the output, and on the echo-free intermediate."""
     import torch
+    from ..training import optimizer_step
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     data = pool(seed, scenes)
@@ -155,13 +156,7 @@ def train(steps: int = 1500, seed: int = 0, scenes: int = 160, batch: int = 8,
         mic, ref, near, echo_free = (torch.from_numpy(_interleaved(np.stack(v))) for v in xs)
         out, mid = model(mic, ref)
         loss = loss_fn(out, near) + 0.5 * loss_fn(mid, echo_free)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        sched.step()
-        if progress is not None:
-            progress(step + 1, steps, loss.item())
+        optimizer_step(model, opt, sched, loss, step, steps, progress, clip=5.0)
     return model.eval()
 
 

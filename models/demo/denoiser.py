@@ -98,6 +98,7 @@ def contract(evaluation: dict | None = None) -> dict:
 def train(steps: int = 1500, seed: int = 0, batch: int = 32, length: int = 1024,
           progress=None):
     import torch
+    from ..training import optimizer_step
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     model = build()
@@ -115,12 +116,7 @@ def train(steps: int = 1500, seed: int = 0, batch: int = 32, length: int = 1024,
         y = torch.from_numpy(target.astype(np.complex64).view(np.float32).reshape(batch, -1, 2))
         out = model.net(x)[:, HISTORY:]
         loss = torch.mean((out - y) ** 2)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if progress is not None:
-            progress(step + 1, steps, loss.item())
+        optimizer_step(model, opt, sched, loss, step, steps, progress)
     return model.eval()
 
 

@@ -13,6 +13,14 @@ def _magnitude(re, im):
     return torch.sqrt(re * re + im * im + EPS)
 
 
+def _radial(x, fn):
+    """z f(|z|) / |z|: reshape the magnitude with ``fn``, keep the phase."""
+    re, im = split(x)
+    mag = _magnitude(re, im)
+    scale = fn(mag) / mag
+    return join(re * scale, im * scale)
+
+
 class CReLU(nn.Module):
     """ReLU on the real and imaginary parts separately."""
 
@@ -56,17 +64,11 @@ class BoundedMask(nn.Module):
     """tanh(|z|) z / |z|: a complex mask with magnitude below 1 and the phase of z."""
 
     def forward(self, x):
-        re, im = split(x)
-        mag = _magnitude(re, im)
-        scale = torch.tanh(mag) / mag
-        return join(re * scale, im * scale)
+        return _radial(x, torch.tanh)
 
 
 class LogCompander(nn.Module):
     """z log(1 + |z|) / |z|: compresses the magnitude's dynamic range, keeps the phase."""
 
     def forward(self, x):
-        re, im = split(x)
-        mag = _magnitude(re, im)
-        scale = torch.log1p(mag) / mag
-        return join(re * scale, im * scale)
+        return _radial(x, torch.log1p)

@@ -141,6 +141,7 @@ def train(steps: int = 2500, seed: int = 0, scenes_per_step: int = 4, real: bool
           progress=None):
     import torch
     import torch.nn.functional as F
+    from ..training import optimizer_step
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     model = build_real(real_twin_width()) if real else build()
@@ -156,12 +157,7 @@ def train(steps: int = 2500, seed: int = 0, scenes_per_step: int = 4, real: bool
             mask = target > 0
             cls = logits[:, 1:].permute(0, 2, 1)[mask]
             loss = loss + F.cross_entropy(cls, target[mask] - 1)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if progress is not None:
-            progress(step + 1, steps, loss.item())
+        optimizer_step(model, opt, sched, loss, step, steps, progress)
     return model.eval()
 
 
