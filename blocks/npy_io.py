@@ -19,7 +19,7 @@ def npy_item_type(path: str) -> PortType:
     """The stream type of a .npy file's items (its shape after axis 0)."""
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:
         raise CvstreamError(f"'{path}' is not a readable .npy file: {exc}") from None
     if arr.ndim < 1:
         raise CvstreamError(f"'{path}' holds a scalar, not a sequence of items")
@@ -49,6 +49,9 @@ class NpySource(Source):
 
     def output_types(self, in_types):
         self._type = npy_item_type(self.path)
+        if np.load(self.path, mmap_mode="r", allow_pickle=False).shape[0] == 0:
+            raise CvstreamError(f"'{self.path}' holds no items (an empty array of "
+                                f"{self._type})")
         return {"out": self._type.with_rate(self.rate or None)}
 
     def total_items(self):

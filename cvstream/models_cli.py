@@ -11,7 +11,8 @@ from .errors import CvstreamError
 #: trainable model families: name -> module (in cvstream.models)
 FAMILIES = {"iq_denoiser": "cvstream.models.demo.denoiser",
             "spectrum_segmenter": "cvstream.models.spectrum.segmenter",
-            "aec_cv": "cvstream.models.aec.network"}
+            "aec_cv": "cvstream.models.aec.network",
+            "radar": "cvstream.models.radar.train"}
 
 
 def progress_printer(label: str):
@@ -121,8 +122,10 @@ def cmd_train(args) -> int:
     show = progress_printer(f"training {args.family}")
     if hasattr(fam, "train_and_export"):  # families that train several models together
         out_dir = args.out or str(SHIPPED_DIR)
-        table = fam.train_and_export(out_dir, seed=args.seed, progress=show,
-                                     **({"steps": args.steps} if args.steps else {}))
+        extra = {"steps": args.steps} if args.steps else {}
+        if args.config:
+            extra["configs"] = args.config
+        table = fam.train_and_export(out_dir, seed=args.seed, progress=show, **extra)
         print(f"wrote {fam.NAME} models to {out_dir}")
         print(fam.format_table(table))
         return 0
@@ -173,7 +176,34 @@ def cmd_eval_spectrum(args) -> int:
     return 0
 
 
+def cmd_synth_radar(args) -> int:
+    from cvstream.models.radar.synth import SceneConfig, write_dataset
+    scene = SceneConfig(max_objects=args.max_objects, snr_db=(args.snr_min, args.snr_max))
+    out = write_dataset(args.out, args.config, args.count, args.seed, scene,
+                        progress=progress_printer("synthesizing"))
+    print(f"wrote {args.count} sweeps (sweeps.npy), ground truth (truth.npy), config.json and "
+          f"meta.json to {out}")
+    return 0
+
+
+def cmd_eval_radar(args) -> int:
+    from cvstream.models import resolve_model
+    from cvstream.models.radar.evaluate import evaluate, format_table, onnx_imager
+    from cvstream.models.radar.train import KINDS, model_name
+    tables = {}
+    for config in args.config or ["small", "published"]:
+        imagers = {kind: onnx_imager(resolve_model(
+            f"{args.model}/{model_name(kind, config)}.onnx" if args.model
+            else f"builtin:{model_name(kind, config)}")) for kind in KINDS}
+        tables[config] = evaluate(config, imagers, args.scenes,
+                                  progress=progress_printer(f"evaluating {config}"))
+    print(format_table(tables))
+    return 0
+
+
 def cmd_eval(args) -> int:
+    if args.family == "radar":
+        return cmd_eval_radar(args)
     if args.family == "spectrum":
         return cmd_eval_spectrum(args)
     if args.family == "aec":
@@ -209,12 +239,17 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", help="default: the shipped model's file (or directory)")
+    p.add_argument("--config", action="append", help="radar: train only this configuration "
+                   "(repeatable; default small and published)")
     p.set_defaults(func=cmd_train)
     p = msub.add_parser("eval", help="print a model family's evaluation table")
-    p.add_argument("family", choices=["iq_denoiser", "spectrum", "aec"])
-    p.add_argument("--model", help="default: the shipped model (spectrum: a directory)")
+    p.add_argument("family", choices=["iq_denoiser", "spectrum", "aec", "radar"])
+    p.add_argument("--model", help="default: the shipped model (spectrum, radar: a directory)")
     p.add_argument("--scenes", type=int, default=32,
-                   help="scenes per SNR bucket (spectrum) or per scenario (aec)")
+                   help="scenes per SNR bucket (spectrum), per scenario (aec) or per "
+                   "configuration (radar)")
+    p.add_argument("--config", action="append", help="radar: a configuration to evaluate "
+                   "(repeatable; default small and published)")
     p.set_defaults(func=cmd_eval)
     p = msub.add_parser("synth", help="write a synthetic dataset")
     synth = p.add_subparsers(dest="synth_kind", required=True)
@@ -234,3 +269,12 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seconds", type=float, default=6.0)
     p.set_defaults(func=cmd_synth_aec)
+    p = synth.add_parser("radar", help="near-field MIMO radar sweeps with ground truth")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--config", default="small", help="small, published or a YAML/JSON file")
+    p.add_argument("--count", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-objects", type=int, default=3)
+    p.add_argument("--snr-min", type=float, default=20.0, help="measurement SNR range (dB)")
+    p.add_argument("--snr-max", type=float, default=40.0)
+    p.set_defaults(func=cmd_synth_radar)

@@ -65,8 +65,13 @@ def example_inputs(contract: Contract, batch: int, seed: int) -> list[np.ndarray
 
 
 def export_model(model: torch.nn.Module, contract: Contract | dict, path: str,
-                 opset: int = 17, tol: float = 1e-4, seed: int = 0) -> ExportReport:
-    """Export ``model`` (forward(*stream_inputs, *states) -> (*outputs, *next_states))."""
+                 opset: int = 17, tol: float = 1e-4, seed: int = 0,
+                 constant_folding: bool = True) -> ExportReport:
+    """Export ``model`` (forward(*stream_inputs, *states) -> (*outputs, *next_states)).
+
+    ``constant_folding=False`` keeps subgraphs that depend only on weights (e.g. operator
+    tables computed from a geometry) as nodes: the file stays small and ONNX Runtime folds
+    them when it loads the model."""
     import onnx
     import onnxruntime as ort
     if opset < 17:
@@ -85,7 +90,7 @@ def export_model(model: torch.nn.Module, contract: Contract | dict, path: str,
         warnings.simplefilter("ignore")
         torch.onnx.export(folded, tuple(args), path, dynamo=False, opset_version=opset,
                           input_names=in_names, output_names=out_names,
-                          dynamic_axes=dynamic, do_constant_folding=True)
+                          dynamic_axes=dynamic, do_constant_folding=constant_folding)
     proto = onnx.load(path)
     try:
         onnx.checker.check_model(proto, full_check=True)

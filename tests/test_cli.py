@@ -106,6 +106,9 @@ def test_example_graphs_validate(tmp_path):
             from cvstream.models.spectrum.synth import write_sigmf
             meta = write_sigmf(str(tmp_path / "rec"), np.zeros(4096, np.complex64), [], 1e6)
             sets = ["--set", f"input={meta}"]
+        elif "input" in variables and "npy_source" in graph.read_text():  # radar sweeps
+            np.save(tmp_path / "sweeps.npy", np.zeros((2, 16, 8, 8), np.complex64))
+            sets = ["--set", f"input={tmp_path / 'sweeps.npy'}"]
         elif "input" in variables:  # graphs that read a file get a real one
             (tmp_path / "in.raw").write_bytes(bytes(4096))
             sets = ["--set", f"input={tmp_path / 'in.raw'}"]

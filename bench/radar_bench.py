@@ -1,0 +1,84 @@
+"""Radar imaging speed: frames per second end to end through ``cvstream run``.
+
+    python bench/radar_bench.py [--sweeps 48]
+
+For each configuration (small: target >= 30 fps; published: target >= 10 fps) and each
+method (Deep2S, complex variant, Kirchhoff migration), ``cvstream run graphs/radar_files.yml``
+(or the same graph with ``radar_migration``) images a .npy of synthesized sweeps into a .npy
+of images, in a fresh process. Two runs, with N and 2N sweeps, separate the start-up cost
+(imports, model load, table build) from the steady state: fps = N / (t(2N) - t(N)).
+Also printed: end-to-end fps of the 2N run including start-up, the model time per frame from
+the block's counters, and the ratio against the target and against the anchor pipeline
+(adjoint + the 32/64/128 U-Net, ~140 ms per published frame on 2 threads; ANCHORS.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cvstream.models.radar.synth import make_scenes
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_FPS = {"small": 30.0, "published": 10.0}
+ANCHOR_MS = {"published": 140.0}
+MIGRATION = """
+blocks:
+  sweeps: {type: npy_source, path: "${input}", chunk: 4}
+  image: {type: radar_migration, config: "${config}", method: kirchhoff}
+  out: {type: npy_sink, path: "${output}"}
+connections: [sweeps -> image, image -> out]
+"""
+
+
+def run(graph: str, tmp: Path, sweeps: str, config: str, method: str) -> tuple[float, dict]:
+    stats = tmp / "stats.json"
+    cmd = [sys.executable, "-m", "cvstream", "run", graph, "--set", f"input={sweeps}",
+           "--set", f"output={tmp / 'images.npy'}", "--set", f"config={config}",
+           "--stats-json", str(stats)]
+    if method != "kirchhoff":
+        cmd += ["--set", f"method={method}"]
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {res.stderr.strip()}")
+    return wall, json.loads(stats.read_text())["blocks"]["image"]["counters"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sweeps", type=int, default=48, help="N (the second run uses 2N)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        (tmp / "migration.yml").write_text(MIGRATION)
+        print(f"{'config':<10} {'method':<10} {'fps':>7} {'e2e fps':>8} {'model ms':>9} "
+              f"{'vs target':>10} {'vs anchor':>10}")
+        for config, target in TARGET_FPS.items():
+            data = {}
+            for n in (args.sweeps, 2 * args.sweeps):
+                sweeps, _, _ = make_scenes(config, n, seed=99)
+                data[n] = tmp / f"{config}_{n}.npy"
+                np.save(data[n], sweeps)
+            for method in ("deep2s", "complex", "kirchhoff"):
+                graph = (str(tmp / "migration.yml") if method == "kirchhoff"
+                         else str(ROOT / "graphs" / "radar_files.yml"))
+                t1, _ = run(graph, tmp, str(data[args.sweeps]), config, method)
+                t2, counters = run(graph, tmp, str(data[2 * args.sweeps]), config, method)
+                fps = args.sweeps / max(t2 - t1, 1e-9)
+                model_ms = counters["compute_us"] / 1e3 / counters["frames"]
+                anchor = (f"{fps / (1e3 / ANCHOR_MS[config]):9.2f}x" if config in ANCHOR_MS
+                          else f"{'-':>10}")
+                print(f"{config:<10} {method:<10} {fps:7.1f} {2 * args.sweeps / t2:8.1f} "
+                      f"{model_ms:9.1f} {fps / target:9.2f}x {anchor}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
