@@ -81,7 +81,8 @@ class MatSource(Source):
 @register("radar_scene_source")
 class RadarSceneSource(Source):
     """Synthesized radar sweeps: random 3D extended targets seen through the Born model,
-    with measurement noise, one scene per sweep (deterministic from ``seed``).
+    with measurement noise, one scene per sweep (scene i drawn from the seed [seed, i], so
+    the sweeps do not depend on ``chunk``).
 
     Ports: out (complex64 sweeps (n_freq, n_tx, n_rx) of ``config``), truth (float32
     reflectivity magnitude (nx, ny, nz), max 1; optional). Latency: none.
@@ -106,17 +107,19 @@ class RadarSceneSource(Source):
         return self.count
 
     def start(self):
+        from cvstream.models.radar.operators import ForwardOperator
         self._done = 0
+        self._forward = ForwardOperator(self.cfg)
 
     def work(self):
         from cvstream.models.radar.synth import SceneConfig, make_scenes
         if self._done >= self.count:
             raise EndOfStream
-        n = min(self.chunk, self.count - self._done)
         scene = SceneConfig(snr_db=(self.snr_db, self.snr_db))
-        sweeps, truth, _ = make_scenes(self.cfg, n, self.seed * 1_000_003 + self._done, scene)
-        self._done += n
-        return sweeps, truth
+        parts = [make_scenes(self.cfg, 1, [self.seed, i], scene, forward=self._forward)
+                 for i in range(self._done, min(self.count, self._done + self.chunk))]  # own seed
+        self._done += len(parts)
+        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
 
 @register("radar_png")

@@ -296,3 +296,12 @@ def test_forward_operator_in_onnx_matches_numpy(tmp_path, graph_file):
     got = np.load(out)
     assert got.shape == (3, 16, 8, 8)
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+def test_scene_source_does_not_depend_on_chunking():
+    from cvstream.blocks.radar_io import RadarSceneSource
+    a = [s for s, _ in RadarSceneSource(count=5, chunk=2, seed=4).read()]
+    b = [s for s, _ in RadarSceneSource(count=5, chunk=5, seed=4).read()]
+    assert np.array_equal(np.concatenate(a), np.concatenate(b)) and len(a) == 3
+    c = np.concatenate([s for s, _ in RadarSceneSource(count=5, chunk=5, seed=5).read()])
+    assert not np.array_equal(c, b[0])

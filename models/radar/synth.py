@@ -129,12 +129,13 @@ def add_noise(sweeps: np.ndarray, snr_db: np.ndarray, rng: np.random.Generator) 
     return (sweeps + sigma * noise).astype(np.complex64)
 
 
-def make_scenes(cfg: RadarConfig | str, count: int, seed: int,
-                scene: SceneConfig = SceneConfig(), progress=None, batch: int = 32):
-    """(sweeps (n, K, T, R) complex64, truth (n, nx, ny, nz) float32, snr_db (n,))."""
+def make_scenes(cfg: RadarConfig | str, count: int, seed, scene: SceneConfig = SceneConfig(),
+                progress=None, batch: int = 32, forward: ForwardOperator | None = None):
+    """(sweeps (n, K, T, R) complex64, truth (n, nx, ny, nz) float32, snr_db (n,)).
+    ``seed``: anything ``np.random.default_rng`` takes; ``forward``: reuse its tables."""
     cfg = load_config(cfg)
     rng = np.random.default_rng(seed)
-    forward = ForwardOperator(cfg)
+    forward = forward or ForwardOperator(cfg)
     sweeps = np.empty((count, *cfg.sweep_shape), np.complex64)
     truth = np.empty((count, *cfg.image_shape), np.float32)
     snr = rng.uniform(*scene.snr_db, count)
