@@ -8,6 +8,7 @@ holding NaN or Inf instead of failing the stream.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -116,7 +117,8 @@ class RadarReconstruct(SweepImager):
     model = Param(str, default="builtin:radar_deep2s_small",
                   doc="builtin:radar_<deep2s|complex>_<small|published> or an .onnx path")
     config = Param(str, default="", doc="expected configuration (empty: the model's)")
-    threads = Param(int, default=0, min=0, doc="ONNX Runtime intra-op threads (0: auto)")
+    threads = Param(int, default=0, min=0, doc="ONNX Runtime intra-op threads (0: one per "
+                    "core, up to 4: the model is the heavy block of a radar graph)")
     max_batch = Param(int, default=4, min=1, doc="sweeps per model call when behind")
 
     def check(self):
@@ -132,7 +134,8 @@ class RadarReconstruct(SweepImager):
         self._session = None
 
     def start(self):
-        self._session = make_session(self.path, self.threads)
+        self._session = make_session(self.path,
+                                     self.threads or max(1, min(4, os.cpu_count() or 1)))
 
     def work(self, x):
         if self._session is None:

@@ -36,7 +36,7 @@ class Recipe:
 
 
 RECIPES = {"small": Recipe(scenes=2048, steps=1500, batch=8),
-           "published": Recipe(scenes=768, steps=600, batch=4)}
+           "published": Recipe(scenes=1536, steps=1500, batch=4)}
 
 
 def model_name(kind: str, config: str) -> str:
