@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET_FPS = {"small": 30.0, "published": 10.0}
 ANCHOR_MS = {"published": 140.0}
 MIGRATION = """
+variables: {input: sweeps.npy, output: images.npy, config: small}
 blocks:
   sweeps: {type: npy_source, path: "${input}", chunk: 4}
   image: {type: radar_migration, config: "${config}", method: kirchhoff}
