@@ -120,6 +120,8 @@ def cmd_train(args) -> int:
     from cvstream.models import SHIPPED_DIR
     from cvstream.models.export import export_model
     show = progress_printer(f"training {args.family}")
+    if args.config and args.family != "radar":
+        raise CvstreamError("--config applies to the radar family only")
     if hasattr(fam, "train_and_export"):  # families that train several models together
         out_dir = args.out or str(SHIPPED_DIR)
         extra = {"steps": args.steps} if args.steps else {}
