@@ -25,7 +25,10 @@ def test_signal_drains_flushes_and_exits_zero(graph_file, tmp_path, sig):
     proc = subprocess.Popen(cvstream_cmd("run", str(graph_file(ENDLESS.format(out=out))),
                                          "--stats-json", str(stats)),
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)
+    deadline = time.monotonic() + 60    # the sink opens its file once the graph runs
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
     proc.send_signal(sig)
     assert proc.wait(20) == 0
     err = proc.stderr.read()
