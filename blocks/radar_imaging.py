@@ -56,7 +56,7 @@ class SweepImager(GeneralBlock):
 
     def finite(self, x: np.ndarray) -> np.ndarray:
         """The sweeps of ``x`` without NaN/Inf (counted as bad_sweeps)."""
-        ok = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        ok = np.isfinite(x).all(axis=tuple(range(1, x.ndim)))
         if not ok.all():
             self.count("bad_sweeps", int((~ok).sum()))
             return x[ok]
@@ -95,8 +95,7 @@ class RadarMigration(SweepImager):
             self.start()
         x = self.finite(x)
         t0 = time.perf_counter()
-        images = self._imager.magnitude(x) if len(x) else np.zeros(
-            (0, *self.cfg.image_shape), np.float32)
+        images = self._imager.magnitude(x)
         self.timed(time.perf_counter() - t0, len(x))
         return images
 

@@ -102,6 +102,9 @@ def test_migration_skips_and_counts_bad_sweeps():
     assert images.shape == (2, 16, 16, 32) and block.counters["bad_sweeps"] == 2
     want = ImageFormation(load_config("small"), "kirchhoff").magnitude(sweeps[[0, 3]])
     np.testing.assert_allclose(images, want, atol=1e-6)
+    assert block.process(sweeps[:0]).shape == (0, 16, 16, 32)
+    silent = block.process(np.zeros((1, 16, 8, 8), np.complex64))   # no echo: a zero image
+    assert np.array_equal(silent, np.zeros((1, 16, 16, 32), np.float32))
 
 
 def write_sweeps(tmp_path, config="small", count=5, seed=4):

@@ -68,6 +68,16 @@ class FixedChunk(RateBlock):
         return x[28::10].copy()
 
 
+def build_graph(blocks: dict, *edges: tuple[str, str]) -> Graph:
+    """A graph of named blocks and (src, dst) connections, in the order given."""
+    g = Graph()
+    for name, block in blocks.items():
+        g.add(name, block)
+    for src, dst in edges:
+        g.connect(src, dst)
+    return g
+
+
 def run_chain(*blocks, capacity=None):
     g = Graph()
     names = []
@@ -173,12 +183,8 @@ def test_block_exception_stops_graph_naming_block():
                 raise ValueError("bad sample")
             return x
 
-    g = Graph()
-    g.add("src", SignalSource(chunk=100))
-    g.add("boom", Boom())
-    g.add("snk", Collect())
-    g.connect("src", "boom")
-    g.connect("boom", "snk")
+    g = build_graph({"src": SignalSource(chunk=100), "boom": Boom(), "snk": Collect()},
+                    ("src", "boom"), ("boom", "snk"))
     sched = Scheduler(g)
     with pytest.raises(BlockFailure) as err:
         sched.run(timeout=30)
@@ -198,14 +204,10 @@ def test_two_input_sync_block_aligns_inputs():
             return a + b
 
     d = ramp(5000)
-    g = Graph()
-    g.add("s1", ArraySource(d, [123]))
-    g.add("s2", ArraySource(d * 2, [1000, 17]))
-    g.add("add", Add())
-    g.add("snk", Collect())
-    g.connect("s2", "add.b")  # listed before 'a' on purpose: work() still gets (a, b)
-    g.connect("s1", "add.a")
-    g.connect("add", "snk")
+    g = build_graph({"s1": ArraySource(d, [123]), "s2": ArraySource(d * 2, [1000, 17]),
+                     "add": Add(), "snk": Collect()},
+                    ("s2", "add.b"),  # listed before 'a' on purpose: work() still gets (a, b)
+                    ("s1", "add.a"), ("add", "snk"))
     Scheduler(g).run(timeout=30)
     np.testing.assert_array_equal(g.nodes["snk"].block.data, d * 3)
 
@@ -221,14 +223,9 @@ def test_outputs_follow_declaration_order_not_connection_order():
             return x.real.copy(), x.imag.copy()
 
     d = (np.arange(1000) - 2j * np.arange(1000)).astype(np.complex64)
-    g = Graph()
-    g.add("src", ArraySource(d, [100]))
-    g.add("split", Split())
-    g.add("i", Collect())
-    g.add("r", Collect())
-    g.connect("src", "split")
-    g.connect("split.im", "i")
-    g.connect("split.re", "r")
+    g = build_graph({"src": ArraySource(d, [100]), "split": Split(), "i": Collect(),
+                     "r": Collect()},
+                    ("src", "split"), ("split.im", "i"), ("split.re", "r"))
     Scheduler(g).run(timeout=30)
     np.testing.assert_array_equal(g.nodes["r"].block.data, d.real)
     np.testing.assert_array_equal(g.nodes["i"].block.data, d.imag)
@@ -249,10 +246,7 @@ def test_wrong_output_dtype_is_reported():
 
 def test_stop_drains_and_ends_cleanly():
     import threading
-    g = Graph()
-    g.add("src", SignalSource(chunk=1000))
-    g.add("snk", Collect())
-    g.connect("src", "snk")
+    g = build_graph({"src": SignalSource(chunk=1000), "snk": Collect()}, ("src", "snk"))
     sched = Scheduler(g)
     sched.start()
     threading.Timer(0.3, sched.stop).start()
@@ -287,13 +281,8 @@ def test_rate_block_waits_for_a_lagging_input():
             return a + b
 
     d = ramp(3000)
-    g = Graph()
-    g.add("fast", ArraySource(d, [3000]))
-    g.add("slow", Slow(d, [50]))
-    g.add("pair", Pair())
-    g.add("snk", Collect())
-    g.connect("fast", "pair.a")
-    g.connect("slow", "pair.b")
-    g.connect("pair", "snk")
+    g = build_graph({"fast": ArraySource(d, [3000]), "slow": Slow(d, [50]), "pair": Pair(),
+                     "snk": Collect()},
+                    ("fast", "pair.a"), ("slow", "pair.b"), ("pair", "snk"))
     Scheduler(g).run(timeout=30)
     np.testing.assert_array_equal(g.nodes["snk"].block.data, 2 * d)

@@ -74,7 +74,8 @@ class ImageFormation:
 
 def normalize_max(images: np.ndarray) -> np.ndarray:
     """Scale each image (axis 0 indexes images) to a maximum of 1 (all-zero images stay 0)."""
-    peak = images.reshape(len(images), -1).max(axis=1)
+    flat = images.reshape(len(images), int(np.prod(images.shape[1:])))
+    peak = flat.max(axis=1, initial=0.0)
     scale = np.where(peak > 0, 1.0 / np.maximum(peak, 1e-30), 0.0).astype(np.float32)
     return (images * scale.reshape(-1, *([1] * (images.ndim - 1)))).astype(np.float32)
 
