@@ -41,15 +41,10 @@ def ssim3d(image: np.ndarray, truth: np.ndarray, sigma: float = 1.5) -> float:
 
 
 def onnx_imager(path: str):
-    """A function (1, K, T, R) complex64 sweeps -> (1, nx, ny, nz) images, via ORT."""
-    from cvstream.blocks.onnx_model import make_session
-    session = make_session(path, 2)
-
-    def run(sweeps):
-        feed = np.ascontiguousarray(sweeps, np.complex64).view(np.float32)
-        feed = feed.reshape(len(sweeps), 1, *sweeps.shape[1:], 2)
-        return session.run(None, {"sweep": feed})[0][:, 0]
-    return run
+    """(n, K, T, R) complex64 sweeps -> (n, nx, ny, nz) images, through the same block a
+    flow graph uses (``radar_reconstruct``, 2 ONNX Runtime threads)."""
+    from cvstream.blocks.radar_imaging import RadarReconstruct
+    return RadarReconstruct(model=path, threads=2).process
 
 
 def evaluate(config: str, imagers: dict, count: int = 32, progress=None) -> dict:
