@@ -105,7 +105,7 @@ def normalize_peak(x):
 class UNet3d(nn.Module):
     """Real 3D U-Net: per level two 3x3x3 conv + batch norm + ReLU; max-pool / transposed
     conv between levels; 1x1x1 head with ReLU (a magnitude is >= 0, and empty voxels can be
-    exactly 0, which a softplus head never gives: 3D SSIM 0.17 -> 0.82 in a pilot)."""
+    exactly 0, which a softplus head never gives; the haze it leaves costs 3D SSIM)."""
 
     def __init__(self, widths=(16, 32, 64), in_ch: int = 1):
         super().__init__()
