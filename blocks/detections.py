@@ -11,6 +11,7 @@ Without a known sample rate, frequencies are normalized (cycles/sample) and ``ra
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,6 +47,14 @@ class Track:
     votes: dict = field(default_factory=dict)  # label -> bandwidth x score seen
     edges: list = field(default_factory=list)  # (f_low, f_high) of every block it was seen in
     missed: int = 0      # consecutive blocks without a hit
+    spectrum: np.ndarray | None = None  # sum of the fine PSDs of the blocks it was seen in
+    spectra: int = 0                    # how many were summed
+
+    def add_spectrum(self, psd: np.ndarray | None) -> None:
+        if psd is None:
+            return
+        self.spectrum = psd.astype(np.float64) if self.spectrum is None else self.spectrum + psd
+        self.spectra += 1
 
     def overlaps(self, f_low: float, f_high: float) -> bool:
         return f_low <= self.f_high and f_high >= self.f_low
@@ -92,9 +101,11 @@ class Tracker:
         self.min_blocks = min_blocks
         self.dropped_short = 0
 
-    def update(self, start: int, stop: int, intervals: list[tuple]) -> list[Track]:
+    def update(self, start: int, stop: int, intervals: list[tuple],
+               spectrum: np.ndarray | None = None) -> list[Track]:
         """Feed the intervals (f_low, f_high, snr_db, label[, score]) of block
-        [start, stop); returns the tracks that ended."""
+        [start, stop), and optionally the block's fine PSD (summed into every track seen in
+        the block, for ``refine_edges``); returns the tracks that ended."""
         ended, still = [], []
         used = [False] * len(intervals)
         for track in self.open:
@@ -110,12 +121,16 @@ class Tracker:
                     track.peak_snr_db = max(track.peak_snr_db, snr)
                     track.score = max([track.score, *score])
                     used[i] = hit = True
+            if hit:
+                track.add_spectrum(spectrum)
             track.missed = 0 if hit else track.missed + 1
             (still if track.missed <= self.hold else ended).append(track)
         for i, (lo, hi, snr, label, *score) in enumerate(intervals):
             if not used[i]:
-                still.append(Track(start, stop, lo, hi, snr, label, max([0.0, *score]),
-                                   {label: (hi - lo) * max([1e-6, *score])}, [(lo, hi)]))
+                track = Track(start, stop, lo, hi, snr, label, max([0.0, *score]),
+                              {label: (hi - lo) * max([1e-6, *score])}, [(lo, hi)])
+                track.add_spectrum(spectrum)
+                still.append(track)
         self.open = still
         return self._report(ended)
 
@@ -141,3 +156,38 @@ class Tracker:
             track.f_low = float(np.median([e[0] for e in track.edges]))
             track.f_high = float(np.median([e[1] for e in track.edges]))
         return track
+
+
+def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
+                 split_gap: int = 4, power_share: float = 0.999) -> list[Track]:
+    """Settle a track's frequency edges on its fine PSD (noise power 1 per bin, the mean of
+    ``frames`` periodograms per block it was seen in). Bins within ``margin`` of the coarse
+    edges that stand above the noise (false-alarm probability ``pfa``; runs of one bin are
+    noise spikes) form runs; runs more than ``split_gap`` bins apart are separate signals
+    (neighbours the coarse view merged): one track each, sharing the time span and label.
+    Each run's edges are its occupied bandwidth: the band holding ``power_share`` of its
+    power above the noise (99.9 %), which ignores window leakage and
+    spectral skirts at high SNR. Where nothing stands out (a weak signal), the coarse edges
+    stay."""
+    if track.spectrum is None or not track.spectra:
+        return [track]
+    import scipy.stats
+    fine = len(track.spectrum)
+    n = frames * track.spectra
+    psd = track.spectrum / track.spectra
+    level = float(scipy.stats.gamma.isf(pfa, n, scale=1 / n))
+    freqs = (np.arange(fine) - fine // 2) / fine
+    inside = (freqs >= track.f_low - margin) & (freqs <= track.f_high + margin)
+    out = []
+    for a, b in merge_runs(inside & (psd > level), split_gap):
+        if b - a < 2:
+            continue
+        excess = np.maximum(psd[a:b] - 1, 0)
+        cum = np.concatenate([[0.0], np.cumsum(excess)]) / max(excess.sum(), 1e-12)
+        tail = (1 - power_share) / 2  # fractional bin positions of the two quantiles
+        lo = a + np.interp(tail, cum, np.arange(b - a + 1))
+        hi = a + np.interp(1 - tail, cum, np.arange(b - a + 1))
+        part = copy.copy(track)
+        part.f_low, part.f_high = (lo - fine // 2 - 0.5) / fine, (hi - fine // 2 - 0.5) / fine
+        out.append(part)
+    return out or [track]

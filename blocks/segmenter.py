@@ -7,8 +7,10 @@ import numpy as np
 import scipy.fft
 
 from cvstream import In, MsgOut, Param, RateBlock, register
+from cvstream.errors import ParamError
 
-from .detections import RadioContext, Tracker, bin_edges, merge_runs, to_message
+from .detections import (RadioContext, Tracker, bin_edges, merge_runs, refine_edges,
+                         to_message)
 from .onnx_model import load_model, make_session
 
 FLOOR_QUANTILE = 0.2
@@ -16,16 +18,25 @@ FLOOR_QUANTILE = 0.2
 FLOOR_RATIO = float(-np.log(1 - FLOOR_QUANTILE))
 
 
-def normalize_tiles(tiles: np.ndarray) -> np.ndarray:
-    """Scale each (frames, fft) tile so that noise cells have unit power, as the model was
-    trained. The noise level comes from the 20th percentile of the cell powers, which stays
-    on the noise even when signals fill most of the band (a median would not above 50 %);
-    it is taken over every other frame: half the work, the same estimate."""
+def noise_floor(tiles: np.ndarray) -> np.ndarray:
+    """The noise power per cell of each (frames, fft) tile, from the 20th percentile of the
+    cell powers, which stays on the noise even when signals fill most of the band (a median
+    would not above 50 %); taken over every other frame: half the work, the same estimate."""
     sample = tiles[:, ::2].reshape(len(tiles), -1)
     power = sample.real ** 2 + sample.imag ** 2
     k = int(FLOOR_QUANTILE * power.shape[1])
-    floor = np.partition(power, k, axis=1)[:, k] / FLOOR_RATIO + 1e-20
-    return tiles * (1 / np.sqrt(floor)).astype(np.float32)[:, None, None]
+    return np.partition(power, k, axis=1)[:, k] / FLOOR_RATIO + 1e-20
+
+
+def normalize_tiles(tiles: np.ndarray) -> np.ndarray:
+    """Scale each (frames, fft) tile so that noise cells have unit power, as the model was
+    trained."""
+    return tiles * (1 / np.sqrt(noise_floor(tiles))).astype(np.float32)[:, None, None]
+
+
+def _unit_hann(n: int) -> np.ndarray:
+    w = np.hanning(n)
+    return (w / np.sqrt(np.sum(w ** 2))).astype(np.float32)
 
 
 @register("spectrum_segmenter")
@@ -37,8 +48,12 @@ class SpectrumSegmenter(RateBlock):
     to ``max_batch`` tiles per call, and turns its per-cell presence and class outputs into
     detections: bins above ``threshold`` (smoothed over two tiles) merged into runs, labelled
     by the run's mean class scores, followed across tiles (``hold`` tiles of absence
-    allowed; tracks shorter than ``min_tiles`` are counted as ``short_tracks``, not sent). Detection messages as cfar_detector's, with ``label`` the
-    modulation family and ``confidence`` the peak presence probability.
+    allowed; tracks shorter than ``min_tiles`` are counted as ``short_tracks``, not sent).
+    When a track ends, a finer PSD (``refine``-point FFTs of the same samples, summed over
+    the track's tiles) settles its frequency edges: the bins above the noise near the coarse
+    edges, split where a gap shows two neighbours, each trimmed to its 99.9 % power
+    bandwidth (``detections.refine_edges``). Detection messages as cfar_detector's, with
+    ``label`` the modulation family and ``confidence`` the peak presence probability.
     The model runs on a worker thread, overlapping the next batch's FFTs.
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
     to fill, then up to one batch of processing; detections are sent when a signal ends.
@@ -52,8 +67,10 @@ class SpectrumSegmenter(RateBlock):
     threshold = Param(float, default=0.5, min=0.0, max=1.0, doc="presence probability")
     merge_gap = Param(int, default=1, min=0, doc="join runs this many bins apart")
     min_bins = Param(int, default=1, min=1, doc="ignore runs narrower than this")
-    hold = Param(int, default=2, min=0, doc="tiles a signal may vanish and still continue")
+    hold = Param(int, default=4, min=0, doc="tiles a signal may vanish and still continue")
     min_tiles = Param(int, default=2, min=1, doc="shorter detections are not reported")
+    refine = Param(int, default=1024, min=0,
+                   doc="FFT size of the PSD that settles each detection's edges (0: off)")
     max_batch = Param(int, default=16, min=1, doc="tiles per model call")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
     rate = Param(float, default=0.0, min=0.0, unit="Hz", doc="sample rate (0: rx_rate tag)")
@@ -67,8 +84,12 @@ class SpectrumSegmenter(RateBlock):
         self.decim = self.fft * self.frames
         self.max_chunks = self.max_batch
         self.classes = c.class_names[1:]
-        w = np.hanning(self.fft)
-        self._win = (w / np.sqrt(np.sum(w ** 2))).astype(np.float32)
+        self._win = _unit_hann(self.fft)
+        if self.refine:
+            if self.refine < self.fft or self.decim % self.refine:
+                raise ParamError("refine", f"{self.refine} must be at least the model's FFT "
+                                 f"size {self.fft} and divide its tile of {self.decim} samples")
+            self._fine_win = _unit_hann(self.refine)
 
     def output_types(self, in_types):
         t = in_types.get("inp")
@@ -87,31 +108,39 @@ class SpectrumSegmenter(RateBlock):
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"cvstream-{self.name}")
         self._pending = None
 
-    def prepare(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Whole tiles of x as the model's input, and the (tiles, fft) mean cell power in
-        units of the noise floor."""
+    def prepare(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Whole tiles of x as the model's input, the (tiles, fft) mean cell power and the
+        (tiles, refine) fine PSD, both in units of the noise floor."""
         spec = scipy.fft.fft(x.reshape(-1, self.fft) * self._win, axis=1)
         tiles = np.fft.fftshift(spec, axes=1).astype(np.complex64)
-        tiles = normalize_tiles(tiles.reshape(-1, self.frames, self.fft))
+        tiles = tiles.reshape(-1, self.frames, self.fft)
+        floor = noise_floor(tiles)
+        tiles *= (1 / np.sqrt(floor)).astype(np.float32)[:, None, None]
         power = np.einsum("ktf,ktf->kf", tiles.real, tiles.real)
         power += np.einsum("ktf,ktf->kf", tiles.imag, tiles.imag)
-        return tiles.view(np.float32).reshape(*tiles.shape, 2), power / self.frames
+        fine = None
+        if self.refine:  # the same samples at finer resolution: unit-energy windows keep
+            # white noise at the same power per bin, so the floor carries over
+            spec = scipy.fft.fft(x.reshape(-1, self.refine) * self._fine_win, axis=1)
+            fine = (spec.real ** 2 + spec.imag ** 2).reshape(len(tiles), -1, self.refine)
+            fine = np.fft.fftshift(fine.mean(axis=1), axes=1) / floor[:, None]
+        return tiles.view(np.float32).reshape(*tiles.shape, 2), power / self.frames, fine
 
     def _run_model(self, tiles: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self.contract.inputs[0].name: tiles})[0][:, 0]
 
     def work(self, x):
         self._radio.update(self.input_tags)
-        tiles, power = self.prepare(x)
+        tiles, power, fine = self.prepare(x)
         future = self._pool.submit(self._run_model, tiles)
         self._collect()
-        self._pending = (future, power)
+        self._pending = (future, power, fine)
 
     def _collect(self) -> None:
         """Turn the previous batch's model output into detections."""
         if self._pending is None:
             return
-        future, power = self._pending
+        future, power, fine = self._pending
         self._pending = None
         logits = future.result()
         presence = 1 / (1 + np.exp(-logits[:, 0]))
@@ -131,7 +160,8 @@ class SpectrumSegmenter(RateBlock):
                                   float(presence[k, a:b].max())))
             start = self._pos
             self._pos += self.decim
-            self._emit_all(self._tracker.update(start, self._pos, intervals))
+            self._emit_all(self._tracker.update(start, self._pos, intervals,
+                                                None if fine is None else fine[k]))
 
     def finish(self):
         self._collect()
@@ -145,6 +175,9 @@ class SpectrumSegmenter(RateBlock):
         if self._tracker.dropped_short:
             self.count("short_tracks", self._tracker.dropped_short)
             self._tracker.dropped_short = 0
+        if self.refine:
+            tracks = [part for track in tracks for part in
+                      refine_edges(track, self.decim // self.refine, margin=1 / self.fft)]
         for track in tracks:
             self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq,
                                  track.score))

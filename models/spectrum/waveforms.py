@@ -88,9 +88,12 @@ def ofdm(rng, n: int, bw: float) -> tuple[np.ndarray, float]:
 
 
 def _message(rng, n: int, bw: float) -> np.ndarray:
-    """Band-limited random message of bandwidth bw, unit peak."""
-    taps = scipy.signal.firwin(129, min(0.99, 2 * bw))
-    m = scipy.signal.lfilter(taps, 1, rng.standard_normal(n + 128))[128:]
+    """Random real message strictly band-limited to bw (flat spectrum, random phases: an
+    FIR filter's transition band would be wider than a narrow bw), unit peak."""
+    spectrum = np.zeros(n // 2 + 1, complex)
+    edge = max(1, int(bw * n))
+    spectrum[1:edge + 1] = np.exp(2j * np.pi * rng.random(edge))
+    m = np.fft.irfft(spectrum, n)
     return m / (np.max(np.abs(m)) + 1e-12)
 
 
