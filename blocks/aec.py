@@ -7,6 +7,7 @@ from cvstream import GeneralBlock, In, Out, Param, register
 from cvstream.dtypes import PortType
 from cvstream.errors import CvstreamError
 
+from .echo_filter import SubbandEchoFilter
 from .onnx_model import OnnxModel, load_model
 from .stft import ISTFT, STFT
 
@@ -16,10 +17,12 @@ class EchoCanceller(GeneralBlock):
     """Remove the far-end echo and the background noise from a microphone signal.
 
     The microphone and the far-end reference are framed by streaming STFTs (sizes from the
-    model's contract: 20 ms window, 10 ms hop at 16 kHz), the complex network runs frame by
-    frame with its state fed back (so streaming equals offline processing), and an inverse
-    STFT gives the near-end speech. Bulk delays up to 200 ms are inside the network's
-    receptive field. NaN/Inf samples are replaced by 0 (counted as ``bad_samples``);
+    model's contract: 20 ms window, 10 ms hop at 16 kHz); when the contract names an
+    ``echo_filter``, a linear NLMS filter per bin (``blocks/echo_filter.py``) first predicts
+    the echo and the network sees its error and estimate too. The complex network runs frame
+    by frame with its state fed back (so streaming equals offline processing), and an
+    inverse STFT gives the near-end speech. Bulk delays up to 200 ms are inside the linear
+    filter's 32 taps and the network's receptive field. NaN/Inf samples are replaced by 0 (counted as ``bad_samples``);
     samples beyond full scale are clipped (``clipped``). Inputs must be at the model's rate
     (16 kHz); other rates are refused at validation (resample first).
     The output has the microphone's length. It lags the microphone by window - hop samples
@@ -41,6 +44,7 @@ class EchoCanceller(GeneralBlock):
         self.contract = c
         self.size, self.hop = int(stft["size"]), int(stft["hop"])
         self.delay = self.size - self.hop
+        self.echo_filter = dict(c.preprocess.get("echo_filter") or {})
 
     def output_types(self, in_types):
         want = self.contract.rate_hz
@@ -55,6 +59,8 @@ class EchoCanceller(GeneralBlock):
         self._stft_mic = STFT(size=self.size, hop=self.hop)
         self._stft_ref = STFT(size=self.size, hop=self.hop)
         self._net = OnnxModel(model=self.path, threads=self.threads)
+        self._linear = (SubbandEchoFilter(self.size // 2 + 1, **self.echo_filter)
+                        if self.echo_filter else None)
         self._istft = ISTFT(size=self.size, hop=self.hop)
         self._skip = self.delay if self.compensate_delay else 0
         self._seen = 0
@@ -74,7 +80,10 @@ class EchoCanceller(GeneralBlock):
     def _run(self, mic_spec, ref_spec) -> np.ndarray:
         if mic_spec is None or len(mic_spec) == 0:
             return np.zeros(0, np.float32)
-        near = self._net.process(mic_spec, ref_spec)
+        inputs = (mic_spec, ref_spec)
+        if self._linear is not None:
+            inputs += self._linear.process(mic_spec, ref_spec)
+        near = self._net.process(*inputs)
         y = self._istft.process(near)
         if self._skip:
             cut = min(self._skip, len(y))

@@ -1,14 +1,21 @@
-"""The echo canceller network: causal, complex-valued, dilated, dual complex mask.
+"""The echo canceller: a linear echo filter per bin, then a causal, complex-valued, dilated
+network with per-bin complex masks.
 
-STFT frames (20 ms sqrt-Hann window, 10 ms hop, 161 bins at 16 kHz) of the microphone and
-the far-end reference enter as complex channels (after a log compander). A streaming causal
-complex convolution over time mixes them into C channels, four more (dilations 2, 4, 8, 16,
-modReLU, residual) give a receptive field of 63 frames (630 ms: bulk delays up to 200 ms and
-the early room response). Two bounded complex masks come out per bin: the echo mask m_e and
-the noise mask m_n; the near-end estimate is m_n (m_e M). Each convolution keeps its own
-cache, so the model runs frame by frame with its state fed back by the runtime, and the
-streaming output equals the whole-signal output. Algorithmic latency: window 20 ms + hop
-10 ms = 30 ms, no look-ahead.
+STFT frames (20 ms sqrt-Hann window, 10 ms hop, 161 bins at 16 kHz). First a short NLMS
+filter per bin (``cvstream.blocks.echo_filter``, run by the block in numpy) predicts the
+echo Y from the reference and leaves the error E = M - Y. The network sees the microphone
+M, the reference R and the echo estimate Y as complex channels (after a log compander): a
+streaming causal complex convolution over time mixes them into C channels, four more
+(dilations 2, 4, 8, 16, modReLU, residual) give a receptive field of 63 frames (630 ms:
+what the linear filter missed, late reverberation, the loudspeaker's nonlinearity, the
+noise). A head turns that context into a few complex features per bin; a small network
+shared by all bins joins them with the bin's own log powers (M, E, Y, R) and gives three
+bounded complex masks per bin: a, b and the noise mask m_n; the echo-free spectrum is
+a M + b E (the network picks, per bin and frame, how much of the linear filter's work to
+trust: none while it diverges in double talk, all of it after it has converged), the
+near-end estimate m_n (a M + b E). Each convolution keeps its own cache, so the model runs
+frame by frame with its state fed back by the runtime, and the streaming output equals the
+whole-signal output. Algorithmic latency: window 20 ms + hop 10 ms = 30 ms, no look-ahead.
 """
 from __future__ import annotations
 
@@ -19,6 +26,10 @@ FS, WIN, HOP = 16000, 320, 160
 BINS = WIN // 2 + 1
 WIDTH = 48
 DILATIONS = (2, 4, 8, 16)
+FEATURES = 4   # complex context features per bin from the head
+HIDDEN = 24    # the per-bin network's hidden width
+#: the linear stage, stored in the contract (``preprocess.echo_filter``) and run by the block
+ECHO_FILTER = {"taps": 32, "mu": 0.3, "regularize": 0.5}
 
 
 def build(width: int = WIDTH):
@@ -26,30 +37,34 @@ def build(width: int = WIDTH):
     from torch import nn
 
     from ..nn import BoundedMask, ComplexConv, LogCompander, ModReLU
-    from ..nn.layout import join, split
+    from ..nn.layout import split
     from ..nn.streaming import StreamingCausalConv
 
     class EchoCanceller(nn.Module):
-        """forward(mic, ref, *caches) with mic/ref (B, T, BINS, 2) interleaved spectra ->
-        (near (B, T, BINS, 2), *next caches); without caches, whole-signal causal."""
+        """forward(mic, ref, err, echo, *caches), each (B, T, BINS, 2) interleaved spectra ->
+        (near (B, T, BINS, 2), *next caches); without caches, whole-signal causal, returning
+        (near, echo-free)."""
 
         def __init__(self):
             super().__init__()
             self.compand = LogCompander()
-            self.convs = nn.ModuleList([StreamingCausalConv(2 * BINS, width, 3)] + [
+            self.convs = nn.ModuleList([StreamingCausalConv(3 * BINS, width, 3)] + [
                 StreamingCausalConv(width, width, 3, dilation=d) for d in DILATIONS])
             self.acts = nn.ModuleList(ModReLU(width) for _ in self.convs)
-            self.head = ComplexConv(width, 2 * BINS, 1)
+            self.head = ComplexConv(width, FEATURES * BINS, 1)
+            self.per_bin = nn.Sequential(nn.Linear(2 * FEATURES + 4, HIDDEN), nn.ReLU(),
+                                         nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
+                                         nn.Linear(HIDDEN, 6))
             self.mask = BoundedMask()
 
         def cache_shapes(self) -> list[list[int]]:
             return [c.cache_shape() for c in self.convs]
 
-        def forward(self, mic, ref, *caches):
+        def forward(self, mic, ref, err, echo, *caches):
             b, t = mic.shape[0], mic.shape[1]
-            # (B, T, F, 2) x 2 -> split layout (B, 2 * 2F, T): complex channels = bins
-            both = torch.cat([mic, ref], dim=2)                  # (B, T, 2F, 2)
-            x = both.permute(0, 3, 2, 1).reshape(b, 2 * 2 * BINS, t)
+            # (B, T, F, 2) x 3 -> split layout (B, 2 * 3F, T): complex channels = bins
+            x = torch.cat([mic, ref, echo], dim=2).permute(0, 3, 2, 1).reshape(
+                b, 2 * 3 * BINS, t)
             h = self.compand(x)
             new = []
             for i, (conv, act) in enumerate(zip(self.convs, self.acts)):
@@ -60,18 +75,23 @@ def build(width: int = WIDTH):
                     y = conv(h)
                 y = act(y)
                 h = y if i == 0 else h + y
-            masks = self.mask(self.head(h))                      # (B, 2 * 2F, T)
-            mr, mi = split(masks)                                # (B, 2F, T) each
-            me_r, mn_r, me_i, mn_i = mr[:, :BINS], mr[:, BINS:], mi[:, :BINS], mi[:, BINS:]
-            m_r = mic[..., 0].transpose(1, 2)                    # (B, F, T)
-            m_i = mic[..., 1].transpose(1, 2)
-            e_r, e_i = me_r * m_r - me_i * m_i, me_r * m_i + me_i * m_r   # echo removed
-            s_r, s_i = mn_r * e_r - mn_i * e_i, mn_r * e_i + mn_i * e_r   # noise removed
-            out = torch.stack([s_r, s_i], dim=-1).transpose(1, 2)          # (B, T, F, 2)
-            echo_free = torch.stack([e_r, e_i], dim=-1).transpose(1, 2)
+            fr, fi = split(self.head(h))                      # (B, FEATURES * F, T) each
+            ctx = torch.stack([fr, fi], dim=1).reshape(b, 2 * FEATURES, BINS, t)
+            power = torch.stack([(z * z).sum(-1) for z in (mic, err, echo, ref)], dim=1)
+            local = torch.log10(power.transpose(2, 3) + 1e-8)  # (B, 4, F, T)
+            feats = torch.cat([ctx, local], dim=1).permute(0, 3, 2, 1)   # (B, T, F, 12)
+            out6 = self.per_bin(feats)                        # (B, T, F, 6)
+            # three complex masks, each bounded: (a, b, m_n)
+            masks = self.mask(torch.cat([out6[..., 0::2], out6[..., 1::2]], dim=-1)
+                              .permute(0, 3, 2, 1))           # split layout (B, 6, F, T)
+            ar, br, nr, ai, bi, ni = (masks[:, k].transpose(1, 2) for k in range(6))
+            mr, mi, er, ei = mic[..., 0], mic[..., 1], err[..., 0], err[..., 1]
+            free_r = ar * mr - ai * mi + br * er - bi * ei    # a M + b E
+            free_i = ar * mi + ai * mr + br * ei + bi * er
+            out = torch.stack([nr * free_r - ni * free_i, nr * free_i + ni * free_r], dim=-1)
             if caches:
                 return (out, *new)
-            return out, echo_free
+            return out, torch.stack([free_r, free_i], dim=-1)
 
     torch.manual_seed(0)
     return EchoCanceller()
@@ -81,11 +101,12 @@ def contract(model, evaluation: dict | None = None) -> dict:
     states = [dict(input=f"cache{i}", output=f"cache{i}_next", shape=shape)
               for i, shape in enumerate(model.cache_shapes())]
     return dict(task="aec", name=NAME, version="1", chunk=1, out_items=1, sample_rate=FS,
-                inputs=[dict(name="mic", item_shape=[BINS]), dict(name="ref", item_shape=[BINS])],
+                inputs=[dict(name=n, item_shape=[BINS]) for n in ("mic", "ref", "err", "echo")],
                 outputs=[dict(name="near", item_shape=[BINS])], states=states,
-                preprocess={"stft": {"size": WIN, "hop": HOP, "window": "sqrt_hann"}},
-                description="causal complex dilated CNN, dual complex mask (echo, noise); "
-                            "algorithmic latency 30 ms",
+                preprocess={"stft": {"size": WIN, "hop": HOP, "window": "sqrt_hann"},
+                            "echo_filter": dict(ECHO_FILTER)},
+                description="linear echo filter per bin, then a causal complex dilated CNN "
+                            "with per-bin complex masks; algorithmic latency 30 ms",
                 evaluation=evaluation or {})
 
 
@@ -98,8 +119,8 @@ def streaming(model):
             super().__init__()
             self.model = model
 
-        def forward(self, mic, ref, *caches):
-            return self.model(mic, ref, *caches)
+        def forward(self, mic, ref, err, echo, *caches):
+            return self.model(mic, ref, err, echo, *caches)
 
     return Streaming()
 
@@ -110,14 +131,22 @@ def spectra(x: np.ndarray) -> np.ndarray:
     return STFT(size=WIN, hop=HOP).process(x.astype(np.float32))
 
 
+def linear_stage(mic: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(error, echo estimate) spectra of the per-bin echo filter, as the block runs it."""
+    from cvstream.blocks.echo_filter import SubbandEchoFilter
+    return SubbandEchoFilter(BINS, **ECHO_FILTER).process(mic, ref)
+
+
 def pool(seed: int, scenes: int, seconds: float = 4.0, progress=None) -> list:
-    """Pre-synthesized training scenes: spectra of (mic, ref, near, near + noise)."""
+    """Pre-synthesized training scenes: spectra of (mic, ref, err, echo, near, near + noise),
+    err and echo from the linear stage running over the whole scene."""
     from .synth import SCENARIOS, scene
     out = []
     for k in range(scenes):
         sig, _ = scene(np.random.default_rng([seed, k]), seconds, SCENARIOS[k % 4])
-        out.append(tuple(spectra(x) for x in (sig["mic"], sig["ref"], sig["near"],
-                                               sig["near"] + sig["noise"])))
+        mic, ref = spectra(sig["mic"]), spectra(sig["ref"])
+        out.append((mic, ref, *linear_stage(mic, ref), spectra(sig["near"]),
+                    spectra(sig["near"] + sig["noise"])))
         if progress is not None:
             progress(k + 1, scenes)
     return out
@@ -146,15 +175,16 @@ def train(steps: int = 1500, seed: int = 0, scenes: int = 160, batch: int = 8,
         return torch.mean((est - ref) ** 2) * 100 + torch.mean((mag_e - mag_r) ** 2)
 
     for step in range(steps):
-        xs = [[], [], [], []]
+        xs = [[] for _ in range(6)]
         for _ in range(batch):
             item = data[rng.integers(len(data))]
             t0 = int(rng.integers(0, len(item[0]) - frames))
-            gain = float(10 ** rng.uniform(-1, 0.3))
-            for j, z in enumerate(item):
+            gain = float(10 ** rng.uniform(-1, 0.3))  # the microphone's level (the linear
+            for j, z in enumerate(item):                 # stage scales with it)
                 xs[j].append(z[t0:t0 + frames] * (gain if j != 1 else 1.0))
-        mic, ref, near, echo_free = (torch.from_numpy(_interleaved(np.stack(v))) for v in xs)
-        out, mid = model(mic, ref)
+        mic, ref, err, echo, near, echo_free = (torch.from_numpy(_interleaved(np.stack(v)))
+                                                for v in xs)
+        out, mid = model(mic, ref, err, echo)
         loss = loss_fn(out, near) + 0.5 * loss_fn(mid, echo_free)
         optimizer_step(model, opt, sched, loss, step, steps, progress, clip=5.0)
     return model.eval()
