@@ -8,7 +8,9 @@
 2. The same with cfar_detector.
 3. zmq_source (pull, overflow: drop) -> spectrum_segmenter -> zmq_msg_sink, a second
    process streaming the recording paced at 20 Msps on the same 2 cores: does the receiver
-   keep up (items dropped, counted)?
+   keep up (items dropped, counted)? Once with a cvstream sender (sigmf_source -> throttle
+   -> zmq_sink) and, where Debian's gnuradio is installed, once with GNU Radio's
+   (file_source -> throttle -> zeromq push_sink, bench/gr_send_file.py).
 4. Latency: a tile's fill time plus one batch's processing (FFTs, model, detections).
 """
 from __future__ import annotations
@@ -27,6 +29,9 @@ from cvstream.loader import load_graph_text
 from cvstream.models.spectrum.synth import SceneConfig, scene, write_sigmf
 from cvstream.scheduler import Scheduler
 
+HERE = Path(__file__).parent
+GNURADIO_PYTHON = "/usr/bin/python3"  # Debian's gnuradio lives in the system Python
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -37,6 +42,25 @@ def free_port() -> int:
 def recording(tmp: Path, scenes: int) -> str:
     parts = [scene(np.random.default_rng([11, k]), SceneConfig())[0] for k in range(scenes)]
     return write_sigmf(str(tmp / "bench"), np.concatenate(parts), [], 20e6, 2.45e9)
+
+
+def sender_graph(tmp: Path, meta: str, port: int) -> Path:
+    """A cvstream sender: the recording paced at 20 Msps into a ZeroMQ PUSH socket."""
+    path = tmp / "tx.yml"
+    path.write_text(f"""
+blocks:
+  rec: {{type: sigmf_source, path: {meta}, chunk: 65536}}
+  pace: {{type: throttle, rate: 20e6}}
+  tx: {{type: zmq_sink, address: "tcp://127.0.0.1:{port}", pattern: push}}
+connections: [rec -> pace, pace -> tx]
+""")
+    return path
+
+
+def gnuradio_available() -> bool:
+    return subprocess.run([GNURADIO_PYTHON, "-c", "import gnuradio.zeromq"],
+                          capture_output=True).returncode == 0 if Path(
+        GNURADIO_PYTHON).exists() else False
 
 
 def run_graph(text: str) -> tuple[float, dict]:
@@ -67,16 +91,15 @@ connections: [rec -> det, rec -> out, det.detections -> out.annotations]
               f"({n / secs / 20e6:.2f}x 20 Msps, {n / secs / 56e6:.2f}x 56 Msps); work p50 "
               f"{b['work_p50_us'] / 1e3:.1f} ms p99 {b['work_p99_us'] / 1e3:.1f} ms, "
               f"{b['messages_out']} detections")
-    port, out_port = free_port(), free_port()
-    tx_graph = tmp / "tx.yml"
-    tx_graph.write_text(f"""
-blocks:
-  rec: {{type: sigmf_source, path: {meta}, chunk: 65536}}
-  pace: {{type: throttle, rate: 20e6}}
-  tx: {{type: zmq_sink, address: "tcp://127.0.0.1:{port}", pattern: push}}
-connections: [rec -> pace, pace -> tx]
-""")
-    rx = f"""
+    senders = {"cvstream": lambda port: [sys.executable, "-m", "cvstream", "run",
+                                         str(sender_graph(tmp, meta, port))]}
+    if gnuradio_available():
+        senders["GNU Radio"] = lambda port: [GNURADIO_PYTHON, str(HERE / "gr_send_file.py"),
+                                             meta.replace("-meta", "-data"),
+                                             f"tcp://127.0.0.1:{port}", "20e6"]
+    for label, command in senders.items():
+        port, out_port = free_port(), free_port()
+        rx = f"""
 blocks:
   sdr: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull, idle_timeout: 1,
         rate: 20e6, overflow: drop}}
@@ -84,17 +107,18 @@ blocks:
   out: {{type: zmq_msg_sink, address: "tcp://127.0.0.1:{out_port}", pattern: pub}}
 connections: [sdr -> seg, seg.detections -> out]
 """
-    sched = Scheduler(load_graph_text(rx))
-    sched.start()
-    sender = subprocess.Popen([sys.executable, "-m", "cvstream", "run", str(tx_graph)])
-    sched.wait()
-    sender.wait()
-    snap = sched.snapshot()["blocks"]
-    dropped = snap["sdr"]["counters"].get("dropped_items", 0)
-    print(f"zmq (paced at 20 Msps) -> spectrum_segmenter -> zmq_msg_sink: received "
-          f"{snap['sdr']['items_out']} of {n} samples, dropped {dropped} "
-          f"({100 * dropped / max(1, snap['sdr']['items_out']):.2f} %), "
-          f"{snap['seg']['messages_out']} detections")
+        sched = Scheduler(load_graph_text(rx))
+        sched.start()
+        sender = subprocess.Popen(command(port))
+        sched.wait()
+        sender.wait()
+        snap = sched.snapshot()["blocks"]
+        dropped = snap["sdr"]["counters"].get("dropped_items", 0)
+        got = snap["sdr"]["items_out"]
+        print(f"zmq from a {label} sender (paced at 20 Msps, same 2 cores) -> "
+              f"spectrum_segmenter -> zmq_msg_sink: {got} of {n} samples arrived, "
+              f"{dropped} dropped at a full buffer ({100 * dropped / max(1, got):.2f} %), "
+              f"{snap['seg']['messages_out']} detections")
     from cvstream.blocks.segmenter import SpectrumSegmenter
     seg = SpectrumSegmenter()
     seg.start()

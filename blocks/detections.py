@@ -15,6 +15,7 @@ import copy
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.stats
 
 
 class RadioContext:
@@ -166,12 +167,10 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     noise spikes) form runs; runs more than ``split_gap`` bins apart are separate signals
     (neighbours the coarse view merged): one track each, sharing the time span and label.
     Each run's edges are its occupied bandwidth: the band holding ``power_share`` of its
-    power above the noise (99.9 %), which ignores window leakage and
-    spectral skirts at high SNR. Where nothing stands out (a weak signal), the coarse edges
-    stay."""
+    power above the noise (99.9 %), which ignores window leakage and spectral skirts at high
+    SNR. Where nothing stands out (a weak signal), the coarse edges stay."""
     if track.spectrum is None or not track.spectra:
         return [track]
-    import scipy.stats
     fine = len(track.spectrum)
     n = frames * track.spectra
     psd = track.spectrum / track.spectra
@@ -188,6 +187,7 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         lo = a + np.interp(tail, cum, np.arange(b - a + 1))
         hi = a + np.interp(1 - tail, cum, np.arange(b - a + 1))
         part = copy.copy(track)
-        part.f_low, part.f_high = (lo - fine // 2 - 0.5) / fine, (hi - fine // 2 - 0.5) / fine
+        part.f_low = max(-0.5, (lo - fine // 2 - 0.5) / fine)
+        part.f_high = min(0.5, (hi - fine // 2 - 0.5) / fine)
         out.append(part)
     return out or [track]
