@@ -138,8 +138,16 @@ def quantize_int8(src: str, dst: str, calibration: Iterable[list[np.ndarray]]) -
 
     quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-    proto = onnx.load(dst)
     contract.quantization = "int8-qdq"
+    rewrite_contract(dst, contract)
+    return dst
+
+
+def rewrite_contract(path: str, contract) -> None:
+    """Replace the contract stored in an ONNX file (e.g. to add its evaluation), weights
+    untouched."""
+    import onnx
+    proto = onnx.load(path)
     for entry in proto.metadata_props:
         if entry.key == METADATA_KEY:
             entry.value = contract.to_json()
@@ -147,5 +155,4 @@ def quantize_int8(src: str, dst: str, calibration: Iterable[list[np.ndarray]]) -
     else:
         entry = proto.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, contract.to_json()
-    onnx.save(proto, dst)
-    return dst
+    onnx.save(proto, path)

@@ -290,6 +290,16 @@ def test_shipped_segmenter_boxes_every_signal_with_refined_edges():
     assert 0 not in dict(ev.match(truth, coarse))  # the narrow QPSK's coarse box fails
 
 
+def test_refine_size_must_fit_the_tile():
+    from cvstream.blocks.segmenter import SpectrumSegmenter
+    from cvstream.errors import ParamError
+    with pytest.raises(ParamError, match="refine.*divide its tile of 4096"):
+        SpectrumSegmenter(refine=1000)
+    with pytest.raises(ParamError, match="at least the model's FFT size 256"):
+        SpectrumSegmenter(refine=128)
+    assert SpectrumSegmenter(refine=0).prepare(np.zeros(4096, np.complex64))[2] is None
+
+
 def test_shipped_segmenter_contract_carries_its_evaluation():
     from cvstream.contract import read_contract
     from cvstream.models import resolve_model
