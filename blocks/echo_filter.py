@@ -3,9 +3,10 @@
 The learned canceller's first stage (the ``aec`` block and its training share this code):
 each bin k of the microphone spectrum M[t, k] is predicted from the last ``taps`` reference
 spectra, Y[t, k] = sum_l W[l, k] R[t - l, k], and the filter follows the echo path by
-normalised LMS, W += mu E conj(R) / (sum_l |R[t - l, k]|^2 + delta), E = M - Y. With 10 ms
-hops, 32 taps cover a bulk delay of up to 200 ms plus the early room response, and the
-filter re-converges within about a second after the echo path changes. What it cannot model
+normalized LMS, W += mu E conj(R) / (sum_l |R[t - l, k]|^2 + r P_k + delta), E = M - Y,
+with P_k the bin's long-term history power. With 10 ms hops, 32 taps cover a bulk delay of
+up to 200 ms plus 120 ms of room response, and the filter re-converges when the echo path
+changes. What it cannot model
 (late reverberation, the loudspeaker's nonlinearity, adaptation noise in double talk) is
 left to the network, which sees E and Y beside the microphone.
 """

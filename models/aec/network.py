@@ -11,11 +11,11 @@ what the linear filter missed, late reverberation, the loudspeaker's nonlinearit
 noise). A head turns that context into a few complex features per bin; a small network
 shared by all bins joins them with the bin's own log powers (M, E, Y, R) and gives three
 bounded complex masks per bin: a, b and the noise mask m_n; the echo-free spectrum is
-a M + b E (the network picks, per bin and frame, how much of the linear filter's work to
-trust: none while it diverges in double talk, all of it after it has converged), the
-near-end estimate m_n (a M + b E). Each convolution keeps its own cache, so the model runs
-frame by frame with its state fed back by the runtime, and the streaming output equals the
-whole-signal output. Algorithmic latency: window 20 ms + hop 10 ms = 30 ms, no look-ahead.
+a M + b E (per bin and frame the network can weigh how far to trust the linear filter,
+which is thrown off at times in double talk), the near-end estimate m_n (a M + b E). Each
+convolution keeps its own cache, so the model runs frame by frame with its state fed back
+by the runtime, and the streaming output equals the whole-signal output. Algorithmic
+latency: window 20 ms + hop 10 ms = 30 ms, no look-ahead.
 """
 from __future__ import annotations
 
