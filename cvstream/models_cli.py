@@ -151,10 +151,15 @@ def cmd_synth_aec(args) -> int:
 
 
 def cmd_eval_aec(args) -> int:
-    from cvstream.models.aec.evaluate import cancellers, evaluate, format_table
+    from cvstream.models.aec.evaluate import (cancellers, evaluate, format_delay_table,
+                                              format_table)
+    by_delay: dict = {}
     table = evaluate(cancellers(args.model), scenes_per_scenario=args.scenes,
-                     progress=progress_printer("evaluating"))
+                     progress=progress_printer("evaluating"), erle_by_delay=by_delay)
     print(format_table(table))
+    print()
+    print("far-end single talk, ERLE dB by bulk delay (scenes):")
+    print(format_delay_table(by_delay))
     return 0
 
 

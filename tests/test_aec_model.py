@@ -136,3 +136,16 @@ def test_shipped_model_contract_and_held_out_scenes():
     # (this scene's microphone is 36 dB above its noise; the masks keep the speech at
     # better than 20 dB SI-SDR)
     assert ev.si_sdr_db(target, est) > 20
+
+
+@pytest.mark.parametrize("delay_ms", [5.0, 195.0])
+def test_shipped_model_handles_bulk_delays_across_the_range(delay_ms):
+    """The same far-end scene with its echo 5 ms and 195 ms behind the reference: the linear
+    stage's 32 taps and the network's receptive field cover both ends of 0-200 ms."""
+    from cvstream.models import resolve_model
+    from cvstream.models.aec import evaluate as ev
+    from cvstream.models.aec.synth import scene
+    sig, info = scene(np.random.default_rng([78, 0]), 4.0, "fst", delay_ms=delay_ms)
+    assert info.delay_ms == delay_ms
+    cancel = ev.network(resolve_model("builtin:aec_cv"))
+    assert ev.erle_db(sig["mic"], cancel(sig["mic"], sig["ref"])) > 10

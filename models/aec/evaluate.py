@@ -128,14 +128,16 @@ CANCELLERS = {"microphone (no AEC)": passthrough, "nlms_aec (cvstream)": nlms,
 
 
 def evaluate(cancellers: dict, scenes_per_scenario: int = 8, seed: int = 2024,
-             seconds: float = 6.0, progress=None) -> dict:
-    """{scenario: {canceller: metrics}} averaged over the held-out scenes."""
+             seconds: float = 6.0, progress=None, erle_by_delay: dict | None = None) -> dict:
+    """{scenario: {canceller: metrics}} averaged over the held-out scenes; a dict passed as
+    ``erle_by_delay`` collects {canceller: [(bulk delay ms, ERLE dB), ...]} of the far-end
+    single-talk scenes."""
     sums: dict = {s: {name: {} for name in cancellers} for s in SCENARIOS}
     total, done = len(SCENARIOS) * scenes_per_scenario, 0
     for scenario in SCENARIOS:
         for k in range(scenes_per_scenario):
-            sig, _ = scene(np.random.default_rng([seed, SCENARIOS.index(scenario), k]),
-                           seconds, scenario)
+            sig, info = scene(np.random.default_rng([seed, SCENARIOS.index(scenario), k]),
+                              seconds, scenario)
             for name, cancel in cancellers.items():
                 t0 = time.perf_counter()
                 out = cancel(sig["mic"], sig["ref"])
@@ -143,6 +145,9 @@ def evaluate(cancellers: dict, scenes_per_scenario: int = 8, seed: int = 2024,
                 m = {"rtf": rtf}
                 if scenario == "fst":
                     m["erle_db"] = erle_db(sig["mic"], out)
+                    if erle_by_delay is not None:
+                        erle_by_delay.setdefault(name, []).append((info.delay_ms,
+                                                                   m["erle_db"]))
                 else:
                     target, est, lag = aligned(sig["near"], out)
                     m["latency_ms"] = 1000 * lag / FS
@@ -169,4 +174,20 @@ def format_table(table: dict) -> str:
                          f"{cell('pesq_wb', '{:.2f}')} | {cell('stoi', '{:.3f}')} | "
                          f"{cell('si_sdr_db', '{:.1f}')} | {cell('rtf', '{:.4f}')} | "
                          f"{cell('latency_ms', '{:.1f}')}")
+    return "\n".join(lines)
+
+
+DELAY_BUCKETS = ((0, 50), (50, 100), (100, 150), (150, 200))
+
+
+def format_delay_table(erle_by_delay: dict) -> str:
+    """Far-end single-talk ERLE per bulk-delay bucket (ms), one row per canceller."""
+    head = "canceller | " + " | ".join(f"ERLE {lo}-{hi} ms" for lo, hi in DELAY_BUCKETS)
+    lines = [head, "|".join(["---"] * (1 + len(DELAY_BUCKETS)))]
+    for name, pairs in erle_by_delay.items():
+        cells = []
+        for lo, hi in DELAY_BUCKETS:
+            vals = [e for d, e in pairs if lo <= d < hi or (hi == 200 and d == 200)]
+            cells.append(f"{np.mean(vals):.1f} ({len(vals)})" if vals else "-")
+        lines.append(f"{name} | " + " | ".join(cells))
     return "\n".join(lines)

@@ -81,10 +81,12 @@ def _power(x):
     return float(np.mean(x ** 2)) + 1e-12
 
 
-def scene(rng: np.random.Generator, seconds: float = 6.0,
-          scenario: str | None = None) -> tuple[dict, SceneInfo]:
+def scene(rng: np.random.Generator, seconds: float = 6.0, scenario: str | None = None,
+          delay_ms: float | None = None) -> tuple[dict, SceneInfo]:
     """{"mic", "ref", "near", "noise"} float32 at 16 kHz (near: the near-end speech as the
-    microphone hears it, the target; noise: the background part of mic) and what was drawn."""
+    microphone hears it, the target; noise: the background part of mic) and what was drawn.
+    ``delay_ms`` fixes the bulk delay (otherwise drawn from 0-200 ms; the draw happens
+    either way, so the rest of the scene is the same)."""
     n = int(seconds * FS)
     scenario = scenario or str(rng.choice(SCENARIOS))
     far_t, near_t = voice(rng), voice(rng)
@@ -93,6 +95,7 @@ def scene(rng: np.random.Generator, seconds: float = 6.0,
     rt60 = float(rng.uniform(0.1, 1.0))
     rirs = room_rirs(rng, rt60, 3)
     delay = float(rng.uniform(0, 200))
+    delay = delay if delay_ms is None else float(delay_ms)
     nonlinear = bool(rng.random() < 0.8)
     ref = talk(rng, far_t, seconds) if scenario != "nst" else np.zeros(n, np.float32)
     played = loudspeaker(ref) if nonlinear else ref
