@@ -120,7 +120,6 @@ def quantize_int8(src: str, dst: str, calibration: Iterable[list[np.ndarray]]) -
     """Static int8 quantization (QDQ, per-channel weights) calibrated on ``calibration``:
     an iterable of input lists in the contract's input order. Keeps the contract, marked
     ``quantization: int8-qdq``."""
-    import onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
 
