@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import time
@@ -24,14 +23,10 @@ import zmq
 from cvstream.models.aec.evaluate import cancellers
 from cvstream.models.aec.synth import scene
 
+from common import free_port
+
 GRAPH = Path(__file__).parent.parent / "graphs" / "aec_zmq.yml"
 HOP = 160
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rtf(seconds: float) -> None:

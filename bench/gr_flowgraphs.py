@@ -1,9 +1,11 @@
-"""GNU Radio reference flow graphs for bench/runtime_bench.py (run with /usr/bin/python3).
+"""GNU Radio flow graphs for the benchmarks (run with /usr/bin/python3).
 
 usage: gr_flowgraphs.py inproc SECONDS
        gr_flowgraphs.py zmq_rx ADDRESS SECONDS      (pull_source -> null_sink; prints Msps)
        gr_flowgraphs.py zmq_tx ADDRESS              (null_source -> push_sink, until killed)
-Prints one JSON line {"msps": ...} measured over SECONDS after a 1 s warm-up.
+       gr_flowgraphs.py file_tx FILE ADDRESS RATE   (cf32 file -> throttle -> push_sink)
+inproc and zmq_rx print one JSON line {"msps": ...} measured over SECONDS after a 1 s
+warm-up.
 """
 import json
 import sys
@@ -42,6 +44,12 @@ def main():
         src = blocks.null_source(c)
         tb.connect(src, zeromq.push_sink(c, 1, sys.argv[2], 100, False, -1))
         tb.run()
+    elif mode == "file_tx":
+        src = blocks.file_source(c, sys.argv[2], False)
+        thr = blocks.throttle(c, float(sys.argv[4]))
+        tb.connect(src, thr, zeromq.push_sink(c, 1, sys.argv[3], 100, False, -1))
+        tb.run()
+        time.sleep(1.0)  # let the socket flush before the process exits
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,14 +28,9 @@ from cvstream.blocks.sinks import NullSink
 from cvstream.blocks.zmq_io import ZmqSource
 from cvstream.scheduler import Scheduler
 
+from common import GR_PYTHON, free_port
+
 HERE = Path(__file__).parent
-GR_PYTHON = "/usr/bin/python3"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def measure(sched: Scheduler, sink_name: str, seconds: float) -> float:

@@ -10,13 +10,12 @@
    process streaming the recording paced at 20 Msps on the same 2 cores: does the receiver
    keep up (items dropped, counted)? Once with a cvstream sender (sigmf_source -> throttle
    -> zmq_sink) and, where Debian's gnuradio is installed, once with GNU Radio's
-   (file_source -> throttle -> zeromq push_sink, bench/gr_send_file.py).
+   (file_source -> throttle -> zeromq push_sink, `gr_flowgraphs.py file_tx`).
 4. Latency: a tile's fill time plus one batch's processing (FFTs, model, detections).
 """
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,14 +28,9 @@ from cvstream.loader import load_graph_text
 from cvstream.models.spectrum.synth import SceneConfig, scene, write_sigmf
 from cvstream.scheduler import Scheduler
 
+from common import GR_PYTHON, free_port, gnuradio_available
+
 HERE = Path(__file__).parent
-GNURADIO_PYTHON = "/usr/bin/python3"  # Debian's gnuradio lives in the system Python
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def recording(tmp: Path, scenes: int) -> str:
@@ -55,12 +49,6 @@ blocks:
 connections: [rec -> pace, pace -> tx]
 """)
     return path
-
-
-def gnuradio_available() -> bool:
-    return subprocess.run([GNURADIO_PYTHON, "-c", "import gnuradio.zeromq"],
-                          capture_output=True).returncode == 0 if Path(
-        GNURADIO_PYTHON).exists() else False
 
 
 def run_graph(text: str) -> tuple[float, dict]:
@@ -94,14 +82,14 @@ connections: [rec -> det, rec -> out, det.detections -> out.annotations]
     senders = {"cvstream": lambda port: [sys.executable, "-m", "cvstream", "run",
                                          str(sender_graph(tmp, meta, port))]}
     if gnuradio_available():
-        senders["GNU Radio"] = lambda port: [GNURADIO_PYTHON, str(HERE / "gr_send_file.py"),
-                                             meta.replace("-meta", "-data"),
+        senders["GNU Radio"] = lambda port: [GR_PYTHON, str(HERE / "gr_flowgraphs.py"),
+                                             "file_tx", meta.replace("-meta", "-data"),
                                              f"tcp://127.0.0.1:{port}", "20e6"]
     for label, command in senders.items():
         port, out_port = free_port(), free_port()
         rx = f"""
 blocks:
-  sdr: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull, idle_timeout: 1,
+  sdr: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull, idle_timeout: 5,
         rate: 20e6, overflow: drop}}
   seg: {{type: spectrum_segmenter}}
   out: {{type: zmq_msg_sink, address: "tcp://127.0.0.1:{out_port}", pattern: pub}}
@@ -111,7 +99,11 @@ connections: [sdr -> seg, seg.detections -> out]
         sched.start()
         sender = subprocess.Popen(command(port))
         sched.wait()
-        sender.wait()
+        try:  # a sender that outlived its receiver would block on a full socket
+            sender.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            sender.kill()
+            print(f"{label} sender still running 10 s after the receiver ended: killed")
         snap = sched.snapshot()["blocks"]
         dropped = snap["sdr"]["counters"].get("dropped_items", 0)
         got = snap["sdr"]["items_out"]

@@ -45,6 +45,11 @@ class EchoCanceller(GeneralBlock):
         self.size, self.hop = int(stft["size"]), int(stft["hop"])
         self.delay = self.size - self.hop
         self.echo_filter = dict(c.preprocess.get("echo_filter") or {})
+        try:  # a contract's linear stage that cannot be built is the model's fault, said once
+            SubbandEchoFilter(self.size // 2 + 1, **self.echo_filter)
+        except (TypeError, ValueError) as exc:
+            raise CvstreamError(f"model '{self.model}': preprocess.echo_filter "
+                                f"{self.echo_filter} is not a valid echo filter ({exc})") from None
 
     def output_types(self, in_types):
         want = self.contract.rate_hz

@@ -54,7 +54,10 @@ class Track:
     def add_spectrum(self, psd: np.ndarray | None) -> None:
         if psd is None:
             return
-        self.spectrum = psd.astype(np.float64) if self.spectrum is None else self.spectrum + psd
+        if self.spectrum is None:
+            self.spectrum = psd.astype(np.float64)
+        else:
+            self.spectrum += psd
         self.spectra += 1
 
     def overlaps(self, f_low: float, f_high: float) -> bool:

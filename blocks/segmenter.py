@@ -34,7 +34,8 @@ def normalize_tiles(tiles: np.ndarray) -> np.ndarray:
     return tiles * (1 / np.sqrt(noise_floor(tiles))).astype(np.float32)[:, None, None]
 
 
-def _unit_hann(n: int) -> np.ndarray:
+def unit_hann(n: int) -> np.ndarray:
+    """A symmetric Hann window scaled to unit energy (white noise keeps its power per bin)."""
     w = np.hanning(n)
     return (w / np.sqrt(np.sum(w ** 2))).astype(np.float32)
 
@@ -84,12 +85,12 @@ class SpectrumSegmenter(RateBlock):
         self.decim = self.fft * self.frames
         self.max_chunks = self.max_batch
         self.classes = c.class_names[1:]
-        self._win = _unit_hann(self.fft)
+        self._win = unit_hann(self.fft)
         if self.refine:
             if self.refine < self.fft or self.decim % self.refine:
                 raise ParamError("refine", f"{self.refine} must be at least the model's FFT "
                                  f"size {self.fft} and divide its tile of {self.decim} samples")
-            self._fine_win = _unit_hann(self.refine)
+            self._fine_win = unit_hann(self.refine)
 
     def output_types(self, in_types):
         t = in_types.get("inp")
@@ -108,9 +109,9 @@ class SpectrumSegmenter(RateBlock):
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"cvstream-{self.name}")
         self._pending = None
 
-    def prepare(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Whole tiles of x as the model's input, the (tiles, fft) mean cell power and the
-        (tiles, refine) fine PSD, both in units of the noise floor."""
+    def prepare(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Whole tiles of x as the model's input, the (tiles, fft) mean cell power in units of
+        the noise floor, and each tile's noise floor."""
         spec = scipy.fft.fft(x.reshape(-1, self.fft) * self._win, axis=1)
         tiles = np.fft.fftshift(spec, axes=1).astype(np.complex64)
         tiles = tiles.reshape(-1, self.frames, self.fft)
@@ -118,29 +119,33 @@ class SpectrumSegmenter(RateBlock):
         tiles *= (1 / np.sqrt(floor)).astype(np.float32)[:, None, None]
         power = np.einsum("ktf,ktf->kf", tiles.real, tiles.real)
         power += np.einsum("ktf,ktf->kf", tiles.imag, tiles.imag)
-        fine = None
-        if self.refine:  # the same samples at finer resolution: unit-energy windows keep
-            # white noise at the same power per bin, so the floor carries over
-            spec = scipy.fft.fft(x.reshape(-1, self.refine) * self._fine_win, axis=1)
-            fine = (spec.real ** 2 + spec.imag ** 2).reshape(len(tiles), -1, self.refine)
-            fine = np.fft.fftshift(fine.mean(axis=1), axes=1) / floor[:, None]
-        return tiles.view(np.float32).reshape(*tiles.shape, 2), power / self.frames, fine
+        return tiles.view(np.float32).reshape(*tiles.shape, 2), power / self.frames, floor
+
+    def fine_psd(self, x: np.ndarray, floor: np.ndarray) -> np.ndarray:
+        """(tiles, refine) PSD of whole tiles of x at the finer resolution, in units of each
+        tile's noise floor (unit-energy windows keep white noise at the same power per bin
+        at any FFT size, so the coarse floor carries over)."""
+        spec = scipy.fft.fft(x.reshape(-1, self.refine) * self._fine_win, axis=1)
+        fine = (spec.real ** 2 + spec.imag ** 2).reshape(len(floor), -1, self.refine)
+        return np.fft.fftshift(fine.mean(axis=1), axes=1) / floor[:, None]
 
     def _run_model(self, tiles: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self.contract.inputs[0].name: tiles})[0][:, 0]
 
     def work(self, x):
         self._radio.update(self.input_tags)
-        tiles, power, fine = self.prepare(x)
+        tiles, power, floor = self.prepare(x)
         future = self._pool.submit(self._run_model, tiles)
         self._collect()
-        self._pending = (future, power, fine)
+        # the samples are kept (the input view is reused) for the fine PSD of the tiles
+        # that turn out to hold a signal
+        self._pending = (future, power, floor, x.copy() if self.refine else None)
 
     def _collect(self) -> None:
         """Turn the previous batch's model output into detections."""
         if self._pending is None:
             return
-        future, power, fine = self._pending
+        future, power, floor, x = self._pending
         self._pending = None
         logits = future.result()
         presence = 1 / (1 + np.exp(-logits[:, 0]))
@@ -149,6 +154,7 @@ class SpectrumSegmenter(RateBlock):
                                presence[:-1]])
         self._last = presence[-1].copy()
         masks = 0.5 * (presence + prev) > self.threshold
+        per_tile = []
         for k in range(len(logits)):
             intervals = []
             for a, b in merge_runs(masks[k], self.merge_gap) if masks[k].any() else ():
@@ -158,10 +164,17 @@ class SpectrumSegmenter(RateBlock):
                 snr = 10 * np.log10(max(power[k, a:b].mean() - 1, 1e-3))  # floor is 1
                 intervals.append((*bin_edges(a, b, self.fft), snr, label,
                                   float(presence[k, a:b].max())))
+            per_tile.append(intervals)
+        fine = [None] * len(per_tile)
+        busy = [k for k, intervals in enumerate(per_tile) if intervals]
+        if x is not None and busy:  # only tiles with a detection feed a track's PSD
+            rows = self.fine_psd(x.reshape(len(per_tile), -1)[busy], floor[busy])
+            for k, row in zip(busy, rows):
+                fine[k] = row
+        for intervals, row in zip(per_tile, fine):
             start = self._pos
             self._pos += self.decim
-            self._emit_all(self._tracker.update(start, self._pos, intervals,
-                                                None if fine is None else fine[k]))
+            self._emit_all(self._tracker.update(start, self._pos, intervals, row))
 
     def finish(self):
         self._collect()

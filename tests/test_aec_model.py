@@ -149,3 +149,19 @@ def test_shipped_model_handles_bulk_delays_across_the_range(delay_ms):
     assert info.delay_ms == delay_ms
     cancel = ev.network(resolve_model("builtin:aec_cv"))
     assert ev.erle_db(sig["mic"], cancel(sig["mic"], sig["ref"])) > 10
+
+
+def test_a_contract_with_a_bad_echo_filter_is_refused_in_one_line(tiny_model, tmp_path):
+    import shutil
+
+    from cvstream.blocks.aec import EchoCanceller
+    from cvstream.contract import read_contract
+    from cvstream.errors import CvstreamError
+    from cvstream.models.export import rewrite_contract
+    path = str(tmp_path / "bad_filter.onnx")
+    shutil.copy(tiny_model, path)
+    c = read_contract(path)
+    c.preprocess["echo_filter"] = {"taps": 32, "step": 0.3}
+    rewrite_contract(path, c)
+    with pytest.raises(CvstreamError, match="preprocess.echo_filter .* not a valid echo filter"):
+        EchoCanceller(model=path)

@@ -114,7 +114,8 @@ def _fine_track(x, f_low, f_high):
     from cvstream.blocks.detections import Track
     from cvstream.blocks.segmenter import SpectrumSegmenter
     block = SpectrumSegmenter()
-    _, _, fine = block.prepare(x)
+    _, _, floor = block.prepare(x)
+    fine = block.fine_psd(x, floor)
     track = Track(0, len(x), f_low, f_high, 20.0)
     for row in fine:
         track.add_spectrum(row)
@@ -297,7 +298,15 @@ def test_refine_size_must_fit_the_tile():
         SpectrumSegmenter(refine=1000)
     with pytest.raises(ParamError, match="at least the model's FFT size 256"):
         SpectrumSegmenter(refine=128)
-    assert SpectrumSegmenter(refine=0).prepare(np.zeros(4096, np.complex64))[2] is None
+    # the fine PSD is in units of the coarse noise floor: white noise sits at 1 per bin
+    rng = np.random.default_rng(6)
+    noise = ((rng.standard_normal(64 * 4096) + 1j * rng.standard_normal(64 * 4096))
+             / np.sqrt(2)).astype(np.complex64)
+    block = SpectrumSegmenter()
+    _, _, floor = block.prepare(noise)
+    fine = block.fine_psd(noise, floor)
+    assert fine.shape == (64, 1024)
+    assert np.mean(fine) == pytest.approx(1.0, rel=0.1)
 
 
 def test_shipped_segmenter_contract_carries_its_evaluation():

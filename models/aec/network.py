@@ -33,6 +33,20 @@ ECHO_WEIGHT = 0.25  # the residual-echo term of the training loss
 ECHO_FILTER = {"taps": 32, "mu": 0.3, "regularize": 0.5}
 
 
+def apply_masks(masks, mic, err):
+    """The canceller's masks (a, b, m_n as real and imaginary parts, each (B, T, F)) on
+    interleaved (B, T, F, 2) spectra: (echo-free a M + b E, near-end m_n (a M + b E))."""
+    import torch
+    ar, ai, br, bi, nr, ni = masks
+
+    def cmul(zr, zi, x):
+        return zr * x[..., 0] - zi * x[..., 1], zr * x[..., 1] + zi * x[..., 0]
+
+    (xr, xi), (yr, yi) = cmul(ar, ai, mic), cmul(br, bi, err)
+    free = torch.stack([xr + yr, xi + yi], dim=-1)
+    return free, torch.stack(cmul(nr, ni, free), dim=-1)
+
+
 def build(width: int = WIDTH):
     import torch
     from torch import nn
@@ -86,13 +100,11 @@ def build(width: int = WIDTH):
             masks = self.mask(torch.cat([out6[..., 0::2], out6[..., 1::2]], dim=-1)
                               .permute(0, 3, 2, 1))           # split layout (B, 6, F, T)
             ar, br, nr, ai, bi, ni = (masks[:, k].transpose(1, 2) for k in range(6))
-            mr, mi, er, ei = mic[..., 0], mic[..., 1], err[..., 0], err[..., 1]
-            free_r = ar * mr - ai * mi + br * er - bi * ei    # a M + b E
-            free_i = ar * mi + ai * mr + br * ei + bi * er
-            out = torch.stack([nr * free_r - ni * free_i, nr * free_i + ni * free_r], dim=-1)
+            parts = (ar, ai, br, bi, nr, ni)
+            free, out = apply_masks(parts, mic, err)
             if caches:
                 return (out, *new)
-            return out, torch.stack([free_r, free_i], dim=-1), (ar, ai, br, bi, nr, ni)
+            return out, free, parts
 
     torch.manual_seed(0)
     return EchoCanceller()
@@ -179,18 +191,11 @@ def train(steps: int = 1500, seed: int = 0, scenes: int = 160, batch: int = 8,
         mag_r = torch.sqrt((ref ** 2).sum(-1) + 1e-8) ** 0.3
         return torch.mean((est - ref) ** 2) * 100 + torch.mean((mag_e - mag_r) ** 2)
 
-    def cmul(ar, ai, z):
-        return ar * z[..., 0] - ai * z[..., 1], ar * z[..., 1] + ai * z[..., 0]
-
     def residual_echo(masks, echo_only, estimate, mic):
         """log10(passed / present) echo energy per crop, m_n (a X + b (X - Y)), over the
         crops whose echo is not negligible."""
-        ar, ai, br, bi, nr, ni = masks
-        x_r, x_i = cmul(ar, ai, echo_only)
-        y_r, y_i = cmul(br, bi, echo_only - estimate)
-        f = torch.stack([x_r + y_r, x_i + y_i], dim=-1)
-        r_r, r_i = cmul(nr, ni, f)
-        passed = (r_r ** 2 + r_i ** 2).sum(dim=(1, 2))
+        _, passed = apply_masks(masks, echo_only, echo_only - estimate)
+        passed = (passed ** 2).sum(dim=(1, 2, 3))
         present = (echo_only ** 2).sum(dim=(1, 2, 3))
         valid = (present > 1e-3 * (mic ** 2).sum(dim=(1, 2, 3))).float()
         ratio = torch.log10((passed + 1e-9) / (present + 1e-9))

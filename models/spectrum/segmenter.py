@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cvstream.blocks.segmenter import normalize_tiles  # the block's exact preprocessing
+from cvstream.blocks.segmenter import normalize_tiles, unit_hann  # the block's preprocessing
 
 from .synth import SceneConfig, cell_labels, scene
 from .waveforms import CLASSES
@@ -32,8 +32,7 @@ WIDTH = 12
 def stft_tiles(x: np.ndarray) -> np.ndarray:
     """(tiles, FRAMES, FFT) complex64 Hann-windowed, DC-centred spectra of x (whole tiles)."""
     n = len(x) // TILE * TILE
-    win = np.hanning(FFT).astype(np.float32) / np.sqrt(np.sum(np.hanning(FFT) ** 2))
-    frames = x[:n].reshape(-1, FFT) * win
+    frames = x[:n].reshape(-1, FFT) * unit_hann(FFT)
     spec = np.fft.fftshift(np.fft.fft(frames, axis=1), axes=1).astype(np.complex64)
     return spec.reshape(-1, FRAMES, FFT)
 
