@@ -3,7 +3,7 @@
 usage: gr_flowgraphs.py inproc SECONDS
        gr_flowgraphs.py zmq_rx ADDRESS SECONDS      (pull_source -> null_sink; prints Msps)
        gr_flowgraphs.py zmq_tx ADDRESS              (null_source -> push_sink, until killed)
-       gr_flowgraphs.py file_tx FILE ADDRESS RATE   (cf32 file -> throttle -> push_sink)
+       gr_flowgraphs.py file_tx FILE ADDRESS RATE [FRAME]  (cf32 file -> throttle -> push_sink)
 inproc and zmq_rx print one JSON line {"msps": ...} measured over SECONDS after a 1 s
 warm-up.
 """
@@ -47,6 +47,8 @@ def main():
     elif mode == "file_tx":
         src = blocks.file_source(c, sys.argv[2], False)
         thr = blocks.throttle(c, float(sys.argv[4]))
+        if len(sys.argv) > 5:  # samples per ZeroMQ frame (GNU Radio's default: its buffer's)
+            thr.set_output_multiple(int(sys.argv[5]))
         tb.connect(src, thr, zeromq.push_sink(c, 1, sys.argv[3], 100, False, -1))
         tb.run()
         time.sleep(1.0)  # let the socket flush before the process exits

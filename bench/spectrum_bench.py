@@ -1,16 +1,20 @@
 """Spectrum segmentation speed: can the graphs keep up with 20 Msps (HackRF) and 56 Msps
 (USRP B210) on this machine?
 
-    python bench/spectrum_bench.py [--scenes 64]
+    python bench/spectrum_bench.py [--scenes 256]
 
 1. sigmf_source -> spectrum_segmenter -> sigmf_sink (annotations), on a synthesized 20 Msps
    recording, end to end through the runtime: Msps.
 2. The same with cfar_detector.
 3. zmq_source (pull, overflow: drop) -> spectrum_segmenter -> zmq_msg_sink, a second
    process streaming the recording paced at 20 Msps on the same 2 cores: does the receiver
-   keep up (items dropped, counted)? Once with a cvstream sender (sigmf_source -> throttle
-   -> zmq_sink) and, where Debian's gnuradio is installed, once with GNU Radio's
-   (file_source -> throttle -> zeromq push_sink, `gr_flowgraphs.py file_tx`).
+   keep up (items dropped, counted)? The receiver's input buffer holds 0.2 s (4 M samples,
+   as graphs/spectrum_zmq.yml), so scheduling jitter is absorbed but a receiver slower than
+   20 Msps on average still drops. Once with a cvstream sender (sigmf_source -> throttle
+   -> zmq_sink) and, where Debian's gnuradio is installed, with GNU Radio's (file_source
+   -> throttle -> zeromq push_sink, `gr_flowgraphs.py file_tx`): once as it comes (a frame
+   per scheduler call, a few thousand samples) and once with 64 K-sample frames
+   (`set_output_multiple` on the throttle).
 4. Latency: a tile's fill time plus one batch's processing (FFTs, model, detections).
 """
 from __future__ import annotations
@@ -60,7 +64,7 @@ def run_graph(text: str) -> tuple[float, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scenes", type=int, default=64, help="262144-sample scenes recorded")
+    ap.add_argument("--scenes", type=int, default=256, help="262144-sample scenes recorded")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     meta = recording(tmp, args.scenes)
@@ -82,9 +86,12 @@ connections: [rec -> det, rec -> out, det.detections -> out.annotations]
     senders = {"cvstream": lambda port: [sys.executable, "-m", "cvstream", "run",
                                          str(sender_graph(tmp, meta, port))]}
     if gnuradio_available():
-        senders["GNU Radio"] = lambda port: [GR_PYTHON, str(HERE / "gr_flowgraphs.py"),
-                                             "file_tx", meta.replace("-meta", "-data"),
-                                             f"tcp://127.0.0.1:{port}", "20e6"]
+        def gr_sender(frame=None):
+            return lambda port: [GR_PYTHON, str(HERE / "gr_flowgraphs.py"), "file_tx",
+                                 meta.replace("-meta", "-data"), f"tcp://127.0.0.1:{port}",
+                                 "20e6"] + ([str(frame)] if frame else [])
+        senders["GNU Radio"] = gr_sender()
+        senders["GNU Radio (64 K-sample frames)"] = gr_sender(65536)
     for label, command in senders.items():
         port, out_port = free_port(), free_port()
         rx = f"""
@@ -93,7 +100,7 @@ blocks:
         rate: 20e6, overflow: drop}}
   seg: {{type: spectrum_segmenter}}
   out: {{type: zmq_msg_sink, address: "tcp://127.0.0.1:{out_port}", pattern: pub}}
-connections: [sdr -> seg, seg.detections -> out]
+connections: [{{src: sdr, dst: seg, buffer: 4194304}}, seg.detections -> out]
 """
         sched = Scheduler(load_graph_text(rx))
         sched.start()

@@ -80,6 +80,25 @@ def merge_runs(mask, gap: int) -> list[tuple[int, int]]:
     return list(zip(starts, stops))
 
 
+def row_runs(masks: np.ndarray, gap: int, min_len: int = 1
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``merge_runs`` for every row of a 2-d mask at once: (row, start, stop) arrays of the
+    runs, in row order, joined across gaps of at most ``gap`` and at least ``min_len`` long."""
+    rows, width = masks.shape
+    edges = np.zeros((rows, width + 2), np.int8)
+    edges[:, 1:-1] = masks
+    step = np.diff(edges, axis=1)
+    row, start = np.nonzero(step == 1)
+    stop = np.nonzero(step == -1)[1]  # row-major order: each start meets its own stop
+    if len(row) > 1:
+        join = (row[1:] == row[:-1]) & (start[1:] - stop[:-1] <= gap)
+        if join.any():
+            row, start, stop = row[np.r_[True, ~join]], start[np.r_[True, ~join]], \
+                stop[np.r_[~join, True]]
+    keep = stop - start >= min_len
+    return row[keep], start[keep], stop[keep]
+
+
 def to_message(track: Track, rate: float, center_freq: float, confidence: float) -> dict:
     lo = center_freq + track.f_low * rate
     hi = center_freq + track.f_high * rate
@@ -153,12 +172,18 @@ class Tracker:
 
     def _settle(self, track: Track) -> Track:
         """Final label (votes) and edges: the median of the per-block edges, so one block
-        that saw a wider run (a burst's ramp, a neighbour) does not widen the whole box."""
+        that saw a wider run (a burst's ramp, a neighbour) does not widen the whole box.
+        A signal whose band moves from block to block (a chirp, a sweep, a hopper: the
+        centres of its blocks spread wider than its median width) keeps the band it swept,
+        the union of its blocks."""
         if self.vote_labels and track.votes:
             track.label = max(track.votes, key=track.votes.get)
         if track.edges:
-            track.f_low = float(np.median([e[0] for e in track.edges]))
-            track.f_high = float(np.median([e[1] for e in track.edges]))
+            lows, highs = np.array(track.edges).T
+            centres = 0.5 * (lows + highs)
+            spread = np.percentile(centres, 90) - np.percentile(centres, 10)
+            if spread <= np.median(highs - lows):
+                track.f_low, track.f_high = float(np.median(lows)), float(np.median(highs))
         return track
 
 

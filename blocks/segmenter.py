@@ -9,8 +9,7 @@ import scipy.fft
 from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
-from .detections import (RadioContext, Tracker, bin_edges, merge_runs, refine_edges,
-                         to_message)
+from .detections import RadioContext, Tracker, refine_edges, row_runs, to_message
 from .onnx_model import load_model, make_session
 
 FLOOR_QUANTILE = 0.2
@@ -38,6 +37,12 @@ def unit_hann(n: int) -> np.ndarray:
     """A symmetric Hann window scaled to unit energy (white noise keeps its power per bin)."""
     w = np.hanning(n)
     return (w / np.sqrt(np.sum(w ** 2))).astype(np.float32)
+
+
+def centring_window(n: int) -> np.ndarray:
+    """unit_hann(n) x (-1)^k: its FFT comes out DC-centred (the spectrum shifted by n/2,
+    which is fftshift for even n) without a second pass over the data."""
+    return unit_hann(n) * np.where(np.arange(n) % 2, -1, 1).astype(np.float32)
 
 
 @register("spectrum_segmenter")
@@ -85,12 +90,12 @@ class SpectrumSegmenter(RateBlock):
         self.decim = self.fft * self.frames
         self.max_chunks = self.max_batch
         self.classes = c.class_names[1:]
-        self._win = unit_hann(self.fft)
+        self._win = centring_window(self.fft)
         if self.refine:
             if self.refine < self.fft or self.decim % self.refine:
                 raise ParamError("refine", f"{self.refine} must be at least the model's FFT "
                                  f"size {self.fft} and divide its tile of {self.decim} samples")
-            self._fine_win = unit_hann(self.refine)
+            self._fine_win = centring_window(self.refine)
 
     def output_types(self, in_types):
         t = in_types.get("inp")
@@ -112,9 +117,8 @@ class SpectrumSegmenter(RateBlock):
     def prepare(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Whole tiles of x as the model's input, the (tiles, fft) mean cell power in units of
         the noise floor, and each tile's noise floor."""
-        spec = scipy.fft.fft(x.reshape(-1, self.fft) * self._win, axis=1)
-        tiles = np.fft.fftshift(spec, axes=1).astype(np.complex64)
-        tiles = tiles.reshape(-1, self.frames, self.fft)
+        tiles = scipy.fft.fft(x.reshape(-1, self.fft) * self._win, axis=1, overwrite_x=True)
+        tiles = tiles.astype(np.complex64, copy=False).reshape(-1, self.frames, self.fft)
         floor = noise_floor(tiles)
         tiles *= (1 / np.sqrt(floor)).astype(np.float32)[:, None, None]
         power = np.einsum("ktf,ktf->kf", tiles.real, tiles.real)
@@ -125,9 +129,10 @@ class SpectrumSegmenter(RateBlock):
         """(tiles, refine) PSD of whole tiles of x at the finer resolution, in units of each
         tile's noise floor (unit-energy windows keep white noise at the same power per bin
         at any FFT size, so the coarse floor carries over)."""
-        spec = scipy.fft.fft(x.reshape(-1, self.refine) * self._fine_win, axis=1)
+        spec = scipy.fft.fft(x.reshape(-1, self.refine) * self._fine_win, axis=1,
+                             overwrite_x=True)
         fine = (spec.real ** 2 + spec.imag ** 2).reshape(len(floor), -1, self.refine)
-        return np.fft.fftshift(fine.mean(axis=1), axes=1) / floor[:, None]
+        return fine.mean(axis=1) / floor[:, None]
 
     def _run_model(self, tiles: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self.contract.inputs[0].name: tiles})[0][:, 0]
@@ -135,36 +140,26 @@ class SpectrumSegmenter(RateBlock):
     def work(self, x):
         self._radio.update(self.input_tags)
         tiles, power, floor = self.prepare(x)
-        future = self._pool.submit(self._run_model, tiles)
+        call = self._pool.submit(self._run_model, tiles)
         self._collect()
         # the samples are kept (the input view is reused) for the fine PSD of the tiles
         # that turn out to hold a signal
-        self._pending = (future, power, floor, x.copy() if self.refine else None)
+        self._pending = (call, power, floor, x.copy() if self.refine else None)
 
     def _collect(self) -> None:
         """Turn the previous batch's model output into detections."""
         if self._pending is None:
             return
-        future, power, floor, x = self._pending
+        call, power, floor, x = self._pending
         self._pending = None
-        logits = future.result()
+        logits = call.result()
         presence = 1 / (1 + np.exp(-logits[:, 0]))
         # causal smoothing: a cell counts with the mean of its tile and the previous one
         prev = np.concatenate([presence[:1] if self._last is None else self._last[None],
                                presence[:-1]])
         self._last = presence[-1].copy()
         masks = 0.5 * (presence + prev) > self.threshold
-        per_tile = []
-        for k in range(len(logits)):
-            intervals = []
-            for a, b in merge_runs(masks[k], self.merge_gap) if masks[k].any() else ():
-                if b - a < self.min_bins:
-                    continue
-                label = self.classes[int(np.argmax(logits[k, 1:, a:b].mean(axis=1)))]
-                snr = 10 * np.log10(max(power[k, a:b].mean() - 1, 1e-3))  # floor is 1
-                intervals.append((*bin_edges(a, b, self.fft), snr, label,
-                                  float(presence[k, a:b].max())))
-            per_tile.append(intervals)
+        per_tile = self._intervals(logits, masks, power, presence)
         fine = [None] * len(per_tile)
         busy = [k for k, intervals in enumerate(per_tile) if intervals]
         if x is not None and busy:  # only tiles with a detection feed a track's PSD
@@ -175,6 +170,28 @@ class SpectrumSegmenter(RateBlock):
             start = self._pos
             self._pos += self.decim
             self._emit_all(self._tracker.update(start, self._pos, intervals, row))
+
+    def _intervals(self, logits, masks, power, presence) -> list[list[tuple]]:
+        """Per tile, (f_low, f_high, snr_db, label, confidence) of each run of present
+        cells: the label from the run's summed class scores, the SNR from its mean power
+        (noise floor 1), the confidence its peak presence; vectorized over the batch."""
+        per_tile = [[] for _ in range(len(logits))]
+        row, a, b = row_runs(masks, self.merge_gap, self.min_bins)
+        if not len(row):
+            return per_tile
+        scores = np.cumsum(logits[:, 1:], axis=2, dtype=np.float64)
+        scores = np.concatenate([np.zeros(scores.shape[:2] + (1,)), scores], axis=2)
+        labels = np.argmax(scores[row, :, b] - scores[row, :, a], axis=1)
+        energy = np.concatenate([np.zeros((len(power), 1)), np.cumsum(power, axis=1)], axis=1)
+        snr = 10 * np.log10(np.maximum((energy[row, b] - energy[row, a]) / (b - a) - 1, 1e-3))
+        bounds = np.stack([row * self.fft + a, row * self.fft + b], axis=1).ravel()
+        peak = np.maximum.reduceat(np.append(presence.ravel(), 0), bounds)[::2]
+        low = np.maximum(-0.5, (a - self.fft // 2 - 0.5) / self.fft)  # detections.bin_edges
+        high = np.minimum(0.5, (b - self.fft // 2 - 0.5) / self.fft)
+        for k, lo, hi, s, c, p in zip(row.tolist(), low.tolist(), high.tolist(), snr.tolist(),
+                                      labels.tolist(), peak.tolist()):
+            per_tile[k].append((lo, hi, s, self.classes[c], p))
+        return per_tile
 
     def finish(self):
         self._collect()

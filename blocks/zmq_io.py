@@ -75,6 +75,14 @@ class _Receiver:
         parts = self.sock.recv_multipart(copy=False)
         return parts[-1]  # a key, when present, is the first frame
 
+    def recv_ready(self):
+        """The next data frame if one has already arrived, else None (never waits)."""
+        try:
+            parts = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return None
+        return parts[-1]
+
 
 class _Sender:
     """Sends without ever hanging: retries while the peer is slow, gives up (counted) only
@@ -159,7 +167,10 @@ class ZmqSource(Source):
     as ``lost_items`` and a restarted publisher as ``restarts``. Malformed, truncated and
     oversize frames are dropped and counted. ``overflow: drop`` drops (counted) instead of
     waiting when downstream is full. ``idle_timeout`` ends the stream after that many
-    seconds without data (0: run until interrupted).
+    seconds without data (0: run until interrupted). Frames that have already arrived are
+    joined into one chunk of up to ``coalesce`` items (GNU Radio sends a few thousand
+    samples per frame: thousands of frames a second at 20 Msps, each a trip through the
+    runtime otherwise); the latency stays one frame, as nothing waits to fill a chunk.
     Ports: out (``dtype``, item ``shape``). Latency: one frame.
     Example: ``rx: {type: zmq_source, address: "tcp://127.0.0.1:5555", pattern: pull}``
     """
@@ -179,6 +190,8 @@ class ZmqSource(Source):
     idle_timeout = Param(float, default=0.0, min=0.0, unit="s",
                          doc="end of stream after this long without data (0: never)")
     max_frame = Param(int, default=64 << 20, min=1, unit="bytes", doc="larger frames dropped")
+    coalesce = Param(int, default=65536, min=1,
+                     doc="join frames already received into chunks of up to this many items")
     rate = Param(float, default=0.0, min=0.0, unit="Hz",
                  doc="sample rate of the stream, when known (checked by model blocks)")
 
@@ -206,23 +219,46 @@ class ZmqSource(Source):
         self._next_remote = None
         self._written = 0
         self._last_data = time.monotonic()
+        self._pending = None
 
     def work(self):
-        frame = self._rx.recv()
+        frame, self._pending = self._pending or self._rx.recv(), None
         now = time.monotonic()
         if frame is None:
             if self.idle_timeout and now - self._last_data > self.idle_timeout:
                 raise EndOfStream
             return None
         self._last_data = now
-        try:
-            return self._decode(frame.buffer)
-        except FrameError as exc:
-            self.count(exc.kind)
-            self._log(f"dropped frame: {exc}")
+        parts, items = [], 0
+        while frame is not None:
+            try:
+                x = self._decode(frame.buffer, base=items)
+            except FrameError as exc:
+                self.count(exc.kind)
+                self._log(f"dropped frame: {exc}")
+                x = None
+            if x is not None:
+                parts.append(x)
+                items += len(x)
+            frame = self._rx.recv_ready() if items < self.coalesce else None
+            if frame is not None and items and self._holds_no_items(frame):
+                self._pending = frame  # its tags belong to the next chunk's first item
+                break
+        if not parts:
             return None
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _decode(self, buf: memoryview):
+    def _holds_no_items(self, frame) -> bool:
+        buf = frame.buffer
+        try:
+            start = decode_header(buf)[2] if self.pass_tags else 0
+        except FrameError:
+            return False  # decoded (and counted) as it comes
+        return len(buf) - start < self.type.item_size
+
+    def _decode(self, buf: memoryview, base: int = 0):
+        """The frame's items (None if it holds none); its tags are added ``base`` items
+        into the chunk being built."""
         nbytes = len(buf)
         if nbytes > self.max_frame:
             raise FrameError("oversize", f"{nbytes} bytes > max_frame {self.max_frame}")
@@ -243,7 +279,7 @@ class ZmqSource(Source):
                 if not 0 <= rel < max(n, 1):
                     self.count("tags_outside_frame")
                     rel = min(max(rel, 0), max(n - 1, 0))
-                self.add_tag(rel, tag.key, tag.value)
+                self.add_tag(base + rel, tag.key, tag.value)
         if n == 0:
             return None
         x = np.frombuffer(buf, dtype=self.type.np_dtype, count=n * int(np.prod(self.type.shape,

@@ -102,6 +102,39 @@ def test_bad_tagged_frames_dropped_stream_goes_on(graph_file, tmp_path):
                         "lost_items": 1000, "restarts": 1}
 
 
+def test_frames_already_received_are_joined_with_their_tags():
+    """Many small frames (GNU Radio sends a few thousand samples each) come out as one chunk
+    of up to ``coalesce`` items, each tag at its own item; a frame with tags but no samples
+    ends the chunk, and its tags go to the first item of the next one."""
+    from cvstream.blocks.zmq_io import ZmqSource
+    port = free_port()
+    sock = _push(port)
+    rx = ZmqSource(address=f"tcp://127.0.0.1:{port}", pattern="pull", pass_tags=True,
+                   coalesce=250)
+    rx.start()
+    try:
+        for k in range(6):  # 6 frames of 100 items, a tag on item 10 of each
+            x = np.arange(100 * k, 100 * k + 100).astype(np.complex64)
+            sock.send(encode_header(100 * k, [Tag(100 * k + 10, "frame", k)]) + x.tobytes())
+        sock.send(encode_header(600, [Tag(600, "burst", 1)]))  # tags, no samples
+        sock.send(encode_header(600, []) + np.arange(600, 650).astype(np.complex64).tobytes())
+        time.sleep(0.5)
+        chunks = []
+        for _ in range(3):
+            rx._out_tags.clear()
+            x = rx.work()
+            chunks.append((x.real.astype(int), [(i, k, v) for _, i, k, v in rx._out_tags]))
+        assert rx.work() is None  # nothing more arrived
+    finally:
+        rx.stop()
+        sock.close()
+    assert [len(x) for x, _ in chunks] == [300, 300, 50]
+    assert np.concatenate([x for x, _ in chunks]).tolist() == list(range(650))
+    assert chunks[0][1] == [(10, "frame", 0), (110, "frame", 1), (210, "frame", 2)]
+    assert chunks[1][1] == [(10, "frame", 3), (110, "frame", 4), (210, "frame", 5)]
+    assert chunks[2][1] == [(0, "burst", 1)]
+
+
 def test_restarted_publisher_is_picked_up(graph_file, tmp_path):
     port = free_port()
     path = graph_file(f"""
@@ -152,7 +185,7 @@ def test_live_source_drop_policy_counts(graph_file, tmp_path):
     path = graph_file(f"""
     blocks:
       rx: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull,
-           overflow: drop, idle_timeout: 1.5}}
+           overflow: drop, idle_timeout: 1.5, coalesce: 1000}}
       slow: {{type: throttle, rate: 1000}}
       snk: {{type: null_sink}}
     connections:

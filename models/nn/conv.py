@@ -54,6 +54,10 @@ class ComplexConv(nn.Module):
     def _pad(self, x):
         if self.padding != "same" and not self.causal:
             return x, int(self.padding) if isinstance(self.padding, int) else self.padding
+        totals = [(k - 1) * d for k, d in zip(self.kernel, self.dilation)]
+        if not self.causal and all(t % 2 == 0 for t in totals):
+            # symmetric: the convolution pads itself (one ONNX Conv, no separate Pad)
+            return x, tuple(t // 2 for t in totals)
         pads = []
         for axis in reversed(range(self.dims)):  # F.pad lists the last axis first
             total = (self.kernel[axis] - 1) * self.dilation[axis]

@@ -2,7 +2,9 @@
 
 Metrics, per bucket (every signal of a scene drawn inside the bucket's SNR range):
 - cell precision / recall / F1 of signal presence on a 1024-bin x 1024-hop STFT grid;
-- detection recall and precision at time-frequency IoU >= 0.5 (greedy matching);
+- detection recall and precision at time-frequency IoU >= 0.5 (greedy matching), and the
+  recall split into isolated signals and signals whose box overlaps another's (a signal
+  inside or across another's band at the same time: the hard case for any detector);
 - false alarms per second (unmatched detections / recorded time at the nominal rate);
 - label accuracy of matched detections (n/a for detectors without classes);
 - per-bin accuracy over each window (a bin is occupied if any signal covers it), the
@@ -75,10 +77,17 @@ def _bins(boxes: list[Box]) -> np.ndarray:
     return occ
 
 
+def overlapping(boxes: list[Box]) -> list[int]:
+    """Indices of the boxes that share time-frequency area with another box."""
+    return [i for i, a in enumerate(boxes)
+            if any(iou(a, b) > 0 for j, b in enumerate(boxes) if j != i)]
+
+
 class Tally:
     def __init__(self):
         self.tp_cells = self.fp_cells = self.fn_cells = 0
         self.truth = self.pred = self.matched = self.labels_ok = 0
+        self.overlapped = self.matched_overlapped = 0
         self.samples = 0
         self.bin_ok = self.bin_total = 0
         self.has_labels = False
@@ -92,6 +101,10 @@ class Tally:
         self.truth += len(truth)
         self.pred += len(pred)
         self.matched += len(pairs)
+        hit = {i for i, _ in pairs}
+        for i in overlapping(truth):
+            self.overlapped += 1
+            self.matched_overlapped += i in hit
         self.labels_ok += sum(truth[i].label == pred[j].label for i, j in pairs)
         self.has_labels |= any(b.label != "signal" for b in pred)
         self.samples += n
@@ -106,6 +119,9 @@ class Tally:
             "cell_f1": 2 * prec * rec / max(1e-12, prec + rec),
             "det_recall": self.matched / max(1, self.truth),
             "det_precision": self.matched / max(1, self.pred),
+            "det_recall_isolated": (self.matched - self.matched_overlapped) / max(
+                1, self.truth - self.overlapped),
+            "det_recall_overlapped": self.matched_overlapped / max(1, self.overlapped),
             "false_alarms_per_s": (self.pred - self.matched) / (self.samples / RATE),
             "label_accuracy": (self.labels_ok / max(1, self.matched)) if self.has_labels
             else None,
@@ -150,13 +166,14 @@ def cfar_detect(**params):
 
 def format_table(table: dict) -> str:
     head = ("SNR bucket | detector | cell P | cell R | cell F1 | det recall | det precision "
-            "| false alarms/s | label acc | bin acc")
-    lines = [head, "|".join(["---"] * 10)]
+            "| recall isolated | recall overlapped | false alarms/s | label acc | bin acc")
+    lines = [head, "|".join(["---"] * 12)]
     for bucket, rows in table.items():
         for name, m in rows.items():
             label = "n/a" if m["label_accuracy"] is None else f"{m['label_accuracy']:.3f}"
             lines.append(f"{bucket} | {name} | {m['cell_precision']:.3f} | "
                          f"{m['cell_recall']:.3f} | {m['cell_f1']:.3f} | {m['det_recall']:.3f}"
-                         f" | {m['det_precision']:.3f} | {m['false_alarms_per_s']:.0f} | "
+                         f" | {m['det_precision']:.3f} | {m['det_recall_isolated']:.3f} | "
+                         f"{m['det_recall_overlapped']:.3f} | {m['false_alarms_per_s']:.0f} | "
                          f"{label} | {m['bin_accuracy']:.4f}")
     return "\n".join(lines)

@@ -2,11 +2,13 @@
 
 Input: a tile of ``FRAMES`` consecutive FFT frames of ``FFT`` bins (Hann window, no overlap,
 DC centred, normalized frequency, so any sample rate works), each tile scaled so that its
-noise cells have unit power (``normalize_tiles``: a low percentile of the cell powers). The network treats the tile's frames as complex input channels and convolves along
-frequency: a complex convolution (frames -> C channels), then dilated complex convolutions
-(1, 2, 4, 8) with modReLU and residual connections; the head takes magnitudes and gives,
-per bin, one presence logit and one logit per modulation family. One tile is one
-time-frequency cell row: FFT * FRAMES samples (4096) by one bin.
+noise cells have unit power (``normalize_tiles``: a low percentile of the cell powers).
+The network treats the tile's frames as complex input channels and convolves along
+frequency: a complex log-compander, a complex convolution (frames -> C channels), then
+dilated complex convolutions (1, 2, 4, 8) with modReLU and residual connections; the head
+reads log magnitudes and gives, per bin, one presence logit and one logit per modulation
+family. One tile is one time-frequency cell row: FFT * FRAMES samples (4096) by one bin.
+``ablation`` trains the CReLU and mixed variants beside it (the README's table).
 
 The real-valued twin takes the same tile as 2 x FRAMES real channels (real and imaginary
 parts) and has the same real parameter count (widths chosen by ``real_width_for``).
@@ -27,6 +29,7 @@ NAME = "spectrum_segmenter"
 FFT, FRAMES = 256, 16
 TILE = FFT * FRAMES
 WIDTH = 12
+ACTIVATION = "modrelu"
 
 
 def stft_tiles(x: np.ndarray) -> np.ndarray:
@@ -48,30 +51,41 @@ def tile_labels(labels, n: int) -> np.ndarray:
     return np.where(occupied, best, 0)
 
 
-def build(width: int = WIDTH):
-    """forward(inp (B, FRAMES, FFT, 2)) -> logits (B, 1, 1 + classes, FFT)."""
+def build(width: int = WIDTH, activation: str = ACTIVATION):
+    """forward(inp (B, FRAMES, FFT, 2)) -> logits (B, 1, 1 + classes, FFT).
+
+    ``activation``: "modrelu" (phase-preserving, after every convolution), "crelu" (ReLU on
+    real and imaginary parts, fused into ONNX Runtime's convolutions) or "mixed" (modReLU
+    after the first convolution, CReLU after the others). The head reads the log
+    magnitudes of the last complex features."""
     import torch
     from torch import nn
 
-    from ..nn import ComplexConv, LogCompander, ModReLU
+    from ..nn import CReLU, ComplexConv, LogCompander, ModReLU
+    if activation not in ("crelu", "modrelu", "mixed"):
+        raise ValueError("activation is 'crelu', 'modrelu' or 'mixed'")
+
+    def act(first: bool):
+        modrelu = activation == "modrelu" or (activation == "mixed" and first)
+        return ModReLU(width) if modrelu else CReLU()
 
     class Segmenter(nn.Module):
         def __init__(self):
             super().__init__()
             self.compand = LogCompander()
             self.first = ComplexConv(FRAMES, width, 3, dims=1)
-            self.act0 = ModReLU(width)
+            self.act0 = act(True)
             self.convs = nn.ModuleList(ComplexConv(width, width, 3, dims=1, dilation=d)
                                        for d in (1, 2, 4, 8))
-            self.acts = nn.ModuleList(ModReLU(width) for _ in range(4))
+            self.acts = nn.ModuleList(act(False) for _ in range(4))
             self.head = nn.Conv1d(width, 1 + len(CLASSES), 1)
 
         def forward(self, inp):
             # (B, T, F, 2) -> split layout (B, 2T, F): frames are the complex channels
             x = self.compand(inp.permute(0, 3, 1, 2).reshape(inp.shape[0], 2 * FRAMES, FFT))
             h = self.act0(self.first(x))
-            for conv, act in zip(self.convs, self.acts):
-                h = h + act(conv(h))
+            for conv, a in zip(self.convs, self.acts):
+                h = h + a(conv(h))
             re, im = h[:, :width], h[:, width:]
             return self.head(torch.log1p(torch.sqrt(re * re + im * im + 1e-8))).unsqueeze(1)
 
@@ -137,13 +151,13 @@ def batch(rng, scenes: int, samples: int = 65536):
 
 
 def train(steps: int = 2500, seed: int = 0, scenes_per_step: int = 4, real: bool = False,
-          progress=None):
+          progress=None, activation: str = ACTIVATION, width: int = WIDTH):
     import torch
     import torch.nn.functional as F
     from ..training import optimizer_step
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    model = build_real(real_twin_width()) if real else build()
+    model = build_real(real_twin_width()) if real else build(width, activation)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=steps)
     for step in range(steps):
@@ -186,6 +200,28 @@ def evaluate_all(model_dir: str, scenes_per_bucket: int = 32, progress=None) -> 
             detectors[label] = detector(path)
     detectors["cfar"] = cfar_detect()
     return evaluate(detectors, scenes_per_bucket=scenes_per_bucket, progress=progress)
+
+
+VARIANTS = (("modrelu", 12), ("modrelu", 10), ("modrelu", 8), ("crelu", 12), ("mixed", 12))
+
+
+def ablation(out_dir: str, variants=VARIANTS,
+             steps: int = 2500, seed: int = 0, scenes_per_bucket: int = 32) -> dict:
+    """The ablation the README quotes: the complex segmenter trained from ``seed`` with each
+    (activation, width), exported to ``out_dir``, evaluated on the held-out scenes of
+    ``cvstream models eval spectrum`` (CFAR alongside)."""
+    import os
+
+    from ..export import export_model
+    from .evaluate import cfar_detect, evaluate
+    detectors = {}
+    for activation, width in variants:
+        name = f"{activation} w{width}"
+        path = os.path.join(out_dir, f"{activation}_w{width}.onnx")
+        export_model(train(steps, seed, activation=activation, width=width), contract(), path)
+        detectors[name] = detector(path)
+    detectors["cfar"] = cfar_detect()
+    return evaluate(detectors, scenes_per_bucket=scenes_per_bucket)
 
 
 def train_and_export(out_dir: str, steps: int = 2500, seed: int = 0, progress=None,
