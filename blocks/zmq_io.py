@@ -168,7 +168,7 @@ class ZmqSource(Source):
     oversize frames are dropped and counted. ``overflow: drop`` drops (counted) instead of
     waiting when downstream is full. ``idle_timeout`` ends the stream after that many
     seconds without data (0: run until interrupted). Frames that have already arrived are
-    joined into one chunk of up to ``coalesce`` items (GNU Radio sends a few thousand
+    joined into one chunk of up to ``coalesce`` bytes (GNU Radio sends a few thousand
     samples per frame: thousands of frames a second at 20 Msps, each a trip through the
     runtime otherwise); the latency stays one frame, as nothing waits to fill a chunk.
     Ports: out (``dtype``, item ``shape``). Latency: one frame.
@@ -190,8 +190,8 @@ class ZmqSource(Source):
     idle_timeout = Param(float, default=0.0, min=0.0, unit="s",
                          doc="end of stream after this long without data (0: never)")
     max_frame = Param(int, default=64 << 20, min=1, unit="bytes", doc="larger frames dropped")
-    coalesce = Param(int, default=65536, min=1,
-                     doc="join frames already received into chunks of up to this many items")
+    coalesce = Param(int, default=1 << 20, min=1, unit="bytes",
+                     doc="join frames already received into chunks up to this size")
     rate = Param(float, default=0.0, min=0.0, unit="Hz",
                  doc="sample rate of the stream, when known (checked by model blocks)")
 
@@ -240,7 +240,8 @@ class ZmqSource(Source):
             if x is not None:
                 parts.append(x)
                 items += len(x)
-            frame = self._rx.recv_ready() if items < self.coalesce else None
+            full = items * self.type.item_size >= self.coalesce
+            frame = None if full else self._rx.recv_ready()
             if frame is not None and items and self._holds_no_items(frame):
                 self._pending = frame  # its tags belong to the next chunk's first item
                 break

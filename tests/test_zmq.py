@@ -104,13 +104,13 @@ def test_bad_tagged_frames_dropped_stream_goes_on(graph_file, tmp_path):
 
 def test_frames_already_received_are_joined_with_their_tags():
     """Many small frames (GNU Radio sends a few thousand samples each) come out as one chunk
-    of up to ``coalesce`` items, each tag at its own item; a frame with tags but no samples
+    of up to ``coalesce`` bytes, each tag at its own item; a frame with tags but no samples
     ends the chunk, and its tags go to the first item of the next one."""
     from cvstream.blocks.zmq_io import ZmqSource
     port = free_port()
     sock = _push(port)
     rx = ZmqSource(address=f"tcp://127.0.0.1:{port}", pattern="pull", pass_tags=True,
-                   coalesce=250)
+                   coalesce=2000)  # bytes: full after 3 frames of 100 items
     rx.start()
     try:
         for k in range(6):  # 6 frames of 100 items, a tag on item 10 of each
@@ -185,7 +185,7 @@ def test_live_source_drop_policy_counts(graph_file, tmp_path):
     path = graph_file(f"""
     blocks:
       rx: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull,
-           overflow: drop, idle_timeout: 1.5, coalesce: 1000}}
+           overflow: drop, idle_timeout: 1.5, coalesce: 8000}}
       slow: {{type: throttle, rate: 1000}}
       snk: {{type: null_sink}}
     connections:
