@@ -187,6 +187,35 @@ class Tracker:
         return track
 
 
+FAMILY_PROFILE = 32
+FAMILY_FEATURES = FAMILY_PROFILE + 4
+
+
+def family_features(track: Track) -> np.ndarray | None:
+    """What a family classifier sees of a detection (FAMILY_FEATURES float32 values): the
+    shape of its fine PSD over its band and a quarter band either side (FAMILY_PROFILE
+    points, dB below the peak / 40, floored at -40 dB), log10 of its bandwidth, its peak
+    SNR per fine bin / 10 dB, and how its band moved from block to block (spread of the
+    per-block centres and median per-block width, both relative to its bandwidth: a chirp
+    sweeps, others stay). None without a fine PSD (``refine: 0``)."""
+    if track.spectrum is None or not track.spectra or not track.edges:
+        return None
+    psd = track.spectrum / track.spectra
+    fine = len(psd)
+    bw = max(track.f_high - track.f_low, 2 / fine)
+    centre = 0.5 * (track.f_low + track.f_high)
+    freqs = centre + bw * np.linspace(-0.75, 0.75, FAMILY_PROFILE)
+    bins = (np.arange(fine) - fine // 2) / fine
+    db = 10 * np.log10(np.interp(freqs, bins, np.maximum(psd - 1, 1e-4)))
+    peak = float(db.max())
+    lows, highs = np.array(track.edges).T
+    centres = 0.5 * (lows + highs)
+    spread = (np.percentile(centres, 90) - np.percentile(centres, 10)) / bw
+    width = float(np.median(highs - lows)) / bw
+    return np.concatenate([np.maximum(db - peak, -40) / 40,
+                           [np.log10(bw), peak / 10, spread, width]]).astype(np.float32)
+
+
 def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
                  split_gap: int = 4, power_share: float = 0.999) -> list[Track]:
     """Settle a track's frequency edges on its fine PSD (noise power 1 per bin, the mean of

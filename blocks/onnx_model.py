@@ -21,19 +21,20 @@ def default_threads() -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
-def load_model(spec: str, task: str | None = None, needs: str | None = None
-               ) -> tuple[str, Contract]:
+def load_model(spec: str, task: str | None = None, needs: str | None = None,
+               param: str = "model") -> tuple[str, Contract]:
     """(path, contract) of a model parameter (``builtin:NAME`` or a path), as a ParamError
-    on 'model' when it is missing, unreadable, of another task, or lacks a preprocess step."""
+    on ``param`` when it is missing, unreadable, of another task, or lacks a preprocess
+    step."""
     from cvstream.models import resolve_model
     try:
         path = resolve_model(spec)
         contract = read_contract(path)
     except CvstreamError as exc:
-        raise ParamError("model", str(exc)) from None
+        raise ParamError(param, str(exc)) from None
     if task is not None and (contract.task != task or
                              (needs is not None and needs not in contract.preprocess)):
-        raise ParamError("model", f"'{path}' is a {contract.task} model; this block needs a "
+        raise ParamError(param, f"'{path}' is a {contract.task} model; this block needs a "
                          f"{task} model")
     return path, contract
 

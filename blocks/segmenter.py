@@ -9,7 +9,8 @@ import scipy.fft
 from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
-from .detections import RadioContext, Tracker, refine_edges, row_runs, to_message
+from .detections import (FAMILY_FEATURES, RadioContext, Tracker, family_features,
+                         refine_edges, row_runs, to_message)
 from .onnx_model import load_model, make_session
 
 FLOOR_QUANTILE = 0.2
@@ -58,8 +59,11 @@ class SpectrumSegmenter(RateBlock):
     When a track ends, a finer PSD (``refine``-point FFTs of the same samples, summed over
     the track's tiles) settles its frequency edges: the bins above the noise near the coarse
     edges, split where a gap shows two neighbours, each trimmed to its 99.9 % power
-    bandwidth (``detections.refine_edges``). Detection messages as cfar_detector's, with
-    ``label`` the modulation family and ``confidence`` the peak presence probability.
+    bandwidth (``detections.refine_edges``). The ``family`` classifier then names each
+    detection's modulation family from the shape of that fine PSD, its bandwidth and how its
+    band moved (``detections.family_features``; with ``family: ""`` or ``refine: 0`` the
+    label is the cell votes). Detection messages as cfar_detector's, with ``label`` the
+    modulation family and ``confidence`` the peak presence probability.
     The model runs on a worker thread, overlapping the next batch's FFTs.
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
     to fill, then up to one batch of processing; detections are sent when a signal ends.
@@ -77,6 +81,9 @@ class SpectrumSegmenter(RateBlock):
     min_tiles = Param(int, default=2, min=1, doc="shorter detections are not reported")
     refine = Param(int, default=1024, min=0,
                    doc="FFT size of the PSD that settles each detection's edges (0: off)")
+    family = Param(str, default="builtin:spectrum_family",
+                   doc="classifier of each detection's family from its fine PSD "
+                       "(\"\": the network's cell votes)")
     max_batch = Param(int, default=16, min=1, doc="tiles per model call")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
     rate = Param(float, default=0.0, min=0.0, unit="Hz", doc="sample rate (0: rx_rate tag)")
@@ -96,6 +103,13 @@ class SpectrumSegmenter(RateBlock):
                 raise ParamError("refine", f"{self.refine} must be at least the model's FFT "
                                  f"size {self.fft} and divide its tile of {self.decim} samples")
             self._fine_win = centring_window(self.refine)
+        if self.family:
+            self._family_path, fc = load_model(self.family, "spectrum_family", param="family")
+            if fc.inputs[0].item_shape != [FAMILY_FEATURES]:
+                raise ParamError("family", f"'{self._family_path}' takes "
+                                 f"{fc.inputs[0].item_shape} features, this block gives "
+                                 f"{FAMILY_FEATURES}")
+            self._families = fc.class_names
 
     def output_types(self, in_types):
         t = in_types.get("inp")
@@ -104,6 +118,7 @@ class SpectrumSegmenter(RateBlock):
 
     def start(self):
         self._session = make_session(self.path, self.threads)
+        self._family = make_session(self._family_path, 1) if self.family else None
         self._tracker = Tracker(vote_labels=True, hold=self.hold, min_blocks=self.min_tiles)
         self._radio = RadioContext(self.rate or getattr(self, "_upstream_rate", 0.0),
                                    self.freq)
@@ -201,6 +216,18 @@ class SpectrumSegmenter(RateBlock):
         if getattr(self, "_pool", None) is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def _classify(self, tracks) -> None:
+        """Each detection's family from its fine PSD (the ``family`` model), where it has
+        one; the network's cell votes otherwise."""
+        features = [family_features(t) for t in tracks] if self._family else []
+        known = [i for i, f in enumerate(features) if f is not None]
+        if not known:
+            return
+        x = np.stack([features[i] for i in known])[:, None, :]
+        logits = self._family.run(None, {"features": x})[0][:, 0]
+        for i, row in zip(known, logits):
+            tracks[i].label = self._families[int(np.argmax(row))]
+
     def _emit_all(self, tracks):
         if self._tracker.dropped_short:
             self.count("short_tracks", self._tracker.dropped_short)
@@ -208,6 +235,7 @@ class SpectrumSegmenter(RateBlock):
         if self.refine:
             tracks = [part for track in tracks for part in
                       refine_edges(track, self.decim // self.refine, margin=1 / self.fft)]
+            self._classify(tracks)
         for track in tracks:
             self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq,
                                  track.score))

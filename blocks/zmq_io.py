@@ -220,6 +220,7 @@ class ZmqSource(Source):
         self._written = 0
         self._last_data = time.monotonic()
         self._pending = None
+        self._values = int(np.prod(self.type.shape, dtype=np.int64))  # numbers per item
 
     def work(self):
         frame, self._pending = self._pending or self._rx.recv(), None
@@ -283,8 +284,7 @@ class ZmqSource(Source):
                 self.add_tag(base + rel, tag.key, tag.value)
         if n == 0:
             return None
-        x = np.frombuffer(buf, dtype=self.type.np_dtype, count=n * int(np.prod(self.type.shape,
-                          dtype=np.int64)), offset=start)
+        x = np.frombuffer(buf, dtype=self.type.np_dtype, count=n * self._values, offset=start)
         self._written += n
         return x.reshape(n, *self.type.shape)
 

@@ -11,6 +11,7 @@ from .errors import CvstreamError
 #: trainable model families: name -> module (in cvstream.models)
 FAMILIES = {"iq_denoiser": "cvstream.models.demo.denoiser",
             "spectrum_segmenter": "cvstream.models.spectrum.segmenter",
+            "spectrum_family": "cvstream.models.spectrum.family",
             "aec_cv": "cvstream.models.aec.network",
             "radar": "cvstream.models.radar.train"}
 
@@ -175,11 +176,13 @@ def cmd_synth(args) -> int:
 
 def cmd_eval_spectrum(args) -> int:
     from cvstream.models import SHIPPED_DIR
-    from cvstream.models.spectrum.evaluate import format_table
+    from cvstream.models.spectrum.evaluate import format_labels, format_table
     from cvstream.models.spectrum.segmenter import evaluate_all
     table = evaluate_all(args.model or str(SHIPPED_DIR), scenes_per_bucket=args.scenes,
                          progress=progress_printer("evaluating"))
     print(format_table(table))
+    print()
+    print(format_labels(table))
     return 0
 
 

@@ -205,6 +205,19 @@ def test_recall_is_split_into_isolated_and_overlapped_signals():
     row = tally.row()
     assert row["det_recall"] == pytest.approx(2 / 3)
     assert row["det_recall_isolated"] == 1.0 and row["det_recall_overlapped"] == 0.5
+    assert row["label_confusion"] is None  # a detector without families
+
+
+def test_label_confusion_is_tallied_and_printed():
+    psk, fsk = ev.Box(0, 1000, 0.0, 0.1, "psk"), ev.Box(0, 1000, 0.3, 0.35, "fsk")
+    tally = ev.Tally()
+    tally.add([psk, fsk], [ev.Box(0, 1000, 0.0, 0.1, "qam"), ev.Box(0, 1000, 0.3, 0.35, "fsk")],
+              1000)
+    row = tally.row()
+    assert row["label_confusion"] == {"psk": {"qam": 1}, "fsk": {"fsk": 1}}
+    text = ev.format_labels({"10..20 dB": {"segmenter": row}, "-10..0 dB": {"segmenter": row}})
+    assert "psk | 0 | 1 | 0 |" in text and text.splitlines()[3].endswith("| 0.00")
+    assert "fsk | 0 | 0 | 1 | 0 | 0 | 0 | 0 | 1.00" in text  # the -10..0 bucket left out
 
 
 def test_evaluation_table_for_cfar():
@@ -356,6 +369,67 @@ def test_shipped_segmenter_boxes_every_signal_with_refined_edges():
     assert all(ev.iou(truth[i], pred[j]) > 0.6 for i, j in pairs)
     coarse = detector("builtin:spectrum_segmenter", refine=0)(x)
     assert 0 not in dict(ev.match(truth, coarse))  # the narrow QPSK's coarse box fails
+
+
+def test_family_features_see_shape_and_motion():
+    """A chirp's blocks sweep its band; a steady signal's stay: the motion features tell
+    them apart, and the profile is its PSD's shape below the peak."""
+    from cvstream.blocks.detections import FAMILY_FEATURES, FAMILY_PROFILE, Track, \
+        family_features
+    psd = np.ones(1024)
+    psd[600:640] = 100.0                       # 20 dB above the noise, 40 bins wide
+    lo, hi = (600 - 512 - 0.5) / 1024, (640 - 512 - 0.5) / 1024
+    steady = Track(0, 10, lo, hi, 20.0, spectrum=psd, spectra=1, edges=[(lo, hi)] * 8)
+    sweep = [(lo + k * (hi - lo) / 8, lo + (k + 1) * (hi - lo) / 8) for k in range(8)]
+    chirp = Track(0, 10, lo, hi, 20.0, spectrum=psd, spectra=1, edges=sweep)
+    a, b = family_features(steady), family_features(chirp)
+    assert a.shape == (FAMILY_FEATURES,) and a.dtype == np.float32
+    profile = a[:FAMILY_PROFILE]
+    assert profile.max() == 0.0 and profile[0] == -1.0 and profile[FAMILY_PROFILE // 2] == 0.0
+    assert a[FAMILY_PROFILE + 1] == pytest.approx(2.0, abs=0.05)   # peak 20 dB / 10
+    assert a[-2] == 0.0 and a[-1] == pytest.approx(1.0)             # steady, full width
+    assert b[-2] > 0.5 and b[-1] < 0.2                             # swept, narrow blocks
+    assert family_features(Track(0, 10, lo, hi, 20.0)) is None      # no fine PSD
+
+
+def test_family_classifier_training_path_and_block(tmp_path):
+    """A tiny run of the family training exports a classifier the block uses; a model of
+    another task is refused in one line naming the parameter."""
+    pytest.importorskip("torch")
+    from cvstream.blocks.segmenter import SpectrumSegmenter
+    from cvstream.errors import ParamError
+    from cvstream.models import resolve_model
+    from cvstream.models.spectrum import family
+    result = family.train_and_export(str(tmp_path), steps=20, scenes=4,
+                                     segmenter=resolve_model("builtin:spectrum_segmenter"))
+    assert result["examples"] >= 4 and 0 <= result["accuracy"] <= 1
+    block = SpectrumSegmenter(family=str(tmp_path / "spectrum_family.onnx"))
+    x, _ = _four_signal_scene()
+    block.process(x)
+    block.flush()
+    assert {m["label"] for m in block.take_messages()} <= set(CLASSES)
+    with pytest.raises(ParamError, match="family.*needs a spectrum_family model"):
+        SpectrumSegmenter(family="builtin:iq_denoiser")
+
+
+def test_shipped_family_classifier_names_the_families():
+    """The shipped classifier's contract and held-out accuracy, and its labels on the
+    four-signal scene (16QAM may pass for PSK: the two share one spectral shape)."""
+    from cvstream.blocks.detections import FAMILY_FEATURES
+    from cvstream.contract import read_contract
+    from cvstream.models import resolve_model
+    from cvstream.models.spectrum.segmenter import detector
+    c = read_contract(resolve_model("builtin:spectrum_family"))
+    assert c.task == "spectrum_family" and c.class_names == CLASSES
+    assert c.inputs[0].item_shape == [FAMILY_FEATURES]
+    assert c.evaluation["accuracy"] > 0.6 and c.evaluation["held_out"] > 300
+    x, truth = _four_signal_scene()
+    pred = detector("builtin:spectrum_segmenter")(x)
+    labels = {i: pred[j].label for i, j in ev.match(truth, pred)}
+    assert (labels[0], labels[2], labels[3]) == ("psk", "ofdm", "analog")
+    assert labels[1] in ("qam", "psk")
+    votes = detector("builtin:spectrum_segmenter", family="")(x)
+    assert {b.label for b in votes} <= set(CLASSES)
 
 
 def test_refine_size_must_fit_the_tile():

@@ -88,6 +88,7 @@ class Tally:
         self.tp_cells = self.fp_cells = self.fn_cells = 0
         self.truth = self.pred = self.matched = self.labels_ok = 0
         self.overlapped = self.matched_overlapped = 0
+        self.labels: dict[str, dict[str, int]] = {}  # truth family -> predicted -> count
         self.samples = 0
         self.bin_ok = self.bin_total = 0
         self.has_labels = False
@@ -106,6 +107,9 @@ class Tally:
             self.overlapped += 1
             self.matched_overlapped += i in hit
         self.labels_ok += sum(truth[i].label == pred[j].label for i, j in pairs)
+        for i, j in pairs:
+            row = self.labels.setdefault(truth[i].label, {})
+            row[pred[j].label] = row.get(pred[j].label, 0) + 1
         self.has_labels |= any(b.label != "signal" for b in pred)
         self.samples += n
         self.bin_ok += int(np.sum(_bins(truth) == _bins(pred)))
@@ -126,6 +130,7 @@ class Tally:
             "label_accuracy": (self.labels_ok / max(1, self.matched)) if self.has_labels
             else None,
             "bin_accuracy": self.bin_ok / max(1, self.bin_total),
+            "label_confusion": self.labels if self.has_labels else None,
         }
 
 
@@ -176,4 +181,28 @@ def format_table(table: dict) -> str:
                          f" | {m['det_precision']:.3f} | {m['det_recall_isolated']:.3f} | "
                          f"{m['det_recall_overlapped']:.3f} | {m['false_alarms_per_s']:.0f} | "
                          f"{label} | {m['bin_accuracy']:.4f}")
+    return "\n".join(lines)
+
+
+def format_labels(table: dict, detector: str = "segmenter", min_snr: float = 0.0) -> str:
+    """The detector's family labels on its matched detections, summed over the buckets from
+    ``min_snr`` up: truth family -> predicted family counts."""
+    from .waveforms import CLASSES
+    counts: dict[str, dict[str, int]] = {}
+    for bucket, rows in table.items():
+        if float(bucket.split("..")[0]) < min_snr or detector not in rows:
+            continue
+        for truth, row in (rows[detector].get("label_confusion") or {}).items():
+            mine = counts.setdefault(truth, {})
+            for pred, n in row.items():
+                mine[pred] = mine.get(pred, 0) + n
+    lines = [f"{detector} labels of matched detections at >= {min_snr:g} dB "
+             "(truth \\ predicted):", "family | " + " | ".join(CLASSES) + " | accuracy",
+             "|".join(["---"] * (len(CLASSES) + 2))]
+    for truth in CLASSES:
+        row = counts.get(truth, {})
+        total = sum(row.values())
+        accuracy = f"{row.get(truth, 0) / total:.2f}" if total else "-"
+        lines.append(f"{truth} | " + " | ".join(str(row.get(c, 0)) for c in CLASSES) +
+                     f" | {accuracy}")
     return "\n".join(lines)

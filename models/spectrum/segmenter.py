@@ -189,15 +189,18 @@ def detector(path: str, **params):
 
 
 def evaluate_all(model_dir: str, scenes_per_bucket: int = 32, progress=None) -> dict:
-    """The README table: segmenter, real twin and CFAR on the same held-out scenes."""
+    """The README table: segmenter, real twin and CFAR on the same held-out scenes (labels
+    from the directory's family classifier, or the shipped one)."""
     import os
 
     from .evaluate import cfar_detect, evaluate
     detectors = {}
+    family = os.path.join(model_dir, "spectrum_family.onnx")  # the directory's own, if any
+    extra = {"family": family} if os.path.exists(family) else {}
     for name, label in ((NAME, "segmenter"), (NAME + "_real", "real twin")):
         path = os.path.join(model_dir, name + ".onnx")
         if os.path.exists(path):
-            detectors[label] = detector(path)
+            detectors[label] = detector(path, **extra)
     detectors["cfar"] = cfar_detect()
     return evaluate(detectors, scenes_per_bucket=scenes_per_bucket, progress=progress)
 
@@ -227,7 +230,8 @@ def ablation(out_dir: str, variants=VARIANTS,
 def train_and_export(out_dir: str, steps: int = 2500, seed: int = 0, progress=None,
                      scenes_per_bucket: int = 32) -> dict:
     """Train the segmenter and its real twin from ``seed``, export both to ``out_dir``,
-    evaluate them against CFAR and store each one's rows in its contract."""
+    train the family classifier on the segmenter's detections, evaluate both segmenters
+    against CFAR and store each one's rows in its contract."""
     import os
 
     from ..export import export_model
@@ -238,6 +242,9 @@ def train_and_export(out_dir: str, steps: int = 2500, seed: int = 0, progress=No
         models[name] = (train(steps, seed, real=real, progress=show), real)
         export_model(models[name][0], contract(name, real=real),
                      os.path.join(out_dir, name + ".onnx"))
+    # the family classifier learns from this segmenter's detections
+    from . import family
+    family.train_and_export(out_dir, seed, progress)
     table = evaluate_all(out_dir, scenes_per_bucket)
     for name, (model, real) in models.items():
         label = "real twin" if real else "segmenter"

@@ -1,0 +1,136 @@
+"""The family classifier: which modulation family a detection is, from its fine spectrum.
+
+The segmenter's cells say where; their class scores, voted over a detection, said "psk"
+for nearly everything (a tile's 256-bin cells see too little of a signal's shape). This
+small network sees one detection at a time, after the fine PSD settled its edges: the
+PSD's shape over its band (``blocks.detections.family_features``), its bandwidth, SNR and
+how its band moved. It runs once per detection, so it costs the stream nothing.
+
+Training examples are the segmenter's own detections on synthetic scenes (the features the
+block computes, matched to the truth at IoU >= 0.5), so the classifier learns what the
+detector really delivers. PSK and QAM share one spectral shape: expect them confused.
+
+    cvstream models train spectrum_family [--seed 0]   (needs the shipped segmenter)
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from cvstream.blocks.detections import FAMILY_FEATURES, family_features
+from cvstream.blocks.segmenter import SpectrumSegmenter
+
+from .evaluate import Box, match
+from .synth import SceneConfig, scene
+from .waveforms import CLASSES
+
+NAME = "spectrum_family"
+HIDDEN = 64
+
+
+class _Recorder(SpectrumSegmenter):
+    """The segmenter block, keeping each detection's features and box."""
+
+    def start(self):
+        super().start()
+        self.records = []
+
+    def _classify(self, tracks) -> None:
+        for t in tracks:
+            features = family_features(t)
+            if features is not None:
+                self.records.append((features, Box(t.start, t.stop, t.f_low, t.f_high)))
+
+
+def examples(segmenter: str, scenes: int, seed: int = 0, progress=None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(features, family index) of the segmenter's detections that match a signal."""
+    cfg = SceneConfig(snr_db=(0.0, 30.0))
+    xs, ys = [], []
+    for k in range(scenes):
+        rng = np.random.default_rng([seed, 31, k])
+        x, labels = scene(rng, cfg, n_signals=int(rng.integers(1, cfg.max_signals + 1)))
+        block = _Recorder(model=segmenter, family="", threads=1)
+        block.process(x)
+        block.flush()
+        truth = [Box(s.start, s.stop, s.f_low, s.f_high) for s in labels]
+        for i, j in match(truth, [box for _, box in block.records]):
+            xs.append(block.records[j][0])
+            ys.append(CLASSES.index(labels[i].label))
+        if progress is not None:
+            progress(k + 1, scenes)  # scenes synthesized and detected
+    return np.stack(xs), np.array(ys)
+
+
+def build():
+    """forward(features (B, 1, FAMILY_FEATURES)) -> logits (B, 1, classes)."""
+    import torch
+    from torch import nn
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(FAMILY_FEATURES, HIDDEN), nn.ReLU(),
+                         nn.Linear(HIDDEN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, len(CLASSES)))
+
+
+def contract(evaluation: dict | None = None) -> dict:
+    return dict(task="spectrum_family", name=NAME, version="1", chunk=1,
+                inputs=[dict(name="features", dtype="float32", item_shape=[FAMILY_FEATURES],
+                             packing="none")],
+                outputs=[dict(name="logits", dtype="float32", item_shape=[len(CLASSES)],
+                              packing="none")],
+                class_names=list(CLASSES),
+                description="modulation family of a detection from its fine PSD",
+                evaluation=evaluation or {})
+
+
+def fit(x: np.ndarray, y: np.ndarray, steps: int = 3000, seed: int = 0, progress=None):
+    import torch
+    import torch.nn.functional as F
+
+    from ..training import optimizer_step
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=steps)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    for step in range(steps):
+        pick = torch.from_numpy(rng.integers(0, len(x), 256))
+        loss = F.cross_entropy(model(xt[pick]), yt[pick])
+        optimizer_step(model, opt, sched, loss, step, steps, progress)
+    return model.eval()
+
+
+def confusion(model, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    import torch
+    with torch.no_grad():
+        pred = model(torch.from_numpy(x)).argmax(1).numpy()
+    table = np.zeros((len(CLASSES), len(CLASSES)), int)
+    np.add.at(table, (y, pred), 1)
+    return table
+
+
+def train_and_export(out_dir: str, seed: int = 0, progress=None, steps: int = 3000,
+                     scenes: int = 1500, segmenter: str | None = None) -> dict:
+    """Features from the segmenter's detections on ``scenes`` scenes (a fifth held out),
+    the classifier trained from ``seed``, exported with its held-out accuracy."""
+    from ..export import export_model
+    segmenter = segmenter or os.path.join(out_dir, "spectrum_segmenter.onnx")
+    x, y = examples(segmenter, scenes, seed, progress)
+    cut = len(x) * 4 // 5
+    model = fit(x[:cut], y[:cut], steps, seed, progress)
+    table = confusion(model, x[cut:], y[cut:])
+    result = {"examples": int(len(x)), "held_out": int(len(x) - cut),
+              "accuracy": round(float(np.trace(table) / max(1, table.sum())), 4),
+              "confusion": table.tolist()}
+    export_model(model, contract(result), os.path.join(out_dir, NAME + ".onnx"))
+    return result
+
+
+def format_table(result: dict) -> str:
+    lines = [f"family classifier: {result['accuracy']:.3f} of {result['held_out']} held-out "
+             f"detections ({result['examples']} in all)",
+             "truth \\ predicted | " + " | ".join(CLASSES), "|".join(["---"] * 8)]
+    for name, row in zip(CLASSES, result["confusion"]):
+        lines.append(f"{name} | " + " | ".join(str(v) for v in row))
+    return "\n".join(lines)
