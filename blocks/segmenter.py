@@ -118,7 +118,7 @@ class SpectrumSegmenter(RateBlock):
 
     def start(self):
         self._session = make_session(self.path, self.threads)
-        self._family = make_session(self._family_path, 1) if self.family else None
+        self._family_session = make_session(self._family_path, 1) if self.family else None
         self._tracker = Tracker(vote_labels=True, hold=self.hold, min_blocks=self.min_tiles)
         self._radio = RadioContext(self.rate or getattr(self, "_upstream_rate", 0.0),
                                    self.freq)
@@ -219,12 +219,12 @@ class SpectrumSegmenter(RateBlock):
     def _classify(self, tracks) -> None:
         """Each detection's family from its fine PSD (the ``family`` model), where it has
         one; the network's cell votes otherwise."""
-        features = [family_features(t) for t in tracks] if self._family else []
+        features = [family_features(t) for t in tracks] if self._family_session else []
         known = [i for i, f in enumerate(features) if f is not None]
         if not known:
             return
         x = np.stack([features[i] for i in known])[:, None, :]
-        logits = self._family.run(None, {"features": x})[0][:, 0]
+        logits = self._family_session.run(None, {"features": x})[0][:, 0]
         for i, row in zip(known, logits):
             tracks[i].label = self._families[int(np.argmax(row))]
 

@@ -8,7 +8,7 @@ frequency: a complex log-compander, a complex convolution (frames -> C channels)
 dilated complex convolutions (1, 2, 4, 8) with modReLU and residual connections; the head
 reads log magnitudes and gives, per bin, one presence logit and one logit per modulation
 family. One tile is one time-frequency cell row: FFT * FRAMES samples (4096) by one bin.
-``ablation`` trains the CReLU and mixed variants beside it (the README's table).
+``ablation`` trains the CReLU, mixed and narrower variants beside it (the README's table).
 
 The real-valued twin takes the same tile as 2 x FRAMES real channels (real and imaginary
 parts) and has the same real parameter count (widths chosen by ``real_width_for``).
