@@ -64,20 +64,17 @@ class Track:
         return f_low <= self.f_high and f_high >= self.f_low
 
 
-def bin_edges(a: int, b: int, fft: int) -> tuple[float, float]:
-    """Normalized frequency edges of DC-centred FFT bins [a, b), within [-0.5, 0.5]."""
-    return max(-0.5, (a - fft // 2 - 0.5) / fft), min(0.5, (b - fft // 2 - 0.5) / fft)
+def bin_edges(a, b, fft: int):
+    """Normalized frequency edges of DC-centred FFT bins [a, b), within [-0.5, 0.5]; ``a``
+    and ``b`` may be arrays of runs."""
+    return (np.maximum(-0.5, (a - fft // 2 - 0.5) / fft),
+            np.minimum(0.5, (b - fft // 2 - 0.5) / fft))
 
 
 def merge_runs(mask, gap: int) -> list[tuple[int, int]]:
     """[start, stop) runs of True in a 1-d mask, joining runs at most ``gap`` apart."""
-    idx = np.flatnonzero(mask)
-    if not len(idx):
-        return []
-    breaks = np.flatnonzero(np.diff(idx) > gap + 1)
-    starts = [int(idx[0])] + idx[breaks + 1].tolist()
-    stops = (idx[breaks] + 1).tolist() + [int(idx[-1]) + 1]
-    return list(zip(starts, stops))
+    _, start, stop = row_runs(np.asarray(mask, bool)[None], gap)
+    return list(zip(start.tolist(), stop.tolist()))
 
 
 def row_runs(masks: np.ndarray, gap: int, min_len: int = 1

@@ -9,8 +9,8 @@ import scipy.fft
 from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
-from .detections import (FAMILY_FEATURES, RadioContext, Tracker, family_features,
-                         refine_edges, row_runs, to_message)
+from .detections import (FAMILY_FEATURES, RadioContext, Tracker, bin_edges,
+                         family_features, refine_edges, row_runs, to_message)
 from .onnx_model import load_model, make_session
 
 FLOOR_QUANTILE = 0.2
@@ -201,8 +201,7 @@ class SpectrumSegmenter(RateBlock):
         snr = 10 * np.log10(np.maximum((energy[row, b] - energy[row, a]) / (b - a) - 1, 1e-3))
         bounds = np.stack([row * self.fft + a, row * self.fft + b], axis=1).ravel()
         peak = np.maximum.reduceat(np.append(presence.ravel(), 0), bounds)[::2]
-        low = np.maximum(-0.5, (a - self.fft // 2 - 0.5) / self.fft)  # detections.bin_edges
-        high = np.minimum(0.5, (b - self.fft // 2 - 0.5) / self.fft)
+        low, high = bin_edges(a, b, self.fft)
         for k, lo, hi, s, c, p in zip(row.tolist(), low.tolist(), high.tolist(), snr.tolist(),
                                       labels.tolist(), peak.tolist()):
             per_tile[k].append((lo, hi, s, self.classes[c], p))
