@@ -34,6 +34,10 @@ class RadioContext:
                 self.freq = float(tag.value)
 
 
+#: blocks of samples a track keeps for its envelope statistics
+SAMPLE_BLOCKS = 8
+
+
 @dataclass
 class Track:
     """A signal followed across consecutive analysis blocks (normalized units)."""
@@ -47,9 +51,11 @@ class Track:
     score: float = 0.0   # detector confidence (0..1), the track's maximum
     votes: dict = field(default_factory=dict)  # label -> bandwidth x score seen
     edges: list = field(default_factory=list)  # (f_low, f_high) of every block it was seen in
+    seen: list = field(default_factory=list)   # the start of that block, per entry of edges
     missed: int = 0      # consecutive blocks without a hit
     spectrum: np.ndarray | None = None  # sum of the fine PSDs of the blocks it was seen in
     spectra: int = 0                    # how many were summed
+    samples: list = field(default_factory=list)  # (start, samples) of its first blocks
 
     def add_spectrum(self, psd: np.ndarray | None) -> None:
         if psd is None:
@@ -59,6 +65,26 @@ class Track:
         else:
             self.spectrum += psd
         self.spectra += 1
+
+    def add_samples(self, start: int, block: np.ndarray | None) -> None:
+        """Keep a copy of the samples of the block at ``start`` while fewer than
+        SAMPLE_BLOCKS are held (for ``envelope_features``)."""
+        if block is not None and len(self.samples) < SAMPLE_BLOCKS:
+            self.samples.append((start, np.array(block, np.complex64)))
+
+    def own_blocks(self, block: int) -> "Track":
+        """A part of this track (an edge split of it, ``refine_edges``) narrowed to the
+        blocks whose runs reached its band: its own time span, per-block edges and
+        samples; ``block`` is the block length in samples."""
+        mine = [k for k, (lo, hi) in enumerate(self.edges) if self.overlaps(lo, hi)]
+        if not mine:
+            return self
+        self.seen = [self.seen[k] for k in mine]
+        self.edges = [self.edges[k] for k in mine]
+        self.start, self.stop = min(self.seen), max(self.seen) + block
+        own = [(t, x) for t, x in self.samples if self.start <= t < self.stop]
+        self.samples = own or self.samples
+        return self
 
     def overlaps(self, f_low: float, f_high: float) -> bool:
         return f_low <= self.f_high and f_high >= self.f_low
@@ -122,10 +148,12 @@ class Tracker:
         self.dropped_short = 0
 
     def update(self, start: int, stop: int, intervals: list[tuple],
-               spectrum: np.ndarray | None = None) -> list[Track]:
+               spectrum: np.ndarray | None = None,
+               samples: np.ndarray | None = None) -> list[Track]:
         """Feed the intervals (f_low, f_high, snr_db, label[, score]) of block
         [start, stop), and optionally the block's fine PSD (summed into every track seen in
-        the block, for ``refine_edges``); returns the tracks that ended."""
+        the block, for ``refine_edges``) and its samples (the first few blocks of each
+        track are kept, for ``envelope_features``); returns the tracks that ended."""
         ended, still = [], []
         used = [False] * len(intervals)
         for track in self.open:
@@ -137,19 +165,22 @@ class Tracker:
                         [1e-6, *score])
                     track.stop = stop
                     track.edges.append((lo, hi))
+                    track.seen.append(start)
                     track.f_low, track.f_high = min(track.f_low, lo), max(track.f_high, hi)
                     track.peak_snr_db = max(track.peak_snr_db, snr)
                     track.score = max([track.score, *score])
                     used[i] = hit = True
             if hit:
                 track.add_spectrum(spectrum)
+                track.add_samples(start, samples)
             track.missed = 0 if hit else track.missed + 1
             (still if track.missed <= self.hold else ended).append(track)
         for i, (lo, hi, snr, label, *score) in enumerate(intervals):
             if not used[i]:
                 track = Track(start, stop, lo, hi, snr, label, max([0.0, *score]),
-                              {label: (hi - lo) * max([1e-6, *score])}, [(lo, hi)])
+                              {label: (hi - lo) * max([1e-6, *score])}, [(lo, hi)], [start])
                 track.add_spectrum(spectrum)
+                track.add_samples(start, samples)
                 still.append(track)
         self.open = still
         return self._report(ended)
@@ -185,16 +216,46 @@ class Tracker:
 
 
 FAMILY_PROFILE = 32
-FAMILY_FEATURES = FAMILY_PROFILE + 4
+FAMILY_FEATURES = FAMILY_PROFILE + 6
+
+
+def envelope_features(blocks: list, f_low: float, f_high: float) -> tuple[float, float]:
+    """Two statistics of a signal's complex envelope that its PSD cannot show, from blocks
+    of its samples ((start, samples) pairs, as ``Track.samples``): each block's bins inside [f_low, f_high] back in time (a critically
+    sampled baseband copy of the band: about one sample per symbol for PSK and QAM), then
+    the median over blocks of
+    - the normalized 4th moment E|z|^4 / (E|z|^2)^2: near 1 for constant envelopes (PSK
+      symbols, FSK, FM, tones), about 1.3-1.4 for 16/64QAM and BPSK through their pulse
+      shaping, 2 for Gaussian-like OFDM and noise;
+    - the strongest spectral line of z^2 as a share of its power (1 for a pure line at
+      twice the carrier: BPSK; ~0 for circular signals such as QPSK and QAM).
+    (0, 0) without samples."""
+    if not blocks:
+        return 0.0, 0.0
+    tiles = np.stack([x for _, x in blocks])
+    n = tiles.shape[1]
+    spec = np.fft.fftshift(np.fft.fft(tiles, axis=1), axes=1)
+    centre = 0.5 * (f_low + f_high) * n + n // 2
+    half = max(0.5 * (f_high - f_low) * n, 2.0)
+    a, b = max(0, int(np.floor(centre - half))), min(n, int(np.ceil(centre + half)) + 1)
+    z = np.fft.ifft(spec[:, a:b], axis=1)
+    power = np.abs(z) ** 2
+    p2, p4 = power.mean(axis=1), (power ** 2).mean(axis=1)
+    kurtosis = p4 / np.maximum(p2 ** 2, 1e-30)
+    line = np.abs(np.fft.fft(z ** 2, axis=1)).max(axis=1) ** 2 / np.maximum(
+        (b - a) * (power ** 2).sum(axis=1), 1e-30)
+    return float(np.median(kurtosis)), float(np.median(line))
 
 
 def family_features(track: Track) -> np.ndarray | None:
     """What a family classifier sees of a detection (FAMILY_FEATURES float32 values): the
     shape of its fine PSD over its band and a quarter band either side (FAMILY_PROFILE
     points, dB below the peak / 40, floored at -40 dB), log10 of its bandwidth, its peak
-    SNR per fine bin / 10 dB, and how its band moved from block to block (spread of the
+    SNR per fine bin / 10 dB, how its band moved from block to block (spread of the
     per-block centres and median per-block width, both relative to its bandwidth: a chirp
-    sweeps, others stay). None without a fine PSD (``refine: 0``)."""
+    sweeps, others stay) and its envelope statistics (``envelope_features``: kurtosis - 1.5
+    and the z^2 line, which tell QAM from PSK and BPSK from both). None without a fine PSD
+    (``refine: 0``)."""
     if track.spectrum is None or not track.spectra or not track.edges:
         return None
     psd = track.spectrum / track.spectra
@@ -209,17 +270,22 @@ def family_features(track: Track) -> np.ndarray | None:
     centres = 0.5 * (lows + highs)
     spread = (np.percentile(centres, 90) - np.percentile(centres, 10)) / bw
     width = float(np.median(highs - lows)) / bw
+    kurtosis, line = envelope_features(track.samples, track.f_low, track.f_high)
     return np.concatenate([np.maximum(db - peak, -40) / 40,
-                           [np.log10(bw), peak / 10, spread, width]]).astype(np.float32)
+                           [np.log10(bw), peak / 10, spread, width,
+                            kurtosis - 1.5 if track.samples else 0.0, line]]
+                          ).astype(np.float32)
 
 
 def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
-                 split_gap: int = 4, power_share: float = 0.999) -> list[Track]:
+                 split_gap: int = 4, power_share: float = 0.999, block: int = 0
+                 ) -> list[Track]:
     """Settle a track's frequency edges on its fine PSD (noise power 1 per bin, the mean of
     ``frames`` periodograms per block it was seen in). Bins within ``margin`` of the coarse
     edges that stand above the noise (false-alarm probability ``pfa``; runs of one bin are
     noise spikes) form runs; runs more than ``split_gap`` bins apart are separate signals
-    (neighbours the coarse view merged): one track each, sharing the time span and label.
+    (neighbours the coarse view merged): one track each, with the label, and the time span
+    of the blocks whose runs reached its band when ``block`` (samples per block) is given.
     Each run's edges are its occupied bandwidth: the band holding ``power_share`` of its
     power above the noise (99.9 %), which ignores window leakage and spectral skirts at high
     SNR. Where nothing stands out (a weak signal), the coarse edges stay."""
@@ -244,4 +310,6 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         part.f_low = max(-0.5, (lo - fine // 2 - 0.5) / fine)
         part.f_high = min(0.5, (hi - fine // 2 - 0.5) / fine)
         out.append(part)
+    if len(out) > 1 and block:
+        out = [part.own_blocks(block) for part in out]
     return out or [track]

@@ -60,8 +60,9 @@ class SpectrumSegmenter(RateBlock):
     the track's tiles) settles its frequency edges: the bins above the noise near the coarse
     edges, split where a gap shows two neighbours, each trimmed to its 99.9 % power
     bandwidth (``detections.refine_edges``). The ``family`` classifier then names each
-    detection's modulation family from the shape of that fine PSD, its bandwidth and how its
-    band moved (``detections.family_features``; with ``family: ""`` or ``refine: 0`` the
+    detection's modulation family from the shape of that fine PSD, its bandwidth, how its
+    band moved and two statistics of its envelope in its band, taken on the samples of its
+    first tiles (``detections.family_features``; with ``family: ""`` or ``refine: 0`` the
     label is the cell votes). Detection messages as cfar_detector's, with ``label`` the
     modulation family and ``confidence`` the peak presence probability.
     The model runs on a worker thread, overlapping the next batch's FFTs.
@@ -82,7 +83,7 @@ class SpectrumSegmenter(RateBlock):
     refine = Param(int, default=1024, min=0,
                    doc="FFT size of the PSD that settles each detection's edges (0: off)")
     family = Param(str, default="builtin:spectrum_family",
-                   doc="classifier of each detection's family from its fine PSD "
+                   doc="classifier of each detection's family from its PSD and envelope "
                        "(\"\": the network's cell votes)")
     max_batch = Param(int, default=16, min=1, doc="tiles per model call")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
@@ -176,15 +177,17 @@ class SpectrumSegmenter(RateBlock):
         masks = 0.5 * (presence + prev) > self.threshold
         per_tile = self._intervals(logits, masks, power, presence)
         fine = [None] * len(per_tile)
+        blocks = [None] * len(per_tile)
         busy = [k for k, intervals in enumerate(per_tile) if intervals]
         if x is not None and busy:  # only tiles with a detection feed a track's PSD
-            rows = self.fine_psd(x.reshape(len(per_tile), -1)[busy], floor[busy])
+            x = x.reshape(len(per_tile), -1)
+            rows = self.fine_psd(x[busy], floor[busy])
             for k, row in zip(busy, rows):
-                fine[k] = row
-        for intervals, row in zip(per_tile, fine):
+                fine[k], blocks[k] = row, x[k]
+        for intervals, row, block in zip(per_tile, fine, blocks):
             start = self._pos
             self._pos += self.decim
-            self._emit_all(self._tracker.update(start, self._pos, intervals, row))
+            self._emit_all(self._tracker.update(start, self._pos, intervals, row, block))
 
     def _intervals(self, logits, masks, power, presence) -> list[list[tuple]]:
         """Per tile, (f_low, f_high, snr_db, label, confidence) of each run of present
@@ -233,7 +236,8 @@ class SpectrumSegmenter(RateBlock):
             self._tracker.dropped_short = 0
         if self.refine:
             tracks = [part for track in tracks for part in
-                      refine_edges(track, self.decim // self.refine, margin=1 / self.fft)]
+                      refine_edges(track, self.decim // self.refine, margin=1 / self.fft,
+                                   block=self.decim)]
             self._classify(tracks)
         for track in tracks:
             self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq,

@@ -72,16 +72,20 @@ class _Receiver:
     def recv(self):
         if not self.poller.poll(POLL_MS):
             return None
-        parts = self.sock.recv_multipart(copy=False)
-        return parts[-1]  # a key, when present, is the first frame
+        return self._last_part()
 
     def recv_ready(self):
         """The next data frame if one has already arrived, else None (never waits)."""
-        try:
-            parts = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
-        except zmq.Again:
+        if not self.sock.get(zmq.EVENTS) & zmq.POLLIN:
             return None
-        return parts[-1]
+        return self._last_part()
+
+    def _last_part(self):
+        """The message's last part (a key, when present, is the first)."""
+        frame = self.sock.recv(copy=False)
+        while frame.more:
+            frame = self.sock.recv(copy=False)
+        return frame
 
 
 class _Sender:
@@ -221,6 +225,7 @@ class ZmqSource(Source):
         self._last_data = time.monotonic()
         self._pending = None
         self._values = int(np.prod(self.type.shape, dtype=np.int64))  # numbers per item
+        self._item_size, self._np_dtype = self.type.item_size, self.type.np_dtype
 
     def work(self):
         frame, self._pending = self._pending or self._rx.recv(), None
@@ -241,7 +246,7 @@ class ZmqSource(Source):
             if x is not None:
                 parts.append(x)
                 items += len(x)
-            full = items * self.type.item_size >= self.coalesce
+            full = items * self._item_size >= self.coalesce
             frame = None if full else self._rx.recv_ready()
             if frame is not None and items and self._holds_no_items(frame):
                 self._pending = frame  # its tags belong to the next chunk's first item
@@ -256,7 +261,7 @@ class ZmqSource(Source):
             start = decode_header(buf)[2] if self.pass_tags else 0
         except FrameError:
             return False  # decoded (and counted) as it comes
-        return len(buf) - start < self.type.item_size
+        return len(buf) - start < self._item_size
 
     def _decode(self, buf: memoryview, base: int = 0):
         """The frame's items (None if it holds none); its tags are added ``base`` items
@@ -269,7 +274,7 @@ class ZmqSource(Source):
         if self.pass_tags:
             remote, tags, start = decode_header(buf)
         payload = nbytes - start
-        size = self.type.item_size
+        size = self._item_size
         if payload % size:
             raise FrameError("malformed", f"{payload} payload bytes is not a multiple of the "
                              f"item size {size} ({self.type})")
@@ -284,7 +289,7 @@ class ZmqSource(Source):
                 self.add_tag(base + rel, tag.key, tag.value)
         if n == 0:
             return None
-        x = np.frombuffer(buf, dtype=self.type.np_dtype, count=n * self._values, offset=start)
+        x = np.frombuffer(buf, dtype=self._np_dtype, count=n * self._values, offset=start)
         self._written += n
         return x.reshape(n, *self.type.shape)
 

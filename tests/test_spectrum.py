@@ -128,8 +128,9 @@ def _fine_track(x, f_low, f_high):
 
 
 def test_refined_edges_split_neighbours_and_hug_each_signal():
-    """Two QPSK signals 1 % of the band apart, at a coarse box spanning both: the fine PSD
-    gives two detections whose edges sit within 10 % of the labelled ones."""
+    """Two QPSK signals 1 % of the band apart, the second only in the last 8 of 16 tiles,
+    at a coarse box spanning both: the fine PSD gives two detections whose edges sit within
+    10 % of the labelled ones, each spanning the tiles whose runs reached its band."""
     from cvstream.blocks.detections import refine_edges
     rng = np.random.default_rng(4)
     cfg = SceneConfig(samples=16 * 4096, snr_db=(20, 20), burst_probability=0.0,
@@ -137,17 +138,23 @@ def test_refined_edges_split_neighbours_and_hug_each_signal():
     x, labels = scene(rng, cfg, n_signals=0)
     n = np.arange(len(x))
     truth = []
-    for centre, width in ((0.1, 0.03), (0.14, 0.02)):
+    for centre, width, first in ((0.1, 0.03, 0), (0.14, 0.02, 8 * 4096)):
         wave, bw = generate(rng, "qpsk", len(x), width)
-        x = x + np.sqrt(100 * bw) * wave * np.exp(2j * np.pi * centre * n)
+        x = x + np.sqrt(100 * bw) * wave * np.exp(2j * np.pi * centre * n) * (n >= first)
         truth.append((centre - bw / 2, centre + bw / 2))
     track, frames = _fine_track(x.astype(np.complex64), 0.08, 0.16)
+    track.seen = [k * 4096 for k in range(16)]
+    track.edges = [(0.084, 0.116)] * 8 + [(0.084, 0.152)] * 8  # the runs merged at tile 8
     parts = refine_edges(track, frames, margin=1 / 256)
     assert len(parts) == 2
     for part, (lo, hi) in zip(parts, truth):
         assert part.f_low == pytest.approx(lo, abs=0.1 * (hi - lo))
         assert part.f_high == pytest.approx(hi, abs=0.1 * (hi - lo))
-        assert (part.start, part.stop) == (0, len(x))
+        assert (part.start, part.stop) == (0, len(x))        # without the block size
+    first, second = refine_edges(track, frames, margin=1 / 256, block=4096)
+    assert (first.start, first.stop) == (0, len(x)) and len(first.edges) == 16
+    assert (second.start, second.stop) == (8 * 4096, len(x)) and len(second.edges) == 8
+    assert (track.start, track.stop, len(track.edges)) == (0, len(x), 16)  # untouched
 
 
 def test_refined_edges_ignore_leakage_and_keep_weak_signals():
@@ -205,7 +212,25 @@ def test_recall_is_split_into_isolated_and_overlapped_signals():
     row = tally.row()
     assert row["det_recall"] == pytest.approx(2 / 3)
     assert row["det_recall_isolated"] == 1.0 and row["det_recall_overlapped"] == 0.5
+    assert row["det_f1"] == pytest.approx(0.8)
     assert row["label_confusion"] is None  # a detector without families
+
+
+def test_hidden_signals_are_those_under_stronger_ones():
+    """A signal is hidden where stronger signals cover most of its box; the recall of the
+    visible ones leaves it out."""
+    wide = ev.Box(0, 1000, 0.0, 0.2, snr_db=20.0)
+    weak_inner = ev.Box(200, 600, 0.05, 0.08, snr_db=10.0)      # under the wide one
+    strong_inner = ev.Box(200, 600, 0.10, 0.12, snr_db=25.0)    # stands above it
+    straddling = ev.Box(0, 1000, 0.15, 0.30, snr_db=5.0)        # a third under it
+    assert ev.hidden([wide, weak_inner, strong_inner, straddling]) == [1]
+    assert ev.hidden([wide, weak_inner], share=0.99) == [1]     # covered entirely
+    tally = ev.Tally()
+    tally.add([wide, weak_inner, strong_inner], [ev.Box(0, 1000, 0.0, 0.2),
+                                                 ev.Box(200, 600, 0.10, 0.12)], 1000)
+    row = tally.row()
+    assert row["hidden_share"] == pytest.approx(1 / 3)
+    assert row["det_recall"] == pytest.approx(2 / 3) and row["det_recall_visible"] == 1.0
 
 
 def test_label_confusion_is_tallied_and_printed():
@@ -387,9 +412,35 @@ def test_family_features_see_shape_and_motion():
     profile = a[:FAMILY_PROFILE]
     assert profile.max() == 0.0 and profile[0] == -1.0 and profile[FAMILY_PROFILE // 2] == 0.0
     assert a[FAMILY_PROFILE + 1] == pytest.approx(2.0, abs=0.05)   # peak 20 dB / 10
-    assert a[-2] == 0.0 and a[-1] == pytest.approx(1.0)             # steady, full width
-    assert b[-2] > 0.5 and b[-1] < 0.2                             # swept, narrow blocks
+    spread, width = FAMILY_PROFILE + 2, FAMILY_PROFILE + 3
+    assert a[spread] == 0.0 and a[width] == pytest.approx(1.0)     # steady, full width
+    assert b[spread] > 0.5 and b[width] < 0.2                      # swept, narrow blocks
+    assert a[-2] == a[-1] == 0.0                                   # no samples kept
     assert family_features(Track(0, 10, lo, hi, 20.0)) is None      # no fine PSD
+
+
+@pytest.mark.parametrize("kind", ["bpsk", "qpsk", "8psk", "16qam", "64qam"])
+def test_envelope_features_tell_qam_from_psk(kind):
+    """Through root-raised-cosine pulses and 20 dB of in-band noise, on the samples of a
+    track's first tiles: QAM's 4th moment stands above PSK's, BPSK's squared envelope
+    holds a line, and the track keeps only SAMPLE_BLOCKS copies of its tiles."""
+    from cvstream.blocks.detections import SAMPLE_BLOCKS, Track, envelope_features
+    from cvstream.models.spectrum.waveforms import linear
+    rng = np.random.default_rng(3)
+    wave, bw = linear(rng, 16 * 4096, 0.05, kind)
+    x = wave * np.exp(2j * np.pi * 0.1 * np.arange(len(wave)))
+    noise = rng.standard_normal((len(x), 2)) @ [1, 1j] * np.sqrt(bw * 10 ** (-20 / 10) / 2)
+    track = Track(0, 1, 0.1 - bw / 2, 0.1 + bw / 2, 20.0)
+    for k, block in enumerate((x + noise).reshape(16, 4096)):
+        track.add_samples(k * 4096, block)
+    assert len(track.samples) == SAMPLE_BLOCKS
+    kurtosis, line = envelope_features(track.samples, track.f_low, track.f_high)
+    if kind.endswith("qam"):
+        assert 1.4 < kurtosis < 1.7 and line < 0.1
+    elif kind == "bpsk":
+        assert 1.3 < kurtosis < 1.5 and line > 0.3
+    else:
+        assert kurtosis < 1.35 and line < 0.1
 
 
 def test_family_classifier_training_path_and_block(tmp_path):

@@ -2,9 +2,12 @@
 
 Metrics, per bucket (every signal of a scene drawn inside the bucket's SNR range):
 - cell precision / recall / F1 of signal presence on a 1024-bin x 1024-hop STFT grid;
-- detection recall and precision at time-frequency IoU >= 0.5 (greedy matching), and the
-  recall split into isolated signals and signals whose box overlaps another's (a signal
-  inside or across another's band at the same time: the hard case for any detector);
+- detection recall and precision at time-frequency IoU >= 0.5 (greedy matching), their
+  F1, and the recall split into isolated signals and signals whose box overlaps another's
+  (a signal inside or across another's band at the same time: the hard case for any
+  detector); the share of hidden signals (more than half of the box under stronger
+  signals: a higher in-band SNR is a higher PSD, and the cell labels give those cells to
+  the stronger signal) and the recall of the others, the visible ones;
 - false alarms per second (unmatched detections / recorded time at the nominal rate);
 - label accuracy of matched detections (n/a for detectors without classes);
 - per-bin accuracy over each window (a bin is occupied if any signal covers it), the
@@ -30,6 +33,7 @@ class Box:
     f_low: float
     f_high: float
     label: str = "signal"
+    snr_db: float = 0.0  # in-band SNR (truth boxes)
 
 
 def iou(a: Box, b: Box) -> float:
@@ -83,11 +87,29 @@ def overlapping(boxes: list[Box]) -> list[int]:
             if any(iou(a, b) > 0 for j, b in enumerate(boxes) if j != i)]
 
 
+def hidden(boxes: list[Box], share: float = 0.5, grid: int = 32) -> list[int]:
+    """Indices of the boxes that stronger ones (higher in-band SNR) cover over more than
+    ``share`` of their area (measured on ``grid`` x ``grid`` points inside each box)."""
+    out = []
+    u = (np.arange(grid) + 0.5) / grid
+    for i, a in enumerate(boxes):
+        t = a.start + u[:, None] * (a.stop - a.start)
+        f = a.f_low + u[None, :] * (a.f_high - a.f_low)
+        covered = np.zeros((grid, grid), bool)
+        for b in boxes:
+            if b.snr_db > a.snr_db:
+                covered |= (t >= b.start) & (t < b.stop) & (f >= b.f_low) & (f <= b.f_high)
+        if covered.mean() > share:
+            out.append(i)
+    return out
+
+
 class Tally:
     def __init__(self):
         self.tp_cells = self.fp_cells = self.fn_cells = 0
         self.truth = self.pred = self.matched = self.labels_ok = 0
         self.overlapped = self.matched_overlapped = 0
+        self.hidden = self.matched_hidden = 0
         self.labels: dict[str, dict[str, int]] = {}  # truth family -> predicted -> count
         self.samples = 0
         self.bin_ok = self.bin_total = 0
@@ -106,6 +128,9 @@ class Tally:
         for i in overlapping(truth):
             self.overlapped += 1
             self.matched_overlapped += i in hit
+        for i in hidden(truth):
+            self.hidden += 1
+            self.matched_hidden += i in hit
         self.labels_ok += sum(truth[i].label == pred[j].label for i, j in pairs)
         for i, j in pairs:
             row = self.labels.setdefault(truth[i].label, {})
@@ -118,14 +143,19 @@ class Tally:
     def row(self) -> dict:
         prec = self.tp_cells / max(1, self.tp_cells + self.fp_cells)
         rec = self.tp_cells / max(1, self.tp_cells + self.fn_cells)
+        det_rec, det_prec = self.matched / max(1, self.truth), self.matched / max(1, self.pred)
         return {
             "cell_precision": prec, "cell_recall": rec,
             "cell_f1": 2 * prec * rec / max(1e-12, prec + rec),
-            "det_recall": self.matched / max(1, self.truth),
-            "det_precision": self.matched / max(1, self.pred),
+            "det_recall": det_rec,
+            "det_precision": det_prec,
+            "det_f1": 2 * det_prec * det_rec / max(1e-12, det_prec + det_rec),
             "det_recall_isolated": (self.matched - self.matched_overlapped) / max(
                 1, self.truth - self.overlapped),
             "det_recall_overlapped": self.matched_overlapped / max(1, self.overlapped),
+            "hidden_share": self.hidden / max(1, self.truth),
+            "det_recall_visible": (self.matched - self.matched_hidden) / max(
+                1, self.truth - self.hidden),
             "false_alarms_per_s": (self.pred - self.matched) / (self.samples / RATE),
             "label_accuracy": (self.labels_ok / max(1, self.matched)) if self.has_labels
             else None,
@@ -146,7 +176,8 @@ def evaluate(detectors: dict, scenes_per_bucket: int = 16, seed: int = 7,
         for k in range(scenes_per_bucket):
             rng = np.random.default_rng([seed, lo + 100, k])
             x, labels = scene(rng, cfg, n_signals=int(rng.integers(1, cfg.max_signals + 1)))
-            truth = [Box(s.start, s.stop, s.f_low, s.f_high, s.label) for s in labels]
+            truth = [Box(s.start, s.stop, s.f_low, s.f_high, s.label, s.snr_db)
+                     for s in labels]
             for name, detect in detectors.items():
                 tallies[name].add(truth, detect(x), len(x))
             done += 1
@@ -171,16 +202,18 @@ def cfar_detect(**params):
 
 def format_table(table: dict) -> str:
     head = ("SNR bucket | detector | cell P | cell R | cell F1 | det recall | det precision "
-            "| recall isolated | recall overlapped | false alarms/s | label acc | bin acc")
-    lines = [head, "|".join(["---"] * 12)]
+            "| det F1 | recall isolated | recall overlapped | hidden | recall visible "
+            "| false alarms/s | label acc | bin acc")
+    lines = [head, "|".join(["---"] * 15)]
     for bucket, rows in table.items():
         for name, m in rows.items():
             label = "n/a" if m["label_accuracy"] is None else f"{m['label_accuracy']:.3f}"
             lines.append(f"{bucket} | {name} | {m['cell_precision']:.3f} | "
                          f"{m['cell_recall']:.3f} | {m['cell_f1']:.3f} | {m['det_recall']:.3f}"
-                         f" | {m['det_precision']:.3f} | {m['det_recall_isolated']:.3f} | "
-                         f"{m['det_recall_overlapped']:.3f} | {m['false_alarms_per_s']:.0f} | "
-                         f"{label} | {m['bin_accuracy']:.4f}")
+                         f" | {m['det_precision']:.3f} | {m['det_f1']:.3f} | "
+                         f"{m['det_recall_isolated']:.3f} | {m['det_recall_overlapped']:.3f} | "
+                         f"{m['hidden_share']:.3f} | {m['det_recall_visible']:.3f} | "
+                         f"{m['false_alarms_per_s']:.0f} | {label} | {m['bin_accuracy']:.4f}")
     return "\n".join(lines)
 
 

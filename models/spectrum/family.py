@@ -1,16 +1,20 @@
-"""The family classifier: which modulation family a detection is, from its fine spectrum.
+"""The family classifier: which modulation family a detection is, from its fine spectrum
+and its envelope.
 
 The segmenter's cells say where; their class scores, voted over a detection, said "psk"
 for nearly everything (a tile's 256-bin cells see too little of a signal's shape). This
 small network sees one detection at a time, after the fine PSD settled its edges: the
-PSD's shape over its band (``blocks.detections.family_features``), its bandwidth, SNR and
-how its band moved. It runs once per detection, so it costs the stream nothing.
+PSD's shape over its band (``blocks.detections.family_features``), its bandwidth, SNR, how
+its band moved, and two envelope statistics of its first tiles' in-band samples (4th
+moment and squared-envelope line: PSK and QAM share one spectral shape, not one
+envelope). It runs once per detection, so it costs the stream little.
 
 Training examples are the segmenter's own detections on synthetic scenes (the features the
 block computes, matched to the truth at IoU >= 0.5), so the classifier learns what the
-detector really delivers. PSK and QAM share one spectral shape: expect them confused.
+detector really delivers.
 
-    cvstream models train spectrum_family [--seed 0]   (needs the shipped segmenter)
+    cvstream models train spectrum_family [--seed 0]   (needs the shipped segmenter; then
+                                                        stores the segmenters' evaluation)
 """
 from __future__ import annotations
 
@@ -111,11 +115,15 @@ def confusion(model, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def train_and_export(out_dir: str, seed: int = 0, progress=None, steps: int = 3000,
-                     scenes: int = 1500, segmenter: str | None = None) -> dict:
+                     scenes: int = 1500, segmenter: str | None = None,
+                     store: bool = True) -> dict:
     """Features from the segmenter's detections on ``scenes`` scenes (a fifth held out),
-    the classifier trained from ``seed``, exported with its held-out accuracy."""
+    the classifier trained from ``seed``, exported with its held-out accuracy. With
+    ``store``, the segmenters in ``out_dir`` (whose stored evaluation includes the labels)
+    are evaluated again with it and their contracts updated."""
     from ..export import export_model
-    segmenter = segmenter or os.path.join(out_dir, "spectrum_segmenter.onnx")
+    own = os.path.join(out_dir, "spectrum_segmenter.onnx")
+    segmenter = segmenter or own
     x, y = examples(segmenter, scenes, seed, progress)
     cut = len(x) * 4 // 5
     model = fit(x[:cut], y[:cut], steps, seed, progress)
@@ -124,6 +132,9 @@ def train_and_export(out_dir: str, seed: int = 0, progress=None, steps: int = 30
               "accuracy": round(float(np.trace(table) / max(1, table.sum())), 4),
               "confusion": table.tolist()}
     export_model(model, contract(result), os.path.join(out_dir, NAME + ".onnx"))
+    if store and os.path.exists(own):
+        from .segmenter import store_evaluation
+        store_evaluation(out_dir, progress=progress)
     return result
 
 

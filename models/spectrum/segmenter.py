@@ -235,21 +235,36 @@ def train_and_export(out_dir: str, steps: int = 2500, seed: int = 0, progress=No
     import os
 
     from ..export import export_model
-    models = {}
     for real in (False, True):
         name = NAME + ("_real" if real else "")
         show = (lambda d, n, loss, name=name: progress(d, n, loss)) if progress else None
-        models[name] = (train(steps, seed, real=real, progress=show), real)
-        export_model(models[name][0], contract(name, real=real),
+        export_model(train(steps, seed, real=real, progress=show), contract(name, real=real),
                      os.path.join(out_dir, name + ".onnx"))
     # the family classifier learns from this segmenter's detections
     from . import family
-    family.train_and_export(out_dir, seed, progress)
-    table = evaluate_all(out_dir, scenes_per_bucket)
-    for name, (model, real) in models.items():
-        label = "real twin" if real else "segmenter"
-        rows = {bucket: {k: (round(v, 4) if isinstance(v, float) else v)
-                         for k, v in r[label].items()} for bucket, r in table.items()}
-        export_model(model, contract(name, rows, real), os.path.join(out_dir, name + ".onnx"))
+    family.train_and_export(out_dir, seed, progress, store=False)
+    return store_evaluation(out_dir, scenes_per_bucket, progress)
+
+
+def store_evaluation(model_dir: str, scenes_per_bucket: int = 32, progress=None) -> dict:
+    """Evaluate the directory's segmenters (labelled by its family classifier) against CFAR
+    and store each one's rows in its contract, weights untouched; returns the table."""
+    import os
+
+    from cvstream.contract import read_contract
+
+    from ..export import rewrite_contract
+    table = evaluate_all(model_dir, scenes_per_bucket, progress)
+    for name, label in ((NAME, "segmenter"), (NAME + "_real", "real twin")):
+        path = os.path.join(model_dir, name + ".onnx")
+        if not os.path.exists(path):
+            continue
+        c = read_contract(path)
+        c.evaluation = {bucket: {k: (round(v, 4) if isinstance(v, float) else v)
+                                 for k, v in rows[label].items()}
+                        for bucket, rows in table.items()}
+        rewrite_contract(path, c)
     return table
+
+
 from .evaluate import format_table  # noqa: E402,F401
