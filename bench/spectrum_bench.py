@@ -14,12 +14,14 @@
    -> zmq_sink) and, where Debian's gnuradio is installed, with GNU Radio's (file_source
    -> throttle -> zeromq push_sink, `gr_flowgraphs.py file_tx`): once as it comes (a frame
    per scheduler call, a few thousand samples) and once with 64 K-sample frames
-   (`set_output_multiple` on the throttle).
+   (`set_output_multiple` on the throttle). Prints the CPU both processes used per second
+   of stream: the two cores are shared, so what the sender costs the receiver cannot use.
 4. Latency: a tile's fill time plus one batch's processing (FFTs, model, detections).
 """
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import tempfile
@@ -53,6 +55,12 @@ blocks:
 connections: [rec -> pace, pace -> tx]
 """)
     return path
+
+
+def _children_cpu() -> float:
+    """CPU seconds used by the finished child processes (the senders)."""
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
 
 
 def run_graph(text: str) -> tuple[float, dict]:
@@ -104,20 +112,25 @@ connections: [{{src: sdr, dst: seg, buffer: 4194304}}, seg.detections -> out]
 """
         sched = Scheduler(load_graph_text(rx))
         sched.start()
+        cpu0, children0 = time.process_time(), _children_cpu()
         sender = subprocess.Popen(command(port))
         sched.wait()
         try:  # a sender that outlived its receiver would block on a full socket
             sender.wait(timeout=10)
         except subprocess.TimeoutExpired:
             sender.kill()
+            sender.wait()
             print(f"{label} sender still running 10 s after the receiver ended: killed")
+        rx_cores = (time.process_time() - cpu0) / (n / 20e6)
+        tx_cores = (_children_cpu() - children0) / (n / 20e6)
         snap = sched.snapshot()["blocks"]
         dropped = snap["sdr"]["counters"].get("dropped_items", 0)
         got = snap["sdr"]["items_out"]
         print(f"zmq from a {label} sender (paced at 20 Msps, same 2 cores) -> "
               f"spectrum_segmenter -> zmq_msg_sink: {got} of {n} samples arrived, "
               f"{dropped} dropped at a full buffer ({100 * dropped / max(1, got):.2f} %), "
-              f"{snap['seg']['messages_out']} detections")
+              f"{snap['seg']['messages_out']} detections; CPU per second of stream: receiver "
+              f"{rx_cores:.2f} cores, sender {tx_cores:.2f} (start-up included)")
     from cvstream.blocks.segmenter import SpectrumSegmenter
     seg = SpectrumSegmenter()
     seg.start()

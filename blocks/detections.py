@@ -12,6 +12,7 @@ Without a known sample rate, frequencies are normalized (cycles/sample) and ``ra
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -209,8 +210,8 @@ class Tracker:
         if track.edges:
             lows, highs = np.array(track.edges).T
             centres = 0.5 * (lows + highs)
-            spread = np.percentile(centres, 90) - np.percentile(centres, 10)
-            if spread <= np.median(highs - lows):
+            p10, p90 = np.percentile(centres, (10, 90))
+            if p90 - p10 <= np.median(highs - lows):
                 track.f_low, track.f_high = float(np.median(lows)), float(np.median(highs))
         return track
 
@@ -268,13 +269,21 @@ def family_features(track: Track) -> np.ndarray | None:
     peak = float(db.max())
     lows, highs = np.array(track.edges).T
     centres = 0.5 * (lows + highs)
-    spread = (np.percentile(centres, 90) - np.percentile(centres, 10)) / bw
+    p10, p90 = np.percentile(centres, (10, 90))
+    spread = (p90 - p10) / bw
     width = float(np.median(highs - lows)) / bw
     kurtosis, line = envelope_features(track.samples, track.f_low, track.f_high)
     return np.concatenate([np.maximum(db - peak, -40) / 40,
                            [np.log10(bw), peak / 10, spread, width,
                             kurtosis - 1.5 if track.samples else 0.0, line]]
                           ).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def noise_level(pfa: float, n: int) -> float:
+    """The level a mean of ``n`` white-noise periodogram bins (unit mean) exceeds with
+    probability ``pfa``."""
+    return float(scipy.stats.gamma.isf(pfa, n, scale=1 / n))
 
 
 def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
@@ -294,7 +303,7 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     fine = len(track.spectrum)
     n = frames * track.spectra
     psd = track.spectrum / track.spectra
-    level = float(scipy.stats.gamma.isf(pfa, n, scale=1 / n))
+    level = noise_level(pfa, n)
     freqs = (np.arange(fine) - fine // 2) / fine
     inside = (freqs >= track.f_low - margin) & (freqs <= track.f_high + margin)
     out = []
