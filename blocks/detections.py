@@ -16,6 +16,7 @@ import functools
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.fft
 import scipy.stats
 
 
@@ -235,16 +236,16 @@ def envelope_features(blocks: list, f_low: float, f_high: float) -> tuple[float,
         return 0.0, 0.0
     tiles = np.stack([x for _, x in blocks])
     n = tiles.shape[1]
-    spec = np.fft.fftshift(np.fft.fft(tiles, axis=1), axes=1)
-    centre = 0.5 * (f_low + f_high) * n + n // 2
+    centre = 0.5 * (f_low + f_high) * n + n // 2   # in DC-centred bins
     half = max(0.5 * (f_high - f_low) * n, 2.0)
     a, b = max(0, int(np.floor(centre - half))), min(n, int(np.ceil(centre + half)) + 1)
-    z = np.fft.ifft(spec[:, a:b], axis=1)
-    power = np.abs(z) ** 2
+    band = (np.arange(a, b) - n // 2) % n         # the same bins, in FFT order
+    z = scipy.fft.ifft(scipy.fft.fft(tiles, axis=1)[:, band], axis=1)
+    power = (z.real ** 2 + z.imag ** 2).astype(np.float64)
     p2, p4 = power.mean(axis=1), (power ** 2).mean(axis=1)
     kurtosis = p4 / np.maximum(p2 ** 2, 1e-30)
-    line = np.abs(np.fft.fft(z ** 2, axis=1)).max(axis=1) ** 2 / np.maximum(
-        (b - a) * (power ** 2).sum(axis=1), 1e-30)
+    squared = np.abs(scipy.fft.fft(z * z, axis=1)).astype(np.float64)
+    line = squared.max(axis=1) ** 2 / np.maximum((b - a) * (power ** 2).sum(axis=1), 1e-30)
     return float(np.median(kurtosis)), float(np.median(line))
 
 
