@@ -135,7 +135,7 @@ connections: [{{src: sdr, dst: seg, buffer: 4194304}}, seg.detections -> out]
     seg = SpectrumSegmenter()
     seg.start()
     x = np.fromfile(str(meta).replace("-meta", "-data"), np.complex64)[:seg.decim * 16]
-    for batch in (1, 16):
+    for batch in (1, seg.max_batch):
         part = x[:seg.decim * batch]
         times = []
         for _ in range(30):

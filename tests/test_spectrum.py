@@ -309,17 +309,21 @@ def test_block_tiles_are_the_training_tiles():
     np.testing.assert_allclose(power, np.mean(np.abs(want) ** 2, axis=1), rtol=1e-4)
 
 
-@pytest.mark.parametrize("activation", ["modrelu", "mixed", "crelu"])
-def test_segmenter_variants_export_exactly(tmp_path, activation):
-    """Every activation of the ablation exports to ONNX with the torch model's outputs."""
+@pytest.mark.parametrize("activation,frames", [("modrelu", 32), ("mixed", 32), ("crelu", 32),
+                                               ("modrelu", 16)])
+def test_segmenter_variants_export_exactly(tmp_path, activation, frames):
+    """Every activation of the ablation, and a shorter tile, exports to ONNX with the torch
+    model's outputs; the contract records the tile's frames."""
     torch = pytest.importorskip("torch")
     from cvstream.blocks.onnx_model import make_session
+    from cvstream.contract import read_contract
     from cvstream.models.export import export_model
     from cvstream.models.spectrum import segmenter as seg
-    model = seg.build(activation=activation).eval()
+    model = seg.build(activation=activation, frames=frames).eval()
     path = str(tmp_path / f"{activation}.onnx")
-    export_model(model, seg.contract(), path)
-    x = np.random.default_rng(9).standard_normal((3, seg.FRAMES, seg.FFT, 2)).astype(np.float32)
+    export_model(model, seg.contract(frames=frames), path)
+    assert read_contract(path).preprocess["stft"]["frames"] == frames
+    x = np.random.default_rng(9).standard_normal((3, frames, seg.FFT, 2)).astype(np.float32)
     got = make_session(path).run(None, {"frames": x})[0]
     np.testing.assert_allclose(got, model(torch.from_numpy(x)).detach().numpy(), atol=1e-4)
     with pytest.raises(ValueError, match="activation"):
@@ -423,8 +427,8 @@ def test_family_features_see_shape_and_motion():
 def test_envelope_features_tell_qam_from_psk(kind):
     """Through root-raised-cosine pulses and 20 dB of in-band noise, on the samples of a
     track's first tiles: QAM's 4th moment stands above PSK's, BPSK's squared envelope
-    holds a line, and the track keeps only SAMPLE_BLOCKS copies of its tiles."""
-    from cvstream.blocks.detections import SAMPLE_BLOCKS, Track, envelope_features
+    holds a line, and the track keeps copies of its first SAMPLE_LIMIT samples only."""
+    from cvstream.blocks.detections import SAMPLE_LIMIT, Track, envelope_features
     from cvstream.models.spectrum.waveforms import linear
     rng = np.random.default_rng(3)
     wave, bw = linear(rng, 16 * 4096, 0.05, kind)
@@ -433,7 +437,7 @@ def test_envelope_features_tell_qam_from_psk(kind):
     track = Track(0, 1, 0.1 - bw / 2, 0.1 + bw / 2, 20.0)
     for k, block in enumerate((x + noise).reshape(16, 4096)):
         track.add_samples(k * 4096, block)
-    assert len(track.samples) == SAMPLE_BLOCKS
+    assert len(track.samples) == SAMPLE_LIMIT // 4096 and track.held == SAMPLE_LIMIT
     kurtosis, line = envelope_features(track.samples, track.f_low, track.f_high)
     if kind.endswith("qam"):
         assert 1.4 < kurtosis < 1.7 and line < 0.1
@@ -486,18 +490,18 @@ def test_shipped_family_classifier_names_the_families():
 def test_refine_size_must_fit_the_tile():
     from cvstream.blocks.segmenter import SpectrumSegmenter
     from cvstream.errors import ParamError
-    with pytest.raises(ParamError, match="refine.*divide its tile of 4096"):
+    with pytest.raises(ParamError, match="refine.*divide its tile of 8192"):
         SpectrumSegmenter(refine=1000)
     with pytest.raises(ParamError, match="at least the model's FFT size 256"):
         SpectrumSegmenter(refine=128)
     # the fine PSD is in units of the coarse noise floor: white noise sits at 1 per bin
     rng = np.random.default_rng(6)
-    noise = ((rng.standard_normal(64 * 4096) + 1j * rng.standard_normal(64 * 4096))
+    noise = ((rng.standard_normal(32 * 8192) + 1j * rng.standard_normal(32 * 8192))
              / np.sqrt(2)).astype(np.complex64)
     block = SpectrumSegmenter()
     _, _, floor = block.prepare(noise)
     fine = block.fine_psd(noise, floor)
-    assert fine.shape == (64, 1024)
+    assert fine.shape == (32, 1024)
     assert np.mean(fine) == pytest.approx(1.0, rel=0.1)
 
 
