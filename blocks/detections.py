@@ -225,12 +225,12 @@ FAMILY_FEATURES = FAMILY_PROFILE + 6
 
 def envelope_features(blocks: list, f_low: float, f_high: float) -> tuple[float, float]:
     """Two statistics of a signal's complex envelope that its PSD cannot show, from blocks
-    of its samples ((start, samples) pairs, as ``Track.samples``): each block's bins inside [f_low, f_high] back in time (a critically
-    sampled baseband copy of the band: about one sample per symbol for PSK and QAM), then
-    the median over blocks of
-    - the normalized 4th moment E|z|^4 / (E|z|^2)^2: near 1 for constant envelopes (PSK
-      symbols, FSK, FM, tones), about 1.3-1.4 for 16/64QAM and BPSK through their pulse
-      shaping, 2 for Gaussian-like OFDM and noise;
+    of its samples ((start, samples) pairs, as ``Track.samples``): each block's bins inside
+    [f_low, f_high] back in time (a critically sampled baseband copy of the band: about one
+    sample per symbol for PSK and QAM), then the median over blocks of
+    - the normalized 4th moment E|z|^4 / (E|z|^2)^2: about 1.2 for QPSK and 8PSK through
+      their pulse shaping, 1.3-1.45 for BPSK, 1.5 for 16/64QAM, 2 for Gaussian-like OFDM
+      and noise, near 1 for constant envelopes (FSK, FM, tones);
     - the strongest spectral line of z^2 as a share of its power (1 for a pure line at
       twice the carrier: BPSK; ~0 for circular signals such as QPSK and QAM).
     (0, 0) without samples."""
