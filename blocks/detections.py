@@ -58,7 +58,6 @@ class Track:
     spectrum: np.ndarray | None = None  # sum of the fine PSDs of the blocks it was seen in
     spectra: int = 0                    # how many were summed
     samples: list = field(default_factory=list)  # (start, samples) of its first blocks
-    held: int = 0                                # how many samples those hold
 
     def add_spectrum(self, psd: np.ndarray | None) -> None:
         if psd is None:
@@ -72,9 +71,8 @@ class Track:
     def add_samples(self, start: int, block: np.ndarray | None) -> None:
         """Keep a copy of the samples of the block at ``start`` while fewer than
         SAMPLE_LIMIT are held (for ``envelope_features``)."""
-        if block is not None and self.held < SAMPLE_LIMIT:
+        if block is not None and sum(len(x) for _, x in self.samples) < SAMPLE_LIMIT:
             self.samples.append((start, np.array(block, np.complex64)))
-            self.held += len(block)
 
     def own_blocks(self, block: int) -> "Track":
         """A part of this track (an edge split of it, ``refine_edges``) narrowed to the

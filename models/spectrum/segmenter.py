@@ -33,6 +33,8 @@ FFT, FRAMES = 256, 32
 TILE = FFT * FRAMES
 WIDTH = 12
 ACTIVATION = "modrelu"
+#: the shipped segmenters (file name, row label in the evaluation table)
+SEGMENTERS = ((NAME, "segmenter"), (NAME + "_real", "real twin"))
 
 
 def stft_tiles(x: np.ndarray) -> np.ndarray:
@@ -201,7 +203,7 @@ def evaluate_all(model_dir: str, scenes_per_bucket: int = 32, progress=None) -> 
     detectors = {}
     family = os.path.join(model_dir, "spectrum_family.onnx")  # the directory's own, if any
     extra = {"family": family} if os.path.exists(family) else {}
-    for name, label in ((NAME, "segmenter"), (NAME + "_real", "real twin")):
+    for name, label in SEGMENTERS:
         path = os.path.join(model_dir, name + ".onnx")
         if os.path.exists(path):
             detectors[label] = detector(path, **extra)
@@ -214,9 +216,10 @@ VARIANTS = (("modrelu", 12), ("modrelu", 10), ("modrelu", 8), ("crelu", 12), ("m
 
 def ablation(out_dir: str, variants=VARIANTS,
              steps: int = 2500, seed: int = 0, scenes_per_bucket: int = 32) -> dict:
-    """The ablation the README quotes: the complex segmenter trained from ``seed`` with each
-    (activation, width), exported to ``out_dir``, evaluated on the held-out scenes of
-    ``cvstream models eval spectrum`` (CFAR alongside)."""
+    """The ablation of activation and width: the complex segmenter trained from ``seed``
+    with each (activation, width) at FRAMES frames a tile, exported to ``out_dir``,
+    evaluated on the held-out scenes of ``cvstream models eval spectrum`` (CFAR alongside).
+    The README's table was measured at 16 frames (this function at commit 2be6f91)."""
     import os
 
     from ..export import export_model
@@ -241,9 +244,8 @@ def train_and_export(out_dir: str, steps: int = 2500, seed: int = 0, progress=No
     from ..export import export_model
     for real in (False, True):
         name = NAME + ("_real" if real else "")
-        show = (lambda d, n, loss, name=name: progress(d, n, loss)) if progress else None
-        export_model(train(steps, seed, real=real, progress=show), contract(name, real=real),
-                     os.path.join(out_dir, name + ".onnx"))
+        export_model(train(steps, seed, real=real, progress=progress),
+                     contract(name, real=real), os.path.join(out_dir, name + ".onnx"))
     # the family classifier learns from this segmenter's detections
     from . import family
     family.train_and_export(out_dir, seed, progress, store=False)
@@ -259,7 +261,7 @@ def store_evaluation(model_dir: str, scenes_per_bucket: int = 32, progress=None)
 
     from ..export import rewrite_contract
     table = evaluate_all(model_dir, scenes_per_bucket, progress)
-    for name, label in ((NAME, "segmenter"), (NAME + "_real", "real twin")):
+    for name, label in SEGMENTERS:
         path = os.path.join(model_dir, name + ".onnx")
         if not os.path.exists(path):
             continue
