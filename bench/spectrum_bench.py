@@ -8,9 +8,9 @@
 2. The same with cfar_detector.
 3. zmq_source (pull, overflow: drop) -> spectrum_segmenter -> zmq_msg_sink, a second
    process streaming the recording paced at 20 Msps on the same 2 cores: does the receiver
-   keep up (items dropped, counted)? The receiver's input buffer holds 0.2 s (4 M samples,
-   as graphs/spectrum_zmq.yml), so scheduling jitter is absorbed but a receiver slower than
-   20 Msps on average still drops. Once with a cvstream sender (sigmf_source -> throttle
+   keep up (items dropped, counted)? As in graphs/spectrum_zmq.yml, the source gathers
+   for 4 ms after a frame arrives and its buffer holds 0.2 s (4 M samples), so scheduling
+   jitter is absorbed but a receiver slower than 20 Msps on average still drops. Once with a cvstream sender (sigmf_source -> throttle
    -> zmq_sink) and, where Debian's gnuradio is installed, with GNU Radio's (file_source
    -> throttle -> zeromq push_sink, `gr_flowgraphs.py file_tx`): once as it comes (a frame
    per scheduler call, a few thousand samples) and once with 64 K-sample frames
@@ -105,7 +105,7 @@ connections: [rec -> det, rec -> out, det.detections -> out.annotations]
         rx = f"""
 blocks:
   sdr: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull, idle_timeout: 5,
-        rate: 20e6, overflow: drop}}
+        rate: 20e6, overflow: drop, gather: 0.004}}
   seg: {{type: spectrum_segmenter}}
   out: {{type: zmq_msg_sink, address: "tcp://127.0.0.1:{out_port}", pattern: pub}}
 connections: [{{src: sdr, dst: seg, buffer: 4194304}}, seg.detections -> out]

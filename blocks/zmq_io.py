@@ -174,8 +174,10 @@ class ZmqSource(Source):
     seconds without data (0: run until interrupted). Frames that have already arrived are
     joined into one chunk of up to ``coalesce`` bytes (GNU Radio sends a few thousand
     samples per frame: thousands of frames a second at 20 Msps, each a trip through the
-    runtime otherwise); the latency stays one frame, as nothing waits to fill a chunk.
-    Ports: out (``dtype``, item ``shape``). Latency: one frame.
+    runtime otherwise). With ``gather`` the source sleeps that long after a frame arrives
+    and then takes all that came meanwhile: one wake-up per chunk instead of per frame
+    (keep ``gather`` x frames a second well under ``hwm``).
+    Ports: out (``dtype``, item ``shape``). Latency: one frame, plus ``gather``.
     Example: ``rx: {type: zmq_source, address: "tcp://127.0.0.1:5555", pattern: pull}``
     """
 
@@ -196,6 +198,8 @@ class ZmqSource(Source):
     max_frame = Param(int, default=64 << 20, min=1, unit="bytes", doc="larger frames dropped")
     coalesce = Param(int, default=1 << 20, min=1, unit="bytes",
                      doc="join frames already received into chunks up to this size")
+    gather = Param(float, default=0.0, min=0.0, max=1.0, unit="s",
+                   doc="after a frame arrives, wait this long for more before sending it on")
     rate = Param(float, default=0.0, min=0.0, unit="Hz",
                  doc="sample rate of the stream, when known (checked by model blocks)")
 
@@ -235,6 +239,8 @@ class ZmqSource(Source):
                 raise EndOfStream
             return None
         self._last_data = now
+        if self.gather:
+            time.sleep(self.gather)
         parts, items = [], 0
         while frame is not None:
             try:

@@ -1,6 +1,7 @@
 """ZeroMQ blocks on real sockets, across real `cvstream run` processes."""
 import json
 import subprocess
+import threading
 import time
 
 import numpy as np
@@ -133,6 +134,41 @@ def test_frames_already_received_are_joined_with_their_tags():
     assert chunks[0][1] == [(10, "frame", 0), (110, "frame", 1), (210, "frame", 2)]
     assert chunks[1][1] == [(10, "frame", 3), (110, "frame", 4), (210, "frame", 5)]
     assert chunks[2][1] == [(0, "burst", 1)]
+
+
+def test_gather_waits_for_the_frames_that_follow():
+    """With ``gather`` the source sleeps after the first frame and takes what arrived
+    meanwhile: frames sent 20 ms apart come out as one chunk, in order; without it, the
+    first frame leaves alone (nothing else had arrived)."""
+    from cvstream.blocks.zmq_io import ZmqSource
+    port = free_port()
+    sock = _push(port)
+    chunks = {}
+    for gather in (0.0, 0.3):
+        rx = ZmqSource(address=f"tcp://127.0.0.1:{port}", pattern="pull", gather=gather)
+        rx.start()
+        try:
+            time.sleep(0.2)  # connected
+
+            def send():
+                for k in range(4):
+                    sock.send(np.full(100, k, np.complex64).tobytes())
+                    time.sleep(0.02)
+            sender = threading.Thread(target=send)
+            sender.start()
+            got = []
+            while sum(len(x) for x in got) < 400:
+                x = rx.work()
+                if x is not None:
+                    got.append(x.real.astype(int))
+            sender.join()
+        finally:
+            rx.stop()
+        chunks[gather] = got
+    sock.close()
+    assert [len(x) for x in chunks[0.3]] == [400]
+    assert chunks[0.3][0].tolist() == [k for k in range(4) for _ in range(100)]
+    assert len(chunks[0.0][0]) == 100 and len(chunks[0.0]) > 1
 
 
 def test_restarted_publisher_is_picked_up(graph_file, tmp_path):
