@@ -1,7 +1,7 @@
 """Spectrum segmentation speed: can the graphs keep up with 20 Msps (HackRF) and 56 Msps
 (USRP B210) on this machine?
 
-    python bench/spectrum_bench.py [--scenes 256]
+    python bench/spectrum_bench.py [--scenes 256] [--repeat N]
 
 1. sigmf_source -> spectrum_segmenter -> sigmf_sink (annotations), on a synthesized 20 Msps
    recording, end to end through the runtime: Msps.
@@ -16,6 +16,8 @@
    per scheduler call, a few thousand samples) and once with 64 K-sample frames
    (`set_output_multiple` on the throttle). Prints the CPU both processes used per second
    of stream: the two cores are shared, so what the sender costs the receiver cannot use.
+   ``--repeat N`` streams N times per sender and sums up the drops (this machine's speed
+   moves from run to run).
 4. Latency: a tile's fill time plus one batch's processing (FFTs, model, detections).
 """
 from __future__ import annotations
@@ -70,9 +72,46 @@ def run_graph(text: str) -> tuple[float, dict]:
     return time.perf_counter() - t0, sched.snapshot()
 
 
+def zmq_run(label: str, command, n: int) -> float:
+    """Stream the recording from a sender process into the segmenter's ZeroMQ graph; prints
+    the run and returns the percentage of samples dropped."""
+    port, out_port = free_port(), free_port()
+    rx = f"""
+blocks:
+  sdr: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull, idle_timeout: 5,
+        rate: 20e6, overflow: drop, gather: 0.004}}
+  seg: {{type: spectrum_segmenter}}
+  out: {{type: zmq_msg_sink, address: "tcp://127.0.0.1:{out_port}", pattern: pub}}
+connections: [{{src: sdr, dst: seg, buffer: 4194304}}, seg.detections -> out]
+"""
+    sched = Scheduler(load_graph_text(rx))
+    sched.start()
+    cpu0, children0 = time.process_time(), _children_cpu()
+    sender = subprocess.Popen(command(port))
+    sched.wait()
+    try:  # a sender that outlived its receiver would block on a full socket
+        sender.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        sender.kill()
+        sender.wait()
+        print(f"{label} sender still running 10 s after the receiver ended: killed")
+    rx_cores = (time.process_time() - cpu0) / (n / 20e6)
+    tx_cores = (_children_cpu() - children0) / (n / 20e6)
+    snap = sched.snapshot()["blocks"]
+    dropped = snap["sdr"]["counters"].get("dropped_items", 0)
+    got = snap["sdr"]["items_out"]
+    print(f"zmq from a {label} sender (paced at 20 Msps, same 2 cores) -> "
+          f"spectrum_segmenter -> zmq_msg_sink: {got} of {n} samples arrived, "
+          f"{dropped} dropped at a full buffer ({100 * dropped / max(1, got):.2f} %), "
+          f"{snap['seg']['messages_out']} detections; CPU per second of stream: receiver "
+          f"{rx_cores:.2f} cores, sender {tx_cores:.2f} (start-up included)")
+    return 100 * dropped / max(1, got)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", type=int, default=256, help="262144-sample scenes recorded")
+    ap.add_argument("--repeat", type=int, default=1, help="ZeroMQ runs per sender")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     meta = recording(tmp, args.scenes)
@@ -101,36 +140,11 @@ connections: [rec -> det, rec -> out, det.detections -> out.annotations]
         senders["GNU Radio"] = gr_sender()
         senders["GNU Radio (64 K-sample frames)"] = gr_sender(65536)
     for label, command in senders.items():
-        port, out_port = free_port(), free_port()
-        rx = f"""
-blocks:
-  sdr: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull, idle_timeout: 5,
-        rate: 20e6, overflow: drop, gather: 0.004}}
-  seg: {{type: spectrum_segmenter}}
-  out: {{type: zmq_msg_sink, address: "tcp://127.0.0.1:{out_port}", pattern: pub}}
-connections: [{{src: sdr, dst: seg, buffer: 4194304}}, seg.detections -> out]
-"""
-        sched = Scheduler(load_graph_text(rx))
-        sched.start()
-        cpu0, children0 = time.process_time(), _children_cpu()
-        sender = subprocess.Popen(command(port))
-        sched.wait()
-        try:  # a sender that outlived its receiver would block on a full socket
-            sender.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            sender.kill()
-            sender.wait()
-            print(f"{label} sender still running 10 s after the receiver ended: killed")
-        rx_cores = (time.process_time() - cpu0) / (n / 20e6)
-        tx_cores = (_children_cpu() - children0) / (n / 20e6)
-        snap = sched.snapshot()["blocks"]
-        dropped = snap["sdr"]["counters"].get("dropped_items", 0)
-        got = snap["sdr"]["items_out"]
-        print(f"zmq from a {label} sender (paced at 20 Msps, same 2 cores) -> "
-              f"spectrum_segmenter -> zmq_msg_sink: {got} of {n} samples arrived, "
-              f"{dropped} dropped at a full buffer ({100 * dropped / max(1, got):.2f} %), "
-              f"{snap['seg']['messages_out']} detections; CPU per second of stream: receiver "
-              f"{rx_cores:.2f} cores, sender {tx_cores:.2f} (start-up included)")
+        drops = [zmq_run(label, command, n) for _ in range(args.repeat)]
+        if args.repeat > 1:
+            print(f"{label} sender, {args.repeat} runs: nothing dropped in "
+                  f"{sum(d == 0 for d in drops)}; dropped % per run: "
+                  + " ".join(f"{d:.2f}" for d in drops))
     from cvstream.blocks.segmenter import SpectrumSegmenter
     seg = SpectrumSegmenter()
     seg.start()
