@@ -4,6 +4,8 @@ usage: gr_flowgraphs.py inproc SECONDS
        gr_flowgraphs.py zmq_rx ADDRESS SECONDS      (pull_source -> null_sink; prints Msps)
        gr_flowgraphs.py zmq_tx ADDRESS              (null_source -> push_sink, until killed)
        gr_flowgraphs.py file_tx FILE ADDRESS RATE [FRAME]  (cf32 file -> throttle -> push_sink)
+       gr_flowgraphs.py file_pub FILE ADDRESS RATE  (cf32 file -> throttle -> pub_sink with the
+                                                     tag header; starts 1 s after binding)
 inproc and zmq_rx print one JSON line {"msps": ...} measured over SECONDS after a 1 s
 warm-up.
 """
@@ -52,6 +54,13 @@ def main():
         tb.connect(src, thr, zeromq.push_sink(c, 1, sys.argv[3], 100, False, -1))
         tb.run()
         time.sleep(1.0)  # let the socket flush before the process exits
+    elif mode == "file_pub":
+        src = blocks.file_source(c, sys.argv[2], False)
+        thr = blocks.throttle(c, float(sys.argv[4]))
+        tb.connect(src, thr, zeromq.pub_sink(c, 1, sys.argv[3], 100, True, -1))
+        time.sleep(1.0)  # a PUB socket sends only to subscribers already connected
+        tb.run()
+        time.sleep(1.0)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,17 @@
 3. zmq_source (pull, overflow: drop) -> spectrum_segmenter -> zmq_msg_sink, a second
    process streaming the recording paced at 20 Msps on the same 2 cores: does the receiver
    keep up (items dropped, counted)? As in graphs/spectrum_zmq.yml, the source gathers
-   for 4 ms after a frame arrives and its buffer holds 0.2 s (4 M samples), so scheduling
-   jitter is absorbed but a receiver slower than 20 Msps on average still drops. Once with a cvstream sender (sigmf_source -> throttle
-   -> zmq_sink) and, where Debian's gnuradio is installed, with GNU Radio's (file_source
-   -> throttle -> zeromq push_sink, `gr_flowgraphs.py file_tx`): once as it comes (a frame
-   per scheduler call, a few thousand samples) and once with 64 K-sample frames
-   (`set_output_multiple` on the throttle). Prints the CPU both processes used per second
-   of stream: the two cores are shared, so what the sender costs the receiver cannot use.
+   for 4 ms after a frame arrives and its buffer holds 0.5 s (10 M samples), so scheduling
+   jitter is absorbed but a receiver slower than 20 Msps on average still drops; the peak
+   backlog (the buffer's highest fill) shows how close it came. Once with a cvstream
+   sender (sigmf_source -> throttle -> zmq_sink) and, where Debian's gnuradio is
+   installed, with GNU Radio's (file_source -> throttle -> zeromq push_sink,
+   `gr_flowgraphs.py file_tx`): once as it comes (a frame per scheduler call, a few
+   thousand samples) and once with 64 K-sample frames (`set_output_multiple` on the
+   throttle); then graphs/spectrum_zmq.yml itself (SUB, tag header; ``seg.rate`` set, as
+   the recording carries no rx_rate tag) fed by GNU Radio's pub_sink with the tag header
+   (`gr_flowgraphs.py file_pub`). Prints the CPU both processes used per second of
+   stream: the two cores are shared, so what the sender costs the receiver cannot use.
    ``--repeat N`` streams N times per sender and sums up the drops (this machine's speed
    moves from run to run).
 4. Latency: a tile's fill time plus one batch's processing (FFTs, model, detections).
@@ -32,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cvstream.loader import load_graph_text
+from cvstream.loader import load_graph, load_graph_text
 from cvstream.models.spectrum.synth import SceneConfig, scene, write_sigmf
 from cvstream.scheduler import Scheduler
 
@@ -72,19 +76,29 @@ def run_graph(text: str) -> tuple[float, dict]:
     return time.perf_counter() - t0, sched.snapshot()
 
 
-def zmq_run(label: str, command, n: int) -> float:
-    """Stream the recording from a sender process into the segmenter's ZeroMQ graph; prints
-    the run and returns the percentage of samples dropped."""
-    port, out_port = free_port(), free_port()
-    rx = f"""
+def receiver(port: int, graph: bool):
+    """zmq_source (PULL) -> spectrum_segmenter -> zmq_msg_sink; or, with ``graph``,
+    graphs/spectrum_zmq.yml itself (SUB, tag header) at 20 Msps."""
+    out_port = free_port()
+    if graph:
+        return load_graph(str(HERE.parent / "graphs" / "spectrum_zmq.yml"), {
+            "iq": f"tcp://127.0.0.1:{port}", "detections": f"tcp://127.0.0.1:{out_port}",
+            "sdr.idle_timeout": 5, "seg.rate": 20e6})
+    return load_graph_text(f"""
 blocks:
   sdr: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull, idle_timeout: 5,
         rate: 20e6, overflow: drop, gather: 0.004}}
   seg: {{type: spectrum_segmenter}}
   out: {{type: zmq_msg_sink, address: "tcp://127.0.0.1:{out_port}", pattern: pub}}
-connections: [{{src: sdr, dst: seg, buffer: 4194304}}, seg.detections -> out]
-"""
-    sched = Scheduler(load_graph_text(rx))
+connections: [{{src: sdr, dst: seg, buffer: 10485760}}, seg.detections -> out]
+""")
+
+
+def zmq_run(label: str, command, n: int, graph: bool = False) -> float:
+    """Stream the recording from a sender process into the segmenter's ZeroMQ graph; prints
+    the run and returns the percentage of samples dropped."""
+    port = free_port()
+    sched = Scheduler(receiver(port, graph))
     sched.start()
     cpu0, children0 = time.process_time(), _children_cpu()
     sender = subprocess.Popen(command(port))
@@ -97,14 +111,17 @@ connections: [{{src: sdr, dst: seg, buffer: 4194304}}, seg.detections -> out]
         print(f"{label} sender still running 10 s after the receiver ended: killed")
     rx_cores = (time.process_time() - cpu0) / (n / 20e6)
     tx_cores = (_children_cpu() - children0) / (n / 20e6)
-    snap = sched.snapshot()["blocks"]
+    full = sched.snapshot()
+    snap = full["blocks"]
+    backlog = next(b["max_fill"] for name, b in full["buffers"].items() if name.startswith("sdr"))
     dropped = snap["sdr"]["counters"].get("dropped_items", 0)
     got = snap["sdr"]["items_out"]
     print(f"zmq from a {label} sender (paced at 20 Msps, same 2 cores) -> "
           f"spectrum_segmenter -> zmq_msg_sink: {got} of {n} samples arrived, "
           f"{dropped} dropped at a full buffer ({100 * dropped / max(1, got):.2f} %), "
-          f"{snap['seg']['messages_out']} detections; CPU per second of stream: receiver "
-          f"{rx_cores:.2f} cores, sender {tx_cores:.2f} (start-up included)")
+          f"{snap['seg']['messages_out']} detections; peak backlog {backlog / 20e3:.0f} ms; "
+          f"CPU per second of stream: receiver {rx_cores:.2f} cores, sender {tx_cores:.2f} "
+          f"(start-up included)")
     return 100 * dropped / max(1, got)
 
 
@@ -139,8 +156,12 @@ connections: [rec -> det, rec -> out, det.detections -> out.annotations]
                                  "20e6"] + ([str(frame)] if frame else [])
         senders["GNU Radio"] = gr_sender()
         senders["GNU Radio (64 K-sample frames)"] = gr_sender(65536)
+        senders["GNU Radio pub_sink (tag header, graphs/spectrum_zmq.yml)"] = (
+            lambda port: [GR_PYTHON, str(HERE / "gr_flowgraphs.py"), "file_pub",
+                          meta.replace("-meta", "-data"), f"tcp://127.0.0.1:{port}", "20e6"])
     for label, command in senders.items():
-        drops = [zmq_run(label, command, n) for _ in range(args.repeat)]
+        drops = [zmq_run(label, command, n, graph="spectrum_zmq" in label)
+                 for _ in range(args.repeat)]
         if args.repeat > 1:
             print(f"{label} sender, {args.repeat} runs: nothing dropped in "
                   f"{sum(d == 0 for d in drops)}; dropped % per run: "
