@@ -156,8 +156,8 @@ def test_gather_waits_for_the_frames_that_follow():
                     time.sleep(0.02)
             sender = threading.Thread(target=send)
             sender.start()
-            got = []
-            while sum(len(x) for x in got) < 400:
+            got, deadline = [], time.monotonic() + 10
+            while sum(len(x) for x in got) < 400 and time.monotonic() < deadline:
                 x = rx.work()
                 if x is not None:
                     got.append(x.real.astype(int))
