@@ -147,21 +147,22 @@ connections: [rec -> det, rec -> out, det.detections -> out.annotations]
               f"({n / secs / 20e6:.2f}x 20 Msps, {n / secs / 56e6:.2f}x 56 Msps); work p50 "
               f"{b['work_p50_us'] / 1e3:.1f} ms p99 {b['work_p99_us'] / 1e3:.1f} ms, "
               f"{b['messages_out']} detections")
-    senders = {"cvstream": lambda port: [sys.executable, "-m", "cvstream", "run",
-                                         str(sender_graph(tmp, meta, port))]}
+    # label -> (sender command for a port, whether graphs/spectrum_zmq.yml receives)
+    senders = {"cvstream": (lambda port: [sys.executable, "-m", "cvstream", "run",
+                                          str(sender_graph(tmp, meta, port))], False)}
     if gnuradio_available():
         def gr_sender(frame=None):
             return lambda port: [GR_PYTHON, str(HERE / "gr_flowgraphs.py"), "file_tx",
                                  meta.replace("-meta", "-data"), f"tcp://127.0.0.1:{port}",
                                  "20e6"] + ([str(frame)] if frame else [])
-        senders["GNU Radio"] = gr_sender()
-        senders["GNU Radio (64 K-sample frames)"] = gr_sender(65536)
+        senders["GNU Radio"] = (gr_sender(), False)
+        senders["GNU Radio (64 K-sample frames)"] = (gr_sender(65536), False)
         senders["GNU Radio pub_sink (tag header, graphs/spectrum_zmq.yml)"] = (
             lambda port: [GR_PYTHON, str(HERE / "gr_flowgraphs.py"), "file_pub",
-                          meta.replace("-meta", "-data"), f"tcp://127.0.0.1:{port}", "20e6"])
-    for label, command in senders.items():
-        drops = [zmq_run(label, command, n, graph="spectrum_zmq" in label)
-                 for _ in range(args.repeat)]
+                          meta.replace("-meta", "-data"), f"tcp://127.0.0.1:{port}", "20e6"],
+            True)
+    for label, (command, graph) in senders.items():
+        drops = [zmq_run(label, command, n, graph) for _ in range(args.repeat)]
         if args.repeat > 1:
             print(f"{label} sender, {args.repeat} runs: nothing dropped in "
                   f"{sum(d == 0 for d in drops)}; dropped % per run: "

@@ -317,8 +317,7 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         lo = a + np.interp(tail, cum, np.arange(b - a + 1))
         hi = a + np.interp(1 - tail, cum, np.arange(b - a + 1))
         part = copy.copy(track)
-        part.f_low = max(-0.5, (lo - fine // 2 - 0.5) / fine)
-        part.f_high = min(0.5, (hi - fine // 2 - 0.5) / fine)
+        part.f_low, part.f_high = (float(e) for e in bin_edges(lo, hi, fine))
         out.append(part)
     if len(out) > 1 and block:
         out = [part.own_blocks(block) for part in out]
