@@ -1,12 +1,10 @@
 """Simple sinks: null_sink (discard) and message_sink (JSON lines)."""
 from __future__ import annotations
 
-import json
 import sys
 
-import numpy as np
-
 from cvstream import In, MsgIn, Param, Sink, register
+from cvstream.messages import dumps
 
 
 @register("null_sink")
@@ -22,22 +20,12 @@ class NullSink(Sink):
         pass
 
 
-def to_json(value):
-    """json.dumps fallback for numpy scalars/arrays, complex numbers and tuples."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, complex):
-        return [value.real, value.imag]
-    if isinstance(value, (bytes, bytearray)):
-        return value.hex()
-    return str(value)
-
-
 @register("message_sink")
 class MessageSink(Sink):
     """Write each message as one JSON line to a file (or ``-`` for standard output).
+
+    Any message is written: keys that are not strings (PMT dicts allow any key) become their
+    JSON text, arrays lists, complex numbers ``[re, im]``, NaN and infinities strings.
 
     Ports: in (message). Latency: lines are flushed as they arrive.
     Example: ``log: {type: message_sink, path: detections.jsonl}``
@@ -57,7 +45,7 @@ class MessageSink(Sink):
         self._fh = sys.stdout if self.path == "-" else open(self.path, "w", encoding="utf-8")
 
     def on_message(self, port, msg):
-        self._fh.write(json.dumps(msg, default=to_json) + "\n")
+        self._fh.write(dumps(msg) + "\n")
         self._fh.flush()
 
     def stop(self):

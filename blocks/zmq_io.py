@@ -6,8 +6,6 @@ Malformed frames are dropped, counted and logged (at most once a second); the st
 """
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections import deque
 
@@ -17,139 +15,13 @@ import zmq
 from cvstream import EndOfStream, In, MsgIn, MsgOut, Out, Param, Sink, Source, pmt, register
 from cvstream.chunk import Tag
 from cvstream.dtypes import PortType
-from cvstream.errors import CvstreamError
+from cvstream.errors import ParamError
+from cvstream.messages import MessageError, check_size, decode_json, dumps
 from cvstream.params import SHAPE
 from cvstream.zmq_wire import FrameError, decode_header, encode_header
 
-from .sinks import to_json
-
-POLL_MS = 100
-
-
-class RateLimitedLog:
-    """Prints at most one line per ``period`` seconds, with the count of what it held back."""
-
-    def __init__(self, prefix: str, period: float = 1.0):
-        self.prefix = prefix
-        self.period = period
-        self._last = -1e9
-        self._held = 0
-
-    def __call__(self, text: str) -> None:
-        now = time.monotonic()
-        if now - self._last < self.period:
-            self._held += 1
-            return
-        more = f" (+{self._held} more)" if self._held else ""
-        print(f"cvstream: {self.prefix}: {text}{more}", file=sys.stderr)
-        self._last, self._held = now, 0
-
-
-def _socket(kind: int, address: str, bind: bool, hwm: int, key: str = "", sub=False):
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(kind)
-    sock.setsockopt(zmq.LINGER, 1000)
-    if hwm >= 0:
-        sock.setsockopt(zmq.SNDHWM if kind in (zmq.PUB, zmq.PUSH) else zmq.RCVHWM, hwm)
-    if sub:
-        sock.setsockopt(zmq.SUBSCRIBE, key.encode())
-    try:
-        (sock.bind if bind else sock.connect)(address)
-    except zmq.ZMQError as exc:
-        sock.close(0)
-        raise CvstreamError(f"cannot {'bind' if bind else 'connect'} {address}: {exc}") from None
-    return sock
-
-
-class _Receiver:
-    """Polls a socket; returns the data frame or None after the poll timeout."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.poller = zmq.Poller()
-        self.poller.register(sock, zmq.POLLIN)
-
-    def recv(self):
-        if not self.poller.poll(POLL_MS):
-            return None
-        return self._last_part()
-
-    def recv_ready(self):
-        """The next data frame if one has already arrived, else None (never waits)."""
-        if not self.sock.get(zmq.EVENTS) & zmq.POLLIN:
-            return None
-        return self._last_part()
-
-    def _last_part(self):
-        """The message's last part (a key, when present, is the first)."""
-        frame = self.sock.recv(copy=False)
-        while frame.more:
-            frame = self.sock.recv(copy=False)
-        return frame
-
-
-class _Sender:
-    """Sends without ever hanging: retries while the peer is slow, gives up (counted) only
-    when the graph is stopping and ``stop_timeout`` has passed, or at once in drop mode.
-
-    Frames go out zero-copy; a tracker per frame tells when ZeroMQ is done with the memory,
-    so ``drain()`` at stop waits for delivery instead of freeing buffers still queued."""
-
-    def __init__(self, sock, block, drop: bool, key: str = "", stop_timeout: float = 2.0):
-        self.sock = sock
-        self.block = block
-        self.drop = drop
-        self.key = key.encode()
-        self.stop_timeout = stop_timeout
-        self.poller = zmq.Poller()
-        self.poller.register(sock, zmq.POLLOUT)
-        self._pending: deque = deque()  # (tracker, items) not yet handed to the kernel
-        self._stop_deadline: float | None = None
-
-    def send(self, frames: list, items: int = 0) -> bool:
-        if self.key:
-            frames = [self.key] + frames
-        while True:
-            try:
-                tracker = self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False,
-                                                   track=True)
-                break
-            except zmq.Again:
-                if self.drop or self._past_stop_deadline():
-                    return False
-            self.poller.poll(POLL_MS)
-        pending = self._pending
-        pending.append((tracker, items))
-        while pending and pending[0][0].done:
-            pending.popleft()
-        return True
-
-    def _past_stop_deadline(self) -> bool:
-        """Once the graph stops, the peer gets ``stop_timeout`` seconds in all to keep up."""
-        if not self.block.stopping:
-            return False
-        if self._stop_deadline is None:
-            self._stop_deadline = time.monotonic() + self.stop_timeout
-        return time.monotonic() > self._stop_deadline
-
-    def drain(self) -> int:
-        """Wait (up to stop_timeout) until queued frames are sent; returns items not sent."""
-        deadline = self._stop_deadline or time.monotonic() + self.stop_timeout
-        while self._pending:
-            tracker, _ = self._pending[0]
-            try:
-                tracker.wait(max(0.0, deadline - time.monotonic()))
-            except zmq.NotDone:
-                break
-            self._pending.popleft()
-        lost = sum(items for _, items in self._pending)
-        self._pending.clear()
-        return lost
-
-    def close(self) -> int:
-        lost = self.drain()
-        self.sock.close(linger=0 if lost else 1000)
-        return lost
+from .zmq_sockets import PeerMonitor, RateLimitedLog, Receiver, Sender, endpoint_problem, \
+    open_socket, reconnect
 
 
 def _close_sender(block, counter: str) -> None:
@@ -162,21 +34,34 @@ def _close_sender(block, counter: str) -> None:
         block._sock.close(0)
 
 
+def _check_endpoint(block) -> None:
+    problem = endpoint_problem(block.address, block.bind)
+    if problem:
+        raise ParamError("address", problem)
+
+
 @register("zmq_source")
 class ZmqSource(Source):
     """Receive a stream from ZeroMQ (gr-zeromq sub_sink / push_sink compatible).
 
     ``pattern: sub`` or ``pull``; connects by default (``bind: true`` to bind). With
     ``pass_tags`` each frame starts with the gr-zeromq tag header; sequence gaps are counted
-    as ``lost_items`` and a restarted publisher as ``restarts``. Malformed, truncated and
-    oversize frames are dropped and counted. ``overflow: drop`` drops (counted) instead of
-    waiting when downstream is full. ``idle_timeout`` ends the stream after that many
-    seconds without data (0: run until interrupted). Frames that have already arrived are
-    joined into one chunk of up to ``coalesce`` bytes (GNU Radio sends a few thousand
-    samples per frame: thousands of frames a second at 20 Msps, each a trip through the
-    runtime otherwise). With ``gather`` the source sleeps that long after a frame arrives
-    and then takes all that came meanwhile: one wake-up per chunk instead of per frame
-    (keep ``gather`` x frames a second well under ``hwm``).
+    as ``lost_items``, what a publisher sent before this subscriber joined as
+    ``lost_at_start``, and a restarted publisher as ``restarts`` (raw frames carry no
+    offsets: their losses cannot be known). Malformed and truncated frames, empty frames and
+    undecodable tags are dropped and counted per cause; a peer that sends a frame over
+    ``max_frame`` bytes is disconnected by ZeroMQ before the frame is buffered
+    (``peer_disconnects``). Memory: at most ``hwm`` x ``max_frame`` bytes are queued per
+    connection (64 x 4 MiB by default), plus one chunk of ``coalesce`` bytes.
+    ``overflow: drop`` drops (counted) instead of waiting when downstream is full.
+    ``idle_timeout`` ends the stream after that many seconds without data (0: run until
+    interrupted). Frames that have already arrived are joined into one chunk of up to
+    ``coalesce`` bytes (GNU Radio sends a few thousand samples per frame: thousands of
+    frames a second at 20 Msps, each a trip through the runtime otherwise). With ``gather``
+    the source sleeps that long after a frame arrives and then takes all that came
+    meanwhile: one wake-up per chunk instead of per frame (keep ``gather`` x frames a second
+    well under ``hwm``). Multipart messages: a SUB topic part (GNU Radio's key) is skipped,
+    every other part is a frame.
     Ports: out (``dtype``, item ``shape``). Latency: one frame, plus ``gather``.
     Example: ``rx: {type: zmq_source, address: "tcp://127.0.0.1:5555", pattern: pull}``
     """
@@ -188,14 +73,15 @@ class ZmqSource(Source):
     dtype = Param(str, default="complex64", doc="item sample type")
     shape = Param(SHAPE, default=1, doc="item shape (vector length, or a list)")
     pass_tags = Param(bool, default=False, doc="frames carry the gr-zeromq tag header")
-    hwm = Param(int, default=64, doc="receive high-water mark in messages (-1: ZeroMQ's)")
+    hwm = Param(int, default=64, min=1, doc="frames queued per connection at most")
     bind = Param(bool, default=False, doc="bind instead of connect")
     key = Param(str, default="", doc="SUB topic filter (GNU Radio's key)")
     overflow = Param(str, default="block", choices=("block", "drop"),
                      doc="when downstream is full: wait, or drop and count")
     idle_timeout = Param(float, default=0.0, min=0.0, unit="s",
                          doc="end of stream after this long without data (0: never)")
-    max_frame = Param(int, default=64 << 20, min=1, unit="bytes", doc="larger frames dropped")
+    max_frame = Param(int, default=4 << 20, min=64, unit="bytes",
+                      doc="a peer sending a larger frame is disconnected")
     coalesce = Param(int, default=1 << 20, min=1, unit="bytes",
                      doc="join frames already received into chunks up to this size")
     gather = Param(float, default=0.0, min=0.0, max=1.0, unit="s",
@@ -208,11 +94,11 @@ class ZmqSource(Source):
 
     def check(self):
         from cvstream.dtypes import canonical_dtype, normalize_shape
-        from cvstream.errors import ParamError
         try:
             self.type = PortType(canonical_dtype(self.dtype), normalize_shape(self.shape))
         except ValueError as exc:
             raise ParamError("dtype", str(exc)) from None
+        _check_endpoint(self)
 
     @property
     def drop_when_full(self) -> bool:
@@ -220,21 +106,30 @@ class ZmqSource(Source):
 
     def start(self):
         kind = zmq.SUB if self.pattern == "sub" else zmq.PULL
-        self._sock = _socket(kind, self.address, self.bind, self.hwm, self.key,
-                             sub=self.pattern == "sub")
-        self._rx = _Receiver(self._sock)
+        self._sock = open_socket(kind, self.address, self.bind, self.hwm, self.key,
+                                 max_frame=self.max_frame)
+        self._rx = Receiver(self._sock, topic=kind == zmq.SUB)
+        self._peers = PeerMonitor(self._sock)
         self._log = RateLimitedLog(f"zmq_source '{self.name}'")
         self._next_remote = None
-        self._written = 0
         self._last_data = time.monotonic()
-        self._pending = None
+        self._frames: deque = deque()  # received, not yet decoded
         self._values = int(np.prod(self.type.shape, dtype=np.int64))  # numbers per item
         self._item_size, self._np_dtype = self.type.item_size, self.type.np_dtype
 
     def work(self):
-        frame, self._pending = self._pending or self._rx.recv(), None
+        frames = self._frames
+        if not frames:
+            frames.extend(self._rx.recv())
         now = time.monotonic()
-        if frame is None:
+        gone = self._peers.poll()
+        if gone:
+            self.count("peer_disconnects", gone)
+            self._log("peer disconnected (ZeroMQ closes a connection that sends a frame "
+                      f"over max_frame {self.max_frame} bytes)")
+        if not self.bind and self._peers.stranded():
+            reconnect(self._sock, self.address, self._peers)
+        if not frames:
             if self.idle_timeout and now - self._last_data > self.idle_timeout:
                 raise EndOfStream
             return None
@@ -242,24 +137,30 @@ class ZmqSource(Source):
         if self.gather:
             time.sleep(self.gather)
         parts, items = [], 0
-        while frame is not None:
-            try:
-                x = self._decode(frame.buffer, base=items)
-            except FrameError as exc:
-                self.count(exc.kind)
-                self._log(f"dropped frame: {exc}")
-                x = None
+        while True:
+            if not frames:
+                if items * self._item_size >= self.coalesce:
+                    break
+                frames.extend(self._rx.recv_ready())
+                if not frames:
+                    break
+            if items and self._holds_no_items(frames[0]):
+                break  # its tags belong to the next chunk's first item
+            x = self._decode_counted(frames.popleft().buffer, base=items)
             if x is not None:
                 parts.append(x)
                 items += len(x)
-            full = items * self._item_size >= self.coalesce
-            frame = None if full else self._rx.recv_ready()
-            if frame is not None and items and self._holds_no_items(frame):
-                self._pending = frame  # its tags belong to the next chunk's first item
-                break
         if not parts:
             return None
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _decode_counted(self, buf: memoryview, base: int):
+        try:
+            return self._decode(buf, base)
+        except FrameError as exc:
+            self.count(exc.kind)
+            self._log(f"dropped frame: {exc}")
+            return None
 
     def _holds_no_items(self, frame) -> bool:
         buf = frame.buffer
@@ -273,8 +174,8 @@ class ZmqSource(Source):
         """The frame's items (None if it holds none); its tags are added ``base`` items
         into the chunk being built."""
         nbytes = len(buf)
-        if nbytes > self.max_frame:
-            raise FrameError("oversize", f"{nbytes} bytes > max_frame {self.max_frame}")
+        if nbytes == 0:
+            raise FrameError("empty_frames", "empty frame")
         tags: list[Tag] = []
         start = 0
         if self.pass_tags:
@@ -282,8 +183,9 @@ class ZmqSource(Source):
         payload = nbytes - start
         size = self._item_size
         if payload % size:
+            hint = "" if self.pass_tags else " (does the sender set pass_tags?)"
             raise FrameError("malformed", f"{payload} payload bytes is not a multiple of the "
-                             f"item size {size} ({self.type})")
+                             f"item size {size} ({self.type}){hint}")
         n = payload // size
         if self.pass_tags:
             self._track_sequence(remote, n)
@@ -296,20 +198,25 @@ class ZmqSource(Source):
         if n == 0:
             return None
         x = np.frombuffer(buf, dtype=self._np_dtype, count=n * self._values, offset=start)
-        self._written += n
         return x.reshape(n, *self.type.shape)
 
     def _track_sequence(self, remote: int, n: int) -> None:
-        if self._next_remote is not None and remote != self._next_remote:
-            if remote > self._next_remote:
-                self.count("lost_items", remote - self._next_remote)
-                self._log(f"sequence gap: {remote - self._next_remote} items lost")
+        expected = self._next_remote
+        if expected is None and remote > 0:
+            self.count("lost_at_start", remote)
+            self._log(f"joined a running stream: the {remote} items sent before are missed")
+        elif expected is not None and remote != expected:
+            if remote > expected:
+                self.count("lost_items", remote - expected)
+                self._log(f"sequence gap: {remote - expected} items lost")
             else:
                 self.count("restarts")
                 self._log("publisher restarted (offset went back)")
         self._next_remote = remote + n
 
     def stop(self):
+        if getattr(self, "_peers", None) is not None:
+            self._peers.close()
         sock = getattr(self, "_sock", None)
         if sock is not None:
             sock.close(0)
@@ -322,7 +229,9 @@ class ZmqSink(Sink):
     ``pattern: pub`` or ``push``; binds by default. One frame per chunk. With ``pass_tags``
     every frame carries the gr-zeromq tag header (offset and tags). PUB with ``drop: true``
     drops frames at the high-water mark and counts them (``dropped_items``); otherwise the
-    sink waits for the peers (PUB uses ZMQ_XPUB_NODROP, so nothing is lost silently).
+    sink waits for the peers (PUB uses ZMQ_XPUB_NODROP, so nothing is lost silently). At
+    stop it waits up to 2 s for a slow peer to take what is queued, not at all when no peer
+    is connected; what stays undelivered is counted (``undelivered_items``).
     Ports: in (any type). Latency: one chunk.
     Example: ``tx: {type: zmq_sink, address: "tcp://127.0.0.1:5556", pattern: push}``
     """
@@ -336,12 +245,15 @@ class ZmqSink(Sink):
     key = Param(str, default="", doc="PUB topic sent as a first frame (GNU Radio's key)")
     drop = Param(bool, default=False, doc="PUB: drop at the high-water mark (counted)")
 
+    def check(self):
+        _check_endpoint(self)
+
     def start(self):
         kind = zmq.PUB if self.pattern == "pub" else zmq.PUSH
-        self._sock = _socket(kind, self.address, self.bind, self.hwm)
+        self._sock = open_socket(kind, self.address, self.bind, self.hwm)
         if kind == zmq.PUB:
             self._sock.setsockopt(zmq.XPUB_NODROP, 1)
-        self._tx = _Sender(self._sock, self, self.drop and kind == zmq.PUB, self.key)
+        self._tx = Sender(self._sock, self, self.drop and kind == zmq.PUB, self.key)
 
     def work(self, x):
         data = np.ascontiguousarray(x)
@@ -355,19 +267,20 @@ class ZmqSink(Sink):
         _close_sender(self, "undelivered_items")
 
 
-def _encode_message(msg, fmt: str) -> bytes:
+def decode_message(raw: bytes, fmt: str) -> dict:
+    """A message from a peer as a dict; raises MessageError (only), ``kind`` naming why."""
+    if len(raw) == 0:
+        raise MessageError("empty_messages", "empty message")
     if fmt == "json":
-        return json.dumps(msg, default=to_json).encode()
-    return pmt.serialize(msg)
-
-
-def _decode_message(raw: bytes, fmt: str) -> dict:
-    if fmt == "json":
-        value = json.loads(raw)
+        value = decode_json(raw)
     else:
-        value = pmt.deserialize(raw)
+        try:
+            value = pmt.deserialize(raw)
+        except pmt.PMTError as exc:
+            raise MessageError("bad_pmt", str(exc)) from None
         if isinstance(value, pmt.Pair):  # a PDU: (metadata dict, data vector)
             value = {"meta": value.car, "data": value.cdr}
+        check_size(value)
     return value if isinstance(value, dict) else {"value": value}
 
 
@@ -375,7 +288,9 @@ def _decode_message(raw: bytes, fmt: str) -> dict:
 class ZmqMsgSink(Sink):
     """Send messages over ZeroMQ, one per frame, as JSON or as serialized PMT dicts.
 
-    PMT frames are what GNU Radio's ``sub_msg_source`` / ``pull_msg_source`` read.
+    PMT frames are what GNU Radio's ``sub_msg_source`` / ``pull_msg_source`` read. A message
+    that has no PMT form (a value of a type PMT lacks) is counted (``unencodable_messages``)
+    and logged, not sent.
 
     Ports: in (message). Example: ``out: {type: zmq_msg_sink, address: "tcp://*:5557"}``
     """
@@ -387,13 +302,23 @@ class ZmqMsgSink(Sink):
     bind = Param(bool, default=True, doc="bind (default) or connect")
     hwm = Param(int, default=1000, doc="send high-water mark in messages")
 
+    def check(self):
+        _check_endpoint(self)
+
     def start(self):
         kind = zmq.PUB if self.pattern == "pub" else zmq.PUSH
-        self._sock = _socket(kind, self.address, self.bind, self.hwm)
-        self._tx = _Sender(self._sock, self, drop=False)
+        self._sock = open_socket(kind, self.address, self.bind, self.hwm)
+        self._tx = Sender(self._sock, self, drop=False)
+        self._log = RateLimitedLog(f"zmq_msg_sink '{self.name}'")
 
     def on_message(self, port, msg):
-        if not self._tx.send([_encode_message(msg, self.format)], 1):
+        try:
+            raw = dumps(msg).encode() if self.format == "json" else pmt.serialize(msg)
+        except pmt.PMTError as exc:
+            self.count("unencodable_messages")
+            self._log(f"message not sent: {exc}")
+            return
+        if not self._tx.send([raw], 1):
             self.count("dropped_messages")
 
     def stop(self):
@@ -405,8 +330,12 @@ class ZmqMsgSource(Source):
     """Receive messages from ZeroMQ: JSON objects or serialized PMTs.
 
     PMT frames come e.g. from GNU Radio's ``pub_msg_sink``; a PDU becomes
-    ``{"meta": ..., "data": ...}``. Undecodable frames are dropped and counted
-    (``bad_messages``).
+    ``{"meta": ..., "data": ...}``. Messages that cannot be decoded or exceed the limits
+    (nesting 32, 65536 elements, ``max_message`` bytes) are dropped and counted by cause:
+    ``bad_json``, ``bad_pmt``, ``too_deep``, ``too_large``, ``empty_messages``; a peer that
+    sends more than ``max_message`` bytes in one frame is disconnected by ZeroMQ
+    (``peer_disconnects``). Memory: at most ``hwm`` x ``max_message`` bytes queued per
+    connection.
 
     Ports: out (message). Example: ``rx: {type: zmq_msg_source, address: "tcp://h:5557"}``
     """
@@ -417,31 +346,49 @@ class ZmqMsgSource(Source):
     pattern = Param(str, default="sub", choices=("sub", "pull"))
     format = Param(str, default="json", choices=("json", "pmt"))
     bind = Param(bool, default=False, doc="bind instead of connect")
+    hwm = Param(int, default=100, min=1, doc="messages queued per connection at most")
+    max_message = Param(int, default=1 << 20, min=64, unit="bytes",
+                        doc="a peer sending a larger message is disconnected")
     idle_timeout = Param(float, default=0.0, min=0.0, unit="s",
                          doc="end of stream after this long without messages (0: never)")
 
+    def check(self):
+        _check_endpoint(self)
+
     def start(self):
         kind = zmq.SUB if self.pattern == "sub" else zmq.PULL
-        self._sock = _socket(kind, self.address, self.bind, -1, sub=kind == zmq.SUB)
-        self._rx = _Receiver(self._sock)
+        self._sock = open_socket(kind, self.address, self.bind, self.hwm,
+                                 max_frame=self.max_message)
+        self._rx = Receiver(self._sock, topic=kind == zmq.SUB)
+        self._peers = PeerMonitor(self._sock)
         self._log = RateLimitedLog(f"zmq_msg_source '{self.name}'")
         self._last = time.monotonic()
 
     def work(self):
-        frame = self._rx.recv()
+        frames = self._rx.recv()
         now = time.monotonic()
-        if frame is None:
+        gone = self._peers.poll()
+        if gone:
+            self.count("peer_disconnects", gone)
+        if not self.bind and self._peers.stranded():
+            reconnect(self._sock, self.address, self._peers)
+        if not frames:
             if self.idle_timeout and now - self._last > self.idle_timeout:
                 raise EndOfStream
             return None
         self._last = now
-        try:
-            self.emit(_decode_message(frame.bytes, self.format))
-        except (ValueError, pmt.PMTError) as exc:
-            self.count("bad_messages")
-            self._log(f"dropped message: {exc}")
+        for frame in frames:
+            try:
+                msg = decode_message(frame.bytes, self.format)
+            except MessageError as exc:
+                self.count(exc.kind)
+                self._log(f"dropped message: {exc}")
+                continue
+            self.emit(msg)
         return None
 
     def stop(self):
+        if getattr(self, "_peers", None) is not None:
+            self._peers.close()
         if getattr(self, "_sock", None) is not None:
             self._sock.close(0)

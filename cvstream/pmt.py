@@ -21,7 +21,6 @@ VECTOR, DICT, UVECTOR, UINT64, TUPLE, INT64 = 8, 9, 0x0A, 0x0B, 0x0C, 0x0D
 UV_TYPES = [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.uint64,
             np.int64, np.float32, np.float64, np.complex64, np.complex128]
 UV_CODE = {np.dtype(t): i for i, t in enumerate(UV_TYPES)}
-MAX_DEPTH = 64
 
 
 class PMTError(CvstreamError):
@@ -100,93 +99,141 @@ def _put_uvector(out: bytearray, arr: np.ndarray) -> None:
 
 
 # ---- decoding -------------------------------------------------------------------------------
-def deserialize(data: bytes) -> Any:
-    """Decode one PMT; raises PMTError on malformed bytes or trailing garbage."""
-    value, pos = read(memoryview(data), 0)
+class Limits(NamedTuple):
+    """What one decoded PMT may hold: bytes from a peer never turn into unbounded objects."""
+
+    depth: int = 32                 # nesting of pairs, vectors, tuples and dicts
+    items: int = 65536              # elements of vectors, tuples and dicts, all levels
+    uvector_bytes: int = 16 << 20   # bytes of one uniform vector
+
+
+LIMITS = Limits()
+
+
+def deserialize(data: bytes, limits: Limits = LIMITS) -> Any:
+    """Decode one PMT; raises PMTError on malformed bytes, trailing garbage or a value past
+    ``limits`` (and never anything else)."""
+    value, pos = read(memoryview(data), 0, limits)
     if pos != len(data):
         raise PMTError(f"{len(data) - pos} trailing bytes after PMT")
     return value
 
 
-def read(buf: memoryview, pos: int, depth: int = 0) -> tuple[Any, int]:
+def read(buf: memoryview, pos: int, limits: Limits = LIMITS) -> tuple[Any, int]:
     """Decode one PMT starting at ``pos``; returns (value, next position)."""
-    if depth > MAX_DEPTH:
-        raise PMTError("PMT nested too deeply")
+    reader = _Reader(buf, limits)
     try:
+        value = reader.value(pos, 0)
+    except (struct.error, IndexError):
+        raise PMTError("truncated PMT") from None
+    return value, reader.pos
+
+
+class _Reader:
+    """One decoding pass: the buffer, where it stands, and the element budget left."""
+
+    def __init__(self, buf: memoryview, limits: Limits):
+        self.buf = buf
+        self.limits = limits
+        self.items_left = limits.items
+        self.pos = 0
+
+    def _spend(self, n: int) -> None:
+        self.items_left -= n
+        if self.items_left < 0:
+            raise PMTError(f"PMT holds more than {self.limits.items} elements")
+
+    def value(self, pos: int, depth: int) -> Any:
+        if depth > self.limits.depth:
+            raise PMTError(f"PMT nested deeper than {self.limits.depth}")
+        buf = self.buf
         code = buf[pos]
         pos += 1
-        if code == TRUE:
-            return True, pos
-        if code == FALSE:
-            return False, pos
-        if code == NULL:
-            return None, pos
+        self.pos = pos
+        if code in _SCALARS:
+            fmt, convert = _SCALARS[code]
+            self.pos = pos + fmt.size
+            raw = fmt.unpack_from(buf, pos)
+            return convert(*raw)
         if code == SYMBOL:
             (n,) = struct.unpack_from(">H", buf, pos)
             raw = bytes(buf[pos + 2:pos + 2 + n])
             if len(raw) != n:
                 raise PMTError("truncated symbol")
-            return raw.decode("utf-8", errors="replace"), pos + 2 + n
-        if code == INT32:
-            return struct.unpack_from(">i", buf, pos)[0], pos + 4
-        if code == INT64:
-            return struct.unpack_from(">q", buf, pos)[0], pos + 8
-        if code == UINT64:
-            return np.uint64(struct.unpack_from(">Q", buf, pos)[0]), pos + 8
-        if code == DOUBLE:
-            return struct.unpack_from(">d", buf, pos)[0], pos + 8
-        if code == COMPLEX:
-            re, im = struct.unpack_from(">dd", buf, pos)
-            return complex(re, im), pos + 16
+            self.pos = pos + 2 + n
+            return raw.decode("utf-8", errors="replace")
         if code == PAIR:
-            car, pos = read(buf, pos, depth + 1)
-            cdr, pos = read(buf, pos, depth + 1)
-            return Pair(car, cdr), pos
+            self._spend(2)
+            car = self.value(pos, depth + 1)
+            cdr = self.value(self.pos, depth + 1)
+            return Pair(car, cdr)
         if code in (VECTOR, TUPLE):
             (n,) = struct.unpack_from(">I", buf, pos)
             pos += 4
             if n > len(buf) - pos:
                 raise PMTError(f"vector of {n} items in {len(buf) - pos} bytes")
-            items = []
-            for _ in range(n):
-                item, pos = read(buf, pos, depth + 1)
-                items.append(item)
-            return (items if code == VECTOR else tuple(items)), pos
+            self._spend(n)
+            self.pos = pos
+            items = [self.value(self.pos, depth + 1) for _ in range(n)]
+            return items if code == VECTOR else tuple(items)
         if code == DICT:
-            return _read_dict(buf, pos - 1, depth)
+            return self._dict(pos - 1, depth)
         if code == UVECTOR:
-            kind, n, npad = struct.unpack_from(">BIB", buf, pos)
-            pos += 6 + npad
-            if kind >= len(UV_TYPES):
-                raise PMTError(f"unknown uniform vector type {kind}")
-            dt = np.dtype(UV_TYPES[kind]).newbyteorder(">")
-            end = pos + n * dt.itemsize
-            if end > len(buf):
-                raise PMTError("truncated uniform vector")
-            arr = np.frombuffer(buf[pos:end], dtype=dt).astype(dt.newbyteorder("="))
-            return arr, end
-    except (struct.error, IndexError):
-        raise PMTError("truncated PMT") from None
-    raise PMTError(f"unknown PMT type byte 0x{code:02x}")
+            return self._uvector(pos)
+        raise PMTError(f"unknown PMT type byte 0x{code:02x}")
+
+    def _dict(self, pos: int, depth: int) -> dict:
+        buf, out = self.buf, {}
+        while buf[pos] == DICT:
+            self._spend(1)
+            entry = self.value(pos + 1, depth + 1)
+            if not isinstance(entry, Pair):
+                raise PMTError("dict entry is not a pair")
+            out[hashable(entry.car)] = entry.cdr
+            pos = self.pos
+        if buf[pos] != NULL:
+            raise PMTError("dict does not end with PMT_NIL")
+        self.pos = pos + 1
+        return out
+
+    def _uvector(self, pos: int) -> np.ndarray:
+        kind, n, npad = struct.unpack_from(">BIB", self.buf, pos)
+        pos += 6 + npad
+        if kind >= len(UV_TYPES):
+            raise PMTError(f"unknown uniform vector type {kind}")
+        dt = np.dtype(UV_TYPES[kind]).newbyteorder(">")
+        nbytes = n * dt.itemsize
+        if nbytes > self.limits.uvector_bytes:
+            raise PMTError(f"uniform vector of {nbytes} bytes (limit "
+                           f"{self.limits.uvector_bytes})")
+        end = pos + nbytes
+        if end > len(self.buf):
+            raise PMTError("truncated uniform vector")
+        self.pos = end
+        return np.frombuffer(self.buf[pos:end], dtype=dt).astype(dt.newbyteorder("="))
 
 
-def _read_dict(buf: memoryview, pos: int, depth: int) -> tuple[dict, int]:
-    out: dict = {}
-    while buf[pos] == DICT:
-        entry, pos = read(buf, pos + 1, depth + 1)
-        if not isinstance(entry, Pair):
-            raise PMTError("dict entry is not a pair")
-        out[_hashable(entry.car)] = entry.cdr
-        if pos >= len(buf):
-            raise PMTError("truncated dict")
-    if buf[pos] != NULL:
-        raise PMTError("dict does not end with PMT_NIL")
-    return out, pos + 1
+_SCALARS = {
+    TRUE: (struct.Struct(""), lambda: True),
+    FALSE: (struct.Struct(""), lambda: False),
+    NULL: (struct.Struct(""), lambda: None),
+    INT32: (struct.Struct(">i"), int),
+    INT64: (struct.Struct(">q"), int),
+    UINT64: (struct.Struct(">Q"), np.uint64),
+    DOUBLE: (struct.Struct(">d"), float),
+    COMPLEX: (struct.Struct(">dd"), complex),
+}
 
 
-def _hashable(key):
+def hashable(key: Any) -> Any:
+    """A dict key as Python can hold it: vectors, arrays and dicts become tuples (GNU Radio
+    allows any PMT as a key)."""
     if isinstance(key, np.ndarray):
         return tuple(key.tolist())
-    if isinstance(key, list):
-        return tuple(key)
+    if isinstance(key, (list, tuple)):
+        return tuple(hashable(k) for k in key)
+    if isinstance(key, dict):
+        return tuple((k, hashable(v)) for k, v in key.items())
+    if isinstance(key, Pair):
+        return Pair(hashable(key.car), hashable(key.cdr))
     return key

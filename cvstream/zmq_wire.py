@@ -15,6 +15,8 @@ MAGIC = 0x5FF0
 VERSION = 1
 HEAD = struct.Struct("<HBQQ")
 TAG_OFFSET = struct.Struct("<Q")
+#: tags one frame may carry; GNU Radio sends a handful (rx_time, rx_rate, rx_freq, bursts)
+MAX_TAGS = 4096
 
 
 class FrameError(CvstreamError):
@@ -36,7 +38,7 @@ def encode_header(offset: int, tags: list[Tag]) -> bytes:
 
 
 def decode_header(buf: memoryview) -> tuple[int, list[Tag], int]:
-    """(offset, tags, payload start) of a pass_tags frame; raises FrameError."""
+    """(offset, tags, payload start) of a pass_tags frame; raises FrameError (only)."""
     if len(buf) < HEAD.size:
         raise FrameError("truncated", f"frame of {len(buf)} bytes is shorter than the tag header")
     magic, version, offset, ntags = HEAD.unpack_from(buf, 0)
@@ -45,8 +47,8 @@ def decode_header(buf: memoryview) -> tuple[int, list[Tag], int]:
                          "(is pass_tags set the same on both ends?)")
     pos = HEAD.size
     tags = []
-    if ntags > len(buf):
-        raise FrameError("truncated", f"header claims {ntags} tags")
+    if ntags > MAX_TAGS:
+        raise FrameError("too_many_tags", f"header claims {ntags} tags (limit {MAX_TAGS})")
     try:
         for _ in range(ntags):
             (toff,) = TAG_OFFSET.unpack_from(buf, pos)

@@ -92,15 +92,32 @@ def test_bad_tagged_frames_dropped_stream_goes_on(graph_file, tmp_path):
     bad_pmt = bytearray(encode_header(4, [Tag(4, "k", 1)]) + x.tobytes())
     bad_pmt[27] = 0xEE                                                    # key type byte
     sock.send(bytes(bad_pmt))
-    sock.send(encode_header(4, []) + np.zeros(1000, np.complex64).tobytes())  # oversize
     sock.send(encode_header(1004, []) + (x + 4).tobytes())                # gap of 1000
     sock.send(encode_header(0, []) + (x + 8).tobytes())                   # restarted sender
     assert proc.wait(30) == 0
     sock.close()
     np.testing.assert_array_equal(np.load(tmp_path / "rx.npy"), np.arange(12))
     counters = json.loads(stats.read_text())["blocks"]["rx"]["counters"]
-    assert counters == {"bad_magic": 1, "truncated": 1, "bad_pmt": 1, "oversize": 1,
+    assert counters == {"bad_magic": 1, "truncated": 1, "bad_pmt": 1,
                         "lost_items": 1000, "restarts": 1}
+
+
+def test_oversize_frame_disconnects_the_peer_before_it_is_buffered(graph_file, tmp_path):
+    """A frame over max_frame never reaches memory: ZeroMQ closes that connection (counted);
+    the peer reconnects and what it sends next arrives."""
+    port = free_port()
+    proc, stats = _receiver(graph_file, tmp_path, port, "max_frame: 4096")
+    sock = _push(port)
+    sock.send(np.arange(4, dtype=np.complex64).tobytes())
+    sock.send(np.zeros(1000, np.complex64).tobytes())  # 8000 bytes > 4096
+    time.sleep(0.6)  # the connection closes and comes back
+    sock.send(np.arange(4, 8, dtype=np.complex64).tobytes())
+    assert proc.wait(30) == 0
+    sock.close()
+    np.testing.assert_array_equal(np.load(tmp_path / "rx.npy"), np.arange(8))
+    counters = json.loads(stats.read_text())["blocks"]["rx"]["counters"]
+    assert counters == {"peer_disconnects": 1}
+    assert "peer disconnected" in proc.stderr.read()
 
 
 def test_frames_already_received_are_joined_with_their_tags():

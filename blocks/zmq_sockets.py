@@ -1,0 +1,254 @@
+"""ZeroMQ plumbing shared by the zmq blocks: endpoint checks, sockets with byte bounds,
+a receiver that never raises for what a peer sends, a sender that never hangs, a peer count
+from the socket monitor, and a rate-limited log."""
+from __future__ import annotations
+
+import ipaddress
+import re
+import sys
+import time
+from collections import deque
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from cvstream.errors import CvstreamError
+
+POLL_MS = 100
+ENDPOINT_RE = re.compile(r"^(tcp|ipc|inproc)://(.+)$")
+
+
+def endpoint_problem(address: str, bind: bool) -> str | None:
+    """Why ``address`` is not a usable ZeroMQ endpoint (None when it is)."""
+    m = ENDPOINT_RE.match(address)
+    if not m:
+        return (f"'{address}' is not a ZeroMQ endpoint (tcp://HOST:PORT, ipc://PATH or "
+                "inproc://NAME)")
+    transport, rest = m.groups()
+    if transport != "tcp":
+        return None
+    host, colon, port = rest.rpartition(":")
+    if not colon or not host:
+        return f"'{address}': a tcp endpoint needs HOST:PORT"
+    if port == "*" and bind:
+        return None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return f"'{address}': port '{port}' is not a number from 1 to 65535"
+    if host == "*" and not bind:
+        return f"'{address}': '*' (any interface) is for binding; connect to a host"
+    return None
+
+
+def is_loopback(address: str) -> bool:
+    m = ENDPOINT_RE.match(address)
+    if not m or m.group(1) != "tcp":
+        return True
+    host = m.group(2).rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RateLimitedLog:
+    """Prints at most one line per ``period`` seconds, with the count of what it held back."""
+
+    def __init__(self, prefix: str, period: float = 1.0):
+        self.prefix = prefix
+        self.period = period
+        self._last = -1e9
+        self._held = 0
+
+    def __call__(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last < self.period:
+            self._held += 1
+            return
+        more = f" (+{self._held} more)" if self._held else ""
+        print(f"cvstream: {self.prefix}: {text}{more}", file=sys.stderr)
+        self._last, self._held = now, 0
+
+
+def open_socket(kind: int, address: str, bind: bool, hwm: int, key: str = "",
+                max_frame: int = -1):
+    """A socket bound or connected to ``address``. ``max_frame`` (bytes) makes ZeroMQ close
+    a connection whose peer sends a larger frame before buffering it, so a receiver holds at
+    most ``hwm x max_frame`` bytes per connection."""
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, 1000)
+    receiving = kind in (zmq.SUB, zmq.PULL)
+    if hwm >= 0:
+        sock.setsockopt(zmq.RCVHWM if receiving else zmq.SNDHWM, hwm)
+    if receiving and max_frame > 0:
+        sock.setsockopt(zmq.MAXMSGSIZE, max_frame)
+    if kind == zmq.SUB:
+        sock.setsockopt(zmq.SUBSCRIBE, key.encode())
+    try:
+        (sock.bind if bind else sock.connect)(address)
+    except zmq.ZMQError as exc:
+        sock.close(0)
+        raise CvstreamError(f"cannot {'bind' if bind else 'connect'} {address}: {exc}") from None
+    return sock
+
+
+class PeerMonitor:
+    """Counts the socket's connected peers and the disconnects, from ZeroMQ's monitor, and
+    tells when a connecting socket was left without a connection that ZeroMQ will retry
+    (after a protocol error, such as a frame over ZMQ_MAXMSGSIZE, it does not)."""
+
+    EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+              | zmq.EVENT_CONNECT_RETRIED)
+    SETTLE = 0.2  # seconds for ZeroMQ's retry to show after a disconnect
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.monitor = sock.get_monitor_socket(self.EVENTS)
+        self.peers = 0
+        self.disconnects = 0
+        self._unretried_since: float | None = None
+
+    def poll(self) -> int:
+        """Read the events that arrived; returns the disconnects among them."""
+        before = self.disconnects
+        while self.monitor.get(zmq.EVENTS) & zmq.POLLIN:
+            event = parse_monitor_message(self.monitor.recv_multipart())["event"]
+            if event == zmq.EVENT_DISCONNECTED:
+                self.peers = max(0, self.peers - 1)
+                self.disconnects += 1
+                self._unretried_since = time.monotonic()
+            elif event == zmq.EVENT_CONNECT_RETRIED:
+                self._unretried_since = None
+            else:
+                self.peers += 1
+                self._unretried_since = None
+        return self.disconnects - before
+
+    def stranded(self) -> bool:
+        """A connection dropped a while ago and ZeroMQ is not retrying it."""
+        since = self._unretried_since
+        return since is not None and time.monotonic() - since > self.SETTLE
+
+    def close(self) -> None:
+        try:
+            self.sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        self.monitor.close(0)
+
+
+def reconnect(sock, address: str, peers: PeerMonitor) -> None:
+    """Connect again where ZeroMQ will not (see ``PeerMonitor.stranded``)."""
+    try:
+        sock.disconnect(address)
+    except zmq.ZMQError:
+        pass
+    sock.connect(address)
+    peers._unretried_since = None
+
+
+class Receiver:
+    """Polls a socket; ``recv`` returns the data frames of one message ([] after the poll
+    timeout). A first part that is a SUB topic (GNU Radio's key) is not data."""
+
+    def __init__(self, sock, topic: bool):
+        self.sock = sock
+        self.topic = topic
+        self.poller = zmq.Poller()
+        self.poller.register(sock, zmq.POLLIN)
+
+    def recv(self) -> list:
+        if not self.poller.poll(POLL_MS):
+            return []
+        return self._parts()
+
+    def recv_ready(self) -> list:
+        """The next message's data frames if one has already arrived, else [] (never waits)."""
+        if not self.sock.get(zmq.EVENTS) & zmq.POLLIN:
+            return []
+        return self._parts()
+
+    def _parts(self) -> list:
+        parts = [self.sock.recv(copy=False)]
+        while parts[-1].more:
+            parts.append(self.sock.recv(copy=False))
+        if self.topic and len(parts) > 1:
+            del parts[0]
+        return parts
+
+
+class Sender:
+    """Sends without ever hanging: retries while the peer is slow, gives up (counted) only
+    when the graph is stopping and ``stop_timeout`` has passed (at once when no peer is
+    connected), or at once in drop mode.
+
+    Frames go out zero-copy; a tracker per frame tells when ZeroMQ is done with the memory,
+    so ``drain()`` at stop waits for delivery instead of freeing buffers still queued."""
+
+    def __init__(self, sock, block, drop: bool, key: str = "", stop_timeout: float = 2.0):
+        self.sock = sock
+        self.block = block
+        self.drop = drop
+        self.key = key.encode()
+        self.stop_timeout = stop_timeout
+        self.poller = zmq.Poller()
+        self.poller.register(sock, zmq.POLLOUT)
+        self.peers = PeerMonitor(sock)
+        self._pending: deque = deque()  # (tracker, items) not yet handed to the kernel
+        self._stop_deadline: float | None = None
+
+    def send(self, frames: list, items: int = 0) -> bool:
+        if self.key:
+            frames = [self.key] + frames
+        while True:
+            try:
+                tracker = self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False,
+                                                   track=True)
+                break
+            except zmq.Again:
+                if self.drop or self._past_stop_deadline():
+                    return False
+            self.poller.poll(POLL_MS)
+        pending = self._pending
+        pending.append((tracker, items))
+        while pending and pending[0][0].done:
+            pending.popleft()
+        return True
+
+    def _past_stop_deadline(self) -> bool:
+        """Once the graph stops, the peer gets ``stop_timeout`` seconds in all to keep up;
+        with no peer connected there is nobody to wait for."""
+        if not self.block.stopping:
+            return False
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + self.stop_timeout
+        self.peers.poll()
+        return self.peers.peers == 0 or time.monotonic() > self._stop_deadline
+
+    def drain(self) -> int:
+        """Wait (up to stop_timeout, not at all without a peer) until queued frames are
+        sent; returns items not sent."""
+        deadline = self._stop_deadline or time.monotonic() + self.stop_timeout
+        while self._pending:
+            tracker, _ = self._pending[0]
+            self.peers.poll()
+            if self.peers.peers == 0:
+                break
+            try:
+                tracker.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            except zmq.NotDone:
+                if time.monotonic() >= deadline:
+                    break
+                continue
+            self._pending.popleft()
+        lost = sum(items for _, items in self._pending)
+        self._pending.clear()
+        return lost
+
+    def close(self) -> int:
+        lost = self.drain()
+        self.peers.close()
+        self.sock.close(linger=0 if lost else 1000)
+        return lost
