@@ -5,6 +5,7 @@ import numpy as np
 import soundfile as sf
 
 from cvstream import EndOfStream, In, Out, Param, Sink, Source, register
+from cvstream.chunk import tag_number
 from cvstream.dtypes import PortType
 from cvstream.errors import CvstreamError
 from cvstream.params import INPUT_FILE, OUTPUT_FILE
@@ -87,8 +88,11 @@ class AudioSink(Sink):
     def _open(self, x):
         rate = self.rate
         for tag in self.input_tags:
-            if tag.key == "rx_rate" and not rate:
-                rate = int(round(float(tag.value)))
+            value = tag_number(tag) if tag.key == "rx_rate" else None
+            if tag.key == "rx_rate" and (value is None or value < 1):
+                self.count("bad_tag_values")
+            elif tag.key == "rx_rate" and not rate:
+                rate = int(round(value))
         if not rate:
             raise CvstreamError("sample rate unknown: set 'rate' or feed an rx_rate tag")
         channels = 1 if x.ndim == 1 else x.shape[1]

@@ -118,7 +118,9 @@ class CfarDetector(RateBlock):
         return out
 
     def work(self, x):
-        self._radio.update(self.input_tags)
+        bad = self._radio.update(self.input_tags)
+        if bad:
+            self.count("bad_tag_values", bad)
         for intervals in self.detect(self.psd(x)):
             start, stop = self._pos, self._pos + self.decim
             self._emit_all(self._tracker.update(start, stop, intervals))

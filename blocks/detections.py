@@ -19,6 +19,8 @@ import numpy as np
 import scipy.fft
 import scipy.stats
 
+from cvstream.chunk import tag_number
+
 
 class RadioContext:
     """Sample rate and centre frequency of a stream: the block's parameters when set,
@@ -28,12 +30,21 @@ class RadioContext:
         self.fixed_rate, self.fixed_freq = bool(rate), fixed_freq or bool(freq)
         self.rate, self.freq = rate, freq
 
-    def update(self, tags) -> None:
+    def update(self, tags) -> int:
+        """Take the latest rates and frequencies; returns how many such tags were unusable
+        (not a finite number, or a rate that is not positive)."""
+        bad = 0
         for tag in tags:
-            if tag.key == "rx_rate" and not self.fixed_rate:
-                self.rate = float(tag.value)
+            if tag.key not in ("rx_rate", "rx_freq"):
+                continue
+            value = tag_number(tag)
+            if value is None or (tag.key == "rx_rate" and value <= 0):
+                bad += 1
+            elif tag.key == "rx_rate" and not self.fixed_rate:
+                self.rate = value
             elif tag.key == "rx_freq" and not self.fixed_freq:
-                self.freq = float(tag.value)
+                self.freq = value
+        return bad
 
 
 #: samples a track keeps (its first blocks) for its envelope statistics

@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from cvstream import Param, RateBlock, register
+from cvstream.chunk import tag_number
 from cvstream.contract import Contract, read_contract
 from cvstream.dtypes import PortType
 from cvstream.errors import CvstreamError, ParamError
@@ -133,8 +134,12 @@ class OnnxModel(RateBlock):
         c = self.contract
         for tag in self.input_tags:
             if tag.key == "rx_rate":
-                self._check_rate(float(tag.value), "the stream's rx_rate tag says")
-                self._stream_rate = float(tag.value)
+                rate = tag_number(tag)
+                if rate is None or rate <= 0:
+                    self.count("bad_tag_values")
+                    continue
+                self._check_rate(rate, "the stream's rx_rate tag says")
+                self._stream_rate = rate
         batch = (len(inputs[0]) - c.history) // c.chunk
         feeds, inv = {}, None
         for spec, x in zip(c.inputs, inputs):

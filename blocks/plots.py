@@ -45,7 +45,9 @@ class PngSink(Sink):
         self._win = np.hanning(self.fft).astype(np.float32)
 
     def work(self, x):
-        self._radio.update(self.input_tags)
+        bad = self._radio.update(self.input_tags)
+        if bad:
+            self.count("bad_tag_values", bad)
         data = np.concatenate([self._tail, x]) if len(self._tail) else x
         n = len(data) // self.fft * self.fft
         self._tail = np.array(data[n:])

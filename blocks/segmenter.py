@@ -154,7 +154,9 @@ class SpectrumSegmenter(RateBlock):
         return self._session.run(None, {self.contract.inputs[0].name: tiles})[0][:, 0]
 
     def work(self, x):
-        self._radio.update(self.input_tags)
+        bad = self._radio.update(self.input_tags)
+        if bad:
+            self.count("bad_tag_values", bad)
         tiles, power, floor = self.prepare(x)
         call = self._pool.submit(self._run_model, tiles)
         self._collect()

@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from cvstream import EndOfStream, In, MsgIn, Out, Param, Sink, Source, register
+from cvstream.chunk import tag_number
 from cvstream.errors import CvstreamError
 from cvstream.params import INPUT_FILE, OUTPUT_FILE
 
@@ -165,10 +166,15 @@ class SigMFSink(Sink):
 
     def work(self, x):
         for tag in self.input_tags:
-            if tag.key == "rx_rate" and self._rate is None:
-                self._rate = float(tag.value)
+            if tag.key not in ("rx_rate", "rx_freq"):
+                continue
+            value = tag_number(tag)
+            if value is None or (tag.key == "rx_rate" and value <= 0):
+                self.count("bad_tag_values")
+            elif tag.key == "rx_rate" and self._rate is None:
+                self._rate = value
             elif tag.key == "rx_freq" and self._freq is None:
-                self._freq = float(tag.value)
+                self._freq = value
         np.ascontiguousarray(x).tofile(self._fh)
         self._count += len(x)
 

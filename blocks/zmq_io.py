@@ -277,7 +277,7 @@ def decode_message(raw: bytes, fmt: str) -> dict:
         try:
             value = pmt.deserialize(raw)
         except pmt.PMTError as exc:
-            raise MessageError("bad_pmt", str(exc)) from None
+            raise MessageError(exc.kind, str(exc)) from None
         if isinstance(value, pmt.Pair):  # a PDU: (metadata dict, data vector)
             value = {"meta": value.car, "data": value.cdr}
         check_size(value)

@@ -16,6 +16,18 @@ class Tag(NamedTuple):
     srcid: Any = None
 
 
+def tag_number(tag: Tag) -> float | None:
+    """The value of a numeric tag (rx_rate, rx_freq) as a finite float; None when a peer sent
+    something else (a string, a vector, NaN), which a block then ignores and counts."""
+    value = tag.value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        return None
+    if isinstance(value, (complex, np.complexfloating)):
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
 @dataclass
 class Chunk:
     """A run of items on one port.

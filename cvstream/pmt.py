@@ -24,7 +24,12 @@ UV_CODE = {np.dtype(t): i for i, t in enumerate(UV_TYPES)}
 
 
 class PMTError(CvstreamError):
-    """Bytes that are not a valid serialized PMT."""
+    """Bytes that are not a valid serialized PMT; ``kind`` names the cause for counters
+    (``bad_pmt``, or ``too_deep`` / ``too_large`` past the decoding limits)."""
+
+    def __init__(self, detail: str, kind: str = "bad_pmt"):
+        super().__init__(detail)
+        self.kind = kind
 
 
 class Pair(NamedTuple):
@@ -141,11 +146,11 @@ class _Reader:
     def _spend(self, n: int) -> None:
         self.items_left -= n
         if self.items_left < 0:
-            raise PMTError(f"PMT holds more than {self.limits.items} elements")
+            raise PMTError(f"PMT holds more than {self.limits.items} elements", "too_large")
 
     def value(self, pos: int, depth: int) -> Any:
         if depth > self.limits.depth:
-            raise PMTError(f"PMT nested deeper than {self.limits.depth}")
+            raise PMTError(f"PMT nested deeper than {self.limits.depth}", "too_deep")
         buf = self.buf
         code = buf[pos]
         pos += 1
@@ -205,7 +210,7 @@ class _Reader:
         nbytes = n * dt.itemsize
         if nbytes > self.limits.uvector_bytes:
             raise PMTError(f"uniform vector of {nbytes} bytes (limit "
-                           f"{self.limits.uvector_bytes})")
+                           f"{self.limits.uvector_bytes})", "too_large")
         end = pos + nbytes
         if end > len(self.buf):
             raise PMTError("truncated uniform vector")
