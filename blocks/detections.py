@@ -145,11 +145,17 @@ def to_message(track: Track, rate: float, center_freq: float, confidence: float)
             "snr_db": round(float(track.peak_snr_db), 2)}
 
 
+#: blocks a track spans at most before it is reported and a new one continues it: a signal
+#: that never ends (a carrier, a beacon) is reported in pieces instead of growing forever
+MAX_TRACK_BLOCKS = 2048
+
+
 class Tracker:
     """Joins per-block frequency intervals into tracks; a track ends when a block has no
-    interval overlapping it."""
+    interval overlapping it, or after ``max_blocks`` blocks (the next piece continues it)."""
 
-    def __init__(self, vote_labels: bool = False, hold: int = 0, min_blocks: int = 1):
+    def __init__(self, vote_labels: bool = False, hold: int = 0, min_blocks: int = 1,
+                 max_blocks: int = MAX_TRACK_BLOCKS):
         """``vote_labels``: a track continues whatever the interval's label, and takes the
         label with the most votes (bins x score) when it ends; otherwise labels must match.
         ``hold``: blocks a track may miss before it ends. ``min_blocks``: shorter tracks
@@ -158,6 +164,7 @@ class Tracker:
         self.vote_labels = vote_labels
         self.hold = hold
         self.min_blocks = min_blocks
+        self.max_blocks = max_blocks
         self.dropped_short = 0
 
     def update(self, start: int, stop: int, intervals: list[tuple],
@@ -187,7 +194,8 @@ class Tracker:
                 track.add_spectrum(spectrum)
                 track.add_samples(start, samples)
             track.missed = 0 if hit else track.missed + 1
-            (still if track.missed <= self.hold else ended).append(track)
+            going = track.missed <= self.hold and len(track.edges) < self.max_blocks
+            (still if going else ended).append(track)
         for i, (lo, hi, snr, label, *score) in enumerate(intervals):
             if not used[i]:
                 track = Track(start, stop, lo, hi, snr, label, max([0.0, *score]),

@@ -13,24 +13,26 @@ from .formats import FILE_FORMATS, FORMATS
 
 
 class RawReader:
-    """Reads a raw sample file in chunks and decodes it to complex64 / float32 items."""
+    """Reads a raw sample file in chunks and decodes it to complex64 / float32 items: all of
+    it, or ``count`` items from byte ``start`` (a segment of a SigMF dataset, say);
+    ``end`` (bytes) ignores what follows. ``trailing_bytes``: a partial item at the end."""
 
-    def __init__(self, path: str, fmt: str, chunk: int, offset_items: int = 0,
-                 count: int | None = None):
+    def __init__(self, path: str, fmt: str, chunk: int, start: int = 0,
+                 count: int | None = None, end: int | None = None):
         self.fmt = FORMATS[fmt]
         self.path = path
         self.chunk = chunk
-        size = os.path.getsize(path)
-        self.trailing_bytes = size % self.fmt.item_bytes
-        avail = max(0, size // self.fmt.item_bytes - offset_items)
+        size = os.path.getsize(path) if end is None else end
+        avail = max(0, size - start)
+        self.trailing_bytes = avail % self.fmt.item_bytes if count is None else 0
+        avail //= self.fmt.item_bytes
         self.items = avail if count is None else min(avail, count)
         self._fh = open(path, "rb")
-        self._fh.seek(offset_items * self.fmt.item_bytes)
-        self._start = offset_items
-        self._left = self.items
+        self._start = start
+        self.rewind()
 
     def rewind(self) -> None:
-        self._fh.seek(self._start * self.fmt.item_bytes)
+        self._fh.seek(self._start)
         self._left = self.items
 
     def read(self) -> np.ndarray | None:

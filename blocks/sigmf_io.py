@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -29,36 +31,120 @@ def meta_path(path: str) -> str:
     return base + ".sigmf-meta"
 
 
-def read_meta(path: str) -> tuple[dict, list, str, str]:
-    """(global info, captures, data file path, sample format) of a recording."""
-    from sigmf import sigmffile
-    from sigmf.error import SigMFError
+@dataclass
+class Segment:
+    """One capture segment: ``count`` samples from byte ``start`` of the dataset (None:
+    to the end), beginning at sample index ``sample_start`` of the recording."""
+
+    sample_start: int
+    start: int
+    count: int | None
+    capture: dict
+
+
+@dataclass
+class Recording:
+    """A SigMF recording as read from its metadata (checked against the SigMF schema with
+    the ``sigmf`` package's validator, then for what streaming needs)."""
+
+    meta: str
+    data: str
+    fmt: str
+    info: dict
+    segments: list[Segment]
+    end: int  # bytes of the dataset that hold samples (core:trailing_bytes left out)
+
+    @property
+    def sample_rate(self) -> float | None:
+        rate = self.info.get("core:sample_rate")
+        return float(rate) if rate else None
+
+
+def read_recording(path: str) -> Recording:
+    """Read and check the metadata of a recording; raises CvstreamError with one line."""
     meta = meta_path(path)
     try:
-        rec = sigmffile.fromfile(meta, skip_checksum=True)
-    except (SigMFError, OSError, ValueError, KeyError) as exc:
-        raise CvstreamError(f"'{meta}': not a valid SigMF recording: "
-                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                            ) from None
-    datatype = rec.get_global_field("core:datatype")
+        with open(meta, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except OSError as exc:
+        raise CvstreamError(f"'{meta}': {exc.strerror}") from None
+    except (ValueError, RecursionError) as exc:
+        raise CvstreamError(f"'{meta}': not JSON: {str(exc)[:100]}") from None
+    problem = _schema_problem(doc)
+    if problem:
+        raise CvstreamError(f"'{meta}': not valid SigMF metadata: {problem}")
+    info = doc["global"]
+    datatype = info["core:datatype"]
     if datatype not in DATATYPES:
         raise CvstreamError(f"'{meta}': datatype '{datatype}' is not supported (supported: "
                             f"{', '.join(DATATYPES)})")
-    data = meta[: -len(".sigmf-meta")] + ".sigmf-data"
-    if not os.path.exists(data):
-        raise CvstreamError(f"'{meta}': data file '{data}' is missing")
-    if rec.get_num_channels() != 1:
-        raise CvstreamError(f"'{meta}': {rec.get_num_channels()} channels; only single-"
+    if info.get("core:num_channels", 1) != 1:
+        raise CvstreamError(f"'{meta}': {info['core:num_channels']} channels; only single-"
                             "channel recordings are supported")
-    return rec.get_global_info(), rec.get_captures(), data, DATATYPES[datatype]
+    folder = os.path.dirname(meta)
+    data = (os.path.join(folder, info["core:dataset"]) if "core:dataset" in info
+            else meta[: -len(".sigmf-meta")] + ".sigmf-data")
+    if not os.path.isfile(data):
+        raise CvstreamError(f"'{meta}': data file '{data}' is missing")
+    end = os.path.getsize(data) - int(info.get("core:trailing_bytes", 0))
+    fmt = DATATYPES[datatype]
+    return Recording(meta, data, fmt, info, _segments(meta, doc["captures"], fmt), end)
+
+
+def _schema_problem(doc) -> str | None:
+    from jsonschema.exceptions import ValidationError
+    from sigmf.validate import validate
+    if not isinstance(doc, dict):
+        return f"the top level is a {type(doc).__name__}, not an object"
+    try:
+        validate(doc)
+    except ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "top level"
+        return f"{where}: {exc.message[:120]}"
+    return None
+
+
+def _segments(meta: str, captures: list, fmt: str) -> list[Segment]:
+    """Where each capture's samples lie in the dataset: its sample_start times the item
+    size, plus the header bytes of it and of every capture before it (non-conforming
+    datasets put a header in front of each capture)."""
+    captures = captures or [{"core:sample_start": 0}]
+    starts = [int(c["core:sample_start"]) for c in captures]
+    if starts != sorted(starts):
+        raise CvstreamError(f"'{meta}': captures are not sorted by core:sample_start")
+    item = FORMATS[fmt].item_bytes
+    out, headers = [], 0
+    for k, cap in enumerate(captures):
+        headers += int(cap.get("core:header_bytes", 0))
+        count = starts[k + 1] - starts[k] if k + 1 < len(captures) else None
+        out.append(Segment(starts[k], headers + starts[k] * item, count, cap))
+    if starts[0] != 0:  # samples before the first capture belong to no segment
+        out.insert(0, Segment(0, 0, starts[0], {}))
+    return out
+
+
+def rx_time(datetime_text: str) -> tuple | None:
+    """core:datetime (ISO 8601, UTC) as GNU Radio's rx_time: (whole seconds, fraction)."""
+    text = datetime_text.strip().replace("z", "Z")
+    whole, _, frac = text.rstrip("Z").partition(".")
+    try:
+        stamp = datetime.fromisoformat(whole).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    fraction = float("0." + frac) if frac.isdigit() else 0.0
+    return (np.uint64(int(stamp.timestamp())), fraction)
 
 
 @register("sigmf_source")
 class SigMFSource(Source):
     """Read a SigMF recording (cf32_le, ci16_le, ci8, cu8 and real rf32/ri16/ri8/ru8).
 
-    Integer data is scaled to [-1, 1). Emits ``rx_rate`` (core:sample_rate) at offset 0 and
-    ``rx_freq`` (core:frequency) at the start of every capture segment that has one.
+    Per the SigMF specification: every capture segment is read from where it lies (its
+    ``core:header_bytes`` skipped, for non-conforming datasets named by ``core:dataset``;
+    ``core:trailing_bytes`` ignored); ``core:offset`` is the index the first sample had in
+    a larger stream and moves nothing. Integer data is scaled to [-1, 1). Tags: ``rx_rate``
+    (core:sample_rate) at item 0; ``rx_freq`` (core:frequency) and ``rx_time``
+    (core:datetime) at the first item of every capture that has them.
     Ports: out (complex64, or float32 for real recordings). Latency: none.
     Example: ``rec: {type: sigmf_source, path: capture.sigmf-meta}``
     """
@@ -71,36 +157,45 @@ class SigMFSource(Source):
         problems = super().file_problems()
         if not problems:
             try:
-                read_meta(self.path)
+                read_recording(self.path)
             except CvstreamError as exc:
                 problems.append(("path", str(exc)))
         return problems
 
     def output_types(self, in_types):
-        info, _, _, fmt = read_meta(self.path)
-        rate = info.get("core:sample_rate")
-        return {"out": FORMATS[fmt].float_type.with_rate(float(rate) if rate else None)}
+        rec = read_recording(self.path)
+        return {"out": FORMATS[rec.fmt].float_type.with_rate(rec.sample_rate)}
 
     def total_items(self):
-        return getattr(self, "_reader", None) and self._reader.items
+        readers = getattr(self, "_readers", None)
+        return sum(r.items for r in readers) if readers else None
 
     def start(self):
-        g, captures, data, fmt = read_meta(self.path)
-        self._reader = RawReader(data, fmt, self.chunk, int(g.get("core:offset", 0) or 0))
-        if self._reader.trailing_bytes:
-            self.count("trailing_bytes", self._reader.trailing_bytes)
-        self.sample_rate = g.get("core:sample_rate")
+        rec = read_recording(self.path)
+        self._readers = [RawReader(rec.data, rec.fmt, self.chunk, seg.start, seg.count,
+                                   rec.end) for seg in rec.segments]
+        trailing = self._readers[-1].trailing_bytes
+        if trailing:
+            self.count("trailing_bytes", trailing)
         self._tags = []
-        if self.sample_rate:
-            self._tags.append((0, "rx_rate", float(self.sample_rate)))
-        for cap in captures:
+        if rec.sample_rate:
+            self._tags.append((0, "rx_rate", rec.sample_rate))
+        for seg in rec.segments:
+            cap = seg.capture
             if "core:frequency" in cap:
-                self._tags.append((int(cap.get("core:sample_start", 0)), "rx_freq",
-                                   float(cap["core:frequency"])))
+                self._tags.append((seg.sample_start, "rx_freq", float(cap["core:frequency"])))
+            stamp = rx_time(cap["core:datetime"]) if "core:datetime" in cap else None
+            if stamp is not None:
+                self._tags.append((seg.sample_start, "rx_time", stamp))
+        self._segment = 0
         self._pos = 0
 
     def work(self):
-        x = self._reader.read()
+        x = None
+        while x is None and self._segment < len(self._readers):
+            x = self._readers[self._segment].read()
+            if x is None:
+                self._segment += 1
         if x is None:
             raise EndOfStream
         end = self._pos + len(x)
@@ -111,8 +206,8 @@ class SigMFSource(Source):
         return x
 
     def stop(self):
-        if getattr(self, "_reader", None) is not None:
-            self._reader.close()
+        for reader in getattr(self, "_readers", []):
+            reader.close()
 
 
 ANNOTATION_KEYS = ("sample_start", "sample_count", "freq_lower_edge", "freq_upper_edge",
@@ -120,9 +215,12 @@ ANNOTATION_KEYS = ("sample_start", "sample_count", "freq_lower_edge", "freq_uppe
 
 
 def annotation_from_message(msg: dict) -> dict:
-    """Detection message -> SigMF annotation fields (``core:`` keys)."""
+    """Detection message -> SigMF annotation fields (``core:`` keys); raises CvstreamError
+    when the message cannot be one (no sample_start, fields of the wrong type)."""
     out = {}
     for key, value in msg.items():
+        if not isinstance(key, str):
+            continue
         short = key[5:] if key.startswith("core:") else key
         if short in ANNOTATION_KEYS:
             out["core:" + short] = value
@@ -131,8 +229,25 @@ def annotation_from_message(msg: dict) -> dict:
         elif isinstance(value, (int, float, str, bool)):
             out["cvstream:" + key] = value  # extra fields (confidence, snr_db...) namespaced
     if "core:sample_start" not in out:
-        raise CvstreamError(f"annotation message without sample_start: {msg}")
+        raise CvstreamError(f"annotation message without sample_start: {str(msg)[:120]}")
+    validate_annotation(out)
     return out
+
+
+def validate_annotation(ann: dict) -> None:
+    for key in ("core:sample_start", "core:sample_count"):
+        value = ann.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise CvstreamError(f"annotation {key} must be a whole number >= 0, got "
+                                f"{str(value)[:40]}")
+    for key in ("core:freq_lower_edge", "core:freq_upper_edge"):
+        value = ann.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not np.isfinite(value):
+            raise CvstreamError(f"annotation {key} must be a number, got {str(value)[:40]}")
+    for key in ("core:label", "core:comment"):
+        if not isinstance(ann.get(key, ""), str):
+            raise CvstreamError(f"annotation {key} must be text")
 
 
 @register("sigmf_sink")
@@ -140,8 +255,11 @@ class SigMFSink(Sink):
     """Write a SigMF recording (cf32_le) with annotations taken from a message port.
 
     Messages need ``sample_start`` and may carry ``sample_count``, ``freq_lower_edge``,
-    ``freq_upper_edge``, ``label``, ``comment`` (with or without the ``core:`` prefix).
-    Sample rate and centre frequency come from parameters or the rx_rate / rx_freq tags.
+    ``freq_upper_edge``, ``label``, ``comment`` (with or without the ``core:`` prefix); a
+    message that cannot be an annotation is counted (``bad_annotations``), not written.
+    Sample rate and centre frequency come from parameters or the rx_rate / rx_freq tags; an
+    ``rx_freq`` or ``rx_time`` tag later in the stream starts a new capture segment there
+    (``core:frequency``, ``core:datetime``). The metadata passes the SigMF validator.
     Ports: in (complex64), annotations (message, optional). Latency: none.
     Example: ``rec: {type: sigmf_sink, path: out.sigmf-meta, rate: 20e6}``
     """
@@ -160,12 +278,16 @@ class SigMFSink(Sink):
         self._data_path = base + ".sigmf-data"
         self._fh = open(self._data_path, "wb")
         self._rate = self.rate or None
-        self._freq = self.freq
+        self._captures = [{"core:sample_start": 0}]
+        if self.freq is not None:
+            self._captures[0]["core:frequency"] = float(self.freq)
         self._annotations: list[dict] = []
         self._count = 0
 
     def work(self, x):
         for tag in self.input_tags:
+            if tag.key == "rx_time":
+                self._time_tag(tag)
             if tag.key not in ("rx_rate", "rx_freq"):
                 continue
             value = tag_number(tag)
@@ -173,27 +295,55 @@ class SigMFSink(Sink):
                 self.count("bad_tag_values")
             elif tag.key == "rx_rate" and self._rate is None:
                 self._rate = value
-            elif tag.key == "rx_freq" and self._freq is None:
-                self._freq = value
+            elif tag.key == "rx_freq" and self.freq is None:
+                if self._captures[-1].get("core:frequency") != value:
+                    self._capture_at(tag.offset)["core:frequency"] = value
         np.ascontiguousarray(x).tofile(self._fh)
         self._count += len(x)
 
+    def _time_tag(self, tag) -> None:
+        value = tag.value
+        try:
+            secs, frac = int(value[0]), float(value[1])
+        except (TypeError, ValueError, IndexError, OverflowError):
+            self.count("bad_tag_values")
+            return
+        if not (0 <= secs < 253402300800 and 0 <= frac < 1):  # up to year 9999
+            self.count("bad_tag_values")
+            return
+        stamp = datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        self._capture_at(tag.offset)["core:datetime"] = f"{stamp}{f'{frac:.9f}'[1:]}Z"
+
+    def _capture_at(self, offset: int) -> dict:
+        """The capture segment starting at ``offset``, started there if need be."""
+        last = self._captures[-1]
+        if offset <= last["core:sample_start"]:
+            return last
+        cap = {"core:sample_start": int(offset)}
+        if "core:frequency" in last:
+            cap["core:frequency"] = last["core:frequency"]
+        self._captures.append(cap)
+        return cap
+
     def on_message(self, port, msg):
-        self._annotations.append(annotation_from_message(msg))
+        try:
+            self._annotations.append(annotation_from_message(msg))
+        except CvstreamError:
+            self.count("bad_annotations")
 
     def stop(self):
         fh = getattr(self, "_fh", None)
         if fh is None or fh.closed:
             return
         fh.close()
-        write_meta(self._meta_path, self._rate, self._freq, self._annotations,
+        write_meta(self._meta_path, self._rate, self._captures, self._annotations,
                    self.description, self.author)
 
 
-def write_meta(path: str, rate, freq, annotations, description="", author="") -> None:
-    """Write a validated cf32_le .sigmf-meta file (the data file sits beside it)."""
-    from sigmf import sigmffile
-    from sigmf.error import SigMFError
+def write_meta(path: str, rate, captures: list[dict], annotations, description="",
+               author="") -> None:
+    """Write a cf32_le .sigmf-meta file (the data file sits beside it), checked with the
+    SigMF validator first."""
     from cvstream import __version__
     glob = {"core:datatype": "cf32_le", "core:version": "1.2.0",
             "core:recorder": f"cvstream {__version__}"}
@@ -203,16 +353,11 @@ def write_meta(path: str, rate, freq, annotations, description="", author="") ->
         glob["core:description"] = description
     if author:
         glob["core:author"] = author
-    capture = {"core:sample_start": 0}
-    if freq is not None:
-        capture["core:frequency"] = float(freq)
-    meta = {"global": glob, "captures": [capture],
+    meta = {"global": glob, "captures": captures,
             "annotations": sorted(annotations, key=lambda a: a["core:sample_start"])}
-    try:
-        rec = sigmffile.SigMFFile(metadata=meta, skip_checksum=True)
-        rec.validate()
-    except SigMFError as exc:
-        raise CvstreamError(f"'{path}': invalid SigMF metadata: {exc}") from None
+    problem = _schema_problem(meta)
+    if problem:
+        raise CvstreamError(f"'{path}': invalid SigMF metadata: {problem}")
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(meta, fh, indent=2)
         fh.write("\n")

@@ -125,8 +125,8 @@ class ZmqSource(Source):
         gone = self._peers.poll()
         if gone:
             self.count("peer_disconnects", gone)
-            self._log("peer disconnected (ZeroMQ closes a connection that sends a frame "
-                      f"over max_frame {self.max_frame} bytes)")
+            self._log(f"a peer disconnected ({self.counters['peer_disconnects']} so far; a "
+                      f"frame over max_frame {self.max_frame} bytes also closes a connection)")
         if not self.bind and self._peers.stranded():
             reconnect(self._sock, self.address, self._peers)
         if not frames:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 
@@ -108,22 +109,27 @@ def cmd_run(args) -> int:
     if sched.failure is not None:
         _say(f"error: {sched.failure}")
         return EXIT_FAILED
+    if len(interrupted) > 1:
+        _say("aborted: outputs may be incomplete")
+        return EXIT_FAILED
     return EXIT_OK
 
 
 def cmd_blocks(args) -> int:
-    from .docs import graph_schema, render, summary
+    from .docs import block_schema, graph_schema, render, summary
     from .registry import block_types, lookup
     types = block_types()
-    if args.schema:
-        print(json.dumps(graph_schema(types), indent=2))
-        return EXIT_OK
     if args.type:
         try:
-            print(render(lookup(args.type)), end="")
+            cls = lookup(args.type)
         except CvstreamError as exc:
             _say(str(exc))
             return EXIT_USAGE
+        text = json.dumps(block_schema(cls), indent=2) + "\n" if args.schema else render(cls)
+        print(text, end="")
+        return EXIT_OK
+    if args.schema:
+        print(json.dumps(graph_schema(types), indent=2))
         return EXIT_OK
     width = max(len(n) for n in types) + 2
     for name, cls in types.items():
@@ -154,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("blocks", help="list blocks, or document one")
     p.add_argument("type", nargs="?")
-    p.add_argument("--schema", action="store_true", help="print the JSON Schema of a graph")
+    p.add_argument("--schema", action="store_true", help="print the JSON Schema of a graph "
+                   "(of one block's entry with TYPE)")
     p.set_defaults(func=cmd_blocks)
 
     from .models_cli import add_parser
@@ -174,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_FAILED
+    except BrokenPipeError:  # e.g. `cvstream blocks --schema | head`: the reader is gone
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

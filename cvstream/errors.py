@@ -34,9 +34,12 @@ class GraphError(CvstreamError):
 class GraphErrors(CvstreamError):
     """Several validation errors found at once (each one line)."""
 
-    def __init__(self, errors: list[GraphError]):
-        self.errors = errors
-        super().__init__("\n".join(str(e) for e in errors))
+    def __init__(self, errors: list[GraphError], total: int | None = None):
+        self.errors = sorted(errors, key=lambda e: (e.source or "", e.line or 0))
+        lines = [str(e) for e in self.errors]
+        if total is not None and total > len(errors):
+            lines.append(f"... and {total - len(errors)} more")
+        super().__init__("\n".join(lines))
 
 
 class BlockFailure(CvstreamError):

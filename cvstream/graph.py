@@ -17,6 +17,7 @@ from .ports import BoundPort
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_BUFFER_BYTES = 4 << 20
 MESSAGE_BUFFER = 10000
+MAX_ERRORS = 20  # mistakes listed at once
 
 
 @dataclass
@@ -114,14 +115,16 @@ class Graph:
         errors: list[GraphError] = []
         self._check_ports(errors)
         order = self._topological_order(errors)
+        unreadable = set()
         for node in self.nodes.values():
             for fieldname, msg in node.block.file_problems():
                 errors.append(self.error(f"block '{node.name}': parameter '{fieldname}': {msg}",
                                          node.line))
-        if not errors and order:
-            self._resolve_types(order, errors)
+                unreadable.add(node.name)
+        if order:
+            self._resolve_types([n for n in order if n not in unreadable], errors)
         if errors:
-            raise GraphErrors(errors)
+            raise GraphErrors(errors[:MAX_ERRORS], len(errors))
 
     def _check_ports(self, errors):
         fed: dict[tuple[str, str], Connection] = {}
@@ -186,6 +189,10 @@ class Graph:
                 if problem:
                     errors.append(self.error(f"{c}: {problem}", c.line))
                 in_types[c.dst_port] = upstream
+            fed = {c.dst_port for c in self.incoming(name)}
+            if any(p.direction == "in" and not p.optional and p.name not in fed
+                   for p in node.ports.values()):
+                continue  # reported as not connected; its types cannot be known
             try:
                 resolved = node.block.output_types(in_types)
             except CvstreamError as exc:

@@ -23,19 +23,42 @@ from typing import Any
 import yaml
 
 from .errors import CvstreamError, GraphError, GraphErrors, ParamError
-from .graph import Graph
+from .graph import MAX_ERRORS, Graph
 from .registry import lookup
 
 TOP_KEYS = ("variables", "blocks", "connections")
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: YAML nodes a graph may expand to, aliases counted each time they are used: a flow graph
+#: has hundreds; an alias bomb has billions
+MAX_NODES = 100_000
 
 
 def _line(node: yaml.Node) -> int:
     return node.start_mark.line + 1
 
 
-def _value(node: yaml.Node) -> Any:
-    return yaml.constructor.SafeConstructor().construct_document(node)
+def _value(node: yaml.Node, source: str = "<graph>") -> Any:
+    try:
+        return yaml.constructor.SafeConstructor().construct_document(node)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise GraphError(f"YAML: {problem}", source, _line(node)) from None
+
+
+def _check_size(root: yaml.Node, source: str) -> None:
+    """Refuse documents that expand to more than MAX_NODES nodes (alias bombs)."""
+    count, stack = 0, [root]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise GraphError(f"the flow graph expands to more than {MAX_NODES} YAML nodes "
+                             "(aliases repeated into a bomb?)", source, _line(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
 
 
 def _pairs(node: yaml.Node, what: str, source: str) -> list[tuple[str, yaml.Node, int]]:
@@ -43,7 +66,7 @@ def _pairs(node: yaml.Node, what: str, source: str) -> list[tuple[str, yaml.Node
         raise GraphError(f"'{what}' must be a mapping", source, _line(node))
     out, seen = [], set()
     for key_node, value_node in node.value:
-        key = _value(key_node)
+        key = _value(key_node, source)
         if not isinstance(key, str):
             raise GraphError(f"key {key!r} in '{what}' must be a string", source, _line(key_node))
         if key in seen:
@@ -70,10 +93,16 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def load_graph(path: str, overrides: dict[str, Any] | None = None) -> Graph:
     """Read and build (not validate) the graph in ``path``; raises GraphError(s)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        with open(path, "rb") as fh:
+            raw = fh.read()
     except OSError as exc:
         raise GraphError(f"cannot read flow graph: {exc.strerror}", path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise GraphError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); a flow graph is "
+                         "a YAML text file", path, line) from None
     return load_graph_text(text, path, overrides)
 
 
@@ -89,6 +118,7 @@ def load_graph_text(text: str, source: str = "<graph>",
         raise GraphError(f"YAML error: {exc}", source) from None
     if root is None:
         raise GraphError("the flow graph is empty", source)
+    _check_size(root, source)
     sections = {k: (v, line) for k, v, line in _pairs(root, "flow graph", source)}
     for key, (_, line) in sections.items():
         if key not in TOP_KEYS:
@@ -101,18 +131,18 @@ def load_graph_text(text: str, source: str = "<graph>",
     block_params = _block_overrides(overrides, sections, source)
     if "blocks" not in sections:
         raise GraphError("the flow graph has no 'blocks' section", source)
+    failed = set()
     for name, node, line in _pairs(sections["blocks"][0], "blocks", source):
         try:
             _add_block(graph, name, node, line, variables, block_params.get(name, {}), source)
         except GraphError as exc:
             errors.append(exc)
-    if errors:
-        raise GraphErrors(errors)
+            failed.add(name)
     conns = sections.get("connections")
     if conns is not None:
-        _add_connections(graph, conns[0], variables, source, errors)
+        _add_connections(graph, conns[0], variables, source, errors, failed)
     if errors:
-        raise GraphErrors(errors)
+        raise GraphErrors(errors[:MAX_ERRORS], len(errors))
     return graph
 
 
@@ -122,7 +152,7 @@ def _variables(sections, source, overrides) -> dict[str, Any]:
         node = sections["variables"][0]
         if not (isinstance(node, yaml.ScalarNode) and node.value == ""):
             for key, vnode, _ in _pairs(node, "variables", source):
-                variables[key] = _value(vnode)
+                variables[key] = _value(vnode, source)
     for key in list(overrides):
         if "." not in key:
             if key not in variables:
@@ -136,7 +166,7 @@ def _block_overrides(overrides, sections, source) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     names = set()
     if "blocks" in sections and isinstance(sections["blocks"][0], yaml.MappingNode):
-        names = {_value(k) for k, _ in sections["blocks"][0].value}
+        names = {_value(k, source) for k, _ in sections["blocks"][0].value}
     for key, value in overrides.items():
         block, _, param = key.partition(".")
         if block not in names:
@@ -172,7 +202,7 @@ def _add_block(graph, name, node, line, variables, overrides, source):
     type_name = None
     for key, vnode, kline in entries:
         try:
-            value = substitute(_value(vnode), variables)
+            value = substitute(_value(vnode, source), variables)
         except KeyError as exc:
             raise GraphError(f"block '{name}': parameter '{key}': unknown variable "
                              f"'${{{exc.args[0]}}}'", source, kline) from None
@@ -199,20 +229,27 @@ def _add_block(graph, name, node, line, variables, overrides, source):
     graph.add(name, block, line)
 
 
-def _add_connections(graph, node, variables, source, errors):
+def _add_connections(graph, node, variables, source, errors, failed=frozenset()):
+    """Add every connection; those naming a block that failed to build are left out (that
+    block's own error says what is wrong)."""
     if not isinstance(node, yaml.SequenceNode):
         errors.append(GraphError("'connections' must be a list", source, _line(node)))
         return
     for item in node.value:
         line = _line(item)
-        value = _value(item)
+        try:
+            value = _value(item, source)
+        except GraphError as exc:
+            errors.append(exc)
+            continue
         try:
             if isinstance(value, str):
                 src, arrow, dst = value.partition("->")
                 if not arrow or not src.strip() or not dst.strip():
                     raise GraphError(f"connection '{value}' must look like 'src -> dst' or "
                                      "'src.port -> dst.port'", source, line)
-                graph.connect(src.strip(), dst.strip(), line=line)
+                if not _names_failed(failed, src, dst):
+                    graph.connect(src.strip(), dst.strip(), line=line)
             elif isinstance(value, dict) and {"src", "dst"} <= set(value):
                 extra = set(value) - {"src", "dst", "buffer"}
                 if extra:
@@ -222,7 +259,8 @@ def _add_connections(graph, node, variables, source, errors):
                 if buffer is not None and (not isinstance(buffer, int) or buffer < 1):
                     raise GraphError(f"connection buffer must be a positive item count, "
                                      f"got {buffer!r}", source, line)
-                graph.connect(str(value["src"]), str(value["dst"]), buffer, line)
+                if not _names_failed(failed, str(value["src"]), str(value["dst"])):
+                    graph.connect(str(value["src"]), str(value["dst"]), buffer, line)
             else:
                 raise GraphError("a connection is 'src -> dst' or {src: ..., dst: ..., "
                                  "buffer: N}", source, line)
@@ -230,3 +268,7 @@ def _add_connections(graph, node, variables, source, errors):
             errors.append(exc)
         except KeyError as exc:
             errors.append(GraphError(f"unknown variable '${{{exc.args[0]}}}'", source, line))
+
+
+def _names_failed(failed, *endpoints: str) -> bool:
+    return any(e.strip().partition(".")[0] in failed for e in endpoints)

@@ -12,6 +12,11 @@ from .dtypes import canonical_dtype, normalize_shape
 from .errors import ParamError
 
 REQUIRED = object()
+#: numbers written as YAML strings (YAML 1.1 reads ``4e6`` as a string) and ``${variable}``
+#: references, as the schema lets them through where a number or any value is expected
+NUMBER_TEXT = r"^\s*[-+]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][-+]?\d+)?\s*$"
+COMPLEX_TEXT = r"^[\s\d_.eE+\-()jJ]+$"
+VARIABLE_TEXT = r"^\s*\$\{[A-Za-z_][A-Za-z0-9_]*\}\s*$"
 
 
 def _number_from_text(text: str) -> complex | float | int:
@@ -27,9 +32,10 @@ def _number_from_text(text: str) -> complex | float | int:
 class Kind:
     """A parameter value type: a name for docs/schema and a coercion function."""
 
-    def __init__(self, name: str, schema: dict):
+    def __init__(self, name: str, schema: dict, text: str | None = None):
         self.name = name
         self.schema = schema
+        self.text = text  # pattern of strings the kind converts (numbers in YAML strings)
 
     def coerce(self, value: Any) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -128,9 +134,9 @@ class _OutputFile(Kind):
         return None
 
 
-INT = _Int("int", {"type": "integer"})
-FLOAT = _Float("float", {"type": "number"})
-COMPLEX = _Complex("complex", {"type": ["number", "string"]})
+INT = _Int("int", {"type": "integer"}, NUMBER_TEXT)
+FLOAT = _Float("float", {"type": "number"}, NUMBER_TEXT)
+COMPLEX = _Complex("complex", {"type": "number"}, COMPLEX_TEXT)
 BOOL = _Bool("bool", {"type": "boolean"})
 STR = _Str("str", {"type": "string"})
 DTYPE = _Dtype("dtype", {"type": "string"})
@@ -189,13 +195,25 @@ class Param:
         return value
 
     def schema(self) -> dict:
-        out = dict(self.kind.schema)
+        """JSON Schema of the value in a YAML graph: the kind's own, a number written as a
+        string where the kind converts one, or a ``${variable}``."""
+        value = dict(self.kind.schema)
         if self.choices is not None:
-            out["enum"] = list(self.choices)
+            value["enum"] = list(self.choices)
         if self.min is not None:
-            out["minimum"] = self.min
+            value["minimum"] = self.min
         if self.max is not None:
-            out["maximum"] = self.max
+            value["maximum"] = self.max
+        if not value:  # any value at all
+            return self._described({})
+        forms = [value]
+        if self.kind.text:
+            forms.append({"type": "string", "pattern": self.kind.text})
+        if value.get("type") != "string" or "enum" in value:
+            forms.append({"type": "string", "pattern": VARIABLE_TEXT})
+        return self._described({"anyOf": forms} if len(forms) > 1 else value)
+
+    def _described(self, out: dict) -> dict:
         if self.doc:
             out["description"] = self.doc + (f" [{self.unit}]" if self.unit else "")
         if not self.required and self.default is not None:

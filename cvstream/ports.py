@@ -91,8 +91,12 @@ class BoundPort:
         if self.is_message:
             return "message"
         dtype = self.dtype or (f"like {self.like}" if self.like else "any")
+        if dtype.startswith("$"):
+            dtype = f"dtype from '{dtype[1:]}'"
         if self.shape is None:
             return f"{dtype}, any shape"
+        if isinstance(self.shape, str):
+            return f"{dtype}, shape from '{self.shape.lstrip('$')}'"
         if self.shape:
             return f"{dtype}[{'x'.join(map(str, self.shape))}]"
         return dtype

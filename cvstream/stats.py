@@ -82,22 +82,26 @@ def _rate(x: float) -> str:
 
 def format_table(snap: dict) -> str:
     """The stats table printed at exit with --stats (and refreshed live on a terminal)."""
-    head = (f"{'block':<16}{'type':<16}{'items in':>11}{'out':>11}{'msgs':>9}{'items/s':>10}"
-            f"{'p50 us':>9}{'p99 us':>9}{'max us':>9}  counters")
+    blocks = snap["blocks"]
+    wn = max([len("block")] + [len(n) for n in blocks]) + 2
+    wt = max([len("type")] + [len(b["type"]) for b in blocks.values()]) + 2
+    head = (f"{'block':<{wn}}{'type':<{wt}}{'items in':>11}{'out':>11}{'msgs':>9}"
+            f"{'items/s':>10}{'p50 us':>9}{'p99 us':>9}{'max us':>9}  counters")
     lines = [head, "-" * len(head)]
-    for name, b in snap["blocks"].items():
+    for name, b in blocks.items():
         counters = " ".join(f"{k}={v}" for k, v in b["counters"].items() if v)
         msgs = f"{b['messages_in']}/{b['messages_out']}" if b["messages_in"] or \
             b["messages_out"] else ""
-        lines.append(f"{name[:15]:<16}{b['type'][:15]:<16}{b['items_in']:>11}"
+        lines.append(f"{name:<{wn}}{b['type']:<{wt}}{b['items_in']:>11}"
                      f"{b['items_out']:>11}{msgs:>9}"
                      f"{_rate(b['throughput_items_per_s']):>10}{b['work_p50_us']:>9.0f}"
                      f"{b['work_p99_us']:>9.0f}{b['work_max_us']:>9.0f}  {counters}")
     if snap["buffers"]:
+        wb = max(len("buffer"), *(len(label) for label in snap["buffers"])) + 2
         lines.append("")
-        lines.append(f"{'buffer':<40}{'capacity':>10}{'max fill':>10}{'dropped':>10}")
+        lines.append(f"{'buffer':<{wb}}{'capacity':>10}{'max fill':>10}{'dropped':>10}")
         for label, b in snap["buffers"].items():
-            lines.append(f"{label[:39]:<40}{b['capacity']:>10}{b['max_fill_pct']:>9.0f}%"
+            lines.append(f"{label:<{wb}}{b['capacity']:>10}{b['max_fill_pct']:>9.0f}%"
                          f"{b['dropped']:>10}")
     return "\n".join(lines)
 

@@ -194,7 +194,14 @@ def test_sigmf_sink_writes_annotations_from_messages(tmp_path):
 @pytest.mark.parametrize("meta_text, words", [
     ('{"global": {"core:datatype": "cf64_be", "core:version": "1.2.0"}, "captures": [], '
      '"annotations": []}', "datatype 'cf64_be' is not supported"),
-    ("not json", "not a valid SigMF recording"),
+    ("not json", "not JSON"),
+    ("[1, 2]", "the top level is a list"),
+    ('{"global": {"core:datatype": "cf32_le", "core:version": "1.2.0", '
+     '"core:sample_rate": "abc"}, "captures": [], "annotations": []}',
+     "global/core:sample_rate: 'abc' is not of type 'number'"),
+    ('{"global": {"core:datatype": "cf32_le", "core:version": "1.2.0"}, '
+     '"captures": [{"core:sample_start": 0, "core:frequency": "x"}], "annotations": []}',
+     "captures/0/core:frequency: 'x' is not of type 'number'"),
 ])
 def test_bad_sigmf_recordings_get_one_line(graph_file, tmp_path, meta_text, words):
     (tmp_path / "bad.sigmf-meta").write_text(meta_text)

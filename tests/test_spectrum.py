@@ -194,6 +194,22 @@ def test_tracks_keep_a_swept_band_and_ignore_one_wide_block():
     assert (steady.f_low, steady.f_high) == pytest.approx((0.10, 0.12))
 
 
+def test_a_signal_that_never_ends_is_reported_in_pieces():
+    """A carrier present in every block: the tracker holds at most max_blocks blocks of it,
+    reports each piece as it fills, and the pieces tile the stream without gaps (memory
+    stays bounded however long the stream runs)."""
+    from cvstream.blocks.detections import Tracker
+    tracker = Tracker(max_blocks=100)
+    pieces = []
+    for block in range(1050):
+        pieces += tracker.update(block * 10, block * 10 + 10, [(0.10, 0.12, 20.0, "cw")])
+        assert all(len(t.edges) <= 100 for t in tracker.open)
+    pieces += tracker.flush()
+    assert [(t.start, t.stop) for t in pieces] == [(k * 1000, min(k * 1000 + 1000, 10500))
+                                                   for k in range(11)]
+    assert all((t.f_low, t.f_high) == pytest.approx((0.10, 0.12)) for t in pieces)
+
+
 def test_iou_and_matching():
     a = ev.Box(0, 100, 0.0, 0.1)
     assert ev.iou(a, a) == 1.0

@@ -117,7 +117,7 @@ def test_oversize_frame_disconnects_the_peer_before_it_is_buffered(graph_file, t
     np.testing.assert_array_equal(np.load(tmp_path / "rx.npy"), np.arange(8))
     counters = json.loads(stats.read_text())["blocks"]["rx"]["counters"]
     assert counters == {"peer_disconnects": 1}
-    assert "peer disconnected" in proc.stderr.read()
+    assert "a peer disconnected" in proc.stderr.read()
 
 
 def test_frames_already_received_are_joined_with_their_tags():

@@ -1,0 +1,92 @@
+"""SigMF read and written per the specification: core:offset, non-conforming datasets
+(core:dataset, core:header_bytes, core:trailing_bytes), several captures; what cvstream
+writes passes the sigmf package's own validator."""
+import json
+
+import numpy as np
+from sigmf import sigmffile
+from sigmf.validate import validate
+
+from conftest import run_cli
+
+
+def _meta(tmp_path, name, glob, captures, annotations=()):
+    doc = {"global": {"core:datatype": "cf32_le", "core:version": "1.2.0", **glob},
+           "captures": list(captures), "annotations": list(annotations)}
+    path = tmp_path / f"{name}.sigmf-meta"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _read(graph_file, tmp_path, meta):
+    """Run sigmf_source -> sigmf_sink; returns (samples, written metadata)."""
+    path = graph_file(f"""
+    blocks:
+      rec: {{type: sigmf_source, path: {meta}, chunk: 1000}}
+      out: {{type: sigmf_sink, path: {tmp_path / 'copy.sigmf-meta'}}}
+    connections: [rec -> out]
+    """)
+    res = run_cli("run", str(path))
+    assert res.returncode == 0, res.stderr
+    data = np.fromfile(tmp_path / "copy.sigmf-data", dtype=np.complex64)
+    return data, json.loads((tmp_path / "copy.sigmf-meta").read_text())
+
+
+def test_core_offset_is_an_index_not_samples_to_skip(graph_file, tmp_path):
+    x = np.arange(100_000, dtype=np.complex64)
+    x.tofile(tmp_path / "big.sigmf-data")
+    meta = _meta(tmp_path, "big", {"core:offset": 1_000_000, "core:sample_rate": 1e6},
+                 [{"core:sample_start": 0}])
+    data, _ = _read(graph_file, tmp_path, meta)
+    np.testing.assert_array_equal(data, x)
+
+
+def test_non_conforming_dataset_with_headers_and_several_captures(graph_file, tmp_path):
+    """A .dat file: a 16-byte header before each of two captures, 8 trailing bytes; the
+    samples come out in order, each capture's frequency and time at its first sample, and
+    the copy keeps both captures."""
+    a = np.arange(500, dtype=np.complex64)
+    b = np.arange(500, 800, dtype=np.complex64)
+    blob = b"H" * 16 + a.tobytes() + b"H" * 16 + b.tobytes() + b"T" * 8
+    (tmp_path / "capture.dat").write_bytes(blob)
+    meta = _meta(tmp_path, "ncd", {"core:dataset": "capture.dat", "core:trailing_bytes": 8,
+                                   "core:sample_rate": 2e6},
+                 [{"core:sample_start": 0, "core:header_bytes": 16,
+                   "core:frequency": 100e6, "core:datetime": "2026-01-02T03:04:05.25Z"},
+                  {"core:sample_start": 500, "core:header_bytes": 16,
+                   "core:frequency": 101e6}])
+    data, copy = _read(graph_file, tmp_path, meta)
+    np.testing.assert_array_equal(data, np.r_[a, b])
+    assert copy["global"]["core:sample_rate"] == 2e6
+    assert copy["captures"] == [
+        {"core:sample_start": 0, "core:frequency": 100e6,
+         "core:datetime": "2026-01-02T03:04:05.250000000Z"},
+        {"core:sample_start": 500, "core:frequency": 101e6}]
+    validate(copy)  # the sigmf package's validator accepts what we wrote
+    rec = sigmffile.fromfile(str(tmp_path / "copy.sigmf-meta"))
+    assert [c["core:sample_start"] for c in rec.get_captures()] == [0, 500]
+
+
+def test_samples_before_the_first_capture_are_read_too(graph_file, tmp_path):
+    x = np.arange(300, dtype=np.complex64)
+    x.tofile(tmp_path / "late.sigmf-data")
+    meta = _meta(tmp_path, "late", {}, [{"core:sample_start": 100, "core:frequency": 5e6}])
+    data, copy = _read(graph_file, tmp_path, meta)
+    np.testing.assert_array_equal(data, x)
+    assert copy["captures"][-1] == {"core:sample_start": 100, "core:frequency": 5e6}
+
+
+def test_bad_annotation_messages_are_counted_not_fatal(graph_file, tmp_path):
+    """sigmf_sink fed messages from a peer: one without sample_start, one with a text
+    sample_count; both counted, the good one written, and the file validates."""
+    from cvstream.blocks.sigmf_io import SigMFSink
+    sink = SigMFSink(path=str(tmp_path / "a.sigmf-meta"), rate=1e6)
+    sink.process(np.zeros(10, np.complex64))
+    sink.on_message("annotations", {"label": "no start"})
+    sink.on_message("annotations", {"sample_start": 1, "sample_count": "many"})
+    sink.on_message("annotations", {"sample_start": 2, "sample_count": 3, "label": "ok"})
+    sink.stop()
+    meta = json.loads((tmp_path / "a.sigmf-meta").read_text())
+    validate(meta)
+    assert [a["core:label"] for a in meta["annotations"]] == ["ok"]
+    assert sink.counters == {"bad_annotations": 2}
