@@ -9,8 +9,10 @@ lost on the wire, the detections and their latency (arrival time minus the time 
 detection's last sample was due from the paced sender), and the segmenter's work time. At
 the end: the memory drift from minute 2 on, as a least-squares slope.
 
-    python bench/soak.py                 # 10 minutes at 10 Msps
-    python bench/soak.py --minutes 3 --rate 20e6
+    python bench/soak.py                 # 10 minutes at 10 Msps, bursts of many kinds
+    python bench/soak.py --minutes 3 --rate 20e6 --signal carrier
+``--signal carrier`` sends a tone that never ends over noise (a beacon, a carrier): one
+detection track that lasts as long as the stream.
 """
 from __future__ import annotations
 
@@ -41,6 +43,18 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def carrier_recording(tmp: Path) -> str:
+    """A continuous tone at +1/8 of the band, 10 dB above the noise in its bin, whole cycles
+    so the repeated file has no seam."""
+    n = 1 << 20
+    rng = np.random.default_rng(5)
+    tone = 0.05 * np.exp(2j * np.pi * (n // 8) * np.arange(n) / n)
+    noise = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) * 0.01
+    path = tmp / "carrier.cf32"
+    (tone + noise).astype(np.complex64).tofile(path)
+    return str(path)
 
 
 def sender_command(data: str, port: int, rate: float, tmp: Path) -> list[str]:
@@ -85,10 +99,14 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=10e6, help="samples per second")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds per report")
+    parser.add_argument("--signal", choices=("scenes", "carrier"), default="scenes",
+                        help="synthetic scenes of bursts, or one endless carrier")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cvstream-soak-"))
-    meta = recording(tmp, 8)
-    data = meta.replace(".sigmf-meta", ".sigmf-data")
+    if args.signal == "carrier":
+        data = carrier_recording(tmp)
+    else:
+        data = recording(tmp, 8).replace(".sigmf-meta", ".sigmf-data")
     iq, det = free_port(), free_port()
     graph = load_graph(str(HERE.parent / "graphs" / "spectrum_zmq.yml"), {
         "iq": f"tcp://127.0.0.1:{iq}", "detections": f"tcp://127.0.0.1:{det}",
@@ -97,8 +115,8 @@ def main() -> None:
     clock = DetectionClock(det)
     sched.start()
     sender = subprocess.Popen(sender_command(data, iq, args.rate, tmp))
-    print(f"soak: {args.minutes:g} min at {args.rate / 1e6:g} Msps, graphs/spectrum_zmq.yml "
-          f"(PULL), sender pid {sender.pid}", flush=True)
+    print(f"soak: {args.minutes:g} min at {args.rate / 1e6:g} Msps of {args.signal}, "
+          f"graphs/spectrum_zmq.yml (PULL), sender pid {sender.pid}", flush=True)
     print(f"{'min':>5} {'RSS MB':>8} {'Msamples':>9} {'dropped':>9} {'lost':>7} "
           f"{'dets':>6} {'lat p50 ms':>10} {'lat p99 ms':>10} {'work p99 ms':>11}", flush=True)
     t_start = time.monotonic()

@@ -18,6 +18,9 @@ from .errors import CvstreamError
 
 METADATA_KEY = "cvstream.contract"
 CONTRACT_VERSION = 1
+#: bytes of one input tensor per call (history + chunk items) at most: a contract asking for
+#: more is refused at validation instead of failing to allocate at run time
+MAX_CALL_BYTES = 1 << 30
 
 
 @dataclass
@@ -81,6 +84,24 @@ class Contract:
     def validate(self) -> None:
         def bad(msg):
             raise CvstreamError(f"model contract: {msg}")
+
+        def whole(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+        for key in ("chunk", "history", "out_items", "delay"):
+            if not whole(getattr(self, key)):
+                bad(f"{key} must be a whole number, got {getattr(self, key)!r:.40}")
+        for spec in self.inputs + self.outputs:
+            if not isinstance(spec.name, str):
+                bad(f"tensor name {spec.name!r:.40} must be text")
+            if not isinstance(spec.item_shape, list) or not all(
+                    whole(d) and d > 0 for d in spec.item_shape):
+                bad(f"'{spec.name}': item_shape must be a list of positive whole numbers")
+        for state in self.states:
+            if not isinstance(state.input, str) or not isinstance(state.output, str):
+                bad("state tensor names must be text")
+            if not isinstance(state.shape, list) or not all(whole(d) and d > 0
+                                                             for d in state.shape):
+                bad(f"state '{state.input}': shape must be a list of positive whole numbers")
         if self.chunk < 1 or self.history < 0 or self.out_items < 1:
             bad("chunk and out_items must be >= 1, history >= 0")
         if not self.inputs or not self.outputs:
@@ -108,6 +129,11 @@ class Contract:
             bad("input and output names must be distinct")
         if self.states and self.history:
             bad("a stateful model carries its past in its states; history must be 0")
+        for spec in self.inputs:
+            size = (self.history + self.chunk) * spec.port_type().item_size
+            if size > MAX_CALL_BYTES:
+                bad(f"'{spec.name}': {self.history + self.chunk} items a call are {size} "
+                    f"bytes (limit {MAX_CALL_BYTES})")
 
     @property
     def rate_hz(self) -> float | None:
@@ -130,8 +156,8 @@ class Contract:
             raise CvstreamError(f"model contract has unknown fields {sorted(unknown)}")
         try:
             return cls(**data)
-        except TypeError as exc:
-            raise CvstreamError(f"model contract: {exc}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise CvstreamError(f"model contract: {str(exc)[:160]}") from None
 
     def summary(self) -> str:
         """Human-readable contract, as ``cvstream models info`` prints it."""
@@ -180,6 +206,28 @@ def read_contract(path: str) -> Contract:
         raise CvstreamError(f"model '{path}' has no cvstream contract in its metadata "
                             "(export it with `cvstream models export`)")
     try:
-        return Contract.from_json(meta[METADATA_KEY])
+        contract = Contract.from_json(meta[METADATA_KEY])
+        check_tensors(contract, session)
     except CvstreamError as exc:
         raise CvstreamError(f"model '{path}': {exc}") from None
+    return contract
+
+
+def check_tensors(contract: Contract, session) -> None:
+    """Refuse a contract whose tensors are not the ONNX graph's: names, and every fixed
+    dimension (a named dimension, such as the batch, matches anything)."""
+    graph = {t.name: t.shape for t in session.get_inputs() + session.get_outputs()}
+    c = contract
+    want = [(s.name, s.onnx_shape(c.history + c.chunk)) for s in c.inputs]
+    want += [(s.name, s.onnx_shape(c.out_items)) for s in c.outputs]
+    want += [(s.input, s.shape) for s in c.states] + [(s.output, s.shape) for s in c.states]
+    for name, shape in want:
+        if name not in graph:
+            raise CvstreamError(f"the contract names tensor '{name}', which the ONNX graph "
+                                f"lacks (it has {', '.join(graph)})")
+        have = graph[name]
+        fixed = [(h, w) for h, w in zip(have, shape) if isinstance(h, int) and isinstance(w, int)]
+        if len(have) != len(shape) or any(h != w for h, w in fixed):
+            shown = [d if isinstance(d, int) else "batch" for d in have]
+            raise CvstreamError(f"tensor '{name}' is {shown} in the ONNX graph; the contract "
+                                f"says {shape}")

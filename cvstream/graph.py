@@ -110,10 +110,12 @@ class Graph:
         return name, candidates[0].name
 
     # ---- validation ----------------------------------------------------------------------
-    def validate(self) -> None:
-        """Raise GraphErrors listing every problem found; resolve edge types on success."""
+    def validate(self, partial: frozenset | set = frozenset()) -> None:
+        """Raise GraphErrors listing every problem found; resolve edge types on success.
+        ``partial``: blocks that lost a connection to an earlier error (their unconnected
+        ports are not reported again)."""
         errors: list[GraphError] = []
-        self._check_ports(errors)
+        self._check_ports(errors, partial)
         order = self._topological_order(errors)
         unreadable = set()
         for node in self.nodes.values():
@@ -126,7 +128,7 @@ class Graph:
         if errors:
             raise GraphErrors(errors[:MAX_ERRORS], len(errors))
 
-    def _check_ports(self, errors):
+    def _check_ports(self, errors, partial=frozenset()):
         fed: dict[tuple[str, str], Connection] = {}
         used: set[tuple[str, str]] = set()
         for c in self.connections:
@@ -144,7 +146,8 @@ class Graph:
             used.add(key)
         for node in self.nodes.values():
             for port in node.ports.values():
-                if (node.name, port.name) not in used and not port.optional:
+                if (node.name, port.name) not in used and not port.optional and \
+                        node.name not in partial:
                     word = "input" if port.direction == "in" else "output"
                     errors.append(self.error(f"block '{node.name}': {word} port '{port.name}' "
                                              f"is not connected", node.line))

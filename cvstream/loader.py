@@ -131,7 +131,7 @@ def load_graph_text(text: str, source: str = "<graph>",
     block_params = _block_overrides(overrides, sections, source)
     if "blocks" not in sections:
         raise GraphError("the flow graph has no 'blocks' section", source)
-    failed = set()
+    failed: set[str] = set()
     for name, node, line in _pairs(sections["blocks"][0], "blocks", source):
         try:
             _add_block(graph, name, node, line, variables, block_params.get(name, {}), source)
@@ -139,9 +139,14 @@ def load_graph_text(text: str, source: str = "<graph>",
             errors.append(exc)
             failed.add(name)
     conns = sections.get("connections")
+    partial: set[str] = set()
     if conns is not None:
-        _add_connections(graph, conns[0], variables, source, errors, failed)
-    if errors:
+        partial = _add_connections(graph, conns[0], variables, source, errors, failed)
+    if errors:  # what the rest of the graph gets wrong too, in the same report
+        try:
+            graph.validate(partial=partial)
+        except GraphErrors as more:
+            errors += more.errors
         raise GraphErrors(errors[:MAX_ERRORS], len(errors))
     return graph
 
@@ -229,13 +234,15 @@ def _add_block(graph, name, node, line, variables, overrides, source):
     graph.add(name, block, line)
 
 
-def _add_connections(graph, node, variables, source, errors, failed=frozenset()):
+def _add_connections(graph, node, variables, source, errors, failed=frozenset()) -> set[str]:
     """Add every connection; those naming a block that failed to build are left out (that
-    block's own error says what is wrong)."""
+    block's own error says what is wrong). Returns the blocks that lost a connection."""
+    partial: set[str] = set()
     if not isinstance(node, yaml.SequenceNode):
         errors.append(GraphError("'connections' must be a list", source, _line(node)))
-        return
+        return set(graph.nodes)
     for item in node.value:
+        before = len(graph.connections)
         line = _line(item)
         try:
             value = _value(item, source)
@@ -268,7 +275,16 @@ def _add_connections(graph, node, variables, source, errors, failed=frozenset())
             errors.append(exc)
         except KeyError as exc:
             errors.append(GraphError(f"unknown variable '${{{exc.args[0]}}}'", source, line))
+        if len(graph.connections) == before:
+            partial.update(n for n in graph.nodes if _mentions(item, n))
+    return partial
 
 
 def _names_failed(failed, *endpoints: str) -> bool:
     return any(e.strip().partition(".")[0] in failed for e in endpoints)
+
+
+def _mentions(node: yaml.Node, name: str) -> bool:
+    """Whether a connection's YAML names block ``name`` (to excuse its unconnected ports)."""
+    text = yaml.serialize(node) if not isinstance(node, yaml.ScalarNode) else node.value
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", text) is not None

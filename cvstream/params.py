@@ -126,6 +126,8 @@ class _OutputFile(Kind):
 
     @staticmethod
     def check(path: str) -> str | None:
+        if os.path.isdir(path):
+            return f"'{path}' is a directory, not a file"
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             return f"directory '{parent}' for output '{path}' does not exist"

@@ -1,5 +1,6 @@
 """The `cvstream` command: run, stats, signals, failures, blocks."""
 import json
+from pathlib import Path
 import signal
 import subprocess
 import time
@@ -48,13 +49,13 @@ def test_block_failure_is_one_line_exit_one(graph_file, tmp_path):
     """)
     res = run_cli("run", str(bad))
     assert res.returncode == 2 and "format ci16 takes complex64 items, got float32" in res.stderr
-    # ...while a sink that fails at run time stops the graph with one line naming it
-    (tmp_path / "ro").mkdir()
-    (tmp_path / "ro" / "f.wav").mkdir()  # a directory where the file should go
+    # ...while a sink that fails at run time stops the graph with one line naming it: a
+    # raw file carries no sample rate, and none is set
+    np.zeros(1000, np.float32).tofile(tmp_path / "x.f32")
     run_fail = graph_file(f"""
     blocks:
-      src: {{type: signal_source, dtype: float32, items: 100000}}
-      snk: {{type: audio_sink, path: {tmp_path / 'ro' / 'f.wav'}, rate: 8000}}
+      src: {{type: file_source, path: {tmp_path / 'x.f32'}, format: f32}}
+      snk: {{type: audio_sink, path: {tmp_path / 'f.wav'}}}
     connections: [src -> snk]
     """)
     res = run_cli("run", str(run_fail))
@@ -169,3 +170,99 @@ def test_progress_bar_on_a_terminal(graph_file, tmp_path):
     screen = b"".join(chunks).decode(errors="replace")
     assert "%" in screen and "/6000000 items" in screen   # the progress bar, redrawn
     assert screen.count("p99 us") >= 2                     # live stats, then the final table
+
+
+def test_schema_accepts_every_shipped_graph_and_refuses_bad_values():
+    import glob
+
+    import jsonschema
+    import yaml
+    schema = json.loads(run_cli("blocks", "--schema").stdout)
+    validator = jsonschema.Draft202012Validator(schema)
+    graphs = sorted(glob.glob(str(Path(__file__).parent.parent / "graphs" / "*.yml")))
+    assert len(graphs) >= 14
+    for path in graphs:
+        errors = [e.message for e in validator.iter_errors(yaml.safe_load(open(path)))]
+        assert errors == [], (path, errors)
+    bad = {"blocks": {"src": {"type": "signal_source", "rate": "abc"}}}
+    assert not validator.is_valid(bad)
+    assert validator.is_valid({"blocks": {"src": {"type": "signal_source", "rate": "4e6",
+                                                  "items": "${n}"}}})
+    one = json.loads(run_cli("blocks", "fft", "--schema").stdout)
+    assert one["properties"]["type"] == {"const": "fft"} and "size" in one["properties"]
+
+
+def test_blocks_page_names_derived_port_types():
+    page = run_cli("blocks", "zmq_source").stdout
+    assert "dtype from 'dtype', shape from 'shape'" in page and "$" not in page.split(
+        "Ports:")[1].split("Parameters:")[0]
+
+
+def test_schema_into_a_closed_pipe_is_quiet():
+    proc = subprocess.run(" ".join(cvstream_cmd("blocks", "--schema")) + " | head -1",
+                          shell=True, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "{" and proc.stderr == ""
+
+
+def test_second_interrupt_aborts_with_exit_one(graph_file):
+    """The first Ctrl-C drains (here a zmq_sink waits for a peer that never reads); the
+    second aborts, and the exit status says the outputs may be incomplete."""
+    import zmq
+
+    from conftest import free_port
+    port = free_port()
+    peer = zmq.Context.instance().socket(zmq.PULL)
+    peer.setsockopt(zmq.RCVHWM, 1)
+    peer.connect(f"tcp://127.0.0.1:{port}")  # connected, never reads
+    path = graph_file(f"""
+    blocks:
+      src: {{type: signal_source, waveform: noise, chunk: 4096}}
+      tx: {{type: zmq_sink, address: "tcp://127.0.0.1:{port}", pattern: push, hwm: 2}}
+    connections: [src -> tx]
+    """)
+    proc = subprocess.Popen(cvstream_cmd("run", str(path)), stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # two pending SIGINTs would merge into one
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(20) == 1
+    peer.close(0)
+    err = proc.stderr.read()
+    assert "second interrupt: aborting" in err and "outputs may be incomplete" in err
+
+
+def test_zmq_sink_without_a_peer_stops_at_once(graph_file, tmp_path):
+    """Interrupted while nobody takes its frames, a zmq_sink gives up at once (no 2 s wait
+    for a peer that is not there) and counts what it could not deliver."""
+    from conftest import free_port
+    path = graph_file(f"""
+    blocks:
+      src: {{type: signal_source, chunk: 4096}}
+      pace: {{type: throttle, rate: 1e6}}
+      tx: {{type: zmq_sink, address: "tcp://127.0.0.1:{free_port()}", pattern: push,
+           bind: false, hwm: 4}}
+    connections: [src -> pace, pace -> tx]
+    """)
+    stats = tmp_path / "s.json"
+    proc = subprocess.Popen(cvstream_cmd("run", str(path), "--stats-json", str(stats)),
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(3.0)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(20) == 0, proc.stderr.read()
+    assert time.monotonic() - t0 < 1.5
+    counters = json.loads(stats.read_text())["blocks"]["tx"]["counters"]
+    assert counters["undelivered_items"] > 0
+
+
+def test_stats_table_keeps_long_names(graph_file):
+    path = graph_file("""
+    blocks:
+      a_rather_long_source_name: {type: signal_source, items: 1000}
+      sink_with_a_long_name_too: {type: null_sink}
+    connections: [a_rather_long_source_name -> sink_with_a_long_name_too]
+    """)
+    res = run_cli("run", str(path), "--stats")
+    assert "a_rather_long_source_name  signal_source" in res.stderr
+    assert "a_rather_long_source_name.out -> sink_with_a_long_name_too.inp" in res.stderr

@@ -1,5 +1,6 @@
 """`cvstream validate`: every user error is one line with file:line and a non-zero exit."""
 import re
+import time
 
 import pytest
 
@@ -165,3 +166,81 @@ def test_missing_graph_file():
     res = run_cli("validate", "/nonexistent.yml")
     assert res.returncode == 2
     assert res.stderr.strip() == "/nonexistent.yml: cannot read flow graph: No such file or directory"
+
+
+BAD_INPUT = [
+    ("python tag", 'blocks:\n  src: {type: signal_source, rate: !!python/object/apply:os.system ["true"]}\n',
+     2, "could not determine a constructor"),
+    ("zmq port", 'blocks:\n  rx: {type: zmq_source, address: "tcp://127.0.0.1:notaport"}\n'
+     '  snk: {type: null_sink}\nconnections: [rx -> snk]\n', 2, "port 'notaport' is not a number"),
+    ("zmq scheme", 'blocks:\n  rx: {type: zmq_msg_source, address: "udp://x:1"}\n'
+     '  log: {type: message_sink}\nconnections: [rx -> log]\n', 2, "is not a ZeroMQ endpoint"),
+    ("file_sink on a directory", 'blocks:\n  src: {type: signal_source, items: 10}\n'
+     '  out: {type: file_sink, path: /tmp}\nconnections: [src -> out]\n', 3, "is a directory"),
+]
+
+
+@pytest.mark.parametrize("name, text, line, words", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_is_refused_at_validation_in_one_line(graph_file, name, text, line, words):
+    path = graph_file(text)
+    res = run_cli("validate", str(path))
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()], res.stderr
+    assert res.stderr.startswith(f"{path}:{line}: ") and words in res.stderr, res.stderr
+
+
+def test_a_binary_graph_file_is_one_line(tmp_path):
+    path = tmp_path / "graph.yml"
+    path.write_bytes(b"blocks:\n  a: \xff\xfe\x00\x81\n")
+    res = run_cli("validate", str(path))
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"{path}:2: not UTF-8 text (byte 0xff); a flow graph is a " \
+                                 "YAML text file"
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly_without_echo(tmp_path):
+    lines = ["variables:", '  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for k in range(1, 10):
+        prev = chr(ord("a") + k - 1)
+        cur = chr(ord("a") + k)
+        lines.append(f"  {cur}: &{cur} [{', '.join(['*' + prev] * 9)}]")
+    lines += ["blocks:", "  src: {type: signal_source, rate: *j}"]
+    path = tmp_path / "bomb.yml"
+    path.write_text("\n".join(lines) + "\n")
+    t0 = time.monotonic()
+    res = run_cli("validate", str(path), timeout=30)
+    assert time.monotonic() - t0 < 10
+    assert res.returncode == 2
+    assert "expands to more than 100000 YAML nodes" in res.stderr
+    assert len(res.stderr) < 300  # the expansion is not echoed
+
+
+def test_every_kind_of_mistake_is_listed_at_once(graph_file, tmp_path):
+    """A bad parameter, an unknown block, a connection to a missing block, an unconnected
+    block, a type mismatch and an unwritable file: all in one run, one line each, in line
+    order."""
+    path = graph_file(f"""
+blocks:
+  src: {{type: signal_source, rate: abc}}
+  x: {{type: nosuch}}
+  real: {{type: signal_source, dtype: float32}}
+  fft: {{type: fft, size: 64}}
+  lonely: {{type: multiply_const, k: 2}}
+  out: {{type: npy_sink, path: {tmp_path}/no/such/dir/x.npy}}
+connections:
+  - ghost -> out
+  - real -> fft
+  - fft -> out
+""")
+    res = run_cli("validate", str(path))
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 7, res.stderr
+    numbers = [int(ln.split(":")[1]) for ln in lines]
+    assert numbers == sorted(numbers)
+    for words in ("'abc' is not a number", "unknown block type 'nosuch'", "unknown block "
+                  "'ghost'", "input port 'inp' is not connected",
+                  "output port 'out' is not connected", "does not exist",
+                  "type mismatch"):
+        assert sum(words in ln for ln in lines) == 1, (words, res.stderr)
