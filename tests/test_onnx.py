@@ -253,3 +253,41 @@ def test_models_cli_export_info_list(tmp_path):
     assert "builtin:iq_denoiser" in listing.stdout
     bad = run_cli("models", "export", f"{tmp_path / 'mymodel.py'}:nope", "--out", str(out))
     assert bad.returncode == 2 and "has no function 'nope'" in bad.stderr
+
+
+def _with_contract(src: str, dst, contract_json: str) -> str:
+    """A copy of an exported model whose metadata holds ``contract_json``."""
+    import onnx
+    model = onnx.load(src)
+    for prop in model.metadata_props:
+        if prop.key == "cvstream.contract":
+            prop.value = contract_json
+    onnx.save(model, str(dst))
+    return str(dst)
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(inputs=[dict(name=5)]), "tensor name 5 must be text"),
+    (dict(chunk=10**12), "bytes (limit"),
+    (dict(chunk=1e3), "chunk must be a whole number"),
+    (dict(inputs=[dict(name="inp", item_shape=[3])]),
+     "tensor 'inp' is ['batch', 263, 2] in the ONNX graph; the contract says ['batch', 263, "
+     "3, 2]"),
+    (dict(chunk=300), "the contract says ['batch', 307, 2]"),
+    (dict(outputs=[dict(name="y")]), "names tensor 'y', which the ONNX graph lacks"),
+])
+def test_bad_contracts_are_refused_at_validation(fir_model, tmp_path, graph_file, change,
+                                                 words):
+    path = _with_contract(fir_model[0], tmp_path / "bad.onnx",
+                          json.dumps({**Contract(**fir_contract()).__dict__, **change},
+                                     default=lambda o: o.__dict__))
+    graph = graph_file(f"""
+    blocks:
+      src: {{type: signal_source, rate: 1e6, items: 1000}}
+      m: {{type: onnx_model, model: {path}}}
+      snk: {{type: null_sink}}
+    connections: [src -> m, m -> snk]
+    """)
+    res = run_cli("validate", str(graph))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and words in res.stderr, res.stderr
