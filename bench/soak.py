@@ -6,8 +6,10 @@ with the tag header) feeds graphs/spectrum_zmq.yml, run in this process (PULL in
 so no start-up frames are missed); a SUB socket here timestamps the detections. Each minute
 prints the receiver's resident memory, the samples received, dropped at a full buffer and
 lost on the wire, the detections and their latency (arrival time minus the time the
-detection's last sample was due from the paced sender), and the segmenter's work time. At
-the end: the memory drift from minute 2 on, as a least-squares slope.
+detection's last sample was due from the paced sender; the stream's start is estimated as
+the earliest moment the received count allows, so the figure is a lower bound), and the
+segmenter's work time. At the end: the memory drift from minute 2 on, as a least-squares
+slope.
 
     python bench/soak.py                 # 10 minutes at 10 Msps, bursts of many kinds
     python bench/soak.py --minutes 3 --rate 20e6 --signal carrier
@@ -128,8 +130,9 @@ def main() -> None:
         while time.monotonic() < end and sched.running():
             time.sleep(0.2)
             snap = sched.snapshot()["blocks"]
-            if first_data is None and snap["sdr"]["items_out"]:
-                first_data = time.monotonic() - snap["sdr"]["items_out"] / args.rate
+            if snap["sdr"]["items_out"]:  # the paced stream's start: never after this
+                due0 = time.monotonic() - snap["sdr"]["items_out"] / args.rate
+                first_data = due0 if first_data is None else min(first_data, due0)
             if time.monotonic() < next_report:
                 continue
             next_report += args.interval

@@ -50,8 +50,8 @@ class ZmqSource(Source):
     ``lost_at_start``, and a restarted publisher as ``restarts`` (raw frames carry no
     offsets: their losses cannot be known). Malformed and truncated frames, empty frames and
     undecodable tags are dropped and counted per cause; a peer that sends a frame over
-    ``max_frame`` bytes is disconnected by ZeroMQ before the frame is buffered
-    (``peer_disconnects``). Memory: at most ``hwm`` x ``max_frame`` bytes are queued per
+    ``max_frame`` bytes is disconnected by ZeroMQ before the frame is buffered (counted in
+    ``peer_disconnects`` with every other closed connection). Memory: at most ``hwm`` x ``max_frame`` bytes are queued per
     connection (64 x 4 MiB by default), plus one chunk of ``coalesce`` bytes.
     ``overflow: drop`` drops (counted) instead of waiting when downstream is full.
     ``idle_timeout`` ends the stream after that many seconds without data (0: run until

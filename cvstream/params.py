@@ -26,7 +26,13 @@ def _number_from_text(text: str) -> complex | float | int:
             return convert(text.replace(" ", ""))
         except ValueError:
             continue
-    raise ValueError(f"'{text}' is not a number")
+    raise ValueError(f"{_shown(text)} is not a number")
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value as an error message shows it: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Kind:
@@ -46,9 +52,9 @@ class _Int(Kind):
         if isinstance(value, str):
             value = _number_from_text(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"expected an integer, got {value!r}")
+            raise ValueError(f"expected an integer, got {_shown(value)}")
         if isinstance(value, float) and not value.is_integer():
-            raise ValueError(f"expected an integer, got {value!r}")
+            raise ValueError(f"expected an integer, got {_shown(value)}")
         return int(value)
 
 
@@ -57,7 +63,7 @@ class _Float(Kind):
         if isinstance(value, str):
             value = _number_from_text(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"expected a number, got {value!r}")
+            raise ValueError(f"expected a number, got {_shown(value)}")
         return float(value)
 
 
@@ -66,7 +72,7 @@ class _Complex(Kind):
         if isinstance(value, str):
             value = _number_from_text(value)
         if isinstance(value, bool) or not isinstance(value, (int, float, complex)):
-            raise ValueError(f"expected a (complex) number, got {value!r}")
+            raise ValueError(f"expected a (complex) number, got {_shown(value)}")
         return complex(value)
 
 
@@ -74,14 +80,14 @@ class _Bool(Kind):
     def coerce(self, value):
         if isinstance(value, bool):
             return value
-        raise ValueError(f"expected true or false, got {value!r}")
+        raise ValueError(f"expected true or false, got {_shown(value)}")
 
 
 class _Str(Kind):
     def coerce(self, value):
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ValueError(f"expected a string, got {value!r}")
+        raise ValueError(f"expected a string, got {_shown(value)}")
 
 
 class _Dtype(Kind):
@@ -92,7 +98,7 @@ class _Dtype(Kind):
 class _Shape(Kind):
     def coerce(self, value):
         if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
-            raise ValueError(f"expected an int or a list of ints, got {value!r}")
+            raise ValueError(f"expected an int or a list of ints, got {_shown(value)}")
         return normalize_shape(value)
 
 
@@ -104,7 +110,7 @@ class _Any(Kind):
 class _InputFile(Kind):
     def coerce(self, value):
         if not isinstance(value, str) or not value:
-            raise ValueError(f"expected a file path, got {value!r}")
+            raise ValueError(f"expected a file path, got {_shown(value)}")
         return value
 
     @staticmethod
@@ -121,7 +127,7 @@ class _InputFile(Kind):
 class _OutputFile(Kind):
     def coerce(self, value):
         if not isinstance(value, str) or not value:
-            raise ValueError(f"expected a file path, got {value!r}")
+            raise ValueError(f"expected a file path, got {_shown(value)}")
         return value
 
     @staticmethod
@@ -189,11 +195,11 @@ class Param:
         except ValueError as exc:
             raise ParamError(self.name, str(exc)) from None
         if self.choices is not None and value not in self.choices:
-            raise ParamError(self.name, f"{value!r} is not one of {', '.join(map(str, self.choices))}")
+            raise ParamError(self.name, f"{_shown(value)} is not one of {', '.join(map(str, self.choices))}")
         if self.min is not None and value < self.min:
-            raise ParamError(self.name, f"{value!r} is below the minimum {self.min}")
+            raise ParamError(self.name, f"{_shown(value)} is below the minimum {self.min}")
         if self.max is not None and value > self.max:
-            raise ParamError(self.name, f"{value!r} is above the maximum {self.max}")
+            raise ParamError(self.name, f"{_shown(value)} is above the maximum {self.max}")
         return value
 
     def schema(self) -> dict:

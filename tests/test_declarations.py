@@ -59,8 +59,10 @@ def test_docs_and_schema_come_from_declarations():
     schema = graph_schema({"scale": Scale})
     block = schema["properties"]["blocks"]["additionalProperties"]["oneOf"][0]
     assert block["required"] == ["type", "taps"]
-    assert block["properties"]["k"]["minimum"] == 0
-    assert block["properties"]["mode"]["enum"] == ["a", "b"]
+    # the value itself, or the same written as text ("4e6"), or a ${variable}
+    k_value, k_text, k_var = block["properties"]["k"]["anyOf"]
+    assert k_value["minimum"] == 0 and k_text["type"] == k_var["type"] == "string"
+    assert block["properties"]["mode"]["anyOf"][0]["enum"] == ["a", "b"]
 
 
 def test_every_builtin_block_is_documented():

@@ -84,7 +84,9 @@ def test_pub_sub_raw_contiguous_and_exact(gnuradio, graph_file, tmp_path):
     assert data.tobytes() == ramp(start + n_recv)[start:].tobytes()
     assert tags == []
     stats = json.loads((tmp_path / "stats.json").read_text())
-    assert stats["blocks"]["rx"]["counters"] == {}
+    counters = stats["blocks"]["rx"]["counters"]
+    assert counters.pop("peer_disconnects", 0) <= 1  # the publisher ending closes its link
+    assert counters == {}  # nothing malformed, nothing lost
 
 
 def test_pmt_codec_matches_gnuradio(gnuradio):
