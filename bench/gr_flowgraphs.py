@@ -6,6 +6,9 @@ usage: gr_flowgraphs.py inproc SECONDS
        gr_flowgraphs.py file_tx FILE ADDRESS RATE [FRAME]  (cf32 file -> throttle -> push_sink)
        gr_flowgraphs.py file_pub FILE ADDRESS RATE  (cf32 file -> throttle -> pub_sink with the
                                                      tag header; starts 1 s after binding)
+       gr_flowgraphs.py chain FILE ITEMS K          (cf32 file, repeated -> head(ITEMS) ->
+                                                     K x multiply_const_cc -> null_sink;
+                                                     prints {"seconds": ...} of tb.run())
 inproc and zmq_rx print one JSON line {"msps": ...} measured over SECONDS after a 1 s
 warm-up.
 """
@@ -54,6 +57,15 @@ def main():
         tb.connect(src, thr, zeromq.push_sink(c, 1, sys.argv[3], 100, False, -1))
         tb.run()
         time.sleep(1.0)  # let the socket flush before the process exits
+    elif mode == "chain":
+        blocks_in_series = [blocks.file_source(c, sys.argv[2], True),
+                            blocks.head(c, int(float(sys.argv[3])))]
+        blocks_in_series += [blocks.multiply_const_cc(0.999) for _ in range(int(sys.argv[4]))]
+        blocks_in_series.append(blocks.null_sink(c))
+        tb.connect(*blocks_in_series)
+        t0 = time.perf_counter()
+        tb.run()
+        print(json.dumps({"seconds": time.perf_counter() - t0}))
     elif mode == "file_pub":
         src = blocks.file_source(c, sys.argv[2], False)
         thr = blocks.throttle(c, float(sys.argv[4]))

@@ -1,13 +1,18 @@
 """Runtime throughput and latency against GNU Radio, measured side by side in one run.
 
-    python bench/runtime_bench.py [--seconds 4] [--chunk 65536]
+    python bench/runtime_bench.py [--seconds 4] [--chunk 65536] [--repeat 3]
 
-1. in process: signal_source -> multiply_const -> null_sink (complex64), vs the same GNU Radio
-   flow graph (analog.sig_source_c -> blocks.multiply_const_cc -> blocks.null_sink);
-2. across processes: zmq_sink(push) -> zmq_source(pull) over tcp loopback, vs GNU Radio's
+1. graph shapes from the command line, `cvstream run` on a YAML graph against the same GNU
+   Radio flow graph, both file_source (repeating) -> head(N) -> k x multiply_const ->
+   null_sink, complex64; start-up removed (a long run minus a short one), best of --repeat:
+   A: k = 1, 65536-item chunks; B: k = 6, 65536-item chunks; C: k = 6, 4096-item chunks;
+   and C with fusion off (`--no-fuse`: a thread per block);
+2. in process: signal_source -> multiply_const -> null_sink, against analog.sig_source_c ->
+   blocks.multiply_const_cc -> blocks.null_sink, counted at the sink over SECONDS after a
+   1 s warm-up;
+3. across processes: zmq_sink(push) -> zmq_source(pull) over tcp loopback, vs GNU Radio's
    push_sink -> pull_source;
-3. latency of one chunk through signal_source -> multiply_const -> sink, at a paced rate.
-Each throughput is counted at the sink over SECONDS after a 1 s warm-up.
+4. latency of one chunk through a paced source -> 6 x multiply_const -> sink (p50, p99).
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,18 +34,75 @@ from cvstream.blocks.sinks import NullSink
 from cvstream.blocks.zmq_io import ZmqSource
 from cvstream.scheduler import Scheduler
 
-from common import GR_PYTHON, free_port
+from common import GR_PYTHON, free_port, gnuradio_available
 
 HERE = Path(__file__).parent
 
 
+SHAPES = (("A: 1 multiply_const, 65536-item chunks", 1, 65536, ()),
+          ("B: 6 multiply_const in series, 65536-item chunks", 6, 65536, ()),
+          ("C: 6 in series, 4096-item chunks", 6, 4096, ()),
+          ("C with --no-fuse (a thread per block)", 6, 4096, ("--no-fuse",)))
+
+
+def chain_graph(tmp: Path, data: Path, k: int, chunk: int) -> Path:
+    muls = "".join(f"  m{i}: {{type: multiply_const, k: 0.999}}\n" for i in range(k))
+    names = ["src", "head"] + [f"m{i}" for i in range(k)] + ["snk"]
+    path = tmp / f"chain_{k}_{chunk}.yml"
+    path.write_text(
+        "variables: {n: 1e6}\n"
+        "blocks:\n"
+        f"  src: {{type: file_source, path: {data}, repeat: true, chunk: {chunk}}}\n"
+        "  head: {type: head, n: \"${n}\"}\n" + muls +
+        "  snk: {type: null_sink}\n"
+        f"connections: [{', '.join(f'{a} -> {b}' for a, b in zip(names, names[1:]))}]\n")
+    return path
+
+
+def timed(command: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def startup_free_msps(command, short: float, long: float, repeat: int) -> float:
+    """Items per second of the long run minus the short one (start-up and teardown cancel),
+    the best of ``repeat`` pairs."""
+    best = 0.0
+    for _ in range(repeat):
+        dt = timed(command(long)) - timed(command(short))
+        best = max(best, (long - short) / max(dt, 1e-9) / 1e6)
+    return best
+
+
+def gr_chain_seconds(data: Path, n: float, k: int) -> list[str]:
+    return [GR_PYTHON, str(HERE / "gr_flowgraphs.py"), "chain", str(data), f"{n:.0f}", str(k)]
+
+
+def shapes(repeat: int) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="cvstream-rt-"))
+    data = tmp / "in.cf32"
+    rng = np.random.default_rng(0)
+    rng.standard_normal(2 << 20, dtype=np.float32).tofile(data)  # 1 Mi complex64 items
+    gr_ok = gnuradio_available()
+    for label, k, chunk, flags in SHAPES:
+        graph = chain_graph(tmp, data, k, chunk)
+        ours = startup_free_msps(
+            lambda n: [sys.executable, "-m", "cvstream", "run", str(graph), "--set",
+                       f"n={n:.0f}", *flags], 2e7, 2.2e8, repeat)
+        ref = None
+        if gr_ok and not flags:
+            ref = startup_free_msps(lambda n: gr_chain_seconds(data, n, k), 2e7, 2.2e8, repeat)
+        print(row(label, ours, ref), flush=True)
+
+
 def measure(sched: Scheduler, sink_name: str, seconds: float) -> float:
-    runner = sched.runners[sink_name]
+    stats = sched.stats_of(sink_name)
     sched.start()
     time.sleep(1.0)
-    n0, t0 = runner.stats.items_in, time.perf_counter()
+    n0, t0 = stats.items_in, time.perf_counter()
     time.sleep(seconds)
-    n1, t1 = runner.stats.items_in, time.perf_counter()
+    n1, t1 = stats.items_in, time.perf_counter()
     sched.stop()
     sched.wait(10)
     return (n1 - n0) / (t1 - t0) / 1e6
@@ -106,14 +169,18 @@ class PacedStampedSource(SignalSource):
         return out
 
 
-def cvstream_latency(seconds: float, chunk: int, rate: float) -> tuple[float, float]:
+def cvstream_latency(seconds: float, chunk: int, rate: float,
+                     fuse: bool = True) -> tuple[float, float]:
     g = Graph()
     g.add("src", PacedStampedSource(rate=rate, chunk=chunk))
-    g.add("mul", MultiplyConst(k=0.5))
+    names = ["src"]
+    for i in range(6):
+        names.append(g.add(f"m{i}", MultiplyConst(k=0.5)).name)
     g.add("snk", LatencySink())
-    g.connect("src", "mul")
-    g.connect("mul", "snk")
-    sched = Scheduler(g)
+    names.append("snk")
+    for a, b in zip(names, names[1:]):
+        g.connect(a, b)
+    sched = Scheduler(g, fuse=fuse)
     sched.start()
     time.sleep(seconds + 1)
     sched.stop()
@@ -146,29 +213,32 @@ def gnuradio_zmq(seconds: float) -> float | None:
 
 def row(name: str, ours: float, ref: float | None) -> str:
     if ref is None:
-        return f"{name:<44}{ours:>10.1f}{'n/a':>12}{'n/a':>8}"
-    return f"{name:<44}{ours:>10.1f}{ref:>12.1f}{ours / ref:>7.2f}x"
+        return f"{name:<52}{ours:>10.1f}{'n/a':>12}{'n/a':>8}"
+    return f"{name:<52}{ours:>10.1f}{ref:>12.1f}{ours / ref:>7.2f}x"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--chunk", type=int, default=65536)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per shape (best is kept)")
     args = ap.parse_args()
     print(f"cvstream runtime benchmark: {os.cpu_count()} CPUs, chunk {args.chunk} items, "
           f"{args.seconds:g} s windows after 1 s warm-up")
-    print(f"{'flow graph (complex64)':<44}{'cvstream':>10}{'GNU Radio':>12}{'ratio':>8}")
-    print(f"{'':<44}{'Msps':>10}{'Msps':>12}")
+    print(f"{'flow graph (complex64)':<52}{'cvstream':>10}{'GNU Radio':>12}{'ratio':>8}")
+    print(f"{'':<52}{'Msps':>10}{'Msps':>12}")
+    shapes(args.repeat)
     ours = cvstream_inproc(args.seconds, args.chunk)
     ref = gnuradio("inproc", str(args.seconds))
     print(row("signal_source -> multiply_const -> null_sink", ours, ref))
     ours = cvstream_zmq(args.seconds, args.chunk)
     ref = gnuradio_zmq(args.seconds)
     print(row("zmq push -> pull, tcp loopback, 2 processes", ours, ref))
-    for chunk, rate in ((4096, 10e6), (1024, 1e6)):
-        p50, p99 = cvstream_latency(args.seconds, chunk, rate)
-        print(f"latency, one {chunk}-item chunk through 3 blocks at {rate / 1e6:g} Msps: "
-              f"p50 {p50:.0f} us, p99 {p99:.0f} us")
+    for chunk, rate, fuse in ((4096, 10e6, True), (4096, 10e6, False), (1024, 1e6, True)):
+        p50, p99 = cvstream_latency(args.seconds, chunk, rate, fuse)
+        how = "fused" if fuse else "a thread per block"
+        print(f"latency, one {chunk}-item chunk, source -> 6 x multiply_const -> sink at "
+              f"{rate / 1e6:g} Msps ({how}): p50 {p50:.0f} us, p99 {p99:.0f} us")
 
 
 if __name__ == "__main__":

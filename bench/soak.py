@@ -72,7 +72,8 @@ connections: [rec -> pace, pace -> tx]
 
 
 class DetectionClock:
-    """Subscribes to the detections; records (arrival, end sample) of each."""
+    """Subscribes to the detections; records (arrival, end sample) of each until ``take``
+    hands them over (so the bench's own memory stays flat)."""
 
     def __init__(self, port: int):
         self.sock = zmq.Context.instance().socket(zmq.SUB)
@@ -89,6 +90,10 @@ class DetectionClock:
                 msg = json.loads(self.sock.recv())
                 self.seen.append((time.monotonic(),
                                   int(msg["sample_start"]) + int(msg["sample_count"])))
+
+    def take(self) -> list[tuple[float, int]]:
+        seen, self.seen = self.seen, []
+        return seen
 
     def close(self) -> None:
         self.running = False
@@ -123,7 +128,7 @@ def main() -> None:
           f"{'dets':>6} {'lat p50 ms':>10} {'lat p99 ms':>10} {'work p99 ms':>11}", flush=True)
     t_start = time.monotonic()
     first_data = None
-    history, last_dets = [], 0
+    history = []
     try:
         end = t_start + 60 * args.minutes
         next_report = t_start + args.interval
@@ -136,8 +141,7 @@ def main() -> None:
             if time.monotonic() < next_report:
                 continue
             next_report += args.interval
-            dets = clock.seen[last_dets:]
-            last_dets = len(clock.seen)
+            dets = clock.take()
             lat = [1e3 * (t - (first_data + s / args.rate)) for t, s in dets] or [float("nan")]
             counters = snap["sdr"]["counters"]
             row = (round((time.monotonic() - t_start) / 60, 2), rss_mb())

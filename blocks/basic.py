@@ -87,9 +87,11 @@ class MultiplyConst(SyncBlock):
             raise CvstreamError(f"parameter 'k': complex constant {self.k} on a real stream")
         return super().output_types(in_types)
 
+    inplace = True
+
     def work(self, x):
         k = self.k if x.dtype == np.complex64 else self.k.real
-        return np.multiply(x, x.dtype.type(k))
+        return np.multiply(x, x.dtype.type(k), out=x if x.flags.writeable else None)
 
 
 @register("convert")

@@ -191,6 +191,12 @@ class Block:
         return f"{type(self).__name__}({args})"
 
 
+def _read_only(x) -> np.ndarray:
+    view = np.asarray(x).view()
+    view.flags.writeable = False
+    return view
+
+
 def _as_outputs(result, n_out: int) -> tuple:
     if n_out == 1 and not isinstance(result, tuple):
         return (result,)
@@ -230,13 +236,19 @@ class Source(Block):
 
 
 class SyncBlock(Block):
-    """One item out for every item in. ``work(*inputs)`` returns array(s) of equal length."""
+    """One item out for every item in. ``work(*inputs)`` returns array(s) of equal length.
+
+    ``inplace = True`` declares that work may write its output over its input when the
+    input array is writable (the runtime hands a writable array only when nothing else
+    reads it: inside a fused chain, after a block that declares the same), and that what
+    work returns is a fresh array or its input, never memory the block keeps."""
 
     kind = "sync"
+    inplace: ClassVar[bool] = False
 
     def process(self, *inputs):
         self._ensure_started()
-        arrays = [np.asarray(x) for x in inputs]
+        arrays = [_read_only(x) for x in inputs]  # the caller's arrays are never written
         result = self.work(*arrays)
         self.offset += len(arrays[0]) if arrays else 0
         return result

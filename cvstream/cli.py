@@ -76,7 +76,7 @@ def cmd_run(args) -> int:
     from .stats import format_table, write_json
     try:
         graph = _load(args.graph, args.set)
-        sched = Scheduler(graph)
+        sched = Scheduler(graph, fuse=False if args.no_fuse else None)
     except CvstreamError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", action="store_true", help="print per-block stats at exit "
                    "(refreshed live on a terminal)")
     p.add_argument("--stats-json", metavar="PATH", help="write the stats as JSON")
+    p.add_argument("--no-fuse", action="store_true", help="run every block in a task of its "
+                   "own (no fused chains; for debugging)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check flow graphs without running them")

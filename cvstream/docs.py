@@ -42,7 +42,9 @@ def render(cls: type[Block]) -> str:
 
 
 def block_schema(cls: type[Block]) -> dict:
-    props = {"type": {"const": cls.type_name}}
+    props = {"type": {"const": cls.type_name},
+             "fuse": {"type": "boolean", "description": "false: never run fused with its "
+                      "neighbours (debugging)"}}
     props.update({name: d.schema() for name, d in cls._param_decls.items()})
     required = ["type"] + [n for n, d in cls._param_decls.items() if d.required]
     return {"type": "object", "description": summary(cls), "properties": props,
@@ -58,6 +60,8 @@ def graph_schema(types: dict[str, type[Block]]) -> dict:
         "additionalProperties": False,
         "required": ["blocks"],
         "properties": {
+            "options": {"type": "object", "additionalProperties": False,
+                        "properties": {"fuse": {"type": "boolean"}}},
             "variables": {"type": "object"},
             "blocks": {"type": "object",
                        "additionalProperties": {"oneOf": [block_schema(c)

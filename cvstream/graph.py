@@ -26,6 +26,7 @@ class Node:
     block: Block
     line: int | None = None
     ports: dict[str, BoundPort] = field(default_factory=dict)
+    fuse: bool = True  # may run fused with its neighbours (``fuse: false`` in YAML: never)
 
 
 @dataclass
@@ -58,19 +59,21 @@ class Graph:
 
     def __init__(self, source: str | None = None):
         self.source = source
+        self.fuse = True  # blocks may run fused in chains (options: {fuse: false} to debug)
         self.nodes: dict[str, Node] = {}
         self.connections: list[Connection] = []
 
     def error(self, message: str, line: int | None = None) -> GraphError:
         return GraphError(message, self.source, line)
 
-    def add(self, name: str, block: Block, line: int | None = None) -> Block:
+    def add(self, name: str, block: Block, line: int | None = None,
+            fuse: bool = True) -> Block:
         if not NAME_RE.match(name):
             raise self.error(f"block name '{name}' must be an identifier", line)
         if name in self.nodes:
             raise self.error(f"block '{name}' defined twice", line)
         block.name = name
-        node = Node(name, block, line)
+        node = Node(name, block, line, fuse=fuse)
         try:
             node.ports = {p.name: p for p in block.ports()}
         except CvstreamError as exc:

@@ -12,7 +12,8 @@ Format::
       - gain.out -> snk.in
       - {src: gain, dst: snk, buffer: 65536}    # per-connection buffer (items)
 
-Only YAML literals are read (safe loading); ``${name}`` substitutes a variable: alone, the
+``options: {fuse: false}`` runs every block in a task of its own (see ``fusion.py``), as
+``fuse: false`` on one block does for that block. Only YAML literals are read (safe loading); ``${name}`` substitutes a variable: alone, the
 value keeps its type; inside a longer string it is formatted into it.
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ from .errors import CvstreamError, GraphError, GraphErrors, ParamError
 from .graph import MAX_ERRORS, Graph
 from .registry import lookup
 
-TOP_KEYS = ("variables", "blocks", "connections")
+TOP_KEYS = ("options", "variables", "blocks", "connections")
+OPTIONS = {"fuse": bool}  # graph-wide run options
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: YAML nodes a graph may expand to, aliases counted each time they are used: a flow graph
 #: has hundreds; an alias bomb has billions
@@ -128,6 +130,8 @@ def load_graph_text(text: str, source: str = "<graph>",
     variables = _variables(sections, source, overrides)
     graph = Graph(source)
     errors: list[GraphError] = []
+    if "options" in sections:
+        _options(graph, sections["options"][0], source)
     block_params = _block_overrides(overrides, sections, source)
     if "blocks" not in sections:
         raise GraphError("the flow graph has no 'blocks' section", source)
@@ -149,6 +153,18 @@ def load_graph_text(text: str, source: str = "<graph>",
             errors += more.errors
         raise GraphErrors(errors[:MAX_ERRORS], len(errors))
     return graph
+
+
+def _options(graph: Graph, node, source: str) -> None:
+    for key, vnode, line in _pairs(node, "options", source):
+        value = _value(vnode, source)
+        if key not in OPTIONS:
+            raise GraphError(f"unknown option '{key}' (options: {', '.join(OPTIONS)})",
+                             source, line)
+        if not isinstance(value, OPTIONS[key]):
+            raise GraphError(f"option '{key}' must be {OPTIONS[key].__name__}, got "
+                             f"{value!r:.40}", source, line)
+        setattr(graph, key, value)
 
 
 def _variables(sections, source, overrides) -> dict[str, Any]:
@@ -205,6 +221,7 @@ def _add_block(graph, name, node, line, variables, overrides, source):
     params: dict[str, Any] = {}
     lines: dict[str, int] = {}
     type_name = None
+    fuse = True
     for key, vnode, kline in entries:
         try:
             value = substitute(_value(vnode, source), variables)
@@ -213,6 +230,11 @@ def _add_block(graph, name, node, line, variables, overrides, source):
                              f"'${{{exc.args[0]}}}'", source, kline) from None
         if key == "type":
             type_name = value
+        elif key == "fuse":
+            if not isinstance(value, bool):
+                raise GraphError(f"block '{name}': 'fuse' is true or false, got {value!r:.40}",
+                                 source, kline)
+            fuse = value
         else:
             params[key] = value
             lines[key] = kline
@@ -231,7 +253,7 @@ def _add_block(graph, name, node, line, variables, overrides, source):
                          lines.get(exc.field, line)) from None
     except CvstreamError as exc:
         raise GraphError(f"block '{name}' ({type_name}): {exc}", source, line) from None
-    graph.add(name, block, line)
+    graph.add(name, block, line, fuse=fuse)
 
 
 def _add_connections(graph, node, variables, source, errors, failed=frozenset()) -> set[str]:

@@ -12,7 +12,7 @@ from .block import Block, _as_outputs
 from .buffers import Aborted, StreamBuffer
 from .chunk import Chunk, Tag
 from .dtypes import PortType
-from .errors import CvstreamError, EndOfStream
+from .errors import BlockFailure, CvstreamError, EndOfStream
 from .rechunk import RateInput
 from .stats import BlockStats
 
@@ -103,6 +103,8 @@ class BlockRunner:
                 self._run_consumer()
         except Aborted:
             pass
+        except BlockFailure as exc:  # a fused member, already named
+            self.ctx.fail(exc)
         except BaseException as exc:  # noqa: BLE001 - any block error stops the graph
             self.ctx.fail(_failure(block, exc))
         finally:
@@ -120,7 +122,9 @@ class BlockRunner:
 
     def _abandoned(self) -> bool:
         """Every consumer downstream has finished: nothing we produce is wanted."""
-        outs = [b for o in self.outputs.values() for b in o.buffers]
+        outs = self.__dict__.get("_out_buffers")
+        if outs is None:  # wiring is done once the task runs
+            outs = self._out_buffers = [b for o in self.outputs.values() for b in o.buffers]
         return bool(outs) and all(b.abandoned for b in outs)
 
     def _run_source(self) -> None:
@@ -323,12 +327,7 @@ class BlockRunner:
         for port, arr in zip(self.stream_out, outs):
             if arr is None or len(arr) == 0:
                 continue
-            start, n = port.written, len(arr)
-            if rebased or in_start is None:
-                mine = [t for t in tags if t.offset < start + n]
-            else:
-                mine = [t._replace(offset=t.offset - in_start + start) for t in tags
-                        if t.offset - in_start < n]
+            mine = tags_for_output(tags, in_start, port.written, len(arr), rebased)
             self._push_one(port, arr, mine, block)
         self.block._out_tags.clear()
 
@@ -359,6 +358,17 @@ class BlockRunner:
         self.stats.msgs_out += 1
 
 
+def tags_for_output(tags: list[Tag], in_start: int | None, start: int, n: int,
+                    rebased: bool = False) -> list[Tag]:
+    """A call's tags placed on the ``n`` items written from output offset ``start``: moved
+    from input offsets (``in_start`` is the call's first input item) unless already
+    ``rebased`` to output offsets; tags past the output's end are left out."""
+    if rebased or in_start is None:
+        return [t for t in tags if t.offset < start + n]
+    return [t._replace(offset=t.offset - in_start + start) for t in tags
+            if t.offset - in_start < n]
+
+
 def _check_array(arr, port: OutPort, block: Block) -> np.ndarray:
     if not isinstance(arr, np.ndarray):
         arr = np.asarray(arr)
@@ -372,5 +382,4 @@ def _check_array(arr, port: OutPort, block: Block) -> np.ndarray:
 
 
 def _failure(block: Block, exc: BaseException):
-    from .errors import BlockFailure
     return BlockFailure(block.name, block.type_name, exc)

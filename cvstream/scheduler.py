@@ -1,51 +1,73 @@
-"""Runs a validated Graph: one thread per block, bounded buffers on every connection.
+"""Runs a validated Graph: one thread per task, bounded buffers between tasks.
 
-numpy and ONNX Runtime release the GIL inside their kernels, so blocks overlap on the cores.
-``stop()`` asks sources to end: what is in flight drains, sinks flush and close.
-``abort()`` (or a failing block) tears everything down at once.
+A task is one block, or a chain of blocks fused by ``fusion.plan_chains`` (a source or sync
+block followed by sync blocks, maybe ending in a sink) that runs in one thread with no
+buffers inside. numpy and ONNX Runtime release the GIL inside their kernels, so tasks
+overlap on the cores. ``stop()`` asks sources to end: what is in flight drains, sinks flush
+and close. ``abort()`` (or a failing block) tears everything down at once.
 """
 from __future__ import annotations
 
 import time
 
 from .buffers import StreamBuffer
+from .chain import ChainRunner
+from .fusion import plan_chains
 from .graph import Graph
 from .runner import BlockRunner, RunContext
 from .stats import snapshot
 
 
 class Scheduler:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, fuse: bool | None = None):
+        """``fuse``: run one-to-one chains fused (default: the graph's ``fuse`` option)."""
         graph.validate()
         self.graph = graph
         self.ctx = RunContext()
-        self.runners = {name: BlockRunner(node.block, self.ctx)
-                        for name, node in graph.nodes.items()}
+        self.groups = plan_chains(graph, graph.fuse if fuse is None else fuse)
+        self.tasks: list[BlockRunner] = []
+        self.runners: dict[str, BlockRunner] = {}  # block name -> the task that runs it
+        for group in self.groups:
+            blocks = [graph.nodes[n].block for n in group]
+            task = (ChainRunner(blocks[0], blocks[1:], self.ctx) if len(group) > 1
+                    else BlockRunner(blocks[0], self.ctx))
+            self.tasks.append(task)
+            self.runners.update({name: task for name in group})
         self.buffers: dict[str, StreamBuffer] = {}
         for conn in graph.connections:
-            dst = self.runners[conn.dst]
+            src, dst = self.runners[conn.src], self.runners[conn.dst]
+            if src is dst:
+                continue  # inside a chain: no buffer
             buf = StreamBuffer(conn.capacity(), dst.wake, self.ctx.abort, str(conn))
             self.buffers[str(conn)] = buf
-            self.runners[conn.src].add_output(conn.src_port, conn.type, buf)
+            src.add_output(conn.src_port, conn.type, buf)
             dst.add_input(conn.dst_port, conn.type, buf)
+        for group, task in zip(self.groups, self.tasks):
+            if len(group) > 1:
+                task.set_link_types([next(c.type for c in graph.outgoing(n))
+                                     for n in group[:-1]])
         self.started: float | None = None
+
+    def stats_of(self, name: str):
+        task = self.runners[name]
+        return task.stats_for(name) if isinstance(task, ChainRunner) else task.stats
 
     def start(self) -> None:
         self.started = time.perf_counter()
-        for runner in self.runners.values():
-            runner.thread.start()
+        for task in self.tasks:
+            task.thread.start()
 
     def running(self) -> bool:
-        return any(r.thread.is_alive() for r in self.runners.values())
+        return any(t.thread.is_alive() for t in self.tasks)
 
     def wait(self, timeout: float | None = None, tick=None, tick_every: float = 0.5) -> bool:
         """Wait for all blocks to end; ``tick()`` is called periodically. True when done."""
         deadline = None if timeout is None else time.monotonic() + timeout
         next_tick = time.monotonic() + tick_every
         while self.running():
-            for runner in self.runners.values():
-                runner.thread.join(0.05)
-                if runner.thread.is_alive():
+            for task in self.tasks:
+                task.thread.join(0.05)
+                if task.thread.is_alive():
                     break
             now = time.monotonic()
             if tick is not None and now >= next_tick:
@@ -67,28 +89,28 @@ class Scheduler:
     def stop(self) -> None:
         """Graceful: sources stop, in-flight data drains, sinks flush."""
         self.ctx.stopping.set()
-        for runner in self.runners.values():
-            runner.wake.set()
+        for task in self.tasks:
+            task.wake.set()
 
     def abort(self) -> None:
         self.ctx.abort.set()
-        for runner in self.runners.values():
-            runner.wake.set()
+        for task in self.tasks:
+            task.wake.set()
 
     @property
     def failure(self):
         return self.ctx.failure
 
     def snapshot(self) -> dict:
-        stats = {name: r.stats for name, r in self.runners.items()}
-        blocks = {name: r.block for name, r in self.runners.items()}
+        stats = {name: self.stats_of(name) for name in self.graph.nodes}
+        blocks = {name: node.block for name, node in self.graph.nodes.items()}
         return snapshot(stats, blocks, self.buffers)
 
     def progress(self) -> tuple[int, int] | None:
         """(done, total) items over the sources whose length is known."""
         done = total = 0
-        for r in self.runners.values():
-            if r.stats.total_items:
-                total += r.stats.total_items
-                done += r.stats.items_out
+        for task in self.tasks:
+            if task.stats.total_items:
+                total += task.stats.total_items
+                done += task.stats.items_out
         return (done, total) if total else None

@@ -20,10 +20,11 @@ class BlockStats:
         self.msgs_in = 0
         self.msgs_out = 0
         self.calls = 0
-        self._times = np.zeros(WORK_SAMPLES)
+        self._times = [0.0] * WORK_SAMPLES  # a ring; a list takes a float fastest
         self.started = time.perf_counter()
         self.ended: float | None = None
         self.total_items: int | None = None
+        self.fused: list[str] | None = None  # the chain this block runs in, when fused
 
     def record(self, seconds: float) -> None:
         self._times[self.calls % WORK_SAMPLES] = seconds
@@ -37,7 +38,7 @@ class BlockStats:
         n = min(self.calls, WORK_SAMPLES)
         if not n:
             return 0.0, 0.0, 0.0
-        t = self._times[:n]
+        t = np.asarray(self._times[:n])
         p50, p99 = np.percentile(t, [50, 99])
         return float(p50), float(p99), float(t.max())
 
@@ -61,6 +62,7 @@ def snapshot(stats: dict[str, BlockStats], blocks: dict, buffers: dict) -> dict:
             "work_p99_us": p99 * 1e6,
             "work_max_us": pmax * 1e6,
             "counters": dict(blocks[name].counters),
+            "fused_with": [n for n in st.fused if n != name] if st.fused else [],
         }
     for label, buf in buffers.items():
         out["buffers"][label] = {
@@ -85,17 +87,22 @@ def format_table(snap: dict) -> str:
     blocks = snap["blocks"]
     wn = max([len("block")] + [len(n) for n in blocks]) + 2
     wt = max([len("type")] + [len(b["type"]) for b in blocks.values()]) + 2
-    head = (f"{'block':<{wn}}{'type':<{wt}}{'items in':>11}{'out':>11}{'msgs':>9}"
+    tasks: dict[frozenset, int] = {}
+    head = (f"{'block':<{wn}}{'type':<{wt}}{'task':>5}{'items in':>11}{'out':>11}{'msgs':>9}"
             f"{'items/s':>10}{'p50 us':>9}{'p99 us':>9}{'max us':>9}  counters")
     lines = [head, "-" * len(head)]
     for name, b in blocks.items():
+        task = tasks.setdefault(frozenset([name, *b.get("fused_with", [])]), len(tasks) + 1)
         counters = " ".join(f"{k}={v}" for k, v in b["counters"].items() if v)
         msgs = f"{b['messages_in']}/{b['messages_out']}" if b["messages_in"] or \
             b["messages_out"] else ""
-        lines.append(f"{name:<{wn}}{b['type']:<{wt}}{b['items_in']:>11}"
+        lines.append(f"{name:<{wn}}{b['type']:<{wt}}{task:>5}{b['items_in']:>11}"
                      f"{b['items_out']:>11}{msgs:>9}"
                      f"{_rate(b['throughput_items_per_s']):>10}{b['work_p50_us']:>9.0f}"
                      f"{b['work_p99_us']:>9.0f}{b['work_max_us']:>9.0f}  {counters}")
+    if len(tasks) < len(blocks):
+        lines.append("(blocks with the same task number run fused: one thread, no buffer "
+                     "between them)")
     if snap["buffers"]:
         wb = max(len("buffer"), *(len(label) for label in snap["buffers"])) + 2
         lines.append("")

@@ -74,16 +74,24 @@ def test_stats_table_and_json(graph_file, tmp_path):
     connections: [src -> gain, gain -> snk]
     """)
     stats = tmp_path / "s.json"
-    res = run_cli("run", str(path), "--stats", "--stats-json", str(stats))
-    assert res.returncode == 0
-    assert "gain" in res.stderr and "p99 us" in res.stderr and "max fill" in res.stderr
-    report = json.loads(stats.read_text())
-    g = report["blocks"]["gain"]
-    assert g["items_in"] == g["items_out"] == 1000000
-    assert g["work_calls"] == 1000000 // 16384 + 1
-    assert 0 < g["work_p50_us"] <= g["work_p99_us"] <= g["work_max_us"]
-    buf = report["buffers"]["src.out -> gain.inp"]
-    assert 0 < buf["max_fill"] <= buf["capacity"]
+    for fused in (True, False):  # stats stay per block when the three run fused
+        res = run_cli("run", str(path), "--stats", "--stats-json", str(stats),
+                      *([] if fused else ["--no-fuse"]))
+        assert res.returncode == 0
+        assert "gain" in res.stderr and "p99 us" in res.stderr
+        report = json.loads(stats.read_text())
+        g = report["blocks"]["gain"]
+        assert g["items_in"] == g["items_out"] == 1000000
+        assert g["work_calls"] == 1000000 // 16384 + 1
+        assert 0 < g["work_p50_us"] <= g["work_p99_us"] <= g["work_max_us"]
+        assert report["blocks"]["snk"]["items_in"] == 1000000
+        if fused:
+            assert g["fused_with"] == ["src", "snk"] and report["buffers"] == {}
+            assert "run fused" in res.stderr
+        else:
+            assert g["fused_with"] == [] and "max fill" in res.stderr
+            buf = report["buffers"]["src.out -> gain.inp"]
+            assert 0 < buf["max_fill"] <= buf["capacity"]
 
 
 def test_blocks_listing_page_and_schema():
@@ -263,6 +271,6 @@ def test_stats_table_keeps_long_names(graph_file):
       sink_with_a_long_name_too: {type: null_sink}
     connections: [a_rather_long_source_name -> sink_with_a_long_name_too]
     """)
-    res = run_cli("run", str(path), "--stats")
+    res = run_cli("run", str(path), "--stats", "--no-fuse")
     assert "a_rather_long_source_name  signal_source" in res.stderr
     assert "a_rather_long_source_name.out -> sink_with_a_long_name_too.inp" in res.stderr

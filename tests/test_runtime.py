@@ -78,7 +78,7 @@ def build_graph(blocks: dict, *edges: tuple[str, str]) -> Graph:
     return g
 
 
-def run_chain(*blocks, capacity=None):
+def run_chain(*blocks, capacity=None, fuse=True):
     g = Graph()
     names = []
     for i, b in enumerate(blocks):
@@ -86,7 +86,7 @@ def run_chain(*blocks, capacity=None):
         g.add(names[-1], b)
     for a, b in zip(names, names[1:]):
         g.connect(a, b, buffer=capacity)
-    sched = Scheduler(g)
+    sched = Scheduler(g, fuse=fuse)
     sched.run(timeout=60)
     return sched
 
@@ -162,7 +162,8 @@ def test_bounded_buffers_hold_back_a_fast_source():
             import time
             time.sleep(0.001)
 
-    sched = run_chain(SignalSource(chunk=100, items=50000), Slow(), capacity=1000)
+    sched = run_chain(SignalSource(chunk=100, items=50000), Slow(), capacity=1000,
+                      fuse=False)  # a buffer between them (fused, there is none)
     buf = next(iter(sched.buffers.values()))
     assert buf.max_fill <= 1000
     assert sched.snapshot()["blocks"]["b1"]["items_in"] == 50000
@@ -186,6 +187,7 @@ def test_block_exception_stops_graph_naming_block():
     g = build_graph({"src": SignalSource(chunk=100), "boom": Boom(), "snk": Collect()},
                     ("src", "boom"), ("boom", "snk"))
     sched = Scheduler(g)
+    assert sched.groups == [["src", "boom", "snk"]]  # the member is named, not the chain
     with pytest.raises(BlockFailure) as err:
         sched.run(timeout=30)
     msg = str(err.value)
