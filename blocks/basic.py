@@ -90,8 +90,10 @@ class MultiplyConst(SyncBlock):
     inplace = True
 
     def work(self, x):
-        k = self.k if x.dtype == np.complex64 else self.k.real
-        return np.multiply(x, x.dtype.type(k), out=x if x.flags.writeable else None)
+        k = self.__dict__.get("_k_as")
+        if k is None or k.dtype is not x.dtype:  # the constant in the stream's own type
+            k = self._k_as = x.dtype.type(self.k if x.dtype == np.complex64 else self.k.real)
+        return np.multiply(x, k, out=x if x.flags.writeable else None)
 
 
 @register("convert")
