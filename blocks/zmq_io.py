@@ -20,8 +20,8 @@ from cvstream.messages import MessageError, check_size, decode_json, dumps
 from cvstream.params import SHAPE
 from cvstream.zmq_wire import FrameError, decode_header, encode_header
 
-from .zmq_sockets import PeerMonitor, RateLimitedLog, Receiver, Sender, endpoint_problem, \
-    open_socket, reconnect
+from .zmq_sockets import Links, RateLimitedLog, Receiver, Sender, endpoint_problem, \
+    open_socket
 
 
 def _close_sender(block, counter: str) -> None:
@@ -52,7 +52,9 @@ class ZmqSource(Source):
     undecodable tags are dropped and counted per cause; a peer that sends a frame over
     ``max_frame`` bytes is disconnected by ZeroMQ before the frame is buffered (counted in
     ``peer_disconnects`` with every other closed connection). Memory: at most ``hwm`` x ``max_frame`` bytes are queued per
-    connection (64 x 4 MiB by default), plus one chunk of ``coalesce`` bytes.
+    connection (64 x 4 MiB by default), plus one chunk of ``coalesce`` bytes; a bound source
+    admits ``max_peers`` connections at once (``refused_peers`` counts the others), so the
+    socket holds at most ``max_peers`` times that.
     ``overflow: drop`` drops (counted) instead of waiting when downstream is full.
     ``idle_timeout`` ends the stream after that many seconds without data (0: run until
     interrupted). Frames that have already arrived are joined into one chunk of up to
@@ -82,6 +84,7 @@ class ZmqSource(Source):
                          doc="end of stream after this long without data (0: never)")
     max_frame = Param(int, default=4 << 20, min=64, unit="bytes",
                       doc="a peer sending a larger frame is disconnected")
+    max_peers = Param(int, default=4, min=1, doc="with bind: connections admitted at once")
     coalesce = Param(int, default=1 << 20, min=1, unit="bytes",
                      doc="join frames already received into chunks up to this size")
     gather = Param(float, default=0.0, min=0.0, max=1.0, unit="s",
@@ -106,10 +109,9 @@ class ZmqSource(Source):
 
     def start(self):
         kind = zmq.SUB if self.pattern == "sub" else zmq.PULL
-        self._sock = open_socket(kind, self.address, self.bind, self.hwm, self.key,
-                                 max_frame=self.max_frame)
-        self._rx = Receiver(self._sock, topic=kind == zmq.SUB)
-        self._peers = PeerMonitor(self._sock)
+        self._links = Links(kind, self.address, self.bind, self.hwm, self.key,
+                            self.max_frame, self.max_peers)
+        self._rx = Receiver(self._links.sock, topic=kind == zmq.SUB)
         self._log = RateLimitedLog(f"zmq_source '{self.name}'")
         self._next_remote = None
         self._last_data = time.monotonic()
@@ -122,13 +124,7 @@ class ZmqSource(Source):
         if not frames:
             frames.extend(self._rx.recv())
         now = time.monotonic()
-        gone = self._peers.poll()
-        if gone:
-            self.count("peer_disconnects", gone)
-            self._log(f"a peer disconnected ({self.counters['peer_disconnects']} so far; a "
-                      f"frame over max_frame {self.max_frame} bytes also closes a connection)")
-        if not self.bind and self._peers.stranded():
-            reconnect(self._sock, self.address, self._peers)
+        self._watch_peers()
         if not frames:
             if self.idle_timeout and now - self._last_data > self.idle_timeout:
                 raise EndOfStream
@@ -153,6 +149,16 @@ class ZmqSource(Source):
         if not parts:
             return None
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _watch_peers(self) -> None:
+        gone, refused = self._links.poll()
+        if gone:
+            self.count("peer_disconnects", gone)
+            self._log(f"a peer disconnected ({self.counters['peer_disconnects']} so far; a "
+                      f"frame over max_frame {self.max_frame} bytes also closes a connection)")
+        if refused:
+            self.count("refused_peers", refused)
+            self._log(f"refused a connection: {self.max_peers} peers already (max_peers)")
 
     def _decode_counted(self, buf: memoryview, base: int):
         try:
@@ -215,11 +221,8 @@ class ZmqSource(Source):
         self._next_remote = remote + n
 
     def stop(self):
-        if getattr(self, "_peers", None) is not None:
-            self._peers.close()
-        sock = getattr(self, "_sock", None)
-        if sock is not None:
-            sock.close(0)
+        if getattr(self, "_links", None) is not None:
+            self._links.close()
 
 
 @register("zmq_sink")
@@ -335,7 +338,7 @@ class ZmqMsgSource(Source):
     ``bad_json``, ``bad_pmt``, ``too_deep``, ``too_large``, ``empty_messages``; a peer that
     sends more than ``max_message`` bytes in one frame is disconnected by ZeroMQ
     (``peer_disconnects``). Memory: at most ``hwm`` x ``max_message`` bytes queued per
-    connection.
+    connection, and with ``bind`` at most ``max_peers`` connections (``refused_peers``).
 
     Ports: out (message). Example: ``rx: {type: zmq_msg_source, address: "tcp://h:5557"}``
     """
@@ -349,6 +352,7 @@ class ZmqMsgSource(Source):
     hwm = Param(int, default=100, min=1, doc="messages queued per connection at most")
     max_message = Param(int, default=1 << 20, min=64, unit="bytes",
                         doc="a peer sending a larger message is disconnected")
+    max_peers = Param(int, default=4, min=1, doc="with bind: connections admitted at once")
     idle_timeout = Param(float, default=0.0, min=0.0, unit="s",
                          doc="end of stream after this long without messages (0: never)")
 
@@ -357,21 +361,20 @@ class ZmqMsgSource(Source):
 
     def start(self):
         kind = zmq.SUB if self.pattern == "sub" else zmq.PULL
-        self._sock = open_socket(kind, self.address, self.bind, self.hwm,
-                                 max_frame=self.max_message)
-        self._rx = Receiver(self._sock, topic=kind == zmq.SUB)
-        self._peers = PeerMonitor(self._sock)
+        self._links = Links(kind, self.address, self.bind, self.hwm, "", self.max_message,
+                            self.max_peers)
+        self._rx = Receiver(self._links.sock, topic=kind == zmq.SUB)
         self._log = RateLimitedLog(f"zmq_msg_source '{self.name}'")
         self._last = time.monotonic()
 
     def work(self):
         frames = self._rx.recv()
         now = time.monotonic()
-        gone = self._peers.poll()
+        gone, refused = self._links.poll()
         if gone:
             self.count("peer_disconnects", gone)
-        if not self.bind and self._peers.stranded():
-            reconnect(self._sock, self.address, self._peers)
+        if refused:
+            self.count("refused_peers", refused)
         if not frames:
             if self.idle_timeout and now - self._last > self.idle_timeout:
                 raise EndOfStream
@@ -388,7 +391,5 @@ class ZmqMsgSource(Source):
         return None
 
     def stop(self):
-        if getattr(self, "_peers", None) is not None:
-            self._peers.close()
-        if getattr(self, "_sock", None) is not None:
-            self._sock.close(0)
+        if getattr(self, "_links", None) is not None:
+            self._links.close()

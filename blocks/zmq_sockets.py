@@ -6,8 +6,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import sys
+import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -72,7 +74,7 @@ class RateLimitedLog:
 
 
 def open_socket(kind: int, address: str, bind: bool, hwm: int, key: str = "",
-                max_frame: int = -1):
+                max_frame: int = -1, prepare=None):
     """A socket bound or connected to ``address``. ``max_frame`` (bytes) makes ZeroMQ close
     a connection whose peer sends a larger frame before buffering it, so a receiver holds at
     most ``hwm x max_frame`` bytes per connection."""
@@ -86,6 +88,8 @@ def open_socket(kind: int, address: str, bind: bool, hwm: int, key: str = "",
         sock.setsockopt(zmq.MAXMSGSIZE, max_frame)
     if kind == zmq.SUB:
         sock.setsockopt(zmq.SUBSCRIBE, key.encode())
+    if prepare is not None:
+        prepare(sock)
     try:
         (sock.bind if bind else sock.connect)(address)
     except zmq.ZMQError as exc:
@@ -147,6 +151,135 @@ def reconnect(sock, address: str, peers: PeerMonitor) -> None:
         pass
     sock.connect(address)
     peers._unretried_since = None
+
+
+@dataclass
+class Gated:
+    """One bound receiving socket under the PeerGate: its limit and what happened."""
+
+    domain: str
+    max_peers: int
+    monitor: object
+    connected: int = 0
+    disconnects: int = 0
+    refused: int = 0
+
+
+class PeerGate:
+    """Admits at most ``max_peers`` connections to each bound receiving socket, so a socket
+    holds at most ``max_peers x hwm x max_frame`` bytes however many peers connect.
+
+    ZeroMQ asks a ZAP handler (here: one thread per process, on ZeroMQ's fixed in-process
+    endpoint) before it accepts a connection to a socket with a ZAP domain; the gate counts
+    each socket's connections from its monitor and refuses those past the limit (a refused
+    peer retries later and may get in when another leaves)."""
+
+    _shared: "PeerGate | None" = None
+    _lock = threading.Lock()
+
+    def __init__(self):
+        self.rep = zmq.Context.instance().socket(zmq.REP)
+        self.rep.setsockopt(zmq.LINGER, 0)
+        self.rep.bind("inproc://zeromq.zap.01")
+        self.gated: dict[str, Gated] = {}
+        self.closing: list[Gated] = []
+        self.guard = threading.Lock()
+        threading.Thread(target=self._serve, name="cvstream:peer-gate", daemon=True).start()
+
+    @classmethod
+    def shared(cls) -> "PeerGate":
+        with cls._lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def admit(self, sock, max_peers: int) -> Gated:
+        """Put ``sock`` (not yet bound) under the gate."""
+        domain = f"cvstream-{id(sock)}"
+        sock.setsockopt(zmq.ZAP_DOMAIN, domain.encode())
+        entry = Gated(domain, max_peers, sock.get_monitor_socket(
+            zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED))
+        with self.guard:
+            self.gated[domain] = entry
+        return entry
+
+    def release(self, sock, entry: Gated) -> None:
+        """Before ``sock`` closes: its monitor is closed by the gate's own thread."""
+        try:
+            sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        with self.guard:
+            self.gated.pop(entry.domain, None)
+            self.closing.append(entry)
+
+    def _serve(self) -> None:
+        while True:
+            ready = self.rep.poll(100)
+            with self.guard:
+                for entry in self.closing:
+                    entry.monitor.close(0)
+                self.closing.clear()
+                for entry in self.gated.values():
+                    self._count(entry)
+                if ready:
+                    self._answer(self.rep.recv_multipart())
+
+    @staticmethod
+    def _count(entry: Gated) -> None:
+        while entry.monitor.get(zmq.EVENTS) & zmq.POLLIN:
+            event = parse_monitor_message(entry.monitor.recv_multipart())["event"]
+            if event == zmq.EVENT_ACCEPTED:
+                entry.connected += 1
+            else:
+                entry.connected = max(0, entry.connected - 1)
+                entry.disconnects += 1
+
+    def _answer(self, msg: list[bytes]) -> None:
+        version, request_id, domain = (msg + [b""] * 3)[:3]
+        entry = self.gated.get(domain.decode(errors="replace"))
+        ok = entry is None or entry.connected <= entry.max_peers  # the new one is counted
+        if not ok:
+            entry.refused += 1
+        self.rep.send_multipart([b"1.0", request_id, b"200" if ok else b"400",
+                                 b"OK" if ok else b"too many peers", b"", b""])
+
+
+class Links:
+    """The peers of a receiving socket. A bound one admits at most ``max_peers`` (the
+    PeerGate); a connecting one connects again when ZeroMQ will not. ``poll()`` tells the
+    disconnects and refused peers since the last call."""
+
+    def __init__(self, kind: int, address: str, bind: bool, hwm: int, key: str,
+                 max_frame: int, max_peers: int):
+        self.address = address
+        self.entry = None
+
+        def gate(sock):
+            self.entry = PeerGate.shared().admit(sock, max_peers)
+        self.sock = open_socket(kind, address, bind, hwm, key, max_frame,
+                                prepare=gate if bind else None)
+        self.monitor = None if bind else PeerMonitor(self.sock)
+        self._seen = (0, 0)
+
+    def poll(self) -> tuple[int, int]:
+        if self.entry is not None:
+            now = (self.entry.disconnects, self.entry.refused)
+        else:
+            self.monitor.poll()
+            if self.monitor.stranded():
+                reconnect(self.sock, self.address, self.monitor)
+            now = (self.monitor.disconnects, 0)
+        delta = (now[0] - self._seen[0], now[1] - self._seen[1])
+        self._seen = now
+        return delta
+
+    def close(self) -> None:
+        if self.entry is not None:
+            PeerGate.shared().release(self.sock, self.entry)
+        else:
+            self.monitor.close()
+        self.sock.close(0)
 
 
 class Receiver:

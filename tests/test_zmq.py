@@ -340,3 +340,41 @@ def test_memory_is_bounded_in_bytes_against_a_peer_sending_maximal_frames(graph_
     bound = (hwm * frame + 4 * (1 << 20) + 2 * frame) / (1 << 20)  # MiB
     assert sent == 30
     assert peak - base < bound + 24, (base, peak, bound)
+
+
+def test_a_bound_source_admits_max_peers_connections(graph_file, tmp_path):
+    """Four peers connect to a bound source that admits two: the other two are refused
+    (counted) and their frames never reach memory; the socket's bound is max_peers x hwm x
+    max_frame however many connect."""
+    port = free_port()
+    path = graph_file(f"""
+    blocks:
+      rx: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull, bind: true,
+           max_peers: 2, idle_timeout: 1.5}}
+      snk: {{type: npy_sink, path: {tmp_path / 'rx.npy'}}}
+    connections: [rx -> snk]
+    """)
+    stats = tmp_path / "s.json"
+    proc = start(path, "--stats-json", str(stats))
+    time.sleep(1.0)
+    peers = []
+    for k in range(4):
+        sock = zmq.Context.instance().socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(f"tcp://127.0.0.1:{port}")
+        peers.append(sock)
+        time.sleep(0.2)  # in order: the first two get in
+    for _ in range(5):
+        for k, sock in enumerate(peers):
+            try:
+                sock.send(np.full(10, k, np.complex64).tobytes(), zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+        time.sleep(0.05)
+    assert proc.wait(30) == 0, proc.stderr.read()
+    for sock in peers:
+        sock.close(0)
+    got = np.load(tmp_path / "rx.npy").real.astype(int)
+    assert set(got.tolist()) == {0, 1} and len(got) == 100
+    counters = json.loads(stats.read_text())["blocks"]["rx"]["counters"]
+    assert counters["refused_peers"] >= 2
