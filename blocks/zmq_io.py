@@ -154,8 +154,8 @@ class ZmqSource(Source):
         gone, refused = self._links.poll()
         if gone:
             self.count("peer_disconnects", gone)
-            self._log(f"a peer disconnected ({self.counters['peer_disconnects']} so far; a "
-                      f"frame over max_frame {self.max_frame} bytes also closes a connection)")
+            self._log(f"a peer disconnected ({self.counters['peer_disconnects']} so far: it "
+                      f"ended, or sent a frame over max_frame {self.max_frame} bytes)")
         if refused:
             self.count("refused_peers", refused)
             self._log(f"refused a connection: {self.max_peers} peers already (max_peers)")
