@@ -51,10 +51,11 @@ class ZmqSource(Source):
     offsets: their losses cannot be known). Malformed and truncated frames, empty frames and
     undecodable tags are dropped and counted per cause; a peer that sends a frame over
     ``max_frame`` bytes is disconnected by ZeroMQ before the frame is buffered (counted in
-    ``peer_disconnects`` with every other closed connection). Memory: at most ``hwm`` x ``max_frame`` bytes are queued per
-    connection (64 x 4 MiB by default), plus one chunk of ``coalesce`` bytes; a bound source
-    admits ``max_peers`` connections at once (``refused_peers`` counts the others), so the
-    socket holds at most ``max_peers`` times that.
+    ``peer_disconnects`` with every other closed connection). Memory: at most ``hwm`` x
+    ``max_frame`` bytes are queued per connection (64 x 4 MiB by default), plus one chunk of
+    ``coalesce`` bytes; a bound source admits ``max_peers`` connections at once
+    (``refused_peers`` counts the others), so the socket holds at most ``max_peers`` times
+    that.
     ``overflow: drop`` drops (counted) instead of waiting when downstream is full.
     ``idle_timeout`` ends the stream after that many seconds without data (0: run until
     interrupted). Frames that have already arrived are joined into one chunk of up to

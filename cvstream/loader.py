@@ -13,8 +13,9 @@ Format::
       - {src: gain, dst: snk, buffer: 65536}    # per-connection buffer (items)
 
 ``options: {fuse: false}`` runs every block in a task of its own (see ``fusion.py``), as
-``fuse: false`` on one block does for that block. Only YAML literals are read (safe loading); ``${name}`` substitutes a variable: alone, the
-value keeps its type; inside a longer string it is formatted into it.
+``fuse: false`` on one block does for that block. Only YAML literals are read (safe
+loading); ``${name}`` substitutes a variable: alone, the value keeps its type; inside a
+longer string it is formatted into it.
 """
 from __future__ import annotations
 

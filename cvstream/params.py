@@ -195,7 +195,8 @@ class Param:
         except ValueError as exc:
             raise ParamError(self.name, str(exc)) from None
         if self.choices is not None and value not in self.choices:
-            raise ParamError(self.name, f"{_shown(value)} is not one of {', '.join(map(str, self.choices))}")
+            raise ParamError(self.name, f"{_shown(value)} is not one of "
+                                        f"{', '.join(map(str, self.choices))}")
         if self.min is not None and value < self.min:
             raise ParamError(self.name, f"{_shown(value)} is below the minimum {self.min}")
         if self.max is not None and value > self.max:

@@ -117,8 +117,9 @@ connections: [src -> gain, gain -> snk]
 
 
 CASES += [  # input a careless or hostile author writes
-    ("python tag", 'blocks:\n  src: {type: signal_source, rate: !!python/object/apply:os.system ["true"]}\n',
-     2, "could not determine a constructor"),
+    ("python tag", 'blocks:\n  src: {type: signal_source,\n'
+     '        rate: !!python/object/apply:os.system ["true"]}\n',
+     3, "could not determine a constructor"),
     ("zmq port", 'blocks:\n  rx: {type: zmq_source, address: "tcp://127.0.0.1:notaport"}\n'
      '  snk: {type: null_sink}\nconnections: [rx -> snk]\n', 2, "port 'notaport' is not a number"),
     ("zmq scheme", 'blocks:\n  rx: {type: zmq_msg_source, address: "udp://x:1"}\n'
