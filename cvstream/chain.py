@@ -60,17 +60,20 @@ class ChainRunner(BlockRunner):
         return self.member_stats[[m.name for m in self.members].index(name)]
 
     # ---- life cycle -----------------------------------------------------------------------
-    def run(self) -> None:
-        started = []
+    def begin(self) -> bool:
+        self._started = []
         try:
             for m in self.members:
                 m.start()
-                started.append(m)
+                self._started.append(m)
         except BaseException as exc:  # noqa: BLE001 - a member that cannot start
             self.ctx.fail(_failure(m, exc))
-        if len(started) == len(self.members):
-            super().run()
-        for m in started:
+            return False
+        return super().begin()
+
+    def end(self) -> None:
+        super().end()
+        for m in self.__dict__.get("_started", []):
             try:
                 m.stop()
             except Exception as exc:  # noqa: BLE001
@@ -86,9 +89,9 @@ class ChainRunner(BlockRunner):
         outs = [b for o in self.tail_out for b in o.buffers]
         return bool(outs) and all(b.abandoned for b in outs)
 
-    def _run_source(self) -> None:
-        super()._run_source()
+    def _source_done(self) -> str:
         self._finish_members()
+        return "exit"
 
     def _finish(self) -> None:
         super()._finish()  # the head's end of stream, through the chain

@@ -91,34 +91,71 @@ class BlockRunner:
         self.stream_in = [self.inputs[p.name] for p in declared_in if not p.is_message]
         self.msg_in = [self.inputs[p.name] for p in declared_in if p.is_message]
 
-    # ---- thread body -----------------------------------------------------------------------
+    # ---- life: begin, steps, end (a thread of its own calls them in ``run``; a worker pool
+    # calls them one step at a time) --------------------------------------------------------
     def run(self) -> None:
-        block = self.block
+        """The body of a task's own thread."""
+        if self.begin():
+            try:
+                while True:
+                    status = self.step()
+                    if status == "exit":
+                        break
+                    if status == "idle":
+                        self.wake.wait(IDLE_WAIT)
+            except BaseException as exc:  # noqa: BLE001 - any block error stops the graph
+                self.fail(exc)
+        self.end()
+
+    def begin(self) -> bool:
+        """Start the block; False if it failed (the failure is recorded)."""
         self._arrange_ports()
+        block = self.block
         try:
             block.start()
-            if block.kind == "source":
-                self._run_source()
-            else:
-                self._run_consumer()
-        except Aborted:
-            pass
-        except BlockFailure as exc:  # a fused member, already named
-            self.ctx.fail(exc)
-        except BaseException as exc:  # noqa: BLE001 - any block error stops the graph
-            self.ctx.fail(_failure(block, exc))
-        finally:
-            try:
-                block.stop()
-            except Exception as exc:  # noqa: BLE001
-                self.ctx.fail(_failure(block, exc))
-            for port in self.outputs.values():
-                for buf in port.buffers:
-                    buf.close()
-            for port in self.inputs.values():
-                for buf in port.buffers:
-                    buf.abandon()
-            self.stats.ended = time.perf_counter()
+        except BaseException as exc:  # noqa: BLE001
+            self.fail(exc)
+            return False
+        if block.kind == "source":
+            self._drop = bool(getattr(block, "drop_when_full", False))
+            if block.total_items() is not None:
+                self.stats.total_items = block.total_items()
+        else:
+            self._step_fn = self._step_rate if block.kind == "rate" else self._step_sync
+            if block.kind == "rate":
+                self._accs = [RateInput(block.history, block.decim, p.type.np_dtype,
+                                        p.type.shape) for p in self.stream_in]
+                self._next = [None] * len(self.stream_in)
+                self._tags: list[list[Tag]] = [[] for _ in self.stream_in]
+            self._stream_done = not self.stream_in
+            self._finished = False
+        return True
+
+    def step(self) -> str:
+        """One round: "ran" (did work), "empty" (a source had nothing yet), "idle" (waits
+        for input) or "exit"; raises what the block raised."""
+        if self.block.kind == "source":
+            return self._source_step()
+        return self._consumer_step()
+
+    def fail(self, exc: BaseException) -> None:
+        if isinstance(exc, Aborted):
+            return
+        self.ctx.fail(exc if isinstance(exc, BlockFailure) else _failure(self.block, exc))
+
+    def end(self) -> None:
+        """Stop the block, end the stream downstream, let go of upstream."""
+        try:
+            self.block.stop()
+        except Exception as exc:  # noqa: BLE001
+            self.ctx.fail(_failure(self.block, exc))
+        for port in self.outputs.values():
+            for buf in port.buffers:
+                buf.close()
+        for port in self.inputs.values():
+            for buf in port.buffers:
+                buf.abandon()
+        self.stats.ended = time.perf_counter()
 
     def _abandoned(self) -> bool:
         """Every consumer downstream has finished: nothing we produce is wanted."""
@@ -127,54 +164,47 @@ class BlockRunner:
             outs = self._out_buffers = [b for o in self.outputs.values() for b in o.buffers]
         return bool(outs) and all(b.abandoned for b in outs)
 
-    def _run_source(self) -> None:
+    def _source_step(self) -> str:
         block, ctx = self.block, self.ctx
-        drop = bool(getattr(block, "drop_when_full", False))
-        if block.total_items() is not None:
-            self.stats.total_items = block.total_items()
-        while not ctx.stopping.is_set():
-            if ctx.abort.is_set():
-                raise Aborted
-            try:
-                t0 = time.perf_counter()
-                result = block.work()
-                self.stats.record(time.perf_counter() - t0)
-            except EndOfStream:
-                break
-            if result is not None:
-                self._push(_as_outputs(result, len(self.stream_out)), [], None, block=not drop)
-            if getattr(block, "_ended", False) or self._abandoned():
-                break
+        if ctx.stopping.is_set():
+            return self._source_done()
+        if ctx.abort.is_set():
+            raise Aborted
+        try:
+            t0 = time.perf_counter()
+            result = block.work()
+            self.stats.record(time.perf_counter() - t0)
+        except EndOfStream:
+            return self._source_done()
+        if result is not None:
+            self._push(_as_outputs(result, len(self.stream_out)), [], None,
+                       block=not self._drop)
+        if getattr(block, "_ended", False) or self._abandoned():
+            return self._source_done()
+        return "ran" if result is not None else "empty"
 
-    def _run_consumer(self) -> None:
-        block, ctx = self.block, self.ctx
-        step = self._step_rate if block.kind == "rate" else self._step_sync
-        if block.kind == "rate":
-            self._accs = [RateInput(block.history, block.decim, p.type.np_dtype, p.type.shape)
-                          for p in self.stream_in]
-            self._next = [None] * len(self.stream_in)
-            self._tags: list[list[Tag]] = [[] for _ in self.stream_in]
-        stream_done = not self.stream_in
-        finished = False
-        while True:
-            if ctx.abort.is_set():
-                raise Aborted
-            self.wake.clear()
-            progressed = self._handle_messages()
-            if not stream_done:
-                status = step()
-                progressed = progressed or status == "ran"
-                stream_done = status == "done" or getattr(block, "_ended", False)
-                if not stream_done and self._abandoned():
-                    return
-            if stream_done and not finished:
-                finished = True
-                self._finish()
-            if stream_done and all(b.exhausted for p in self.msg_in for b in p.buffers):
-                self._handle_messages()
-                return
-            if not progressed:
-                self.wake.wait(IDLE_WAIT)
+    def _source_done(self) -> str:
+        return "exit"
+
+    def _consumer_step(self) -> str:
+        block = self.block
+        if self.ctx.abort.is_set():
+            raise Aborted
+        self.wake.clear()
+        progressed = self._handle_messages()
+        if not self._stream_done:
+            status = self._step_fn()
+            progressed = progressed or status == "ran"
+            self._stream_done = status == "done" or getattr(block, "_ended", False)
+            if not self._stream_done and self._abandoned():
+                return "exit"
+        if self._stream_done and not self._finished:
+            self._finished = True
+            self._finish()
+        if self._stream_done and all(b.exhausted for p in self.msg_in for b in p.buffers):
+            self._handle_messages()
+            return "exit"
+        return "ran" if progressed else "idle"
 
     def _finish(self) -> None:
         block = self.block
