@@ -6,7 +6,8 @@
    Radio flow graph, both file_source (repeating) -> head(N) -> k x multiply_const ->
    null_sink, complex64; start-up removed (a long run minus a short one), best of --repeat:
    A: k = 1, 65536-item chunks; B: k = 6, 65536-item chunks; C: k = 6, 4096-item chunks;
-   and C with fusion off (`--no-fuse`: a thread per block);
+   and C with fusion off (`--no-fuse`: a task per block on the worker pool), and also
+   without the pool (`--workers 0`: a thread per block, as before both existed);
 2. in process: signal_source -> multiply_const -> null_sink, against analog.sig_source_c ->
    blocks.multiply_const_cc -> blocks.null_sink, counted at the sink over SECONDS after a
    1 s warm-up;
@@ -42,7 +43,9 @@ HERE = Path(__file__).parent
 SHAPES = (("A: 1 multiply_const, 65536-item chunks", 1, 65536, ()),
           ("B: 6 multiply_const in series, 65536-item chunks", 6, 65536, ()),
           ("C: 6 in series, 4096-item chunks", 6, 4096, ()),
-          ("C with --no-fuse (a thread per block)", 6, 4096, ("--no-fuse",)))
+          ("C, --no-fuse: a task per block, 2 workers", 6, 4096, ("--no-fuse",)),
+          ("C, --no-fuse --workers 0: a thread per block", 6, 4096,
+           ("--no-fuse", "--workers", "0")))
 
 
 def chain_graph(tmp: Path, data: Path, k: int, chunk: int) -> Path:
@@ -158,6 +161,8 @@ class PacedStampedSource(SignalSource):
     """A signal_source paced to ``rate`` that tags each chunk with its emission time.
     Ports: out. Example: bench."""
 
+    blocking = True  # it sleeps: a thread of its own, not a pool worker
+
     def work(self):
         if not hasattr(self, "_t_start"):
             self._t_start = time.perf_counter()
@@ -171,6 +176,7 @@ class PacedStampedSource(SignalSource):
 
 def cvstream_latency(seconds: float, chunk: int, rate: float,
                      fuse: bool = True) -> tuple[float, float]:
+    """p50, p99 of one chunk's trip; unfused, a thread per block (``workers=0``)."""
     g = Graph()
     g.add("src", PacedStampedSource(rate=rate, chunk=chunk))
     names = ["src"]
@@ -180,7 +186,7 @@ def cvstream_latency(seconds: float, chunk: int, rate: float,
     names.append("snk")
     for a, b in zip(names, names[1:]):
         g.connect(a, b)
-    sched = Scheduler(g, fuse=fuse)
+    sched = Scheduler(g, fuse=fuse, workers=None if fuse else 0)
     sched.start()
     time.sleep(seconds + 1)
     sched.stop()

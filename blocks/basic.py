@@ -43,6 +43,7 @@ class Throttle(RateBlock):
     Example: ``pace: {type: throttle, rate: 48000}``
     """
 
+    blocking = True  # it sleeps
     inp = In(None, None)
     out = Out(None, None, like="inp")
     rate = Param(float, doc="items per second", unit="items/s", min=1e-3)

@@ -71,6 +71,8 @@ class SpectrumSegmenter(RateBlock):
     Example: ``seg: {type: spectrum_segmenter, model: "builtin:spectrum_segmenter"}``
     """
 
+    blocking = True  # waits on its model worker thread
+
     inp = In("complex64")
     detections = MsgOut(optional=False)
     model = Param(str, default="builtin:spectrum_segmenter",

@@ -32,6 +32,9 @@ class Block:
     type_name: ClassVar[str] = ""
     #: "all": tags of every input go to every output (rebased); "none": the block handles tags
     tag_propagation: ClassVar[str] = "all"
+    #: work() may wait (sleeps, waits on its own threads or on I/O): the block gets a thread
+    #: of its own instead of a pool worker (live sources always do)
+    blocking: ClassVar[bool] = False
     _runtime = None  # set by the runner: shared stop/abort flags
     _ended = False
     _param_decls: ClassVar[dict[str, Param]] = {}

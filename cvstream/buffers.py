@@ -32,6 +32,7 @@ class StreamBuffer:
         self.closed = False
         self.abandoned = False
         self.dropped = 0
+        self.producer_wake = None  # a pooled producer's Wake: told when room frees up
 
     # ---- producer side --------------------------------------------------------------------
     def put(self, chunk, n: int, block: bool = True) -> bool:
@@ -52,6 +53,28 @@ class StreamBuffer:
                 self.max_fill = self.fill
         self._wake.set()
         return True
+
+    def put_over(self, chunk, n: int) -> bool:
+        """Queue ``chunk`` even past capacity (by at most one call's output): a pooled
+        producer never waits here; the pool runs it again only once ``full`` is False."""
+        with self._lock:
+            if self.abandoned:
+                return True
+            self._q.append(chunk)
+            self.fill += n
+            if self.fill > self.max_fill:
+                self.max_fill = self.fill
+        self._wake.set()
+        return True
+
+    @property
+    def full(self) -> bool:
+        return self.fill >= self.capacity and not self.abandoned
+
+    def _room(self) -> None:
+        wake = self.producer_wake
+        if wake is not None and self.fill < self.capacity:
+            wake.set()
 
     def close(self) -> None:
         """End of stream: the consumer sees it once the queue is drained."""
@@ -77,6 +100,7 @@ class StreamBuffer:
             item = self._q.popleft()
             self.fill -= len(item) if isinstance(item, Chunk) else 1
             self._space.notify()
+        self._room()
         return item
 
     def take(self, n: int) -> Chunk:
@@ -91,6 +115,7 @@ class StreamBuffer:
                 head = Chunk(head.data[:n], head.offset, [t for t in head.tags if t.offset < stop])
             self.fill -= n
             self._space.notify()
+        self._room()
         return head
 
     def abandon(self) -> None:
@@ -100,3 +125,5 @@ class StreamBuffer:
             self._q.clear()
             self.fill = 0
             self._space.notify_all()
+        if self.producer_wake is not None:
+            self.producer_wake.set()

@@ -85,8 +85,11 @@ class ChainRunner(BlockRunner):
         for st in self.member_stats:
             st.ended = end
 
+    def output_buffers(self) -> list[StreamBuffer]:
+        return [b for o in self.tail_out for b in o.buffers]
+
     def _abandoned(self) -> bool:
-        outs = [b for o in self.tail_out for b in o.buffers]
+        outs = self.output_buffers()
         return bool(outs) and all(b.abandoned for b in outs)
 
     def _source_done(self) -> str:
@@ -201,6 +204,6 @@ class ChainRunner(BlockRunner):
         chunk_tags = [t for t in tags if port.written <= t.offset < port.written + n]
         chunk = Chunk(arr, port.written, chunk_tags)
         for buf in port.buffers:
-            if not buf.put(chunk, n, block=block):
+            if not self._put(buf, chunk, n, block):
                 self.block.count("dropped_items", n)
         port.written += n

@@ -76,7 +76,7 @@ def cmd_run(args) -> int:
     from .stats import format_table, write_json
     try:
         graph = _load(args.graph, args.set)
-        sched = Scheduler(graph, fuse=False if args.no_fuse else None)
+        sched = Scheduler(graph, fuse=False if args.no_fuse else None, workers=args.workers)
     except CvstreamError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats-json", metavar="PATH", help="write the stats as JSON")
     p.add_argument("--no-fuse", action="store_true", help="run every block in a task of its "
                    "own (no fused chains; for debugging)")
+    p.add_argument("--workers", type=int, metavar="N", help="worker threads for the tasks "
+                   "(default: one per core; 0: a thread per task)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check flow graphs without running them")

@@ -61,7 +61,8 @@ def graph_schema(types: dict[str, type[Block]]) -> dict:
         "required": ["blocks"],
         "properties": {
             "options": {"type": "object", "additionalProperties": False,
-                        "properties": {"fuse": {"type": "boolean"}}},
+                        "properties": {"fuse": {"type": "boolean"},
+                                       "workers": {"type": "integer", "minimum": 0}}},
             "variables": {"type": "object"},
             "blocks": {"type": "object",
                        "additionalProperties": {"oneOf": [block_schema(c)

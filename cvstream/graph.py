@@ -60,6 +60,7 @@ class Graph:
     def __init__(self, source: str | None = None):
         self.source = source
         self.fuse = True  # blocks may run fused in chains (options: {fuse: false} to debug)
+        self.workers: int | None = None  # pool threads (options: {workers: N}; 0: one a task)
         self.nodes: dict[str, Node] = {}
         self.connections: list[Connection] = []
 

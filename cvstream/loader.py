@@ -13,7 +13,8 @@ Format::
       - {src: gain, dst: snk, buffer: 65536}    # per-connection buffer (items)
 
 ``options: {fuse: false}`` runs every block in a task of its own (see ``fusion.py``), as
-``fuse: false`` on one block does for that block. Only YAML literals are read (safe
+``fuse: false`` on one block does for that block; ``options: {workers: N}`` sizes the
+worker pool (0: a thread per task). Only YAML literals are read (safe
 loading); ``${name}`` substitutes a variable: alone, the value keeps its type; inside a
 longer string it is formatted into it.
 """
@@ -29,7 +30,7 @@ from .graph import MAX_ERRORS, Graph
 from .registry import lookup
 
 TOP_KEYS = ("options", "variables", "blocks", "connections")
-OPTIONS = {"fuse": bool}  # graph-wide run options
+OPTIONS = {"fuse": bool, "workers": int}  # graph-wide run options
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: YAML nodes a graph may expand to, aliases counted each time they are used: a flow graph
 #: has hundreds; an alias bomb has billions
@@ -162,9 +163,12 @@ def _options(graph: Graph, node, source: str) -> None:
         if key not in OPTIONS:
             raise GraphError(f"unknown option '{key}' (options: {', '.join(OPTIONS)})",
                              source, line)
-        if not isinstance(value, OPTIONS[key]):
-            raise GraphError(f"option '{key}' must be {OPTIONS[key].__name__}, got "
-                             f"{value!r:.40}", source, line)
+        kind = OPTIONS[key]
+        if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or
+                                                            value < 0)):
+            raise GraphError(f"option '{key}' must be {kind.__name__}"
+                             f"{' >= 0' if kind is int else ''}, got {value!r:.40}",
+                             source, line)
         setattr(graph, key, value)
 
 

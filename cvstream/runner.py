@@ -57,11 +57,38 @@ class InPort:
         return self.buffers[0]
 
 
+class Wake:
+    """A task's wake-up: an event for a task on its own thread; for a pooled task it also
+    makes the pool schedule it."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.pool = None
+        self.task = None
+
+    def set(self) -> None:
+        self.event.set()
+        if self.pool is not None:
+            self.pool.schedule(self.task)
+
+    def clear(self) -> None:
+        self.event.clear()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.event.wait(timeout)
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+
 class BlockRunner:
+    pooled = False  # run by a WorkerPool: puts never wait (the pool holds the task back)
+
     def __init__(self, block: Block, ctx: RunContext):
         self.block = block
         self.ctx = ctx
-        self.wake = threading.Event()
+        self.wake = Wake()
         ctx.wakes.append(self.wake)
         self.stats = BlockStats(block.name, block.type_name)
         self.inputs: dict[str, InPort] = {}
@@ -156,6 +183,18 @@ class BlockRunner:
             for buf in port.buffers:
                 buf.abandon()
         self.stats.ended = time.perf_counter()
+
+    def output_buffers(self) -> list[StreamBuffer]:
+        return [b for o in self.outputs.values() for b in o.buffers]
+
+    def outputs_full(self) -> bool:
+        """An output has no room (its consumer is behind): a pooled task waits."""
+        return any(b.full for b in self.output_buffers())
+
+    def _put(self, buf: StreamBuffer, item, n: int, block: bool = True) -> bool:
+        if self.pooled and block:
+            return buf.put_over(item, n)
+        return buf.put(item, n, block=block)
 
     def _abandoned(self) -> bool:
         """Every consumer downstream has finished: nothing we produce is wanted."""
@@ -374,7 +413,7 @@ class BlockRunner:
                            for p, i, k, v in added if p in (None, port.name)]
         chunk = Chunk(arr, start, tags)
         for buf in port.buffers:
-            if not buf.put(chunk, n, block=block):
+            if not self._put(buf, chunk, n, block):
                 self.block.count("dropped_items", n)
         port.written += n
         self.stats.items_out += n
@@ -384,7 +423,7 @@ class BlockRunner:
         if not targets:
             raise CvstreamError(f"emit() on unknown message port '{port}'")
         for buf in targets[0].buffers:
-            buf.put(msg, 1)
+            self._put(buf, msg, 1)
         self.stats.msgs_out += 1
 
 

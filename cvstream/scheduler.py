@@ -1,26 +1,41 @@
-"""Runs a validated Graph: one thread per task, bounded buffers between tasks.
+"""Runs a validated Graph: tasks on a pool of worker threads, bounded buffers between them.
 
 A task is one block, or a chain of blocks fused by ``fusion.plan_chains`` (a source or sync
-block followed by sync blocks, maybe ending in a sink) that runs in one thread with no
-buffers inside. numpy and ONNX Runtime release the GIL inside their kernels, so tasks
-overlap on the cores. ``stop()`` asks sources to end: what is in flight drains, sinks flush
-and close. ``abort()`` (or a failing block) tears everything down at once.
+block followed by sync blocks, maybe ending in a sink) that runs with no buffers inside.
+Tasks run one step at a time on ``workers`` threads (``pool.py``; default: one per core);
+a task whose blocks may wait (live sources, ``blocking`` blocks) has a thread of its own,
+and ``workers: 0`` gives every task its own. numpy and ONNX Runtime release the GIL inside
+their kernels, so tasks overlap on the cores. ``stop()`` asks sources to end: what is in
+flight drains, sinks flush and close. ``abort()`` (or a failing block) tears everything
+down at once.
 """
 from __future__ import annotations
 
+import os
 import time
 
 from .buffers import StreamBuffer
 from .chain import ChainRunner
 from .fusion import plan_chains
 from .graph import Graph
+from .pool import WorkerPool
 from .runner import BlockRunner, RunContext
 from .stats import snapshot
 
 
+def default_workers() -> int:
+    return os.cpu_count() or 2
+
+
+def _may_wait(task: BlockRunner) -> bool:
+    blocks = [task.block] + list(getattr(task, "members", []))
+    return any(b.blocking or getattr(b, "live", False) for b in blocks)
+
+
 class Scheduler:
-    def __init__(self, graph: Graph, fuse: bool | None = None):
-        """``fuse``: run one-to-one chains fused (default: the graph's ``fuse`` option)."""
+    def __init__(self, graph: Graph, fuse: bool | None = None, workers: int | None = None):
+        """``fuse``: run one-to-one chains fused; ``workers``: threads of the pool (0: a
+        thread per task). Both default to the graph's options."""
         graph.validate()
         self.graph = graph
         self.ctx = RunContext()
@@ -46,6 +61,11 @@ class Scheduler:
             if len(group) > 1:
                 task.set_link_types([next(c.type for c in graph.outgoing(n))
                                      for n in group[:-1]])
+        if workers is None:
+            workers = graph.workers if graph.workers is not None else default_workers()
+        self.own_thread = [t for t in self.tasks if not workers or _may_wait(t)]
+        pooled = [t for t in self.tasks if t not in self.own_thread]
+        self.pool = WorkerPool(pooled, min(workers, len(pooled))) if pooled else None
         self.started: float | None = None
 
     def stats_of(self, name: str):
@@ -54,21 +74,27 @@ class Scheduler:
 
     def start(self) -> None:
         self.started = time.perf_counter()
-        for task in self.tasks:
+        for task in self.own_thread:
             task.thread.start()
+        if self.pool is not None:
+            self.pool.start()
 
     def running(self) -> bool:
-        return any(t.thread.is_alive() for t in self.tasks)
+        return any(t.thread.is_alive() for t in self.own_thread) or (
+            self.pool is not None and self.pool.alive())
 
     def wait(self, timeout: float | None = None, tick=None, tick_every: float = 0.5) -> bool:
         """Wait for all blocks to end; ``tick()`` is called periodically. True when done."""
         deadline = None if timeout is None else time.monotonic() + timeout
         next_tick = time.monotonic() + tick_every
         while self.running():
-            for task in self.tasks:
+            for task in self.own_thread:
                 task.thread.join(0.05)
                 if task.thread.is_alive():
                     break
+            else:
+                if self.pool is not None:
+                    self.pool.join(0.05)
             now = time.monotonic()
             if tick is not None and now >= next_tick:
                 tick()

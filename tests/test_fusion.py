@@ -103,7 +103,7 @@ def test_fused_and_unfused_give_the_same_stream(fuse):
     snap = sched.snapshot()["blocks"]
     assert snap["gain"]["items_in"] == snap["gain"]["items_out"]
     assert snap["snk"]["items_in"] == 17000
-    assert snap["m"]["work_calls"] == snap["gain"]["work_calls"] > 10
+    assert snap["m"]["work_calls"] >= snap["gain"]["work_calls"] > 10  # head may end gain early
     assert snap["m"]["fused_with"] == (["src", "gain", "head", "snk"] if fuse else [])
 
 
