@@ -35,29 +35,19 @@ class StreamBuffer:
         self.producer_wake = None  # a pooled producer's Wake: told when room frees up
 
     # ---- producer side --------------------------------------------------------------------
-    def put(self, chunk, n: int, block: bool = True) -> bool:
-        """Queue ``chunk`` worth ``n`` items; False if dropped (non-blocking and full)."""
+    def put(self, chunk, n: int, block: bool = True, over: bool = False) -> bool:
+        """Queue ``chunk`` worth ``n`` items; False if dropped (non-blocking and full).
+        ``over``: queue it even past capacity (by one call's output at most): a pooled
+        producer never waits here; the pool runs it again only once ``full`` is False."""
         with self._space:
-            while self.fill and self.fill + n > self.capacity and not self.abandoned:
+            while not over and self.fill and self.fill + n > self.capacity and \
+                    not self.abandoned:
                 if not block:
                     self.dropped += n
                     return False
                 if self._abort.is_set():
                     raise Aborted
                 self._space.wait(0.1)
-            if self.abandoned:
-                return True
-            self._q.append(chunk)
-            self.fill += n
-            if self.fill > self.max_fill:
-                self.max_fill = self.fill
-        self._wake.set()
-        return True
-
-    def put_over(self, chunk, n: int) -> bool:
-        """Queue ``chunk`` even past capacity (by at most one call's output): a pooled
-        producer never waits here; the pool runs it again only once ``full`` is False."""
-        with self._lock:
             if self.abandoned:
                 return True
             self._q.append(chunk)

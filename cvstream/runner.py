@@ -192,9 +192,7 @@ class BlockRunner:
         return any(b.full for b in self.output_buffers())
 
     def _put(self, buf: StreamBuffer, item, n: int, block: bool = True) -> bool:
-        if self.pooled and block:
-            return buf.put_over(item, n)
-        return buf.put(item, n, block=block)
+        return buf.put(item, n, block=block, over=self.pooled and block)
 
     def _abandoned(self) -> bool:
         """Every consumer downstream has finished: nothing we produce is wanted."""
