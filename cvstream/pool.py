@@ -40,9 +40,10 @@ class WorkerPool:
 
     def start(self) -> None:
         with self.cond:
-            for task in self.tasks:
-                self.state[id(task)] = QUEUED
-                self.ready.append(task)
+            for task in self.tasks:  # a task woken already is queued already: once only
+                if self.state[id(task)] == DORMANT:
+                    self.state[id(task)] = QUEUED
+                    self.ready.append(task)
         for thread in self.threads:
             thread.start()
 
@@ -75,10 +76,11 @@ class WorkerPool:
                     if self.state[id(task)] == DORMANT:
                         self.state[id(task)] = QUEUED
                         self.ready.append(task)
-                if self.ready:
+                while self.ready:
                     task = self.ready.popleft()
-                    self.state[id(task)] = RUNNING
-                    return task
+                    if self.state[id(task)] == QUEUED:  # a task runs on one worker at a time
+                        self.state[id(task)] = RUNNING
+                        return task
                 self.cond.wait(self.later[0][0] - now if self.later else 0.2)
 
     def _work(self) -> None:

@@ -74,10 +74,10 @@ class Scheduler:
 
     def start(self) -> None:
         self.started = time.perf_counter()
-        for task in self.own_thread:
-            task.thread.start()
         if self.pool is not None:
             self.pool.start()
+        for task in self.own_thread:
+            task.thread.start()
 
     def running(self) -> bool:
         return any(t.thread.is_alive() for t in self.own_thread) or (

@@ -82,3 +82,34 @@ connections: [src -> snk]
     assert Scheduler(load_graph_text(text % 3)).pool.workers == 1  # never more than tasks
     with pytest.raises(Exception, match="option 'workers' must be int >= 0"):
         load_graph_text(text % -1)
+
+
+def test_a_task_woken_before_the_pool_starts_runs_on_one_worker_at_a_time():
+    """A live source's data can wake a pooled consumer before the pool starts: the task is
+    queued once, and two workers never run it at the same time."""
+    class Exclusive(Sink):
+        """Fails if two threads are inside work at once. Ports: in. Example: test only."""
+        inp = In("complex64")
+
+        def start(self):
+            self.inside, self.overlaps = 0, 0
+
+        def work(self, x):
+            self.inside += 1
+            if self.inside > 1:
+                self.overlaps += 1
+            time.sleep(0.0002)
+            self.inside -= 1
+
+    g = Graph()
+    g.add("src", SignalSource(chunk=64, items=64 * 300))
+    g.add("snk", Exclusive())
+    g.connect("src", "snk")
+    sched = Scheduler(g, fuse=False, workers=2)
+    sink_task = sched.runners["snk"]
+    sched.pool.schedule(sink_task)  # woken early, as by a producer on its own thread
+    sched.pool.schedule(sink_task)
+    sched.run(timeout=30)
+    snk = g.nodes["snk"].block
+    assert snk.overlaps == 0
+    assert sched.snapshot()["blocks"]["snk"]["items_in"] == 64 * 300
