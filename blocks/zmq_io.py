@@ -18,10 +18,13 @@ from cvstream.dtypes import PortType
 from cvstream.errors import ParamError
 from cvstream.messages import MessageError, check_size, decode_json, dumps
 from cvstream.params import SHAPE
-from cvstream.zmq_wire import FrameError, decode_header, encode_header
+from cvstream.zmq_wire import MAGIC, VERSION, FrameError, decode_header, encode_header
 
 from .zmq_sockets import Links, RateLimitedLog, Receiver, Sender, endpoint_problem, \
     open_socket
+
+
+HEAD_START = MAGIC.to_bytes(2, "little") + bytes([VERSION])  # a tag header's first bytes
 
 
 def _close_sender(block, counter: str) -> None:
@@ -190,7 +193,9 @@ class ZmqSource(Source):
         payload = nbytes - start
         size = self._item_size
         if payload % size:
-            hint = "" if self.pass_tags else " (does the sender set pass_tags?)"
+            hint = ""
+            if not self.pass_tags and bytes(buf[:3]) == HEAD_START:
+                hint = " (the sender seems to use pass_tags: true; set it here too)"
             raise FrameError("malformed", f"{payload} payload bytes is not a multiple of the "
                              f"item size {size} ({self.type}){hint}")
         n = payload // size

@@ -13,6 +13,7 @@ Message ports: ``self.emit(msg)`` sends a dict; ``on_message(port, msg)`` receiv
 from __future__ import annotations
 
 import difflib
+import inspect
 from typing import Any, ClassVar
 
 import numpy as np
@@ -52,6 +53,8 @@ class Block:
                     ports[name] = value
         cls._param_decls = params
         cls._port_decls = list(ports.values())
+        # a class with an __init__ of its own keeps that signature
+        cls.__signature__ = _signature(params) if cls.__init__ is Block.__init__ else None
 
     def __init__(self, **params: Any):
         self.name = str(params.pop("name", None) or self.type_name or type(self).__name__)
@@ -192,6 +195,21 @@ class Block:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
+
+
+_PYTYPES = {"int": int, "float": float, "complex": complex, "bool": bool, "str": str}
+
+
+def _signature(params: dict[str, Param]) -> inspect.Signature:
+    """``Block(name=None, *, param=default, ...)`` as help(), IDEs and inspect show it."""
+    from .params import REQUIRED
+    out = [inspect.Parameter("name", inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=str)]
+    for key, decl in params.items():
+        default = inspect.Parameter.empty if decl.default is REQUIRED else decl.default
+        out.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                     annotation=_PYTYPES.get(decl.kind.name, Any)))
+    return inspect.Signature(out)
 
 
 def _read_only(x) -> np.ndarray:

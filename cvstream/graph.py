@@ -208,6 +208,15 @@ class Graph:
             for port, ptype in resolved.items():
                 out_types[(name, port)] = ptype
 
+    def run(self, timeout: float | None = None, fuse: bool | None = None,
+            workers: int | None = None) -> dict:
+        """Validate and run the graph to its end; returns the stats (``--stats-json``'s
+        dict). Raises GraphErrors for a bad graph, BlockFailure when a block fails."""
+        from .scheduler import Scheduler
+        sched = Scheduler(self, fuse=fuse, workers=workers)
+        sched.run(timeout)
+        return sched.snapshot()
+
     def incoming(self, name: str) -> list[Connection]:
         return [c for c in self.connections if c.dst == name]
 

@@ -186,6 +186,16 @@ class Param:
     def required(self) -> bool:
         return self.default is REQUIRED
 
+    def __repr__(self) -> str:
+        parts = [self.kind.name]
+        if not self.required:
+            parts.append(f"default={self.default!r}")
+        if self.unit:
+            parts.append(f"unit={self.unit!r}")
+        if self.choices:
+            parts.append(f"choices={self.choices!r}")
+        return f"Param({', '.join(parts)})"
+
     def coerce(self, value: Any) -> Any:
         """Validate and convert a user value; raises ParamError naming this field."""
         if value is None and self.default is None:

@@ -44,7 +44,8 @@ def decode_header(buf: memoryview) -> tuple[int, list[Tag], int]:
     magic, version, offset, ntags = HEAD.unpack_from(buf, 0)
     if magic != MAGIC or version != VERSION:
         raise FrameError("bad_magic", f"bad header magic 0x{magic:04x} version {version} "
-                         "(is pass_tags set the same on both ends?)")
+                         "(the sender seems to send raw items: set pass_tags: false here, "
+                         "or true on both ends)")
     pos = HEAD.size
     tags = []
     if ntags > MAX_TAGS:

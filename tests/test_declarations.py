@@ -87,3 +87,16 @@ def test_readme_block_table_lists_every_block():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     for name in block_types():
         assert f"| `{name}` |" in readme, f"README block table lacks {name}"
+
+
+def test_blocks_have_real_signatures_and_readable_params():
+    import inspect
+
+    from cvstream.blocks.fft import FFT
+    sig = inspect.signature(FFT)
+    assert list(sig.parameters)[:3] == ["name", "size", "hop"]
+    assert sig.parameters["size"].default == 1024
+    assert sig.parameters["size"].annotation is int
+    assert sig.parameters["size"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert inspect.signature(Scale).parameters["taps"].default is inspect.Parameter.empty
+    assert repr(Scale._param_decls["mode"]) == "Param(str, default='a', choices=('a', 'b'))"

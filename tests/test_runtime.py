@@ -288,3 +288,24 @@ def test_rate_block_waits_for_a_lagging_input():
                     ("fast", "pair.a"), ("slow", "pair.b"), ("pair", "snk"))
     Scheduler(g).run(timeout=30)
     np.testing.assert_array_equal(g.nodes["snk"].block.data, 2 * d)
+
+
+def test_graph_run_and_cvstream_run(tmp_path):
+    import cvstream
+    g = Graph()
+    g.add("src", SignalSource(items=5000))
+    g.add("snk", Collect())
+    g.connect("src", "snk")
+    stats = g.run(timeout=30)
+    assert stats["blocks"]["snk"]["items_in"] == 5000
+    path = tmp_path / "g.yml"
+    path.write_text(f"""
+variables: {{n: 10}}
+blocks:
+  src: {{type: signal_source, items: "${{n}}"}}
+  snk: {{type: npy_sink, path: {tmp_path / 'o.npy'}}}
+connections: [src -> snk]
+""")
+    stats = cvstream.run(str(path), n=777, overrides={"src.freq": 5.0})
+    assert stats["blocks"]["snk"]["items_in"] == 777
+    assert np.load(tmp_path / "o.npy").shape == (777,)

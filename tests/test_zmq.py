@@ -378,3 +378,15 @@ def test_a_bound_source_admits_max_peers_connections(graph_file, tmp_path):
     assert set(got.tolist()) == {0, 1} and len(got) == 100
     counters = json.loads(stats.read_text())["blocks"]["rx"]["counters"]
     assert counters["refused_peers"] >= 2
+
+
+def test_a_pass_tags_mismatch_is_named_in_the_log(graph_file, tmp_path):
+    """Tagged frames into a raw receiver: dropped, counted, and the log says what to set."""
+    port = free_port()
+    proc, stats = _receiver(graph_file, tmp_path, port)
+    sock = _push(port)
+    sock.send(encode_header(0, [Tag(0, "rx_rate", 1e6)]) + np.zeros(9, np.complex64).tobytes())
+    assert proc.wait(30) == 0
+    sock.close()
+    assert "the sender seems to use pass_tags: true" in proc.stderr.read()
+    assert json.loads(stats.read_text())["blocks"]["rx"]["counters"] == {"malformed": 1}
