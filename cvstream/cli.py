@@ -17,8 +17,10 @@ def _say(msg: str) -> None:
     print(f"cvstream: {msg}", file=sys.stderr)
 
 
-def _load(path: str, sets: list[str]):
-    from .loader import load_graph, parse_overrides
+def _load(path: str, sets: list[str], imports: list[str] = ()):
+    from .loader import import_blocks, load_graph, parse_overrides
+    for name in imports:
+        import_blocks(name)
     graph = load_graph(path, parse_overrides(sets))
     graph.validate()
     return graph
@@ -28,7 +30,7 @@ def cmd_validate(args) -> int:
     status = EXIT_OK
     for path in args.graphs:
         try:
-            graph = _load(path, args.set)
+            graph = _load(path, args.set, args.imports)
         except CvstreamError as exc:
             print(str(exc), file=sys.stderr)
             status = EXIT_USAGE
@@ -75,7 +77,7 @@ def cmd_run(args) -> int:
     from .scheduler import Scheduler
     from .stats import format_table, write_json
     try:
-        graph = _load(args.graph, args.set)
+        graph = _load(args.graph, args.set, args.imports)
         sched = Scheduler(graph, fuse=False if args.no_fuse else None, workers=args.workers)
     except CvstreamError as exc:
         print(str(exc), file=sys.stderr)
@@ -117,7 +119,10 @@ def cmd_run(args) -> int:
 
 def cmd_blocks(args) -> int:
     from .docs import block_schema, graph_schema, render, summary
+    from .loader import import_blocks
     from .registry import block_types, lookup
+    for name in args.imports:
+        import_blocks(name)
     types = block_types()
     if args.type:
         try:
@@ -132,8 +137,9 @@ def cmd_blocks(args) -> int:
         print(json.dumps(graph_schema(types), indent=2))
         return EXIT_OK
     width = max(len(n) for n in types) + 2
+    wclass = max(len(cls.__name__) for cls in types.values()) + 2
     for name, cls in types.items():
-        print(f"{name:<{width}}{cls.kind:<8}{summary(cls)}")
+        print(f"{name:<{width}}{cls.kind:<8}{cls.__name__:<{wclass}}{summary(cls)}")
     return EXIT_OK
 
 
@@ -144,10 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     setter = dict(action="append", default=[], metavar="NAME=VALUE",
                   help="override a variable (NAME=VALUE) or a parameter (BLOCK.PARAM=VALUE)")
+    importer = dict(action="append", default=[], dest="imports", metavar="MODULE|FILE.py",
+                    help="import a module or Python file that registers blocks")
 
     p = sub.add_parser("run", help="run a YAML flow graph")
     p.add_argument("graph")
     p.add_argument("--set", **setter)
+    p.add_argument("--import", **importer)
     p.add_argument("--stats", action="store_true", help="print per-block stats at exit "
                    "(refreshed live on a terminal)")
     p.add_argument("--stats-json", metavar="PATH", help="write the stats as JSON")
@@ -160,10 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check flow graphs without running them")
     p.add_argument("graphs", nargs="+")
     p.add_argument("--set", **setter)
+    p.add_argument("--import", **importer)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("blocks", help="list blocks, or document one")
     p.add_argument("type", nargs="?")
+    p.add_argument("--import", **importer)
     p.add_argument("--schema", action="store_true", help="print the JSON Schema of a graph "
                    "(of one block's entry with TYPE)")
     p.set_defaults(func=cmd_blocks)

@@ -20,7 +20,10 @@ def _default_text(decl) -> str:
 
 def render(cls: type[Block]) -> str:
     """The page ``cvstream blocks TYPE`` prints."""
-    lines = [f"{cls.type_name}  ({cls.kind} block)", ""]
+    where = ("cvstream.blocks" if cls.__module__.startswith("cvstream.blocks")
+             else cls.__module__)
+    lines = [f"{cls.type_name}  ({cls.kind} block; in Python: from {where} import "
+             f"{cls.__name__})", ""]
     doc = inspect.getdoc(cls) or "(no description)"
     lines += [doc, ""]
     ports = cls._port_decls
@@ -60,6 +63,7 @@ def graph_schema(types: dict[str, type[Block]]) -> dict:
         "additionalProperties": False,
         "required": ["blocks"],
         "properties": {
+            "imports": {"type": "array", "items": {"type": "string"}},
             "options": {"type": "object", "additionalProperties": False,
                         "properties": {"fuse": {"type": "boolean"},
                                        "workers": {"type": "integer", "minimum": 0}}},

@@ -29,7 +29,7 @@ from .errors import CvstreamError, GraphError, GraphErrors, ParamError
 from .graph import MAX_ERRORS, Graph
 from .registry import lookup
 
-TOP_KEYS = ("options", "variables", "blocks", "connections")
+TOP_KEYS = ("imports", "options", "variables", "blocks", "connections")
 OPTIONS = {"fuse": bool, "workers": int}  # graph-wide run options
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: YAML nodes a graph may expand to, aliases counted each time they are used: a flow graph
@@ -128,6 +128,14 @@ def load_graph_text(text: str, source: str = "<graph>",
         if key not in TOP_KEYS:
             raise GraphError(f"unknown section '{key}' (sections: {', '.join(TOP_KEYS)})",
                              source, line)
+    if "imports" in sections:
+        node = sections["imports"][0]
+        names = _value(node, source)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise GraphError("'imports' is a list of module names or .py files", source,
+                             _line(node))
+        for name in names:
+            import_blocks(name, source, _line(node))
     overrides = dict(overrides or {})
     variables = _variables(sections, source, overrides)
     graph = Graph(source)
@@ -155,6 +163,38 @@ def load_graph_text(text: str, source: str = "<graph>",
             errors += more.errors
         raise GraphErrors(errors[:MAX_ERRORS], len(errors))
     return graph
+
+
+def import_blocks(name: str, source: str | None = None, line: int | None = None) -> None:
+    """Import a module (``mypkg.blocks``) or a Python file (``my_blocks.py``, relative to the
+    graph file) so that the blocks it registers can be used; a one-line GraphError if not."""
+    import importlib
+    import importlib.util
+    import os
+    import sys
+    try:
+        if name.endswith(".py"):
+            base = os.path.dirname(source) if source and os.path.isfile(source) else "."
+            path = os.path.normpath(os.path.join(base, name))
+            module_name = "cvstream_user_" + re.sub(r"\W", "_", os.path.abspath(path))
+            if module_name in sys.modules:
+                return
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            if spec is None or not os.path.isfile(path):
+                raise FileNotFoundError(f"no file '{path}'")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[module_name]
+                raise
+        else:
+            importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001 - the user's module: any error is theirs
+        raise GraphError(f"cannot import '{name}': {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}", source,
+                         line) from None
 
 
 def _options(graph: Graph, node, source: str) -> None:

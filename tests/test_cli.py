@@ -274,3 +274,42 @@ def test_stats_table_keeps_long_names(graph_file):
     res = run_cli("run", str(path), "--stats", "--no-fuse")
     assert "a_rather_long_source_name  signal_source" in res.stderr
     assert "a_rather_long_source_name.out -> sink_with_a_long_name_too.inp" in res.stderr
+
+
+USER_BLOCK = '''
+import numpy as np
+from cvstream import In, Out, Param, SyncBlock, register
+
+@register("user_gain_{tag}")
+class UserGain(SyncBlock):
+    """Multiply by k. Ports: in -> out. Example: ``g: {{type: user_gain_{tag}, k: 2}}``"""
+    inp = In("complex64")
+    out = Out("complex64")
+    k = Param(float, default=1.0)
+
+    def work(self, x):
+        return x * np.complex64(self.k)
+'''
+
+
+def test_user_blocks_from_a_file_or_module(graph_file, tmp_path):
+    (tmp_path / "myblocks.py").write_text(USER_BLOCK.format(tag="file"))
+    out = tmp_path / "o.npy"
+    path = graph_file(f"""
+    imports: [myblocks.py]
+    blocks:
+      src: {{type: signal_source, items: 1000, waveform: constant}}
+      g: {{type: user_gain_file, k: 3}}
+      snk: {{type: npy_sink, path: {out}}}
+    connections: [src -> g, g -> snk]
+    """)
+    res = run_cli("run", str(path))
+    assert res.returncode == 0, res.stderr
+    assert np.allclose(np.load(out), 3.0)
+    (tmp_path / "user_mod.py").write_text(USER_BLOCK.format(tag="mod"))
+    res = run_cli("blocks", "--import", "user_mod", cwd=tmp_path)
+    assert res.returncode == 0 and "user_gain_mod" in res.stdout and "UserGain" in res.stdout
+    res = run_cli("validate", str(path).replace("graph1", "nope"), "--import", "no_such_mod")
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("cannot import 'no_such_mod': "
+                                  "ModuleNotFoundError: No module named 'no_such_mod'")
