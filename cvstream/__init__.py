@@ -2,6 +2,17 @@
 
 __version__ = "0.1.0"
 
+import os as _os  # noqa: E402
+
+_here = _os.path.dirname(_os.path.abspath(__file__))
+_root = _os.path.dirname(_here)
+if not _os.path.isdir(_os.path.join(_here, "blocks")) and \
+        _os.path.isfile(_os.path.join(_root, "blocks", "__init__.py")) and \
+        _os.path.isfile(_os.path.join(_root, "pyproject.toml")):
+    # imported from the source tree (e.g. python run in the repository root, which shadows
+    # an installed copy): blocks/ and models/ are cvstream.blocks and cvstream.models there
+    __path__.append(_root)  # noqa: F821 - a package's __path__
+
 from .block import Block, GeneralBlock, RateBlock, Sink, Source, SyncBlock  # noqa: E402
 from .chunk import Chunk, Tag  # noqa: E402
 from .errors import CvstreamError, EndOfStream, ParamError  # noqa: E402

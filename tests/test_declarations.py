@@ -100,3 +100,20 @@ def test_blocks_have_real_signatures_and_readable_params():
     assert sig.parameters["size"].kind is inspect.Parameter.KEYWORD_ONLY
     assert inspect.signature(Scale).parameters["taps"].default is inspect.Parameter.empty
     assert repr(Scale._param_decls["mode"]) == "Param(str, default='a', choices=('a', 'b'))"
+
+
+def test_the_source_tree_imports_blocks_and_models_like_an_install():
+    """python run in the repository root finds the source tree's cvstream/ first (it shadows
+    any installed copy); cvstream.blocks and cvstream.models still import from there."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).parent.parent
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path "
+            "if 'editable' not in repr(f).lower()]; "
+            "from cvstream.blocks.fft import FFT; from cvstream.blocks import ZmqSource; "
+            "import cvstream.models, cvstream; print(cvstream.__file__, FFT.__module__)")
+    res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == [str(root / "cvstream" / "__init__.py"), "cvstream.blocks.fft"]
