@@ -1,6 +1,7 @@
 """Runtime throughput and latency against GNU Radio, measured side by side in one run.
 
     python bench/runtime_bench.py [--seconds 4] [--chunk 65536] [--repeat 3]
+    python bench/runtime_bench.py --shapes C --rounds 4 --shapes-only   # C's spread
 
 1. graph shapes from the command line, `cvstream run` on a YAML graph against the same GNU
    Radio flow graph, both file_source (repeating) -> head(N) -> k x multiply_const ->
@@ -82,13 +83,15 @@ def gr_chain_seconds(data: Path, n: float, k: int) -> list[str]:
     return [GR_PYTHON, str(HERE / "gr_flowgraphs.py"), "chain", str(data), f"{n:.0f}", str(k)]
 
 
-def shapes(repeat: int) -> None:
+def shapes(repeat: int, which: str = "ABC") -> None:
     tmp = Path(tempfile.mkdtemp(prefix="cvstream-rt-"))
     data = tmp / "in.cf32"
     rng = np.random.default_rng(0)
     rng.standard_normal(2 << 20, dtype=np.float32).tofile(data)  # 1 Mi complex64 items
     gr_ok = gnuradio_available()
     for label, k, chunk, flags in SHAPES:
+        if label[0] not in which:
+            continue
         graph = chain_graph(tmp, data, k, chunk)
         ours = startup_free_msps(
             lambda n: [sys.executable, "-m", "cvstream", "run", str(graph), "--set",
@@ -228,12 +231,18 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--chunk", type=int, default=65536)
     ap.add_argument("--repeat", type=int, default=3, help="runs per shape (best is kept)")
+    ap.add_argument("--shapes", default="ABC", help="which graph shapes to run")
+    ap.add_argument("--rounds", type=int, default=1, help="times to run the shapes")
+    ap.add_argument("--shapes-only", action="store_true", help="skip parts 2-4")
     args = ap.parse_args()
     print(f"cvstream runtime benchmark: {os.cpu_count()} CPUs, chunk {args.chunk} items, "
           f"{args.seconds:g} s windows after 1 s warm-up")
     print(f"{'flow graph (complex64)':<52}{'cvstream':>10}{'GNU Radio':>12}{'ratio':>8}")
     print(f"{'':<52}{'Msps':>10}{'Msps':>12}")
-    shapes(args.repeat)
+    for _ in range(args.rounds):
+        shapes(args.repeat, args.shapes)
+    if args.shapes_only:
+        return
     ours = cvstream_inproc(args.seconds, args.chunk)
     ref = gnuradio("inproc", str(args.seconds))
     print(row("signal_source -> multiply_const -> null_sink", ours, ref))

@@ -16,7 +16,7 @@ from cvstream import EndOfStream, In, MsgIn, MsgOut, Out, Param, Sink, Source, p
 from cvstream.chunk import Tag
 from cvstream.dtypes import PortType
 from cvstream.errors import ParamError
-from cvstream.messages import MessageError, check_size, decode_json, dumps
+from cvstream.messages import MessageError, decode_json, dumps
 from cvstream.params import SHAPE
 from cvstream.zmq_wire import MAGIC, VERSION, FrameError, decode_header, encode_header
 
@@ -289,7 +289,6 @@ def decode_message(raw: bytes, fmt: str) -> dict:
             raise MessageError(exc.kind, str(exc)) from None
         if isinstance(value, pmt.Pair):  # a PDU: (metadata dict, data vector)
             value = {"meta": value.car, "data": value.cdr}
-        check_size(value)
     return value if isinstance(value, dict) else {"value": value}
 
 

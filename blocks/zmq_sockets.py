@@ -135,22 +135,21 @@ class PeerMonitor:
         since = self._unretried_since
         return since is not None and time.monotonic() - since > self.SETTLE
 
+    def reconnect(self, address: str) -> None:
+        """Connect again where ZeroMQ will not (see ``stranded``)."""
+        try:
+            self.sock.disconnect(address)
+        except zmq.ZMQError:
+            pass
+        self.sock.connect(address)
+        self._unretried_since = None
+
     def close(self) -> None:
         try:
             self.sock.disable_monitor()
         except zmq.ZMQError:
             pass
         self.monitor.close(0)
-
-
-def reconnect(sock, address: str, peers: PeerMonitor) -> None:
-    """Connect again where ZeroMQ will not (see ``PeerMonitor.stranded``)."""
-    try:
-        sock.disconnect(address)
-    except zmq.ZMQError:
-        pass
-    sock.connect(address)
-    peers._unretried_since = None
 
 
 @dataclass
@@ -268,7 +267,7 @@ class Links:
         else:
             self.monitor.poll()
             if self.monitor.stranded():
-                reconnect(self.sock, self.address, self.monitor)
+                self.monitor.reconnect(self.address)
             now = (self.monitor.disconnects, 0)
         delta = (now[0] - self._seen[0], now[1] - self._seen[1])
         self._seen = now

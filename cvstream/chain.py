@@ -69,6 +69,7 @@ class ChainRunner(BlockRunner):
         except BaseException as exc:  # noqa: BLE001 - a member that cannot start
             self.ctx.fail(_failure(m, exc))
             return False
+        self._plan = self._steps()
         return super().begin()
 
     def end(self) -> None:
@@ -87,10 +88,6 @@ class ChainRunner(BlockRunner):
 
     def output_buffers(self) -> list[StreamBuffer]:
         return [b for o in self.tail_out for b in o.buffers]
-
-    def _abandoned(self) -> bool:
-        outs = self.output_buffers()
-        return bool(outs) and all(b.abandoned for b in outs)
 
     def _source_done(self) -> str:
         self._finish_members()
@@ -148,8 +145,7 @@ class ChainRunner(BlockRunner):
     def _through(self, first: int, x, tags: list[Tag], offset: int,
                  block: bool = True) -> None:
         clock = time.perf_counter
-        steps = self.__dict__.get("_plan") or self.__dict__.setdefault("_plan", self._steps())
-        for m, st, want, passes, protect in steps[first:]:
+        for m, st, want, passes, protect in self._plan[first:]:
             n = len(x)
             m.offset = offset
             m.input_tags = tags if passes else []

@@ -198,7 +198,7 @@ class BlockRunner:
         """Every consumer downstream has finished: nothing we produce is wanted."""
         outs = self.__dict__.get("_out_buffers")
         if outs is None:  # wiring is done once the task runs
-            outs = self._out_buffers = [b for o in self.outputs.values() for b in o.buffers]
+            outs = self._out_buffers = self.output_buffers()
         return bool(outs) and all(b.abandoned for b in outs)
 
     def _source_step(self) -> str:
