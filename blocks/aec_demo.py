@@ -9,6 +9,8 @@ from cvstream.dtypes import PortType
 from cvstream.errors import CvstreamError
 from cvstream.params import OUTPUT_FILE
 
+from .plots import need_matplotlib
+
 
 @register("aec_scene_source")
 class AecSceneSource(Source):
@@ -71,6 +73,9 @@ class AudioSpectrogramPng(Sink):
     out = In("float32")
     path = Param(OUTPUT_FILE, doc="PNG file to write")
     rate = Param(float, default=16000.0, min=1.0, unit="Hz")
+
+    def check(self):
+        need_matplotlib("audio_spectrogram_png")
 
     def start(self):
         self._parts = {"mic": [], "ref": [], "out": []}

@@ -8,9 +8,18 @@ import numpy as np
 import scipy.fft
 
 from cvstream import In, MsgIn, Param, Sink, register
+from cvstream.errors import CvstreamError
 from cvstream.params import OUTPUT_FILE
 
 from .detections import RadioContext
+
+
+def need_matplotlib(block_type: str) -> None:
+    """PNG blocks need the `plots` extra; say so when the graph is checked, not at its end."""
+    import importlib.util
+    if importlib.util.find_spec("matplotlib") is None:
+        raise CvstreamError(f"{block_type} draws with matplotlib, which is not installed: "
+                            "pip install 'cvstream[plots]'")
 
 
 @register("png_sink")
@@ -34,6 +43,9 @@ class PngSink(Sink):
     title = Param(str, default="", doc="title over the picture")
     rate = Param(float, default=0.0, min=0.0, unit="Hz", doc="sample rate (0: rx_rate tag)")
     freq = Param(float, default=0.0, unit="Hz", doc="centre frequency (default: rx_freq)")
+
+    def check(self):
+        need_matplotlib("png_sink")
 
     def start(self):
         self._rows: list[np.ndarray] = []

@@ -10,6 +10,7 @@ from cvstream.errors import CvstreamError, ParamError
 from cvstream.params import INPUT_FILE, OUTPUT_FILE
 
 from .npy_io import NARROW
+from .plots import need_matplotlib
 from .radar_imaging import config_ports, radar_config
 
 
@@ -140,6 +141,7 @@ class RadarPng(Sink):
     title = Param(str, default="", doc="title over the picture")
 
     def check(self):
+        need_matplotlib("radar_png")
         self.cfg = radar_config(self.config) if self.config else None
 
     def start(self):

@@ -143,6 +143,22 @@ def cmd_blocks(args) -> int:
     return EXIT_OK
 
 
+def cmd_grc(args) -> int:
+    from .grc import write_all
+    from .loader import import_blocks
+    from .registry import block_types
+    for name in args.imports:
+        import_blocks(name)
+    try:
+        paths = write_all(args.out, block_types())
+    except OSError as exc:
+        _say(f"cannot write GRC block files to {args.out}: {exc.strerror}")
+        return EXIT_USAGE
+    print(f"wrote {len(paths)} GRC block files to {args.out} "
+          f"(add it to GRC_BLOCKS_PATH)", file=sys.stderr)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cvstream", description="Streaming runtime for "
                                      "complex-valued signal processing and inference.")
@@ -178,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", action="store_true", help="print the JSON Schema of a graph "
                    "(of one block's entry with TYPE)")
     p.set_defaults(func=cmd_blocks)
+
+    p = sub.add_parser("grc", help="write GNU Radio Companion block files for every block")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--import", **importer)
+    p.set_defaults(func=cmd_grc)
 
     from .models_cli import add_parser
     add_parser(sub)
