@@ -63,7 +63,8 @@ class OnnxModel(RateBlock):
 
     Ports come from the model's contract (names = ONNX tensor names): typically ``inp`` ->
     ``out``. The runtime hands the model exactly ``chunk`` new items plus ``history`` old
-    ones; complex64 items go to ONNX Runtime as float32 pairs without a copy. Stateful models
+    ones; the network returns outputs for the chunk, or for all of those items and the
+    runtime keeps the last ``out_items`` (so a causal convolution network needs no slicing); complex64 items go to ONNX Runtime as float32 pairs without a copy. Stateful models
     get their state outputs fed back chunk after chunk. ``cvstream validate`` refuses
     upstream dtype, item shape or sample rate that the contract does not accept.
     When behind, stateless models batch up to ``max_batch`` chunks in one call; calls slower
@@ -159,6 +160,8 @@ class OnnxModel(RateBlock):
             self._states[state.input] = value
         outs = []
         for spec, y in zip(c.outputs, results):
+            if y.shape[1] != c.out_items:
+                y = self._keep_last(spec.name, y)
             if spec.packing == "interleaved":
                 y = np.ascontiguousarray(y).view(np.complex64)[..., 0]
             if c.normalization == "rms_restore":
@@ -166,6 +169,17 @@ class OnnxModel(RateBlock):
             outs.append(y.reshape(batch * c.out_items, *spec.item_shape)
                         .astype(spec.port_type().np_dtype, copy=False))
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _keep_last(self, name: str, y: np.ndarray) -> np.ndarray:
+        """The history rule: a network may return outputs for all its history + chunk
+        input items; the chunk's are the last ``out_items``."""
+        c = self.contract
+        full = (c.history + c.chunk) * c.out_items // c.chunk
+        if y.shape[1] != full:
+            raise CvstreamError(f"model '{c.name}' returned {y.shape[1]} items on '{name}' "
+                                f"for history {c.history} + chunk {c.chunk}; the contract "
+                                f"allows {c.out_items} (the chunk's) or {full} (all of them)")
+        return y[:, full - c.out_items:]
 
     @staticmethod
     def _inverse_rms(frames: np.ndarray) -> np.ndarray:

@@ -17,14 +17,17 @@ carry PMT dicts, converted through cvstream's PMT codec (what the ZeroMQ blocks 
 
 A port that accepts any type takes ``in_types`` (``"float32"``, ``("complex64", 256)``, or a
 dict per input port); otherwise complex64 items, GNU Radio's usual stream. GNU Radio gives a
-block no call after its last input, so at ``stop()`` the block's ``finish()`` runs: messages it
-sends then are published, stream items it would add are counted as ``lost_at_stop``.
+block no call after its last input, so the block's ``finish()`` runs at ``stop()``: messages it
+sends then are published and counted as ``messages_at_stop`` (GNU Radio 3.10 has stopped the
+receivers of a finished flow graph by then), stream items it would add are counted as
+``lost_at_stop``; both are printed on stderr.
 
 Runs on GNU Radio's Python (Debian's python3): install cvstream into a venv made with
 ``python3 -m venv --system-site-packages``; cvstream's requirements admit Debian's numpy 1.24.
 """
 from __future__ import annotations
 
+import sys
 import time
 from functools import partial
 from typing import Any
@@ -55,7 +58,12 @@ def block(type_name: str, name: str | None = None, in_types: TypeSpec | dict | N
         raise CvstreamError(f"{type_name}: parameter '{field}': {msg}")
     stream_in = [p for p in inner.inputs() if not p.is_message]
     ins = {p.name: _input_type(p, in_types) for p in stream_in}
-    outs = inner.output_types(ins)
+    try:
+        outs = inner.output_types(ins)
+    except CvstreamError as exc:
+        taken = ", ".join(f"{k}: {v}" for k, v in ins.items())
+        raise CvstreamError(f"{type_name}: {exc} (inputs taken as {taken}; GNU Radio does not "
+                            "tell a block what is connected: give in_types=)") from None
     out_types = [outs[p.name] for p in inner.outputs() if not p.is_message]
     for port, (dtype, vlen) in (expect or {}).items():
         got = outs[port]
@@ -123,6 +131,7 @@ def _classes() -> dict:
             self.inner, self.in_types, self.out_types = inner, in_types, out_types
             self.driver = Driver(inner, in_types, len(out_types))
             self._finished = False
+            self._sent = 0  # messages published
             inner._emit_hook = self._emit
             self._msg_out = [p.name for p in inner.outputs() if p.is_message]
             for p in inner.ports():
@@ -148,9 +157,17 @@ def _classes() -> dict:
         def stop(self):
             if not self._finished:
                 self._finished = True
+                sent = self._sent
                 outs, _ = self.driver.flush()
                 if outs and len(outs[0]):
                     self.inner.count("lost_at_stop", len(outs[0]))
+                if self._sent > sent:
+                    self.inner.count("messages_at_stop", self._sent - sent)
+                lost = {k: v for k, v in self.inner.counters.items() if k.endswith("at_stop")}
+                if lost:
+                    print(f"cvstream {self.inner.name}: at stop {lost} (GNU Radio calls "
+                          "nothing after a block's last input; receivers may be gone)",
+                          file=sys.stderr)
             self.inner.stop()
             return True
 
@@ -171,6 +188,7 @@ def _classes() -> dict:
                     raise CvstreamError(f"{self.inner.name}: emit() without a message port")
                 port = self._msg_out[0]
             self.message_port_pub(grpmt.intern(port), to_gr(msg))
+            self._sent += 1
 
         # ---- items and tags -------------------------------------------------------------
         def _inputs(self, input_items, n: int) -> list[np.ndarray]:

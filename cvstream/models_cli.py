@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import importlib.util
 import sys
 from pathlib import Path
@@ -95,7 +96,7 @@ def load_builder(spec: str):
 def cmd_export(args) -> int:
     import numpy as np
 
-    from cvstream.models.export import export_model, quantize_int8
+    from cvstream.models.export import check_streaming, export_model, quantize_int8
     result = load_builder(args.builder)()
     if not (isinstance(result, tuple) and len(result) == 2):
         raise CvstreamError(f"{args.builder} must return (model, contract)")
@@ -105,6 +106,13 @@ def cmd_export(args) -> int:
         model.load_state_dict(torch.load(args.weights, map_location="cpu"))
     report = export_model(model, contract, args.out, opset=args.opset)
     print(report)
+    try:
+        print(check_streaming(model, args.out))
+    except CvstreamError as exc:
+        if not args.force:
+            os.remove(args.out)
+            raise
+        print(f"warning: {exc}", file=sys.stderr)
     if args.int8:
         calib = np.load(args.int8)
         batches = ([np.ascontiguousarray(calib[i:i + 1])] for i in range(len(calib)))
@@ -242,6 +250,8 @@ def add_parser(sub) -> None:
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--int8", metavar="CALIB.npy", help="also write an int8 QDQ model, "
                    "calibrated on these inputs (first axis: examples)")
+    p.add_argument("--force", action="store_true", help="keep a model whose chunked output "
+                   "differs from whole-signal inference (a warning instead of an error)")
     p.set_defaults(func=cmd_export)
     p = msub.add_parser("train", help="retrain and re-export a shipped model from a seed")
     p.add_argument("family", choices=sorted(FAMILIES))

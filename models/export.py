@@ -155,3 +155,105 @@ def rewrite_contract(path: str, contract) -> None:
         entry = proto.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, contract.to_json()
     onnx.save(proto, path)
+
+
+@dataclass
+class StreamCheck:
+    """Chunked (as ``onnx_model`` runs it) against whole-signal inference."""
+    max_abs_diff: float | None   # None: not checked (see ``note``)
+    lookback: int | None = None  # items the network looks back, when measured
+    note: str = ""
+
+    def __str__(self) -> str:
+        if self.max_abs_diff is None:
+            return f"streaming not checked: {self.note}"
+        return (f"streaming (chunk by chunk in onnx_model) vs whole signal: max |diff| "
+                f"{self.max_abs_diff:.2e}")
+
+
+def check_streaming(model: torch.nn.Module, path: str, tol: float = 1e-4, chunks: int = 6,
+                    seed: int = 0) -> StreamCheck:
+    """Run the exported model chunk by chunk through the ``onnx_model`` block and the torch
+    network once over the whole signal (behind ``history`` zeros, as a stream starts) on
+    unit-power random input; raise ExportError when they differ by more than ``tol``,
+    naming how far the network looks back against the contract's ``history``."""
+    from cvstream.blocks.onnx_model import OnnxModel
+    from cvstream.contract import read_contract
+    c = read_contract(path)
+    if c.states or c.normalization != "none" or len(c.inputs) != 1:
+        return StreamCheck(None, note="stateful, normalized or multi-input models are "
+                           "checked by their own tests")
+    folded = fold_batchnorms(model)
+    spec = c.inputs[0]
+    x = _unit_noise(np.random.default_rng(seed), chunks * c.chunk, spec)
+    block = OnnxModel(model=path, max_batch=1)
+    parts = [p for p in (block.process(x), block.flush()) if p is not None]
+    block.stop()
+    streamed = np.concatenate([p if not isinstance(p, tuple) else p[0] for p in parts])
+    whole = _whole(folded, np.concatenate([np.zeros((c.history, *x.shape[1:]), x.dtype), x]),
+                   c)
+    if whole is None:
+        return StreamCheck(None, note="the network does not run on a whole signal "
+                           "(fixed input length)")
+    n = min(len(streamed), len(whole))
+    diff = float(np.abs(streamed[:n] - whole[len(whole) - len(streamed):][:n]).max())
+    if diff <= tol:
+        return StreamCheck(diff)
+    reach, ahead = _reach(folded, c, spec)
+    need = f"the network looks back {reach} items" if reach is not None else \
+        "the network looks back further than the test signal"
+    if ahead:
+        raise ExportError(f"streaming differs from whole-signal inference (max |diff| "
+                          f"{diff:.2g} > {tol:g}): the network looks {ahead} items ahead, "
+                          "which no history gives it; make it causal (causal=True "
+                          "convolutions) and declare its delay, or --force")
+    raise ExportError(f"streaming differs from whole-signal inference (max |diff| {diff:.2g} "
+                      f"> {tol:g}, after chunk boundaries): {need}, the contract's history is "
+                      f"{c.history}; set history: {reach if reach is not None else 'more'} "
+                      "(the network then gets history + chunk items; it may return outputs "
+                      "for all of them and the runtime keeps the chunk's), or --force")
+
+
+def _unit_noise(rng, n: int, spec) -> np.ndarray:
+    shape = (n, *spec.item_shape)
+    if spec.dtype == "complex64":
+        return ((rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
+                / np.sqrt(2)).astype(np.complex64)
+    return rng.standard_normal(shape).astype(spec.port_type().np_dtype)
+
+
+def _whole(net, x: np.ndarray, c) -> np.ndarray | None:
+    """The network's outputs over all of ``x`` (first output), as stream items."""
+    spec, out = c.inputs[0], c.outputs[0]
+    arr = x.view(np.float32).reshape(*x.shape, 2) if spec.packing == "interleaved" else x
+    try:
+        with torch.no_grad():
+            y = net(torch.from_numpy(np.ascontiguousarray(arr))[None])
+    except RuntimeError:
+        return None
+    y = (y[0] if isinstance(y, (tuple, list)) else y)[0].numpy()
+    if out.packing == "interleaved":
+        y = np.ascontiguousarray(y).view(np.complex64)[..., 0]
+    if len(y) * c.chunk != len(x) * c.out_items:  # fixed output length: not a sequence model
+        return None
+    return y
+
+
+def _reach(net, c, spec) -> tuple[int | None, int]:
+    """How many items back an input change still moves the output (None: past the test
+    signal), and how many items before it the output already moves (look-ahead)."""
+    rng = np.random.default_rng(1)
+    n = 8 * (c.history + c.chunk)
+    x = _unit_noise(rng, n, spec)
+    base = _whole(net, x, c)
+    x2 = x.copy()
+    x2[n // 2] += 10
+    moved = np.abs(_whole(net, x2, c) - base).reshape(len(base), -1).max(axis=1) > 1e-6
+    scale = c.out_items / c.chunk
+    hit = np.nonzero(moved)[0]
+    if not len(hit):
+        return None, 0
+    ahead = max(0, int(np.ceil(n // 2 - hit[0] / scale)))
+    if hit[-1] >= len(base) - 1:
+        return None, ahead
+    return int(np.ceil(hit[-1] / scale - n // 2)), ahead

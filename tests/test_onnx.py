@@ -229,9 +229,9 @@ from cvstream.models.nn import ComplexConv, FromInterleaved, ToInterleaved, Card
 
 def build():
     torch.manual_seed(0)
-    net = torch.nn.Sequential(FromInterleaved(), ComplexConv(1, 4, 3), Cardioid(),
-                              ComplexConv(4, 1, 3), ToInterleaved())
-    contract = dict(task="my_task", name="mine", chunk=512, sample_rate="normalized",
+    net = torch.nn.Sequential(FromInterleaved(), ComplexConv(1, 4, 3, causal=True), Cardioid(),
+                              ComplexConv(4, 1, 3, causal=True), ToInterleaved())
+    contract = dict(task="my_task", name="mine", chunk=512, history=4, sample_rate="normalized",
                     inputs=[dict(name="inp")], outputs=[dict(name="out")])
     return net, contract
 '''
@@ -240,12 +240,17 @@ def build():
 def test_models_cli_export_info_list(tmp_path):
     (tmp_path / "mymodel.py").write_text(USER_MODEL)
     out = tmp_path / "mine.onnx"
-    calib = np.random.default_rng(0).standard_normal((8, 512, 2)).astype(np.float32)
+    calib = np.random.default_rng(0).standard_normal((8, 516, 2)).astype(np.float32)
     np.save(tmp_path / "calib.npy", calib)
     res = run_cli("models", "export", f"{tmp_path / 'mymodel.py'}:build", "--out", str(out),
                   "--int8", str(tmp_path / "calib.npy"))
     assert res.returncode == 0, res.stderr
     assert "ONNX Runtime vs torch max |error|" in res.stdout
+    lookahead = USER_MODEL.replace(", causal=True", "")
+    (tmp_path / "ahead.py").write_text(lookahead)
+    ahead = run_cli("models", "export", f"{tmp_path / 'ahead.py'}:build", "--out",
+                    str(tmp_path / "ahead.onnx"))
+    assert ahead.returncode == 2 and "the network looks 2 items ahead" in ahead.stderr
     info = run_cli("models", "info", str(out))
     assert info.returncode == 0 and "mine v1 (my_task, fp32)" in info.stdout
     listing = run_cli("models", "list", "--dir", str(tmp_path))
@@ -253,6 +258,73 @@ def test_models_cli_export_info_list(tmp_path):
     assert "builtin:iq_denoiser" in listing.stdout
     bad = run_cli("models", "export", f"{tmp_path / 'mymodel.py'}:nope", "--out", str(out))
     assert bad.returncode == 2 and "has no function 'nope'" in bad.stderr
+
+
+README_MODEL = '''
+import torch
+from cvstream.models.nn import ComplexConv, Cardioid, FromInterleaved, ToInterleaved
+
+def build(history=16):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(FromInterleaved(), ComplexConv(1, 8, 9, causal=True),
+                              Cardioid(), ComplexConv(8, 1, 9, causal=True), ToInterleaved())
+    contract = dict(task="my_filter", name="mine", chunk=4096, history=history,
+                    sample_rate=2.4e6, inputs=[dict(name="inp")], outputs=[dict(name="out")])
+    return net, contract
+
+def no_history():
+    return build(0)
+'''
+
+
+def test_export_refuses_a_model_that_streams_wrong_and_names_the_history(tmp_path):
+    (tmp_path / "mymodel.py").write_text(README_MODEL)
+    out = tmp_path / "mine.onnx"
+    res = run_cli("models", "export", f"{tmp_path / 'mymodel.py'}:no_history", "--out", str(out))
+    assert res.returncode == 2
+    assert "the network looks back 16 items, the contract's history is 0; set history: 16" \
+        in res.stderr
+    assert not out.exists()
+    forced = run_cli("models", "export", f"{tmp_path / 'mymodel.py'}:no_history", "--out",
+                     str(out), "--force")
+    assert forced.returncode == 0 and "warning: streaming differs" in forced.stderr
+    assert out.exists()
+
+
+def test_readme_model_streams_like_the_whole_signal(tmp_path, graph_file):
+    """The README's example with history 16: the network returns outputs for history + chunk
+    items, the runtime keeps the chunk's; through a real graph it matches the network run
+    once over the whole signal."""
+    (tmp_path / "mymodel.py").write_text(README_MODEL)
+    out = tmp_path / "mine.onnx"
+    res = run_cli("models", "export", f"{tmp_path / 'mymodel.py'}:build", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "streaming (chunk by chunk in onnx_model) vs whole signal: max |diff|" in res.stdout
+    rng = np.random.default_rng(3)
+    x = ((rng.standard_normal(30000) + 1j * rng.standard_normal(30000)) / np.sqrt(2)
+         ).astype(np.complex64)
+    np.save(tmp_path / "x.npy", x)
+    graph = graph_file(f"""
+    blocks:
+      src: {{type: npy_source, path: "{tmp_path / 'x.npy'}", chunk: 1000, rate: 2.4e6}}
+      net: {{type: onnx_model, model: "{out}"}}
+      dst: {{type: npy_sink, path: "{tmp_path / 'y.npy'}"}}
+    connections: [src -> net.inp, net.out -> dst]
+    """)
+    ran = run_cli("run", str(graph))
+    assert ran.returncode == 0, ran.stderr
+    y = np.load(tmp_path / "y.npy")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("mymodel", tmp_path / "mymodel.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    net, _ = module.build()
+    with torch.no_grad():
+        whole = net(torch.from_numpy(x.view(np.float32).reshape(-1, 2))[None])[0].numpy()
+    whole = np.ascontiguousarray(whole).view(np.complex64)[:, 0]
+    assert len(y) == len(x)
+    np.testing.assert_allclose(y, whole, rtol=0, atol=1e-5)
+    assert np.abs(whole).mean() > 0.01  # a real output, not zeros
 
 
 def _with_contract(src: str, dst, contract_json: str) -> str:
