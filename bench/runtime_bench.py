@@ -5,7 +5,8 @@
 
 1. graph shapes from the command line, `cvstream run` on a YAML graph against the same GNU
    Radio flow graph, both file_source (repeating) -> head(N) -> k x multiply_const ->
-   null_sink, complex64; start-up removed (a long run minus a short one), best of --repeat:
+   null_sink, complex64; start-up removed (the fastest long run minus the fastest short one
+   of --repeat each):
    A: k = 1, 65536-item chunks; B: k = 6, 65536-item chunks; C: k = 6, 4096-item chunks;
    and C with fusion off (`--no-fuse`: a task per block on the worker pool), and also
    without the pool (`--workers 0`: a thread per block, as before both existed);
@@ -70,13 +71,14 @@ def timed(command: list[str]) -> float:
 
 
 def startup_free_msps(command, short: float, long: float, repeat: int) -> float:
-    """Items per second of the long run minus the short one (start-up and teardown cancel),
-    the best of ``repeat`` pairs."""
-    best = 0.0
+    """Items per second of the long run minus the short one (start-up and teardown cancel):
+    the fastest of ``repeat`` long runs minus the fastest of ``repeat`` short ones (the
+    best pair's difference would reward a short run slowed by noise)."""
+    longs, shorts = [], []
     for _ in range(repeat):
-        dt = timed(command(long)) - timed(command(short))
-        best = max(best, (long - short) / max(dt, 1e-9) / 1e6)
-    return best
+        longs.append(timed(command(long)))
+        shorts.append(timed(command(short)))
+    return (long - short) / max(min(longs) - min(shorts), 1e-9) / 1e6
 
 
 def gr_chain_seconds(data: Path, n: float, k: int) -> list[str]:

@@ -13,7 +13,7 @@ from .buffers import Aborted, StreamBuffer
 from .chunk import Chunk, Tag
 from .errors import BlockFailure, CvstreamError
 from .runner import BlockRunner, OutPort, RunContext, _check_array, _failure, tags_for_output
-from .stats import BlockStats
+from .stats import WORK_SAMPLES, BlockStats
 
 
 class ChainRunner(BlockRunner):
@@ -124,66 +124,73 @@ class ChainRunner(BlockRunner):
         self._through(0, arr, mine, start, block)
 
     def _steps(self) -> list[tuple]:
-        """Per member, what each call needs, looked up once: (block, stats, wanted dtype,
-        ndim and item shape of its output or None, whether tags pass, whether its output
-        is made read-only: the tail's always, and that of any block not declaring
-        ``inplace``, whose output may be memory it keeps)."""
+        """Per member, what each call needs, looked up once: (block, its work method, stats,
+        the wanted dtype, ndim and item shape of its output or None, whether tags pass,
+        whether its output is made read-only: the tail's always, and that of any block not
+        declaring ``inplace``, whose output may be memory it keeps; whether it is a sink)."""
         steps, last = [], len(self.members) - 1
         for k, m in enumerate(self.members):
             port = None if m.kind == "sink" else (
                 self.tail_out[0] if k == last else self._member_out[k])
             want = None if port is None or port.type is None else port.type
-            steps.append((m, self.member_stats[k],
-                          None if want is None else (want.np_dtype, len(want.shape) + 1,
-                                                     want.shape),
+            steps.append((m, m.work, self.member_stats[k],
+                          None if want is None else want.np_dtype,
+                          None if want is None else len(want.shape) + 1,
+                          None if want is None else want.shape,
                           m.tag_propagation == "all",
                           # read-only: what leaves the chain, and what a block that may keep
                           # it made; an in-place block's output is fresh memory, free to reuse
-                          k == last or not getattr(m, "inplace", False)))
+                          k == last or not getattr(m, "inplace", False),
+                          m.kind == "sink", port))
         return steps
 
     def _through(self, first: int, x, tags: list[Tag], offset: int,
                  block: bool = True) -> None:
+        """The hot loop of a fused chain: per member a work call, its timing and checks."""
         clock = time.perf_counter
-        for m, st, want, passes, protect in self._plan[first:]:
+        ring = WORK_SAMPLES
+        for m, work, st, dtype, ndim, shape, passes, protect, sink, port in \
+                self._plan[first:]:
             n = len(x)
             m.offset = offset
             m.input_tags = tags if passes else []
             t0 = clock()
             try:
-                out = m.work(x)
+                out = work(x)
             except (Aborted, BlockFailure):
                 raise
             except Exception as exc:  # noqa: BLE001 - named after the member, not the head
                 raise _failure(m, exc) from None
-            st.record(clock() - t0)
+            st._times[st.calls % ring] = clock() - t0  # BlockStats.record, inlined
+            st.calls += 1
             st.items_in += n
-            if m.kind == "sink":
+            if sink:
                 m._out_tags.clear()
                 return
             if out.__class__ is not np.ndarray:
                 out = self._not_an_array(m, out, n)
-            if len(out) != n and not (m._ended and len(out) < n):
-                raise _failure(m, CvstreamError(f"work() returned {len(out)} items for {n} "
+            got = len(out)
+            if got != n and not (m._ended and got < n):
+                raise _failure(m, CvstreamError(f"work() returned {got} items for {n} "
                                                 "in (a sync block keeps the count)"))
-            if want is not None and (out.dtype is not want[0] or out.ndim != want[1] or
-                                     (want[1] > 1 and out.shape[1:] != want[2])):
-                _check_array(out, self.tail_out[0] if m is self.members[-1] else
-                             self._member_out[self.members.index(m)], m)
+            if dtype is not None and (out.dtype is not dtype or out.ndim != ndim or
+                                      (ndim > 1 and out.shape[1:] != shape)):
+                _check_array(out, port, m)
             if protect:
                 out.flags.writeable = False
-            if tags and passes:
-                tags = [t for t in tags if t.offset < offset + len(out)]
-            elif not passes:
-                tags = []
+            if tags:
+                if not passes:
+                    tags = []
+                elif got < n:
+                    tags = [t for t in tags if t.offset < offset + got]
             if m._out_tags:
                 tags = tags + [Tag(offset + i, key, v, m.name) for _, i, key, v in m._out_tags]
                 m._out_tags.clear()
-            st.items_out += len(out)
+            st.items_out += got
             x = out
             if m._ended:
                 self.block._ended = True  # the whole chain ends with it (e.g. head)
-            if len(x) == 0:
+            if got == 0:
                 return
         self._emit_tail(x, tags, block)
 

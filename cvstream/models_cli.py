@@ -184,13 +184,30 @@ def cmd_synth(args) -> int:
 
 def cmd_eval_spectrum(args) -> int:
     from cvstream.models import SHIPPED_DIR
-    from cvstream.models.spectrum.evaluate import format_labels, format_table
-    from cvstream.models.spectrum.segmenter import evaluate_all
-    table = evaluate_all(args.model or str(SHIPPED_DIR), scenes_per_bucket=args.scenes,
-                         progress=progress_printer("evaluating"))
-    print(format_table(table))
-    print()
-    print(format_labels(table))
+    from cvstream.models.spectrum.evaluate import format_labels, format_side_by_side, format_table
+    from cvstream.models.spectrum.segmenter import detectors
+    found = detectors(args.model or str(SHIPPED_DIR))
+    tables = {}
+    if args.generator in ("project", "both"):
+        from cvstream.models.spectrum.evaluate import evaluate
+        tables["project"] = evaluate(found, scenes_per_bucket=args.scenes,
+                                     progress=progress_printer("evaluating (project scenes)"))
+        print("## scenes from cvstream's synthesizer\n")
+        print(format_table(tables["project"]) + "\n")
+        print(format_labels(tables["project"]) + "\n")
+    if args.generator in ("gnuradio", "both"):
+        from cvstream.models.spectrum.independent import evaluate as evaluate_gr
+        from cvstream.models.spectrum.independent import format_extras
+        tables["gnuradio"], extras = evaluate_gr(
+            found, per_bucket=args.gr_scenes,
+            progress=progress_printer("evaluating (GNU Radio recordings)"))
+        print("## recordings made by GNU Radio's blocks (never trained on)\n")
+        print(format_table(tables["gnuradio"]) + "\n")
+        print(format_labels(tables["gnuradio"]) + "\n")
+        print(format_extras(extras) + "\n")
+    if len(tables) == 2:
+        print("## side by side\n")
+        print(format_side_by_side(tables))
     return 0
 
 
@@ -270,6 +287,11 @@ def add_parser(sub) -> None:
                    "configuration (radar)")
     p.add_argument("--config", action="append", help="radar: a configuration to evaluate "
                    "(repeatable; default small and published)")
+    p.add_argument("--generator", choices=["project", "gnuradio", "both"], default="project",
+                   help="spectrum: whose scenes (gnuradio: recordings made by GNU Radio's own "
+                   "blocks, never trained on; both: side by side)")
+    p.add_argument("--gr-scenes", type=int, default=12,
+                   help="spectrum: GNU Radio recordings per SNR bucket")
     p.set_defaults(func=cmd_eval)
     p = msub.add_parser("synth", help="write a synthetic dataset")
     synth = p.add_subparsers(dest="synth_kind", required=True)

@@ -4,7 +4,8 @@ A task is ready when something woke it (data or end of stream on an input, a mes
 on an output, stop or abort) or when its last step did work. A worker takes a ready task,
 checks that every output buffer has room (a producer whose consumer is behind waits, so
 memory stays bounded without a worker ever blocking), runs one step, and puts the task
-back if it did work, or leaves it dormant until woken. Tasks whose blocks may block (live
+back if it did work (after up to ``BURST`` more steps while no other task is ready), or
+leaves it dormant until woken. Tasks whose blocks may block (live
 sources, throttle, blocks with threads of their own: ``Block.blocking``) are not given to
 the pool; they keep threads of their own (``BlockRunner.run``).
 """
@@ -19,6 +20,7 @@ from .runner import BlockRunner
 
 DORMANT, QUEUED, RUNNING, WOKEN, DONE = range(5)
 EMPTY_RETRY = 0.002  # seconds before a pooled source that had nothing is asked again
+BURST = 32  # further steps a task that did work may take while no other task is ready
 
 
 class WorkerPool:
@@ -86,6 +88,13 @@ class WorkerPool:
     def _work(self) -> None:
         while (task := self._next()) is not None:
             status = self._step(task)
+            # a task that did work keeps its worker for a burst while no other task waits
+            # (GNU Radio 4 and FutureSDR run a block until it blocks): one pass through the
+            # pool's lock per burst instead of per chunk
+            burst = BURST
+            while status == "ran" and burst and not self.ready:
+                status = self._step(task)
+                burst -= 1
             with self.cond:
                 if status == "exit":
                     self.state[id(task)] = DONE

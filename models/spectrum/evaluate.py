@@ -112,10 +112,11 @@ class Tally:
         self.hidden = self.matched_hidden = 0
         self.labels: dict[str, dict[str, int]] = {}  # truth family -> predicted -> count
         self.samples = 0
+        self.seconds = 0.0  # recorded time at each recording's rate
         self.bin_ok = self.bin_total = 0
         self.has_labels = False
 
-    def add(self, truth: list[Box], pred: list[Box], n: int) -> None:
+    def add(self, truth: list[Box], pred: list[Box], n: int, rate: float = RATE) -> None:
         t, p = _raster(truth, n), _raster(pred, n)
         self.tp_cells += int(np.sum(t & p))
         self.fp_cells += int(np.sum(~t & p))
@@ -137,6 +138,7 @@ class Tally:
             row[pred[j].label] = row.get(pred[j].label, 0) + 1
         self.has_labels |= any(b.label != "signal" for b in pred)
         self.samples += n
+        self.seconds += n / rate
         self.bin_ok += int(np.sum(_bins(truth) == _bins(pred)))
         self.bin_total += GRID_FFT
 
@@ -156,7 +158,7 @@ class Tally:
             "hidden_share": self.hidden / max(1, self.truth),
             "det_recall_visible": (self.matched - self.matched_hidden) / max(
                 1, self.truth - self.hidden),
-            "false_alarms_per_s": (self.pred - self.matched) / (self.samples / RATE),
+            "false_alarms_per_s": (self.pred - self.matched) / max(self.seconds, 1e-12),
             "label_accuracy": (self.labels_ok / max(1, self.matched)) if self.has_labels
             else None,
             "bin_accuracy": self.bin_ok / max(1, self.bin_total),
@@ -238,4 +240,20 @@ def format_labels(table: dict, detector: str = "segmenter", min_snr: float = 0.0
         accuracy = f"{row.get(truth, 0) / total:.2f}" if total else "-"
         lines.append(f"{truth} | " + " | ".join(str(row.get(c, 0)) for c in CLASSES) +
                      f" | {accuracy}")
+    return "\n".join(lines)
+
+
+def format_side_by_side(tables: dict) -> str:
+    """Detection F1 and label accuracy per bucket and detector, one column per generator."""
+    gens = list(tables)
+    lines = ["SNR bucket | detector | " + " | ".join(f"det F1 ({g})" for g in gens) + " | "
+             + " | ".join(f"label acc ({g})" for g in gens), "|".join(["---"] * (2 + 2 * len(gens)))]
+    buckets = [b for b in tables[gens[0]] if all(b in tables[g] for g in gens)]
+    for bucket in buckets:
+        for name in tables[gens[0]][bucket]:
+            rows = [tables[g][bucket][name] for g in gens]
+            acc = ["n/a" if r["label_accuracy"] is None else f"{r['label_accuracy']:.3f}"
+                   for r in rows]
+            lines.append(f"{bucket} | {name} | " + " | ".join(f"{r['det_f1']:.3f}" for r in rows)
+                         + " | " + " | ".join(acc))
     return "\n".join(lines)

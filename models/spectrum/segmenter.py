@@ -195,21 +195,28 @@ def detector(path: str, **params):
     return detect
 
 
-def evaluate_all(model_dir: str, scenes_per_bucket: int = 32, progress=None) -> dict:
-    """The README table: segmenter, real twin and CFAR on the same held-out scenes (labels
-    from the directory's family classifier, or the shipped one)."""
+def detectors(model_dir: str) -> dict:
+    """The detectors of the evaluation tables: the directory's segmenter and its real twin
+    (labels from the directory's family classifier, or the shipped one) and CFAR."""
     import os
 
-    from .evaluate import cfar_detect, evaluate
-    detectors = {}
+    from .evaluate import cfar_detect
+    found = {}
     family = os.path.join(model_dir, "spectrum_family.onnx")  # the directory's own, if any
     extra = {"family": family} if os.path.exists(family) else {}
     for name, label in SEGMENTERS:
         path = os.path.join(model_dir, name + ".onnx")
         if os.path.exists(path):
-            detectors[label] = detector(path, **extra)
-    detectors["cfar"] = cfar_detect()
-    return evaluate(detectors, scenes_per_bucket=scenes_per_bucket, progress=progress)
+            found[label] = detector(path, **extra)
+    found["cfar"] = cfar_detect()
+    return found
+
+
+def evaluate_all(model_dir: str, scenes_per_bucket: int = 32, progress=None) -> dict:
+    """The README table: segmenter, real twin and CFAR on the same held-out scenes."""
+    from .evaluate import evaluate
+    return evaluate(detectors(model_dir), scenes_per_bucket=scenes_per_bucket,
+                    progress=progress)
 
 
 VARIANTS = (("modrelu", 12), ("modrelu", 10), ("modrelu", 8), ("crelu", 12), ("mixed", 12))
