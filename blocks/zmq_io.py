@@ -20,15 +20,40 @@ from cvstream.messages import MessageError, decode_json, dumps
 from cvstream.params import SHAPE
 from cvstream.zmq_wire import MAGIC, VERSION, FrameError, decode_header, encode_header
 
-from .zmq_sockets import Links, RateLimitedLog, Receiver, Sender, endpoint_problem, \
-    open_socket
+from .zmq_sockets import Curve, Links, PeerGate, RateLimitedLog, Receiver, Sender, \
+    endpoint_problem, open_sender, warn_if_open
 
 
 HEAD_START = MAGIC.to_bytes(2, "little") + bytes([VERSION])  # a tag header's first bytes
 
 
+class CurveParams:
+    """ZeroMQ CURVE parameters, shared by the zmq blocks: encryption, and on a server the
+    clients it admits (``refused_keys`` counts the others)."""
+
+    curve_key = Param(str, default="", doc="this end's secret certificate (NAME.key_secret "
+                      "from 'cvstream keys new NAME'): CURVE on")
+    curve_server = Param(str, default="", doc="the server's public certificate (NAME.key): "
+                         "this end is the CURVE client")
+    curve_clients = Param(str, default="", doc="CURVE server: a directory of the public "
+                          "certificates of the clients admitted (empty: any client)")
+
+    def _check_curve(self) -> None:
+        self._curve = Curve.of(self)
+
+
+def _count_refused_keys(block) -> None:
+    entry = getattr(block, "_gate", None)
+    if entry is not None and entry.refused_keys:
+        block.counters["refused_keys"] = entry.refused_keys
+
+
 def _close_sender(block, counter: str) -> None:
     """Close a sink's socket after delivering what is queued; count what could not be."""
+    _count_refused_keys(block)
+    if getattr(block, "_gate", None) is not None:
+        PeerGate.shared().release(block._sock, block._gate)
+        block._gate = None
     if getattr(block, "_tx", None) is not None:
         lost = block._tx.close()
         if lost:
@@ -44,7 +69,7 @@ def _check_endpoint(block) -> None:
 
 
 @register("zmq_source")
-class ZmqSource(Source):
+class ZmqSource(CurveParams, Source):
     """Receive a stream from ZeroMQ (gr-zeromq sub_sink / push_sink compatible).
 
     ``pattern: sub`` or ``pull``; connects by default (``bind: true`` to bind). With
@@ -67,7 +92,8 @@ class ZmqSource(Source):
     the source sleeps that long after a frame arrives and then takes all that came
     meanwhile: one wake-up per chunk instead of per frame (keep ``gather`` x frames a second
     well under ``hwm``). Multipart messages: a SUB topic part (GNU Radio's key) is skipped,
-    every other part is a frame.
+    every other part is a frame. CURVE (``curve_key`` with ``curve_server`` or
+    ``curve_clients``) encrypts the link and authenticates the peers (``refused_keys``).
     Ports: out (``dtype``, item ``shape``). Latency: one frame, plus ``gather``.
     Example: ``rx: {type: zmq_source, address: "tcp://127.0.0.1:5555", pattern: pull}``
     """
@@ -106,6 +132,7 @@ class ZmqSource(Source):
         except ValueError as exc:
             raise ParamError("dtype", str(exc)) from None
         _check_endpoint(self)
+        self._check_curve()
 
     @property
     def drop_when_full(self) -> bool:
@@ -113,8 +140,9 @@ class ZmqSource(Source):
 
     def start(self):
         kind = zmq.SUB if self.pattern == "sub" else zmq.PULL
+        warn_if_open(self, self._curve)
         self._links = Links(kind, self.address, self.bind, self.hwm, self.key,
-                            self.max_frame, self.max_peers)
+                            self.max_frame, self.max_peers, self._curve)
         self._rx = Receiver(self._links.sock, topic=kind == zmq.SUB)
         self._log = RateLimitedLog(f"zmq_source '{self.name}'")
         self._next_remote = None
@@ -155,7 +183,7 @@ class ZmqSource(Source):
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _watch_peers(self) -> None:
-        gone, refused = self._links.poll()
+        gone, refused, bad_keys = self._links.poll()
         if gone:
             self.count("peer_disconnects", gone)
             self._log(f"a peer disconnected ({self.counters['peer_disconnects']} so far: it "
@@ -163,6 +191,9 @@ class ZmqSource(Source):
         if refused:
             self.count("refused_peers", refused)
             self._log(f"refused a connection: {self.max_peers} peers already (max_peers)")
+        if bad_keys:
+            self.count("refused_keys", bad_keys)
+            self._log("refused a connection: its CURVE key is not in curve_clients")
 
     def _decode_counted(self, buf: memoryview, base: int):
         try:
@@ -232,7 +263,7 @@ class ZmqSource(Source):
 
 
 @register("zmq_sink")
-class ZmqSink(Sink):
+class ZmqSink(CurveParams, Sink):
     """Send a stream over ZeroMQ (gr-zeromq sub_source / pull_source compatible).
 
     ``pattern: pub`` or ``push``; binds by default. One frame per chunk. With ``pass_tags``
@@ -240,7 +271,8 @@ class ZmqSink(Sink):
     drops frames at the high-water mark and counts them (``dropped_items``); otherwise the
     sink waits for the peers (PUB uses ZMQ_XPUB_NODROP, so nothing is lost silently). At
     stop it waits up to 2 s for a slow peer to take what is queued, not at all when no peer
-    is connected; what stays undelivered is counted (``undelivered_items``).
+    is connected; what stays undelivered is counted (``undelivered_items``). CURVE as on
+    ``zmq_source``: as a server with ``curve_clients`` it admits only those keys.
     Ports: in (any type). Latency: one chunk.
     Example: ``tx: {type: zmq_sink, address: "tcp://127.0.0.1:5556", pattern: push}``
     """
@@ -256,10 +288,13 @@ class ZmqSink(Sink):
 
     def check(self):
         _check_endpoint(self)
+        self._check_curve()
 
     def start(self):
         kind = zmq.PUB if self.pattern == "pub" else zmq.PUSH
-        self._sock = open_socket(kind, self.address, self.bind, self.hwm)
+        warn_if_open(self, self._curve)
+        self._sock, self._gate = open_sender(kind, self.address, self.bind, self.hwm,
+                                             self._curve)
         if kind == zmq.PUB:
             self._sock.setsockopt(zmq.XPUB_NODROP, 1)
         self._tx = Sender(self._sock, self, self.drop and kind == zmq.PUB, self.key)
@@ -269,6 +304,7 @@ class ZmqSink(Sink):
         frames = [memoryview(data).cast("B")]
         if self.pass_tags:
             frames = [encode_header(self.offset, self.input_tags) + data.tobytes()]
+        _count_refused_keys(self)
         if not self._tx.send(frames, len(x)):
             self.count("dropped_items", len(x))
 
@@ -293,7 +329,7 @@ def decode_message(raw: bytes, fmt: str) -> dict:
 
 
 @register("zmq_msg_sink")
-class ZmqMsgSink(Sink):
+class ZmqMsgSink(CurveParams, Sink):
     """Send messages over ZeroMQ, one per frame, as JSON or as serialized PMT dicts.
 
     PMT frames are what GNU Radio's ``sub_msg_source`` / ``pull_msg_source`` read. A message
@@ -312,10 +348,13 @@ class ZmqMsgSink(Sink):
 
     def check(self):
         _check_endpoint(self)
+        self._check_curve()
 
     def start(self):
         kind = zmq.PUB if self.pattern == "pub" else zmq.PUSH
-        self._sock = open_socket(kind, self.address, self.bind, self.hwm)
+        warn_if_open(self, self._curve)
+        self._sock, self._gate = open_sender(kind, self.address, self.bind, self.hwm,
+                                             self._curve)
         self._tx = Sender(self._sock, self, drop=False)
         self._log = RateLimitedLog(f"zmq_msg_sink '{self.name}'")
 
@@ -326,6 +365,7 @@ class ZmqMsgSink(Sink):
             self.count("unencodable_messages")
             self._log(f"message not sent: {exc}")
             return
+        _count_refused_keys(self)
         if not self._tx.send([raw], 1):
             self.count("dropped_messages")
 
@@ -334,7 +374,7 @@ class ZmqMsgSink(Sink):
 
 
 @register("zmq_msg_source")
-class ZmqMsgSource(Source):
+class ZmqMsgSource(CurveParams, Source):
     """Receive messages from ZeroMQ: JSON objects or serialized PMTs.
 
     PMT frames come e.g. from GNU Radio's ``pub_msg_sink``; a PDU becomes
@@ -363,11 +403,13 @@ class ZmqMsgSource(Source):
 
     def check(self):
         _check_endpoint(self)
+        self._check_curve()
 
     def start(self):
         kind = zmq.SUB if self.pattern == "sub" else zmq.PULL
+        warn_if_open(self, self._curve)
         self._links = Links(kind, self.address, self.bind, self.hwm, "", self.max_message,
-                            self.max_peers)
+                            self.max_peers, self._curve)
         self._rx = Receiver(self._links.sock, topic=kind == zmq.SUB)
         self._log = RateLimitedLog(f"zmq_msg_source '{self.name}'")
         self._last = time.monotonic()
@@ -375,11 +417,13 @@ class ZmqMsgSource(Source):
     def work(self):
         frames = self._rx.recv()
         now = time.monotonic()
-        gone, refused = self._links.poll()
+        gone, refused, bad_keys = self._links.poll()
         if gone:
             self.count("peer_disconnects", gone)
         if refused:
             self.count("refused_peers", refused)
+        if bad_keys:
+            self.count("refused_keys", bad_keys)
         if not frames:
             if self.idle_timeout and now - self._last > self.idle_timeout:
                 raise EndOfStream

@@ -4,6 +4,7 @@ from the socket monitor, and a rate-limited log."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import sys
 import threading
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from cvstream.errors import CvstreamError
+from cvstream.errors import CvstreamError, ParamError
 
 POLL_MS = 100
 ENDPOINT_RE = re.compile(r"^(tcp|ipc|inproc)://(.+)$")
@@ -54,6 +55,78 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+class Curve:
+    """ZeroMQ CURVE on one socket: this end's certificate pair, and either the server's
+    public key (this end is the client) or, on the server, the public keys of the clients it
+    admits (None: any client that knows the server's key). Certificates are ZeroMQ's files
+    (``cvstream keys new NAME``: NAME.key public, NAME.key_secret secret)."""
+
+    def __init__(self, key: str, server: str = "", clients: str = ""):
+        import zmq.auth
+        import zmq.utils.z85
+        if not zmq.has("curve"):
+            raise CvstreamError("this pyzmq/libzmq was built without CURVE")
+        self.public, self.secret = _certificate(key, secret=True)
+        self.server_key = _certificate(server)[0] if server else None
+        self.allowed = None
+        if clients:
+            if not os.path.isdir(clients):
+                raise CvstreamError(f"curve_clients '{clients}' is not a directory")
+            # ZeroMQ's ZAP request carries a client's key in binary; certificates hold Z85
+            self.allowed = {zmq.utils.z85.decode(k) for k in zmq.auth.load_certificates(clients)}
+            if not self.allowed:
+                raise CvstreamError(f"curve_clients '{clients}' holds no public certificate "
+                                    "(NAME.key)")
+
+    @classmethod
+    def of(cls, block) -> "Curve | None":
+        """From a block's ``curve_key``, ``curve_server`` and ``curve_clients``."""
+        if not block.curve_key:
+            if block.curve_server or block.curve_clients:
+                raise ParamError("curve_key", "CURVE needs this end's secret certificate "
+                                 "(curve_key: NAME.key_secret)")
+            return None
+        if block.curve_server and block.curve_clients:
+            raise ParamError("curve_clients", "a CURVE client (curve_server set) admits no "
+                             "clients; give curve_clients on the server")
+        try:
+            return cls(block.curve_key, block.curve_server, block.curve_clients)
+        except CvstreamError as exc:
+            raise ParamError("curve_key", str(exc)) from None
+
+    @property
+    def is_server(self) -> bool:
+        return self.server_key is None
+
+    def apply(self, sock) -> None:
+        sock.curve_secretkey = self.secret
+        sock.curve_publickey = self.public
+        if self.is_server:
+            sock.curve_server = True
+        else:
+            sock.curve_serverkey = self.server_key
+
+
+def _certificate(path: str, secret: bool = False) -> tuple[bytes, bytes | None]:
+    import zmq.auth
+    try:
+        public, private = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise CvstreamError(f"cannot read the certificate '{path}': {exc}") from None
+    if secret and private is None:
+        raise CvstreamError(f"'{path}' is a public certificate; this end needs its secret one "
+                            "(NAME.key_secret)")
+    return public, private
+
+
+def warn_if_open(block, curve: "Curve | None") -> None:
+    """One line on stderr when a block binds beyond loopback without CURVE."""
+    if block.bind and curve is None and not is_loopback(block.address):
+        print(f"cvstream: {block.type_name} '{block.name}': binds {block.address} beyond "
+              "loopback without CURVE: anyone who can reach it can connect (curve_key)",
+              file=sys.stderr)
+
+
 class RateLimitedLog:
     """Prints at most one line per ``period`` seconds, with the count of what it held back."""
 
@@ -74,7 +147,7 @@ class RateLimitedLog:
 
 
 def open_socket(kind: int, address: str, bind: bool, hwm: int, key: str = "",
-                max_frame: int = -1, prepare=None):
+                max_frame: int = -1, prepare=None, curve: Curve | None = None):
     """A socket bound or connected to ``address``. ``max_frame`` (bytes) makes ZeroMQ close
     a connection whose peer sends a larger frame before buffering it, so a receiver holds at
     most ``hwm x max_frame`` bytes per connection."""
@@ -88,6 +161,8 @@ def open_socket(kind: int, address: str, bind: bool, hwm: int, key: str = "",
         sock.setsockopt(zmq.MAXMSGSIZE, max_frame)
     if kind == zmq.SUB:
         sock.setsockopt(zmq.SUBSCRIBE, key.encode())
+    if curve is not None:
+        curve.apply(sock)
     if prepare is not None:
         prepare(sock)
     try:
@@ -162,6 +237,8 @@ class Gated:
     connected: int = 0
     disconnects: int = 0
     refused: int = 0
+    allowed: set | None = None   # CURVE: the client keys admitted (None: any)
+    refused_keys: int = 0
 
 
 class PeerGate:
@@ -192,12 +269,13 @@ class PeerGate:
                 cls._shared = cls()
             return cls._shared
 
-    def admit(self, sock, max_peers: int) -> Gated:
-        """Put ``sock`` (not yet bound) under the gate."""
+    def admit(self, sock, max_peers: int, allowed: set | None = None) -> Gated:
+        """Put ``sock`` (not yet bound) under the gate; with CURVE, ``allowed`` client keys
+        only."""
         domain = f"cvstream-{id(sock)}"
         sock.setsockopt(zmq.ZAP_DOMAIN, domain.encode())
         entry = Gated(domain, max_peers, sock.get_monitor_socket(
-            zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED))
+            zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED), allowed=allowed)
         with self.guard:
             self.gated[domain] = entry
         return entry
@@ -235,13 +313,18 @@ class PeerGate:
                 entry.disconnects += 1
 
     def _answer(self, msg: list[bytes]) -> None:
-        version, request_id, domain = (msg + [b""] * 3)[:3]
+        version, request_id, domain, _, _, mechanism, key = (msg + [b""] * 7)[:7]
         entry = self.gated.get(domain.decode(errors="replace"))
-        ok = entry is None or entry.connected <= entry.max_peers  # the new one is counted
-        if not ok:
+        why = ""
+        if entry is not None and entry.allowed is not None and (
+                mechanism != b"CURVE" or key not in entry.allowed):
+            entry.refused_keys += 1
+            why = "unknown key"
+        elif entry is not None and entry.connected > entry.max_peers:  # the new one counted
             entry.refused += 1
-        self.rep.send_multipart([b"1.0", request_id, b"200" if ok else b"400",
-                                 b"OK" if ok else b"too many peers", b"", b""])
+            why = "too many peers"
+        self.rep.send_multipart([b"1.0", request_id, b"400" if why else b"200",
+                                 why.encode() or b"OK", b"", b""])
 
 
 class Links:
@@ -250,26 +333,29 @@ class Links:
     disconnects and refused peers since the last call."""
 
     def __init__(self, kind: int, address: str, bind: bool, hwm: int, key: str,
-                 max_frame: int, max_peers: int):
+                 max_frame: int, max_peers: int, curve: Curve | None = None):
         self.address = address
         self.entry = None
+        allowed = curve.allowed if curve is not None and curve.is_server else None
 
         def gate(sock):
-            self.entry = PeerGate.shared().admit(sock, max_peers)
+            self.entry = PeerGate.shared().admit(sock, max_peers, allowed)
         self.sock = open_socket(kind, address, bind, hwm, key, max_frame,
-                                prepare=gate if bind else None)
+                                prepare=gate if bind else None, curve=curve)
         self.monitor = None if bind else PeerMonitor(self.sock)
-        self._seen = (0, 0)
+        self._seen = (0, 0, 0)
 
-    def poll(self) -> tuple[int, int]:
+    def poll(self) -> tuple[int, int, int]:
+        """(disconnects, peers refused past max_peers, peers refused for their CURVE key)
+        since the last call."""
         if self.entry is not None:
-            now = (self.entry.disconnects, self.entry.refused)
+            now = (self.entry.disconnects, self.entry.refused, self.entry.refused_keys)
         else:
             self.monitor.poll()
             if self.monitor.stranded():
                 self.monitor.reconnect(self.address)
-            now = (self.monitor.disconnects, 0)
-        delta = (now[0] - self._seen[0], now[1] - self._seen[1])
+            now = (self.monitor.disconnects, 0, 0)
+        delta = tuple(a - b for a, b in zip(now, self._seen))
         self._seen = now
         return delta
 
@@ -279,6 +365,21 @@ class Links:
         else:
             self.monitor.close()
         self.sock.close(0)
+
+
+def open_sender(kind: int, address: str, bind: bool, hwm: int,
+                curve: Curve | None = None):
+    """A sending socket, and its PeerGate entry when it is a CURVE server that admits only
+    some clients (its ``refused_keys`` count the others), else None."""
+    entry = None
+    allowed = curve.allowed if curve is not None and curve.is_server else None
+
+    def gate(sock):
+        nonlocal entry
+        entry = PeerGate.shared().admit(sock, 1 << 30, allowed)
+    sock = open_socket(kind, address, bind, hwm, prepare=gate if allowed else None,
+                       curve=curve)
+    return sock, entry
 
 
 class Receiver:

@@ -159,6 +159,20 @@ def cmd_grc(args) -> int:
     return EXIT_OK
 
 
+def cmd_keys(args) -> int:
+    import zmq.auth
+    os.makedirs(args.dir, exist_ok=True)
+    for suffix in (".key", ".key_secret"):
+        if os.path.exists(os.path.join(args.dir, args.name + suffix)):
+            _say(f"{os.path.join(args.dir, args.name + suffix)} exists; not overwritten")
+            return EXIT_USAGE
+    public, secret = zmq.auth.create_certificates(args.dir, args.name)
+    os.chmod(secret, 0o600)
+    print(f"public certificate (give it to peers): {public}\n"
+          f"secret certificate (keep it; curve_key): {secret}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cvstream", description="Streaming runtime for "
                                      "complex-valued signal processing and inference.")
@@ -199,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--import", **importer)
     p.set_defaults(func=cmd_grc)
+
+    p = sub.add_parser("keys", help="ZeroMQ CURVE certificates for the zmq blocks")
+    ksub = p.add_subparsers(dest="keys_command", required=True)
+    k = ksub.add_parser("new", help="a new certificate pair NAME.key / NAME.key_secret")
+    k.add_argument("name")
+    k.add_argument("--dir", default=".", help="where to write them (default: here)")
+    k.set_defaults(func=cmd_keys)
 
     from .models_cli import add_parser
     add_parser(sub)

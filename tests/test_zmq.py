@@ -353,3 +353,86 @@ def test_a_pass_tags_mismatch_is_named_in_the_log(graph_file, tmp_path):
     sock.close()
     assert "the sender seems to use pass_tags: true" in proc.stderr.read()
     assert json.loads(stats.read_text())["blocks"]["rx"]["counters"] == {"malformed": 1}
+
+
+def test_curve_encrypts_and_admits_only_known_client_keys(graph_file, tmp_path):
+    """A CURVE server (zmq_sink) with a directory of client certificates: the known client
+    gets every sample; a client with another key is refused by the ZAP handler and counted
+    (refused_keys); `cvstream keys new` makes the certificates."""
+    for name, folder in (("server", "server"), ("alice", "alice"), ("mallory", "mallory")):
+        done = run_cli("keys", "new", name, "--dir", str(tmp_path / folder))
+        assert done.returncode == 0, done.stderr
+    (tmp_path / "clients").mkdir()
+    (tmp_path / "clients" / "alice.key").write_bytes((tmp_path / "alice/alice.key").read_bytes())
+    again = run_cli("keys", "new", "alice", "--dir", str(tmp_path / "alice"))
+    assert again.returncode == 2 and "exists; not overwritten" in again.stderr
+    n = 400_000
+    data = np.random.default_rng(3).standard_normal(2 * n, dtype=np.float32).view(np.complex64)
+    data.tofile(tmp_path / "in.cf32")
+    port = free_port()
+
+    def receiver(name):
+        path = graph_file(f"""
+        blocks:
+          rx: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull,
+               idle_timeout: 3, curve_key: "{tmp_path / name / (name + '.key_secret')}",
+               curve_server: "{tmp_path / 'server/server.key'}"}}
+          snk: {{type: file_sink, path: {tmp_path / (name + '.cf32')}}}
+        connections: [rx -> snk]
+        """, name=f"{name}.yml")
+        return start(path)
+
+    tx = graph_file(f"""
+    blocks:
+      src: {{type: file_source, path: {tmp_path / 'in.cf32'}, chunk: 4096}}
+      tx: {{type: zmq_sink, address: "tcp://127.0.0.1:{port}", pattern: push,
+           curve_key: "{tmp_path / 'server/server.key_secret'}",
+           curve_clients: "{tmp_path / 'clients'}"}}
+    connections: [src -> tx]
+    """, name="tx.yml")
+    mallory = receiver("mallory")
+    time.sleep(1.0)  # mallory knocks first (and keeps retrying)
+    stats = tmp_path / "tx.json"
+    sender = start(tx, "--stats-json", str(stats))
+    time.sleep(0.5)
+    alice = receiver("alice")
+    assert sender.wait(120) == 0, sender.stderr.read()
+    assert alice.wait(120) == 0, alice.stderr.read()
+    assert mallory.wait(120) == 0, mallory.stderr.read()
+    got = np.fromfile(tmp_path / "alice.cf32", np.complex64)
+    assert got.tobytes() == data.tobytes()
+    assert np.fromfile(tmp_path / "mallory.cf32", np.complex64).size == 0
+    counters = json.loads(stats.read_text())["blocks"]["tx"]["counters"]
+    assert counters.get("refused_keys", 0) >= 1
+
+
+def test_curve_parameters_are_checked_with_one_line(graph_file, tmp_path):
+    run_cli("keys", "new", "me", "--dir", str(tmp_path))
+
+    def validate(curve: str):
+        path = graph_file(f"""
+        blocks:
+          src: {{type: signal_source, items: 10}}
+          tx: {{type: zmq_sink, address: "tcp://127.0.0.1:{free_port()}", {curve}}}
+        connections: [src -> tx]
+        """)
+        return run_cli("validate", str(path))
+
+    res = validate(f'curve_server: "{tmp_path / "me.key"}"')
+    assert res.returncode == 2
+    assert "parameter 'curve_key': CURVE needs this end's secret certificate" in res.stderr
+    res = validate(f'curve_key: "{tmp_path / "me.key"}"')
+    assert res.returncode == 2 and "is a public certificate" in res.stderr
+    assert res.stderr.count("\n") == 1
+
+
+def test_binding_beyond_loopback_without_curve_warns(graph_file):
+    path = graph_file(f"""
+    blocks:
+      src: {{type: signal_source, items: 1000}}
+      tx: {{type: zmq_sink, address: "tcp://0.0.0.0:{free_port()}", pattern: pub}}
+    connections: [src -> tx]
+    """)
+    res = run_cli("run", str(path))
+    assert res.returncode == 0, res.stderr
+    assert "binds tcp://0.0.0.0:" in res.stderr and "without CURVE" in res.stderr
