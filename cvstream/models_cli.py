@@ -230,8 +230,10 @@ def cmd_eval_radar(args) -> int:
         imagers = {kind: onnx_imager(resolve_model(
             f"{args.model}/{model_name(kind, config)}.onnx" if args.model
             else f"builtin:{model_name(kind, config)}")) for kind in KINDS}
-        tables[config] = evaluate(config, imagers, args.scenes,
-                                  progress=progress_printer(f"evaluating {config}"))
+        for shapes in (("seen", "unseen") if args.shapes == "both" else (args.shapes,)):
+            tables[(config, shapes)] = evaluate(
+                config, imagers, args.scenes, shapes=shapes,
+                progress=progress_printer(f"evaluating {config}, {shapes} shapes"))
     print(format_table(tables))
     return 0
 
@@ -287,6 +289,10 @@ def add_parser(sub) -> None:
                    "configuration (radar)")
     p.add_argument("--config", action="append", help="radar: a configuration to evaluate "
                    "(repeatable; default small and published)")
+    p.add_argument("--shapes", choices=["seen", "unseen", "both"], default="both",
+                   help="radar: targets of the training's shape families, of families it "
+                   "never saw (tori, hollow cylinders, cones, bead helices, rod crosses, "
+                   "rings), or both")
     p.add_argument("--generator", choices=["project", "gnuradio", "both"], default="project",
                    help="spectrum: whose scenes (gnuradio: recordings made by GNU Radio's own "
                    "blocks, never trained on; both: side by side)")

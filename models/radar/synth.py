@@ -19,6 +19,8 @@ from .geometry import RadarConfig, load_config
 from .operators import ForwardOperator, normalize_max
 
 SHAPES = ("sphere", "ellipsoid", "box", "plate", "letter", "polygon")
+#: shape families the training never sees: what generalization is measured on
+UNSEEN_SHAPES = ("torus", "hollow_cylinder", "cone", "bead_helix", "rod_cross", "ring")
 
 #: 5x7 bitmaps (rows top to bottom) of the letters extruded as targets
 LETTERS = {
@@ -42,6 +44,7 @@ class SceneConfig:
     snr_db: tuple[float, float] = (20.0, 40.0)
     size_m: tuple[float, float] = (0.02, 0.08)   # half-extent of a shape
     margin_m: float = 0.02                        # keep centres this far inside the grid
+    shapes: tuple[str, ...] = SHAPES              # the families drawn from
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -80,6 +83,8 @@ def shape_mask(kind: str, local: np.ndarray, size: float, rng: np.random.Generat
         half = np.array([size * rng.uniform(0.5, 1.0), size * rng.uniform(0.5, 1.0),
                          rng.uniform(0.003, 0.008)])
         return np.all(np.abs(local) <= half, axis=1)
+    if kind in UNSEEN_SHAPES:
+        return _unseen_mask(kind, local, size, rng)
     thickness = rng.uniform(0.005, 0.02)
     slab = np.abs(local[:, 2]) <= thickness
     if kind == "polygon":
@@ -101,6 +106,40 @@ def shape_mask(kind: str, local: np.ndarray, size: float, rng: np.random.Generat
     raise ValueError(f"unknown shape '{kind}'")
 
 
+def _unseen_mask(kind: str, local: np.ndarray, size: float, rng: np.random.Generator
+                 ) -> np.ndarray:
+    """Thin, hollow and curved bodies, unlike any training shape."""
+    x, y, z = local[:, 0], local[:, 1], local[:, 2]
+    radial = np.hypot(x, y)
+    wall = rng.uniform(0.004, 0.008)
+    if kind == "torus":
+        tube = size * rng.uniform(0.15, 0.3)
+        return np.hypot(radial - size * 0.7, z) <= tube
+    if kind == "hollow_cylinder":
+        return (np.abs(radial - size * 0.6) <= wall) & (np.abs(z) <= size)
+    if kind == "cone":
+        height = size * 1.5
+        return (z >= 0) & (z <= height) & (radial <= size * 0.7 * (1 - z / height))
+    if kind == "ring":
+        return (np.abs(radial - size * 0.8) <= wall) & (np.abs(z) <= wall)
+    if kind == "rod_cross":
+        rod = wall
+        return ((np.abs(y) <= rod) & (np.abs(z) <= rod) & (np.abs(x) <= size)) | \
+            ((np.abs(x) <= rod) & (np.abs(z) <= rod) & (np.abs(y) <= size))
+    if kind == "bead_helix":
+        turns, beads = rng.uniform(1.0, 2.5), int(rng.integers(8, 16))
+        u = np.linspace(0, 1, beads)
+        centres = np.stack([size * 0.6 * np.cos(2 * np.pi * turns * u),
+                            size * 0.6 * np.sin(2 * np.pi * turns * u),
+                            size * (2 * u - 1)], axis=1)
+        bead = size * rng.uniform(0.08, 0.15)
+        inside = np.zeros(len(local), bool)
+        for c in centres:
+            inside |= np.linalg.norm(local - c, axis=1) <= bead
+        return inside
+    raise ValueError(f"unknown shape '{kind}'")
+
+
 def random_reflectivity(cfg: RadarConfig, rng: np.random.Generator,
                         scene: SceneConfig = SceneConfig()) -> np.ndarray:
     """(nx, ny, nz) complex64 reflectivity of one random scene (never empty)."""
@@ -110,7 +149,7 @@ def random_reflectivity(cfg: RadarConfig, rng: np.random.Generator,
     amplitude = np.zeros(len(vox))
     for _ in range(100):
         for _ in range(int(rng.integers(1, scene.max_objects + 1))):
-            kind = SHAPES[int(rng.integers(len(SHAPES)))]
+            kind = scene.shapes[int(rng.integers(len(scene.shapes)))]
             centre = rng.uniform(lo, hi)
             local = (vox - centre) @ random_rotation(rng)
             inside = shape_mask(kind, local, rng.uniform(*scene.size_m), rng)
