@@ -169,6 +169,14 @@ def cmd_eval_aec(args) -> int:
     print()
     print("far-end single talk, ERLE dB by bulk delay (scenes):")
     print(format_delay_table(by_delay))
+    from cvstream.models.aec.evaluate import erle_curves, format_reconvergence, plot_erle
+    curves = erle_curves(cancellers(args.model), scenes=max(1, args.scenes // 4),
+                         progress=progress_printer("echo-path change"))
+    print()
+    print("far-end single talk, echo path changed half-way (12 s scenes):")
+    print(format_reconvergence(curves))
+    if args.plot:
+        print(f"ERLE over time: {plot_erle(curves, args.plot)}")
     return 0
 
 
@@ -296,6 +304,8 @@ def add_parser(sub) -> None:
     p.add_argument("--generator", choices=["project", "gnuradio", "both"], default="project",
                    help="spectrum: whose scenes (gnuradio: recordings made by GNU Radio's own "
                    "blocks, never trained on; both: side by side)")
+    p.add_argument("--plot", metavar="PNG", help="aec: draw the ERLE over time through the "
+                   "echo-path change")
     p.add_argument("--gr-scenes", type=int, default=12,
                    help="spectrum: GNU Radio recordings per SNR bucket")
     p.set_defaults(func=cmd_eval)

@@ -62,3 +62,35 @@ def test_synth_cli_writes_wav_triples(tmp_path):
     import soundfile as sf
     mic, rate = sf.read(tmp_path / manifest["scenes"][2]["mic"], dtype="float32")
     assert rate == FS and len(mic) == 2 * FS
+
+
+def test_erle_over_time_and_reconvergence_after_an_echo_path_change(tmp_path):
+    """A made-up canceller that removes the echo (x 0.01, 40 dB) except for 1.5 s after the
+    path change (x 0.3, ~10 dB): ERLE before ~40 dB, re-convergence ~1.5 s; the
+    microphone gets 0 dB at once; the PNG is written."""
+    seconds = 8.0
+    change = int(seconds / 2 * FS)
+
+    def lagging(mic, ref):
+        gain = np.full(len(mic), 0.01, np.float32)
+        gain[change:change + int(1.5 * FS)] = 0.3
+        return mic * gain
+
+    curves = ev.erle_curves({"lagging": lagging, "microphone": ev.passthrough}, scenes=2,
+                            seconds=seconds)
+    lag, mic = curves["lagging"], curves["microphone"]
+    assert lag["before_db"] == pytest.approx(40.0, abs=0.1)
+    assert lag["after_db"] == pytest.approx(40.0, abs=0.1)
+    assert lag["reconverge_s"] == pytest.approx(1.5, abs=0.15)
+    assert mic["before_db"] == pytest.approx(0.0, abs=1e-6) and mic["reconverge_s"] == 0.0
+    # the same scenes with their path changed: the echo differs after the change
+    same, _ = scene(np.random.default_rng([4242, 0]), seconds, "fst")
+    moved, _ = scene(np.random.default_rng([4242, 0]), seconds, "fst", path_change=True)
+    def corr(a, b):
+        return float(np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)))
+    # (the echo is scaled to a peak over the whole scene: the same up to a factor before)
+    assert corr(same["mic"][:change - FS], moved["mic"][:change - FS]) > 0.999
+    assert corr(same["mic"][change + FS:], moved["mic"][change + FS:]) < 0.9
+    path = ev.plot_erle(curves, str(tmp_path / "erle.png"))
+    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "re-convergence s" in ev.format_reconvergence(curves)

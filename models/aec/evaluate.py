@@ -191,3 +191,77 @@ def format_delay_table(erle_by_delay: dict) -> str:
             cells.append(f"{np.mean(vals):.1f} ({len(vals)})" if vals else "-")
         lines.append(f"{name} | " + " | ".join(cells))
     return "\n".join(lines)
+
+
+WINDOW = FS // 10     # ERLE over time: 100 ms windows
+RECOVERED_DB = 3.0    # re-converged: within this of the ERLE before the change
+
+
+def erle_curves(cancellers: dict, scenes: int = 8, seed: int = 4242, seconds: float = 12.0,
+                progress=None) -> dict:
+    """Far-end single talk whose echo path changes half-way: per canceller, the ERLE over
+    time in 100 ms windows (power summed over the scenes, far-end silences skipped), the
+    ERLE over the 2 s before the change and the last 2 s, and the re-convergence time: from
+    the change until the ERLE over 0.5 s comes back within 3 dB of its level before."""
+    n_win = int(seconds * FS) // WINDOW
+    mic_p = np.zeros(n_win)
+    out_p = {name: np.zeros(n_win) for name in cancellers}
+    for k in range(scenes):
+        sig, _ = scene(np.random.default_rng([seed, k]), seconds, "fst", path_change=True)
+        mic = sig["mic"][:n_win * WINDOW].reshape(n_win, WINDOW)
+        mic_p += np.sum(mic.astype(np.float64) ** 2, axis=1)
+        for name, cancel in cancellers.items():
+            out = cancel(sig["mic"], sig["ref"])[:n_win * WINDOW].reshape(n_win, WINDOW)
+            out_p[name] += np.sum(out.astype(np.float64) ** 2, axis=1)
+        if progress is not None:
+            progress(k + 1, scenes)
+    t = (np.arange(n_win) + 0.5) * WINDOW / FS
+    change = seconds / 2
+    active = mic_p > 1e-3 * np.median(mic_p[mic_p > 0])
+    result = {}
+    for name, p in out_p.items():
+        erle = 10 * np.log10(np.maximum(mic_p, 1e-20) / np.maximum(p, 1e-20))
+        before = _erle_in(mic_p, p, active & (t >= change - 2) & (t < change))
+        after = _erle_in(mic_p, p, active & (t >= seconds - 2))
+        smooth = [_erle_in(mic_p, p, active & (t >= c) & (t < c + 0.5))
+                  for c in t[t >= change]]
+        back = next((i for i, e in enumerate(smooth) if e >= before - RECOVERED_DB), None)
+        result[name] = {"t": t, "erle_db": np.where(active, erle, np.nan),
+                        "before_db": before, "after_db": after,
+                        "reconverge_s": None if back is None else back * WINDOW / FS}
+    return result
+
+
+def _erle_in(mic_p: np.ndarray, out_p: np.ndarray, mask: np.ndarray) -> float:
+    return float(10 * np.log10(max(mic_p[mask].sum(), 1e-20) / max(out_p[mask].sum(), 1e-20)))
+
+
+def format_reconvergence(curves: dict) -> str:
+    lines = ["canceller | ERLE 2 s before the change | ERLE last 2 s | re-convergence s",
+             "---|---|---|---"]
+    for name, c in curves.items():
+        again = "never" if c["reconverge_s"] is None else f"{c['reconverge_s']:.1f}"
+        lines.append(f"{name} | {c['before_db']:.1f} | {c['after_db']:.1f} | {again}")
+    return "\n".join(lines)
+
+
+def plot_erle(curves: dict, path: str) -> str:
+    """ERLE over time of each canceller through the echo-path change, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for name, c in curves.items():
+        ax.plot(c["t"], c["erle_db"], label=name, lw=1.2)
+    change = curves[next(iter(curves))]["t"][-1] / 2
+    ax.axvline(change, color="k", ls="--", lw=0.8)
+    ax.set_xlabel("time (s); echo path changes at the dashed line")
+    ax.set_ylabel("ERLE (dB), 100 ms windows")
+    ax.set_ylim(-10, 60)
+    ax.set_title("far-end single talk, echo-path change: ERLE over time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

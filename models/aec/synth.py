@@ -82,11 +82,12 @@ def _power(x):
 
 
 def scene(rng: np.random.Generator, seconds: float = 6.0, scenario: str | None = None,
-          delay_ms: float | None = None) -> tuple[dict, SceneInfo]:
+          delay_ms: float | None = None, path_change: bool = False) -> tuple[dict, SceneInfo]:
     """{"mic", "ref", "near", "noise"} float32 at 16 kHz (near: the near-end speech as the
     microphone hears it, the target; noise: the background part of mic) and what was drawn.
     ``delay_ms`` fixes the bulk delay (otherwise drawn from 0-200 ms; the draw happens
-    either way, so the rest of the scene is the same)."""
+    either way, so the rest of the scene is the same). ``path_change`` switches the echo
+    path half-way in any scenario (``epc`` always does)."""
     n = int(seconds * FS)
     scenario = scenario or str(rng.choice(SCENARIOS))
     far_t, near_t = voice(rng), voice(rng)
@@ -101,7 +102,7 @@ def scene(rng: np.random.Generator, seconds: float = 6.0, scenario: str | None =
     played = loudspeaker(ref) if nonlinear else ref
     played = np.concatenate([np.zeros(int(delay * FS / 1000), np.float32), played])[:n]
     echo = scipy.signal.fftconvolve(played, rirs[0])[:n]
-    if scenario == "epc":  # the echo path changes half-way
+    if scenario == "epc" or path_change:  # the echo path changes half-way
         echo2 = scipy.signal.fftconvolve(played, rirs[2])[:n]
         echo[n // 2:] = echo2[n // 2:]
     near = np.zeros(n, np.float32)
