@@ -23,7 +23,6 @@ from .dtypes import PortType
 from .errors import CvstreamError, ParamError
 from .params import INPUT_FILE, OUTPUT_FILE, Param
 from .ports import BoundPort, Port
-from .rechunk import RateInput
 
 
 class Block:
@@ -218,6 +217,13 @@ def _read_only(x) -> np.ndarray:
     return view
 
 
+def _joined(outs: tuple):
+    """A Driver's outputs as process() returns them: None, one array, or a tuple."""
+    if not outs:
+        return None
+    return outs[0] if len(outs) == 1 else outs
+
+
 def _as_outputs(result, n_out: int) -> tuple:
     if n_out == 1 and not isinstance(result, tuple):
         return (result,)
@@ -317,49 +323,19 @@ class RateBlock(Block):
     def process(self, *inputs):
         """Stream arrays through the block; returns what could be produced so far."""
         self._ensure_started()
-        if not hasattr(self, "_standalone_inputs"):
-            self._standalone_inputs = [
-                RateInput(self.history, self.decim, np.asarray(x).dtype, np.shape(x)[1:])
-                for x in inputs]
-        for acc, x in zip(self._standalone_inputs, inputs):
-            acc.push(np.asarray(x))
-        return self._drain(final=False)
+        driver = self.__dict__.get("_driver")
+        if driver is None:
+            from .embed import Driver
+            n_out = len([p for p in self.outputs() if not p.is_message])
+            driver = self._driver = Driver(
+                self, [(np.asarray(x).dtype, np.shape(x)[1:]) for x in inputs], n_out)
+        return _joined(driver.push([np.asarray(x) for x in inputs], [])[0])
 
     def flush(self):
         """End of stream outside a flow graph: pad the partial chunk, run ``finish()``, and
         return what is left."""
-        return self._drain(final=True)
-
-    def _drain(self, final: bool):
-        accs = self._standalone_inputs
-        n_out = len([p for p in self.outputs() if not p.is_message])
-        pieces = []
-
-        def run(arrays, keep=None):
-            result = self.work(*arrays)
-            if result is not None and n_out:
-                outs = _as_outputs(result, n_out)
-                pieces.append(outs if keep is None else tuple(o[:keep] for o in outs))
-
-        while True:
-            n = min(a.available for a in accs)
-            step = self.decim * (self.max_chunks or max(1, n // self.decim))
-            n = min(n - n % self.decim, step)
-            if n <= 0:
-                break
-            run([a.take(n) for a in accs])
-        if final:
-            rest = min(a.available for a in accs)
-            if rest > 0 and self.pad_tail:
-                run([a.take_padded(self.decim) for a in accs],
-                    keep=-(-rest * self.interp // self.decim))
-            result = self.finish()
-            if result is not None and n_out:
-                pieces.append(_as_outputs(result, n_out))
-        if not pieces:
-            return None
-        joined = tuple(np.concatenate(parts) for parts in zip(*pieces))
-        return joined[0] if len(joined) == 1 else joined
+        driver = self.__dict__.get("_driver")
+        return None if driver is None else _joined(driver.flush()[0])
 
     def rebase(self, tags: list[Tag], in_start: int, out_start: int) -> list[Tag]:
         return rebase_tags(tags, in_start, out_start, self.interp, self.decim)

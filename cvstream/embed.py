@@ -13,7 +13,6 @@ import numpy as np
 
 from .block import Block, _as_outputs, _read_only
 from .chunk import Tag, rebase_tags
-from .dtypes import PortType
 from .errors import CvstreamError
 from .rechunk import RateInput
 
@@ -28,15 +27,16 @@ class Driver:
     stream: a rate block's partial chunk is zero-padded (output trimmed), then ``finish()``.
     """
 
-    def __init__(self, block: Block, in_types: list[PortType], n_out: int):
+    def __init__(self, block: Block, in_types: list[tuple], n_out: int):
+        """``in_types``: per stream input, its numpy dtype and item shape."""
         self.block = block
         self.n_out = n_out
         self.read = 0          # input items consumed so far (per input; inputs are aligned)
         self.written = 0       # output items produced so far (per output)
         self._carried: list[Tag] = []
         if block.kind == "rate":
-            self._accs = [RateInput(block.history, block.decim, t.np_dtype, t.shape)
-                          for t in in_types]
+            self._accs = [RateInput(block.history, block.decim, dtype, shape)
+                          for dtype, shape in in_types]
             self._tags: list[Tag] = []
             self._next = 0     # absolute input offset of the next item a work call gets
 

@@ -129,7 +129,8 @@ def _classes() -> dict:
 
         def _setup(self, inner: Block, in_types, out_types):
             self.inner, self.in_types, self.out_types = inner, in_types, out_types
-            self.driver = Driver(inner, in_types, len(out_types))
+            self.driver = Driver(inner, [(t.np_dtype, t.shape) for t in in_types],
+                                 len(out_types))
             self._finished = False
             self._sent = 0  # messages published
             inner._emit_hook = self._emit

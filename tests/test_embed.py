@@ -5,7 +5,6 @@ import pytest
 
 from cvstream import GeneralBlock, In, Out, Tag
 from cvstream.blocks import STFT, KeepOneInN, MultiplyConst, Repeat
-from cvstream.dtypes import PortType
 from cvstream.embed import Driver
 from test_runtime import ArraySource, Collect, FixedChunk, ramp, run_chain
 
@@ -29,7 +28,7 @@ class Framer(GeneralBlock):
 
 def drive(block, data, sizes, tags):
     block.start()
-    driver = Driver(block, [PortType("complex64")], 1)
+    driver = Driver(block, [(np.dtype(np.complex64), ())], 1)
     outs, got, pos, i = [], [], 0, 0
     while pos < len(data):
         n = sizes[i % len(sizes)]
