@@ -47,13 +47,15 @@ def iou(a: Box, b: Box) -> float:
     return inter / union
 
 
-def match(truth: list[Box], pred: list[Box], threshold: float = 0.5) -> list[tuple[int, int]]:
-    """Greedy one-to-one matching by IoU (highest first), pairs above the threshold."""
-    pairs = sorted(((iou(t, p), i, j) for i, t in enumerate(truth) for j, p in enumerate(pred)),
-                   reverse=True)
+def match(truth: list[Box], pred: list[Box], threshold: float = 0.5,
+          score=iou) -> list[tuple[int, int]]:
+    """Greedy one-to-one matching by ``score`` (time-frequency IoU; highest first), pairs at
+    or above the threshold."""
+    pairs = sorted(((score(t, p), i, j) for i, t in enumerate(truth)
+                    for j, p in enumerate(pred)), reverse=True)
     used_t, used_p, out = set(), set(), []
-    for score, i, j in pairs:
-        if score < threshold:
+    for value, i, j in pairs:
+        if value < threshold:
             break
         if i not in used_t and j not in used_p:
             used_t.add(i)

@@ -17,7 +17,7 @@ import numpy as np
 
 from cvstream.errors import CvstreamError
 
-from .evaluate import BUCKETS, Box, Tally
+from .evaluate import BUCKETS, Box, Tally, match
 
 GR_PYTHON = "/usr/bin/python3"
 SCRIPT = Path(__file__).with_name("gnuradio_scenes.py")
@@ -75,7 +75,6 @@ def evaluate(detectors: dict, per_bucket: int = 12, seed: int = 2026,
     tallies = {b: {name: Tally() for name in detectors} for b in GR_BUCKETS}
     extras = {name: {"cw": [0, 0], "narrow": {b: [0, 0] for b in GR_BUCKETS},
                      "lenient": {b: [0, 0, 0] for b in GR_BUCKETS}} for name in detectors}
-    from .evaluate import match
     for bucket, x, rate, truth, signals in recordings(folder):
         for name, detect in detectors.items():
             pred = detect(x)
@@ -97,22 +96,22 @@ def evaluate(detectors: dict, per_bucket: int = 12, seed: int = 2026,
     return table, extras
 
 
+def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    """IoU of two intervals."""
+    return max(0.0, min(a1, b1) - max(a0, b0)) / max(max(a1, b1) - min(a0, b0), 1e-12)
+
+
+def _lenient_score(t: Box, p: Box) -> float:
+    """Frequency IoU of boxes whose time IoU is at least 0.5 (else 0)."""
+    if _overlap(t.start, t.stop, p.start, p.stop) < 0.5:
+        return 0.0
+    return _overlap(t.f_low, t.f_high, p.f_low, p.f_high)
+
+
 def match_lenient(truth: list[Box], pred: list[Box]) -> list[tuple[int, int]]:
-    """Greedy one-to-one matching at time IoU >= 0.5 and frequency IoU >= 0.3 (a looser
-    rule than the table's time-frequency IoU >= 0.5: edges count less)."""
-    def one_d(a0, a1, b0, b1):
-        inter = min(a1, b1) - max(a0, b0)
-        return max(0.0, inter) / max(max(a1, b1) - min(a0, b0), 1e-12)
-    pairs = sorted(((one_d(t.f_low, t.f_high, p.f_low, p.f_high), i, j)
-                    for i, t in enumerate(truth) for j, p in enumerate(pred)
-                    if one_d(t.start, t.stop, p.start, p.stop) >= 0.5), reverse=True)
-    used_t, used_p, out = set(), set(), []
-    for score, i, j in pairs:
-        if score >= 0.3 and i not in used_t and j not in used_p:
-            used_t.add(i)
-            used_p.add(j)
-            out.append((i, j))
-    return out
+    """Matching at time IoU >= 0.5 and frequency IoU >= 0.3 (a looser rule than the table's
+    time-frequency IoU >= 0.5: edges count less)."""
+    return match(truth, pred, 0.3, _lenient_score)
 
 
 def format_extras(extras: dict) -> str:
