@@ -161,13 +161,17 @@ def cmd_grc(args) -> int:
 
 def cmd_keys(args) -> int:
     import zmq.auth
-    os.makedirs(args.dir, exist_ok=True)
     for suffix in (".key", ".key_secret"):
         if os.path.exists(os.path.join(args.dir, args.name + suffix)):
             _say(f"{os.path.join(args.dir, args.name + suffix)} exists; not overwritten")
             return EXIT_USAGE
-    public, secret = zmq.auth.create_certificates(args.dir, args.name)
-    os.chmod(secret, 0o600)
+    try:
+        os.makedirs(args.dir, exist_ok=True)
+        public, secret = zmq.auth.create_certificates(args.dir, args.name)
+        os.chmod(secret, 0o600)
+    except OSError as exc:
+        _say(f"cannot write certificates to {args.dir}: {exc.strerror}")
+        return EXIT_USAGE
     print(f"public certificate (give it to peers): {public}\n"
           f"secret certificate (keep it; curve_key): {secret}")
     return EXIT_OK

@@ -194,7 +194,7 @@ def check_streaming(model: torch.nn.Module, path: str, tol: float = 1e-4, chunks
     block.stop()
     streamed = np.concatenate([p if not isinstance(p, tuple) else p[0] for p in parts])
     padded = np.concatenate([np.zeros((c.history, *x.shape[1:]), x.dtype), x])
-    whole, how = _whole_onnx(folded, padded, c), "ONNX Runtime"
+    whole, how = _whole(folded, padded, c, onnx=True), "ONNX Runtime"
     if whole is None:
         whole, how = _whole(folded, padded, c), "torch"
     if whole is None:
@@ -227,28 +227,16 @@ def _unit_noise(rng, n: int, spec) -> np.ndarray:
     return rng.standard_normal(shape).astype(spec.port_type().np_dtype)
 
 
-def _whole_onnx(net, x: np.ndarray, c) -> np.ndarray | None:
-    """The network over all of ``x`` in ONNX Runtime (exported with a free time axis)."""
-    import os
-    import tempfile
-
-    import onnxruntime as ort
+def _whole(net, x: np.ndarray, c, onnx: bool = False) -> np.ndarray | None:
+    """The network's outputs over all of ``x`` (first output) as stream items, run by ONNX
+    Runtime (exported with a free time axis) or by torch; None when it cannot take the
+    length or returns a fixed number of items (not a sequence model)."""
     spec, out = c.inputs[0], c.outputs[0]
     arr = x.view(np.float32).reshape(*x.shape, 2) if spec.packing == "interleaved" else x
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "whole.onnx")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(net, (torch.from_numpy(np.ascontiguousarray(arr))[None],),
-                                  path, dynamo=False, opset_version=17,
-                                  input_names=[spec.name], output_names=[out.name],
-                                  dynamic_axes={spec.name: {0: "batch", 1: "items"},
-                                                out.name: {0: "batch", 1: "items"}})
-            session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-            y = session.run([out.name], {spec.name: np.ascontiguousarray(arr)[None]})[0][0]
-        except Exception:  # noqa: BLE001 - a network that cannot take a free length
-            return None
+    arr = np.ascontiguousarray(arr)[None]
+    y = _run_onnx(net, arr, spec.name, out.name) if onnx else _run_torch(net, arr)
+    if y is None:
+        return None
     if out.packing == "interleaved":
         y = np.ascontiguousarray(y).view(np.complex64)[..., 0]
     if len(y) * c.chunk != len(x) * c.out_items:
@@ -256,21 +244,34 @@ def _whole_onnx(net, x: np.ndarray, c) -> np.ndarray | None:
     return y
 
 
-def _whole(net, x: np.ndarray, c) -> np.ndarray | None:
-    """The network's outputs over all of ``x`` (first output), as stream items."""
-    spec, out = c.inputs[0], c.outputs[0]
-    arr = x.view(np.float32).reshape(*x.shape, 2) if spec.packing == "interleaved" else x
+def _run_torch(net, arr: np.ndarray) -> np.ndarray | None:
     try:
         with torch.no_grad():
-            y = net(torch.from_numpy(np.ascontiguousarray(arr))[None])
+            y = net(torch.from_numpy(arr))
     except RuntimeError:
         return None
-    y = (y[0] if isinstance(y, (tuple, list)) else y)[0].numpy()
-    if out.packing == "interleaved":
-        y = np.ascontiguousarray(y).view(np.complex64)[..., 0]
-    if len(y) * c.chunk != len(x) * c.out_items:  # fixed output length: not a sequence model
-        return None
-    return y
+    return (y[0] if isinstance(y, (tuple, list)) else y)[0].numpy()
+
+
+def _run_onnx(net, arr: np.ndarray, in_name: str, out_name: str) -> np.ndarray | None:
+    import os
+    import tempfile
+
+    import onnxruntime as ort
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "whole.onnx")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(net, (torch.from_numpy(arr),), path, dynamo=False,
+                                  opset_version=17, input_names=[in_name],
+                                  output_names=[out_name],
+                                  dynamic_axes={in_name: {0: "batch", 1: "items"},
+                                                out_name: {0: "batch", 1: "items"}})
+            session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+            return session.run([out_name], {in_name: arr})[0][0]
+        except Exception:  # noqa: BLE001 - a network that cannot take a free length
+            return None
 
 
 def _reach(net, c, spec) -> tuple[int | None, int]:

@@ -366,6 +366,10 @@ def test_curve_encrypts_and_admits_only_known_client_keys(graph_file, tmp_path):
     (tmp_path / "clients" / "alice.key").write_bytes((tmp_path / "alice/alice.key").read_bytes())
     again = run_cli("keys", "new", "alice", "--dir", str(tmp_path / "alice"))
     assert again.returncode == 2 and "exists; not overwritten" in again.stderr
+    (tmp_path / "a_file").write_text("")
+    nowhere = run_cli("keys", "new", "bob", "--dir", str(tmp_path / "a_file" / "sub"))
+    assert nowhere.returncode == 2 and nowhere.stderr.startswith(
+        "cvstream: cannot write certificates to ") and "Traceback" not in nowhere.stderr
     n = 400_000
     data = np.random.default_rng(3).standard_normal(2 * n, dtype=np.float32).view(np.complex64)
     data.tofile(tmp_path / "in.cf32")
