@@ -29,6 +29,8 @@ class FFT(RateBlock):
     shift = Param(bool, default=True, doc="put DC in the middle (fftshift)")
     workers = Param(int, default=1, min=1, doc="threads for scipy.fft")
 
+    stateless = True
+
     def check(self):
         self.decim = self.hop or self.size
         self.history = self.size - self.decim

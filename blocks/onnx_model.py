@@ -89,6 +89,13 @@ class OnnxModel(RateBlock):
         self._stream_rate = self.rate or c.rate_hz
         self._session = None
 
+    stateless = True
+
+    def replica_problem(self):
+        if self.contract.states:
+            return f"model '{self.contract.name}' carries state from one chunk to the next"
+        return None
+
     def ports(self):
         c = self.contract
         return ([BoundPort(s.name, "in", "stream", s.dtype, tuple(s.item_shape),

@@ -46,6 +46,7 @@ class SweepImager(GeneralBlock):
     inp = In("complex64", None, doc="sweeps (n_freq, n_tx, n_rx) of the configuration")
     out = Out("float32", None, doc="magnitude images (nx, ny, nz), max 1")
     cfg = None
+    stateless = True  # one image per sweep
 
     def ports(self):
         return config_ports(self, {"inp": self.cfg.sweep_shape, "out": self.cfg.image_shape})

@@ -65,7 +65,8 @@ class SpectrumSegmenter(RateBlock):
     first tiles (``detections.family_features``; with ``family: ""`` or ``refine: 0`` the
     label is the cell votes). Detection messages as cfar_detector's, with ``label`` the
     modulation family and ``confidence`` the peak presence probability.
-    The model runs on a worker thread, overlapping the next batch's FFTs.
+    The model runs on a worker thread, overlapping the next batch's FFTs; with ``replicas: N`` they run on N copies (``compute``), the detections in
+    stream order here (``absorb``).
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
     to fill, then up to one batch of processing; detections are sent when a signal ends.
     Example: ``seg: {type: spectrum_segmenter, model: "builtin:spectrum_segmenter"}``
@@ -155,10 +156,19 @@ class SpectrumSegmenter(RateBlock):
     def _run_model(self, tiles: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self.contract.inputs[0].name: tiles})[0][:, 0]
 
+    def compute(self, x):
+        """The stateless part (what replicas run): the tiles' FFTs and the model's output,
+        with each tile's cell power and noise floor."""
+        tiles, power, floor = self.prepare(x)
+        return self._run_model(tiles), power, floor
+
+    def absorb(self, result, x):
+        """One batch's ``compute`` result into detections, in stream order."""
+        self._update_radio()
+        self._detect(*result, x if self.refine else None)
+
     def work(self, x):
-        bad = self._radio.update(self.input_tags)
-        if bad:
-            self.count("bad_tag_values", bad)
+        self._update_radio()
         tiles, power, floor = self.prepare(x)
         call = self._pool.submit(self._run_model, tiles)
         self._collect()
@@ -166,13 +176,20 @@ class SpectrumSegmenter(RateBlock):
         # that turn out to hold a signal
         self._pending = (call, power, floor, x.copy() if self.refine else None)
 
+    def _update_radio(self) -> None:
+        bad = self._radio.update(self.input_tags)
+        if bad:
+            self.count("bad_tag_values", bad)
+
     def _collect(self) -> None:
         """Turn the previous batch's model output into detections."""
         if self._pending is None:
             return
         call, power, floor, x = self._pending
         self._pending = None
-        logits = call.result()
+        self._detect(call.result(), power, floor, x)
+
+    def _detect(self, logits, power, floor, x) -> None:
         presence = 1 / (1 + np.exp(-logits[:, 0]))
         # causal smoothing: a cell counts with the mean of its tile and the previous one
         prev = np.concatenate([presence[:1] if self._last is None else self._last[None],

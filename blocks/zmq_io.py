@@ -42,6 +42,36 @@ class CurveParams:
         self._curve = Curve.of(self)
 
 
+class EndParams:
+    """End of stream over ZeroMQ, between cvstream peers (GNU Radio sends no such thing): a
+    sender sends one empty frame after its last item when its stream ends (not when the graph
+    aborts); a receiver ends its stream there, and a graph asked to stop keeps receiving
+    until it comes, so what was sent drains through (the links between the fragments of a
+    distributed run work so)."""
+
+    eos = Param(bool, default=False, doc="send / end at an end-of-stream frame (an empty "
+                "frame; cvstream peers only)")
+
+    @property
+    def ends_by_peer(self) -> bool:
+        return self.eos
+
+
+def _bound_endpoint(sock, block) -> str:
+    """The endpoint peers reach: with bind to port ``*``, the port ZeroMQ chose."""
+    if block.bind:
+        return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+    return block.address
+
+
+def _send_end(block) -> None:
+    """The end-of-stream frame, after everything queued, unless the graph aborted."""
+    runtime = block._runtime
+    if block.eos and getattr(block, "_tx", None) is not None and not (
+            runtime is not None and runtime.abort.is_set()):
+        block._tx.send([b""], 0)
+
+
 def _count_refused_keys(block) -> None:
     entry = getattr(block, "_gate", None)
     if entry is not None and entry.refused_keys:
@@ -69,7 +99,7 @@ def _check_endpoint(block) -> None:
 
 
 @register("zmq_source")
-class ZmqSource(CurveParams, Source):
+class ZmqSource(EndParams, CurveParams, Source):
     """Receive a stream from ZeroMQ (gr-zeromq sub_sink / push_sink compatible).
 
     ``pattern: sub`` or ``pull``; connects by default (``bind: true`` to bind). With
@@ -143,8 +173,10 @@ class ZmqSource(CurveParams, Source):
         warn_if_open(self, self._curve)
         self._links = Links(kind, self.address, self.bind, self.hwm, self.key,
                             self.max_frame, self.max_peers, self._curve)
+        self.endpoint = _bound_endpoint(self._links.sock, self)
         self._rx = Receiver(self._links.sock, topic=kind == zmq.SUB)
         self._log = RateLimitedLog(f"zmq_source '{self.name}'")
+        self._end_seen = False
         self._next_remote = None
         self._last_data = time.monotonic()
         self._frames: deque = deque()  # received, not yet decoded
@@ -153,6 +185,8 @@ class ZmqSource(CurveParams, Source):
 
     def work(self):
         frames = self._frames
+        if self._end_seen:
+            raise EndOfStream
         if not frames:
             frames.extend(self._rx.recv())
         now = time.monotonic()
@@ -172,6 +206,10 @@ class ZmqSource(CurveParams, Source):
                 frames.extend(self._rx.recv_ready())
                 if not frames:
                     break
+            if self.eos and len(frames[0]) == 0:
+                self._end_seen = True
+                frames.clear()
+                break
             if items and self._holds_no_items(frames[0]):
                 break  # its tags belong to the next chunk's first item
             x = self._decode_counted(frames.popleft().buffer, base=items)
@@ -186,8 +224,9 @@ class ZmqSource(CurveParams, Source):
         gone, refused, bad_keys = self._links.poll()
         if gone:
             self.count("peer_disconnects", gone)
-            self._log(f"a peer disconnected ({self.counters['peer_disconnects']} so far: it "
-                      f"ended, or sent a frame over max_frame {self.max_frame} bytes)")
+            if not self.eos:  # a cvstream peer ends with an end-of-stream frame
+                self._log(f"a peer disconnected ({self.counters['peer_disconnects']} so far: "
+                          f"it ended, or sent a frame over max_frame {self.max_frame} bytes)")
         if refused:
             self.count("refused_peers", refused)
             self._log(f"refused a connection: {self.max_peers} peers already (max_peers)")
@@ -263,7 +302,7 @@ class ZmqSource(CurveParams, Source):
 
 
 @register("zmq_sink")
-class ZmqSink(CurveParams, Sink):
+class ZmqSink(EndParams, CurveParams, Sink):
     """Send a stream over ZeroMQ (gr-zeromq sub_source / pull_source compatible).
 
     ``pattern: pub`` or ``push``; binds by default. One frame per chunk. With ``pass_tags``
@@ -295,9 +334,12 @@ class ZmqSink(CurveParams, Sink):
         warn_if_open(self, self._curve)
         self._sock, self._gate = open_sender(kind, self.address, self.bind, self.hwm,
                                              self._curve)
+        self.endpoint = _bound_endpoint(self._sock, self)
         if kind == zmq.PUB:
             self._sock.setsockopt(zmq.XPUB_NODROP, 1)
-        self._tx = Sender(self._sock, self, self.drop and kind == zmq.PUB, self.key)
+        # with eos the peer is part of the same run: it gets all the time it needs
+        self._tx = Sender(self._sock, self, self.drop and kind == zmq.PUB, self.key,
+                          stop_timeout=float("inf") if self.eos else 2.0)
 
     def work(self, x):
         data = np.ascontiguousarray(x)
@@ -309,6 +351,7 @@ class ZmqSink(CurveParams, Sink):
             self.count("dropped_items", len(x))
 
     def stop(self):
+        _send_end(self)
         _close_sender(self, "undelivered_items")
 
 
@@ -329,7 +372,7 @@ def decode_message(raw: bytes, fmt: str) -> dict:
 
 
 @register("zmq_msg_sink")
-class ZmqMsgSink(CurveParams, Sink):
+class ZmqMsgSink(EndParams, CurveParams, Sink):
     """Send messages over ZeroMQ, one per frame, as JSON or as serialized PMT dicts.
 
     PMT frames are what GNU Radio's ``sub_msg_source`` / ``pull_msg_source`` read. A message
@@ -355,7 +398,9 @@ class ZmqMsgSink(CurveParams, Sink):
         warn_if_open(self, self._curve)
         self._sock, self._gate = open_sender(kind, self.address, self.bind, self.hwm,
                                              self._curve)
-        self._tx = Sender(self._sock, self, drop=False)
+        self.endpoint = _bound_endpoint(self._sock, self)
+        self._tx = Sender(self._sock, self, drop=False,
+                          stop_timeout=float("inf") if self.eos else 2.0)
         self._log = RateLimitedLog(f"zmq_msg_sink '{self.name}'")
 
     def on_message(self, port, msg):
@@ -370,11 +415,12 @@ class ZmqMsgSink(CurveParams, Sink):
             self.count("dropped_messages")
 
     def stop(self):
+        _send_end(self)
         _close_sender(self, "undelivered_messages")
 
 
 @register("zmq_msg_source")
-class ZmqMsgSource(CurveParams, Source):
+class ZmqMsgSource(EndParams, CurveParams, Source):
     """Receive messages from ZeroMQ: JSON objects or serialized PMTs.
 
     PMT frames come e.g. from GNU Radio's ``pub_msg_sink``; a PDU becomes
@@ -410,6 +456,7 @@ class ZmqMsgSource(CurveParams, Source):
         warn_if_open(self, self._curve)
         self._links = Links(kind, self.address, self.bind, self.hwm, "", self.max_message,
                             self.max_peers, self._curve)
+        self.endpoint = _bound_endpoint(self._links.sock, self)
         self._rx = Receiver(self._links.sock, topic=kind == zmq.SUB)
         self._log = RateLimitedLog(f"zmq_msg_source '{self.name}'")
         self._last = time.monotonic()
@@ -430,6 +477,9 @@ class ZmqMsgSource(CurveParams, Source):
             return None
         self._last = now
         for frame in frames:
+            if self.eos and len(frame) == 0:
+                self.end_stream()
+                break
             try:
                 msg = decode_message(frame.bytes, self.format)
             except MessageError as exc:

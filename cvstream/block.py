@@ -35,6 +35,10 @@ class Block:
     #: work() may wait (sleeps, waits on its own threads or on I/O): the block gets a thread
     #: of its own instead of a pool worker (live sources always do)
     blocking: ClassVar[bool] = False
+    #: work() depends on its inputs (and ``history``) only, never on earlier calls: copies
+    #: may share the stream (``replicas: N``). A block whose work has a stateless part
+    #: overrides ``compute`` and ``absorb`` instead.
+    stateless: ClassVar[bool] = False
     _runtime = None  # set by the runner: shared stop/abort flags
     _ended = False
     _param_decls: ClassVar[dict[str, Param]] = {}
@@ -161,6 +165,24 @@ class Block:
     def count(self, name: str, n: int = 1) -> None:
         """Increment a named counter shown in the stats (drops, malformed frames, misses...)."""
         self.counters[name] = self.counters.get(name, 0) + n
+
+    # ---- replicas: the stateless part of work on copies of the block ------------------------
+    def replica_problem(self) -> str | None:
+        """Why this block cannot have replicas (None when it can)."""
+        if self.stateless or type(self).compute is not Block.compute:
+            return None
+        return f"{self.type_name or type(self).__name__} keeps state from one chunk to the next"
+
+    def compute(self, *inputs):
+        """The stateless part of ``work``, run by replicas on their own copies of the block
+        (started, never fed anything else); by default ``work`` itself."""
+        return self.work(*inputs)
+
+    def absorb(self, result, *inputs):
+        """Turn one ``compute`` result into what ``work`` returns; called in stream order on
+        the block itself, with ``offset`` and ``input_tags`` of that chunk (the stateful
+        part: default, the result as it is)."""
+        return result
 
     # ---- outputs besides items -----------------------------------------------------------
     def emit(self, msg: dict, port: str | None = None) -> None:

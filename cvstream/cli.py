@@ -78,6 +78,9 @@ def cmd_run(args) -> int:
     from .stats import format_table, write_json
     try:
         graph = _load(args.graph, args.set, args.imports)
+        if args.ray:
+            from . import ray_run
+            return ray_run.run(args, graph)
         sched = Scheduler(graph, fuse=False if args.no_fuse else None, workers=args.workers)
     except CvstreamError as exc:
         print(str(exc), file=sys.stderr)
@@ -198,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "own (no fused chains; for debugging)")
     p.add_argument("--workers", type=int, metavar="N", help="worker threads for the tasks "
                    "(default: one per core; 0: a thread per task)")
+    p.add_argument("--ray", metavar="auto|ADDRESS", help="run each fragment of the graph "
+                   "(blocks' 'fragment:') as a Ray actor: 'auto' joins or starts a local Ray "
+                   "on the loopback address, ADDRESS joins that cluster (needs the ray extra)")
+    p.add_argument("--link-curve", choices=("auto", "on", "off"), default="auto",
+                   help="with --ray: ZeroMQ CURVE on the links between fragments (auto: on "
+                   "for links that leave the loopback address)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check flow graphs without running them")

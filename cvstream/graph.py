@@ -27,6 +27,8 @@ class Node:
     line: int | None = None
     ports: dict[str, BoundPort] = field(default_factory=dict)
     fuse: bool = True  # may run fused with its neighbours (``fuse: false`` in YAML: never)
+    replicas: int = 1  # copies sharing the stream (``replicas: N``; stateless blocks only)
+    fragment: str | None = None  # the part of a distributed run it belongs to (``--ray``)
 
 
 @dataclass
@@ -54,6 +56,14 @@ class Connection:
         return max(1, DEFAULT_BUFFER_BYTES // max(1, self.type.item_size))
 
 
+def replicas_refused(name: str, block: Block, replicas: int) -> str | None:
+    """Why block ``name`` cannot run as ``replicas`` copies (None when it can)."""
+    problem = block.replica_problem() if replicas > 1 else None
+    if problem:
+        return f"block '{name}': replicas: {replicas} needs a stateless block ({problem})"
+    return None
+
+
 class Graph:
     """Blocks and connections. Build in code (``add``/``connect``) or load from YAML."""
 
@@ -62,19 +72,25 @@ class Graph:
         self.fuse = True  # blocks may run fused in chains (options: {fuse: false} to debug)
         self.workers: int | None = None  # pool threads (options: {workers: N}; 0: one a task)
         self.nodes: dict[str, Node] = {}
+        #: resources each fragment asks of Ray (``fragments:`` in YAML; see ``fragments.py``)
+        self.fragments: dict[str, dict] = {}
         self.connections: list[Connection] = []
 
     def error(self, message: str, line: int | None = None) -> GraphError:
         return GraphError(message, self.source, line)
 
     def add(self, name: str, block: Block, line: int | None = None,
-            fuse: bool = True) -> Block:
+            fuse: bool = True, replicas: int = 1, fragment: str | None = None) -> Block:
         if not NAME_RE.match(name):
             raise self.error(f"block name '{name}' must be an identifier", line)
         if name in self.nodes:
             raise self.error(f"block '{name}' defined twice", line)
         block.name = name
-        node = Node(name, block, line, fuse=fuse)
+        refusal = replicas_refused(name, block, replicas)
+        if refusal:
+            raise self.error(refusal, line)
+        node = Node(name, block, line, fuse=fuse and replicas == 1, replicas=replicas,
+                    fragment=fragment)
         try:
             node.ports = {p.name: p for p in block.ports()}
         except CvstreamError as exc:

@@ -14,7 +14,10 @@ Format::
 
 ``options: {fuse: false}`` runs every block in a task of its own (see ``fusion.py``), as
 ``fuse: false`` on one block does for that block; ``options: {workers: N}`` sizes the
-worker pool (0: a thread per task). Only YAML literals are read (safe
+worker pool (0: a thread per task). ``replicas: N`` on a stateless block runs N copies of
+it side by side (``replicas.py``); ``fragment: NAME`` places a block in a part of the graph
+that ``cvstream run --ray`` deploys on its own (``fragments.py``; a ``fragments:`` section
+says what each part asks of Ray). Only YAML literals are read (safe
 loading); ``${name}`` substitutes a variable: alone, the value keeps its type; inside a
 longer string it is formatted into it.
 """
@@ -26,15 +29,19 @@ from typing import Any
 import yaml
 
 from .errors import CvstreamError, GraphError, GraphErrors, ParamError
-from .graph import MAX_ERRORS, Graph
+from .graph import MAX_ERRORS, Graph, replicas_refused
 from .registry import lookup
 
-TOP_KEYS = ("imports", "options", "variables", "blocks", "connections")
+TOP_KEYS = ("imports", "options", "variables", "fragments", "blocks", "connections")
 OPTIONS = {"fuse": bool, "workers": int}  # graph-wide run options
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: YAML nodes a graph may expand to, aliases counted each time they are used: a flow graph
 #: has hundreds; an alias bomb has billions
 MAX_NODES = 100_000
+FRAGMENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: what a fragment may ask of Ray: CPUs, memory (bytes), GPUs, node labels it must run on
+FRAGMENT_KEYS = {"cpus": (int, float), "memory": (int, float), "gpus": (int, float),
+                 "labels": dict}
 
 
 def _line(node: yaml.Node) -> int:
@@ -142,6 +149,8 @@ def load_graph_text(text: str, source: str = "<graph>",
     errors: list[GraphError] = []
     if "options" in sections:
         _options(graph, sections["options"][0], source)
+    if "fragments" in sections:
+        _fragments(graph, sections["fragments"][0], source)
     block_params = _block_overrides(overrides, sections, source)
     if "blocks" not in sections:
         raise GraphError("the flow graph has no 'blocks' section", source)
@@ -212,6 +221,33 @@ def _options(graph: Graph, node, source: str) -> None:
         setattr(graph, key, value)
 
 
+def _fragments(graph: Graph, node, source: str) -> None:
+    """``fragments: {NAME: {cpus: 2, memory: 4e9, gpus: 0, labels: {zone: rack1}}}``."""
+    for name, fnode, line in _pairs(node, "fragments", source):
+        if not FRAGMENT_RE.match(name):
+            raise GraphError(f"fragment name '{name}' must be an identifier", source, line)
+        spec = {}
+        if not (isinstance(fnode, yaml.ScalarNode) and fnode.value == ""):
+            for key, vnode, kline in _pairs(fnode, f"fragments.{name}", source):
+                value = _value(vnode, source)
+                kinds = FRAGMENT_KEYS.get(key)
+                if kinds is None:
+                    raise GraphError(f"fragment '{name}': unknown key '{key}' (keys: "
+                                     f"{', '.join(FRAGMENT_KEYS)})", source, kline)
+                ok = isinstance(value, kinds) and not isinstance(value, bool)
+                if ok and key == "labels":
+                    ok = all(isinstance(k, str) and isinstance(v, str)
+                             for k, v in value.items())
+                elif ok:
+                    ok = value >= 0
+                if not ok:
+                    want = "a mapping of strings" if key == "labels" else "a number >= 0"
+                    raise GraphError(f"fragment '{name}': '{key}' must be {want}, got "
+                                     f"{value!r:.40}", source, kline)
+                spec[key] = value
+        graph.fragments[name] = spec
+
+
 def _variables(sections, source, overrides) -> dict[str, Any]:
     variables: dict[str, Any] = {}
     if "variables" in sections:
@@ -266,7 +302,7 @@ def _add_block(graph, name, node, line, variables, overrides, source):
     params: dict[str, Any] = {}
     lines: dict[str, int] = {}
     type_name = None
-    fuse = True
+    fuse, replicas, fragment = True, 1, None
     for key, vnode, kline in entries:
         try:
             value = substitute(_value(vnode, source), variables)
@@ -280,6 +316,16 @@ def _add_block(graph, name, node, line, variables, overrides, source):
                 raise GraphError(f"block '{name}': 'fuse' is true or false, got {value!r:.40}",
                                  source, kline)
             fuse = value
+        elif key == "replicas":
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 64:
+                raise GraphError(f"block '{name}': 'replicas' is a count from 1 to 64, got "
+                                 f"{value!r:.40}", source, kline)
+            replicas, rline = value, kline
+        elif key == "fragment":
+            if not isinstance(value, str) or not FRAGMENT_RE.match(value):
+                raise GraphError(f"block '{name}': 'fragment' is a name (letters, digits, _),"
+                                 f" got {value!r:.40}", source, kline)
+            fragment = value
         else:
             params[key] = value
             lines[key] = kline
@@ -298,7 +344,10 @@ def _add_block(graph, name, node, line, variables, overrides, source):
                          lines.get(exc.field, line)) from None
     except CvstreamError as exc:
         raise GraphError(f"block '{name}' ({type_name}): {exc}", source, line) from None
-    graph.add(name, block, line, fuse=fuse)
+    refusal = replicas_refused(name, block, replicas)
+    if refusal:
+        raise GraphError(refusal, source, rline)
+    graph.add(name, block, line, fuse=fuse, replicas=replicas, fragment=fragment)
 
 
 def _add_connections(graph, node, variables, source, errors, failed=frozenset()) -> set[str]:

@@ -203,7 +203,7 @@ class BlockRunner:
 
     def _source_step(self) -> str:
         block, ctx = self.block, self.ctx
-        if ctx.stopping.is_set():
+        if ctx.stopping.is_set() and not getattr(block, "ends_by_peer", False):
             return self._source_done()
         if ctx.abort.is_set():
             raise Aborted
@@ -228,7 +228,8 @@ class BlockRunner:
         if self.ctx.abort.is_set():
             raise Aborted
         self.wake.clear()
-        progressed = self._handle_messages()
+        progressed = self._deliver_pending()
+        progressed = self._handle_messages() or progressed
         if not self._stream_done:
             status = self._step_fn()
             progressed = progressed or status == "ran"
@@ -247,9 +248,14 @@ class BlockRunner:
         block = self.block
         if block.kind == "rate":
             self._flush_rate_tail()
+        self._deliver_pending(everything=True)
         result = block.finish()
         if result is not None:
             self._push(_as_outputs(result, len(self.stream_out)), [], None)
+
+    def _deliver_pending(self, everything: bool = False) -> bool:
+        """Results computed elsewhere, delivered in stream order (``ReplicaRunner``)."""
+        return False
 
     def _handle_messages(self) -> bool:
         handled = False
@@ -274,24 +280,37 @@ class BlockRunner:
         block.offset = chunks[0].offset
         tags = [t for c in chunks for t in c.tags] if block.tag_propagation == "all" else []
         block.input_tags = tags
-        t0 = time.perf_counter()
-        result = block.work(*[c.data for c in chunks])
-        self.stats.record(time.perf_counter() - t0)
         self.stats.items_in += n * len(chunks)
-        if self.stream_out and result is not None:
-            outs = _as_outputs(result, len(self.stream_out))
-            ended = getattr(block, "_ended", False)
-            for port, arr in zip(self.stream_out, outs):
-                if block.kind == "general":
-                    break
-                if len(arr) != n and not (ended and len(arr) < n):
-                    raise CvstreamError(f"work() returned {len(arr)} items on '{port.name}' "
-                                        f"for {n} in (a sync block keeps the count)")
-            if block.kind == "general":
-                self._push_general(outs, tags, chunks[0].offset)
-            else:
-                self._push(outs, tags, chunks[0].offset)
+        offset = chunks[0].offset
+        self._call([c.data for c in chunks], n,
+                   lambda result: self._sync_out(result, n, tags, offset))
         return "ran"
+
+    def _call(self, arrays, produces: int, deliver) -> None:
+        """Run ``work`` on one call's inputs and hand the result to ``deliver`` (a replicated
+        block runs it later, on a replica: ``ReplicaRunner``). ``produces``: items the call
+        will write (rate blocks; for placing tags)."""
+        t0 = time.perf_counter()
+        result = self.block.work(*arrays)
+        self.stats.record(time.perf_counter() - t0)
+        deliver(result)
+
+    def _sync_out(self, result, n: int, tags: list[Tag], offset: int) -> None:
+        block = self.block
+        if not self.stream_out or result is None:
+            return
+        outs = _as_outputs(result, len(self.stream_out))
+        ended = getattr(block, "_ended", False)
+        for port, arr in zip(self.stream_out, outs):
+            if block.kind == "general":
+                break
+            if len(arr) != n and not (ended and len(arr) < n):
+                raise CvstreamError(f"work() returned {len(arr)} items on '{port.name}' "
+                                    f"for {n} in (a sync block keeps the count)")
+        if block.kind == "general":
+            self._push_general(outs, tags, offset)
+        else:
+            self._push(outs, tags, offset)
 
     def _push_general(self, outs, tags: list[Tag], in_start: int) -> None:
         """A general block's output: tags keep their distance from the call's first item
@@ -342,7 +361,7 @@ class BlockRunner:
                   real_items: int | None = None) -> None:
         block = self.block
         in_start = self._next[0] or 0
-        out_start = self.stream_out[0].written if self.stream_out else 0
+        out_start = self._out_start()
         tags: list[Tag] = []
         for i in range(len(self._accs)):
             start = self._next[i] or 0
@@ -353,10 +372,17 @@ class BlockRunner:
             self._next[i] = start + n
         block.offset = in_start
         block.input_tags = tags
-        t0 = time.perf_counter()
-        result = block.work(*arrays)
-        self.stats.record(time.perf_counter() - t0)
         self.stats.items_in += (n if real_items is None else real_items) * len(arrays)
+        expect = n * block.interp // block.decim
+        self._call(arrays, expect if keep is None else keep,
+                   lambda result: self._rate_out(result, n, tags, keep))
+
+    def _out_start(self) -> int:
+        """Where the next call's output starts (for placing its tags)."""
+        return self.stream_out[0].written if self.stream_out else 0
+
+    def _rate_out(self, result, n: int, tags: list[Tag], keep: int | None) -> None:
+        block = self.block
         if not self.stream_out or result is None:
             return
         outs = _as_outputs(result, len(self.stream_out))

@@ -19,6 +19,7 @@ from .chain import ChainRunner
 from .fusion import plan_chains
 from .graph import Graph
 from .pool import WorkerPool
+from .replicas import ReplicaRunner, ThreadReplicas
 from .runner import BlockRunner, RunContext
 from .stats import snapshot
 
@@ -28,14 +29,18 @@ def default_workers() -> int:
 
 
 def _may_wait(task: BlockRunner) -> bool:
+    if isinstance(task, ReplicaRunner):
+        return True  # waits for its replicas' results
     blocks = [task.block] + list(getattr(task, "members", []))
     return any(b.blocking or getattr(b, "live", False) for b in blocks)
 
 
 class Scheduler:
-    def __init__(self, graph: Graph, fuse: bool | None = None, workers: int | None = None):
+    def __init__(self, graph: Graph, fuse: bool | None = None, workers: int | None = None,
+                 replicas=ThreadReplicas):
         """``fuse``: run one-to-one chains fused; ``workers``: threads of the pool (0: a
-        thread per task). Both default to the graph's options."""
+        thread per task), both defaulting to the graph's options; ``replicas(block, n)``
+        makes the pool of a replicated block's copies (threads here by default)."""
         graph.validate()
         self.graph = graph
         self.ctx = RunContext()
@@ -44,8 +49,13 @@ class Scheduler:
         self.runners: dict[str, BlockRunner] = {}  # block name -> the task that runs it
         for group in self.groups:
             blocks = [graph.nodes[n].block for n in group]
-            task = (ChainRunner(blocks[0], blocks[1:], self.ctx) if len(group) > 1
-                    else BlockRunner(blocks[0], self.ctx))
+            copies = graph.nodes[group[0]].replicas
+            if len(group) > 1:
+                task = ChainRunner(blocks[0], blocks[1:], self.ctx)
+            elif copies > 1:
+                task = ReplicaRunner(blocks[0], self.ctx, copies, replicas)
+            else:
+                task = BlockRunner(blocks[0], self.ctx)
             self.tasks.append(task)
             self.runners.update({name: task for name in group})
         self.buffers: dict[str, StreamBuffer] = {}

@@ -1,0 +1,411 @@
+"""``cvstream run graph.yml --ray auto|ADDRESS``: each fragment of the graph runs as a Ray
+actor, each replicated block's copies as Ray actors of their own.
+
+Ray places, launches, watches and restarts the actors; the stream itself never goes through
+Ray between fragments: links are ZeroMQ sockets (``fragments.py``). A replicated block's
+calls do go through Ray (its object store carries the arrays): ``RayReplicas`` deals them to
+the least-loaded live copy and replays, from the calls it keeps until their results arrive,
+the calls of a copy that died while Ray restarts it (counted: ``replica_failures``,
+``replayed_calls``). A fragment is not restarted: its blocks hold the stream's state, so a
+fragment that dies fails the run with one line naming it.
+
+Only this module imports Ray (the ``ray`` extra).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import Future
+
+from .errors import CvstreamError
+from .fragments import LinkEnd, bind_address, fragment_graph, plan, write_public_certificate
+
+LOOPBACK = "127.0.0.1"
+NAMESPACE = "cvstream"
+PLACE_TIMEOUT = 60.0  # s for Ray to place and start every actor
+BIND_TIMEOUT = 20.0  # s for a fragment's bound link ends to report their ports
+MAX_REPLAYS = 8  # a call replayed more often than this fails the block
+
+
+def _ray(address: str):
+    """Import Ray, joining the cluster at ``address`` or ('auto') a local one, started here
+    and bound to the loopback address when none runs. Returns (ray, started_here)."""
+    host = LOOPBACK if address == "auto" else address.rpartition(":")[0] or address
+    if host in ("127.0.0.1", "localhost"):
+        # Ray turns a loopback address into the machine's own; this keeps it on loopback
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    try:
+        import ray
+    except ImportError:
+        raise CvstreamError("--ray needs Ray: pip install 'cvstream[ray]'") from None
+    quiet = dict(logging_level="WARNING", log_to_driver=True, configure_logging=True)
+    if ray.is_initialized():
+        return ray, False
+    if address != "auto":
+        try:
+            ray.init(address=address, namespace=NAMESPACE, **quiet)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise CvstreamError(f"--ray {address}: cannot join the Ray cluster: "
+                                f"{str(exc).splitlines()[0]}") from None
+        return ray, False
+    ray.init(namespace=NAMESPACE, _node_ip_address=LOOPBACK, include_dashboard=False,
+             num_cpus=os.cpu_count(), **quiet)
+    return ray, True
+
+
+def _prepare_process(cwd: str, imports: list[str]) -> None:
+    """An actor's process: the driver's working directory (relative paths in the graph) and
+    the modules that register blocks."""
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+    from .loader import import_blocks
+    import cvstream.blocks  # noqa: F401 - registers the block library
+    for name in imports:
+        import_blocks(name)
+
+
+class FragmentActor:
+    """One fragment: its part of the graph on a Scheduler, links as ZeroMQ blocks."""
+
+    def __init__(self, cwd: str, imports: list[str], fragment: str, run_id: str):
+        import zmq.auth
+        _prepare_process(cwd, imports)
+        self.fragment, self.run_id, self.imports, self.cwd = fragment, run_id, imports, cwd
+        self.dir = tempfile.mkdtemp(prefix=f"cvstream-{fragment}-")
+        self.public, self.secret = zmq.auth.create_certificates(self.dir, "self")
+        self.sched = None
+        self.error: str | None = None
+
+    def hello(self) -> dict:
+        import ray
+        import zmq.auth
+        public, _ = zmq.auth.load_certificate(self.public)
+        return {"host": ray.util.get_node_ip_address(), "public_key": public.decode(),
+                "pid": os.getpid()}
+
+    def start(self, text: str, source: str, overrides: dict, p, ends: dict,
+              peer_keys: dict) -> dict:
+        """Build and start this fragment; returns the endpoints its bound link ends got."""
+        from .loader import load_graph_text
+        from .scheduler import Scheduler
+        try:
+            graph = load_graph_text(text, source, dict(overrides))
+            graph.validate()
+            for link_id, end in ends.items():
+                if end.curve_key == "self":
+                    link = next(k for k in p.links if k.id == link_id)
+                    peer = link.dst_fragment if link.src_fragment == self.fragment \
+                        else link.src_fragment
+                    end.curve_key = self.secret
+                    folder = os.path.join(self.dir, link_id)
+                    cert = write_public_certificate(folder, peer, peer_keys[peer])
+                    end.curve_peer = folder if end.bind else cert
+            sub = fragment_graph(graph, p, self.fragment, ends)
+            resources = p.resources.get(self.fragment, {})
+            self.sched = Scheduler(sub, replicas=lambda block, n: RayReplicas(
+                block, n, resources, self.run_id, self.cwd, self.imports))
+        except CvstreamError as exc:
+            self.error = f"fragment '{self.fragment}': {exc}"
+            return {}
+        self.sched.start()
+        bound = {lid: sub.nodes[_end_block(p, lid, self.fragment)].block
+                 for lid, end in ends.items() if end.bind}
+        deadline = time.monotonic() + BIND_TIMEOUT
+        while any(getattr(b, "endpoint", None) is None for b in bound.values()):
+            if self.sched.failure is not None or time.monotonic() > deadline:
+                self.error = (f"fragment '{self.fragment}': "
+                              f"{self.sched.failure or 'link ends did not bind in time'}")
+                self.sched.abort()
+                return {}
+            time.sleep(0.01)
+        return {lid: b.endpoint for lid, b in bound.items()}
+
+    def poll(self) -> dict:
+        sched = self.sched
+        failure = self.error or (str(sched.failure) if sched and sched.failure else None)
+        return {"running": bool(sched and sched.running()), "failure": failure,
+                "progress": sched.progress() if sched else None}
+
+    def stop(self) -> None:
+        if self.sched is not None:
+            self.sched.stop()
+
+    def abort(self) -> None:
+        if self.sched is not None:
+            self.sched.abort()
+
+    def snapshot(self) -> dict:
+        if self.sched is None:
+            return {"blocks": {}, "buffers": {}}
+        return self.sched.snapshot()
+
+
+def _end_block(p, link_id: str, fragment: str) -> str:
+    link = next(k for k in p.links if k.id == link_id)
+    return link.sender() if link.src_fragment == fragment else link.receiver()
+
+
+class ReplicaActor:
+    """One copy of a replicated block: runs its ``compute``."""
+
+    def __init__(self, cwd: str, imports: list[str], type_name: str, name: str,
+                 params: dict):
+        _prepare_process(cwd, imports)
+        from .registry import lookup
+        self.block = lookup(type_name)(name=name, **params)
+        self.block.start()
+
+    def compute(self, *arrays):
+        from .replicas import compute_counted
+        return compute_counted(self.block, arrays)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def replica_name(run_id: str, block: str, i: int) -> str:
+    """The Ray actor name of copy ``i`` of ``block`` (namespace ``cvstream``)."""
+    return f"{run_id}:{block}:{i}"
+
+
+class RayReplicas:
+    """N copies of a block as Ray actors; a call goes to the copy with the fewest calls in
+    flight, and a call whose copy died is replayed on another (Ray restarts the dead one)."""
+
+    def __init__(self, block, n: int, resources: dict, run_id: str, cwd: str,
+                 imports: list[str]):
+        import ray
+        self.ray = ray
+        options = _actor_options(resources)
+        cls = ray.remote(max_restarts=-1, max_task_retries=0)(ReplicaActor)
+        self.actors = [cls.options(name=replica_name(run_id, block.name, i),
+                                   namespace=NAMESPACE, **options)
+                       .remote(cwd, imports, block.type_name, block.name, block.params)
+                       for i in range(n)]
+        ray.get([a.pid.remote() for a in self.actors], timeout=PLACE_TIMEOUT)
+        self.load = [0] * n
+        self.suspect = [False] * n
+        self.counters = {"replica_failures": 0, "replayed_calls": 0}
+        self._lock = threading.Lock()
+
+    def submit(self, arrays) -> Future:
+        future: Future = Future()
+        self._send(arrays, future, 0)
+        return future
+
+    def _send(self, arrays, future: Future, attempt: int, avoid: int = -1) -> None:
+        with self._lock:
+            order = sorted(range(len(self.actors)),
+                           key=lambda i: (i == avoid, self.suspect[i], self.load[i]))
+            i = order[0]
+            self.load[i] += 1
+        ref = self.actors[i].compute.remote(*arrays)
+        ref.future().add_done_callback(
+            lambda f: self._done(f, i, arrays, future, attempt))
+
+    def _done(self, f, i: int, arrays, future: Future, attempt: int) -> None:
+        from ray.exceptions import RayActorError, RayTaskError
+        with self._lock:
+            self.load[i] -= 1
+        exc = f.exception()
+        if exc is None:
+            self.suspect[i] = False
+            future.set_result(f.result())
+        elif isinstance(exc, RayActorError) and attempt < MAX_REPLAYS:
+            with self._lock:
+                if not self.suspect[i]:
+                    self.suspect[i] = True
+                    self.counters["replica_failures"] += 1
+                self.counters["replayed_calls"] += 1
+            self._send(arrays, future, attempt + 1, avoid=i)
+        elif isinstance(exc, RayTaskError):
+            future.set_exception(exc.cause if exc.cause is not None else exc)
+        else:
+            future.set_exception(CvstreamError(f"replica {i}: {str(exc).splitlines()[0]}"))
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor, no_restart=True)
+
+
+def _actor_options(resources: dict) -> dict:
+    """Ray options from a fragment's ``cpus``, ``memory``, ``gpus`` and ``labels``."""
+    options = {"num_cpus": resources.get("cpus", 0), "num_gpus": resources.get("gpus", 0)}
+    if resources.get("memory"):
+        options["memory"] = int(resources["memory"])
+    if resources.get("labels"):
+        options["label_selector"] = dict(resources["labels"])
+    return options
+
+
+def _is_loopback_host(host: str) -> bool:
+    from cvstream.blocks.zmq_sockets import is_loopback
+    return is_loopback(f"tcp://{host}:1")
+
+
+class Deployment:
+    """The driver's side: actors per fragment, started in the plan's order, watched."""
+
+    def __init__(self, graph, text: str, overrides: dict, imports: list[str], address: str,
+                 curve: str = "auto"):
+        self.graph, self.text, self.overrides = graph, text, overrides
+        self.plan = plan(graph)
+        self.ray, self.started_ray = _ray(address)
+        self.run_id = f"run-{os.getpid()}-{int(time.time())}"
+        self.curve = curve
+        self.imports = list(imports)
+        self.actors: dict = {}
+        self.failure: str | None = None
+        self.last_progress: tuple[int, int] | None = None
+
+    def progress(self) -> tuple[int, int] | None:
+        return self.last_progress
+
+    def start(self) -> None:
+        ray = self.ray
+        cls = ray.remote(max_restarts=0)(FragmentActor)
+        for f in self.plan.order:
+            self.actors[f] = cls.options(name=f"{self.run_id}:{f}", namespace=NAMESPACE,
+                                         **_actor_options(self.plan.resources[f])).remote(
+                os.getcwd(), self.imports, f, self.run_id)
+        try:
+            hellos = ray.get([a.hello.remote() for a in self.actors.values()],
+                             timeout=PLACE_TIMEOUT)
+        except ray.exceptions.GetTimeoutError:
+            raise CvstreamError(f"Ray could not place the fragments within {PLACE_TIMEOUT:.0f}"
+                                f" s (they ask {self.plan.resources}; the cluster has "
+                                f"{ray.cluster_resources()})") from None
+        self.hosts = {f: h["host"] for f, h in zip(self.actors, hellos)}
+        keys = {f: h["public_key"] for f, h in zip(self.actors, hellos)}
+        endpoints: dict[str, str] = {}
+        for f in self.plan.order:
+            ends = {}
+            for link in self.plan.links_of(f):
+                secure = self.curve == "on" or (self.curve == "auto" and not (
+                    _is_loopback_host(self.hosts[link.src_fragment])
+                    and _is_loopback_host(self.hosts[link.dst_fragment])))
+                if link.binder == f:
+                    end = LinkEnd(bind_address(self.hosts[f]), True)
+                else:
+                    end = LinkEnd(endpoints[link.id], False)
+                if secure:
+                    end.curve_key = "self"  # the actor fills in its own files
+                ends[link.id] = end
+            got = ray.get(self.actors[f].start.remote(self.text, self.graph.source,
+                                                      self.overrides, self.plan, ends, keys))
+            status = ray.get(self.actors[f].poll.remote())
+            if status["failure"]:
+                self.abort()
+                raise CvstreamError(status["failure"])
+            endpoints.update(got)
+        self.endpoints = endpoints
+
+    def poll(self) -> tuple[bool, tuple[int, int] | None]:
+        """(still running, progress over the sources of known length)."""
+        ray = self.ray
+        running, done, total = False, 0, 0
+        for f, actor in self.actors.items():
+            try:
+                status = ray.get(actor.poll.remote(), timeout=30)
+            except ray.exceptions.RayActorError:
+                self._fail(f"fragment '{f}' died (its process ended)")
+                continue
+            if status["failure"]:
+                self._fail(status["failure"])
+            running = running or status["running"]
+            if status["progress"]:
+                done += status["progress"][0]
+                total += status["progress"][1]
+        return running, ((done, total) if total else None)
+
+    def _fail(self, message: str) -> None:
+        if self.failure is None:
+            self.failure = message
+            self.abort()
+
+    def stop(self) -> None:
+        for actor in self.actors.values():
+            actor.stop.remote()
+
+    def abort(self) -> None:
+        for actor in self.actors.values():
+            actor.abort.remote()
+
+    def snapshot(self) -> dict:
+        out = {"blocks": {}, "buffers": {}}
+        for f, actor in self.actors.items():
+            try:
+                snap = self.ray.get(actor.snapshot.remote(), timeout=30)
+            except self.ray.exceptions.RayActorError:
+                continue
+            for name, entry in snap["blocks"].items():
+                out["blocks"][name] = dict(entry, fragment=f)
+            for label, entry in snap["buffers"].items():
+                out["buffers"][f"{f}: {label}"] = entry
+        return out
+
+    def close(self) -> None:
+        for actor in self.actors.values():
+            try:
+                self.ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        if self.started_ray:
+            self.ray.shutdown()
+
+
+def run(args, graph) -> int:
+    """``cvstream run --ray``: deploy, wait with progress, one stats table, exit code."""
+    from .cli import EXIT_FAILED, EXIT_OK, _Live, _say
+    from .loader import parse_overrides
+    from .stats import format_table, write_json
+    with open(args.graph, encoding="utf-8") as fh:
+        text = fh.read()
+    dep = Deployment(graph, text, parse_overrides(args.set), args.imports, args.ray,
+                     args.link_curve)
+    interrupted = []
+
+    def on_signal(signum, _frame):
+        if interrupted:
+            _say("second interrupt: aborting every fragment")
+            dep.abort()
+        else:
+            _say(f"{signal.Signals(signum).name}: draining every fragment and closing sinks "
+                 "(again to abort)")
+            dep.stop()
+        interrupted.append(signum)
+
+    try:
+        dep.start()
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        live = _Live(dep, args.stats)
+        while True:
+            running, prog = dep.poll()
+            dep.last_progress = prog
+            if not running:
+                break
+            live.tick()
+            time.sleep(0.25)
+        live.clear()
+        snap = dep.snapshot()
+    finally:
+        dep.close()
+    if args.stats:
+        print(format_table(snap), file=sys.stderr)
+    if args.stats_json:
+        try:
+            write_json(snap, args.stats_json)
+        except OSError as exc:
+            _say(f"cannot write stats to {args.stats_json}: {exc.strerror}")
+    if dep.failure is not None:
+        _say(f"error: {dep.failure}")
+        return EXIT_FAILED
+    if len(interrupted) > 1:
+        _say("aborted: outputs may be incomplete")
+        return EXIT_FAILED
+    return EXIT_OK
