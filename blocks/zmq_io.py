@@ -24,6 +24,7 @@ from .zmq_sockets import Curve, Links, PeerGate, RateLimitedLog, Receiver, Sende
     endpoint_problem, open_sender, warn_if_open
 
 
+STOP_QUIET = 2.0  # s: a stopping graph's eos receiver waits this long for more data
 HEAD_START = MAGIC.to_bytes(2, "little") + bytes([VERSION])  # a tag header's first bytes
 
 
@@ -46,7 +47,7 @@ class EndParams:
     """End of stream over ZeroMQ, between cvstream peers (GNU Radio sends no such thing): a
     sender sends one empty frame after its last item when its stream ends (not when the graph
     aborts); a receiver ends its stream there, and a graph asked to stop keeps receiving
-    until it comes, so what was sent drains through (the links between the fragments of a
+    until it comes (or nothing came for STOP_QUIET s), so what was sent drains through (the links between the fragments of a
     distributed run work so)."""
 
     eos = Param(bool, default=False, doc="send / end at an end-of-stream frame (an empty "
@@ -55,6 +56,13 @@ class EndParams:
     @property
     def ends_by_peer(self) -> bool:
         return self.eos
+
+    def _quiet_for(self, seconds: float) -> bool:
+        """A receiver's stream ends after ``idle_timeout`` without data, or, once the graph
+        is stopping, after STOP_QUIET without data when the end frame has not come."""
+        if self.idle_timeout and seconds > self.idle_timeout:
+            return True
+        return self.eos and self.stopping and seconds > STOP_QUIET
 
 
 def _bound_endpoint(sock, block) -> str:
@@ -81,11 +89,13 @@ def _count_refused_keys(block) -> None:
 def _close_sender(block, counter: str) -> None:
     """Close a sink's socket after delivering what is queued; count what could not be."""
     _count_refused_keys(block)
+    tx = getattr(block, "_tx", None)
+    lost = tx.drain() if tx is not None else 0  # the gate counts the peers meanwhile
     if getattr(block, "_gate", None) is not None:
         PeerGate.shared().release(block._sock, block._gate)
         block._gate = None
-    if getattr(block, "_tx", None) is not None:
-        lost = block._tx.close()
+    if tx is not None:
+        lost += tx.close()
         if lost:
             block.count(counter, lost)
     elif getattr(block, "_sock", None) is not None:
@@ -192,7 +202,7 @@ class ZmqSource(EndParams, CurveParams, Source):
         now = time.monotonic()
         self._watch_peers()
         if not frames:
-            if self.idle_timeout and now - self._last_data > self.idle_timeout:
+            if self._quiet_for(now - self._last_data):
                 raise EndOfStream
             return None
         self._last_data = now
@@ -339,7 +349,7 @@ class ZmqSink(EndParams, CurveParams, Sink):
             self._sock.setsockopt(zmq.XPUB_NODROP, 1)
         # with eos the peer is part of the same run: it gets all the time it needs
         self._tx = Sender(self._sock, self, self.drop and kind == zmq.PUB, self.key,
-                          stop_timeout=float("inf") if self.eos else 2.0)
+                          stop_timeout=float("inf") if self.eos else 2.0, gate=self._gate)
 
     def work(self, x):
         data = np.ascontiguousarray(x)
@@ -400,7 +410,7 @@ class ZmqMsgSink(EndParams, CurveParams, Sink):
                                              self._curve)
         self.endpoint = _bound_endpoint(self._sock, self)
         self._tx = Sender(self._sock, self, drop=False,
-                          stop_timeout=float("inf") if self.eos else 2.0)
+                          stop_timeout=float("inf") if self.eos else 2.0, gate=self._gate)
         self._log = RateLimitedLog(f"zmq_msg_sink '{self.name}'")
 
     def on_message(self, port, msg):
@@ -472,7 +482,7 @@ class ZmqMsgSource(EndParams, CurveParams, Source):
         if bad_keys:
             self.count("refused_keys", bad_keys)
         if not frames:
-            if self.idle_timeout and now - self._last > self.idle_timeout:
+            if self._quiet_for(now - self._last):
                 raise EndOfStream
             return None
         self._last = now

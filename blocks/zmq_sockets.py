@@ -227,6 +227,23 @@ class PeerMonitor:
         self.monitor.close(0)
 
 
+class GatedPeers:
+    """The peer count of a socket under the PeerGate, read like a PeerMonitor's."""
+
+    def __init__(self, entry: "Gated"):
+        self.entry = entry
+
+    @property
+    def peers(self) -> int:
+        return self.entry.connected
+
+    def poll(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass
 class Gated:
     """One bound receiving socket under the PeerGate: its limit and what happened."""
@@ -420,7 +437,8 @@ class Sender:
     Frames go out zero-copy; a tracker per frame tells when ZeroMQ is done with the memory,
     so ``drain()`` at stop waits for delivery instead of freeing buffers still queued."""
 
-    def __init__(self, sock, block, drop: bool, key: str = "", stop_timeout: float = 2.0):
+    def __init__(self, sock, block, drop: bool, key: str = "", stop_timeout: float = 2.0,
+                 gate: "Gated | None" = None):
         self.sock = sock
         self.block = block
         self.drop = drop
@@ -428,7 +446,8 @@ class Sender:
         self.stop_timeout = stop_timeout
         self.poller = zmq.Poller()
         self.poller.register(sock, zmq.POLLOUT)
-        self.peers = PeerMonitor(sock)
+        # a socket has one monitor: under the PeerGate, the gate's count of its peers
+        self.peers = PeerMonitor(sock) if gate is None else GatedPeers(gate)
         self._pending: deque = deque()  # (tracker, items) not yet handed to the kernel
         self._stop_deadline: float | None = None
 

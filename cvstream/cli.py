@@ -75,7 +75,6 @@ class _Live:
 
 def cmd_run(args) -> int:
     from .scheduler import Scheduler
-    from .stats import format_table, write_json
     try:
         graph = _load(args.graph, args.set, args.imports)
         if args.ray:
@@ -103,7 +102,12 @@ def cmd_run(args) -> int:
     sched.start()
     sched.wait(tick=live.tick)
     live.clear()
-    snap = sched.snapshot()
+    return report(args, sched.snapshot(), sched.failure, len(interrupted) > 1)
+
+
+def report(args, snap: dict, failure, aborted: bool) -> int:
+    """The end of a run: the stats (table, JSON), the failure, the exit status."""
+    from .stats import format_table, write_json
     if args.stats:
         print(format_table(snap), file=sys.stderr)
     if args.stats_json:
@@ -111,10 +115,10 @@ def cmd_run(args) -> int:
             write_json(snap, args.stats_json)
         except OSError as exc:
             _say(f"cannot write stats to {args.stats_json}: {exc.strerror}")
-    if sched.failure is not None:
-        _say(f"error: {sched.failure}")
+    if failure is not None:
+        _say(f"error: {failure}")
         return EXIT_FAILED
-    if len(interrupted) > 1:
+    if aborted:
         _say("aborted: outputs may be incomplete")
         return EXIT_FAILED
     return EXIT_OK

@@ -14,8 +14,8 @@ Only this module imports Ray (the ``ray`` extra).
 from __future__ import annotations
 
 import os
+import importlib
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -63,7 +63,7 @@ def _prepare_process(cwd: str, imports: list[str]) -> None:
     if os.path.isdir(cwd):
         os.chdir(cwd)
     from .loader import import_blocks
-    import cvstream.blocks  # noqa: F401 - registers the block library
+    importlib.import_module("cvstream.blocks")  # registers the block library
     for name in imports:
         import_blocks(name)
 
@@ -232,6 +232,13 @@ class RayReplicas:
             self.ray.kill(actor, no_restart=True)
 
 
+def _say_link(link, endpoint: str, curve: bool) -> None:
+    from .cli import _say
+    other = link.dst_fragment if link.binder == link.src_fragment else link.src_fragment
+    _say(f"{link.id} {link.src} -> {link.dst}: '{link.binder}' bound {endpoint}, '{other}' "
+         f"connects{' (CURVE)' if curve else ''}")
+
+
 def _actor_options(resources: dict) -> dict:
     """Ray options from a fragment's ``cpus``, ``memory``, ``gpus`` and ``labels``."""
     options = {"num_cpus": resources.get("cpus", 0), "num_gpus": resources.get("gpus", 0)}
@@ -302,6 +309,9 @@ class Deployment:
                 self.abort()
                 raise CvstreamError(status["failure"])
             endpoints.update(got)
+            for link in self.plan.links_of(f):
+                if link.binder == f:
+                    _say_link(link, got[link.id], bool(ends[link.id].curve_key))
         self.endpoints = endpoints
 
     def poll(self) -> tuple[bool, tuple[int, int] | None]:
@@ -360,9 +370,8 @@ class Deployment:
 
 def run(args, graph) -> int:
     """``cvstream run --ray``: deploy, wait with progress, one stats table, exit code."""
-    from .cli import EXIT_FAILED, EXIT_OK, _Live, _say
+    from .cli import _Live, _say, report
     from .loader import parse_overrides
-    from .stats import format_table, write_json
     with open(args.graph, encoding="utf-8") as fh:
         text = fh.read()
     dep = Deployment(graph, text, parse_overrides(args.set), args.imports, args.ray,
@@ -395,17 +404,4 @@ def run(args, graph) -> int:
         snap = dep.snapshot()
     finally:
         dep.close()
-    if args.stats:
-        print(format_table(snap), file=sys.stderr)
-    if args.stats_json:
-        try:
-            write_json(snap, args.stats_json)
-        except OSError as exc:
-            _say(f"cannot write stats to {args.stats_json}: {exc.strerror}")
-    if dep.failure is not None:
-        _say(f"error: {dep.failure}")
-        return EXIT_FAILED
-    if len(interrupted) > 1:
-        _say("aborted: outputs may be incomplete")
-        return EXIT_FAILED
-    return EXIT_OK
+    return report(args, snap, dep.failure, len(interrupted) > 1)
