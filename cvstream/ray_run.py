@@ -26,7 +26,8 @@ from .fragments import LinkEnd, bind_address, fragment_graph, plan, write_public
 
 LOOPBACK = "127.0.0.1"
 NAMESPACE = "cvstream"
-PLACE_TIMEOUT = 60.0  # s for Ray to place and start every actor
+#: s for Ray to place and start every actor
+PLACE_TIMEOUT = float(os.environ.get("CVSTREAM_RAY_PLACE_TIMEOUT", "60"))
 BIND_TIMEOUT = 20.0  # s for a fragment's bound link ends to report their ports
 MAX_REPLAYS = 8  # a call replayed more often than this fails the block
 
@@ -232,11 +233,13 @@ class RayReplicas:
             self.ray.kill(actor, no_restart=True)
 
 
-def _say_link(link, endpoint: str, curve: bool) -> None:
+def _say_link(link, endpoint: str, server_key: str | None) -> None:
+    """Where a link was bound, and with CURVE the server's public key (peers need it)."""
     from .cli import _say
     other = link.dst_fragment if link.binder == link.src_fragment else link.src_fragment
+    curve = f" (CURVE, server key {server_key})" if server_key else ""
     _say(f"{link.id} {link.src} -> {link.dst}: '{link.binder}' bound {endpoint}, '{other}' "
-         f"connects{' (CURVE)' if curve else ''}")
+         f"connects{curve}")
 
 
 def _actor_options(resources: dict) -> dict:
@@ -283,8 +286,8 @@ class Deployment:
             hellos = ray.get([a.hello.remote() for a in self.actors.values()],
                              timeout=PLACE_TIMEOUT)
         except ray.exceptions.GetTimeoutError:
-            raise CvstreamError(f"Ray could not place the fragments within {PLACE_TIMEOUT:.0f}"
-                                f" s (they ask {self.plan.resources}; the cluster has "
+            raise CvstreamError(f"Ray could not place the fragments within {PLACE_TIMEOUT:g} "
+                                f"s (they ask {self.plan.resources}; the cluster has "
                                 f"{ray.cluster_resources()})") from None
         self.hosts = {f: h["host"] for f, h in zip(self.actors, hellos)}
         keys = {f: h["public_key"] for f, h in zip(self.actors, hellos)}
@@ -311,7 +314,8 @@ class Deployment:
             endpoints.update(got)
             for link in self.plan.links_of(f):
                 if link.binder == f:
-                    _say_link(link, got[link.id], bool(ends[link.id].curve_key))
+                    _say_link(link, got[link.id],
+                              keys[f] if ends[link.id].curve_key else None)
         self.endpoints = endpoints
 
     def poll(self) -> tuple[bool, tuple[int, int] | None]:
