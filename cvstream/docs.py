@@ -47,7 +47,12 @@ def render(cls: type[Block]) -> str:
 def block_schema(cls: type[Block]) -> dict:
     props = {"type": {"const": cls.type_name},
              "fuse": {"type": "boolean", "description": "false: never run fused with its "
-                      "neighbours (debugging)"}}
+                      "neighbours (debugging)"},
+             "fragment": {"type": "string", "pattern": r"^[A-Za-z_]\w*$",
+                          "description": "the part of the graph it runs in with --ray"}}
+    if cls.stateless or cls.compute is not Block.compute:
+        props["replicas"] = {"type": "integer", "minimum": 1, "maximum": 64,
+                             "description": "copies sharing the stream (stateless block)"}
     props.update({name: d.schema() for name, d in cls._param_decls.items()})
     required = ["type"] + [n for n, d in cls._param_decls.items() if d.required]
     return {"type": "object", "description": summary(cls), "properties": props,
@@ -68,6 +73,13 @@ def graph_schema(types: dict[str, type[Block]]) -> dict:
                         "properties": {"fuse": {"type": "boolean"},
                                        "workers": {"type": "integer", "minimum": 0}}},
             "variables": {"type": "object"},
+            "fragments": {"type": "object", "additionalProperties": {
+                "type": ["object", "null"], "additionalProperties": False,
+                "properties": {"cpus": {"type": "number", "minimum": 0},
+                               "memory": {"type": "number", "minimum": 0},
+                               "gpus": {"type": "number", "minimum": 0},
+                               "labels": {"type": "object",
+                                          "additionalProperties": {"type": "string"}}}}},
             "blocks": {"type": "object",
                        "additionalProperties": {"oneOf": [block_schema(c)
                                                           for c in types.values()]}},

@@ -53,9 +53,33 @@ def _ray(address: str):
             raise CvstreamError(f"--ray {address}: cannot join the Ray cluster: "
                                 f"{str(exc).splitlines()[0]}") from None
         return ray, False
+    running = _local_cluster()
+    if running:
+        ray.init(address=running, namespace=NAMESPACE, **quiet)
+        return ray, False
     ray.init(namespace=NAMESPACE, _node_ip_address=LOOPBACK, include_dashboard=False,
              num_cpus=os.cpu_count(), **quiet)
     return ray, True
+
+
+def _local_cluster() -> str | None:
+    """The address of a Ray started on this machine on the loopback address (``ray start
+    --head --node-ip-address 127.0.0.1``) that answers, if there is one."""
+    import socket
+    path = os.path.join(tempfile.gettempdir(), "ray", "ray_current_cluster")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            address = fh.read().strip()
+    except OSError:
+        return None
+    host, _, port = address.rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return None
+    return address
 
 
 def _prepare_process(cwd: str, imports: list[str]) -> None:
@@ -187,7 +211,13 @@ class RayReplicas:
                                    namespace=NAMESPACE, **options)
                        .remote(cwd, imports, block.type_name, block.name, block.params)
                        for i in range(n)]
-        ray.get([a.pid.remote() for a in self.actors], timeout=PLACE_TIMEOUT)
+        try:
+            ray.get([a.pid.remote() for a in self.actors], timeout=PLACE_TIMEOUT)
+        except ray.exceptions.GetTimeoutError:
+            self.close()
+            raise CvstreamError(f"Ray could not place its {n} replicas within "
+                                f"{PLACE_TIMEOUT:g} s (each asks {options}; the cluster has "
+                                f"{ray.available_resources()} free)") from None
         self.load = [0] * n
         self.suspect = [False] * n
         self.counters = {"replica_failures": 0, "replayed_calls": 0}

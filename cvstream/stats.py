@@ -85,6 +85,8 @@ def _rate(x: float) -> str:
 def format_table(snap: dict) -> str:
     """The stats table printed at exit with --stats (and refreshed live on a terminal)."""
     blocks = snap["blocks"]
+    if any("fragment" in b for b in blocks.values()):  # a distributed run: name its part
+        blocks = {f"{b['fragment']}/{n}": b for n, b in blocks.items()}
     wn = max([len("block")] + [len(n) for n in blocks]) + 2
     wt = max([len("type")] + [len(b["type"]) for b in blocks.values()]) + 2
     tasks: dict[frozenset, int] = {}
@@ -92,7 +94,9 @@ def format_table(snap: dict) -> str:
             f"{'items/s':>10}{'p50 us':>9}{'p99 us':>9}{'max us':>9}  counters")
     lines = [head, "-" * len(head)]
     for name, b in blocks.items():
-        task = tasks.setdefault(frozenset([name, *b.get("fused_with", [])]), len(tasks) + 1)
+        task = tasks.setdefault(frozenset([name, *(f"{b['fragment']}/{m}" if "fragment" in b
+                                                   else m for m in b.get("fused_with", []))]),
+                                len(tasks) + 1)
         counters = " ".join(f"{k}={v}" for k, v in b["counters"].items() if v)
         msgs = f"{b['messages_in']}/{b['messages_out']}" if b["messages_in"] or \
             b["messages_out"] else ""
