@@ -1,6 +1,7 @@
 """spectrum_segmenter: a complex-valued CNN over STFT tiles -> detections with labels."""
 from __future__ import annotations
 
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -11,9 +12,12 @@ from cvstream.errors import ParamError
 
 from .detections import (FAMILY_FEATURES, RadioContext, Tracker, bin_edges,
                          family_features, refine_edges, row_runs, to_message)
+from .narrowband import NarrowbandFinder
 from .onnx_model import load_model, make_session
 
 FLOOR_QUANTILE = 0.2
+INSIDE_RISE = 30.0  # a narrow peak on another signal: 15 dB over its surroundings
+QUIET_AROUND = 1.5  # mean power around a peak (noise floor 1) below which it stands alone
 #: white-noise periodogram cells are exponential: their q-quantile is -ln(1 - q) x the mean
 FLOOR_RATIO = float(-np.log(1 - FLOOR_QUANTILE))
 
@@ -88,6 +92,8 @@ class SpectrumSegmenter(RateBlock):
     family = Param(str, default="builtin:spectrum_family",
                    doc="classifier of each detection's family from its PSD and envelope "
                        "(\"\": the network's cell votes)")
+    narrow = Param(bool, default=False, doc="also find signals narrower than the model's "
+                   "cells on a tile-long FFT (CW tones, narrowband FM channels)")
     max_batch = Param(int, default=8, min=1, doc="tiles per model call")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
     rate = Param(float, default=0.0, min=0.0, unit="Hz", doc="sample rate (0: rx_rate tag)")
@@ -107,6 +113,9 @@ class SpectrumSegmenter(RateBlock):
                 raise ParamError("refine", f"{self.refine} must be at least the model's FFT "
                                  f"size {self.fft} and divide its tile of {self.decim} samples")
             self._fine_win = centring_window(self.refine)
+        if self.narrow and not self.refine:
+            raise ParamError("narrow", "the narrowband view needs the samples that refine "
+                             "keeps (refine > 0)")
         if self.family:
             self._family_path, fc = load_model(self.family, "spectrum_family", param="family")
             if fc.inputs[0].item_shape != [FAMILY_FEATURES]:
@@ -128,6 +137,11 @@ class SpectrumSegmenter(RateBlock):
                                    self.freq)
         self._pos = 0
         self._last = None
+        self._narrow = NarrowbandFinder(self.decim) if self.narrow else None
+        self._narrow_tracker = Tracker(vote_labels=True, hold=self.hold,
+                                       min_blocks=self.min_tiles)
+        self._narrow_seen: deque = deque(maxlen=256)  # (start, stop, f_low, f_high) ended
+        self._coarse_seen: deque = deque(maxlen=64)  # coarse tracks that ended
         # the model runs on a worker thread (ONNX Runtime releases the GIL), so the next
         # batch's FFTs and the previous batch's detections overlap with it on 2 cores
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"cvstream-{self.name}")
@@ -205,9 +219,12 @@ class SpectrumSegmenter(RateBlock):
             rows = self.fine_psd(x[busy], floor[busy])
             for k, row in zip(busy, rows):
                 fine[k], blocks[k] = row, x[k]
-        for intervals, row, block in zip(per_tile, fine, blocks):
+        narrow = self._narrow_intervals(logits, masks, power, x, floor) if self._narrow else None
+        for k, (intervals, row, block) in enumerate(zip(per_tile, fine, blocks)):
             start = self._pos
             self._pos += self.decim
+            if narrow is not None:
+                self._emit_narrow(self._narrow_tracker.update(start, self._pos, narrow[k]))
             self._emit_all(self._tracker.update(start, self._pos, intervals, row, block))
 
     def _intervals(self, logits, masks, power, presence) -> list[list[tuple]]:
@@ -233,7 +250,74 @@ class SpectrumSegmenter(RateBlock):
 
     def finish(self):
         self._collect()
+        if self._narrow:
+            self._emit_narrow(self._narrow_tracker.flush())
         self._emit_all(self._tracker.flush())
+
+    def _narrow_intervals(self, logits, masks, power, x, floor) -> list[list[tuple]]:
+        """Per tile, the narrow signals of the fine view as tracker intervals, labelled
+        ``tone`` when no wider than a tone or by the model's votes in their cell. Where
+        it sits on another signal (the bins around it are not noise, or the model finds a
+        signal in its cell), a peak must rise INSIDE_RISE over that signal (the bins
+        around it, and the cells two away): a tone on a wide signal, not that signal's
+        own spectral lines."""
+        found = self._narrow.find(x.reshape(len(floor), -1), floor)
+        out = []
+        for k, runs in enumerate(found):
+            row = []
+            for lo, hi, snr, centre, peak, around in runs:
+                cell = min(self.fft - 1, centre * self.fft // self.decim)
+                if around > QUIET_AROUND or masks[k, cell]:
+                    beside = power[k, [max(cell - 2, 0), min(cell + 2, self.fft - 1)]].max()
+                    if peak < INSIDE_RISE * max(around, beside):
+                        continue
+                if (hi - lo) * self.decim <= 3:
+                    label = "tone"
+                else:
+                    label = self.classes[int(np.argmax(logits[k, 1:, cell]))]
+                row.append((lo, hi, snr, label, 1.0))
+            out.append(row)
+        return out
+
+    def _emit_narrow(self, tracks) -> None:
+        if self._narrow_tracker.dropped_short:
+            self.count("short_tracks", self._narrow_tracker.dropped_short)
+            self._narrow_tracker.dropped_short = 0
+        for track in tracks:
+            if self._is_carrier(track):
+                self.count("narrow_carriers")
+                continue
+            self._narrow_seen.append((track.start, track.stop, track.f_low, track.f_high))
+            track.label = max(track.votes, key=track.votes.get) if track.votes else "tone"
+            self.count("narrow_detections")
+            self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq, 1.0))
+
+    def _is_carrier(self, narrow) -> bool:
+        """A narrow signal at the centre of a wider signal the model follows over most of
+        its time is that signal's carrier (AM, FM), not a signal of its own."""
+        centre = 0.5 * (narrow.f_low + narrow.f_high)
+        for t in self._tracker.open + list(self._coarse_seen):
+            width = t.f_high - t.f_low
+            shared = min(t.stop, narrow.stop) - max(t.start, narrow.start)
+            if width > 4 * (narrow.f_high - narrow.f_low) and \
+                    abs(centre - 0.5 * (t.f_low + t.f_high)) < 0.1 * width and \
+                    shared >= 0.5 * (narrow.stop - narrow.start):
+                return True
+        return False
+
+    def _narrow_duplicate(self, track) -> bool:
+        """A coarse detection at most two cells wide where the fine view has a narrow
+        signal over most of its time: the narrow one (with its true width) stands for it."""
+        if not self._narrow or track.f_high - track.f_low > 2 / self.fft:
+            return False
+        spans = list(self._narrow_seen) + [(t.start, t.stop, t.f_low, t.f_high)
+                                           for t in self._narrow_tracker.open]
+        for start, stop, lo, hi in spans:
+            shared = min(stop, track.stop) - max(start, track.start)
+            if lo <= track.f_high and hi >= track.f_low and \
+                    shared >= 0.5 * (track.stop - track.start):
+                return True
+        return False
 
     def stop(self):
         if getattr(self, "_pool", None) is not None:
@@ -261,5 +345,10 @@ class SpectrumSegmenter(RateBlock):
                                    block=self.decim)]
             self._classify(tracks)
         for track in tracks:
+            if self._narrow:
+                self._coarse_seen.append(track)
+            if self._narrow_duplicate(track):
+                self.count("narrow_replaced")
+                continue
             self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq,
                                  track.score))

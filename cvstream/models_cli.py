@@ -194,7 +194,7 @@ def cmd_eval_spectrum(args) -> int:
     from cvstream.models import SHIPPED_DIR
     from cvstream.models.spectrum.evaluate import format_labels, format_side_by_side, format_table
     from cvstream.models.spectrum.segmenter import detectors
-    found = detectors(args.model or str(SHIPPED_DIR))
+    found = detectors(args.model or str(SHIPPED_DIR), narrow=args.narrow)
     tables = {}
     if args.generator in ("project", "both"):
         from cvstream.models.spectrum.evaluate import evaluate
@@ -306,6 +306,8 @@ def add_parser(sub) -> None:
                    "blocks, never trained on; both: side by side)")
     p.add_argument("--plot", metavar="PNG", help="aec: draw the ERLE over time through the "
                    "echo-path change")
+    p.add_argument("--narrow", action="store_true", help="spectrum: add a row for the segmenter with "
+                   "its fine view for narrow signals (narrow: true)")
     p.add_argument("--gr-scenes", type=int, default=12,
                    help="spectrum: GNU Radio recordings per SNR bucket")
     p.set_defaults(func=cmd_eval)

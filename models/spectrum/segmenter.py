@@ -195,9 +195,10 @@ def detector(path: str, **params):
     return detect
 
 
-def detectors(model_dir: str) -> dict:
+def detectors(model_dir: str, narrow: bool = False) -> dict:
     """The detectors of the evaluation tables: the directory's segmenter and its real twin
-    (labels from the directory's family classifier, or the shipped one) and CFAR."""
+    (labels from the directory's family classifier, or the shipped one) and CFAR; with
+    ``narrow`` also the segmenter with its fine view for narrow signals (``narrow: true``)."""
     import os
 
     from .evaluate import cfar_detect
@@ -208,6 +209,8 @@ def detectors(model_dir: str) -> dict:
         path = os.path.join(model_dir, name + ".onnx")
         if os.path.exists(path):
             found[label] = detector(path, **extra)
+            if narrow and name == NAME:  # with the fine view for narrow signals
+                found[label + " + narrow"] = detector(path, narrow=True, **extra)
     found["cfar"] = cfar_detect()
     return found
 
