@@ -294,7 +294,11 @@ class ZmqSource(EndParams, CurveParams, Source):
 
     def _track_sequence(self, remote: int, n: int) -> None:
         expected = self._next_remote
-        if expected is None and remote > 0:
+        if expected is None and self.eos:
+            # a cvstream peer: the stream's offsets go on from where the sender is (a
+            # restarted fragment), and a gap after this is counted as lost_items
+            self.first_offset = remote
+        elif expected is None and remote > 0:
             self.count("lost_at_start", remote)
             self._log(f"joined a running stream: the {remote} items sent before are missed")
         elif expected is not None and remote != expected:

@@ -51,6 +51,7 @@ class Plan:
     links: list[Link]
     resources: dict[str, dict] = field(default_factory=dict)  # fragment -> Ray resources
     replicas: dict[str, int] = field(default_factory=dict)  # replicated block -> copies
+    restartable: dict[str, bool] = field(default_factory=dict)  # see ``restartable``
 
     def links_of(self, fragment: str) -> list[Link]:
         return [k for k in self.links if fragment in (k.src_fragment, k.dst_fragment)]
@@ -91,7 +92,21 @@ def plan(graph: Graph) -> Plan:
         raise graph.error(f"fragments: no block is in fragment(s) {', '.join(sorted(unknown))}")
     return Plan(fragments, order, links, {f: dict(graph.fragments.get(f, {}))
                                           for f in fragments},
-                {n: node.replicas for n, node in graph.nodes.items() if node.replicas > 1})
+                {n: node.replicas for n, node in graph.nodes.items() if node.replicas > 1},
+                {f: restartable(graph, names) for f, names in fragments.items()})
+
+
+def restartable(graph: Graph, names: list[str]) -> bool:
+    """Whether a fragment can start again mid-stream and give what it would have: only
+    stateless sync and rate blocks (no source, no sink, nothing kept from chunk to chunk).
+    What was in flight when it died is lost, and counted downstream as a gap."""
+    from .block import Block
+    for name in names:
+        block = graph.nodes[name].block
+        if block.kind not in ("sync", "rate") or block.replica_problem() is not None or \
+                type(block).absorb is not Block.absorb:
+            return False
+    return True
 
 
 def _sinks_first(upstream: dict[str, set[str]]) -> list[str]:
@@ -126,7 +141,7 @@ def fragment_graph(graph: Graph, p: Plan, fragment: str, ends: dict[str, LinkEnd
     its inner connections, and a ZeroMQ block for each end of its links."""
     from .registry import lookup
     sub = Graph(graph.source)
-    sub.fuse, sub.workers = graph.fuse, graph.workers
+    sub.fuse, sub.workers = graph.fuse and not p.restartable.get(fragment), graph.workers
     mine = set(p.fragments[fragment])
     for name in p.fragments[fragment]:
         node = graph.nodes[name]

@@ -6,8 +6,11 @@ Ray between fragments: links are ZeroMQ sockets (``fragments.py``). A replicated
 calls do go through Ray (its object store carries the arrays): ``RayReplicas`` deals them to
 the least-loaded live copy and replays, from the calls it keeps until their results arrive,
 the calls of a copy that died while Ray restarts it (counted: ``replica_failures``,
-``replayed_calls``). A fragment is not restarted: its blocks hold the stream's state, so a
-fragment that dies fails the run with one line naming it.
+``replayed_calls``). A fragment of stateless sync and rate blocks that dies is restarted
+by Ray and started again on its links (bound ends at the same addresses): the stream's
+offsets go on from where its senders are, so what it held is a gap counted downstream as
+``lost_items``. Any other fragment holds state a restart would lose (a file position, open
+detections): its death fails the run with one line naming it.
 
 Only this module imports Ray (the ``ray`` extra).
 """
@@ -100,8 +103,14 @@ class FragmentActor:
         import zmq.auth
         _prepare_process(cwd, imports)
         self.fragment, self.run_id, self.imports, self.cwd = fragment, run_id, imports, cwd
-        self.dir = tempfile.mkdtemp(prefix=f"cvstream-{fragment}-")
-        self.public, self.secret = zmq.auth.create_certificates(self.dir, "self")
+        # one folder per run and fragment on its node: a fragment Ray restarts there keeps
+        # its CURVE key, so its peers still admit it
+        self.dir = os.path.join(tempfile.gettempdir(), f"cvstream-{run_id}-{fragment}")
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        self.public = os.path.join(self.dir, "self.key")
+        self.secret = os.path.join(self.dir, "self.key_secret")
+        if not os.path.exists(self.secret):
+            zmq.auth.create_certificates(self.dir, "self")
         self.sched = None
         self.error: str | None = None
 
@@ -190,6 +199,11 @@ class ReplicaActor:
 
     def pid(self) -> int:
         return os.getpid()
+
+
+def fragment_name(run_id: str, fragment: str) -> str:
+    """The Ray actor name of a fragment (namespace ``cvstream``)."""
+    return f"{run_id}:{fragment}"
 
 
 def replica_name(run_id: str, block: str, i: int) -> str:
@@ -301,15 +315,20 @@ class Deployment:
         self.actors: dict = {}
         self.failure: str | None = None
         self.last_progress: tuple[int, int] | None = None
+        self.restarts: dict[str, int] = {}
 
     def progress(self) -> tuple[int, int] | None:
         return self.last_progress
 
     def start(self) -> None:
         ray = self.ray
-        cls = ray.remote(max_restarts=0)(FragmentActor)
         for f in self.plan.order:
-            self.actors[f] = cls.options(name=f"{self.run_id}:{f}", namespace=NAMESPACE,
+            # Ray restarts a fragment of stateless blocks; any other holds state it cannot
+            # get back (a file position, open detections)
+            cls = ray.remote(max_restarts=-1 if self.plan.restartable[f] else 0,
+                             max_task_retries=0)(FragmentActor)
+            self.actors[f] = cls.options(name=fragment_name(self.run_id, f),
+                                         namespace=NAMESPACE,
                                          **_actor_options(self.plan.resources[f])).remote(
                 os.getcwd(), self.imports, f, self.run_id)
         try:
@@ -320,33 +339,66 @@ class Deployment:
                                 f"s (they ask {self.plan.resources}; the cluster has "
                                 f"{ray.cluster_resources()})") from None
         self.hosts = {f: h["host"] for f, h in zip(self.actors, hellos)}
-        keys = {f: h["public_key"] for f, h in zip(self.actors, hellos)}
-        endpoints: dict[str, str] = {}
+        self.keys = {f: h["public_key"] for f, h in zip(self.actors, hellos)}
+        self.endpoints: dict[str, str] = {}
         for f in self.plan.order:
-            ends = {}
-            for link in self.plan.links_of(f):
-                secure = self.curve == "on" or (self.curve == "auto" and not (
-                    _is_loopback_host(self.hosts[link.src_fragment])
-                    and _is_loopback_host(self.hosts[link.dst_fragment])))
-                if link.binder == f:
-                    end = LinkEnd(bind_address(self.hosts[f]), True)
-                else:
-                    end = LinkEnd(endpoints[link.id], False)
-                if secure:
-                    end.curve_key = "self"  # the actor fills in its own files
-                ends[link.id] = end
-            got = ray.get(self.actors[f].start.remote(self.text, self.graph.source,
-                                                      self.overrides, self.plan, ends, keys))
-            status = ray.get(self.actors[f].poll.remote())
-            if status["failure"]:
-                self.abort()
-                raise CvstreamError(status["failure"])
-            endpoints.update(got)
+            got = self._start_fragment(f)
             for link in self.plan.links_of(f):
                 if link.binder == f:
-                    _say_link(link, got[link.id],
-                              keys[f] if ends[link.id].curve_key else None)
-        self.endpoints = endpoints
+                    _say_link(link, got[link.id], self.keys[f] if self._secure(link) else None)
+
+    def _secure(self, link) -> bool:
+        return self.curve == "on" or (self.curve == "auto" and not (
+            _is_loopback_host(self.hosts[link.src_fragment])
+            and _is_loopback_host(self.hosts[link.dst_fragment])))
+
+    def _start_fragment(self, f: str) -> dict:
+        """Start fragment ``f``: its bound link ends bind (again at the same address after a
+        restart), the others connect; returns the endpoints it bound."""
+        ray = self.ray
+        ends = {}
+        for link in self.plan.links_of(f):
+            if link.binder == f:
+                end = LinkEnd(self.endpoints.get(link.id, bind_address(self.hosts[f])), True)
+            else:
+                end = LinkEnd(self.endpoints[link.id], False)
+            if self._secure(link):
+                end.curve_key = "self"  # the actor fills in its own files
+            ends[link.id] = end
+        got = ray.get(self.actors[f].start.remote(self.text, self.graph.source,
+                                                  self.overrides, self.plan, ends, self.keys))
+        status = ray.get(self.actors[f].poll.remote())
+        if status["failure"]:
+            self.abort()
+            raise CvstreamError(status["failure"])
+        self.endpoints.update(got)
+        return got
+
+    def _restart(self, f: str) -> None:
+        """Fragment ``f`` died and Ray restarts it: start its part of the graph again once
+        it answers; the stream resumes through its links, what was in flight is lost and
+        counted downstream (``lost_items`` on the next link)."""
+        ray = self.ray
+        deadline = time.monotonic() + PLACE_TIMEOUT
+        while True:
+            try:
+                hello = ray.get(self.actors[f].hello.remote(), timeout=5)
+                break
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                if time.monotonic() > deadline:
+                    raise CvstreamError(f"fragment '{f}' died and did not come back within "
+                                        f"{PLACE_TIMEOUT:g} s") from None
+                time.sleep(0.2)
+        if hello["public_key"] != self.keys[f] and any(
+                self._secure(k) for k in self.plan.links_of(f)):
+            raise CvstreamError(f"fragment '{f}' came back on another host with another "
+                                "CURVE key: its peers would refuse it")
+        self.hosts[f] = hello["host"]
+        self._start_fragment(f)
+        self.restarts[f] = self.restarts.get(f, 0) + 1
+        from .cli import _say
+        _say(f"fragment '{f}' died; Ray restarted it and the stream goes on (restart "
+             f"{self.restarts[f]})")
 
     def poll(self) -> tuple[bool, tuple[int, int] | None]:
         """(still running, progress over the sources of known length)."""
@@ -356,7 +408,15 @@ class Deployment:
             try:
                 status = ray.get(actor.poll.remote(), timeout=30)
             except ray.exceptions.RayActorError:
-                self._fail(f"fragment '{f}' died (its process ended)")
+                if self.failure is None and self.plan.restartable[f]:
+                    try:
+                        self._restart(f)
+                        running = True
+                    except CvstreamError as exc:
+                        self._fail(str(exc))
+                else:
+                    self._fail(f"fragment '{f}' died (its process ended; it holds state "
+                               "that a restart would lose, so the run ends)")
                 continue
             if status["failure"]:
                 self._fail(status["failure"])
@@ -388,6 +448,8 @@ class Deployment:
                 continue
             for name, entry in snap["blocks"].items():
                 out["blocks"][name] = dict(entry, fragment=f)
+                if self.restarts.get(f):  # its blocks' figures count from the last restart
+                    out["blocks"][name]["counters"]["fragment_restarts"] = self.restarts[f]
             for label, entry in snap["buffers"].items():
                 out["buffers"][f"{f}: {label}"] = entry
         return out

@@ -102,6 +102,10 @@ class ReplicaRunner(BlockRunner):
     def _out_start(self) -> int:
         return self._planned
 
+    def _continue_from(self, offset: int) -> None:
+        super()._continue_from(offset)
+        self._planned = offset
+
     def _call(self, arrays, produces: int, deliver) -> None:
         # inputs are views of buffers the runtime reuses: the call keeps its own copy
         arrays = [np.array(a) for a in arrays]

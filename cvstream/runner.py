@@ -214,6 +214,8 @@ class BlockRunner:
         except EndOfStream:
             return self._source_done()
         if result is not None:
+            if not self._offsets_set:
+                self._continue_from(getattr(block, "first_offset", 0))
             self._push(_as_outputs(result, len(self.stream_out)), [], None,
                        block=not self._drop)
         if getattr(block, "_ended", False) or self._abandoned():
@@ -253,6 +255,17 @@ class BlockRunner:
         if result is not None:
             self._push(_as_outputs(result, len(self.stream_out)), [], None)
 
+    _offsets_set = False
+
+    def _continue_from(self, offset: int) -> None:
+        """Outputs carry on the stream's offsets from the first input: 0 where the stream
+        starts, the sender's position where a link receiver joins a running stream (a
+        restarted fragment: ``first_offset``), so what was lost shows downstream as a gap."""
+        self._offsets_set = True
+        if offset:
+            for port in self.stream_out:
+                port.written = offset
+
     def _deliver_pending(self, everything: bool = False) -> bool:
         """Results computed elsewhere, delivered in stream order (``ReplicaRunner``)."""
         return False
@@ -278,6 +291,8 @@ class BlockRunner:
         chunks = [b.take(n) for b in bufs]
         block = self.block
         block.offset = chunks[0].offset
+        if not self._offsets_set:
+            self._continue_from(chunks[0].offset if block.kind == "sync" else 0)
         tags = [t for c in chunks for t in c.tags] if block.tag_propagation == "all" else []
         block.input_tags = tags
         self.stats.items_in += n * len(chunks)
@@ -361,6 +376,8 @@ class BlockRunner:
                   real_items: int | None = None) -> None:
         block = self.block
         in_start = self._next[0] or 0
+        if not self._offsets_set:
+            self._continue_from(in_start * block.interp // block.decim)
         out_start = self._out_start()
         tags: list[Tag] = []
         for i in range(len(self._accs)):
