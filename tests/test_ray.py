@@ -134,12 +134,15 @@ def test_a_killed_replica_is_restarted_and_the_stream_goes_on(cluster, tmp_path)
         killed["pid"] = ray.get(actor.pid.remote())
         time.sleep(0.5)  # mid-stream: the det fragment is the slow one, calls are in flight
         ray.kill(actor, no_restart=False)
-        while time.monotonic() < deadline:  # Ray restarts it
+        while time.monotonic() < deadline:  # Ray restarts it: a new process answers
             try:
-                killed["after"] = ray.get(actor.pid.remote(), timeout=30)
-                return
+                pid = ray.get(actor.pid.remote(), timeout=30)
+                if pid != killed["pid"]:
+                    killed["after"] = pid
+                    return
             except ray.exceptions.RayActorError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
 
     thread = threading.Thread(target=kill_one)
     thread.start()
@@ -212,6 +215,7 @@ def test_a_killed_stateless_fragment_is_restarted_and_its_loss_counted(cluster, 
     lost = sum(s["counters"].get("lost_items", 0) for s in stats.values()
                if s["fragment"] == "io")
     # every spectrum of the source's 6e6 samples (the last one zero-padded) was written or
-    # counted as lost: what the killed fragment held, nothing more
-    assert len(frames) + lost == -(-6_000_000 // 256)
+    # counted as lost: what the killed fragment held, nothing more (give or take the one
+    # frame the restart straddles: the new fft's frames start at the first sample it gets)
+    assert abs(len(frames) + lost - -(-6_000_000 // 256)) <= 1
     assert 0 <= lost < len(frames) // 4
