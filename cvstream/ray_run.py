@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import importlib
+import shutil
 import signal
 import tempfile
 import threading
@@ -176,6 +177,10 @@ class FragmentActor:
         if self.sched is None:
             return {"blocks": {}, "buffers": {}}
         return self.sched.snapshot()
+
+    def cleanup(self) -> None:
+        """The run is over: remove this fragment's key folder (its secret key with it)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _end_block(p, link_id: str, fragment: str) -> str:
@@ -455,6 +460,9 @@ class Deployment:
         return out
 
     def close(self) -> None:
+        # each placed fragment removes its key folder; one Ray never placed has none
+        self.ray.wait([a.cleanup.remote() for a in self.actors.values()],
+                      num_returns=len(self.actors), timeout=10)
         for actor in self.actors.values():
             try:
                 self.ray.kill(actor, no_restart=True)

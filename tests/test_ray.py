@@ -3,10 +3,13 @@ link on 127.0.0.1: the spectrum graph split into an ``io`` fragment (source, sin
 ``det`` fragment (the segmenter with two replicas) writes what the one-process run writes;
 a replica killed mid-stream is restarted and its calls replayed; a peer with a key the link
 does not admit is refused and counted."""
+import glob
 import json
 import os
 import re
+import signal
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -88,6 +91,7 @@ def finish(proc, tmp_path):
 
 def test_split_graph_writes_what_one_process_writes_and_refuses_a_wrong_key(cluster, tmp_path):
     graph, ref_meta, ref_data = one_process(tmp_path, 3)
+    key_folders = set(glob.glob(os.path.join(tempfile.gettempdir(), "cvstream-run-*")))
     proc = start_on_ray(cluster, graph, tmp_path, 3, "--link-curve", "on")
     # the first link's bound end is announced with its address and server key; a peer with
     # a key of its own (not the other fragment's) tries to take frames from it
@@ -113,17 +117,20 @@ def test_split_graph_writes_what_one_process_writes_and_refuses_a_wrong_key(clus
         {"src": "io", "seg": "det", "out": "io"}
     refused = sum(s["counters"].get("refused_keys", 0) for s in stats.values())
     assert refused >= 1, stats
+    # the fragments' key folders (secret keys) are gone with the run
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "cvstream-run-*"))) <= \
+        key_folders
     assert stats["seg"]["messages_out"] == len(ref_meta["annotations"])
 
 
 def test_a_killed_replica_is_restarted_and_the_stream_goes_on(cluster, tmp_path):
-    graph, ref_meta, ref_data = one_process(tmp_path, 32)
-    proc = start_on_ray(cluster, graph, tmp_path, 32)
+    graph, ref_meta, ref_data = one_process(tmp_path, 64)
+    proc = start_on_ray(cluster, graph, tmp_path, 64)
     killed = {}
 
     def kill_one():
         _nodes(cluster.address)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                      if ":seg:" in a["name"]]
@@ -132,7 +139,7 @@ def test_a_killed_replica_is_restarted_and_the_stream_goes_on(cluster, tmp_path)
             time.sleep(0.2)
         actor = ray.get_actor(sorted(names)[0], namespace="cvstream")
         killed["pid"] = ray.get(actor.pid.remote())
-        time.sleep(0.5)  # mid-stream: the det fragment is the slow one, calls are in flight
+        time.sleep(0.3)  # mid-stream: the det fragment is the slow one, calls are in flight
         ray.kill(actor, no_restart=False)
         while time.monotonic() < deadline:  # Ray restarts it: a new process answers
             try:
@@ -147,7 +154,7 @@ def test_a_killed_replica_is_restarted_and_the_stream_goes_on(cluster, tmp_path)
     thread = threading.Thread(target=kill_one)
     thread.start()
     meta, data, stats, err = finish(proc, tmp_path)
-    thread.join(60)
+    thread.join(100)
     assert killed.get("after") and killed["after"] != killed["pid"]
     counters = stats["seg"]["counters"]
     assert counters.get("replica_failures", 0) >= 1, counters
@@ -219,3 +226,29 @@ def test_a_killed_stateless_fragment_is_restarted_and_its_loss_counted(cluster, 
     # frame the restart straddles: the new fft's frames start at the first sample it gets)
     assert abs(len(frames) + lost - -(-6_000_000 // 256)) <= 1
     assert 0 <= lost < len(frames) // 4
+
+
+def test_ctrl_c_drains_every_fragment_and_closes_the_sinks(cluster, tmp_path):
+    graph = tmp_path / "drain.yml"
+    graph.write_text(RESTART)
+    out = tmp_path / "spectra.npy"
+    proc = subprocess.Popen(
+        cvstream_cmd("run", str(graph), "--ray", cluster.address, "--set", f"out={out}",
+                     "--stats-json", str(tmp_path / "stats.json")),
+        stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    while "link1" not in line:  # deployed: both links announced
+        assert line, "no link announced"
+        line = proc.stderr.readline()
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, err
+    assert "draining every fragment" in err
+    stats = json.loads((tmp_path / "stats.json").read_text())["blocks"]
+    frames = np.load(out)  # the sink closed its file properly
+    # the source stopped early; everything it sent went through both links
+    sent = stats["src"]["items_out"]
+    assert 0 < sent < 6_000_000
+    assert len(frames) == -(-sent // 256)
+    assert not any(s["counters"].get("lost_items") for s in stats.values())
