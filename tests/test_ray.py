@@ -195,14 +195,20 @@ connections: [src -> pace, pace -> spec, spec -> out]
 """
 
 
-def test_a_killed_stateless_fragment_is_restarted_and_its_loss_counted(cluster, tmp_path):
-    graph = tmp_path / "restart.yml"
+def start_paced(cluster, tmp_path):
+    """RESTART on the cluster: the process and the .npy file it writes."""
+    graph = tmp_path / "paced.yml"
     graph.write_text(RESTART)
     out = tmp_path / "spectra.npy"
     proc = subprocess.Popen(
         cvstream_cmd("run", str(graph), "--ray", cluster.address, "--set", f"out={out}",
                      "--stats-json", str(tmp_path / "stats.json")),
         stderr=subprocess.PIPE, text=True)
+    return proc, out
+
+
+def test_a_killed_stateless_fragment_is_restarted_and_its_loss_counted(cluster, tmp_path):
+    proc, out = start_paced(cluster, tmp_path)
     _nodes(cluster.address)
     deadline = time.monotonic() + 120
     names = []
@@ -229,13 +235,7 @@ def test_a_killed_stateless_fragment_is_restarted_and_its_loss_counted(cluster, 
 
 
 def test_ctrl_c_drains_every_fragment_and_closes_the_sinks(cluster, tmp_path):
-    graph = tmp_path / "drain.yml"
-    graph.write_text(RESTART)
-    out = tmp_path / "spectra.npy"
-    proc = subprocess.Popen(
-        cvstream_cmd("run", str(graph), "--ray", cluster.address, "--set", f"out={out}",
-                     "--stats-json", str(tmp_path / "stats.json")),
-        stderr=subprocess.PIPE, text=True)
+    proc, out = start_paced(cluster, tmp_path)
     line = proc.stderr.readline()
     while "link1" not in line:  # deployed: both links announced
         assert line, "no link announced"
