@@ -79,7 +79,11 @@ def cmd_run(args) -> int:
         graph = _load(args.graph, args.set, args.imports)
         if args.ray:
             from . import ray_run
-            return ray_run.run(args, graph)
+            try:
+                return ray_run.run(args, graph)
+            except CvstreamError as exc:  # deploying: Ray missing, unreachable, no room
+                _say(str(exc))
+                return EXIT_USAGE
         sched = Scheduler(graph, fuse=False if args.no_fuse else None, workers=args.workers)
     except CvstreamError as exc:
         print(str(exc), file=sys.stderr)
