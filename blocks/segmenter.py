@@ -299,7 +299,8 @@ class SpectrumSegmenter(RateBlock):
         for t in self._tracker.open + list(self._coarse_seen):
             width = t.f_high - t.f_low
             shared = min(t.stop, narrow.stop) - max(t.start, narrow.start)
-            if width > 4 * (narrow.f_high - narrow.f_low) and \
+            # (a model detection at most two cells wide is the narrow signal itself)
+            if width > max(4 * (narrow.f_high - narrow.f_low), 2 / self.fft) and \
                     abs(centre - 0.5 * (t.f_low + t.f_high)) < 0.1 * width and \
                     shared >= 0.5 * (narrow.stop - narrow.start):
                 return True
