@@ -69,8 +69,11 @@ class SpectrumSegmenter(RateBlock):
     first tiles (``detections.family_features``; with ``family: ""`` or ``refine: 0`` the
     label is the cell votes). Detection messages as cfar_detector's, with ``label`` the
     modulation family and ``confidence`` the peak presence probability.
-    The model runs on a worker thread, overlapping the next batch's FFTs; with ``replicas: N`` they run on N copies (``compute``), the detections in
-    stream order here (``absorb``).
+    The model runs on a worker thread, overlapping the next batch's FFTs; with
+    ``replicas: N`` the FFTs and the model run on N copies (``compute``), the detections
+    in stream order here (``absorb``). ``narrow: true`` adds a tile-long FFT view for
+    signals narrower than the model's cells (``narrowband.py``; counters
+    ``narrow_detections``, ``narrow_carriers``, ``narrow_replaced``).
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
     to fill, then up to one batch of processing; detections are sent when a signal ends.
     Example: ``seg: {type: spectrum_segmenter, model: "builtin:spectrum_segmenter"}``
@@ -219,7 +222,8 @@ class SpectrumSegmenter(RateBlock):
             rows = self.fine_psd(x[busy], floor[busy])
             for k, row in zip(busy, rows):
                 fine[k], blocks[k] = row, x[k]
-        narrow = self._narrow_intervals(logits, masks, power, x, floor) if self._narrow else None
+        narrow = (self._narrow_intervals(logits, masks, power, x, floor) if self._narrow
+                  else None)
         for k, (intervals, row, block) in enumerate(zip(per_tile, fine, blocks)):
             start = self._pos
             self._pos += self.decim

@@ -47,8 +47,8 @@ class EndParams:
     """End of stream over ZeroMQ, between cvstream peers (GNU Radio sends no such thing): a
     sender sends one empty frame after its last item when its stream ends (not when the graph
     aborts); a receiver ends its stream there, and a graph asked to stop keeps receiving
-    until it comes (or nothing came for STOP_QUIET s), so what was sent drains through (the links between the fragments of a
-    distributed run work so)."""
+    until it comes (or nothing came for STOP_QUIET s), so what was sent drains through
+    (the links between the fragments of a distributed run work so)."""
 
     eos = Param(bool, default=False, doc="send / end at an end-of-stream frame (an empty "
                 "frame; cvstream peers only)")

@@ -306,8 +306,8 @@ def add_parser(sub) -> None:
                    "blocks, never trained on; both: side by side)")
     p.add_argument("--plot", metavar="PNG", help="aec: draw the ERLE over time through the "
                    "echo-path change")
-    p.add_argument("--narrow", action="store_true", help="spectrum: add a row for the segmenter with "
-                   "its fine view for narrow signals (narrow: true)")
+    p.add_argument("--narrow", action="store_true", help="spectrum: add a row for the "
+                   "segmenter with its fine view for narrow signals (narrow: true)")
     p.add_argument("--gr-scenes", type=int, default=12,
                    help="spectrum: GNU Radio recordings per SNR bucket")
     p.set_defaults(func=cmd_eval)
