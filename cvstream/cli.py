@@ -88,25 +88,32 @@ def cmd_run(args) -> int:
     except CvstreamError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
-    interrupted = []
-
-    def on_signal(signum, _frame):
-        if interrupted:
-            _say("second interrupt: aborting")
-            sched.abort()
-        else:
-            _say(f"{signal.Signals(signum).name}: draining and closing sinks "
-                 "(again to abort)")
-            sched.stop()
-        interrupted.append(signum)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    interrupted = on_interrupt(sched)
     live = _Live(sched, args.stats)
     sched.start()
     sched.wait(tick=live.tick)
     live.clear()
     return report(args, sched.snapshot(), sched.failure, len(interrupted) > 1)
+
+
+def on_interrupt(run, where: str = "") -> list:
+    """SIGINT / SIGTERM: the first asks ``run`` to stop (drain, close sinks), a second
+    aborts it. Returns the list of signals received so far."""
+    interrupted: list = []
+
+    def handle(signum, _frame):
+        if interrupted:
+            _say(f"second interrupt: aborting{where}")
+            run.abort()
+        else:
+            _say(f"{signal.Signals(signum).name}: draining{where} and closing sinks "
+                 "(again to abort)")
+            run.stop()
+        interrupted.append(signum)
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    return interrupted
 
 
 def report(args, snap: dict, failure, aborted: bool) -> int:

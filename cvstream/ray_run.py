@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import importlib
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -474,28 +473,16 @@ class Deployment:
 
 def run(args, graph) -> int:
     """``cvstream run --ray``: deploy, wait with progress, one stats table, exit code."""
-    from .cli import _Live, _say, report
+    from .cli import _Live, on_interrupt, report
     from .loader import parse_overrides
     with open(args.graph, encoding="utf-8") as fh:
         text = fh.read()
     dep = Deployment(graph, text, parse_overrides(args.set), args.imports, args.ray,
                      args.link_curve)
-    interrupted = []
-
-    def on_signal(signum, _frame):
-        if interrupted:
-            _say("second interrupt: aborting every fragment")
-            dep.abort()
-        else:
-            _say(f"{signal.Signals(signum).name}: draining every fragment and closing sinks "
-                 "(again to abort)")
-            dep.stop()
-        interrupted.append(signum)
-
+    interrupted: list = []
     try:
         dep.start()
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
+        interrupted = on_interrupt(dep, " every fragment")
         live = _Live(dep, args.stats)
         while True:
             running, prog = dep.poll()
