@@ -1,9 +1,9 @@
 """Radar imaging speed: frames per second end to end through ``cvstream run``.
 
-    python bench/radar_bench.py [--sweeps 48]
+    python bench/radar_bench.py [--sweeps 48] [--methods unrolled deep2s complex kirchhoff]
 
 For each configuration (small: target >= 30 fps; published: target >= 10 fps) and each
-method (Deep2S, complex variant, Kirchhoff migration), ``cvstream run graphs/radar_files.yml``
+method (the unrolled network, Deep2S, complex variant, Kirchhoff migration), ``cvstream run graphs/radar_files.yml``
 (or the same graph with ``radar_migration``) images a .npy of synthesized sweeps into a .npy
 of images, in a fresh process. Runs with N and 2N sweeps (the fastest of three each)
 separate the start-up cost (imports, model load, table build) from the steady state:
@@ -59,6 +59,9 @@ def run(graph: str, tmp: Path, sweeps: str, config: str, method: str) -> tuple[f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweeps", type=int, default=48, help="N (the second run uses 2N)")
+    ap.add_argument("--methods", nargs="+", default=["unrolled", "deep2s", "complex",
+                                                    "kirchhoff"],
+                    choices=["unrolled", "deep2s", "complex", "kirchhoff"])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
@@ -75,7 +78,7 @@ def main() -> None:
                     np.save(data[n], np.resize(base, (n, *base.shape[1:])))  # repeated
                 return str(data[n])
 
-            for method in ("deep2s", "complex", "kirchhoff"):
+            for method in args.methods:
                 graph = (str(tmp / "migration.yml") if method == "kirchhoff"
                          else str(ROOT / "graphs" / "radar_files.yml"))
                 n = args.sweeps

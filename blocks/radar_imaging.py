@@ -103,28 +103,42 @@ class RadarMigration(SweepImager):
 
 @register("radar_reconstruct")
 class RadarReconstruct(SweepImager):
-    """Learned imaging of each sweep with a shipped or exported radar model (the adjoint and
-    the 3D network in one ONNX graph).
+    """Learned imaging of each sweep with a shipped or exported radar model (the operator
+    and the network in one ONNX graph).
 
-    The configuration comes from the model's contract; a ``config`` given here must be the
-    same one. Ports: inp (complex64 sweeps (n_freq, n_tx, n_rx)), out (float32 images
+    ``method`` picks the shipped model of ``config``: ``deep2s`` (adjoint -> 3D U-Net),
+    ``complex`` (adjoint -> complex 3D U-Net) or ``unrolled`` (gradient steps with the exact
+    forward and adjoint operators, each followed by a learned denoiser: generalizes to
+    shapes the training never saw). ``model`` (an .onnx path or builtin name) overrides it;
+    the configuration then comes from the model's contract, and a ``config`` given must be
+    the same one. Ports: inp (complex64 sweeps (n_freq, n_tx, n_rx)), out (float32 images
     (nx, ny, nz), max 1). Sweeps with NaN/Inf are skipped and counted (bad_sweeps); up to
     ``max_batch`` queued sweeps share one model call.
-    Latency: one sweep plus the model (Deep2S / complex on 2 cores: small 11 / 22 ms,
-    published 69 / 92 ms).
-    Example: ``net: {type: radar_reconstruct, model: "builtin:radar_deep2s_small"}``
+    Latency: one sweep plus the model (Deep2S / complex / unrolled on 2 cores: see the
+    README's table, ms/frame).
+    Example: ``net: {type: radar_reconstruct, config: published, method: unrolled}``
     """
 
-    model = Param(str, default="builtin:radar_deep2s_small",
-                  doc="builtin:radar_<deep2s|complex>_<small|published> or an .onnx path")
-    config = Param(str, default="", doc="expected configuration (empty: the model's)")
+    method = Param(str, default="deep2s", choices=("deep2s", "complex", "unrolled"),
+                   doc="the shipped model: builtin:radar_<method>_<config>")
+    model = Param(str, default="", doc="an .onnx path or builtin name instead of the "
+                  "shipped model of method and config")
+    config = Param(str, default="", doc="radar configuration: small, published or a file "
+                   "(empty: small, or the model's)")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime intra-op threads (0: one per "
                     "core, up to 4: the model is the heavy block of a radar graph)")
     max_batch = Param(int, default=4, min=1, doc="sweeps per model call when behind")
 
     def check(self):
         from cvstream.models.radar.geometry import config_from_dict
-        self.path, contract = load_model(self.model, task="radar_imaging")
+        model = self.model
+        if not model:
+            shipped = self.config if self.config in ("small", "published") else "small"
+            if self.config and self.config != shipped:
+                raise ParamError("config", f"no shipped {self.method} model for '{self.config}'"
+                                 "; give model: (an .onnx trained for it)")
+            model = f"builtin:radar_{self.method}_{shipped}"
+        self.path, contract = load_model(model, task="radar_imaging")
         self.cfg = config_from_dict(contract.preprocess["radar_config"], self.path)
         if self.config:
             want = radar_config(self.config)

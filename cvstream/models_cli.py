@@ -129,13 +129,15 @@ def cmd_train(args) -> int:
     from cvstream.models import SHIPPED_DIR
     from cvstream.models.export import export_model
     show = progress_printer(f"training {args.family}")
-    if args.config and args.family != "radar":
-        raise CvstreamError("--config applies to the radar family only")
+    if (args.config or args.kind) and args.family != "radar":
+        raise CvstreamError("--config and --kind apply to the radar family only")
     if hasattr(fam, "train_and_export"):  # families that train several models together
         out_dir = args.out or str(SHIPPED_DIR)
         extra = {"steps": args.steps} if args.steps else {}
         if args.config:
             extra["configs"] = args.config
+        if args.kind:
+            extra["kinds"] = tuple(args.kind)
         table = fam.train_and_export(out_dir, seed=args.seed, progress=show, **extra)
         print(f"wrote {fam.NAME} models to {out_dir}")
         print(fam.format_table(table))
@@ -231,7 +233,7 @@ def cmd_synth_radar(args) -> int:
 
 def cmd_eval_radar(args) -> int:
     from cvstream.models import resolve_model
-    from cvstream.models.radar.evaluate import evaluate, format_table, onnx_imager
+    from cvstream.models.radar.evaluate import CONDITIONS, evaluate, format_table, onnx_imager
     from cvstream.models.radar.train import KINDS, model_name
     tables = {}
     for config in args.config or ["small", "published"]:
@@ -242,6 +244,10 @@ def cmd_eval_radar(args) -> int:
             tables[(config, shapes)] = evaluate(
                 config, imagers, args.scenes, shapes=shapes,
                 progress=progress_printer(f"evaluating {config}, {shapes} shapes"))
+        for condition in (c for c in CONDITIONS if c and args.conditions):
+            tables[(config, "unseen", condition)] = evaluate(
+                config, imagers, args.scenes, shapes="unseen", condition=condition,
+                progress=progress_printer(f"evaluating {config}, unseen shapes, {condition}"))
     print(format_table(tables))
     return 0
 
@@ -288,6 +294,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="default: the shipped model's file (or directory)")
     p.add_argument("--config", action="append", help="radar: train only this configuration "
                    "(repeatable; default small and published)")
+    p.add_argument("--kind", action="append", choices=["deep2s", "complex", "unrolled"],
+                   help="radar: train only this network (repeatable; default all three)")
     p.set_defaults(func=cmd_train)
     p = msub.add_parser("eval", help="print a model family's evaluation table")
     p.add_argument("family", choices=["iq_denoiser", "spectrum", "aec", "radar"])
@@ -301,6 +309,9 @@ def add_parser(sub) -> None:
                    help="radar: targets of the training's shape families, of families it "
                    "never saw (tori, hollow cylinders, cones, bead helices, rod crosses, "
                    "rings), or both")
+    p.add_argument("--conditions", action="store_true",
+                   help="radar: also the unseen shapes at 10/20/30/40 dB measurement SNR and "
+                   "with antennas displaced by up to +-1 mm")
     p.add_argument("--generator", choices=["project", "gnuradio", "both"], default="project",
                    help="spectrum: whose scenes (gnuradio: recordings made by GNU Radio's own "
                    "blocks, never trained on; both: side by side)")

@@ -11,7 +11,9 @@ from cvstream.errors import CvstreamError
 from cvstream.models.radar.evaluate import psnr, ssim3d
 from cvstream.models.radar.geometry import C0, load_config
 from cvstream.models.radar.operators import ForwardOperator, ImageFormation, METHODS
-from cvstream.models.radar.synth import SHAPES, make_scenes, random_rotation, shape_mask
+from cvstream.models.radar.synth import (EXTRA_SHAPES, PHASES, SHAPES, TRAIN_SHAPES,
+                                         UNSEEN_SHAPES, SceneConfig, make_scenes,
+                                         random_reflectivity, random_rotation, shape_mask)
 
 TINY = {"name": "tiny",
         "tx": {"from": [-0.1, 0.1, 0.0], "to": [0.1, -0.1, 0.0], "count": 3},
@@ -132,7 +134,7 @@ def test_scenes_are_deterministic_noisy_at_their_snr_and_labelled():
     assert not np.array_equal(s1, s3)
 
 
-@pytest.mark.parametrize("kind", SHAPES)
+@pytest.mark.parametrize("kind", SHAPES + EXTRA_SHAPES)
 def test_every_shape_kind_fills_some_but_not_all_voxels(kind):
     rng = np.random.default_rng(5)
     cfg = load_config("small")
@@ -150,3 +152,41 @@ def test_psnr_and_ssim_values():
     noisy = np.clip(truth + rng.normal(0, 0.3, truth.shape), 0, 1)
     assert ssim3d(noisy, truth) < 0.8
     assert ssim3d(rng.uniform(size=truth.shape), truth) < 0.2
+
+
+def test_training_families_leave_the_held_out_families_out():
+    assert not set(TRAIN_SHAPES) & set(UNSEEN_SHAPES) and set(SHAPES) < set(TRAIN_SHAPES)
+
+
+@pytest.mark.parametrize("model", PHASES)
+def test_surface_phase_models(model):
+    """'random': independent phases (no relation between neighbours); 'constant': one phase
+    per shape; 'smooth': neighbouring voxels close in phase; 'rough': in between."""
+    cfg = load_config("small")
+    scene = SceneConfig(shapes=("box",), max_objects=1, phases=(model,), size_m=(0.06, 0.08))
+    x = random_reflectivity(cfg, np.random.default_rng(8), scene)
+    on = np.abs(x) > 0
+    assert on.sum() > 50
+    # phase difference between z-neighbours that both reflect
+    both = on[:, :, 1:] & on[:, :, :-1]
+    step = np.angle(x[:, :, 1:][both] * np.conj(x[:, :, :-1][both]))
+    spread = float(np.abs(np.exp(1j * step).mean()))   # 1: identical steps, 0: random
+    if model == "constant":
+        assert np.allclose(step, 0, atol=1e-5)
+    elif model == "smooth":
+        assert spread > 0.5
+    elif model == "random":
+        assert spread < 0.3
+    else:
+        assert spread < 0.95
+
+
+def test_default_scenes_draw_only_the_first_families_with_random_phase():
+    """The evaluation sets of the first models stay what they were: the default scene
+    config draws SHAPES with independent phases; TRAIN_SHAPES and PHASES are opt-in."""
+    a, ta, _ = make_scenes("small", 3, seed=11)
+    b, tb, _ = make_scenes("small", 3, seed=11, scene=SceneConfig(phases=("random",)))
+    assert np.array_equal(a, b) and np.array_equal(ta, tb)
+    c, _, _ = make_scenes("small", 3, seed=11, scene=SceneConfig(shapes=TRAIN_SHAPES,
+                                                                 phases=PHASES))
+    assert not np.array_equal(a, c)

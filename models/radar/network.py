@@ -50,23 +50,52 @@ class BornTables(nn.Module):
         amp = 1.0 / (scale * dist[None])
         return torch.cos(phase) * amp, torch.sin(phase) * amp
 
+    def tables(self):
+        """The operators' matrices, computed once per call and shared by every operator
+        application in it: the Tx kernels (K, T, N) re and im, the Rx side stacked for one
+        real matmul, (K, 2N, 2R) for A and (K, 2R, 2N) for A^H."""
+        t_re, t_im = self.kernel(self.tx, 4 * math.pi)
+        g_re, g_im = self.kernel(self.rx, 1.0)                       # (K, R, N)
+        adj = torch.cat([torch.cat([g_re, g_im], -1), torch.cat([-g_im, g_re], -1)], 1)
+        return t_re, t_im, adj.transpose(1, 2), adj
+
+
+def born_forward(tables, x_re, x_im):
+    """A x: (B, N) reflectivity parts -> (B, K, T, R) sweep parts. The batch rides along
+    the Tx axis, so each frequency is one (B T, 2N) x (2N, 2R) matmul."""
+    t_re, t_im, fwd, _ = tables
+    k, t, n = t_re.shape
+    t_re, t_im = t_re[:, None], t_im[:, None]                            # (K, 1, T, N)
+    x_re, x_im = x_re[None, :, None], x_im[None, :, None]                # (1, B, 1, N)
+    # u = conj(g_t) x, then y = u @ conj(g_r)^T, with (re, im) stacked into one matmul
+    u = torch.cat([t_re * x_re + t_im * x_im, t_re * x_im - t_im * x_re], dim=-1)
+    y = torch.matmul(u.reshape(k, -1, 2 * n), fwd)                       # (K, B T, 2R)
+    y = y.reshape(k, -1, t, y.shape[-1]).transpose(0, 1)                 # (B, K, T, 2R)
+    r = fwd.shape[-1] // 2
+    return y[..., :r], y[..., r:]
+
+
+def born_adjoint(tables, y_re, y_im):
+    """A^H y: (B, K, T, R) sweep parts -> (B, N) image parts."""
+    t_re, t_im, _, adj = tables
+    k, t, n = t_re.shape
+    y2 = torch.cat([y_re, y_im], dim=-1).transpose(0, 1)        # (K, B, T, 2R)
+    z = torch.matmul(y2.reshape(k, -1, y2.shape[-1]), adj)      # (K, B T, 2N)
+    z = z.reshape(k, -1, t, 2 * n)
+    z_re, z_im = z[..., :n], z[..., n:]
+    t_re, t_im = t_re[:, None], t_im[:, None]
+    x_re = (t_re * z_re - t_im * z_im).sum(dim=(0, 2))
+    x_im = (t_re * z_im + t_im * z_re).sum(dim=(0, 2))
+    return x_re, x_im
+
 
 class ForwardLayer(BornTables):
     """(B, 1, nx, ny, nz, 2) interleaved reflectivity -> (B, 1, K, T, R, 2) Born sweeps."""
 
     def forward(self, x):
         x_re, x_im = x[:, 0, ..., 0].flatten(1), x[:, 0, ..., 1].flatten(1)   # (B, N)
-        t_re, t_im = self.kernel(self.tx, 4 * math.pi)
-        r_re, r_im = self.kernel(self.rx, 1.0)
-        # u = conj(g_t) x, then y = u @ conj(g_r)^T, with (re, im) stacked into one matmul
-        u_re = t_re * x_re[:, None, None] + t_im * x_im[:, None, None]       # (B, K, T, N)
-        u_im = t_re * x_im[:, None, None] - t_im * x_re[:, None, None]
-        u = torch.cat([u_re, u_im], dim=-1)                                   # (B, K, T, 2N)
-        rt_re, rt_im = r_re.transpose(1, 2), r_im.transpose(1, 2)             # (K, N, R)
-        g = torch.cat([torch.cat([rt_re, -rt_im], -1), torch.cat([rt_im, rt_re], -1)], 1)
-        y = torch.matmul(u, g)                                                # (B, K, T, 2R)
-        r = rt_re.shape[-1]
-        return torch.stack([y[..., :r], y[..., r:]], dim=-1)[:, None]
+        y_re, y_im = born_forward(self.tables(), x_re, x_im)
+        return torch.stack([y_re, y_im], dim=-1)[:, None]
 
 
 class AdjointLayer(BornTables):
@@ -74,15 +103,7 @@ class AdjointLayer(BornTables):
 
     def forward(self, sweep):
         y = sweep[:, 0]                                              # (B, K, T, R, 2)
-        y2 = torch.cat([y[..., 0], y[..., 1]], dim=-1)               # (B, K, T, 2R)
-        g_re, g_im = self.kernel(self.rx, 1.0)                       # (K, R, N)
-        g = torch.cat([torch.cat([g_re, g_im], -1), torch.cat([-g_im, g_re], -1)], 1)
-        z = torch.matmul(y2, g)                                      # (B, K, T, 2N)
-        n = g_re.shape[-1]
-        z_re, z_im = z[..., :n], z[..., n:]
-        t_re, t_im = self.kernel(self.tx, 4 * math.pi)               # (K, T, N)
-        x_re = (t_re * z_re - t_im * z_im).sum(dim=(1, 2))
-        x_im = (t_re * z_im + t_im * z_re).sum(dim=(1, 2))
+        x_re, x_im = born_adjoint(self.tables(), y[..., 0], y[..., 1])
         shape = (-1, *self.image_shape)
         return x_re.reshape(shape), x_im.reshape(shape)
 

@@ -1,9 +1,15 @@
 """Synthetic near-field radar scenes: 3D extended targets, Born sweeps, measurement noise.
 
-A scene is a union of 1..``max_objects`` shapes (spheres, ellipsoids, boxes, thin plates,
-extruded letters and polygons) at random poses and depths inside the voxel grid. Every voxel
-of a shape reflects with the shape's amplitude (0.5..1) and its own uniformly random phase.
-The sweep is the Born forward model of that reflectivity plus complex white noise at a
+A scene is a union of 1..``max_objects`` shapes at random poses and depths inside the voxel
+grid: the first models' families (``SHAPES``: spheres, ellipsoids, boxes, thin plates,
+extruded letters and polygons) or the wider set the unrolled network trains on
+(``TRAIN_SHAPES``: those plus thin wires and bent rods, hollow shells, tubes along open
+curves, point clusters and random convex polyhedra). Every voxel of a shape reflects with the
+shape's amplitude (0.5..1) and, by default, its own uniformly random phase; ``phases`` adds
+other surface models per shape (``PHASES``): one phase for the whole shape, a smooth phase
+(a random tilt and curvature across it, a mirror-like surface) and a rough one (smooth plus
+per-voxel jitter), optionally with a per-voxel amplitude texture. The held-out families
+(``UNSEEN_SHAPES``) are in neither training set. The sweep is the Born forward model of that reflectivity plus complex white noise at a
 measurement SNR (mean sweep power over noise power) drawn from ``snr_db``. The label is the
 reflectivity magnitude normalized to max 1. Deterministic from the seed.
 """
@@ -21,6 +27,11 @@ from .operators import ForwardOperator, normalize_max
 SHAPES = ("sphere", "ellipsoid", "box", "plate", "letter", "polygon")
 #: shape families the training never sees: what generalization is measured on
 UNSEEN_SHAPES = ("torus", "hollow_cylinder", "cone", "bead_helix", "rod_cross", "ring")
+#: open, thin, hollow and scattered bodies the unrolled network also trains on
+EXTRA_SHAPES = ("wire", "shell", "curve", "points", "mesh")
+TRAIN_SHAPES = SHAPES + EXTRA_SHAPES
+#: surface phase models: independent per voxel, one per shape, smooth, smooth plus jitter
+PHASES = ("random", "constant", "smooth", "rough")
 
 #: 5x7 bitmaps (rows top to bottom) of the letters extruded as targets
 LETTERS = {
@@ -45,6 +56,7 @@ class SceneConfig:
     size_m: tuple[float, float] = (0.02, 0.08)   # half-extent of a shape
     margin_m: float = 0.02                        # keep centres this far inside the grid
     shapes: tuple[str, ...] = SHAPES              # the families drawn from
+    phases: tuple[str, ...] = ("random",)         # the surface phase models drawn from
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -85,6 +97,8 @@ def shape_mask(kind: str, local: np.ndarray, size: float, rng: np.random.Generat
         return np.all(np.abs(local) <= half, axis=1)
     if kind in UNSEEN_SHAPES:
         return _unseen_mask(kind, local, size, rng)
+    if kind in EXTRA_SHAPES:
+        return _extra_mask(kind, local, size, rng)
     thickness = rng.uniform(0.005, 0.02)
     slab = np.abs(local[:, 2]) <= thickness
     if kind == "polygon":
@@ -140,6 +154,68 @@ def _unseen_mask(kind: str, local: np.ndarray, size: float, rng: np.random.Gener
     raise ValueError(f"unknown shape '{kind}'")
 
 
+def _near_polyline(local: np.ndarray, nodes: np.ndarray, radius: float) -> np.ndarray:
+    """Points within ``radius`` of the open polyline through ``nodes`` (M, 3)."""
+    inside = np.zeros(len(local), bool)
+    for a, b in zip(nodes[:-1], nodes[1:]):
+        ab = b - a
+        t = np.clip((local - a) @ ab / max(float(ab @ ab), 1e-12), 0.0, 1.0)
+        inside |= np.linalg.norm(local - (a + t[:, None] * ab), axis=1) <= radius
+    return inside
+
+
+def _extra_mask(kind: str, local: np.ndarray, size: float, rng: np.random.Generator
+                ) -> np.ndarray:
+    """The training-only families: open wires and curves, shells, clusters, polyhedra."""
+    thin = rng.uniform(0.004, 0.01)
+    if kind == "wire":  # a straight rod or a rod bent once or twice (open, never closed)
+        bends = int(rng.integers(0, 3))
+        nodes = np.cumsum(rng.standard_normal((bends + 2, 3)), axis=0)
+        nodes -= nodes.mean(axis=0)
+        nodes *= size / max(float(np.abs(nodes).max()), 1e-9)
+        return _near_polyline(local, nodes, thin)
+    if kind == "curve":  # a tube along a random cubic Bezier curve
+        ctrl = rng.uniform(-size, size, (4, 3))
+        u = np.linspace(0, 1, 24)[:, None]
+        nodes = ((1 - u) ** 3 * ctrl[0] + 3 * (1 - u) ** 2 * u * ctrl[1]
+                 + 3 * (1 - u) * u ** 2 * ctrl[2] + u ** 3 * ctrl[3])
+        return _near_polyline(local, nodes, thin)
+    if kind == "shell":  # a hollow sphere or box, walls a few mm thick
+        wall = rng.uniform(0.004, 0.008)
+        if rng.uniform() < 0.5:
+            return np.abs(np.linalg.norm(local, axis=1) - size * 0.8) <= wall
+        half = size * rng.uniform(0.4, 1.0, 3)
+        outer = np.all(np.abs(local) <= half, axis=1)
+        return outer & ~np.all(np.abs(local) <= half - wall, axis=1)
+    if kind == "points":  # a cluster of small balls
+        count = int(rng.integers(3, 13))
+        centres = rng.uniform(-size, size, (count, 3))
+        radius = rng.uniform(0.004, 0.01)
+        inside = np.zeros(len(local), bool)
+        for c in centres:
+            inside |= np.linalg.norm(local - c, axis=1) <= radius
+        return inside
+    if kind == "mesh":  # a random convex polyhedron: the intersection of half-spaces
+        normals = rng.standard_normal((int(rng.integers(5, 13)), 3))
+        normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+        offsets = size * rng.uniform(0.3, 1.0, len(normals))
+        return np.all(local @ normals.T <= offsets, axis=1)
+    raise ValueError(f"unknown shape '{kind}'")
+
+
+def _surface_phase(model: str, local: np.ndarray, size: float, rng: np.random.Generator
+                   ) -> np.ndarray:
+    """Phase (radians) of each point of a shape under a surface model other than 'random'."""
+    if model == "constant":
+        return np.full(len(local), rng.uniform(0, 2 * np.pi))
+    tilt = rng.standard_normal(3) * np.pi / size          # up to a few turns across it
+    curve = rng.standard_normal() * np.pi / size ** 2
+    phase = rng.uniform(0, 2 * np.pi) + local @ tilt + curve * np.sum(local ** 2, axis=1)
+    if model == "rough":
+        phase = phase + rng.uniform(0.3, 1.5) * rng.standard_normal(len(local))
+    return phase
+
+
 def random_reflectivity(cfg: RadarConfig, rng: np.random.Generator,
                         scene: SceneConfig = SceneConfig()) -> np.ndarray:
     """(nx, ny, nz) complex64 reflectivity of one random scene (never empty)."""
@@ -147,16 +223,31 @@ def random_reflectivity(cfg: RadarConfig, rng: np.random.Generator,
     lo = np.array([cfg.x.min(), cfg.y.min(), cfg.z.min()]) + scene.margin_m
     hi = np.array([cfg.x.max(), cfg.y.max(), cfg.z.max()]) - scene.margin_m
     amplitude = np.zeros(len(vox))
+    surface = None if scene.phases == ("random",) else np.zeros(len(vox))  # phase, radians
+    random_phase = np.ones(len(vox), bool)
     for _ in range(100):
         for _ in range(int(rng.integers(1, scene.max_objects + 1))):
             kind = scene.shapes[int(rng.integers(len(scene.shapes)))]
             centre = rng.uniform(lo, hi)
             local = (vox - centre) @ random_rotation(rng)
-            inside = shape_mask(kind, local, rng.uniform(*scene.size_m), rng)
-            amplitude[inside] = np.maximum(amplitude[inside], rng.uniform(0.5, 1.0))
+            size = rng.uniform(*scene.size_m)
+            inside = shape_mask(kind, local, size, rng)
+            amp = rng.uniform(0.5, 1.0)
+            if surface is None:
+                amplitude[inside] = np.maximum(amplitude[inside], amp)
+                continue
+            model = scene.phases[int(rng.integers(len(scene.phases)))]
+            texture = rng.uniform(0.6, 1.0, len(vox)) if rng.uniform() < 0.3 else 1.0
+            wins = inside & (amp * texture >= amplitude)
+            amplitude[wins] = (amp * texture)[wins] if np.ndim(texture) else amp
+            random_phase[wins] = model == "random"
+            if model != "random":
+                surface[wins] = _surface_phase(model, local[wins], size, rng)
         if amplitude.any():
             break
     phase = np.exp(2j * np.pi * rng.uniform(size=len(vox)))
+    if surface is not None:
+        phase = np.where(random_phase, phase, np.exp(1j * surface))
     return (amplitude * phase).astype(np.complex64).reshape(cfg.image_shape)
 
 

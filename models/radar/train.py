@@ -1,9 +1,12 @@
 """Train, export and evaluate the radar reconstruction models (torch).
 
-``cvstream models train radar`` trains Deep2S and the complex variant for both shipped
-configurations from a seed, exports ``radar_<kind>_<config>.onnx`` (sweep in, image out),
-evaluates them next to back-projection and Kirchhoff migration, and stores each model's rows
-in its contract. The networks learn from adjoint images computed once by numpy.
+``cvstream models train radar`` trains Deep2S, the complex variant and the unrolled network
+for both shipped configurations from a seed, exports ``radar_<kind>_<config>.onnx`` (sweep
+in, image out), evaluates them next to back-projection and Kirchhoff migration, and stores
+each model's rows in its contract. Deep2S and the complex variant learn from adjoint images
+computed once by numpy (the first shape families); the unrolled network learns from the
+sweeps themselves (the operator is in its graph), on the wider families and phase models
+at 10-40 dB.
 """
 from __future__ import annotations
 
@@ -15,12 +18,15 @@ import numpy as np
 from .evaluate import evaluate, format_table, onnx_imager
 from .geometry import load_config
 from .operators import ImageFormation
-from .synth import make_scenes
+from .synth import PHASES, TRAIN_SHAPES, SceneConfig, make_scenes
 
 NAME = "radar"
-KINDS = ("deep2s", "complex")
-#: real widths for Deep2S; complex widths matched to its real parameter count
-WIDTHS = {"deep2s": (16, 32, 64), "complex": (11, 22, 45)}
+KINDS = ("deep2s", "complex", "unrolled")
+#: real widths for Deep2S; complex widths matched to its real parameter count; the unrolled
+#: network's denoiser width
+WIDTHS = {"deep2s": (16, 32, 64), "complex": (11, 22, 45), "unrolled": 8}
+#: the unrolled network's scenes: every training family and phase model, 10-40 dB
+UNROLLED_SCENES = SceneConfig(shapes=TRAIN_SHAPES, phases=PHASES, snr_db=(10.0, 40.0))
 #: loss = MSE + L1_WEIGHT * L1 on the peak-normalized image (the L1 term favours empty voxels)
 L1_WEIGHT = 0.1
 #: ONNX Runtime vs torch: the adjoint sums K T R products in float32 in a different order
@@ -37,6 +43,14 @@ class Recipe:
 
 RECIPES = {"small": Recipe(scenes=2048, steps=1500, batch=8),
            "published": Recipe(scenes=1536, steps=1500, batch=4)}
+#: the unrolled network costs an operator pair per iteration: fewer, smaller steps
+UNROLLED_RECIPES = {"small": Recipe(scenes=2048, steps=800, batch=4, lr=2e-3),
+                    "published": Recipe(scenes=768, steps=400, batch=2, lr=2e-3)}
+#: gradient steps (each followed by its own denoiser) per configuration
+ITERATIONS = {"small": 12, "published": 6}
+#: the unrolled network's scalars (steps, momenta, thresholds) learn this much faster than
+#: its CNN weights
+SCALAR_LR = 5.0
 
 
 def model_name(kind: str, config: str) -> str:
@@ -46,7 +60,9 @@ def model_name(kind: str, config: str) -> str:
 def contract(cfg, kind: str, evaluation: dict | None = None) -> dict:
     k, t, r = cfg.sweep_shape
     about = {"deep2s": "Deep2S: adjoint -> magnitude -> 3D U-Net",
-             "complex": "complex variant: adjoint -> complex 3D U-Net -> magnitude"}[kind]
+             "complex": "complex variant: adjoint -> complex 3D U-Net -> magnitude",
+             "unrolled": "unrolled: gradient steps with the exact Born operator, each "
+                         "followed by a learned phase-keeping 3D denoiser"}[kind]
     return dict(task="radar_imaging", name=model_name(kind, cfg.name), version="1", chunk=1,
                 inputs=[dict(name="sweep", dtype="complex64", item_shape=[k, t, r])],
                 outputs=[dict(name="image", dtype="float32", item_shape=list(cfg.image_shape),
@@ -56,9 +72,56 @@ def contract(cfg, kind: str, evaluation: dict | None = None) -> dict:
                 evaluation=evaluation or {})
 
 
+def image_loss(out, target):
+    """MSE + L1_WEIGHT * L1 between the peak-normalized output and the truth."""
+    import torch
+    peak = out.flatten(1).amax(dim=1).clamp_min(1e-12).view(-1, *([1] * (out.dim() - 1)))
+    err = out / peak - target
+    return torch.mean(err ** 2) + L1_WEIGHT * torch.mean(torch.abs(err))
+
+
+def nmse_loss(out, target):
+    """Mean over the batch of ||out - truth||^2 / ||truth||^2 (the evaluation's NMSE, not
+    in dB): every scene counts the same, however many voxels its targets fill."""
+    err = (out - target).flatten(1).pow(2).sum(dim=1)
+    return (err / target.flatten(1).pow(2).sum(dim=1).clamp_min(1e-12)).mean()
+
+
+def train_unrolled(cfg, recipe: Recipe, seed: int, width=None, progress=None,
+                   iterations: int | None = None):
+    """Train the unrolled network on sweeps of freshly synthesized scenes; returns it."""
+    import torch
+
+    from ..training import optimizer_step
+    from .unrolled import UnrolledReconstructor
+    torch.manual_seed(seed)
+    sweeps, truth, _ = make_scenes(cfg, recipe.scenes, seed, UNROLLED_SCENES)
+    feed = torch.from_numpy(sweeps.view(np.float32).reshape(len(sweeps), 1, *cfg.sweep_shape,
+                                                             2))
+    target = torch.from_numpy(truth)[:, None]
+    net = UnrolledReconstructor(cfg, iterations or ITERATIONS.get(cfg.name, 10),
+                                WIDTHS["unrolled"] if width is None else width)
+    named = dict(net.named_parameters())
+    scalars = [n for n in named if n.split(".")[-1] in ("log_eta", "mu", "tau")]
+    groups = [{"params": [named[n] for n in scalars], "lr": SCALAR_LR * recipe.lr},
+              {"params": [p for n, p in named.items() if n not in scalars], "lr": recipe.lr}]
+    opt = torch.optim.Adam(groups)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, [g["lr"] for g in groups],
+                                                total_steps=recipe.steps, pct_start=0.1)
+    rng = np.random.default_rng(seed)
+    net.train()
+    for step in range(recipe.steps):
+        idx = torch.from_numpy(rng.integers(0, len(target), recipe.batch))
+        loss = nmse_loss(net(feed[idx]), target[idx])
+        optimizer_step(net, opt, sched, loss, step, recipe.steps, progress, clip=1.0)
+    return net.eval()
+
+
 def train_network(cfg, kind: str, recipe: Recipe, seed: int, widths=None, progress=None):
     """Train one network on adjoint images of freshly synthesized scenes; returns it."""
     import torch
+    if kind == "unrolled":
+        return train_unrolled(cfg, recipe, seed, widths, progress)
 
     from ..training import optimizer_step
     from .network import make_network, network_input
@@ -75,10 +138,7 @@ def train_network(cfg, kind: str, recipe: Recipe, seed: int, widths=None, progre
     net.train()
     for step in range(recipe.steps):
         idx = torch.from_numpy(rng.integers(0, len(target), recipe.batch))
-        out = net(network_input(kind, x_re[idx], x_im[idx]))[:, 0]
-        peak = out.flatten(1).amax(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        err = out / peak - target[idx]
-        loss = torch.mean(err ** 2) + L1_WEIGHT * torch.mean(torch.abs(err))
+        loss = image_loss(net(network_input(kind, x_re[idx], x_im[idx]))[:, 0], target[idx])
         optimizer_step(net, opt, sched, loss, step, recipe.steps, progress)
     return net.eval()
 
@@ -101,7 +161,8 @@ def export_forward(config, path: str):
 def export(cfg, kind: str, net, path: str, evaluation: dict | None = None):
     from ..export import export_model
     from .network import Reconstructor
-    return export_model(Reconstructor(cfg, kind, net), contract(cfg, kind, evaluation), path,
+    graph = net if kind == "unrolled" else Reconstructor(cfg, kind, net)
+    return export_model(graph, contract(cfg, kind, evaluation), path,
                         tol=EXPORT_TOL, constant_folding=False)
 
 
@@ -114,10 +175,11 @@ def train_and_export(out_dir: str, steps: int | None = None, seed: int = 0, prog
     tables = {}
     for config in configs:
         cfg = load_config(config)
-        base = RECIPES.get(cfg.name, RECIPES["small"])
-        recipe = Recipe(scenes or base.scenes, steps or base.steps, base.batch, base.lr)
         nets, imagers = {}, {}
         for kind in kinds:
+            book = UNROLLED_RECIPES if kind == "unrolled" else RECIPES
+            base = book.get(cfg.name, book["small"])
+            recipe = Recipe(scenes or base.scenes, steps or base.steps, base.batch, base.lr)
             print(f"training {model_name(kind, cfg.name)}: {recipe.steps} steps, "
                   f"{recipe.scenes} scenes", flush=True)
             nets[kind] = train_network(cfg, kind, recipe, seed, widths and widths[kind],
