@@ -46,7 +46,7 @@ class GainDenoiser(nn.Module):
     peak (FISTA's proximal step) corrected by h, a 3D CNN of m and |b| / max|b| (zero at
     initialization)."""
 
-    def __init__(self, image_shape, width: int = 16, tau: float = 0.1):
+    def __init__(self, image_shape, width: int = 8, tau: float = 0.1):
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.tau = nn.Parameter(torch.tensor(float(tau)))
