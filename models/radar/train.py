@@ -45,7 +45,7 @@ RECIPES = {"small": Recipe(scenes=2048, steps=1500, batch=8),
            "published": Recipe(scenes=1536, steps=1500, batch=4)}
 #: the unrolled network costs an operator pair per iteration: fewer, smaller steps
 UNROLLED_RECIPES = {"small": Recipe(scenes=2048, steps=800, batch=4, lr=2e-3),
-                    "published": Recipe(scenes=768, steps=400, batch=2, lr=2e-3)}
+                    "published": Recipe(scenes=768, steps=800, batch=2, lr=2e-3)}
 #: gradient steps (each followed by its own denoiser) per configuration
 ITERATIONS = {"small": 12, "published": 6}
 #: the unrolled network's scalars (steps, momenta, thresholds) learn this much faster than
