@@ -130,14 +130,13 @@ class RadarReconstruct(SweepImager):
     max_batch = Param(int, default=4, min=1, doc="sweeps per model call when behind")
 
     def check(self):
-        from cvstream.models.radar.geometry import config_from_dict
+        from cvstream.models.radar.geometry import config_from_dict, shipped_configs
         model = self.model
         if not model:
-            shipped = self.config if self.config in ("small", "published") else "small"
-            if self.config and self.config != shipped:
+            if self.config and self.config not in shipped_configs():
                 raise ParamError("config", f"no shipped {self.method} model for '{self.config}'"
                                  "; give model: (an .onnx trained for it)")
-            model = f"builtin:radar_{self.method}_{shipped}"
+            model = f"builtin:radar_{self.method}_{self.config or 'small'}"
         self.path, contract = load_model(model, task="radar_imaging")
         self.cfg = config_from_dict(contract.preprocess["radar_config"], self.path)
         if self.config:

@@ -237,9 +237,10 @@ def random_reflectivity(cfg: RadarConfig, rng: np.random.Generator,
                 amplitude[inside] = np.maximum(amplitude[inside], amp)
                 continue
             model = scene.phases[int(rng.integers(len(scene.phases)))]
-            texture = rng.uniform(0.6, 1.0, len(vox)) if rng.uniform() < 0.3 else 1.0
-            wins = inside & (amp * texture >= amplitude)
-            amplitude[wins] = (amp * texture)[wins] if np.ndim(texture) else amp
+            value = amp * (rng.uniform(0.6, 1.0, len(vox)) if rng.uniform() < 0.3
+                           else np.ones(len(vox)))
+            wins = inside & (value >= amplitude)
+            amplitude[wins] = value[wins]
             random_phase[wins] = model == "random"
             if model != "random":
                 surface[wins] = _surface_phase(model, local[wins], size, rng)

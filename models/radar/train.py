@@ -100,7 +100,7 @@ def train_unrolled(cfg, recipe: Recipe, seed: int, width=None, progress=None,
                                                              2))
     target = torch.from_numpy(truth)[:, None]
     net = UnrolledReconstructor(cfg, iterations or ITERATIONS.get(cfg.name, 10),
-                                WIDTHS["unrolled"] if width is None else width)
+                                width or WIDTHS["unrolled"])
     named = dict(net.named_parameters())
     scalars = [n for n in named if n.split(".")[-1] in ("log_eta", "mu", "tau")]
     groups = [{"params": [named[n] for n in scalars], "lr": SCALAR_LR * recipe.lr},

@@ -19,25 +19,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
 from .geometry import RadarConfig
 from .network import EPS, BornTables, born_adjoint, born_forward, normalize_peak
-from .operators import ForwardOperator, ImageFormation
-
-
-def lipschitz(cfg: RadarConfig, steps: int = 30) -> float:
-    """L = ||A^H A||, the largest eigenvalue (power iteration on the numpy operators, +1 %):
-    a gradient step of 1 / L never diverges."""
-    forward, adjoint = ForwardOperator(cfg), ImageFormation(cfg, "adjoint")
-    x = np.random.default_rng(0).standard_normal((1, cfg.n_voxels)).astype(np.complex64)
-    for _ in range(steps):
-        x = adjoint(forward(x))
-        norm = float(np.linalg.norm(x))
-        x /= norm
-    return norm * 1.01
+from .sparse import lipschitz
 
 
 class GainDenoiser(nn.Module):
@@ -50,23 +37,19 @@ class GainDenoiser(nn.Module):
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.tau = nn.Parameter(torch.tensor(float(tau)))
-        self.net = None if width == 0 else nn.Sequential(
+        self.net = nn.Sequential(
             nn.Conv3d(2, width, 3, padding=1), nn.ReLU(),
             nn.Conv3d(width, width, 3, padding=2, dilation=2), nn.ReLU(),
             nn.Conv3d(width, width, 3, padding=1), nn.ReLU(),
             nn.Conv3d(width, 1, 1))
-        if self.net is not None:
-            nn.init.zeros_(self.net[-1].weight)
-            nn.init.zeros_(self.net[-1].bias)
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, v_re, v_im, b_mag):
         mag = torch.sqrt(v_re * v_re + v_im * v_im + EPS)
         rel = mag / mag.amax(dim=1, keepdim=True).clamp_min(EPS)
-        gain = 1.0 - self.tau / (rel + 1e-6)
-        if self.net is not None:
-            feat = torch.stack([rel, b_mag], dim=1).reshape(-1, 2, *self.image_shape)
-            gain = gain + self.net(feat).flatten(1)
-        gain = torch.relu(gain)
+        feat = torch.stack([rel, b_mag], dim=1).reshape(-1, 2, *self.image_shape)
+        gain = torch.relu(1.0 + self.net(feat).flatten(1) - self.tau / (rel + 1e-6))
         return v_re * gain, v_im * gain
 
 
@@ -79,7 +62,7 @@ class UnrolledReconstructor(nn.Module):
         b = A^H y / max|A^H y| * L      (scale: the sweep's own, removed)
         v_i = z_i - (eta_i / L) (A^H A z_i - b)
         x_{i+1} = g_i(v_i) v_i
-        z_{i+1} = x_{i+1} + mu_i (x_{i+1} - x_i)         (x_0 = z_0 = 0)
+        z_{i+1} = x_{i+1} + mu_i (x_{i+1} - x_i)         (x_0 = z_0 = 0; image |x_n|)
     """
 
     def __init__(self, cfg: RadarConfig, iterations: int = 10, width: int = 8,
@@ -87,11 +70,11 @@ class UnrolledReconstructor(nn.Module):
         super().__init__()
         self.image_shape, self.iterations = cfg.image_shape, iterations
         self.born = BornTables(cfg)
-        lip = lip or lipschitz(cfg)
+        lip = lip or lipschitz(cfg, steps=30)
         self.register_buffer("lip", torch.tensor(lip, dtype=torch.float32))
         self.log_eta = nn.Parameter(torch.zeros(iterations))   # step eta_i = exp(log_eta_i)
         t, mu = 1.0, []
-        for _ in range(iterations):
+        for _ in range(iterations - 1):   # the last iteration's output is the image
             t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
             mu.append((t - 1) / t_next)
             t = t_next
@@ -114,8 +97,9 @@ class UnrolledReconstructor(nn.Module):
                 g_re, g_im = born_adjoint(tables, *born_forward(tables, z_re, z_im))
                 v_re, v_im = z_re - step * (g_re - b_re), z_im - step * (g_im - b_im)
             new_re, new_im = denoise(v_re, v_im, b_mag)
-            z_re = new_re + self.mu[i] * (new_re - x_re)
-            z_im = new_im + self.mu[i] * (new_im - x_im)
+            if i < len(self.mu):
+                z_re = new_re + self.mu[i] * (new_re - x_re)
+                z_im = new_im + self.mu[i] * (new_im - x_im)
             x_re, x_im = new_re, new_im
         mag = torch.sqrt(x_re * x_re + x_im * x_im + EPS).reshape(-1, 1, *self.image_shape)
         return normalize_peak(mag)
