@@ -180,17 +180,18 @@ connections: [src -> h, h -> snk]
     assert "could not place" in last and "gpu_box" in last and "Traceback" not in r.stderr
 
 
-RESTART = """
-variables: {out: spectra.npy}
+RESTART_ITEMS = 12_000_000  # 8 s at the pace: the kill lands mid-stream even on a loaded machine
+RESTART = f"""
+variables: {{out: spectra.npy}}
 fragments:
-  io: {labels: {role: io}}
-  dsp: {labels: {role: det}}
+  io: {{labels: {{role: io}}}}
+  dsp: {{labels: {{role: det}}}}
 blocks:
-  src: {type: signal_source, waveform: noise, rate: 1e6, items: 6000000, chunk: 8192,
-        fragment: io}
-  pace: {type: throttle, rate: 1.5e6, fragment: io}
-  spec: {type: fft, size: 256, output: power, fragment: dsp}
-  out: {type: npy_sink, path: "${out}", fragment: io}
+  src: {{type: signal_source, waveform: noise, rate: 1e6, items: {RESTART_ITEMS}, chunk: 8192,
+        fragment: io}}
+  pace: {{type: throttle, rate: 1.5e6, fragment: io}}
+  spec: {{type: fft, size: 256, output: power, fragment: dsp}}
+  out: {{type: npy_sink, path: "${{out}}", fragment: io}}
 connections: [src -> pace, pace -> spec, spec -> out]
 """
 
@@ -217,7 +218,7 @@ def test_a_killed_stateless_fragment_is_restarted_and_its_loss_counted(cluster, 
                  if a["name"].endswith(":dsp")]
         time.sleep(0.2)
     actor = ray.get_actor(names[0], namespace="cvstream")
-    time.sleep(1.5)  # mid-stream: the source is paced to 4 s
+    time.sleep(1.5)  # mid-stream: the source is paced to 8 s
     ray.kill(actor, no_restart=False)
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 0, err
@@ -227,10 +228,10 @@ def test_a_killed_stateless_fragment_is_restarted_and_its_loss_counted(cluster, 
     frames = np.load(out)
     lost = sum(s["counters"].get("lost_items", 0) for s in stats.values()
                if s["fragment"] == "io")
-    # every spectrum of the source's 6e6 samples (the last one zero-padded) was written or
+    # every spectrum of the source's samples (the last one zero-padded) was written or
     # counted as lost: what the killed fragment held, nothing more (give or take the one
     # frame the restart straddles: the new fft's frames start at the first sample it gets)
-    assert abs(len(frames) + lost - -(-6_000_000 // 256)) <= 1
+    assert abs(len(frames) + lost - -(-RESTART_ITEMS // 256)) <= 1
     assert 0 <= lost < len(frames) // 4
 
 
