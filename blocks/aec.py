@@ -7,7 +7,7 @@ from cvstream import GeneralBlock, In, Out, Param, register
 from cvstream.dtypes import PortType
 from cvstream.errors import CvstreamError
 
-from .echo_filter import SubbandEchoFilter
+from .echo_filter import linear_stage
 from .onnx_model import OnnxModel, load_model
 from .stft import ISTFT, STFT
 
@@ -17,19 +17,22 @@ class EchoCanceller(GeneralBlock):
     """Remove the far-end echo and the background noise from a microphone signal.
 
     The microphone and the far-end reference are framed by streaming STFTs (sizes from the
-    model's contract: 20 ms window, 10 ms hop at 16 kHz); when the contract names an
-    ``echo_filter``, a linear NLMS filter per bin (``blocks/echo_filter.py``) first predicts
-    the echo and the network sees its error and estimate too. The complex network runs frame
-    by frame with its state fed back (so streaming equals offline processing), and an
-    inverse STFT gives the near-end speech. Bulk delays up to 200 ms are inside the linear
-    filter's 32 taps and the network's receptive field. NaN/Inf samples are replaced by 0
-    (counted as ``bad_samples``); samples beyond full scale are clipped (``clipped``).
-    Inputs must be at the model's rate (16 kHz); other rates are refused at validation
-    (resample first).
+    model's contract: 20 ms window, 10 ms hop at 16 kHz). The linear stage the contract
+    names (``preprocess.echo_filter``; the shipped model's: a partitioned-block Kalman
+    filter of 32 x 10 ms behind a 0-500 ms bulk-delay estimator, ``blocks/kalman_echo.py``)
+    first predicts the echo, and the network sees its error and estimate beside the
+    microphone and the reference: it suppresses what the filter left (the loudspeaker's
+    nonlinearity, late reverberation, adaptation after a path change) and the noise.
+    ``aggressiveness`` (0..1, for models that take it) trades echo removal against
+    near-end distortion: the network was trained at every level. The network runs frame by
+    frame with its state fed back (so streaming equals offline processing), and an
+    inverse STFT gives the near-end speech. NaN/Inf samples are replaced by 0 (counted as
+    ``bad_samples``); samples beyond full scale are clipped (``clipped``). Inputs must be
+    at the model's rate (16 kHz); other rates are refused at validation (resample first).
     The output has the microphone's length. It lags the microphone by window - hop samples
     (the STFT); ``compensate_delay: true`` (for files) removes that lag.
     Ports: mic, ref (float32) -> out (float32). Latency: window + hop (30 ms), no look-ahead.
-    Example: ``aec: {type: aec, model: "builtin:aec_cv", compensate_delay: true}``
+    Example: ``aec: {type: aec, model: "builtin:aec_cv", aggressiveness: 0.5}``
     """
 
     mic = In("float32")
@@ -38,6 +41,8 @@ class EchoCanceller(GeneralBlock):
     model = Param(str, default="builtin:aec_cv", doc="an aec model (path or builtin:NAME)")
     compensate_delay = Param(bool, default=False, doc="align the output with the mic (files)")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
+    aggressiveness = Param(float, default=0.5, min=0.0, max=1.0,
+                           doc="echo removal vs near-end distortion (models that take it)")
 
     def check(self):
         self.path, c = load_model(self.model, "aec", needs="stft")
@@ -46,8 +51,14 @@ class EchoCanceller(GeneralBlock):
         self.size, self.hop = int(stft["size"]), int(stft["hop"])
         self.delay = self.size - self.hop
         self.echo_filter = dict(c.preprocess.get("echo_filter") or {})
-        try:  # a contract's linear stage that cannot be built is the model's fault, said once
-            SubbandEchoFilter(self.size // 2 + 1, **self.echo_filter)
+        self.conditioned = [s.name for s in c.inputs][4:] == ["aggressiveness"]
+        self._make_linear()   # a contract's linear stage that cannot be built: said once
+
+    def _make_linear(self):
+        if not self.echo_filter:
+            return None
+        try:
+            return linear_stage(self.echo_filter, self.size, self.hop, self.contract.rate_hz)
         except (TypeError, ValueError) as exc:
             raise CvstreamError(f"model '{self.model}': preprocess.echo_filter "
                                 f"{self.echo_filter} is not a valid echo filter ({exc})") from None
@@ -65,10 +76,10 @@ class EchoCanceller(GeneralBlock):
         self._stft_mic = STFT(size=self.size, hop=self.hop)
         self._stft_ref = STFT(size=self.size, hop=self.hop)
         self._net = OnnxModel(model=self.path, threads=self.threads)
-        self._linear = (SubbandEchoFilter(self.size // 2 + 1, **self.echo_filter)
-                        if self.echo_filter else None)
+        self._linear = self._make_linear()
         self._istft = ISTFT(size=self.size, hop=self.hop)
         self._skip = self.delay if self.compensate_delay else 0
+        self._pending = np.zeros((2, 0), np.float32)   # mic, ref samples short of a hop
         self._seen = 0
         self._sent = 0
 
@@ -83,34 +94,42 @@ class EchoCanceller(GeneralBlock):
             x = np.clip(x, -1.0, 1.0)
         return x
 
-    def _run(self, mic_spec, ref_spec) -> np.ndarray:
-        if mic_spec is None or len(mic_spec) == 0:
+    def _run(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """Whole hops of samples -> as many hops of output (after the first window)."""
+        if len(mic) == 0:
             return np.zeros(0, np.float32)
+        mic_spec, ref_spec = self._stft_mic.process(mic), self._stft_ref.process(ref)
         inputs = (mic_spec, ref_spec)
         if self._linear is not None:
-            inputs += self._linear.process(mic_spec, ref_spec)
-        near = self._net.process(*inputs)
-        y = self._istft.process(near)
+            inputs += self._linear.process(mic, ref, mic_spec, ref_spec)
+        if self.conditioned:
+            inputs += (np.full((len(mic_spec), 1), self.aggressiveness, np.float32),)
+        y = self._istft.process(self._net.process(*inputs))
         if self._skip:
             cut = min(self._skip, len(y))
             y, self._skip = y[cut:], self._skip - cut
         return y
 
+    def _hops(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        both = np.concatenate([self._pending, np.stack([mic, ref])], axis=1)
+        whole = both.shape[1] // self.hop * self.hop
+        self._pending = both[:, whole:]
+        return self._run(both[0, :whole], both[1, :whole])
+
     def work(self, mic, ref):
         self._seen += len(mic)
-        y = self._run(self._stft_mic.process(self._clean(mic)),
-                      self._stft_ref.process(self._clean(ref)))
+        y = self._hops(self._clean(mic), self._clean(ref))
         self._sent += len(y)
         return y
 
     def finish(self):
-        """The last partial frame, then (with compensate_delay) the delayed tail, so the
-        output has exactly the microphone's length."""
-        tail = self._run(self._stft_mic.flush(), self._stft_ref.flush())
+        """The last partial hop (zero-padded), then (with compensate_delay) the delayed
+        tail, so the output has exactly the microphone's length."""
+        pad = -self._pending.shape[1] % self.hop
         if self.compensate_delay:  # push the delay line out with zeros
-            pad = np.zeros(self.delay + self.hop, np.float32)
-            more = self._run(self._stft_mic.process(pad), self._stft_ref.process(pad))
-            tail = np.concatenate([tail, more])
+            pad += self.delay + self.hop
+        zeros = np.zeros(pad, np.float32)
+        tail = self._hops(zeros, zeros)
         tail = tail[:self._seen - self._sent]
         self._sent += len(tail)
         return tail.astype(np.float32)

@@ -179,7 +179,27 @@ def cmd_eval_aec(args) -> int:
     print(format_reconvergence(curves))
     if args.plot:
         print(f"ERLE over time: {plot_erle(curves, args.plot)}")
+    from cvstream.models.aec.evaluate import aggressiveness_curve, format_aggressiveness
+    path = _aec_model(args.model)
+    if path is not None:
+        curve = aggressiveness_curve(path, scenes_per_scenario=max(1, args.scenes // 4),
+                                     progress=progress_printer("aggressiveness"))
+        print()
+        print("the learned canceller's aggressiveness (far-end single talk, double talk):")
+        print(format_aggressiveness(curve))
     return 0
+
+
+def _aec_model(model: str | None) -> str | None:
+    """The learned canceller to sweep, when it takes an aggressiveness."""
+    import os
+
+    from cvstream.contract import read_contract
+    from cvstream.models import SHIPPED_DIR
+    path = model or str(SHIPPED_DIR / "aec_cv.onnx")
+    if not os.path.exists(path):
+        return None
+    return path if "aggressiveness" in [i.name for i in read_contract(path).inputs] else None
 
 
 def cmd_synth(args) -> int:

@@ -43,6 +43,28 @@ def graph_file(tmp_path):
     return write
 
 
+def run_echo_canceller(write_graph, tmp_path, block: str, mic, ref, rate: int = 16000,
+                       *args: str):
+    """WAV files of ``mic`` and ``ref`` through ``aec: {block}`` by ``cvstream run``:
+    (the completed process, the output samples, their rate)."""
+    import soundfile as sf
+    sf.write(tmp_path / "mic.wav", mic, rate, subtype="FLOAT")
+    sf.write(tmp_path / "ref.wav", ref, rate, subtype="FLOAT")
+    path = write_graph(f"""
+    blocks:
+      mic: {{type: audio_source, path: {tmp_path / 'mic.wav'}}}
+      ref: {{type: audio_source, path: {tmp_path / 'ref.wav'}}}
+      aec: {block}
+      out: {{type: audio_sink, path: {tmp_path / 'out.wav'}, subtype: FLOAT}}
+    connections: [ref -> aec.ref, mic -> aec.mic, aec -> out]
+    """)
+    res = run_cli("run", str(path), *args)
+    if res.returncode != 0:
+        return res, None, None
+    out, out_rate = sf.read(tmp_path / "out.wav", dtype="float32")
+    return res, out, out_rate
+
+
 def gnuradio_available() -> bool:
     if not os.path.exists(GR_PYTHON):
         return False

@@ -94,3 +94,22 @@ def test_erle_over_time_and_reconvergence_after_an_echo_path_change(tmp_path):
     path = ev.plot_erle(curves, str(tmp_path / "erle.png"))
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert "re-convergence s" in ev.format_reconvergence(curves)
+
+
+def test_training_variety_reaches_half_a_second_of_delay_and_leaves_evaluation_scenes():
+    """Training scenes draw delays up to 500 ms (here one near 450 ms, found in the echo by
+    the delay estimator), drift and other loudspeakers; without ``variety`` a seed gives
+    the evaluation's scene."""
+    from cvstream.blocks.kalman_echo import BulkDelayEstimator
+    from cvstream.models.aec.synth import Variety, scene
+    rng = np.random.default_rng([0, 3])
+    v = Variety.draw(np.random.default_rng([0, 3]))
+    sig, info = scene(rng, 4.0, "fst", variety=True)
+    assert info.delay_ms == round(v.delay_ms, 1) and 400 < info.delay_ms < 500
+    est = BulkDelayEstimator(16000, max_delay=0.5)
+    est.push(sig["mic"] - sig["noise"], sig["ref"])
+    assert 0 <= est.delay / 16 - info.delay_ms < 30        # the direct path comes after
+    plain, _ = scene(np.random.default_rng([0, 3]), 4.0, "fst")
+    again, _ = scene(np.random.default_rng([0, 3]), 4.0, "fst", variety=False)
+    assert all(np.array_equal(plain[k], again[k]) for k in plain)
+    assert not np.array_equal(plain["mic"], sig["mic"])

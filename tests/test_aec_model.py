@@ -38,6 +38,18 @@ def test_streaming_equals_offline_and_keeps_length(tiny_model):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_the_aggressiveness_reaches_the_network(tiny_model):
+    from cvstream.blocks.aec import EchoCanceller
+    from cvstream.contract import read_contract
+    assert [p.name for p in read_contract(tiny_model).inputs][4:] == ["aggressiveness"]
+    rng = np.random.default_rng(3)
+    mic = (0.1 * rng.standard_normal(8000)).astype(np.float32)
+    ref = (0.1 * rng.standard_normal(8000)).astype(np.float32)
+    outs = [EchoCanceller(model=tiny_model, aggressiveness=a).process(mic, ref)
+            for a in (0.0, 1.0)]
+    assert np.all(np.isfinite(outs[0])) and not np.allclose(outs[0], outs[1])
+
+
 def test_bad_samples_never_crash(tiny_model):
     from cvstream.blocks.aec import EchoCanceller
     mic = np.zeros(4000, np.float32)

@@ -2,9 +2,8 @@
 import numpy as np
 import pytest
 import scipy.signal
-import soundfile as sf
 
-from conftest import run_cli
+from conftest import run_echo_canceller
 from cvstream.blocks.nlms import NlmsAec
 
 FS = 16000
@@ -44,19 +43,9 @@ def test_taps_must_be_whole_blocks():
 
 def test_nlms_graph_on_wav_files(graph_file, tmp_path):
     far, echo = echo_scene(seconds=4)
-    sf.write(tmp_path / "mic.wav", echo, FS, subtype="FLOAT")
-    sf.write(tmp_path / "ref.wav", far, FS, subtype="FLOAT")
-    path = graph_file(f"""
-    blocks:
-      mic: {{type: audio_source, path: {tmp_path / 'mic.wav'}}}
-      ref: {{type: audio_source, path: {tmp_path / 'ref.wav'}}}
-      aec: {{type: nlms_aec, block: 128, taps: 2048, mu: 0.5}}
-      out: {{type: audio_sink, path: {tmp_path / 'out.wav'}, subtype: FLOAT}}
-    connections: [ref -> aec.ref, mic -> aec.mic, aec -> out]
-    """)
-    res = run_cli("run", str(path))
+    res, out, rate = run_echo_canceller(
+        graph_file, tmp_path, "{type: nlms_aec, block: 128, taps: 2048, mu: 0.5}", echo, far)
     assert res.returncode == 0, res.stderr
-    out, rate = sf.read(tmp_path / "out.wav", dtype="float32")
     assert rate == FS and len(out) == len(echo)
     assert erle(echo[2 * FS:], out[2 * FS:]) > 30
 

@@ -94,12 +94,13 @@ def nlms(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return _pad(np.concatenate([o for o in out if o is not None]), len(mic))
 
 
-def network(path: str):
+def network(path: str, aggressiveness: float = 0.5):
     """A canceller running cvstream's aec block (file mode: delay compensated)."""
     from cvstream.blocks.aec import EchoCanceller
 
     def cancel(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        block = EchoCanceller(model=path, compensate_delay=True)
+        block = EchoCanceller(model=path, compensate_delay=True,
+                              aggressiveness=aggressiveness)
         out = [block.process(mic, ref), block.flush()]
         return _pad(np.concatenate([o for o in out if o is not None and len(o)]), len(mic))
     return cancel
@@ -128,13 +129,14 @@ CANCELLERS = {"microphone (no AEC)": passthrough, "nlms_aec (cvstream)": nlms,
 
 
 def evaluate(cancellers: dict, scenes_per_scenario: int = 8, seed: int = 2024,
-             seconds: float = 6.0, progress=None, erle_by_delay: dict | None = None) -> dict:
+             seconds: float = 6.0, progress=None, erle_by_delay: dict | None = None,
+             scenarios=SCENARIOS) -> dict:
     """{scenario: {canceller: metrics}} averaged over the held-out scenes; a dict passed as
     ``erle_by_delay`` collects {canceller: [(bulk delay ms, ERLE dB), ...]} of the far-end
     single-talk scenes."""
-    sums: dict = {s: {name: {} for name in cancellers} for s in SCENARIOS}
-    total, done = len(SCENARIOS) * scenes_per_scenario, 0
-    for scenario in SCENARIOS:
+    sums: dict = {s: {name: {} for name in cancellers} for s in scenarios}
+    total, done = len(scenarios) * scenes_per_scenario, 0
+    for scenario in scenarios:
         for k in range(scenes_per_scenario):
             sig, info = scene(np.random.default_rng([seed, SCENARIOS.index(scenario), k]),
                               seconds, scenario)
@@ -265,3 +267,30 @@ def plot_erle(curves: dict, path: str) -> str:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def aggressiveness_curve(path: str, scenes_per_scenario: int = 8, levels=LEVELS,
+                         progress=None) -> dict:
+    """The learned canceller at each aggressiveness: {level: {scenario: metrics}} on the
+    far-end single-talk and double-talk scenes of ``evaluate`` (echo removal against
+    near-end quality)."""
+    out = {}
+    for i, level in enumerate(levels):
+        table = evaluate({"aec": network(path, level)}, scenes_per_scenario,
+                         scenarios=("fst", "dt"))
+        out[level] = {s: rows["aec"] for s, rows in table.items()}
+        if progress is not None:
+            progress(i + 1, len(levels))
+    return out
+
+
+def format_aggressiveness(curve: dict) -> str:
+    lines = ["aggressiveness | ERLE dB (fst) | PESQ-WB (dt) | STOI (dt) | SI-SDR dB (dt)",
+             "---|---|---|---|---"]
+    for level, m in curve.items():
+        lines.append(f"{level:.2f} | {m['fst']['erle_db']:.1f} | {m['dt']['pesq_wb']:.2f} | "
+                     f"{m['dt']['stoi']:.3f} | {m['dt']['si_sdr_db']:.1f}")
+    return "\n".join(lines)

@@ -1,21 +1,24 @@
-"""The echo canceller: a linear echo filter per bin, then a causal, complex-valued, dilated
-network with per-bin complex masks.
+"""The echo canceller: a linear echo filter, then a causal, complex-valued, dilated network
+with per-bin complex masks, told how aggressive to be.
 
-STFT frames (20 ms sqrt-Hann window, 10 ms hop, 161 bins at 16 kHz). First a short NLMS
-filter per bin (``cvstream.blocks.echo_filter``, run by the block in numpy) predicts the
-echo Y from the reference and leaves the error E = M - Y. The network sees the microphone
-M, the reference R and the echo estimate Y as complex channels (after a log compander): a
-streaming causal complex convolution over time mixes them into C channels, four more
-(dilations 2, 4, 8, 16, modReLU, residual) give a receptive field of 63 frames (630 ms:
-what the linear filter missed, late reverberation, the loudspeaker's nonlinearity, the
-noise). A head turns that context into a few complex features per bin; a small network
-shared by all bins joins them with the bin's own log powers (M, E, Y, R) and gives three
-bounded complex masks per bin: a, b and the noise mask m_n; the echo-free spectrum is
-a M + b E (per bin and frame the network can weigh how far to trust the linear filter,
-which is thrown off at times in double talk), the near-end estimate m_n (a M + b E). Each
-convolution keeps its own cache, so the model runs frame by frame with its state fed back
-by the runtime, and the streaming output equals the whole-signal output. Algorithmic
-latency: window 20 ms + hop 10 ms = 30 ms, no look-ahead.
+First the partitioned-block Kalman filter (``cvstream.blocks.kalman_echo``, run by the
+block in numpy on 10 ms blocks: 32 partitions behind a 0-500 ms bulk-delay estimate)
+predicts the echo y from the reference and leaves the error e = m - y. STFT frames (20 ms
+sqrt-Hann window, 10 ms hop, 161 bins at 16 kHz) of m, r, e and y go to the network. It
+sees the microphone M, the reference R and the echo estimate Y as complex channels (after
+a log compander): a streaming causal complex convolution over time mixes them into C
+channels, four more (dilations 2, 4, 8, 16, modReLU, residual) give a receptive field of
+63 frames (630 ms: what the linear filter missed, late reverberation, the loudspeaker's
+nonlinearity, the noise). A head turns that context into a few complex features per bin;
+a small network shared by all bins joins them with the bin's own log powers (M, E, Y, R)
+and the aggressiveness (0..1) and gives three bounded complex masks per bin: a, b and the
+noise mask m_n; the echo-free spectrum is a M + b E (per bin and frame the network can
+weigh how far to trust the linear filter), the near-end estimate m_n (a M + b E). Training
+draws the aggressiveness per crop and weighs the residual-echo term of the loss by it
+(``echo_weight``), so one model covers the trade between echo removal and near-end
+distortion. Each convolution keeps its own cache, so the model runs frame by frame with
+its state fed back by the runtime, and the streaming output equals the whole-signal
+output. Algorithmic latency: window 20 ms + hop 10 ms = 30 ms, no look-ahead.
 """
 from __future__ import annotations
 
@@ -28,9 +31,18 @@ WIDTH = 48
 DILATIONS = (2, 4, 8, 16)
 FEATURES = 4   # complex context features per bin from the head
 HIDDEN = 24    # the per-bin network's hidden width
-ECHO_WEIGHT = 0.25  # the residual-echo term of the training loss
-#: the linear stage, stored in the contract (``preprocess.echo_filter``) and run by the block
-ECHO_FILTER = {"taps": 32, "mu": 0.3, "regularize": 0.5}
+#: the residual-echo term's weight in the training loss at aggressiveness 0 and 1 (log scale
+#: between): the network is told the aggressiveness and trained at random ones
+ECHO_WEIGHTS = (0.05, 2.0)
+#: the linear stage, stored in the contract (``preprocess.echo_filter``) and run by the block:
+#: the partitioned-block Kalman filter, 32 partitions of 10 ms behind a 0-500 ms bulk delay
+ECHO_FILTER = {"kind": "pfdkf", "partitions": 32, "channels": 1, "max_delay": 0.5}
+
+
+def echo_weight(aggressiveness):
+    """The residual-echo loss weight an aggressiveness (0..1) stands for."""
+    lo, hi = ECHO_WEIGHTS
+    return lo * (hi / lo) ** aggressiveness
 
 
 def apply_masks(masks, mic, err):
@@ -56,9 +68,10 @@ def build(width: int = WIDTH):
     from ..nn.streaming import StreamingCausalConv
 
     class EchoCanceller(nn.Module):
-        """forward(mic, ref, err, echo, *caches), each (B, T, BINS, 2) interleaved spectra ->
-        (near (B, T, BINS, 2), *next caches); without caches, whole-signal causal, returning
-        (near, echo-free, the masks (a, b, m_n) as real and imaginary parts)."""
+        """forward(mic, ref, err, echo, aggressiveness, *caches): four (B, T, BINS, 2)
+        interleaved spectra and (B, T, 1) aggressiveness -> (near (B, T, BINS, 2), *next
+        caches); without caches, whole-signal causal, returning (near, echo-free, the masks
+        (a, b, m_n) as real and imaginary parts)."""
 
         def __init__(self):
             super().__init__()
@@ -67,7 +80,7 @@ def build(width: int = WIDTH):
                 StreamingCausalConv(width, width, 3, dilation=d) for d in DILATIONS])
             self.acts = nn.ModuleList(ModReLU(width) for _ in self.convs)
             self.head = ComplexConv(width, FEATURES * BINS, 1)
-            self.per_bin = nn.Sequential(nn.Linear(2 * FEATURES + 4, HIDDEN), nn.ReLU(),
+            self.per_bin = nn.Sequential(nn.Linear(2 * FEATURES + 5, HIDDEN), nn.ReLU(),
                                          nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
                                          nn.Linear(HIDDEN, 6))
             self.mask = BoundedMask()
@@ -75,7 +88,7 @@ def build(width: int = WIDTH):
         def cache_shapes(self) -> list[list[int]]:
             return [c.cache_shape() for c in self.convs]
 
-        def forward(self, mic, ref, err, echo, *caches):
+        def forward(self, mic, ref, err, echo, aggressiveness, *caches):
             b, t = mic.shape[0], mic.shape[1]
             # (B, T, F, 2) x 3 -> split layout (B, 2 * 3F, T): complex channels = bins
             x = torch.cat([mic, ref, echo], dim=2).permute(0, 3, 2, 1).reshape(
@@ -94,7 +107,8 @@ def build(width: int = WIDTH):
             ctx = torch.stack([fr, fi], dim=1).reshape(b, 2 * FEATURES, BINS, t)
             power = torch.stack([(z * z).sum(-1) for z in (mic, err, echo, ref)], dim=1)
             local = torch.log10(power.transpose(2, 3) + 1e-8)  # (B, 4, F, T)
-            feats = torch.cat([ctx, local], dim=1).permute(0, 3, 2, 1)   # (B, T, F, 12)
+            level = aggressiveness.transpose(1, 2)[:, :, None, :].expand(b, 1, BINS, t)
+            feats = torch.cat([ctx, local, level], dim=1).permute(0, 3, 2, 1)  # (B, T, F, 13)
             out6 = self.per_bin(feats)                        # (B, T, F, 6)
             # three complex masks, each bounded: (a, b, m_n)
             masks = self.mask(torch.cat([out6[..., 0::2], out6[..., 1::2]], dim=-1)
@@ -114,17 +128,20 @@ def contract(model, evaluation: dict | None = None) -> dict:
     states = [dict(input=f"cache{i}", output=f"cache{i}_next", shape=shape)
               for i, shape in enumerate(model.cache_shapes())]
     return dict(task="aec", name=NAME, version="1", chunk=1, out_items=1, sample_rate=FS,
-                inputs=[dict(name=n, item_shape=[BINS]) for n in ("mic", "ref", "err", "echo")],
+                inputs=[dict(name=n, item_shape=[BINS]) for n in ("mic", "ref", "err", "echo")]
+                + [dict(name="aggressiveness", item_shape=[1], dtype="float32", packing="none")],
                 outputs=[dict(name="near", item_shape=[BINS])], states=states,
                 preprocess={"stft": {"size": WIN, "hop": HOP, "window": "sqrt_hann"},
                             "echo_filter": dict(ECHO_FILTER)},
-                description="linear echo filter per bin, then a causal complex dilated CNN "
-                            "with per-bin complex masks; algorithmic latency 30 ms",
+                description="partitioned-block Kalman echo filter, then a causal complex "
+                            "dilated CNN with per-bin complex masks, told the aggressiveness; "
+                            "algorithmic latency 30 ms",
                 evaluation=evaluation or {})
 
 
 def streaming(model):
-    """The module to export: forward(mic, ref, *caches) -> (near, *next caches)."""
+    """The module to export: forward(mic, ref, err, echo, aggressiveness, *caches) ->
+    (near, *next caches)."""
     import torch
 
     class Streaming(torch.nn.Module):
@@ -132,8 +149,8 @@ def streaming(model):
             super().__init__()
             self.model = model
 
-        def forward(self, mic, ref, err, echo, *caches):
-            return self.model(mic, ref, err, echo, *caches)
+        def forward(self, mic, ref, err, echo, aggressiveness, *caches):
+            return self.model(mic, ref, err, echo, aggressiveness, *caches)
 
     return Streaming()
 
@@ -145,9 +162,10 @@ def spectra(x: np.ndarray) -> np.ndarray:
 
 
 def linear_stage(mic: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(error, echo estimate) spectra of the per-bin echo filter, as the block runs it."""
-    from cvstream.blocks.echo_filter import SubbandEchoFilter
-    return SubbandEchoFilter(BINS, **ECHO_FILTER).process(mic, ref)
+    """(error, echo estimate) spectra of the linear stage on float32 signals (whole hops),
+    as the block runs it."""
+    from cvstream.blocks.echo_filter import linear_stage as build
+    return build(ECHO_FILTER, WIN, HOP, FS).process(mic, ref, spectra(mic), spectra(ref))
 
 
 def pool(seed: int, scenes: int, seconds: float = 4.0, progress=None) -> list:
@@ -156,11 +174,13 @@ def pool(seed: int, scenes: int, seconds: float = 4.0, progress=None) -> list:
     from .synth import SCENARIOS, scene
     out = []
     for k in range(scenes):
-        sig, _ = scene(np.random.default_rng([seed, k]), seconds, SCENARIOS[k % 4])
-        mic, ref = spectra(sig["mic"]), spectra(sig["ref"])
-        out.append((mic, ref, *linear_stage(mic, ref), spectra(sig["near"]),
-                    spectra(sig["near"] + sig["noise"]),
-                    spectra(sig["mic"] - sig["near"] - sig["noise"])))
+        sig, _ = scene(np.random.default_rng([seed, k]), seconds, SCENARIOS[k % 4],
+                       variety=True)
+        n = len(sig["mic"]) // HOP * HOP
+        mic, ref = sig["mic"][:n], sig["ref"][:n]
+        near, noise = sig["near"][:n], sig["noise"][:n]
+        out.append((spectra(mic), spectra(ref), *linear_stage(mic, ref), spectra(near),
+                    spectra(near + noise), spectra(mic - near - noise)))
         if progress is not None:
             progress(k + 1, scenes)
     return out
@@ -171,12 +191,13 @@ def _interleaved(z: np.ndarray) -> np.ndarray:
 
 
 def train(steps: int = 1500, seed: int = 0, scenes: int = 160, batch: int = 8,
-          frames: int = 200, echo_weight: float = ECHO_WEIGHT, progress=None):
+          frames: int = 200, progress=None):
     """Train from ``seed``: a pool of synthesized scenes, random crops, complex spectral MSE
     plus a compressed-magnitude loss on the output and on the echo-free intermediate, plus
-    ``echo_weight`` x the residual echo: log10 of the echo energy the masks let through
-    over the echo energy in the microphone, per crop (the ERLE, scale-free, in every
-    scenario with an echo; the other terms keep the near-end speech)."""
+    a weight x the residual echo: log10 of the echo energy the masks let through over the
+    echo energy in the microphone, per crop (the ERLE, scale-free, in every scenario with
+    an echo; the other terms keep the near-end speech). Each crop draws an aggressiveness
+    (0..1), which the network is told and which sets that weight (``echo_weight``)."""
     import torch
     from ..training import optimizer_step
     rng = np.random.default_rng(seed)
@@ -191,15 +212,15 @@ def train(steps: int = 1500, seed: int = 0, scenes: int = 160, batch: int = 8,
         mag_r = torch.sqrt((ref ** 2).sum(-1) + 1e-8) ** 0.3
         return torch.mean((est - ref) ** 2) * 100 + torch.mean((mag_e - mag_r) ** 2)
 
-    def residual_echo(masks, echo_only, estimate, mic):
-        """log10(passed / present) echo energy per crop, m_n (a X + b (X - Y)), over the
-        crops whose echo is not negligible."""
+    def residual_echo(masks, echo_only, estimate, mic, weights):
+        """Weighted mean of log10(passed / present) echo energy per crop, m_n (a X + b (X -
+        Y)), over the crops whose echo is not negligible."""
         _, passed = apply_masks(masks, echo_only, echo_only - estimate)
         passed = (passed ** 2).sum(dim=(1, 2, 3))
         present = (echo_only ** 2).sum(dim=(1, 2, 3))
         valid = (present > 1e-3 * (mic ** 2).sum(dim=(1, 2, 3))).float()
         ratio = torch.log10((passed + 1e-9) / (present + 1e-9))
-        return (ratio * valid).sum() / valid.sum().clamp(min=1.0)
+        return (weights * ratio * valid).sum() / valid.sum().clamp(min=1.0)
 
     for step in range(steps):
         xs = [[] for _ in range(7)]
@@ -211,24 +232,25 @@ def train(steps: int = 1500, seed: int = 0, scenes: int = 160, batch: int = 8,
                 xs[j].append(z[t0:t0 + frames] * (gain if j != 1 else 1.0))
         mic, ref, err, echo, near, echo_free, echo_only = (
             torch.from_numpy(_interleaved(np.stack(v))) for v in xs)
-        out, mid, masks = model(mic, ref, err, echo)
+        level = rng.uniform(0, 1, batch).astype(np.float32)
+        out, mid, masks = model(mic, ref, err, echo, torch.from_numpy(
+            np.repeat(level[:, None, None], frames, axis=1)))
         loss = loss_fn(out, near) + 0.5 * loss_fn(mid, echo_free)
-        if echo_weight:
-            loss = loss + echo_weight * residual_echo(masks, echo_only, echo, mic)
+        loss = loss + residual_echo(masks, echo_only, echo, mic,
+                                    torch.from_numpy(echo_weight(level).astype(np.float32)))
         optimizer_step(model, opt, sched, loss, step, steps, progress, clip=5.0)
     return model.eval()
 
 
 def train_and_export(out_dir: str, steps: int = 5000, seed: int = 0, progress=None,
-                     scenes: int = 320, eval_scenes: int = 32,
-                     echo_weight: float = ECHO_WEIGHT) -> dict:
+                     scenes: int = 320, eval_scenes: int = 32) -> dict:
     """Train from ``seed``, export the streaming model to ``out_dir``, evaluate it beside
     WebRTC AEC3, Speex and NLMS (the scenes of ``cvstream models eval aec``), and store its
     rows in the contract."""
     import os
 
     from ..export import export_model
-    model = train(steps, seed, scenes=scenes, echo_weight=echo_weight, progress=progress)
+    model = train(steps, seed, scenes=scenes, progress=progress)
     path = os.path.join(out_dir, NAME + ".onnx")
     export_model(streaming(model), contract(model), path)
     return store_evaluation(path, eval_scenes)
