@@ -94,7 +94,16 @@ def nlms(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return _pad(np.concatenate([o for o in out if o is not None]), len(mic))
 
 
-def network(path: str, aggressiveness: float = 0.5):
+def kalman(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """cvstream's kalman_aec block (32 x 10 ms partitions, 0-500 ms bulk delay): the
+    learned canceller's linear stage alone."""
+    from cvstream.blocks.kalman_echo import KalmanAec
+    block = KalmanAec()
+    out = [block.process(mic, ref), block.flush()]
+    return _pad(np.concatenate([o for o in out if o is not None]), len(mic))
+
+
+def network(path: str, aggressiveness: float = 0.25):
     """A canceller running cvstream's aec block (file mode: delay compensated)."""
     from cvstream.blocks.aec import EchoCanceller
 
@@ -125,6 +134,7 @@ def _pad(x: np.ndarray, n: int) -> np.ndarray:
 
 
 CANCELLERS = {"microphone (no AEC)": passthrough, "nlms_aec (cvstream)": nlms,
+              "kalman_aec (cvstream)": kalman,
               "Speex MDF": speex_mdf, "WebRTC AEC3": webrtc_aec3}
 
 

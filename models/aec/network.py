@@ -168,14 +168,16 @@ def linear_stage(mic: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return build(ECHO_FILTER, WIN, HOP, FS).process(mic, ref, spectra(mic), spectra(ref))
 
 
-def pool(seed: int, scenes: int, seconds: float = 4.0, progress=None) -> list:
+def pool(seed: int, scenes: int, seconds: float = 4.0, progress=None,
+         variety: bool = True) -> list:
     """Pre-synthesized training scenes: spectra of (mic, ref, err, echo, near, near + noise,
-    the echo alone), err and echo from the linear stage running over the whole scene."""
+    the echo alone), err and echo from the linear stage running over the whole scene;
+    ``variety`` adds the synthesizer's wider training conditions (``synth.Variety``)."""
     from .synth import SCENARIOS, scene
     out = []
     for k in range(scenes):
         sig, _ = scene(np.random.default_rng([seed, k]), seconds, SCENARIOS[k % 4],
-                       variety=True)
+                       variety=variety)
         n = len(sig["mic"]) // HOP * HOP
         mic, ref = sig["mic"][:n], sig["ref"][:n]
         near, noise = sig["near"][:n], sig["noise"][:n]
@@ -191,7 +193,7 @@ def _interleaved(z: np.ndarray) -> np.ndarray:
 
 
 def train(steps: int = 1500, seed: int = 0, scenes: int = 160, batch: int = 8,
-          frames: int = 200, progress=None):
+          frames: int = 200, progress=None, variety: bool = True):
     """Train from ``seed``: a pool of synthesized scenes, random crops, complex spectral MSE
     plus a compressed-magnitude loss on the output and on the echo-free intermediate, plus
     a weight x the residual echo: log10 of the echo energy the masks let through over the
@@ -202,7 +204,7 @@ def train(steps: int = 1500, seed: int = 0, scenes: int = 160, batch: int = 8,
     from ..training import optimizer_step
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    data = pool(seed, scenes)
+    data = pool(seed, scenes, variety=variety)
     model = build()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps)
@@ -243,14 +245,15 @@ def train(steps: int = 1500, seed: int = 0, scenes: int = 160, batch: int = 8,
 
 
 def train_and_export(out_dir: str, steps: int = 5000, seed: int = 0, progress=None,
-                     scenes: int = 320, eval_scenes: int = 32) -> dict:
+                     scenes: int = 320, eval_scenes: int = 32, variety: bool = True) -> dict:
     """Train from ``seed``, export the streaming model to ``out_dir``, evaluate it beside
     WebRTC AEC3, Speex and NLMS (the scenes of ``cvstream models eval aec``), and store its
-    rows in the contract."""
+    rows in the contract. ``variety``: train on the synthesizer's wider conditions (bulk
+    delays to 500 ms, clock drift, path changes at random times)."""
     import os
 
     from ..export import export_model
-    model = train(steps, seed, scenes=scenes, progress=progress)
+    model = train(steps, seed, scenes=scenes, progress=progress, variety=variety)
     path = os.path.join(out_dir, NAME + ".onnx")
     export_model(streaming(model), contract(model), path)
     return store_evaluation(path, eval_scenes)

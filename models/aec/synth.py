@@ -8,8 +8,7 @@ AEC Challenge recipe), bulk delay 0-200 ms between reference and echo, signal-to
 -10..+10 dB, noise (white, pink, brown or babble) at 10-40 dB SNR. Scenarios: far-end single
 talk (fst), near-end single talk (nst), double talk (dt), echo-path change (epc: the room
 response changes half-way, during double talk). Training scenes add ``Variety``: bulk delays
-0-500 ms, clock drift of +-60 ppm, echo-path changes at random times, a soft-clipping or a
-linear loudspeaker besides the Challenge one, signal-to-echo ratio -15..+15 dB.
+0-500 ms, clock drift of +-60 ppm, echo-path changes at random times.
 """
 from __future__ import annotations
 
@@ -85,34 +84,24 @@ def _power(x):
 
 @dataclass
 class Variety:
-    """What training scenes draw beyond the evaluation's (``scene(variety=...)``): a bulk
+    """What training scenes draw beyond the evaluation's (``scene(variety=True)``): a bulk
     delay up to 500 ms, clock drift between the far end and the microphone, an echo-path
-    change at a random time, other loudspeakers, the near end louder or quieter."""
+    change at a random time."""
     delay_ms: float
     drift_ppm: float
     change_at: float | None      # fraction of the scene, or None
-    speaker: str                 # "challenge" (the evaluation's), "soft" (tanh), "linear"
-    ser_db: float
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> "Variety":
         return cls(delay_ms=float(rng.uniform(0, 500)),
                    drift_ppm=float(rng.uniform(-60, 60)),
-                   change_at=float(rng.uniform(0.2, 0.8)) if rng.random() < 0.3 else None,
-                   speaker=str(rng.choice(["challenge", "soft", "linear"], p=[0.5, 0.3, 0.2])),
-                   ser_db=float(rng.uniform(-15, 15)))
+                   change_at=float(rng.uniform(0.2, 0.8)) if rng.random() < 0.3 else None)
 
 
 def drifted(x: np.ndarray, ppm: float) -> np.ndarray:
     """``x`` played by a clock ``ppm`` parts per million fast (linear interpolation)."""
     t = np.arange(len(x)) * (1 + ppm * 1e-6)
     return np.interp(t, np.arange(len(x)), x, right=0.0).astype(np.float32)
-
-
-def soft_speaker(x: np.ndarray) -> np.ndarray:
-    """A small loudspeaker driven hard: symmetric tanh saturation at ~0.6 of the peak."""
-    peak = np.max(np.abs(x)) + 1e-9
-    return (np.tanh(x / (0.6 * peak)) * 0.6 * peak).astype(np.float32)
 
 
 def scene(rng: np.random.Generator, seconds: float = 6.0, scenario: str | None = None,
@@ -140,9 +129,6 @@ def scene(rng: np.random.Generator, seconds: float = 6.0, scenario: str | None =
     change = n // 2
     if extra is not None:
         delay = extra.delay_ms if delay_ms is None else delay
-        nonlinear = extra.speaker != "linear"
-        played = {"challenge": loudspeaker, "soft": soft_speaker,
-                  "linear": lambda x: x}[extra.speaker](ref)
         played = drifted(played, extra.drift_ppm)
         change = int(n * extra.change_at) if extra.change_at is not None else change
     played = np.concatenate([np.zeros(int(delay * FS / 1000), np.float32), played])[:n]
@@ -153,7 +139,7 @@ def scene(rng: np.random.Generator, seconds: float = 6.0, scenario: str | None =
     near = np.zeros(n, np.float32)
     if scenario != "fst":
         near = scipy.signal.fftconvolve(talk(rng, near_t, seconds), rirs[1])[:n]
-    ser = float(rng.uniform(-10, 10)) if extra is None else extra.ser_db
+    ser = float(rng.uniform(-10, 10))
     if scenario in ("dt", "epc"):
         echo *= np.sqrt(_power(near) / _power(echo) / 10 ** (ser / 10))
     elif scenario == "fst":
