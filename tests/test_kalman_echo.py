@@ -93,8 +93,10 @@ def test_delay_estimator_waits_for_a_far_end_and_is_confident():
 def test_linear_stage_kinds():
     stage = linear_stage({"kind": "pfdkf", "partitions": 8}, 320, 160, FS)
     assert stage.filter.filter.parts == 8
-    with pytest.raises(ValueError, match="unknown kind 'rls'"):
+    with pytest.raises(ValueError, match="kind 'rls' is not one of pfdkf"):
         linear_stage({"kind": "rls"}, 320, 160, FS)
+    with pytest.raises(ValueError, match="kind None"):
+        linear_stage({"taps": 32, "mu": 0.3}, 320, 160, FS)     # a per-bin NLMS spec
     with pytest.raises(TypeError):
         linear_stage({"kind": "pfdkf", "mu": 0.3}, 320, 160, FS)
 
