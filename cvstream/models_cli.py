@@ -187,6 +187,9 @@ def cmd_eval_aec(args) -> int:
         print()
         print("the learned canceller's aggressiveness (far-end single talk, double talk):")
         print(format_aggressiveness(curve))
+        if args.plot_trade:
+            from cvstream.models.aec.evaluate import plot_aggressiveness
+            print(f"the trade: {plot_aggressiveness(curve, table, args.plot_trade)}")
     return 0
 
 
@@ -337,6 +340,8 @@ def add_parser(sub) -> None:
                    "blocks, never trained on; both: side by side)")
     p.add_argument("--plot", metavar="PNG", help="aec: draw the ERLE over time through the "
                    "echo-path change")
+    p.add_argument("--plot-trade", metavar="PNG", help="aec: draw ERLE against double-talk "
+                   "PESQ at each aggressiveness, beside the other cancellers")
     p.add_argument("--narrow", action="store_true", help="spectrum: add a row for the "
                    "segmenter with its fine view for narrow signals (narrow: true)")
     p.add_argument("--gr-scenes", type=int, default=12,

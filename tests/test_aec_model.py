@@ -50,6 +50,18 @@ def test_the_aggressiveness_reaches_the_network(tiny_model):
     assert np.all(np.isfinite(outs[0])) and not np.allclose(outs[0], outs[1])
 
 
+def test_aggressiveness_curve_and_its_plot(tiny_model, tmp_path):
+    from cvstream.models.aec import evaluate as ev
+    curve = ev.aggressiveness_curve(tiny_model, scenes_per_scenario=1, levels=(0.0, 1.0))
+    assert list(curve) == [0.0, 1.0]
+    for m in curve.values():
+        assert np.isfinite(m["fst"]["erle_db"]) and 1.0 <= m["dt"]["pesq_wb"] <= 4.6
+    assert ev.format_aggressiveness(curve).splitlines()[2].startswith("0.00 | ")
+    table = ev.evaluate({"microphone (no AEC)": ev.passthrough}, 1, scenarios=("fst", "dt"))
+    png = ev.plot_aggressiveness(curve, table, str(tmp_path / "trade.png"))
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
 def test_bad_samples_never_crash(tiny_model):
     from cvstream.blocks.aec import EchoCanceller
     mic = np.zeros(4000, np.float32)

@@ -304,3 +304,34 @@ def format_aggressiveness(curve: dict) -> str:
         lines.append(f"{level:.2f} | {m['fst']['erle_db']:.1f} | {m['dt']['pesq_wb']:.2f} | "
                      f"{m['dt']['stoi']:.3f} | {m['dt']['si_sdr_db']:.1f}")
     return "\n".join(lines)
+
+
+def plot_aggressiveness(curve: dict, table: dict, path: str) -> str:
+    """The learned canceller's trade as a PNG: far-end single-talk ERLE against double-talk
+    PESQ at each aggressiveness, with the other cancellers of ``table`` (``evaluate``'s) as
+    points."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    levels = list(curve)
+    erle = [curve[a]["fst"]["erle_db"] for a in levels]
+    pesq = [curve[a]["dt"]["pesq_wb"] for a in levels]
+    ax.plot(erle, pesq, "o-", label="aec (cvstream, learned)")
+    for a, x, y in zip(levels, erle, pesq):
+        ax.annotate(f"{a:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for name in table.get("fst", {}):
+        if name.startswith("aec ") or "erle_db" not in table["fst"][name]:
+            continue
+        dt = table.get("dt", {}).get(name, {})
+        if dt.get("pesq_wb") is not None:
+            ax.plot(table["fst"][name]["erle_db"], dt["pesq_wb"], "s", label=name)
+    ax.set_xlabel("ERLE in far-end single talk (dB)")
+    ax.set_ylabel("PESQ-WB in double talk")
+    ax.set_title("echo removal against near-end quality (labels: aggressiveness)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
