@@ -271,6 +271,11 @@ def plot_erle(curves: dict, path: str) -> str:
     ax.set_ylabel("ERLE (dB), 100 ms windows")
     ax.set_ylim(-10, 60)
     ax.set_title("far-end single talk, echo-path change: ERLE over time")
+    return _save(fig, ax, path)
+
+
+def _save(fig, ax, path: str) -> str:
+    import matplotlib.pyplot as plt
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -329,9 +334,4 @@ def plot_aggressiveness(curve: dict, table: dict, path: str) -> str:
     ax.set_xlabel("ERLE in far-end single talk (dB)")
     ax.set_ylabel("PESQ-WB in double talk")
     ax.set_title("echo removal against near-end quality (labels: aggressiveness)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path)
