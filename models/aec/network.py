@@ -244,7 +244,7 @@ def train(steps: int = 1500, seed: int = 0, scenes: int = 160, batch: int = 8,
     return model.eval()
 
 
-def train_and_export(out_dir: str, steps: int = 5000, seed: int = 0, progress=None,
+def train_and_export(out_dir: str, steps: int = 8000, seed: int = 0, progress=None,
                      scenes: int = 320, eval_scenes: int = 32, variety: bool = True) -> dict:
     """Train from ``seed``, export the streaming model to ``out_dir``, evaluate it beside
     WebRTC AEC3, Speex and NLMS (the scenes of ``cvstream models eval aec``), and store its
