@@ -80,7 +80,6 @@ class PartitionedKalmanFilter:
         self.mean_explained = np.zeros(bins, np.float32)
         self.offset = 0
         self.level = np.zeros(2)
-        self.resets = 0
         self._zeros = np.zeros(block, np.float32)
 
     def set_offset(self, offset: int) -> None:
@@ -116,7 +115,6 @@ class PartitionedKalmanFilter:
             [np.dot(mic, mic), np.dot(e, e)])
         if self.level[1] > self.level[0]:
             np.maximum(self.var, 1.0, out=self.var)
-            self.resets += 1
         x_power = x.real ** 2 + x.imag ** 2
         explained = np.einsum("cpk,cpk->k", x_power, self.var)
         self.mean_explained = 0.99 * self.mean_explained + 0.01 * explained

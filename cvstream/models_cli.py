@@ -162,47 +162,35 @@ def cmd_synth_aec(args) -> int:
 
 
 def cmd_eval_aec(args) -> int:
-    from cvstream.models.aec.evaluate import (cancellers, evaluate, format_delay_table,
-                                              format_table)
+    from cvstream.models.aec import evaluate as ev
     by_delay: dict = {}
-    table = evaluate(cancellers(args.model), scenes_per_scenario=args.scenes,
-                     progress=progress_printer("evaluating"), erle_by_delay=by_delay)
-    print(format_table(table))
-    print()
-    print("far-end single talk, ERLE dB by bulk delay (scenes):")
-    print(format_delay_table(by_delay))
-    from cvstream.models.aec.evaluate import erle_curves, format_reconvergence, plot_erle
-    curves = erle_curves(cancellers(args.model), scenes=max(1, args.scenes // 4),
-                         progress=progress_printer("echo-path change"))
-    print()
-    print("far-end single talk, echo path changed half-way (12 s scenes):")
-    print(format_reconvergence(curves))
+    table = ev.evaluate(ev.cancellers(args.model), scenes_per_scenario=args.scenes,
+                        progress=progress_printer("evaluating"), erle_by_delay=by_delay)
+    print(ev.format_table(table))
+    _section("far-end single talk, ERLE dB by bulk delay (scenes):",
+             ev.format_delay_table(by_delay))
+    few = max(1, args.scenes // 4)
+    curves = ev.erle_curves(ev.cancellers(args.model), scenes=few,
+                            progress=progress_printer("echo-path change"))
+    _section("far-end single talk, echo path changed half-way (12 s scenes):",
+             ev.format_reconvergence(curves))
     if args.plot:
-        print(f"ERLE over time: {plot_erle(curves, args.plot)}")
-    from cvstream.models.aec.evaluate import aggressiveness_curve, format_aggressiveness
-    path = _aec_model(args.model)
-    if path is not None:
-        curve = aggressiveness_curve(path, scenes_per_scenario=max(1, args.scenes // 4),
-                                     progress=progress_printer("aggressiveness"))
-        print()
-        print("the learned canceller's aggressiveness (far-end single talk, double talk):")
-        print(format_aggressiveness(curve))
+        print(f"ERLE over time: {ev.plot_erle(curves, args.plot)}")
+    path = ev.learned_model(args.model)
+    if path is not None and ev.takes_aggressiveness(path):
+        curve = ev.aggressiveness_curve(path, scenes_per_scenario=few,
+                                        progress=progress_printer("aggressiveness"))
+        _section("the learned canceller's aggressiveness (far-end single talk, double talk):",
+                 ev.format_aggressiveness(curve))
         if args.plot_trade:
-            from cvstream.models.aec.evaluate import plot_aggressiveness
-            print(f"the trade: {plot_aggressiveness(curve, table, args.plot_trade)}")
+            print(f"the trade: {ev.plot_aggressiveness(curve, table, args.plot_trade)}")
     return 0
 
 
-def _aec_model(model: str | None) -> str | None:
-    """The learned canceller to sweep, when it takes an aggressiveness."""
-    import os
-
-    from cvstream.contract import read_contract
-    from cvstream.models import SHIPPED_DIR
-    path = model or str(SHIPPED_DIR / "aec_cv.onnx")
-    if not os.path.exists(path):
-        return None
-    return path if "aggressiveness" in [i.name for i in read_contract(path).inputs] else None
+def _section(title: str, text: str) -> None:
+    print()
+    print(title)
+    print(text)
 
 
 def cmd_synth(args) -> int:

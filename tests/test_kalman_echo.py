@@ -62,6 +62,18 @@ def test_holds_its_estimate_through_double_talk_and_follows_a_path_change():
     assert mis(11, 12) > 30
 
 
+def test_rectifier_channel_models_an_asymmetric_loudspeaker():
+    """A loudspeaker that adds half its rectified input (x + |x| / 2): the |x| channel
+    (channels 2) models what one linear channel cannot."""
+    far = far_end(8, seed=11)
+    played = far + 0.5 * np.abs(far)
+    echo = scipy.signal.lfilter(room(12, 800), 1, played).astype(np.float32)
+    one = KalmanEchoCanceller(FS).process(echo, far)[0]
+    two = KalmanEchoCanceller(FS, channels=2).process(echo, far)[0]
+    assert erle(echo[6 * FS:], one[6 * FS:]) < 12
+    assert erle(echo[6 * FS:], two[6 * FS:]) > erle(echo[6 * FS:], one[6 * FS:]) + 10
+
+
 def test_chunking_does_not_change_the_result_and_silence_passes_through():
     far = far_end(3)
     mic = scipy.signal.lfilter(room(5, 800), 1, far).astype(np.float32)

@@ -115,13 +115,24 @@ def network(path: str, aggressiveness: float = 0.25):
     return cancel
 
 
-def cancellers(model: str | None = None) -> dict:
-    """The learned canceller (when its model exists) beside the classical ones."""
+def learned_model(model: str | None = None) -> str | None:
+    """The learned canceller's file (``model``, else the shipped one), None if missing."""
     import os
 
     from cvstream.models import SHIPPED_DIR
     path = model or str(SHIPPED_DIR / "aec_cv.onnx")
-    found = {"aec (cvstream, learned)": network(path)} if os.path.exists(path) else {}
+    return path if os.path.exists(path) else None
+
+
+def takes_aggressiveness(path: str) -> bool:
+    from cvstream.contract import read_contract
+    return "aggressiveness" in [i.name for i in read_contract(path).inputs]
+
+
+def cancellers(model: str | None = None) -> dict:
+    """The learned canceller (when its model exists) beside the classical ones."""
+    path = learned_model(model)
+    found = {"aec (cvstream, learned)": network(path)} if path else {}
     return {**found, **CANCELLERS}
 
 
