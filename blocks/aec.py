@@ -32,7 +32,7 @@ class EchoCanceller(GeneralBlock):
     The output has the microphone's length. It lags the microphone by window - hop samples
     (the STFT); ``compensate_delay: true`` (for files) removes that lag.
     Ports: mic, ref (float32) -> out (float32). Latency: window + hop (30 ms), no look-ahead.
-    Example: ``aec: {type: aec, model: "builtin:aec_cv", aggressiveness: 0.25}``
+    Example: ``aec: {type: aec, model: "builtin:aec_cv", aggressiveness: 0.1}``
     """
 
     mic = In("float32")
@@ -41,7 +41,7 @@ class EchoCanceller(GeneralBlock):
     model = Param(str, default="builtin:aec_cv", doc="an aec model (path or builtin:NAME)")
     compensate_delay = Param(bool, default=False, doc="align the output with the mic (files)")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
-    aggressiveness = Param(float, default=0.25, min=0.0, max=1.0,
+    aggressiveness = Param(float, default=0.1, min=0.0, max=1.0,
                            doc="echo removal vs near-end distortion (models that take it)")
 
     def check(self):

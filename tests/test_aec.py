@@ -113,3 +113,21 @@ def test_training_variety_reaches_half_a_second_of_delay_and_leaves_evaluation_s
     again, _ = scene(np.random.default_rng([0, 3]), 4.0, "fst", variety=False)
     assert all(np.array_equal(plain[k], again[k]) for k in plain)
     assert not np.array_equal(plain["mic"], sig["mic"])
+
+
+def test_training_delay_jumps_and_small_loudspeakers():
+    """Delay jitter: after a jump of 10 ms the playback is the same signal 160 samples
+    later (with the drift's interpolation in between); a small loudspeaker takes the bass
+    away and lifts its resonance, at the same level."""
+    import scipy.signal
+    from cvstream.models.aec.synth import FS, drifted, small_speaker
+    x = np.random.default_rng(1).standard_normal(FS).astype(np.float32)
+    y = drifted(x, 0.0, ((0.5, 10.0),))
+    assert np.array_equal(y[:FS // 2], x[:FS // 2])
+    assert np.allclose(y[FS // 2:], x[FS // 2 - 160:FS - 160], atol=1e-6)
+    z = small_speaker(x, 300.0, 1000.0, 10.0, 2.0)
+    assert abs(np.mean(z ** 2) / np.mean(x ** 2) - 1) < 1e-3
+    f, p = scipy.signal.welch(z, FS, nperseg=1024)
+    db = 10 * np.log10(p)
+    at = {hz: db[np.argmin(np.abs(f - hz))] for hz in (60, 1000, 4000)}
+    assert at[1000] - at[4000] > 7 and at[4000] - at[60] > 15

@@ -103,9 +103,12 @@ def kalman(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return _pad(np.concatenate([o for o in out if o is not None]), len(mic))
 
 
-def network(path: str, aggressiveness: float = 0.25):
-    """A canceller running cvstream's aec block (file mode: delay compensated)."""
+def network(path: str, aggressiveness: float | None = None):
+    """A canceller running cvstream's aec block (file mode: delay compensated), at the
+    block's default aggressiveness unless one is given."""
     from cvstream.blocks.aec import EchoCanceller
+    if aggressiveness is None:
+        aggressiveness = EchoCanceller.aggressiveness.default
 
     def cancel(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
         block = EchoCanceller(model=path, compensate_delay=True,
@@ -295,7 +298,7 @@ def _save(fig, ax, path: str) -> str:
     return path
 
 
-LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
+LEVELS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 
 
 def aggressiveness_curve(path: str, scenes_per_scenario: int = 8, levels=LEVELS,

@@ -10,9 +10,10 @@ a log compander): a streaming causal complex convolution over time mixes them in
 channels, four more (dilations 2, 4, 8, 16, modReLU, residual) give a receptive field of
 63 frames (630 ms: what the linear filter missed, late reverberation, the loudspeaker's
 nonlinearity, the noise). A head turns that context into a few complex features per bin;
-a small network shared by all bins joins them with the bin's own log powers (M, E, Y, R)
-and the aggressiveness (0..1) and gives three bounded complex masks per bin: a, b and the
-noise mask m_n; the echo-free spectrum is a M + b E (per bin and frame the network can
+each bin's own history comes from causal convolutions over time of its log powers (M, E,
+Y, R; shared by all bins, 310 ms), and a small network shared by all bins joins both with
+the bin's log powers and the aggressiveness (0..1) into three bounded complex masks per
+bin: a, b and the noise mask m_n; the echo-free spectrum is a M + b E (per bin and frame the network can
 weigh how far to trust the linear filter), the near-end estimate m_n (a M + b E). Training
 draws the aggressiveness per crop and weighs the residual-echo term of the loss by it
 (``echo_weight``), so one model covers the trade between echo removal and near-end
@@ -30,10 +31,13 @@ BINS = WIN // 2 + 1
 WIDTH = 48
 DILATIONS = (2, 4, 8, 16)
 FEATURES = 4   # complex context features per bin from the head
-HIDDEN = 24    # the per-bin network's hidden width
+HIDDEN = 32    # the per-bin network's hidden width
+#: each bin's own history: causal convolutions over time of the bin's log powers (shared by
+#: all bins), LOCAL channels, kernel 3 at these dilations (31 frames, 310 ms)
+LOCAL, LOCAL_DILATIONS = 16, (1, 2, 4, 8)
 #: the residual-echo term's weight in the training loss at aggressiveness 0 and 1 (log scale
 #: between): the network is told the aggressiveness and trained at random ones
-ECHO_WEIGHTS = (0.05, 2.0)
+ECHO_WEIGHTS = (0.02, 2.0)
 #: the linear stage, stored in the contract (``preprocess.echo_filter``) and run by the block:
 #: the partitioned-block Kalman filter, 32 partitions of 10 ms behind a 0-500 ms bulk delay
 ECHO_FILTER = {"kind": "pfdkf", "partitions": 32, "channels": 1, "max_delay": 0.5}
@@ -59,13 +63,13 @@ def apply_masks(masks, mic, err):
     return free, torch.stack(cmul(nr, ni, free), dim=-1)
 
 
-def build(width: int = WIDTH):
+def build(width: int = WIDTH, local: int = LOCAL):
     import torch
     from torch import nn
 
     from ..nn import BoundedMask, ComplexConv, LogCompander, ModReLU
     from ..nn.layout import split
-    from ..nn.streaming import StreamingCausalConv
+    from ..nn.streaming import StreamingCausalConv, StreamingRealConv
 
     class EchoCanceller(nn.Module):
         """forward(mic, ref, err, echo, aggressiveness, *caches): four (B, T, BINS, 2)
@@ -80,13 +84,33 @@ def build(width: int = WIDTH):
                 StreamingCausalConv(width, width, 3, dilation=d) for d in DILATIONS])
             self.acts = nn.ModuleList(ModReLU(width) for _ in self.convs)
             self.head = ComplexConv(width, FEATURES * BINS, 1)
-            self.per_bin = nn.Sequential(nn.Linear(2 * FEATURES + 5, HIDDEN), nn.ReLU(),
+            self.local = nn.ModuleList(
+                StreamingRealConv(4 if i == 0 else local, local, 3, dilation=d)
+                for i, d in enumerate(LOCAL_DILATIONS if local else ()))
+            self.per_bin = nn.Sequential(nn.Linear(2 * FEATURES + 5 + local, HIDDEN), nn.ReLU(),
                                          nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
                                          nn.Linear(HIDDEN, 6))
             self.mask = BoundedMask()
 
         def cache_shapes(self) -> list[list[int]]:
-            return [c.cache_shape() for c in self.convs]
+            return ([c.cache_shape() for c in self.convs]
+                    + [c.cache_shape(BINS) for c in self.local])
+
+        def history(self, local, caches):
+            """Each bin's causal history of its log powers (B, 4, F, T) -> (B, LOCAL, F,
+            T), and the next caches (bins as the batch of a 1-D convolution)."""
+            b, _, f, t = local.shape
+            h = local.permute(0, 2, 1, 3).reshape(b * f, 4, t)
+            new = []
+            for i, conv in enumerate(self.local):
+                if caches:
+                    y, c = conv(h, caches[i])
+                    new.append(c)
+                else:
+                    y = conv(h)
+                y = torch.relu(y)
+                h = y if i == 0 else h + y
+            return h.reshape(b, f, -1, t).permute(0, 2, 1, 3), new
 
         def forward(self, mic, ref, err, echo, aggressiveness, *caches):
             b, t = mic.shape[0], mic.shape[1]
@@ -108,7 +132,12 @@ def build(width: int = WIDTH):
             power = torch.stack([(z * z).sum(-1) for z in (mic, err, echo, ref)], dim=1)
             local = torch.log10(power.transpose(2, 3) + 1e-8)  # (B, 4, F, T)
             level = aggressiveness.transpose(1, 2)[:, :, None, :].expand(b, 1, BINS, t)
-            feats = torch.cat([ctx, local, level], dim=1).permute(0, 3, 2, 1)  # (B, T, F, 13)
+            columns = [ctx, local, level]
+            if len(self.local):
+                own, more = self.history(local, caches[len(self.convs):] if caches else ())
+                columns.append(own)
+                new += more
+            feats = torch.cat(columns, dim=1).permute(0, 3, 2, 1)   # (B, T, F, 13 + LOCAL)
             out6 = self.per_bin(feats)                        # (B, T, F, 6)
             # three complex masks, each bounded: (a, b, m_n)
             masks = self.mask(torch.cat([out6[..., 0::2], out6[..., 1::2]], dim=-1)

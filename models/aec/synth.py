@@ -8,7 +8,9 @@ AEC Challenge recipe), bulk delay 0-200 ms between reference and echo, signal-to
 -10..+10 dB, noise (white, pink, brown or babble) at 10-40 dB SNR. Scenarios: far-end single
 talk (fst), near-end single talk (nst), double talk (dt), echo-path change (epc: the room
 response changes half-way, during double talk). Training scenes add ``Variety``: bulk delays
-0-500 ms, clock drift of +-60 ppm, echo-path changes at random times.
+0-500 ms, clock drift of +-60 ppm, echo-path changes at random times, delay jitter (the
+bulk delay jumps by a few milliseconds, as when a device's audio buffers slip) and small
+loudspeakers (no bass, a resonance).
 """
 from __future__ import annotations
 
@@ -86,22 +88,54 @@ def _power(x):
 class Variety:
     """What training scenes draw beyond the evaluation's (``scene(variety=True)``): a bulk
     delay up to 500 ms, clock drift between the far end and the microphone, an echo-path
-    change at a random time."""
+    change at a random time, delay jumps (jitter: on 30 % of scenes one or two jumps of
+    2-20 ms either way at random times) and a small loudspeaker on 40 % of scenes (a
+    high-pass at 150-500 Hz and a resonance at 400-2000 Hz, +4..+12 dB, Q 1-4)."""
     delay_ms: float
     drift_ppm: float
     change_at: float | None      # fraction of the scene, or None
+    jumps: tuple = ()            # (fraction of the scene, delay change in ms), in time order
+    speaker: tuple | None = None  # (high-pass Hz, resonance Hz, resonance dB, Q)
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> "Variety":
-        return cls(delay_ms=float(rng.uniform(0, 500)),
-                   drift_ppm=float(rng.uniform(-60, 60)),
-                   change_at=float(rng.uniform(0.2, 0.8)) if rng.random() < 0.3 else None)
+        delay = float(rng.uniform(0, 500))
+        drift = float(rng.uniform(-60, 60))
+        change = float(rng.uniform(0.2, 0.8)) if rng.random() < 0.3 else None
+        jumps = ()
+        if rng.random() < 0.3:
+            at = np.sort(rng.uniform(0.1, 0.9, int(rng.integers(1, 3))))
+            jumps = tuple((float(a), float(rng.choice([-1, 1]) * rng.uniform(2, 20)))
+                          for a in at)
+        speaker = None
+        if rng.random() < 0.4:
+            speaker = (float(rng.uniform(150, 500)), float(rng.uniform(400, 2000)),
+                       float(rng.uniform(4, 12)), float(rng.uniform(1, 4)))
+        return cls(delay, drift, change, jumps, speaker)
 
 
-def drifted(x: np.ndarray, ppm: float) -> np.ndarray:
-    """``x`` played by a clock ``ppm`` parts per million fast (linear interpolation)."""
+def drifted(x: np.ndarray, ppm: float, jumps: tuple = ()) -> np.ndarray:
+    """``x`` played by a clock ``ppm`` parts per million fast (linear interpolation), later
+    by ``jumps``' milliseconds from each jump's fraction of the signal on."""
     t = np.arange(len(x)) * (1 + ppm * 1e-6)
-    return np.interp(t, np.arange(len(x)), x, right=0.0).astype(np.float32)
+    for at, ms in jumps:
+        t[int(at * len(x)):] -= ms * FS / 1000
+    return np.interp(t, np.arange(len(x)), x, left=0.0, right=0.0).astype(np.float32)
+
+
+def small_speaker(x: np.ndarray, highpass_hz: float, peak_hz: float, gain_db: float,
+                  q: float) -> np.ndarray:
+    """A small loudspeaker's response: no bass below ``highpass_hz`` (2nd-order
+    Butterworth), a resonance (peaking filter) at ``peak_hz``; the level is kept."""
+    b, a = scipy.signal.butter(2, highpass_hz, "highpass", fs=FS)
+    y = scipy.signal.lfilter(b, a, x)
+    w = 2 * np.pi * peak_hz / FS
+    g = 10 ** (gain_db / 40)
+    alpha = np.sin(w) / (2 * q)
+    b = [1 + alpha * g, -2 * np.cos(w), 1 - alpha * g]
+    a = [1 + alpha / g, -2 * np.cos(w), 1 - alpha / g]
+    y = scipy.signal.lfilter(b, a, y)
+    return (y * np.sqrt(_power(x) / _power(y))).astype(np.float32)
 
 
 def scene(rng: np.random.Generator, seconds: float = 6.0, scenario: str | None = None,
@@ -129,7 +163,9 @@ def scene(rng: np.random.Generator, seconds: float = 6.0, scenario: str | None =
     change = n // 2
     if extra is not None:
         delay = extra.delay_ms if delay_ms is None else delay
-        played = drifted(played, extra.drift_ppm)
+        if extra.speaker is not None:
+            played = small_speaker(played, *extra.speaker)
+        played = drifted(played, extra.drift_ppm, extra.jumps)
         change = int(n * extra.change_at) if extra.change_at is not None else change
     played = np.concatenate([np.zeros(int(delay * FS / 1000), np.float32), played])[:n]
     echo = scipy.signal.fftconvolve(played, rirs[0])[:n]
