@@ -163,6 +163,20 @@ def cmd_synth_aec(args) -> int:
 
 def cmd_eval_aec(args) -> int:
     from cvstream.models.aec import evaluate as ev
+    if args.generator != "independent":
+        cmd_eval_aec_project(args)
+    if args.generator != "project":
+        from cvstream.models.aec.independent import scene
+        table = ev.evaluate(ev.cancellers(args.model), scenes_per_scenario=args.scenes,
+                            progress=progress_printer("evaluating (independent scenes)"),
+                            generator=scene)
+        _section("scenes of the independent generator (statistical rooms, other "
+                 "loudspeakers and noise; never trained on):", ev.format_table(table))
+    return 0
+
+
+def cmd_eval_aec_project(args) -> None:
+    from cvstream.models.aec import evaluate as ev
     by_delay: dict = {}
     table = ev.evaluate(ev.cancellers(args.model), scenes_per_scenario=args.scenes,
                         progress=progress_printer("evaluating"), erle_by_delay=by_delay)
@@ -184,7 +198,6 @@ def cmd_eval_aec(args) -> int:
                  ev.format_aggressiveness(curve))
         if args.plot_trade:
             print(f"the trade: {ev.plot_aggressiveness(curve, table, args.plot_trade)}")
-    return 0
 
 
 def _section(title: str, text: str) -> None:
@@ -263,7 +276,15 @@ def cmd_eval_radar(args) -> int:
     return 0
 
 
+GENERATORS = {"spectrum": ("project", "gnuradio", "both"),
+              "aec": ("project", "independent", "both")}
+
+
 def cmd_eval(args) -> int:
+    allowed = GENERATORS.get(args.family, ("project",))
+    if args.generator not in allowed:
+        raise CvstreamError(f"--generator {args.generator}: {args.family} scenes come from "
+                            f"{' or '.join(allowed)}")
     if args.family == "radar":
         return cmd_eval_radar(args)
     if args.family == "spectrum":
@@ -323,9 +344,11 @@ def add_parser(sub) -> None:
     p.add_argument("--conditions", action="store_true",
                    help="radar: also the unseen shapes at 10/20/30/40 dB measurement SNR and "
                    "with antennas displaced by up to +-1 mm")
-    p.add_argument("--generator", choices=["project", "gnuradio", "both"], default="project",
-                   help="spectrum: whose scenes (gnuradio: recordings made by GNU Radio's own "
-                   "blocks, never trained on; both: side by side)")
+    p.add_argument("--generator", choices=["project", "gnuradio", "independent", "both"],
+                   default="project",
+                   help="whose scenes: spectrum: gnuradio (recordings made by GNU Radio's "
+                   "own blocks, never trained on); aec: independent (a second scene "
+                   "generator, never trained on); both: the project's and the other")
     p.add_argument("--plot", metavar="PNG", help="aec: draw the ERLE over time through the "
                    "echo-path change")
     p.add_argument("--plot-trade", metavar="PNG", help="aec: draw ERLE against double-talk "

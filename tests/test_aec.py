@@ -131,3 +131,55 @@ def test_training_delay_jumps_and_small_loudspeakers():
     db = 10 * np.log10(p)
     at = {hz: db[np.argmin(np.abs(f - hz))] for hz in (60, 1000, 4000)}
     assert at[1000] - at[4000] > 7 and at[4000] - at[60] > 15
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_independent_generator_scenes(scenario):
+    """The second generator gives the same parts per scenario, from its own rooms (direct
+    path within 40 cm, RT60 0.15-0.8 s) and delays (10-150 ms); no echo comes before the
+    delay."""
+    from cvstream.models.aec.independent import room_response
+    from cvstream.models.aec.independent import scene as independent_scene
+    sig, info = independent_scene(np.random.default_rng([2, SCENARIOS.index(scenario)]),
+                                  3.0, scenario)
+    assert all(len(x) == 3 * FS and x.dtype == np.float32 for x in sig.values())
+    assert np.max(np.abs(sig["mic"])) <= 1.0
+    rms = {k: float(np.sqrt(np.mean(v ** 2))) for k, v in sig.items()}
+    assert (rms["near"] == 0) == (scenario == "fst")
+    assert (rms["ref"] == 0) == (scenario == "nst")
+    assert 10 <= info.delay_ms <= 150 and 0.15 <= info.rt60_s <= 0.8
+    if scenario == "fst":
+        echo = sig["mic"] - sig["noise"]
+        lag = int(info.delay_ms * FS / 1000)
+        assert np.max(np.abs(echo[:lag - 1])) < 1e-6 < np.max(np.abs(echo[lag:lag + FS]))
+    h = room_response(np.random.default_rng(0), 0.5)
+    direct = int(np.argmax(np.abs(h)))
+    assert direct <= 0.4 / 343 * FS + 1 and np.abs(h).max() == 1.0
+
+
+def test_eval_cli_generators_per_family():
+    """aec takes --generator independent, spectrum does not (and aec not gnuradio): one
+    line, exit 2."""
+    for family, generator in (("aec", "gnuradio"), ("spectrum", "independent")):
+        res = run_cli("models", "eval", family, "--generator", generator)
+        assert res.returncode == 2, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1 and "--generator" in res.stderr
+
+
+def test_independent_scenes_through_the_evaluation():
+    from cvstream.models.aec.independent import scene as independent_scene
+    table = ev.evaluate({"microphone (no AEC)": ev.passthrough, "kalman": ev.kalman}, 1,
+                        scenarios=("fst", "dt"), generator=independent_scene)
+    assert table["fst"]["microphone (no AEC)"]["erle_db"] == pytest.approx(0.0, abs=1e-6)
+    assert table["fst"]["kalman"]["erle_db"] > 3
+    assert 1.0 <= table["dt"]["kalman"]["pesq_wb"] <= 4.6
+
+
+def test_eval_cli_on_the_independent_generator():
+    res = run_cli("models", "eval", "aec", "--generator", "independent", "--scenes", "1",
+                  timeout=300)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "scenes of the independent generator" in out and "ERLE 0-50 ms" not in out
+    rows = [r for r in out.splitlines() if r.startswith(("fst |", "dt |"))]
+    assert len(rows) == 12 and any(r.startswith("dt | WebRTC AEC3 |") for r in rows)

@@ -154,16 +154,18 @@ CANCELLERS = {"microphone (no AEC)": passthrough, "nlms_aec (cvstream)": nlms,
 
 def evaluate(cancellers: dict, scenes_per_scenario: int = 8, seed: int = 2024,
              seconds: float = 6.0, progress=None, erle_by_delay: dict | None = None,
-             scenarios=SCENARIOS) -> dict:
+             scenarios=SCENARIOS, generator=None) -> dict:
     """{scenario: {canceller: metrics}} averaged over the held-out scenes; a dict passed as
     ``erle_by_delay`` collects {canceller: [(bulk delay ms, ERLE dB), ...]} of the far-end
-    single-talk scenes."""
+    single-talk scenes. ``generator``: the scene function (default ``synth.scene``; the
+    independent one: ``independent.scene``)."""
+    make = generator or scene
     sums: dict = {s: {name: {} for name in cancellers} for s in scenarios}
     total, done = len(scenarios) * scenes_per_scenario, 0
     for scenario in scenarios:
         for k in range(scenes_per_scenario):
-            sig, info = scene(np.random.default_rng([seed, SCENARIOS.index(scenario), k]),
-                              seconds, scenario)
+            sig, info = make(np.random.default_rng([seed, SCENARIOS.index(scenario), k]),
+                             seconds, scenario)
             for name, cancel in cancellers.items():
                 t0 = time.perf_counter()
                 out = cancel(sig["mic"], sig["ref"])
