@@ -13,8 +13,9 @@ nonlinearity, the noise). A head turns that context into a few complex features 
 each bin's own history comes from causal convolutions over time of its log powers (M, E,
 Y, R; shared by all bins, 310 ms), and a small network shared by all bins joins both with
 the bin's log powers and the aggressiveness (0..1) into three bounded complex masks per
-bin: a, b and the noise mask m_n; the echo-free spectrum is a M + b E (per bin and frame the network can
-weigh how far to trust the linear filter), the near-end estimate m_n (a M + b E). Training
+bin: a, b and the noise mask m_n; the echo-free spectrum is a M + b E (per bin and frame
+the network can weigh how far to trust the linear filter), the near-end estimate
+m_n (a M + b E). Training
 draws the aggressiveness per crop and weighs the residual-echo term of the loss by it
 (``echo_weight``), so one model covers the trade between echo removal and near-end
 distortion. Each convolution keeps its own cache, so the model runs frame by frame with
@@ -63,7 +64,7 @@ def apply_masks(masks, mic, err):
     return free, torch.stack(cmul(nr, ni, free), dim=-1)
 
 
-def build(width: int = WIDTH, local: int = LOCAL):
+def build(width: int = WIDTH):
     import torch
     from torch import nn
 
@@ -85,9 +86,9 @@ def build(width: int = WIDTH, local: int = LOCAL):
             self.acts = nn.ModuleList(ModReLU(width) for _ in self.convs)
             self.head = ComplexConv(width, FEATURES * BINS, 1)
             self.local = nn.ModuleList(
-                StreamingRealConv(4 if i == 0 else local, local, 3, dilation=d)
-                for i, d in enumerate(LOCAL_DILATIONS if local else ()))
-            self.per_bin = nn.Sequential(nn.Linear(2 * FEATURES + 5 + local, HIDDEN), nn.ReLU(),
+                StreamingRealConv(4 if i == 0 else LOCAL, LOCAL, 3, dilation=d)
+                for i, d in enumerate(LOCAL_DILATIONS))
+            self.per_bin = nn.Sequential(nn.Linear(2 * FEATURES + 5 + LOCAL, HIDDEN), nn.ReLU(),
                                          nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
                                          nn.Linear(HIDDEN, 6))
             self.mask = BoundedMask()
@@ -132,12 +133,9 @@ def build(width: int = WIDTH, local: int = LOCAL):
             power = torch.stack([(z * z).sum(-1) for z in (mic, err, echo, ref)], dim=1)
             local = torch.log10(power.transpose(2, 3) + 1e-8)  # (B, 4, F, T)
             level = aggressiveness.transpose(1, 2)[:, :, None, :].expand(b, 1, BINS, t)
-            columns = [ctx, local, level]
-            if len(self.local):
-                own, more = self.history(local, caches[len(self.convs):] if caches else ())
-                columns.append(own)
-                new += more
-            feats = torch.cat(columns, dim=1).permute(0, 3, 2, 1)   # (B, T, F, 13 + LOCAL)
+            own, more = self.history(local, caches[len(self.convs):] if caches else ())
+            new += more
+            feats = torch.cat([ctx, local, level, own], dim=1).permute(0, 3, 2, 1)
             out6 = self.per_bin(feats)                        # (B, T, F, 6)
             # three complex masks, each bounded: (a, b, m_n)
             masks = self.mask(torch.cat([out6[..., 0::2], out6[..., 1::2]], dim=-1)
