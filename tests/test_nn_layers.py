@@ -276,3 +276,20 @@ def test_multidilated_conv_is_a_sum_of_dilated_convs():
     with torch.no_grad():
         layer.convs[0].bias_re.normal_()
     check(layer, ref, crandn(2, 5, 20))
+
+
+@pytest.mark.parametrize("chunk", [1, 7])
+def test_streaming_real_conv_equals_the_whole_signal_in_any_chunks(chunk):
+    """One frame at a time (the exported graph's strided form) and several (stacked taps)
+    give the causal convolution over the whole signal."""
+    from cvstream.models.nn.streaming import StreamingRealConv
+    torch.manual_seed(0)
+    conv = StreamingRealConv(4, 16, 3, dilation=4)
+    x = torch.randn(161, 4, 40)
+    whole = conv(x)
+    cache, parts = torch.zeros(conv.cache_shape(161)), []
+    for t in range(0, 40, chunk):
+        y, cache = conv(x[..., t:t + chunk], cache)
+        parts.append(y)
+    assert conv.cache_shape(161) == [161, 4, 8]
+    torch.testing.assert_close(torch.cat(parts, -1), whole, atol=1e-5, rtol=1e-5)

@@ -89,18 +89,14 @@ def speex_mdf(mic: np.ndarray, ref: np.ndarray, tail: int = 4096) -> np.ndarray:
 def nlms(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """cvstream's nlms_aec block (128-sample blocks, 4096 taps)."""
     from cvstream.blocks.nlms import NlmsAec
-    block = NlmsAec(block=128, taps=4096, mu=0.3)
-    out = [block.process(mic, ref), block.flush()]
-    return _pad(np.concatenate([o for o in out if o is not None]), len(mic))
+    return _whole(NlmsAec(block=128, taps=4096, mu=0.3), mic, ref)
 
 
 def kalman(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """cvstream's kalman_aec block (32 x 10 ms partitions, 0-500 ms bulk delay): the
     learned canceller's linear stage alone."""
     from cvstream.blocks.kalman_echo import KalmanAec
-    block = KalmanAec()
-    out = [block.process(mic, ref), block.flush()]
-    return _pad(np.concatenate([o for o in out if o is not None]), len(mic))
+    return _whole(KalmanAec(), mic, ref)
 
 
 def network(path: str, aggressiveness: float | None = None):
@@ -111,11 +107,16 @@ def network(path: str, aggressiveness: float | None = None):
         aggressiveness = EchoCanceller.aggressiveness.default
 
     def cancel(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        block = EchoCanceller(model=path, compensate_delay=True,
-                              aggressiveness=aggressiveness)
-        out = [block.process(mic, ref), block.flush()]
-        return _pad(np.concatenate([o for o in out if o is not None and len(o)]), len(mic))
+        return _whole(EchoCanceller(model=path, compensate_delay=True,
+                                    aggressiveness=aggressiveness), mic, ref)
     return cancel
+
+
+def _whole(block, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """A cvstream block over the whole signals in one call, flushed, padded or cut to the
+    microphone's length."""
+    out = [block.process(mic, ref), block.flush()]
+    return _pad(np.concatenate([o for o in out if o is not None and len(o)]), len(mic))
 
 
 def learned_model(model: str | None = None) -> str | None:
