@@ -35,6 +35,7 @@ import scipy.fft
 
 from cvstream import In, Out, Param, RateBlock, register
 from cvstream.dtypes import PortType
+from cvstream.errors import ParamError
 
 
 def reference_basis(x: np.ndarray, channels: int) -> np.ndarray:
@@ -96,17 +97,36 @@ class PartitionedKalmanFilter:
         self.w, self.var, self.offset = w, var, offset
 
     def process(self, mic: np.ndarray, refs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = self.n
+        x = self._push(refs)
+        y, e, spec_e = self._predict(mic, x)
+        self._adapt(mic, x, e, spec_e)
+        return e, y
+
+    def _push(self, refs: np.ndarray) -> np.ndarray:
+        """Take the next block of the reference; (C, P, bins) spectra the partitions read."""
         frame = np.concatenate([self.prev, refs], axis=1)
         self.prev = refs
         self.head = (self.head - 1) % self.history
         self.spectra[:, self.head] = self.spectra[:, self.head + self.history] = \
             scipy.fft.rfft(frame, axis=1)
         start = self.head + self.offset
-        x = self.spectra[:, start:start + self.parts]               # (C, P, bins)
+        return self.spectra[:, start:start + self.parts]
+
+    def _predict(self, mic: np.ndarray, x: np.ndarray):
+        """(echo estimate, a-priori error, the error's spectrum) of this block."""
+        n = self.n
         y = scipy.fft.irfft(np.einsum("cpk,cpk->k", self.w, x), n=2 * n)[n:]
         e = (mic - y).astype(np.float32)
-        spec_e = scipy.fft.rfft(np.concatenate([self._zeros, e]))
+        return y.astype(np.float32), e, scipy.fft.rfft(np.concatenate([self._zeros, e]))
+
+    def _constrained(self, update: np.ndarray) -> np.ndarray:
+        """A (C, P, bins) update limited to each partition's ``block`` causal taps."""
+        n = self.n
+        taps = scipy.fft.irfft(update, n=2 * n, axis=2)
+        taps[..., n:] = 0
+        return scipy.fft.rfft(taps, axis=2).astype(np.complex64)
+
+    def _adapt(self, mic: np.ndarray, x: np.ndarray, e: np.ndarray, spec_e: np.ndarray):
         b = self.SMOOTHING
         e_power = spec_e.real ** 2 + spec_e.imag ** 2
         self.noise = np.maximum(b * self.noise + (1 - b) * e_power, e_power)
@@ -122,12 +142,9 @@ class PartitionedKalmanFilter:
                  + self.FLOOR / len(self.noise) * float(np.add.reduce(self.mean_explained))
                  + 1e-10)
         gain = self.var / denom                                        # K_p = gain conj(X_p)
-        update = scipy.fft.irfft(gain * np.conj(x) * spec_e, n=2 * n, axis=2)
-        update[..., n:] = 0                                            # n causal taps each
-        self.w += scipy.fft.rfft(update, axis=2).astype(np.complex64)
+        self.w += self._constrained(gain * np.conj(x) * spec_e)
         self.var = (self.a2 * (1 - 0.5 * gain * x_power) * self.var
                     + (1 - self.a2) * (self.w.real ** 2 + self.w.imag ** 2)).astype(np.float32)
-        return e, y.astype(np.float32)
 
 
 class BulkDelayEstimator:
@@ -205,13 +222,21 @@ class KalmanEchoCanceller:
     MARGIN = 2   # blocks of taps kept before the estimated delay
 
     def __init__(self, rate: float = 16000, block: int = 160, partitions: int = 32,
-                 channels: int = 1, max_delay: float = 0.5, forgetting: float = 0.9995):
+                 channels: int = 1, max_delay: float = 0.5, forgetting: float = 0.9995,
+                 gain_model: str = ""):
         if channels not in (1, 2, 3):
             raise ValueError(f"channels must be 1, 2 or 3, not {channels}")
         reach = int(np.ceil(max_delay * rate / block))
         self.block, self.channels = block, channels
-        self.filter = PartitionedKalmanFilter(block, partitions, channels, forgetting,
-                                              history=reach + partitions)
+        if gain_model:     # the gain from a network (a neural Kalman filter)
+            if channels != 1:
+                raise ValueError("a gain model works on one reference channel")
+            from .neural_kalman import NeuralKalmanFilter
+            self.filter = NeuralKalmanFilter(gain_model, block, partitions,
+                                             history=reach + partitions)
+        else:
+            self.filter = PartitionedKalmanFilter(block, partitions, channels, forgetting,
+                                                  history=reach + partitions)
         self.estimator = BulkDelayEstimator(rate, max_delay) if max_delay > 0 else None
         self.moves = 0   # how often the filter followed a new delay estimate
 
@@ -253,7 +278,9 @@ class KalmanAec(RateBlock):
     starting where the delay estimator finds the echo (0 - ``max_delay`` s behind the
     reference). The Kalman gain sets the step per partition and bin: large while the filter
     is unsure, small while near-end speech or noise dominates the error, so it needs no
-    double-talk detector. It removes only the linear part of the echo (``channels`` 2 or 3
+    double-talk detector. ``gain_model`` (e.g. ``builtin:aec_nkf``) takes the gain from a
+    trained network instead of the Kalman recursion (a neural Kalman filter,
+    ``blocks/neural_kalman.py``; one reference channel, the model's block and partitions). It removes only the linear part of the echo (``channels`` 2 or 3
     add |x| and x^3 reference channels for a loudspeaker's nonlinearity); it leaves the
     residual for a suppressor (the ``aec`` block has one). Counter ``delay_changes``: how
     often the bulk-delay estimate moved. Ports: mic, ref (float32, same rate) -> out
@@ -271,12 +298,19 @@ class KalmanAec(RateBlock):
                       doc="longest bulk delay searched (0: none, the filter starts at 0)")
     forgetting = Param(float, default=0.9995, min=0.9, max=1.0,
                        doc="state transition a: 1 - a^2 sets how fast the path may change")
+    gain_model = Param(str, default="", doc="an echo_filter model giving the gain "
+                       "(e.g. builtin:aec_nkf); empty: the Kalman recursion")
     rate = Param(float, default=16000.0, min=1.0, unit="Hz",
                  doc="sample rate, when upstream does not declare one")
 
     def check(self):
         self.decim = self.interp = self.block
         self._fs = self.rate
+        if self.gain_model:
+            from .neural_kalman import gain_model
+            gain_model(self.gain_model, self.block, self.partitions)
+            if self.channels != 1:
+                raise ParamError("channels", "a gain model works on one reference channel")
 
     def output_types(self, in_types):
         t = in_types.get("mic")
@@ -286,7 +320,7 @@ class KalmanAec(RateBlock):
 
     def start(self):
         self._aec = KalmanEchoCanceller(self._fs, self.block, self.partitions, self.channels,
-                                        self.max_delay, self.forgetting)
+                                        self.max_delay, self.forgetting, self.gain_model)
         self._moves = 0
 
     def work(self, mic, ref):

@@ -14,6 +14,7 @@ FAMILIES = {"iq_denoiser": "cvstream.models.demo.denoiser",
             "spectrum_segmenter": "cvstream.models.spectrum.segmenter",
             "spectrum_family": "cvstream.models.spectrum.family",
             "aec_cv": "cvstream.models.aec.network",
+            "aec_nkf": "cvstream.models.aec.nkf",
             "radar": "cvstream.models.radar.train"}
 
 

@@ -99,6 +99,12 @@ def kalman(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return _whole(KalmanAec(), mic, ref)
 
 
+def neural_kalman(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """kalman_aec with its gain from the shipped neural Kalman filter (``aec_nkf``)."""
+    from cvstream.blocks.kalman_echo import KalmanAec
+    return _whole(KalmanAec(gain_model="builtin:aec_nkf"), mic, ref)
+
+
 def network(path: str, aggressiveness: float | None = None):
     """A canceller running cvstream's aec block (file mode: delay compensated), at the
     block's default aggressiveness unless one is given."""
@@ -150,6 +156,7 @@ def _pad(x: np.ndarray, n: int) -> np.ndarray:
 
 CANCELLERS = {"microphone (no AEC)": passthrough, "nlms_aec (cvstream)": nlms,
               "kalman_aec (cvstream)": kalman,
+              "kalman_aec, NKF gain (cvstream)": neural_kalman,
               "Speex MDF": speex_mdf, "WebRTC AEC3": webrtc_aec3}
 
 
