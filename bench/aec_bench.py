@@ -35,7 +35,7 @@ def rtf(seconds: float) -> None:
     for name, cancel in cancellers().items():
         t0 = time.perf_counter()
         cancel(sig["mic"], sig["ref"])
-        print(f"  {name:<26} {(time.perf_counter() - t0) / seconds:.4f}")
+        print(f"  {name:<32} {(time.perf_counter() - t0) / seconds:.4f}")
 
 
 def latency(seconds: float) -> None:

@@ -7,6 +7,7 @@ from cvstream import GeneralBlock, In, Out, Param, register
 from cvstream.dtypes import PortType
 from cvstream.errors import CvstreamError
 
+from .aec_control import SingleTalkBoost
 from .echo_filter import linear_stage
 from .onnx_model import OnnxModel, load_model
 from .stft import ISTFT, STFT
@@ -24,15 +25,18 @@ class EchoCanceller(GeneralBlock):
     microphone and the reference: it suppresses what the filter left (the loudspeaker's
     nonlinearity, late reverberation, adaptation after a path change) and the noise.
     ``aggressiveness`` (0..1, for models that take it) trades echo removal against
-    near-end distortion: the network was trained at every level. The network runs frame by
-    frame with its state fed back (so streaming equals offline processing), and an
-    inverse STFT gives the near-end speech. NaN/Inf samples are replaced by 0 (counted as
+    near-end distortion: the network was trained at every level. While only the far end
+    talks (the output far below the microphone, the linear stage predicting an echo) the
+    level rises towards ``single_talk`` (``aec_control.py``), so single talk is cleared and
+    double talk stays gentle; ``single_talk`` equal to ``aggressiveness`` keeps one level.
+    The network runs frame by frame with its state fed back (so streaming equals offline
+    processing), and an inverse STFT gives the near-end speech. NaN/Inf samples are replaced by 0 (counted as
     ``bad_samples``); samples beyond full scale are clipped (``clipped``). Inputs must be
     at the model's rate (16 kHz); other rates are refused at validation (resample first).
     The output has the microphone's length. It lags the microphone by window - hop samples
     (the STFT); ``compensate_delay: true`` (for files) removes that lag.
     Ports: mic, ref (float32) -> out (float32). Latency: window + hop (30 ms), no look-ahead.
-    Example: ``aec: {type: aec, model: "builtin:aec_cv", aggressiveness: 0.1}``
+    Example: ``aec: {type: aec, model: "builtin:aec_cv", aggressiveness: 0.0}``
     """
 
     mic = In("float32")
@@ -41,8 +45,10 @@ class EchoCanceller(GeneralBlock):
     model = Param(str, default="builtin:aec_cv", doc="an aec model (path or builtin:NAME)")
     compensate_delay = Param(bool, default=False, doc="align the output with the mic (files)")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
-    aggressiveness = Param(float, default=0.1, min=0.0, max=1.0,
+    aggressiveness = Param(float, default=0.0, min=0.0, max=1.0,
                            doc="echo removal vs near-end distortion (models that take it)")
+    single_talk = Param(float, default=1.0, min=0.0, max=1.0,
+                        doc="the aggressiveness while only the far end talks")
 
     def check(self):
         self.path, c = load_model(self.model, "aec", needs="stft")
@@ -82,6 +88,9 @@ class EchoCanceller(GeneralBlock):
         self._pending = np.zeros((2, 0), np.float32)   # mic, ref samples short of a hop
         self._seen = 0
         self._sent = 0
+        self._boost = (SingleTalkBoost(self.aggressiveness, self.single_talk)
+                       if self.conditioned and self.single_talk != self.aggressiveness
+                       else None)
 
     def _clean(self, x: np.ndarray) -> np.ndarray:
         bad = ~np.isfinite(x)
@@ -102,13 +111,26 @@ class EchoCanceller(GeneralBlock):
         inputs = (mic_spec, ref_spec)
         if self._linear is not None:
             inputs += self._linear.process(mic, ref, mic_spec, ref_spec)
-        if self.conditioned:
-            inputs += (np.full((len(mic_spec), 1), self.aggressiveness, np.float32),)
-        y = self._istft.process(self._net.process(*inputs))
+        if self._boost is not None:
+            spectra = np.concatenate([self._frame(inputs, t) for t in range(len(mic_spec))])
+        elif self.conditioned:
+            level = np.full((len(mic_spec), 1), self.aggressiveness, np.float32)
+            spectra = self._net.process(*inputs, level)
+        else:
+            spectra = self._net.process(*inputs)
+        y = self._istft.process(spectra)
         if self._skip:
             cut = min(self._skip, len(y))
             y, self._skip = y[cut:], self._skip - cut
         return y
+
+    def _frame(self, inputs: tuple, t: int) -> np.ndarray:
+        """Frame ``t`` of ``inputs`` at the boost's level; the boost then sees it."""
+        level = np.full((1, 1), self._boost.level(), np.float32)
+        out = self._net.process(*(x[t:t + 1] for x in inputs), level)
+        echo = inputs[3][t] if len(inputs) > 3 else None
+        self._boost.update(inputs[0][t], echo, out[0])
+        return out
 
     def _hops(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
         both = np.concatenate([self._pending, np.stack([mic, ref])], axis=1)

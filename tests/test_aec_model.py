@@ -45,7 +45,7 @@ def test_the_aggressiveness_reaches_the_network(tiny_model):
     rng = np.random.default_rng(3)
     mic = (0.1 * rng.standard_normal(8000)).astype(np.float32)
     ref = (0.1 * rng.standard_normal(8000)).astype(np.float32)
-    outs = [EchoCanceller(model=tiny_model, aggressiveness=a).process(mic, ref)
+    outs = [EchoCanceller(model=tiny_model, aggressiveness=a, single_talk=a).process(mic, ref)
             for a in (0.0, 1.0)]
     assert np.all(np.isfinite(outs[0])) and not np.allclose(outs[0], outs[1])
 
@@ -57,6 +57,11 @@ def test_aggressiveness_curve_and_its_plot(tiny_model, tmp_path):
     for m in curve.values():
         assert np.isfinite(m["fst"]["erle_db"]) and 1.0 <= m["dt"]["pesq_wb"] <= 4.6
     assert ev.format_aggressiveness(curve).splitlines()[2].startswith("0.00 | ")
+    flat = ev.aggressiveness_curve(tiny_model, scenes_per_scenario=1, levels=(1.0,),
+                                   boost=False)
+    for scenario in ("fst", "dt"):              # at 1 the boost has nowhere to go
+        assert ({k: v for k, v in flat[1.0][scenario].items() if k != "rtf"}
+                == {k: v for k, v in curve[1.0][scenario].items() if k != "rtf"})
     table = ev.evaluate({"microphone (no AEC)": ev.passthrough}, 1, scenarios=("fst", "dt"))
     png = ev.plot_aggressiveness(curve, table, str(tmp_path / "trade.png"))
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
@@ -101,7 +106,6 @@ def test_files_graph_alignment_and_rate_refusal(tiny_model, tmp_path):
 def test_int16_pcm_over_zeromq(tiny_model, graph_file):
     """mic and ref as raw int16 PCM frames over ZeroMQ, cleaned float32 frames back."""
     import subprocess
-    import time
 
     import zmq
 
@@ -160,7 +164,7 @@ def test_shipped_model_contract_and_held_out_scenes():
     assert set(c.evaluation) == {"fst", "nst", "dt", "epc"}
     assert c.evaluation["fst"]["erle_db"] > 20 and c.evaluation["dt"]["pesq_wb"] > 1.1
     sig, _ = scene(np.random.default_rng([77, 0]), 4.0, "fst")
-    gentle, hard = (ev.erle_db(sig["mic"], ev.network(path, a)(sig["mic"], sig["ref"]))
+    gentle, hard = (ev.erle_db(sig["mic"], ev.network(path, a, a)(sig["mic"], sig["ref"]))
                     for a in (0.0, 1.0))
     assert 10 < gentle < hard - 3
     sig, _ = scene(np.random.default_rng([77, 1]), 4.0, "nst")
@@ -169,6 +173,52 @@ def test_shipped_model_contract_and_held_out_scenes():
     # (this scene's microphone is 36 dB above its noise; the masks keep the speech at
     # better than 20 dB SI-SDR)
     assert ev.si_sdr_db(target, est) > 20
+
+
+def test_single_talk_boost_levels():
+    """The boost's level: the base level at first, the single-talk level once the output
+    stays 40 dB under the microphone while the linear stage predicts an echo, the base
+    again at once when near-end speech comes through, and never while no echo is
+    predicted."""
+    from cvstream.blocks.aec_control import SingleTalkBoost
+    mic = np.full(161, 1 + 1j, np.complex64)
+    boost = SingleTalkBoost(0.2, 1.0)
+    assert boost.level() == pytest.approx(0.2)
+    for _ in range(300):
+        boost.update(mic, 0.5 * mic, 0.01 * mic)
+    assert boost.level() == pytest.approx(1.0)
+    boost.update(mic, 0.5 * mic, mic)                  # the near end talks
+    assert boost.level() == pytest.approx(0.2)
+    silent = SingleTalkBoost(0.2, 1.0)
+    for _ in range(300):
+        silent.update(mic, 1e-4 * mic, 0.01 * mic)     # echo estimate 80 dB down: none
+    assert silent.level() == pytest.approx(0.2)
+
+
+def test_single_talk_boost_on_the_shipped_model():
+    """Held-out scenes: in far-end single talk the boost removes more echo than the base
+    level alone, chunked processing equals whole with it engaged; in near-end single talk
+    (no echo predicted) the output is the base level's, sample for sample."""
+    from cvstream.blocks.aec import EchoCanceller
+    from cvstream.models import resolve_model
+    from cvstream.models.aec import evaluate as ev
+    from cvstream.models.aec.synth import scene
+    path = resolve_model("builtin:aec_cv")
+    boosted, flat = [], []
+    for k in range(4):
+        sig, _ = scene(np.random.default_rng([79, 0, k]), 6.0, "fst")
+        mic, ref = sig["mic"], sig["ref"]
+        boosted.append(ev.erle_db(mic, ev.network(path)(mic, ref)))
+        flat.append(ev.erle_db(mic, ev.network(path, 0.0, 0.0)(mic, ref)))
+    assert np.mean(boosted) > np.mean(flat) + 3 and max(boosted) > 40
+    assert min(np.subtract(boosted, flat)) > -0.5
+    whole = ev.network(path)(mic, ref)
+    chunked = EchoCanceller(model=path, compensate_delay=True)
+    parts = [chunked.process(mic[i:i + 333], ref[i:i + 333]) for i in range(0, len(mic), 333)]
+    np.testing.assert_allclose(np.concatenate(parts + [chunked.flush()]), whole, atol=1e-5)
+    sig, _ = scene(np.random.default_rng([79, 1]), 4.0, "nst")
+    np.testing.assert_array_equal(ev.network(path)(sig["mic"], sig["ref"]),
+                                  ev.network(path, 0.0, 0.0)(sig["mic"], sig["ref"]))
 
 
 def test_shipped_model_reconverges_after_an_echo_path_change():

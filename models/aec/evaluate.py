@@ -105,16 +105,19 @@ def neural_kalman(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return _whole(KalmanAec(gain_model="builtin:aec_nkf"), mic, ref)
 
 
-def network(path: str, aggressiveness: float | None = None):
+def network(path: str, aggressiveness: float | None = None, single_talk: float | None = None):
     """A canceller running cvstream's aec block (file mode: delay compensated), at the
-    block's default aggressiveness unless one is given."""
+    block's default aggressiveness and single-talk level unless given."""
     from cvstream.blocks.aec import EchoCanceller
     if aggressiveness is None:
         aggressiveness = EchoCanceller.aggressiveness.default
+    if single_talk is None:
+        single_talk = EchoCanceller.single_talk.default
 
     def cancel(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
         return _whole(EchoCanceller(model=path, compensate_delay=True,
-                                    aggressiveness=aggressiveness), mic, ref)
+                                    aggressiveness=aggressiveness, single_talk=single_talk),
+                      mic, ref)
     return cancel
 
 
@@ -312,14 +315,15 @@ LEVELS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 
 
 def aggressiveness_curve(path: str, scenes_per_scenario: int = 8, levels=LEVELS,
-                         progress=None) -> dict:
+                         progress=None, boost: bool = True) -> dict:
     """The learned canceller at each aggressiveness: {level: {scenario: metrics}} on the
     far-end single-talk and double-talk scenes of ``evaluate`` (echo removal against
-    near-end quality)."""
+    near-end quality); with ``boost`` the block's single-talk level at its default,
+    without it each level throughout."""
     out = {}
     for i, level in enumerate(levels):
-        table = evaluate({"aec": network(path, level)}, scenes_per_scenario,
-                         scenarios=("fst", "dt"))
+        cancel = network(path, level, None if boost else level)
+        table = evaluate({"aec": cancel}, scenes_per_scenario, scenarios=("fst", "dt"))
         out[level] = {s: rows["aec"] for s, rows in table.items()}
         if progress is not None:
             progress(i + 1, len(levels))
