@@ -30,9 +30,10 @@ class EchoCanceller(GeneralBlock):
     level rises towards ``single_talk`` (``aec_control.py``), so single talk is cleared and
     double talk stays gentle; ``single_talk`` equal to ``aggressiveness`` keeps one level.
     The network runs frame by frame with its state fed back (so streaming equals offline
-    processing), and an inverse STFT gives the near-end speech. NaN/Inf samples are replaced by 0 (counted as
-    ``bad_samples``); samples beyond full scale are clipped (``clipped``). Inputs must be
-    at the model's rate (16 kHz); other rates are refused at validation (resample first).
+    processing), and an inverse STFT gives the near-end speech. NaN/Inf samples are
+    replaced by 0 (counted as ``bad_samples``); samples beyond full scale are clipped
+    (``clipped``). Inputs must be at the model's rate (16 kHz); other rates are refused at
+    validation (resample first).
     The output has the microphone's length. It lags the microphone by window - hop samples
     (the STFT); ``compensate_delay: true`` (for files) removes that lag.
     Ports: mic, ref (float32) -> out (float32). Latency: window + hop (30 ms), no look-ahead.

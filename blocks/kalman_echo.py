@@ -23,6 +23,9 @@ With ``channels`` 2 or 3 the reference is expanded by a memoryless basis (x, |x|
 rectifier/polynomial Hammerstein model of the loudspeaker) and each channel has its own
 weights; the Kalman gain normalizes over all of them.
 
+``neural_kalman.py`` keeps this filter and takes its gain from a trained network instead
+(a neural Kalman filter).
+
 The delay estimator (``BulkDelayEstimator``) finds the bulk delay between reference and
 microphone (0 - ``max_delay`` s) by PHAT-weighted cross-correlation on 4x decimated signals,
 accumulated over time; the filter then reads the reference that many blocks back (minus
@@ -280,7 +283,8 @@ class KalmanAec(RateBlock):
     is unsure, small while near-end speech or noise dominates the error, so it needs no
     double-talk detector. ``gain_model`` (e.g. ``builtin:aec_nkf``) takes the gain from a
     trained network instead of the Kalman recursion (a neural Kalman filter,
-    ``blocks/neural_kalman.py``; one reference channel, the model's block and partitions). It removes only the linear part of the echo (``channels`` 2 or 3
+    ``blocks/neural_kalman.py``; one reference channel, the model's block and partitions).
+    It removes only the linear part of the echo (``channels`` 2 or 3
     add |x| and x^3 reference channels for a loudspeaker's nonlinearity); it leaves the
     residual for a suppressor (the ``aec`` block has one). Counter ``delay_changes``: how
     often the bulk-delay estimate moved. Ports: mic, ref (float32, same rate) -> out
