@@ -20,6 +20,10 @@ SMOOTHING = 0.97            # of the power estimates per frame (10 ms hops: ~330
 TINY = 1e-12
 
 
+def _power(z: np.ndarray) -> float:
+    return float(np.vdot(z, z).real) + TINY
+
+
 class SingleTalkBoost:
     """``level()`` is the aggressiveness for the next frame; ``update(mic, echo, out)``
     takes that frame's spectra (echo: the linear stage's estimate, None without one)."""
@@ -37,8 +41,7 @@ class SingleTalkBoost:
 
     def update(self, mic: np.ndarray, echo: np.ndarray | None, out: np.ndarray) -> None:
         s = SMOOTHING
-        power = lambda z: float(np.vdot(z, z).real) + TINY  # noqa: E731
-        self.mic = s * self.mic + (1 - s) * power(mic)
-        now = power(out)
+        self.mic = s * self.mic + (1 - s) * _power(mic)
+        now = _power(out)
         self.out = max(s * self.out + (1 - s) * now, now)
-        self.echo = s * self.echo + (1 - s) * (power(echo) if echo is not None else self.mic)
+        self.echo = s * self.echo + (1 - s) * (_power(echo) if echo is not None else self.mic)

@@ -99,10 +99,14 @@ def kalman(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return _whole(KalmanAec(), mic, ref)
 
 
-def neural_kalman(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """kalman_aec with its gain from the shipped neural Kalman filter (``aec_nkf``)."""
+def neural_kalman(model: str = "builtin:aec_nkf"):
+    """A canceller running kalman_aec with its gain from a neural Kalman filter model
+    (default the shipped ``aec_nkf``)."""
     from cvstream.blocks.kalman_echo import KalmanAec
-    return _whole(KalmanAec(gain_model="builtin:aec_nkf"), mic, ref)
+
+    def cancel(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        return _whole(KalmanAec(gain_model=model), mic, ref)
+    return cancel
 
 
 def network(path: str, aggressiveness: float | None = None, single_talk: float | None = None):
@@ -159,7 +163,7 @@ def _pad(x: np.ndarray, n: int) -> np.ndarray:
 
 CANCELLERS = {"microphone (no AEC)": passthrough, "nlms_aec (cvstream)": nlms,
               "kalman_aec (cvstream)": kalman,
-              "kalman_aec, NKF gain (cvstream)": neural_kalman,
+              "kalman_aec, NKF gain (cvstream)": neural_kalman(),
               "Speex MDF": speex_mdf, "WebRTC AEC3": webrtc_aec3}
 
 

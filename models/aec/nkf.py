@@ -40,7 +40,6 @@ REG = 0.01      # x the microphone's power in the step's denominator: no large s
 #                 near-end speech or noise while a bin's reference is silent
 EPS = 1e-10
 FLOOR = 1e-3    # x the microphone's power: the loss's floor (crops with no echo)
-MARGIN = 2      # partitions kept before the bulk delay (as KalmanEchoCanceller)
 NKF_ROW = "kalman_aec, NKF gain (cvstream)"   # its row in the evaluation's tables
 
 
@@ -129,9 +128,9 @@ def features(x, spec_e, dw, powers):
 def delay_blocks(mic: np.ndarray, ref: np.ndarray) -> int:
     """The partition offset the bulk-delay estimator settles on over a whole scene (0 if
     it finds none), as the canceller reads the reference."""
-    from cvstream.blocks.kalman_echo import BulkDelayEstimator
+    from cvstream.blocks.kalman_echo import BulkDelayEstimator, KalmanEchoCanceller
     d = BulkDelayEstimator(FS, 0.5).push(mic, ref)
-    return 0 if d is None else max(d // BLOCK - MARGIN, 0)
+    return 0 if d is None else max(d // BLOCK - KalmanEchoCanceller.MARGIN, 0)
 
 
 def ref_spectra(ref: np.ndarray, offset: int) -> np.ndarray:
@@ -270,13 +269,8 @@ def compare(path: str, scenes_per_scenario: int = 32, progress=None) -> dict:
     """The partitioned-block filter with the Kalman recursion's gain and with the gain of
     the model at ``path``, alone, on the evaluation's scenes: {"table": evaluate's table,
     "curves": erle_curves through an echo-path change (a quarter as many scenes)}."""
-    from cvstream.blocks.kalman_echo import KalmanAec
-
-    from .evaluate import _whole, erle_curves, evaluate, kalman
-
-    def learned(mic, ref):
-        return _whole(KalmanAec(gain_model=path), mic, ref)
-    cancellers = {"kalman_aec (cvstream)": kalman, NKF_ROW: learned}
+    from .evaluate import erle_curves, evaluate, kalman, neural_kalman
+    cancellers = {"kalman_aec (cvstream)": kalman, NKF_ROW: neural_kalman(path)}
     return {"table": evaluate(cancellers, scenes_per_scenario, progress=progress),
             "curves": erle_curves(cancellers, max(1, scenes_per_scenario // 4))}
 
