@@ -7,7 +7,7 @@ from cvstream import GeneralBlock, In, Out, Param, register
 from cvstream.dtypes import PortType
 from cvstream.errors import CvstreamError
 
-from .aec_control import SingleTalkBoost
+from .aec_control import LinearFloor, SingleTalkBoost
 from .echo_filter import linear_stage
 from .onnx_model import OnnxModel, load_model
 from .stft import ISTFT, STFT
@@ -29,6 +29,9 @@ class EchoCanceller(GeneralBlock):
     talks (the output far below the microphone, the linear stage predicting an echo) the
     level rises towards ``single_talk`` (``aec_control.py``), so single talk is cleared and
     double talk stays gentle; ``single_talk`` equal to ``aggressiveness`` keeps one level.
+    ``linear_floor`` (0..1) mixes that share of the linear stage's error back into the
+    output while the near end may talk and the linear stage is removing echo, a suppression
+    floor that keeps the near end natural (``aec_control.py``; 0: the network alone).
     The network runs frame by frame with its state fed back (so streaming equals offline
     processing), and an inverse STFT gives the near-end speech. NaN/Inf samples are
     replaced by 0 (counted as ``bad_samples``); samples beyond full scale are clipped
@@ -50,6 +53,8 @@ class EchoCanceller(GeneralBlock):
                            doc="echo removal vs near-end distortion (models that take it)")
     single_talk = Param(float, default=1.0, min=0.0, max=1.0,
                         doc="the aggressiveness while only the far end talks")
+    linear_floor = Param(float, default=0.1, min=0.0, max=1.0,
+                         doc="share of the linear stage's output kept under the network's")
 
     def check(self):
         self.path, c = load_model(self.model, "aec", needs="stft")
@@ -92,6 +97,8 @@ class EchoCanceller(GeneralBlock):
         self._boost = (SingleTalkBoost(self.aggressiveness, self.single_talk)
                        if self.conditioned and self.single_talk != self.aggressiveness
                        else None)
+        self._floor = (LinearFloor(self.linear_floor)
+                       if self._linear is not None and self.linear_floor > 0 else None)
 
     def _clean(self, x: np.ndarray) -> np.ndarray:
         bad = ~np.isfinite(x)
@@ -112,21 +119,29 @@ class EchoCanceller(GeneralBlock):
         inputs = (mic_spec, ref_spec)
         if self._linear is not None:
             inputs += self._linear.process(mic, ref, mic_spec, ref_spec)
+        boosted = np.zeros(len(mic_spec))
         if self._boost is not None:
-            spectra = np.concatenate([self._frame(inputs, t) for t in range(len(mic_spec))])
+            spectra = np.concatenate([self._frame(inputs, t, boosted)
+                                      for t in range(len(mic_spec))])
         elif self.conditioned:
             level = np.full((len(mic_spec), 1), self.aggressiveness, np.float32)
             spectra = self._net.process(*inputs, level)
         else:
             spectra = self._net.process(*inputs)
+        if self._floor is not None:
+            err = inputs[2]
+            w = self._floor.weights(mic_spec, err, boosted)[:, None].astype(np.float32)
+            spectra = spectra + w * (err - spectra)
         y = self._istft.process(spectra)
         if self._skip:
             cut = min(self._skip, len(y))
             y, self._skip = y[cut:], self._skip - cut
         return y
 
-    def _frame(self, inputs: tuple, t: int) -> np.ndarray:
-        """Frame ``t`` of ``inputs`` at the boost's level; the boost then sees it."""
+    def _frame(self, inputs: tuple, t: int, boosted: np.ndarray) -> np.ndarray:
+        """Frame ``t`` of ``inputs`` at the boost's level (its share kept in ``boosted``);
+        the boost then sees the network's output."""
+        boosted[t] = self._boost.share()
         level = np.full((1, 1), self._boost.level(), np.float32)
         out = self._net.process(*(x[t:t + 1] for x in inputs), level)
         echo = inputs[3][t] if len(inputs) > 3 else None

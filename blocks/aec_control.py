@@ -1,5 +1,6 @@
-"""How aggressive the learned echo canceller is, frame by frame: its base level while the
-near end talks, raised towards a single-talk level while only the far end does.
+"""How the learned echo canceller's output is shaped frame by frame: its aggressiveness (the
+base level while the near end talks, raised towards a single-talk level while only the far
+end does) and a floor of the linear stage's own output kept under the network's.
 
 Far-end single talk needs no near-end quality (the ideal output is silence), double talk
 needs gentle masks. The canceller's own output tells them apart: while it stays far below
@@ -9,6 +10,14 @@ through the output rises (its level follows at once; it falls back slowly, ``SMO
 within ``ECHO_DB`` of the microphone), so near-end single talk, and the time before the
 filter finds the echo, keep the base level. Causal: frame t's level comes from frames
 before t.
+
+The floor (``LinearFloor``): the network's masks, however gentle, carve holes into the
+near-end speech that PESQ hears; mixing a share of the linear stage's error back in (a
+suppression floor, as classical suppressors keep a minimum gain) fills them. It is kept
+only where that error is clean enough to show: never while the boost clears far-end single
+talk (it fades as the boost rises), and only while the linear stage is removing echo (its
+error ``FLOOR_RAMP_DB`` or more under the microphone over ~100 ms; an error as loud as the
+microphone means a changed echo path, whose echo the floor would let through).
 """
 from __future__ import annotations
 
@@ -17,6 +26,8 @@ import numpy as np
 QUIET_DB = (-28.0, -20.0)   # output / microphone: full boost below the first, none above
 ECHO_DB = -35.0             # echo estimate / microphone: boost from here, full 10 dB above
 SMOOTHING = 0.97            # of the power estimates per frame (10 ms hops: ~330 ms)
+FLOOR_RAMP_DB = 1.5        # microphone / linear error: no floor at 0 dB, all of it from here
+FLOOR_SMOOTHING = 0.9      # of its power estimates per frame (~100 ms)
 TINY = 1e-12
 
 
@@ -32,12 +43,16 @@ class SingleTalkBoost:
         self.base, self.single = base, single_talk
         self.mic = self.out = self.echo = TINY
 
-    def level(self) -> float:
+    def share(self) -> float:
+        """How far the next frame is boosted: 0 (the base level) .. 1 (single talk)."""
         quiet_at, loud_at = QUIET_DB
         ratio = 10 * np.log10(self.out / self.mic)
         quiet = min(max((loud_at - ratio) / (loud_at - quiet_at), 0.0), 1.0)
         echo = min(max((10 * np.log10(self.echo / self.mic) - ECHO_DB) / 10, 0.0), 1.0)
-        return self.base + (self.single - self.base) * quiet * echo
+        return quiet * echo
+
+    def level(self) -> float:
+        return self.base + (self.single - self.base) * self.share()
 
     def update(self, mic: np.ndarray, echo: np.ndarray | None, out: np.ndarray) -> None:
         s = SMOOTHING
@@ -45,3 +60,23 @@ class SingleTalkBoost:
         now = _power(out)
         self.out = max(s * self.out + (1 - s) * now, now)
         self.echo = s * self.echo + (1 - s) * (_power(echo) if echo is not None else self.mic)
+
+
+class LinearFloor:
+    """``weights(mic, err, boosted)``: per frame of the microphone's and the linear stage's
+    error spectra (T, bins) and the boost's shares (T,), the share (T,) of the error to mix
+    into the network's output: ``out + w (err - out)``, w at most ``floor``."""
+
+    def __init__(self, floor: float):
+        self.floor = floor
+        self.mic = self.err = TINY
+
+    def weights(self, mic: np.ndarray, err: np.ndarray, boosted: np.ndarray) -> np.ndarray:
+        s = FLOOR_SMOOTHING
+        w = np.empty(len(mic))
+        for t in range(len(mic)):
+            self.mic = s * self.mic + (1 - s) * _power(mic[t])
+            self.err = s * self.err + (1 - s) * _power(err[t])
+            removing = 10 * np.log10(self.mic / self.err) / FLOOR_RAMP_DB
+            w[t] = self.floor * (1 - boosted[t]) * min(max(removing, 0.0), 1.0)
+        return w

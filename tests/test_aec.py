@@ -7,7 +7,8 @@ import pytest
 
 from conftest import run_cli
 from cvstream.models.aec import evaluate as ev
-from cvstream.models.aec.speech import FS, espeak_available, say, voice
+from cvstream.models.aec.speech import (FLITE_VOICES, FS, espeak_available, flite_available,
+                                       flite_voice, say, voice)
 from cvstream.models.aec.synth import SCENARIOS, loudspeaker, scene
 
 pytestmark = pytest.mark.skipif(not espeak_available() and os.environ.get("CI") != "true",
@@ -18,6 +19,29 @@ def test_espeak_speech_is_16k_and_voiced():
     x = say("hello world", voice(np.random.default_rng(0)))
     assert x.dtype == np.float32 and 0.3 * FS < len(x) < 3 * FS
     assert np.max(np.abs(x)) == pytest.approx(0.5, abs=1e-3)
+
+
+needs_flite = pytest.mark.skipif(not flite_available() and os.environ.get("CI") != "true",
+                                 reason="flite not installed")
+
+
+@needs_flite
+def test_flite_speech_is_16k_and_voiced():
+    """flite's voices at 16 kHz; the kal voice (8 kHz) keeps nothing above 4 kHz; a
+    longer stretch speaks slower."""
+    for name in FLITE_VOICES:
+        x = say("hello world, sova ripa", {"engine": "flite", "voice": name, "stretch": 1.0})
+        assert x.dtype == np.float32 and 0.3 * FS < len(x) < 3 * FS
+        assert np.max(np.abs(x)) == pytest.approx(0.5, abs=1e-3)
+        spectrum = np.abs(np.fft.rfft(x)) ** 2
+        high = spectrum[int(4200 * len(x) / FS):].sum() / spectrum.sum()
+        assert (high < 1e-5) == (name == "kal"), (name, high)
+    slow = say("hello world", {"engine": "flite", "voice": "slt", "stretch": 1.3})
+    fast = say("hello world", {"engine": "flite", "voice": "slt", "stretch": 0.8})
+    assert len(slow) > 1.4 * len(fast)
+    rng = np.random.default_rng(5)
+    pairs = [(a, flite_voice(rng, other=a)) for a in (flite_voice(rng) for _ in range(20))]
+    assert all(a["voice"] != b["voice"] for a, b in pairs)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -133,11 +157,12 @@ def test_training_delay_jumps_and_small_loudspeakers():
     assert at[1000] - at[4000] > 7 and at[4000] - at[60] > 15
 
 
+@needs_flite
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_independent_generator_scenes(scenario):
     """The second generator gives the same parts per scenario, from its own rooms (direct
-    path within 40 cm, RT60 0.15-0.8 s) and delays (10-150 ms); no echo comes before the
-    delay."""
+    path within 40 cm, RT60 0.15-0.8 s), delays (10-150 ms) and speech (two distinct flite
+    voices); no echo comes before the delay."""
     from cvstream.models.aec.independent import room_response
     from cvstream.models.aec.independent import scene as independent_scene
     sig, info = independent_scene(np.random.default_rng([2, SCENARIOS.index(scenario)]),
@@ -148,6 +173,8 @@ def test_independent_generator_scenes(scenario):
     assert (rms["near"] == 0) == (scenario == "fst")
     assert (rms["ref"] == 0) == (scenario == "nst")
     assert 10 <= info.delay_ms <= 150 and 0.15 <= info.rt60_s <= 0.8
+    assert info.far_talker["engine"] == info.near_talker["engine"] == "flite"
+    assert info.far_talker["voice"] != info.near_talker["voice"]
     if scenario == "fst":
         echo = sig["mic"] - sig["noise"]
         lag = int(info.delay_ms * FS / 1000)
@@ -166,6 +193,7 @@ def test_eval_cli_generators_per_family():
         assert len(res.stderr.strip().splitlines()) == 1 and "--generator" in res.stderr
 
 
+@needs_flite
 def test_independent_scenes_through_the_evaluation():
     from cvstream.models.aec.independent import scene as independent_scene
     table = ev.evaluate({"microphone (no AEC)": ev.passthrough, "kalman": ev.kalman}, 1,
@@ -175,6 +203,7 @@ def test_independent_scenes_through_the_evaluation():
     assert 1.0 <= table["dt"]["kalman"]["pesq_wb"] <= 4.6
 
 
+@needs_flite
 def test_eval_cli_on_the_independent_generator():
     res = run_cli("models", "eval", "aec", "--generator", "independent", "--scenes", "1",
                   timeout=300)

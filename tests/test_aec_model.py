@@ -195,6 +195,47 @@ def test_single_talk_boost_levels():
     assert silent.level() == pytest.approx(0.2)
 
 
+def test_linear_floor_weights():
+    """The floor: all of it while the linear stage's error stays 1.5 dB or more under the
+    microphone, gone within ~200 ms once the error is louder than the microphone (a changed
+    echo path), and fading as the boost rises."""
+    from cvstream.blocks.aec_control import LinearFloor
+    mic = np.full((200, 161), 1 + 1j, np.complex64)
+    none = np.zeros(200)
+    floor = LinearFloor(0.1)
+    assert floor.weights(mic, 0.5 * mic, none)[-1] == pytest.approx(0.1)   # 6 dB removed
+    changed = floor.weights(mic, 1.2 * mic, none)
+    assert changed[0] == pytest.approx(0.1) and np.all(changed[20:] == 0)
+    assert np.all(np.diff(changed) <= 0)
+    again = LinearFloor(0.1)
+    again.weights(mic, 0.5 * mic, none)
+    np.testing.assert_allclose(again.weights(mic[:3], 0.5 * mic[:3], np.array([0, 0.5, 1])),
+                               [0.1, 0.05, 0.0])
+
+
+def test_linear_floor_on_the_shipped_model():
+    """Held-out double-talk scenes: keeping a tenth of the linear stage's error under the
+    network's output raises PESQ-WB on every scene (by > 0.04 on average); in far-end
+    single talk it costs less than 3 dB of ERLE."""
+    from cvstream.models import resolve_model
+    from cvstream.models.aec import evaluate as ev
+    from cvstream.models.aec.synth import SCENARIOS, scene
+    path = resolve_model("builtin:aec_cv")
+    gains = []
+    for k in range(4):
+        sig, _ = scene(np.random.default_rng([79, SCENARIOS.index("dt"), k]), 6.0, "dt")
+        pesq = [ev.pesq_wb(*ev.aligned(sig["near"], ev.network(path, linear_floor=f)(
+            sig["mic"], sig["ref"]))[:2]) for f in (0.0, 0.1)]
+        gains.append(pesq[1] - pesq[0])
+    assert min(gains) > 0 and np.mean(gains) > 0.04
+    erle = []
+    for k in range(2):
+        sig, _ = scene(np.random.default_rng([79, 0, k]), 6.0, "fst")
+        erle.append([ev.erle_db(sig["mic"], ev.network(path, linear_floor=f)(
+            sig["mic"], sig["ref"])) for f in (0.0, 0.1)])
+    assert np.mean(np.subtract(*np.transpose(erle))) < 3
+
+
 def test_single_talk_boost_on_the_shipped_model():
     """Held-out scenes: in far-end single talk the boost removes more echo than the base
     level alone, chunked processing equals whole with it engaged; in near-end single talk

@@ -109,19 +109,22 @@ def neural_kalman(model: str = "builtin:aec_nkf"):
     return cancel
 
 
-def network(path: str, aggressiveness: float | None = None, single_talk: float | None = None):
+def network(path: str, aggressiveness: float | None = None, single_talk: float | None = None,
+            linear_floor: float | None = None):
     """A canceller running cvstream's aec block (file mode: delay compensated), at the
-    block's default aggressiveness and single-talk level unless given."""
+    block's default aggressiveness, single-talk level and linear floor unless given."""
     from cvstream.blocks.aec import EchoCanceller
     if aggressiveness is None:
         aggressiveness = EchoCanceller.aggressiveness.default
     if single_talk is None:
         single_talk = EchoCanceller.single_talk.default
+    if linear_floor is None:
+        linear_floor = EchoCanceller.linear_floor.default
 
     def cancel(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
         return _whole(EchoCanceller(model=path, compensate_delay=True,
-                                    aggressiveness=aggressiveness, single_talk=single_talk),
-                      mic, ref)
+                                    aggressiveness=aggressiveness, single_talk=single_talk,
+                                    linear_floor=linear_floor), mic, ref)
     return cancel
 
 

@@ -14,15 +14,16 @@ Challenge loudspeaker formula and 0-200 ms bulk delays, this one draws:
 - noise from an AR(1) filter (white to brownish, coefficient 0-0.98) at 15-35 dB SNR;
 - double talk at a signal-to-echo ratio of -5..+10 dB.
 
-Speech is espeak-ng (``speech.py``) as in the project's scenes: no other speech source is
-packaged here. ``scene`` has ``synth.scene``'s signature and output.
+Speech comes from another synthesizer than the training's: flite's five English voices,
+built from recorded speech (``speech.py``; the training scenes are all espeak-ng).
+``scene`` has ``synth.scene``'s signature and output.
 """
 from __future__ import annotations
 
 import numpy as np
 import scipy.signal
 
-from .speech import FS, talk, voice
+from .speech import FS, flite_voice, talk
 from .synth import SceneInfo, _power
 
 SOUND_SPEED = 343.0
@@ -70,7 +71,8 @@ def scene(rng: np.random.Generator, seconds: float = 6.0, scenario: str | None =
     changes half-way). ``variety`` is accepted for the same signature and ignored."""
     n = int(seconds * FS)
     scenario = scenario or str(rng.choice(("fst", "nst", "dt", "epc")))
-    far_t, near_t = voice(rng), voice(rng)
+    far_t = flite_voice(rng)
+    near_t = flite_voice(rng, other=far_t)
     rt60 = float(rng.uniform(0.15, 0.8))
     delay = float(rng.uniform(10, 150)) if delay_ms is None else float(delay_ms)
     ref = np.zeros(n, np.float32)
