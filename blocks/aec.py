@@ -30,8 +30,9 @@ class EchoCanceller(GeneralBlock):
     level rises towards ``single_talk`` (``aec_control.py``), so single talk is cleared and
     double talk stays gentle; ``single_talk`` equal to ``aggressiveness`` keeps one level.
     ``linear_floor`` (0..1) mixes that share of the linear stage's error back into the
-    output while the near end may talk and the linear stage is removing echo, a suppression
-    floor that keeps the near end natural (``aec_control.py``; 0: the network alone).
+    output, times one minus the frame's aggressiveness, while the linear stage is removing
+    echo: a suppression floor that keeps the near end natural (``aec_control.py``; 0: the
+    network alone).
     The network runs frame by frame with its state fed back (so streaming equals offline
     processing), and an inverse STFT gives the near-end speech. NaN/Inf samples are
     replaced by 0 (counted as ``bad_samples``); samples beyond full scale are clipped
@@ -119,18 +120,18 @@ class EchoCanceller(GeneralBlock):
         inputs = (mic_spec, ref_spec)
         if self._linear is not None:
             inputs += self._linear.process(mic, ref, mic_spec, ref_spec)
-        boosted = np.zeros(len(mic_spec))
+        levels = np.zeros(len(mic_spec), np.float32)   # each frame's aggressiveness
         if self._boost is not None:
-            spectra = np.concatenate([self._frame(inputs, t, boosted)
+            spectra = np.concatenate([self._frame(inputs, t, levels)
                                       for t in range(len(mic_spec))])
         elif self.conditioned:
-            level = np.full((len(mic_spec), 1), self.aggressiveness, np.float32)
-            spectra = self._net.process(*inputs, level)
+            levels[:] = self.aggressiveness
+            spectra = self._net.process(*inputs, levels[:, None])
         else:
             spectra = self._net.process(*inputs)
         if self._floor is not None:
             err = inputs[2]
-            w = self._floor.weights(mic_spec, err, boosted)[:, None].astype(np.float32)
+            w = self._floor.weights(mic_spec, err, levels)[:, None].astype(np.float32)
             spectra = spectra + w * (err - spectra)
         y = self._istft.process(spectra)
         if self._skip:
@@ -138,11 +139,11 @@ class EchoCanceller(GeneralBlock):
             y, self._skip = y[cut:], self._skip - cut
         return y
 
-    def _frame(self, inputs: tuple, t: int, boosted: np.ndarray) -> np.ndarray:
-        """Frame ``t`` of ``inputs`` at the boost's level (its share kept in ``boosted``);
-        the boost then sees the network's output."""
-        boosted[t] = self._boost.share()
-        level = np.full((1, 1), self._boost.level(), np.float32)
+    def _frame(self, inputs: tuple, t: int, levels: np.ndarray) -> np.ndarray:
+        """Frame ``t`` of ``inputs`` at the boost's level (kept in ``levels``); the boost
+        then sees the network's output."""
+        levels[t] = self._boost.level()
+        level = levels[t:t + 1, None]
         out = self._net.process(*(x[t:t + 1] for x in inputs), level)
         echo = inputs[3][t] if len(inputs) > 3 else None
         self._boost.update(inputs[0][t], echo, out[0])

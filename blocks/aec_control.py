@@ -13,10 +13,10 @@ before t.
 
 The floor (``LinearFloor``): the network's masks, however gentle, carve holes into the
 near-end speech that PESQ hears; mixing a share of the linear stage's error back in (a
-suppression floor, as classical suppressors keep a minimum gain) fills them. It is kept
-only where that error is clean enough to show: never while the boost clears far-end single
-talk (it fades as the boost rises), and only while the linear stage is removing echo (its
-error ``FLOOR_RAMP_DB`` or more under the microphone over ~100 ms; an error as loud as the
+suppression floor, as classical suppressors keep a minimum gain) fills them. It shrinks as
+the frame's aggressiveness rises (none at 1, so the boost still clears far-end single
+talk), and it is kept only while the linear stage is removing echo (its error
+``FLOOR_RAMP_DB`` or more under the microphone over ~100 ms; an error as loud as the
 microphone means a changed echo path, whose echo the floor would let through).
 """
 from __future__ import annotations
@@ -63,20 +63,20 @@ class SingleTalkBoost:
 
 
 class LinearFloor:
-    """``weights(mic, err, boosted)``: per frame of the microphone's and the linear stage's
-    error spectra (T, bins) and the boost's shares (T,), the share (T,) of the error to mix
-    into the network's output: ``out + w (err - out)``, w at most ``floor``."""
+    """``weights(mic, err, levels)``: per frame of the microphone's and the linear stage's
+    error spectra (T, bins) and the frames' aggressiveness (T,), the share (T,) of the
+    error to mix into the network's output: ``out + w (err - out)``, w at most ``floor``."""
 
     def __init__(self, floor: float):
         self.floor = floor
         self.mic = self.err = TINY
 
-    def weights(self, mic: np.ndarray, err: np.ndarray, boosted: np.ndarray) -> np.ndarray:
+    def weights(self, mic: np.ndarray, err: np.ndarray, levels: np.ndarray) -> np.ndarray:
         s = FLOOR_SMOOTHING
         w = np.empty(len(mic))
         for t in range(len(mic)):
             self.mic = s * self.mic + (1 - s) * _power(mic[t])
             self.err = s * self.err + (1 - s) * _power(err[t])
             removing = 10 * np.log10(self.mic / self.err) / FLOOR_RAMP_DB
-            w[t] = self.floor * (1 - boosted[t]) * min(max(removing, 0.0), 1.0)
+            w[t] = self.floor * (1 - levels[t]) * min(max(removing, 0.0), 1.0)
         return w

@@ -198,7 +198,7 @@ def test_single_talk_boost_levels():
 def test_linear_floor_weights():
     """The floor: all of it while the linear stage's error stays 1.5 dB or more under the
     microphone, gone within ~200 ms once the error is louder than the microphone (a changed
-    echo path), and fading as the boost rises."""
+    echo path), and shrinking as the aggressiveness rises (none at 1)."""
     from cvstream.blocks.aec_control import LinearFloor
     mic = np.full((200, 161), 1 + 1j, np.complex64)
     none = np.zeros(200)
