@@ -322,14 +322,15 @@ LEVELS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 
 
 def aggressiveness_curve(path: str, scenes_per_scenario: int = 8, levels=LEVELS,
-                         progress=None, boost: bool = True) -> dict:
+                         progress=None, boost: bool = True,
+                         linear_floor: float | None = None) -> dict:
     """The learned canceller at each aggressiveness: {level: {scenario: metrics}} on the
     far-end single-talk and double-talk scenes of ``evaluate`` (echo removal against
     near-end quality); with ``boost`` the block's single-talk level at its default,
-    without it each level throughout."""
+    without it each level throughout; the block's linear floor unless given."""
     out = {}
     for i, level in enumerate(levels):
-        cancel = network(path, level, None if boost else level)
+        cancel = network(path, level, None if boost else level, linear_floor)
         table = evaluate({"aec": cancel}, scenes_per_scenario, scenarios=("fst", "dt"))
         out[level] = {s: rows["aec"] for s, rows in table.items()}
         if progress is not None:
