@@ -7,6 +7,10 @@ A detection is a dict, ready for JSON lines, ZeroMQ messages or SigMF annotation
      "center_freq": Hz, "bandwidth": Hz,
      "label": str, "confidence": 0..1, "snr_db": float}
 
+A family classifier adds ``"label_confidence"`` (its calibrated probability of the best
+family) and, where that is too low and the label is ``"unknown"``, ``"label_guess"`` (the
+best family).
+
 Without a known sample rate, frequencies are normalized (cycles/sample) and ``rate`` is 1.
 """
 from __future__ import annotations
@@ -69,6 +73,8 @@ class Track:
     spectrum: np.ndarray | None = None  # sum of the fine PSDs of the blocks it was seen in
     spectra: int = 0                    # how many were summed
     samples: list = field(default_factory=list)  # (start, samples) of its first blocks
+    label_confidence: float | None = None  # a family classifier's, calibrated
+    guess: str | None = None               # its best family, where the label is "unknown"
 
     def add_spectrum(self, psd: np.ndarray | None) -> None:
         if psd is None:
@@ -142,7 +148,10 @@ def to_message(track: Track, rate: float, center_freq: float, confidence: float)
             "freq_lower_edge": float(lo), "freq_upper_edge": float(hi),
             "center_freq": float((lo + hi) / 2), "bandwidth": float(hi - lo),
             "label": track.label, "confidence": round(float(confidence), 4),
-            "snr_db": round(float(track.peak_snr_db), 2)}
+            "snr_db": round(float(track.peak_snr_db), 2),
+            **({} if track.label_confidence is None else
+               {"label_confidence": round(float(track.label_confidence), 4)}),
+            **({} if track.guess is None else {"label_guess": track.guess})}
 
 
 #: blocks a track spans at most before it is reported and a new one continues it: a signal

@@ -67,8 +67,12 @@ class SpectrumSegmenter(RateBlock):
     detection's modulation family from the shape of that fine PSD, its bandwidth, how its
     band moved and two statistics of its envelope in its band, taken on the samples of its
     first tiles (``detections.family_features``; with ``family: ""`` or ``refine: 0`` the
-    label is the cell votes). Detection messages as cfar_detector's, with ``label`` the
-    modulation family and ``confidence`` the peak presence probability.
+    label is the cell votes). Its probabilities are calibrated (the contract's
+    ``postprocess.temperature``, fitted on held-out detections); below
+    ``min_label_confidence`` the label is ``unknown``. Detection messages as
+    cfar_detector's, with ``label`` the modulation family, ``label_confidence`` the
+    classifier's probability of it (``label_guess`` the best family where ``unknown``) and
+    ``confidence`` the peak presence probability.
     The model runs on a worker thread, overlapping the next batch's FFTs; with
     ``replicas: N`` the FFTs and the model run on N copies (``compute``), the detections
     in stream order here (``absorb``). ``narrow: true`` adds a tile-long FFT view for
@@ -95,6 +99,9 @@ class SpectrumSegmenter(RateBlock):
     family = Param(str, default="builtin:spectrum_family",
                    doc="classifier of each detection's family from its PSD and envelope "
                        "(\"\": the network's cell votes)")
+    min_label_confidence = Param(float, default=0.5, min=0.0, max=1.0,
+                                 doc="the family is 'unknown' below this calibrated "
+                                     "probability")
     narrow = Param(bool, default=False, doc="also find signals narrower than the model's "
                    "cells on a tile-long FFT (CW tones, narrowband FM channels)")
     max_batch = Param(int, default=8, min=1, doc="tiles per model call")
@@ -126,6 +133,7 @@ class SpectrumSegmenter(RateBlock):
                                  f"{fc.inputs[0].item_shape} features, this block gives "
                                  f"{FAMILY_FEATURES}")
             self._families = fc.class_names
+            self._temperature = float(fc.postprocess.get("temperature", 1.0))
 
     def output_types(self, in_types):
         t = in_types.get("inp")
@@ -336,9 +344,16 @@ class SpectrumSegmenter(RateBlock):
         if not known:
             return
         x = np.stack([features[i] for i in known])[:, None, :]
-        logits = self._family_session.run(None, {"features": x})[0][:, 0]
-        for i, row in zip(known, logits):
-            tracks[i].label = self._families[int(np.argmax(row))]
+        logits = self._family_session.run(None, {"features": x})[0][:, 0] / self._temperature
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        for i, row in zip(known, p):
+            best = self._families[int(np.argmax(row))]
+            tracks[i].label_confidence = float(row.max())
+            if row.max() >= self.min_label_confidence:
+                tracks[i].label = best
+            else:
+                tracks[i].label, tracks[i].guess = "unknown", best
 
     def _emit_all(self, tracks):
         if self._tracker.dropped_short:

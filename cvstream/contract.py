@@ -66,6 +66,9 @@ class Contract:
     #: what the block does before the model, e.g. {"stft": {"fft": 128, "hop": 128,
     #: "window": "hann", "frames": 32}} for spectrum models (normalized frequency)
     preprocess: dict[str, Any] = field(default_factory=dict)
+    #: what the block does with the model's outputs, e.g. {"temperature": 1.4} for a
+    #: classifier (logits divided by it before the softmax: calibrated probabilities)
+    postprocess: dict[str, Any] = field(default_factory=dict)
     states: list[StateSpec] = field(default_factory=list)
     evaluation: dict[str, Any] = field(default_factory=dict)
     description: str = ""

@@ -219,7 +219,8 @@ def cmd_synth(args) -> int:
 
 def cmd_eval_spectrum(args) -> int:
     from cvstream.models import SHIPPED_DIR
-    from cvstream.models.spectrum.evaluate import format_labels, format_side_by_side, format_table
+    from cvstream.models.spectrum.evaluate import (format_labels, format_reliability,
+                                                   format_side_by_side, format_table)
     from cvstream.models.spectrum.segmenter import detectors
     found = detectors(args.model or str(SHIPPED_DIR), narrow=args.narrow)
     tables = {}
@@ -230,6 +231,7 @@ def cmd_eval_spectrum(args) -> int:
         print("## scenes from cvstream's synthesizer\n")
         print(format_table(tables["project"]) + "\n")
         print(format_labels(tables["project"]) + "\n")
+        print(format_reliability(tables["project"]) + "\n")
     if args.generator in ("gnuradio", "both"):
         from cvstream.models.spectrum.independent import evaluate as evaluate_gr
         from cvstream.models.spectrum.independent import format_extras
@@ -239,6 +241,7 @@ def cmd_eval_spectrum(args) -> int:
         print("## recordings made by GNU Radio's blocks (never trained on)\n")
         print(format_table(tables["gnuradio"]) + "\n")
         print(format_labels(tables["gnuradio"]) + "\n")
+        print(format_reliability(tables["gnuradio"]) + "\n")
         print(format_extras(extras) + "\n")
     if len(tables) == 2:
         print("## side by side\n")

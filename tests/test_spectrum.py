@@ -254,13 +254,16 @@ def test_hidden_signals_are_those_under_stronger_ones():
 def test_label_confusion_is_tallied_and_printed():
     psk, fsk = ev.Box(0, 1000, 0.0, 0.1, "psk"), ev.Box(0, 1000, 0.3, 0.35, "fsk")
     tally = ev.Tally()
-    tally.add([psk, fsk], [ev.Box(0, 1000, 0.0, 0.1, "qam"), ev.Box(0, 1000, 0.3, 0.35, "fsk")],
-              1000)
+    tally.add([psk, fsk, psk], [ev.Box(0, 1000, 0.0, 0.1, "qam"),
+                                ev.Box(0, 1000, 0.3, 0.35, "fsk"),
+                                ev.Box(0, 1000, 0.5, 0.6, "unknown")], 1000)
+    tally.add([psk], [ev.Box(0, 1000, 0.0, 0.1, "unknown")], 1000)
     row = tally.row()
-    assert row["label_confusion"] == {"psk": {"qam": 1}, "fsk": {"fsk": 1}}
+    assert row["label_confusion"] == {"psk": {"qam": 1, "unknown": 1}, "fsk": {"fsk": 1}}
+    assert row["label_accuracy"] == pytest.approx(1 / 3)   # unknown is not right
     text = ev.format_labels({"10..20 dB": {"segmenter": row}, "-10..0 dB": {"segmenter": row}})
-    assert "psk | 0 | 1 | 0 |" in text and text.splitlines()[3].endswith("| 0.00")
-    assert "fsk | 0 | 0 | 1 | 0 | 0 | 0 | 0 | 1.00" in text  # the -10..0 bucket left out
+    assert "psk | 0 | 1 | 0 | 0 | 0 | 0 | 0 | 1 | 0.00 | 0.00" in text
+    assert "fsk | 0 | 0 | 1 | 0 | 0 | 0 | 0 | 0 | 1.00 | 1.00" in text  # -10..0 left out
 
 
 def test_evaluation_table_for_cfar():
@@ -473,15 +476,18 @@ def test_family_classifier_training_path_and_block(tmp_path):
     from cvstream.blocks.segmenter import SpectrumSegmenter
     from cvstream.errors import ParamError
     from cvstream.models import resolve_model
+    from cvstream.contract import read_contract
     from cvstream.models.spectrum import family
     result = family.train_and_export(str(tmp_path), steps=20, scenes=4,
                                      segmenter=resolve_model("builtin:spectrum_segmenter"))
     assert result["examples"] >= 4 and 0 <= result["accuracy"] <= 1
+    assert read_contract(str(tmp_path / "spectrum_family.onnx")).postprocess == {
+        "temperature": result["temperature"]}
     block = SpectrumSegmenter(family=str(tmp_path / "spectrum_family.onnx"))
     x, _ = _four_signal_scene()
     block.process(x)
     block.flush()
-    assert {m["label"] for m in block.take_messages()} <= set(CLASSES)
+    assert {m["label"] for m in block.take_messages()} <= set(CLASSES) | {"unknown"}
     with pytest.raises(ParamError, match="family.*needs a spectrum_family model"):
         SpectrumSegmenter(family="builtin:iq_denoiser")
 
@@ -504,6 +510,50 @@ def test_shipped_family_classifier_names_the_families():
     assert labels[1] in ("qam", "psk")
     votes = detector("builtin:spectrum_segmenter", family="")(x)
     assert {b.label for b in votes} <= set(CLASSES)
+
+
+def test_temperature_fit_and_reliability():
+    """The temperature fit finds the one that generated the labels; the reliability bins
+    and the expected calibration error count as they say."""
+    from cvstream.models.spectrum.evaluate import expected_calibration_error, reliability
+    from cvstream.models.spectrum.family import calibration_error, fit_temperature, softmax
+    rng = np.random.default_rng(4)
+    logits = 3 * rng.standard_normal((20000, 7))
+    p = softmax(logits, 2.5)
+    y = np.array([rng.choice(7, p=row) for row in p])
+    assert fit_temperature(logits, y) == pytest.approx(2.5, rel=0.05)
+    assert calibration_error(logits, y, 2.5) < 0.02 < calibration_error(logits, y, 1.0)
+    bins = reliability([(0.95, True)] * 9 + [(0.95, False), (0.31, False), (1.0, True)])
+    assert bins[9] == [11, pytest.approx(10.5), 10] and bins[3] == [1, 0.31, 0]
+    assert sum(n for n, _, _ in bins) == 12
+    assert expected_calibration_error(bins) == pytest.approx((0.5 + 0.31) / 12)
+
+
+def test_unsure_family_labels_are_unknown():
+    """Below min_label_confidence the label is unknown, with the best family as the guess;
+    the calibrated confidence rides along either way; the evaluation reads both."""
+    from cvstream.models.spectrum.evaluate import boxes_from_messages, format_reliability
+    x, truth = _four_signal_scene()
+    runs = {}
+    for level in (0.0, 1.0):
+        block = SpectrumSegmenter(min_label_confidence=level)
+        block.process(x)
+        block.flush()
+        runs[level] = block.take_messages()
+    assert len(runs[0.0]) == len(runs[1.0]) >= 4
+    for sure, unsure in zip(runs[0.0], runs[1.0]):
+        assert sure["label"] in CLASSES and "label_guess" not in sure
+        assert 1 / len(CLASSES) <= sure["label_confidence"] <= 1
+        assert unsure["label"] == "unknown" and unsure["label_guess"] == sure["label"]
+        assert unsure["label_confidence"] == sure["label_confidence"]
+    boxes = boxes_from_messages(runs[1.0])
+    assert [b.guess for b in boxes] == [m["label"] for m in runs[0.0]]
+    tally = ev.Tally()
+    tally.add(truth, boxes, len(x))
+    row = tally.row()
+    assert row["label_accuracy"] == 0 and sum(n for n, _, _ in row["label_reliability"]) == 4
+    text = format_reliability({"10..20 dB": {"segmenter": row}})
+    assert "(4; expected calibration error" in text and len(text.splitlines()) == 13
 
 
 def test_refine_size_must_fit_the_tile():

@@ -34,6 +34,10 @@ class Box:
     f_high: float
     label: str = "signal"
     snr_db: float = 0.0  # in-band SNR (truth boxes)
+    #: a family classifier's calibrated probability of its best family, and that family
+    #: (also when the label is "unknown"); None from detectors without one
+    label_confidence: float | None = None
+    guess: str | None = None
 
 
 def iou(a: Box, b: Box) -> float:
@@ -67,7 +71,29 @@ def match(truth: list[Box], pred: list[Box], threshold: float = 0.5,
 def boxes_from_messages(msgs: list[dict], rate: float = 1.0, center: float = 0.0) -> list[Box]:
     return [Box(m["sample_start"], m["sample_start"] + m["sample_count"],
                 (m["freq_lower_edge"] - center) / rate, (m["freq_upper_edge"] - center) / rate,
-                m.get("label", "signal")) for m in msgs]
+                m.get("label", "signal"), label_confidence=m.get("label_confidence"),
+                guess=m.get("label_guess", m.get("label"))) for m in msgs]
+
+
+RELIABILITY_BINS = 10
+
+
+def reliability(pairs: list[tuple[float, bool]], bins: int = RELIABILITY_BINS) -> list[list]:
+    """[(count, sum of confidences, right)] per confidence bin of width 1/bins, from
+    (confidence, best family right?) pairs."""
+    out = [[0, 0.0, 0] for _ in range(bins)]
+    for conf, right in pairs:
+        cell = out[min(int(conf * bins), bins - 1)]
+        cell[0] += 1
+        cell[1] += float(conf)
+        cell[2] += int(right)
+    return out
+
+
+def expected_calibration_error(bins: list[list]) -> float:
+    """Mean |accuracy - confidence| over the bins, weighted by their counts."""
+    total = sum(n for n, _, _ in bins)
+    return float(sum(abs(right - conf) for n, conf, right in bins if n) / max(1, total))
 
 
 def _raster(boxes: list[Box], n: int) -> np.ndarray:
@@ -117,6 +143,7 @@ class Tally:
         self.seconds = 0.0  # recorded time at each recording's rate
         self.bin_ok = self.bin_total = 0
         self.has_labels = False
+        self.confidences: list[tuple[float, bool]] = []  # (confidence, best family right?)
 
     def add(self, truth: list[Box], pred: list[Box], n: int, rate: float = RATE) -> None:
         t, p = _raster(truth, n), _raster(pred, n)
@@ -139,6 +166,8 @@ class Tally:
             row = self.labels.setdefault(truth[i].label, {})
             row[pred[j].label] = row.get(pred[j].label, 0) + 1
         self.has_labels |= any(b.label != "signal" for b in pred)
+        self.confidences += [(pred[j].label_confidence, pred[j].guess == truth[i].label)
+                             for i, j in pairs if pred[j].label_confidence is not None]
         self.samples += n
         self.seconds += n / rate
         self.bin_ok += int(np.sum(_bins(truth) == _bins(pred)))
@@ -165,6 +194,7 @@ class Tally:
             else None,
             "bin_accuracy": self.bin_ok / max(1, self.bin_total),
             "label_confusion": self.labels if self.has_labels else None,
+            "label_reliability": reliability(self.confidences) if self.confidences else None,
         }
 
 
@@ -233,15 +263,42 @@ def format_labels(table: dict, detector: str = "segmenter", min_snr: float = 0.0
             mine = counts.setdefault(truth, {})
             for pred, n in row.items():
                 mine[pred] = mine.get(pred, 0) + n
+    columns = list(CLASSES) + ["unknown"]
     lines = [f"{detector} labels of matched detections at >= {min_snr:g} dB "
-             "(truth \\ predicted):", "family | " + " | ".join(CLASSES) + " | accuracy",
-             "|".join(["---"] * (len(CLASSES) + 2))]
+             "(truth \\ predicted):",
+             "family | " + " | ".join(columns) + " | accuracy | accuracy of the named",
+             "|".join(["---"] * (len(columns) + 3))]
     for truth in CLASSES:
         row = counts.get(truth, {})
         total = sum(row.values())
+        named = total - row.get("unknown", 0)
         accuracy = f"{row.get(truth, 0) / total:.2f}" if total else "-"
-        lines.append(f"{truth} | " + " | ".join(str(row.get(c, 0)) for c in CLASSES) +
-                     f" | {accuracy}")
+        of_named = f"{row.get(truth, 0) / named:.2f}" if named else "-"
+        lines.append(f"{truth} | " + " | ".join(str(row.get(c, 0)) for c in columns) +
+                     f" | {accuracy} | {of_named}")
+    return "\n".join(lines)
+
+
+def format_reliability(table: dict, detector: str = "segmenter", min_snr: float = 0.0) -> str:
+    """The family classifier's reliability on the detector's matched detections from
+    ``min_snr`` up: per bin of its calibrated confidence, how often its best family was
+    right, and the expected calibration error."""
+    bins = [[0, 0.0, 0] for _ in range(RELIABILITY_BINS)]
+    for bucket, rows in table.items():
+        if float(bucket.split("..")[0]) < min_snr or detector not in rows:
+            continue
+        for mine, theirs in zip(bins, rows[detector].get("label_reliability") or []):
+            for k in range(3):
+                mine[k] += theirs[k]
+    total = sum(n for n, _, _ in bins)
+    lines = [f"{detector}: family confidence against accuracy, matched detections at >= "
+             f"{min_snr:g} dB ({total}; expected calibration error "
+             f"{expected_calibration_error(bins):.3f})",
+             "confidence | detections | mean confidence | accuracy", "---|---|---|---"]
+    for k, (n, conf, right) in enumerate(bins):
+        lo, hi = k / RELIABILITY_BINS, (k + 1) / RELIABILITY_BINS
+        cells = (f"{conf / n:.2f} | {right / n:.2f}" if n else "- | -")
+        lines.append(f"{lo:.1f}-{hi:.1f} | {n} | {cells}")
     return "\n".join(lines)
 
 

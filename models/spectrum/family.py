@@ -11,7 +11,10 @@ envelope). It runs once per detection, so it costs the stream little.
 
 Training examples are the segmenter's own detections on synthetic scenes (the features the
 block computes, matched to the truth at IoU >= 0.5), so the classifier learns what the
-detector really delivers.
+detector really delivers. Its probabilities are then calibrated by one temperature (the
+logits divided by it before the softmax), fitted on half of the held-out detections by
+likelihood and checked on the other half (expected calibration error); the block calls a
+detection ``unknown`` when the calibrated probability of its best family is low.
 
     cvstream models train spectrum_family [--seed 0]   (needs the shipped segmenter; then
                                                         stores the segmenters' evaluation)
@@ -25,7 +28,7 @@ import numpy as np
 from cvstream.blocks.detections import FAMILY_FEATURES, family_features
 from cvstream.blocks.segmenter import SpectrumSegmenter
 
-from .evaluate import Box, match
+from .evaluate import Box, expected_calibration_error, match, reliability
 from .synth import SceneConfig, scene
 from .waveforms import CLASSES
 
@@ -76,8 +79,9 @@ def build():
                          nn.Linear(HIDDEN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, len(CLASSES)))
 
 
-def contract(evaluation: dict | None = None) -> dict:
+def contract(evaluation: dict | None = None, temperature: float = 1.0) -> dict:
     return dict(task="spectrum_family", name=NAME, version="1", chunk=1,
+                postprocess={"temperature": temperature},
                 inputs=[dict(name="features", dtype="float32", item_shape=[FAMILY_FEATURES],
                              packing="none")],
                 outputs=[dict(name="logits", dtype="float32", item_shape=[len(CLASSES)],
@@ -105,13 +109,33 @@ def fit(x: np.ndarray, y: np.ndarray, steps: int = 3000, seed: int = 0, progress
     return model.eval()
 
 
-def confusion(model, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    import torch
-    with torch.no_grad():
-        pred = model(torch.from_numpy(x)).argmax(1).numpy()
+def confusion(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     table = np.zeros((len(CLASSES), len(CLASSES)), int)
-    np.add.at(table, (y, pred), 1)
+    np.add.at(table, (y, logits.argmax(1)), 1)
     return table
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature (0.05..20) that maximizes the likelihood of the labels ``y``."""
+    import scipy.optimize
+
+    def nll(log_t: float) -> float:
+        p = softmax(logits.astype(np.float64), np.exp(log_t))
+        return -float(np.mean(np.log(p[np.arange(len(y)), y] + 1e-12)))
+    best = scipy.optimize.minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)),
+                                          method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(best.x))
+
+
+def calibration_error(logits: np.ndarray, y: np.ndarray, temperature: float) -> float:
+    p = softmax(logits, temperature)
+    return expected_calibration_error(reliability(zip(p.max(1), p.argmax(1) == y)))
 
 
 def train_and_export(out_dir: str, seed: int = 0, progress=None, steps: int = 3000,
@@ -127,11 +151,21 @@ def train_and_export(out_dir: str, seed: int = 0, progress=None, steps: int = 30
     x, y = examples(segmenter, scenes, seed, progress)
     cut = len(x) * 4 // 5
     model = fit(x[:cut], y[:cut], steps, seed, progress)
-    table = confusion(model, x[cut:], y[cut:])
+    import torch
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x[cut:])).numpy()
+    table = confusion(logits, y[cut:])
+    half = len(logits) // 2   # the temperature fitted on one half, checked on the other
+    temperature = fit_temperature(logits[:half], y[cut:cut + half])
     result = {"examples": int(len(x)), "held_out": int(len(x) - cut),
               "accuracy": round(float(np.trace(table) / max(1, table.sum())), 4),
-              "confusion": table.tolist()}
-    export_model(model, contract(result), os.path.join(out_dir, NAME + ".onnx"))
+              "confusion": table.tolist(), "temperature": round(temperature, 4),
+              "calibration_error": {
+                  "raw": round(calibration_error(logits[half:], y[cut + half:], 1.0), 4),
+                  "calibrated": round(calibration_error(logits[half:], y[cut + half:],
+                                                        temperature), 4)}}
+    export_model(model, contract(result, round(temperature, 4)),
+                 os.path.join(out_dir, NAME + ".onnx"))
     if store and os.path.exists(own):
         from .segmenter import store_evaluation
         store_evaluation(out_dir, progress=progress)
@@ -139,8 +173,12 @@ def train_and_export(out_dir: str, seed: int = 0, progress=None, steps: int = 30
 
 
 def format_table(result: dict) -> str:
+    ece = result.get("calibration_error", {})
     lines = [f"family classifier: {result['accuracy']:.3f} of {result['held_out']} held-out "
-             f"detections ({result['examples']} in all)",
+             f"detections ({result['examples']} in all); temperature "
+             f"{result.get('temperature', 1.0):.3f}, expected calibration error "
+             f"{ece.get('raw', float('nan')):.3f} raw, {ece.get('calibrated', float('nan')):.3f} "
+             "calibrated (on the held-out half it was not fitted on)",
              "truth \\ predicted | " + " | ".join(CLASSES), "|".join(["---"] * 8)]
     for name, row in zip(CLASSES, result["confusion"]):
         lines.append(f"{name} | " + " | ".join(str(v) for v in row))
