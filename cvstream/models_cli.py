@@ -246,6 +246,9 @@ def cmd_eval_spectrum(args) -> int:
     if len(tables) == 2:
         print("## side by side\n")
         print(format_side_by_side(tables))
+    if args.plot:
+        from cvstream.models.spectrum.evaluate import plot_reliability
+        print(f"\nfamily reliability: {plot_reliability(tables, args.plot)}")
     return 0
 
 
@@ -354,7 +357,8 @@ def add_parser(sub) -> None:
                    "own blocks, never trained on); aec: independent (a second scene "
                    "generator, never trained on); both: the project's and the other")
     p.add_argument("--plot", metavar="PNG", help="aec: draw the ERLE over time through the "
-                   "echo-path change")
+                   "echo-path change; spectrum: the family classifier's reliability "
+                   "diagram (one curve per generator)")
     p.add_argument("--plot-trade", metavar="PNG", help="aec: draw ERLE against double-talk "
                    "PESQ at each aggressiveness, beside the other cancellers")
     p.add_argument("--narrow", action="store_true", help="spectrum: add a row for the "

@@ -529,9 +529,10 @@ def test_temperature_fit_and_reliability():
     assert expected_calibration_error(bins) == pytest.approx((0.5 + 0.31) / 12)
 
 
-def test_unsure_family_labels_are_unknown():
+def test_unsure_family_labels_are_unknown(tmp_path):
     """Below min_label_confidence the label is unknown, with the best family as the guess;
-    the calibrated confidence rides along either way; the evaluation reads both."""
+    the calibrated confidence rides along either way; the evaluation reads both and draws
+    the reliability diagram."""
     from cvstream.models.spectrum.evaluate import boxes_from_messages, format_reliability
     x, truth = _four_signal_scene()
     runs = {}
@@ -554,6 +555,9 @@ def test_unsure_family_labels_are_unknown():
     assert row["label_accuracy"] == 0 and sum(n for n, _, _ in row["label_reliability"]) == 4
     text = format_reliability({"10..20 dB": {"segmenter": row}})
     assert "(4; expected calibration error" in text and len(text.splitlines()) == 13
+    png = ev.plot_reliability({"project": {"10..20 dB": {"segmenter": row}}},
+                              str(tmp_path / "reliability.png"))
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_refine_size_must_fit_the_tile():

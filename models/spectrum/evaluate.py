@@ -279,10 +279,9 @@ def format_labels(table: dict, detector: str = "segmenter", min_snr: float = 0.0
     return "\n".join(lines)
 
 
-def format_reliability(table: dict, detector: str = "segmenter", min_snr: float = 0.0) -> str:
-    """The family classifier's reliability on the detector's matched detections from
-    ``min_snr`` up: per bin of its calibrated confidence, how often its best family was
-    right, and the expected calibration error."""
+def summed_reliability(table: dict, detector: str = "segmenter",
+                       min_snr: float = 0.0) -> list[list]:
+    """The detector's reliability bins summed over the buckets from ``min_snr`` up."""
     bins = [[0, 0.0, 0] for _ in range(RELIABILITY_BINS)]
     for bucket, rows in table.items():
         if float(bucket.split("..")[0]) < min_snr or detector not in rows:
@@ -290,6 +289,44 @@ def format_reliability(table: dict, detector: str = "segmenter", min_snr: float 
         for mine, theirs in zip(bins, rows[detector].get("label_reliability") or []):
             for k in range(3):
                 mine[k] += theirs[k]
+    return bins
+
+
+def plot_reliability(tables: dict, path: str, detector: str = "segmenter",
+                     min_snr: float = 0.0) -> str:
+    """The family classifier's reliability diagram as a PNG: accuracy against calibrated
+    confidence per bin, one curve per generator of ``tables`` ({generator: table})."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="calibrated")
+    for generator, table in tables.items():
+        bins = summed_reliability(table, detector, min_snr)
+        cells = [(conf / n, right / n, n) for n, conf, right in bins if n]
+        ax.plot([c[0] for c in cells], [c[1] for c in cells], "o-",
+                label=f"{generator} (ECE {expected_calibration_error(bins):.3f})")
+        for x, y, n in cells:
+            ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, -10),
+                        fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("calibrated confidence of the best family")
+    ax.set_ylabel("share right (labels: detections)")
+    ax.set_title(f"{detector}: family reliability, matched detections >= {min_snr:g} dB")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def format_reliability(table: dict, detector: str = "segmenter", min_snr: float = 0.0) -> str:
+    """The family classifier's reliability on the detector's matched detections from
+    ``min_snr`` up: per bin of its calibrated confidence, how often its best family was
+    right, and the expected calibration error."""
+    bins = summed_reliability(table, detector, min_snr)
     total = sum(n for n, _, _ in bins)
     lines = [f"{detector}: family confidence against accuracy, matched detections at >= "
              f"{min_snr:g} dB ({total}; expected calibration error "
