@@ -26,8 +26,8 @@ import numpy as np
 QUIET_DB = (-28.0, -20.0)   # output / microphone: full boost below the first, none above
 ECHO_DB = -35.0             # echo estimate / microphone: boost from here, full 10 dB above
 SMOOTHING = 0.97            # of the power estimates per frame (10 ms hops: ~330 ms)
-FLOOR_RAMP_DB = 1.5        # microphone / linear error: no floor at 0 dB, all of it from here
-FLOOR_SMOOTHING = 0.9      # of its power estimates per frame (~100 ms)
+FLOOR_RAMP_DB = 1.5         # microphone / linear error: no floor at 0 dB, all of it from here
+FLOOR_SMOOTHING = 0.9       # of its power estimates per frame (~100 ms)
 TINY = 1e-12
 
 
