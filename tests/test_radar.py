@@ -318,9 +318,10 @@ def test_synth_and_eval_commands(tmp_path):
                   "--shapes", "unseen", timeout=300)
     assert res.returncode == 0, res.stderr
     lines = [ln.split() for ln in res.stdout.splitlines() if ln.startswith("small")]
-    assert [ln[1] for ln in lines] == ["unseen"] * 8
+    assert [ln[1] for ln in lines] == ["unseen"] * 9
     assert [ln[2] for ln in lines] == ["empty", "adjoint", "backprojection", "kirchhoff",
-                                       "FISTA-L1", "deep2s", "complex", "unrolled"]
+                                       "FISTA-L1", "FISTA-group", "deep2s", "complex",
+                                       "unrolled"]
 
 
 def test_forward_operator_in_onnx_matches_numpy(tmp_path, graph_file):
@@ -362,7 +363,8 @@ def test_scene_source_does_not_depend_on_chunking():
 
 def test_evaluation_has_metrics_an_empty_image_cannot_win_and_a_fista_baseline():
     """On unseen shape families: the empty image scores NMSE 0 dB and Dice 0 however high
-    its PSNR; FISTA-L1 (lambda chosen on validation scenes) beats it on NMSE and support."""
+    its PSNR; FISTA with L1 and with group sparsity (lambdas chosen on validation scenes)
+    beat it on NMSE and support."""
     rows = evaluate("small", {}, count=3, shapes="unseen", fista_iterations=30)
     empty = rows["empty image"]
     assert empty["nmse_db"] == 0.0 and empty["dice"] == 0.0 and empty["psnr_db"] > 15
@@ -370,6 +372,28 @@ def test_evaluation_has_metrics_an_empty_image_cannot_win_and_a_fista_baseline()
     assert fista["nmse_db"] < -2.0 and fista["dice"] > 0.4
     assert fista["psnr_support_db"] > empty["psnr_support_db"]
     assert rows["adjoint"]["nmse_db"] > 0.0  # a blurred image is worse than none
+    group = next(r for name, r in rows.items() if name.startswith("FISTA-group (lambda "))
+    assert group["nmse_db"] < -1.0 and group["psnr_support_db"] > empty["psnr_support_db"]
+
+
+def test_group_shrink_keeps_or_drops_a_block_as_one():
+    """Group sparsity's proximal step: each 2x2x2 block's joint norm less tau, its voxels
+    scaled together (phases kept); the odd edge padded, not lost."""
+    from cvstream.models.radar.sparse import FistaGroup
+    cfg = load_config("small")
+    solver = FistaGroup.__new__(FistaGroup)
+    solver.cfg = cfg
+    nx, ny, nz = cfg.image_shape
+    u = np.zeros((1, nx, ny, nz), np.complex64)
+    u[0, :2, :2, :2] = 0.1 * np.exp(1j * np.arange(8)).reshape(2, 2, 2)   # norm 0.283
+    u[0, 4:6, 4:6, 4:6] = 1.0 * np.exp(-1j * np.arange(8)).reshape(2, 2, 2)   # norm 2.83
+    u[0, -1, -1, -1] = 2.0                         # a block cut by the image's edge
+    out = solver.shrink(u.reshape(1, -1), np.array([[0.5]])).reshape(u.shape)
+    assert np.all(out[0, :2, :2, :2] == 0)
+    kept = u[0, 4:6, 4:6, 4:6] * (1 - 0.5 / np.sqrt(8))
+    np.testing.assert_allclose(out[0, 4:6, 4:6, 4:6], kept, rtol=1e-5)
+    assert out[0, -1, -1, -1] == pytest.approx(1.5)
+    assert np.count_nonzero(out) == 9
 
 
 def test_evaluation_conditions_change_the_measurements_not_the_scenes():
