@@ -22,6 +22,7 @@ microphone means a changed echo path, whose echo the floor would let through).
 from __future__ import annotations
 
 import numpy as np
+import scipy.signal
 
 QUIET_DB = (-28.0, -20.0)   # output / microphone: full boost below the first, none above
 ECHO_DB = -35.0             # echo estimate / microphone: boost from here, full 10 dB above
@@ -43,16 +44,12 @@ class SingleTalkBoost:
         self.base, self.single = base, single_talk
         self.mic = self.out = self.echo = TINY
 
-    def share(self) -> float:
-        """How far the next frame is boosted: 0 (the base level) .. 1 (single talk)."""
+    def level(self) -> float:
         quiet_at, loud_at = QUIET_DB
         ratio = 10 * np.log10(self.out / self.mic)
         quiet = min(max((loud_at - ratio) / (loud_at - quiet_at), 0.0), 1.0)
         echo = min(max((10 * np.log10(self.echo / self.mic) - ECHO_DB) / 10, 0.0), 1.0)
-        return quiet * echo
-
-    def level(self) -> float:
-        return self.base + (self.single - self.base) * self.share()
+        return self.base + (self.single - self.base) * quiet * echo
 
     def update(self, mic: np.ndarray, echo: np.ndarray | None, out: np.ndarray) -> None:
         s = SMOOTHING
@@ -72,11 +69,22 @@ class LinearFloor:
         self.mic = self.err = TINY
 
     def weights(self, mic: np.ndarray, err: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        s = FLOOR_SMOOTHING
-        w = np.empty(len(mic))
-        for t in range(len(mic)):
-            self.mic = s * self.mic + (1 - s) * _power(mic[t])
-            self.err = s * self.err + (1 - s) * _power(err[t])
-            removing = 10 * np.log10(self.mic / self.err) / FLOOR_RAMP_DB
-            w[t] = self.floor * (1 - levels[t]) * min(max(removing, 0.0), 1.0)
-        return w
+        mic_p, self.mic = _smoothed(_powers(mic), self.mic)
+        err_p, self.err = _smoothed(_powers(err), self.err)
+        removing = np.clip(10 * np.log10(mic_p / err_p) / FLOOR_RAMP_DB, 0.0, 1.0)
+        return self.floor * (1 - levels) * removing
+
+
+def _powers(spectra: np.ndarray) -> np.ndarray:
+    return np.sum(spectra.real.astype(np.float64) ** 2 + spectra.imag.astype(np.float64) ** 2,
+                  axis=1) + TINY
+
+
+def _smoothed(p: np.ndarray, last: float) -> tuple[np.ndarray, float]:
+    """p smoothed frame by frame (FLOOR_SMOOTHING) from the state ``last``, and the new
+    state."""
+    s = FLOOR_SMOOTHING
+    if len(p) == 0:
+        return p, last
+    out = scipy.signal.lfilter([1 - s], [1, -s], p, zi=[s * last])[0]
+    return out, float(out[-1])

@@ -277,6 +277,14 @@ def envelope_features(blocks: list, f_low: float, f_high: float) -> tuple[float,
     return float(np.median(kurtosis)), float(np.median(line))
 
 
+def family_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """A family classifier's (N, classes) logits -> probabilities, calibrated by the
+    temperature its contract gives (``postprocess.temperature``)."""
+    z = logits / temperature
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
 def family_features(track: Track) -> np.ndarray | None:
     """What a family classifier sees of a detection (FAMILY_FEATURES float32 values): the
     shape of its fine PSD over its band and a quarter band either side (FAMILY_PROFILE

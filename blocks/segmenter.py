@@ -11,7 +11,8 @@ from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
 from .detections import (FAMILY_FEATURES, RadioContext, Tracker, bin_edges,
-                         family_features, refine_edges, row_runs, to_message)
+                         family_features, family_probabilities, refine_edges, row_runs,
+                         to_message)
 from .narrowband import NarrowbandFinder
 from .onnx_model import load_model, make_session
 
@@ -344,10 +345,8 @@ class SpectrumSegmenter(RateBlock):
         if not known:
             return
         x = np.stack([features[i] for i in known])[:, None, :]
-        logits = self._family_session.run(None, {"features": x})[0][:, 0] / self._temperature
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        for i, row in zip(known, p):
+        logits = self._family_session.run(None, {"features": x})[0][:, 0]
+        for i, row in zip(known, family_probabilities(logits, self._temperature)):
             best = self._families[int(np.argmax(row))]
             tracks[i].label_confidence = float(row.max())
             if row.max() >= self.min_label_confidence:

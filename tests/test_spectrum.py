@@ -516,10 +516,11 @@ def test_temperature_fit_and_reliability():
     """The temperature fit finds the one that generated the labels; the reliability bins
     and the expected calibration error count as they say."""
     from cvstream.models.spectrum.evaluate import expected_calibration_error, reliability
-    from cvstream.models.spectrum.family import calibration_error, fit_temperature, softmax
+    from cvstream.blocks.detections import family_probabilities
+    from cvstream.models.spectrum.family import calibration_error, fit_temperature
     rng = np.random.default_rng(4)
     logits = 3 * rng.standard_normal((20000, 7))
-    p = softmax(logits, 2.5)
+    p = family_probabilities(logits, 2.5)
     y = np.array([rng.choice(7, p=row) for row in p])
     assert fit_temperature(logits, y) == pytest.approx(2.5, rel=0.05)
     assert calibration_error(logits, y, 2.5) < 0.02 < calibration_error(logits, y, 1.0)

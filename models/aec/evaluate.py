@@ -114,17 +114,11 @@ def network(path: str, aggressiveness: float | None = None, single_talk: float |
     """A canceller running cvstream's aec block (file mode: delay compensated), at the
     block's default aggressiveness, single-talk level and linear floor unless given."""
     from cvstream.blocks.aec import EchoCanceller
-    if aggressiveness is None:
-        aggressiveness = EchoCanceller.aggressiveness.default
-    if single_talk is None:
-        single_talk = EchoCanceller.single_talk.default
-    if linear_floor is None:
-        linear_floor = EchoCanceller.linear_floor.default
+    given = {k: v for k, v in (("aggressiveness", aggressiveness), ("single_talk", single_talk),
+                               ("linear_floor", linear_floor)) if v is not None}
 
     def cancel(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        return _whole(EchoCanceller(model=path, compensate_delay=True,
-                                    aggressiveness=aggressiveness, single_talk=single_talk,
-                                    linear_floor=linear_floor), mic, ref)
+        return _whole(EchoCanceller(model=path, compensate_delay=True, **given), mic, ref)
     return cancel
 
 

@@ -25,7 +25,8 @@ import os
 
 import numpy as np
 
-from cvstream.blocks.detections import FAMILY_FEATURES, family_features
+from cvstream.blocks.detections import (FAMILY_FEATURES, family_features,
+                                        family_probabilities)
 from cvstream.blocks.segmenter import SpectrumSegmenter
 
 from .evaluate import Box, expected_calibration_error, match, reliability
@@ -115,18 +116,12 @@ def confusion(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     return table
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits / temperature
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    return p / p.sum(axis=1, keepdims=True)
-
-
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     """The temperature (0.05..20) that maximizes the likelihood of the labels ``y``."""
     import scipy.optimize
 
     def nll(log_t: float) -> float:
-        p = softmax(logits.astype(np.float64), np.exp(log_t))
+        p = family_probabilities(logits.astype(np.float64), np.exp(log_t))
         return -float(np.mean(np.log(p[np.arange(len(y)), y] + 1e-12)))
     best = scipy.optimize.minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)),
                                           method="bounded", options={"xatol": 1e-4})
@@ -134,7 +129,7 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def calibration_error(logits: np.ndarray, y: np.ndarray, temperature: float) -> float:
-    p = softmax(logits, temperature)
+    p = family_probabilities(logits, temperature)
     return expected_calibration_error(reliability(zip(p.max(1), p.argmax(1) == y)))
 
 
