@@ -246,10 +246,11 @@ class Tracker:
 
 
 FAMILY_PROFILE = 32
-FAMILY_FEATURES = FAMILY_PROFILE + 6
+FAMILY_FEATURES = FAMILY_PROFILE + 8
 
 
-def envelope_features(blocks: list, f_low: float, f_high: float) -> tuple[float, float]:
+def envelope_features(blocks: list, f_low: float, f_high: float
+                      ) -> tuple[float, float, float, float]:
     """Two statistics of a signal's complex envelope that its PSD cannot show, from blocks
     of its samples ((start, samples) pairs, as ``Track.samples``): each block's bins inside
     [f_low, f_high] back in time (a critically sampled baseband copy of the band: about one
@@ -258,23 +259,41 @@ def envelope_features(blocks: list, f_low: float, f_high: float) -> tuple[float,
       their pulse shaping, 1.3-1.45 for BPSK, 1.5 for 16/64QAM, 2 for Gaussian-like OFDM
       and noise, near 1 for constant envelopes (FSK, FM, tones);
     - the strongest spectral line of z^2 as a share of its power (1 for a pure line at
-      twice the carrier: BPSK; ~0 for circular signals such as QPSK and QAM).
-    (0, 0) without samples."""
+      twice the carrier: BPSK; ~0 for circular signals such as QPSK and QAM);
+    - the normalized 4th moment of the instantaneous frequency (sample to sample phase
+      step, weighted by amplitude): 1.5 for FM by a tone (arcsine-distributed), near 1 for
+      two-level FSK, about 3 for FM by a noise-like message;
+    - the share of the band's power in its strongest twentieth of bins (a tone-modulated
+      FM's or AM's lines against a smooth hump).
+    (0, 0, 0, 0) without samples."""
     if not blocks:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0
     tiles = np.stack([x for _, x in blocks])
     n = tiles.shape[1]
     centre = 0.5 * (f_low + f_high) * n + n // 2   # in DC-centred bins
     half = max(0.5 * (f_high - f_low) * n, 2.0)
     a, b = max(0, int(np.floor(centre - half))), min(n, int(np.ceil(centre + half)) + 1)
     band = (np.arange(a, b) - n // 2) % n         # the same bins, in FFT order
-    z = scipy.fft.ifft(scipy.fft.fft(tiles, axis=1)[:, band], axis=1)
+    spectrum = scipy.fft.fft(tiles, axis=1)[:, band]
+    z = scipy.fft.ifft(spectrum, axis=1)
     power = (z.real ** 2 + z.imag ** 2).astype(np.float64)
     p2, p4 = power.mean(axis=1), (power ** 2).mean(axis=1)
     kurtosis = p4 / np.maximum(p2 ** 2, 1e-30)
     squared = np.abs(scipy.fft.fft(z * z, axis=1)).astype(np.float64)
     line = squared.max(axis=1) ** 2 / np.maximum((b - a) * (power ** 2).sum(axis=1), 1e-30)
-    return float(np.median(kurtosis)), float(np.median(line))
+    step = z[:, 1:] * np.conj(z[:, :-1])
+    weight = np.abs(step).astype(np.float64)
+    freq = np.angle(step).astype(np.float64)
+    total = np.maximum(weight.sum(axis=1, keepdims=True), 1e-30)
+    dev = freq - (weight * freq).sum(axis=1, keepdims=True) / total
+    m2, m4 = (weight * dev ** 2).sum(axis=1) / total[:, 0], (weight * dev ** 4).sum(axis=1) / \
+        total[:, 0]
+    freq_kurtosis = m4 / np.maximum(m2 ** 2, 1e-30)
+    bins = np.sort((spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float64), axis=1)
+    top = bins[:, -max(1, bins.shape[1] // 20):].sum(axis=1) / np.maximum(bins.sum(axis=1),
+                                                                          1e-30)
+    return (float(np.median(kurtosis)), float(np.median(line)),
+            float(np.median(freq_kurtosis)), float(np.median(top)))
 
 
 def family_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -292,7 +311,9 @@ def family_features(track: Track) -> np.ndarray | None:
     SNR per fine bin / 10 dB, how its band moved from block to block (spread of the
     per-block centres and median per-block width, both relative to its bandwidth: a chirp
     sweeps, others stay) and its envelope statistics (``envelope_features``: kurtosis - 1.5
-    and the z^2 line, which tell QAM from PSK and BPSK from both). None without a fine PSD
+    and the z^2 line, which tell QAM from PSK and BPSK from both; log10 of the instantaneous
+    frequency's kurtosis and the top bins' power share, which tell FM by a tone from FSK and
+    line spectra from humps). None without a fine PSD
     (``refine: 0``)."""
     if track.spectrum is None or not track.spectra or not track.edges:
         return None
@@ -309,10 +330,12 @@ def family_features(track: Track) -> np.ndarray | None:
     p10, p90 = np.percentile(centres, (10, 90))
     spread = (p90 - p10) / bw
     width = float(np.median(highs - lows)) / bw
-    kurtosis, line = envelope_features(track.samples, track.f_low, track.f_high)
+    kurtosis, line, freq_kurtosis, top = envelope_features(track.samples, track.f_low,
+                                                           track.f_high)
     return np.concatenate([np.maximum(db - peak, -40) / 40,
                            [np.log10(bw), peak / 10, spread, width,
-                            kurtosis - 1.5 if track.samples else 0.0, line]]
+                            kurtosis - 1.5 if track.samples else 0.0, line,
+                            np.log10(freq_kurtosis) if track.samples else 0.0, top]]
                           ).astype(np.float32)
 
 
@@ -323,9 +346,22 @@ def noise_level(pfa: float, n: int) -> float:
     return float(scipy.stats.gamma.isf(pfa, n, scale=1 / n))
 
 
+def split_at_valleys(db: np.ndarray, a: int, b: int, depth: float, edge: int = 2
+                     ) -> list[tuple[int, int]]:
+    """The run [a, b) of a PSD (dB) cut at its deepest interior valley while that valley lies
+    ``depth`` dB or more under the peaks on both of its sides (neighbours whose skirts
+    touch), each part at least ``edge`` bins wide; recursively."""
+    if b - a < 2 * edge + 1:
+        return [(a, b)]
+    m = a + edge + int(np.argmin(db[a + edge:b - edge]))
+    if min(db[a:m].max(), db[m + 1:b].max()) - db[m] < depth:
+        return [(a, b)]
+    return split_at_valleys(db, a, m, depth, edge) + split_at_valleys(db, m + 1, b, depth, edge)
+
+
 def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
-                 split_gap: int = 4, power_share: float = 0.999, block: int = 0
-                 ) -> list[Track]:
+                 split_gap: int = 4, power_share: float = 0.999, block: int = 0,
+                 valley_db: float = 0.0) -> list[Track]:
     """Settle a track's frequency edges on its fine PSD (noise power 1 per bin, the mean of
     ``frames`` periodograms per block it was seen in). Bins within ``margin`` of the coarse
     edges that stand above the noise (false-alarm probability ``pfa``; runs of one bin are
@@ -344,7 +380,11 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     freqs = (np.arange(fine) - fine // 2) / fine
     inside = (freqs >= track.f_low - margin) & (freqs <= track.f_high + margin)
     out = []
-    for a, b in merge_runs(inside & (psd > level), split_gap):
+    runs = merge_runs(inside & (psd > level), split_gap)
+    if valley_db:
+        db = 10 * np.log10(np.maximum(psd, 1e-12))
+        runs = [part for a, b in runs for part in split_at_valleys(db, a, b, valley_db)]
+    for a, b in runs:
         if b - a < 2:
             continue
         excess = np.maximum(psd[a:b] - 1, 0)

@@ -97,6 +97,8 @@ class SpectrumSegmenter(RateBlock):
     min_tiles = Param(int, default=2, min=1, doc="shorter detections are not reported")
     refine = Param(int, default=1024, min=0,
                    doc="FFT size of the PSD that settles each detection's edges (0: off)")
+    valley_db = Param(float, default=0.0, min=0.0, doc="split a detection where its fine "
+                      "PSD dips this many dB under the peaks on both sides (0: off)")
     family = Param(str, default="builtin:spectrum_family",
                    doc="classifier of each detection's family from its PSD and envelope "
                        "(\"\": the network's cell votes)")
@@ -361,7 +363,7 @@ class SpectrumSegmenter(RateBlock):
         if self.refine:
             tracks = [part for track in tracks for part in
                       refine_edges(track, self.decim // self.refine, margin=1 / self.fft,
-                                   block=self.decim)]
+                                   block=self.decim, valley_db=self.valley_db)]
             self._classify(tracks)
         for track in tracks:
             if self._narrow:

@@ -210,7 +210,7 @@ def _section(title: str, text: str) -> None:
 def cmd_synth(args) -> int:
     from cvstream.models.spectrum.synth import SceneConfig, write_dataset
     cfg = SceneConfig(samples=args.samples, max_signals=args.max_signals,
-                      snr_db=(args.snr_min, args.snr_max))
+                      snr_db=(args.snr_min, args.snr_max), variety=args.variety)
     paths = write_dataset(args.out, args.count, args.seed, args.rate, cfg,
                           progress=progress_printer("synthesizing"))
     print(f"wrote {len(paths)} SigMF recordings and manifest.json to {args.out}")
@@ -236,7 +236,7 @@ def cmd_eval_spectrum(args) -> int:
         from cvstream.models.spectrum.independent import evaluate as evaluate_gr
         from cvstream.models.spectrum.independent import format_extras
         tables["gnuradio"], extras = evaluate_gr(
-            found, per_bucket=args.gr_scenes,
+            found, per_bucket=args.gr_scenes, seed=args.gr_seed,
             progress=progress_printer("evaluating (GNU Radio recordings)"))
         print("## recordings made by GNU Radio's blocks (never trained on)\n")
         print(format_table(tables["gnuradio"]) + "\n")
@@ -365,6 +365,9 @@ def add_parser(sub) -> None:
                    "segmenter with its fine view for narrow signals (narrow: true)")
     p.add_argument("--gr-scenes", type=int, default=12,
                    help="spectrum: GNU Radio recordings per SNR bucket")
+    p.add_argument("--gr-seed", type=int, default=2026,
+                   help="spectrum: seed of the GNU Radio recordings (2026: the README's "
+                   "test set; another seed gives a tuning set)")
     p.set_defaults(func=cmd_eval)
     p = msub.add_parser("synth", help="write a synthetic dataset")
     synth = p.add_subparsers(dest="synth_kind", required=True)
@@ -377,6 +380,10 @@ def add_parser(sub) -> None:
     p.add_argument("--max-signals", type=int, default=5)
     p.add_argument("--snr-min", type=float, default=-10.0, help="in-band SNR range (dB)")
     p.add_argument("--snr-max", type=float, default=30.0)
+    p.add_argument("--variety", action="store_true",
+                   help="the training scenes: randomized emitters (pulse shapes, numerology, "
+                   "indices, messages), LoRa-like, DSSS, NBFM, AIS/ADS-B-like bursts, hopping, "
+                   "and receiver habits (tilted floor, AGC steps, ADC quantization)")
     p.set_defaults(func=cmd_synth)
     p = synth.add_parser("aec", help="echo-cancellation scenes as WAV triples")
     p.add_argument("--out", required=True, help="output directory")

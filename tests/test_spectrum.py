@@ -159,6 +159,35 @@ def test_refined_edges_split_neighbours_and_hug_each_signal():
     assert (track.start, track.stop, len(track.edges)) == (0, len(x), 16)  # untouched
 
 
+def test_valleys_split_touching_neighbours():
+    """Two QPSK signals 0.2 % of the band apart (two fine bins: their skirts touch above the
+    noise, so the gap rule keeps them one): cut at the valley between them with
+    ``valley_db``; a plateau's ripple and a shallow dip are not cut."""
+    from cvstream.blocks.detections import refine_edges, split_at_valleys
+    db = np.r_[np.full(10, 25.0), [12.0, 5.0, 11.0], np.full(8, 24.0)]
+    assert split_at_valleys(db, 0, len(db), 15) == [(0, 11), (12, 21)]
+    assert split_at_valleys(db, 0, len(db), 21) == [(0, len(db))]
+    ripple = 25 + 4 * np.sin(np.arange(40))
+    assert split_at_valleys(ripple, 0, 40, 15) == [(0, 40)]
+    rng = np.random.default_rng(6)
+    x, _ = scene(rng, SceneConfig(samples=16 * 4096), n_signals=0)
+    n = np.arange(len(x))
+    truth = []
+    for centre, width in ((0.1, 0.03), (0.1 + 0.015 + 0.002 + 0.01, 0.02)):
+        wave, bw = generate(rng, "qpsk", len(x), width)
+        x = x + np.sqrt(10 ** 2.5 * bw) * wave * np.exp(2j * np.pi * centre * n)
+        truth.append((centre - bw / 2, centre + bw / 2))
+    track, frames = _fine_track(x.astype(np.complex64), 0.08, 0.14)
+    track.seen = [k * 4096 for k in range(16)]
+    track.edges = [(0.084, 0.137)] * 16
+    assert len(refine_edges(track, frames, margin=1 / 256)) == 1
+    parts = refine_edges(track, frames, margin=1 / 256, valley_db=15)
+    assert len(parts) == 2
+    for part, (lo, hi) in zip(parts, truth):
+        assert part.f_low == pytest.approx(lo, abs=0.15 * (hi - lo))
+        assert part.f_high == pytest.approx(hi, abs=0.15 * (hi - lo))
+
+
 def test_refined_edges_ignore_leakage_and_keep_weak_signals():
     from cvstream.blocks.detections import refine_edges
     rng = np.random.default_rng(5)
@@ -262,8 +291,8 @@ def test_label_confusion_is_tallied_and_printed():
     assert row["label_confusion"] == {"psk": {"qam": 1, "unknown": 1}, "fsk": {"fsk": 1}}
     assert row["label_accuracy"] == pytest.approx(1 / 3)   # unknown is not right
     text = ev.format_labels({"10..20 dB": {"segmenter": row}, "-10..0 dB": {"segmenter": row}})
-    assert "psk | 0 | 1 | 0 | 0 | 0 | 0 | 0 | 1 | 0.00 | 0.00" in text
-    assert "fsk | 0 | 0 | 1 | 0 | 0 | 0 | 0 | 0 | 1.00 | 1.00" in text  # -10..0 left out
+    assert "psk | 0 | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 1 | 0.00 | 0.00" in text
+    assert "fsk | 0 | 0 | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 1.00 | 1.00" in text  # -10..0 left out
 
 
 def test_evaluation_table_for_cfar():
@@ -444,6 +473,31 @@ def test_family_features_see_shape_and_motion():
     assert family_features(Track(0, 10, lo, hi, 20.0)) is None      # no fine PSD
 
 
+def test_frequency_features_tell_tone_fm_from_fsk():
+    """At 20 dB in-band SNR: FM by one tone has an arcsine-distributed instantaneous
+    frequency (4th moment ~1.5) and a line spectrum (its strongest twentieth of bins holds
+    most of the power); two-level FSK, rectangular or Gaussian, sits near 1 and spreads its
+    power; a GMSK signal's spectrum is a smooth hump."""
+    from cvstream.blocks.detections import envelope_features
+    from cvstream.models.spectrum import variety
+    rng = np.random.default_rng(8)
+    n = 4 * 8192
+    t = np.arange(n)
+    waves = {"fm": (np.exp(3j * np.sin(2 * np.pi * 0.002 * t)), 0.016),
+             "2fsk": (variety.fsk(rng, n, 0.02, levels=2, index=1.0, bt=0), 0.02),
+             "gmsk": (variety.fsk(rng, n, 0.02, levels=2, index=0.5, bt=0.3), 0.02)}
+    feats = {}
+    for name, (wave, bw) in waves.items():
+        noise = rng.standard_normal((n, 2)) @ [1, 1j] * np.sqrt(bw * 10 ** (-20 / 10) / 2)
+        x = wave + noise
+        feats[name] = envelope_features([(k * 8192, x[k * 8192:(k + 1) * 8192])
+                                         for k in range(4)], -bw / 2, bw / 2)
+    assert 1.4 < feats["fm"][2] < 1.7 and feats["fm"][3] > 0.65
+    assert feats["2fsk"][2] < 1.3 and feats["gmsk"][2] < 1.3
+    assert feats["gmsk"][3] < 0.5
+    assert envelope_features([], 0.0, 0.1) == (0.0, 0.0, 0.0, 0.0)
+
+
 @pytest.mark.parametrize("kind", ["bpsk", "qpsk", "8psk", "16qam", "64qam"])
 def test_envelope_features_tell_qam_from_psk(kind):
     """Through root-raised-cosine pulses and 20 dB of in-band noise, on the samples of a
@@ -460,7 +514,7 @@ def test_envelope_features_tell_qam_from_psk(kind):
         track.add_samples(k * 4096, block)
     assert len(track.samples) == SAMPLE_LIMIT // 4096
     assert sum(len(x) for _, x in track.samples) == SAMPLE_LIMIT
-    kurtosis, line = envelope_features(track.samples, track.f_low, track.f_high)
+    kurtosis, line, _, _ = envelope_features(track.samples, track.f_low, track.f_high)
     if kind.endswith("qam"):
         assert 1.4 < kurtosis < 1.7 and line < 0.1
     elif kind == "bpsk":

@@ -11,7 +11,9 @@ envelope). It runs once per detection, so it costs the stream little.
 
 Training examples are the segmenter's own detections on synthetic scenes (the features the
 block computes, matched to the truth at IoU >= 0.5), so the classifier learns what the
-detector really delivers. Its probabilities are then calibrated by one temperature (the
+detector really delivers: every other scene from the fixed synthesizer, the others
+randomized (``variety``: other pulse shapes, indices, numerologies, messages, new families
+and receiver habits), 3000 scenes in all. Its probabilities are then calibrated by one temperature (the
 logits divided by it before the softmax), fitted on half of the held-out detections by
 likelihood and checked on the other half (expected calibration error); the block calls a
 detection ``unknown`` when the calibrated probability of its best family is low.
@@ -51,12 +53,14 @@ class _Recorder(SpectrumSegmenter):
                 self.records.append((features, Box(t.start, t.stop, t.f_low, t.f_high)))
 
 
-def examples(segmenter: str, scenes: int, seed: int = 0, progress=None
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """(features, family index) of the segmenter's detections that match a signal."""
-    cfg = SceneConfig(snr_db=(0.0, 30.0))
+def examples(segmenter: str, scenes: int, seed: int = 0, progress=None,
+             variety: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(features, family index) of the segmenter's detections that match a signal; with
+    ``variety`` every other scene has randomized emitters and receivers, the others come
+    from the fixed synthesizer."""
     xs, ys = [], []
     for k in range(scenes):
+        cfg = SceneConfig(snr_db=(0.0, 30.0), variety=variety and k % 2 == 1)
         rng = np.random.default_rng([seed, 31, k])
         x, labels = scene(rng, cfg, n_signals=int(rng.integers(1, cfg.max_signals + 1)))
         block = _Recorder(model=segmenter, family="", threads=1)
@@ -134,7 +138,7 @@ def calibration_error(logits: np.ndarray, y: np.ndarray, temperature: float) -> 
 
 
 def train_and_export(out_dir: str, seed: int = 0, progress=None, steps: int = 3000,
-                     scenes: int = 1500, segmenter: str | None = None,
+                     scenes: int = 3000, segmenter: str | None = None,
                      store: bool = True) -> dict:
     """Features from the segmenter's detections on ``scenes`` scenes (a fifth held out),
     the classifier trained from ``seed``, exported with its held-out accuracy. With

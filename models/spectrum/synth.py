@@ -44,6 +44,8 @@ class SceneConfig:
     snr_db: tuple[float, float] = (-10.0, 30.0)
     burst_probability: float = 0.5
     modulations: tuple[str, ...] = tuple(MODULATIONS)
+    #: randomized emitters, new families and receiver habits (``variety``): training data
+    variety: bool = False
 
 
 def _bandwidth(rng, cfg: SceneConfig) -> float:
@@ -58,9 +60,24 @@ def _multipath(rng, x: np.ndarray) -> np.ndarray:
     return np.convolve(x, taps / np.linalg.norm(taps))[:len(x)]
 
 
+def burst_envelope(n: int, start: int, stop: int) -> np.ndarray:
+    """1 over [start, stop), 0 elsewhere, with raised-cosine ramps of up to 64 samples."""
+    env = np.zeros(n)
+    env[start:stop] = 1.0
+    ramp = min(64, (stop - start) // 4)
+    if ramp:
+        edge = 0.5 - 0.5 * np.cos(np.pi * np.arange(ramp) / ramp)
+        env[start:start + ramp] *= edge
+        env[stop - ramp:stop] *= edge[::-1]
+    return env
+
+
 def scene(rng: np.random.Generator, cfg: SceneConfig = SceneConfig(),
           n_signals: int | None = None) -> tuple[np.ndarray, list[SignalLabel]]:
     """One example: complex64 samples (noise power 1) and its signal labels."""
+    if cfg.variety:
+        from . import variety
+        return variety.scene(rng, cfg, n_signals)
     n = cfg.samples
     x = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)
     labels = []
@@ -80,14 +97,7 @@ def scene(rng: np.random.Generator, cfg: SceneConfig = SceneConfig(),
         wave = _multipath(rng, wave)
         wave = wave * np.exp(1j * np.cumsum(rng.normal(0, 1e-3, n)))  # phase noise
         wave *= np.sqrt(power / np.mean(np.abs(wave) ** 2))
-        env = np.zeros(n)
-        env[start:stop] = 1.0
-        ramp = min(64, (stop - start) // 4)
-        if ramp:
-            edge = 0.5 - 0.5 * np.cos(np.pi * np.arange(ramp) / ramp)
-            env[start:start + ramp] *= edge
-            env[stop - ramp:stop] *= edge[::-1]
-        x += wave * env * np.exp(2j * np.pi * center * np.arange(n))
+        x += wave * burst_envelope(n, start, stop) * np.exp(2j * np.pi * center * np.arange(n))
         labels.append(SignalLabel(kind, FAMILY[kind], start, stop, center - bw / 2,
                                   center + bw / 2, round(float(snr), 2)))
     # receiver impairments: IQ imbalance and DC offset

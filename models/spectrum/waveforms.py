@@ -24,7 +24,8 @@ for _k, _c in CONSTELLATIONS.items():
 FAMILY = {"bpsk": "psk", "qpsk": "psk", "8psk": "psk", "16qam": "qam", "64qam": "qam",
           "gmsk": "fsk", "2fsk": "fsk", "ofdm": "ofdm", "am": "analog", "fm": "analog",
           "cw": "tone", "chirp": "chirp"}
-CLASSES = ["psk", "qam", "fsk", "ofdm", "analog", "tone", "chirp"]
+#: the families; ``pulse`` (on-off and pulse-position keying) only in ``variety``'s scenes
+CLASSES = ["psk", "qam", "fsk", "ofdm", "analog", "tone", "chirp", "pulse"]
 MODULATIONS = list(FAMILY)
 MIN_BW = 0.0025  # the narrowest label: a CW tone's box
 
