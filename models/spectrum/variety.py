@@ -26,8 +26,8 @@ and the emitter is held to it (``waveforms.spectral_mask``), as in ``waveforms``
 
 Receivers (``impair``): a noise floor tilted by up to +-6 dB across the band with a gentle
 ripple, gain steps of an AGC, ADC quantization to 6-12 bits with clipping, and per emitter
-(in ``synth.scene``) drift, multipath of 1-4 echoes up to 16 samples and phase noise of
-1e-4 to 1e-2 rad a sample.
+(in ``scene``) drift, multipath of 1-4 echoes up to 16 samples and phase noise of 1e-4 to
+1e-2 rad a sample. ``synth.scene`` comes here for a ``SceneConfig(variety=True)``.
 """
 from __future__ import annotations
 
@@ -174,6 +174,7 @@ def message(rng, n: int, bw: float, kind: str | None = None) -> np.ndarray:
 
 
 def am(rng, n: int, bw: float) -> np.ndarray:
+    """AM at depth 0.1-1 (a sixth of the time without carrier) of a message within bw / 2."""
     msg = message(rng, n, bw / 2)
     if rng.random() < 0.15:  # suppressed carrier
         return msg.astype(complex)
@@ -196,7 +197,8 @@ def nbfm(rng, n: int, bw: float) -> np.ndarray:
 
 
 def cw(rng, n: int, bw: float) -> np.ndarray:
-    drift = rng.uniform(-1, 1) * MIN_BW / 4 / n   # at most an eighth of the box, end to end
+    """A tone whose frequency drifts by up to a quarter of its box over the window."""
+    drift = rng.uniform(-1, 1) * MIN_BW / 4 / n
     return np.exp(1j * np.pi * drift * np.arange(n) ** 2)
 
 
