@@ -174,7 +174,7 @@ def message(rng, n: int, bw: float, kind: str | None = None) -> np.ndarray:
 
 
 def am(rng, n: int, bw: float) -> np.ndarray:
-    """AM at depth 0.1-1 (a sixth of the time without carrier) of a message within bw / 2."""
+    """AM at depth 0.1-1 (15 % of the time without carrier) of a message within bw / 2."""
     msg = message(rng, n, bw / 2)
     if rng.random() < 0.15:  # suppressed carrier
         return msg.astype(complex)
