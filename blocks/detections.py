@@ -251,7 +251,7 @@ FAMILY_FEATURES = FAMILY_PROFILE + 8
 
 def envelope_features(blocks: list, f_low: float, f_high: float
                       ) -> tuple[float, float, float, float]:
-    """Two statistics of a signal's complex envelope that its PSD cannot show, from blocks
+    """Four statistics of a signal's complex envelope that its PSD cannot show, from blocks
     of its samples ((start, samples) pairs, as ``Track.samples``): each block's bins inside
     [f_low, f_high] back in time (a critically sampled baseband copy of the band: about one
     sample per symbol for PSK and QAM), then the median over blocks of
@@ -261,8 +261,8 @@ def envelope_features(blocks: list, f_low: float, f_high: float
     - the strongest spectral line of z^2 as a share of its power (1 for a pure line at
       twice the carrier: BPSK; ~0 for circular signals such as QPSK and QAM);
     - the normalized 4th moment of the instantaneous frequency (sample to sample phase
-      step, weighted by amplitude): 1.5 for FM by a tone (arcsine-distributed), near 1 for
-      two-level FSK, about 3 for FM by a noise-like message;
+      step, weighted by amplitude): 1.5 for FM by a tone (arcsine-distributed), 1.1-1.3 for
+      two-level FSK;
     - the share of the band's power in its strongest twentieth of bins (a tone-modulated
       FM's or AM's lines against a smooth hump).
     (0, 0, 0, 0) without samples."""

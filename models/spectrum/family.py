@@ -13,8 +13,8 @@ Training examples are the segmenter's own detections on synthetic scenes (the fe
 block computes, matched to the truth at IoU >= 0.5), so the classifier learns what the
 detector really delivers: every other scene from the fixed synthesizer, the others
 randomized (``variety``: other pulse shapes, indices, numerologies, messages, new families
-and receiver habits), 3000 scenes in all. Its probabilities are then calibrated by one temperature (the
-logits divided by it before the softmax), fitted on half of the held-out detections by
+and receiver habits), 3000 scenes in all. Its probabilities are then calibrated by one
+temperature (the logits divided by it before the softmax), fitted on half of the held-out detections by
 likelihood and checked on the other half (expected calibration error); the block calls a
 detection ``unknown`` when the calibrated probability of its best family is low.
 

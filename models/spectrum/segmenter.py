@@ -163,7 +163,8 @@ def train(steps: int = 2500, seed: int = 0, scenes_per_step: int = 8, real: bool
     """The segmenter (or its real twin) from ``seed``, on the fixed synthesizer's scenes or,
     with ``variety``, every other scene randomized: at this width and step count that lost
     weak signals (README: detection F1 0.35 against 0.61 at 0..10 dB on the project's
-    scenes, 0.35 against 0.44 on GNU Radio's), so the shipped model keeps the former."""
+    scenes, 0.35 against 0.44 on a GNU Radio tuning set), so the shipped model keeps the
+    former."""
     import torch
     import torch.nn.functional as F
     from ..training import optimizer_step
