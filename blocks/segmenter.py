@@ -33,9 +33,37 @@ def noise_floor(tiles: np.ndarray) -> np.ndarray:
     return np.partition(power, k, axis=1)[:, k] / FLOOR_RATIO + 1e-20
 
 
-def normalize_tiles(tiles: np.ndarray) -> np.ndarray:
+def noise_floor_per_bin(tiles: np.ndarray, rise_db: float = 3.0, rounds: int = 4
+                        ) -> np.ndarray:
+    """The noise power of each bin of each (frames, fft) tile, as a floor that may tilt or
+    bow across the band (a receiver's filters, a tilted front end): per bin the 20th
+    percentile of the tile's frames (every other one), then a quadratic in dB across the
+    band fitted to those levels, refitted without the bins standing ``rise_db`` above it
+    (signals), ``rounds`` times. (tiles, fft)."""
+    sample = tiles[:, ::2]
+    power = sample.real ** 2 + sample.imag ** 2
+    k = int(FLOOR_QUANTILE * power.shape[1])
+    db = 10 * np.log10(np.partition(power, k, axis=1)[:, k] / FLOOR_RATIO + 1e-20)
+    x = np.linspace(-1.0, 1.0, tiles.shape[2])
+    basis = np.stack([np.ones_like(x), x, x * x])                    # (3, fft)
+    keep = np.ones(db.shape, bool)
+    for _ in range(rounds):
+        w = keep.astype(np.float64)
+        gram = np.einsum("if,tf,jf->tij", basis, w, basis)
+        rhs = np.einsum("if,tf->ti", basis, w * db)[..., None]
+        coef = np.linalg.solve(gram + 1e-9 * np.eye(3), rhs)[..., 0]
+        fit = coef @ basis
+        keep = db < fit + rise_db
+        keep[keep.sum(axis=1) < tiles.shape[2] // 8] = True         # mostly signal: all bins
+    return (10 ** (fit / 10)).astype(np.float32)
+
+
+def normalize_tiles(tiles: np.ndarray, per_bin: bool = False) -> np.ndarray:
     """Scale each (frames, fft) tile so that noise cells have unit power, as the model was
-    trained."""
+    trained: one scale per tile (contract normalization ``noise_floor``) or one per bin
+    (``noise_floor_per_bin``)."""
+    if per_bin:
+        return tiles * (1 / np.sqrt(noise_floor_per_bin(tiles)))[:, None, :]
     return tiles * (1 / np.sqrt(noise_floor(tiles))).astype(np.float32)[:, None, None]
 
 
@@ -120,6 +148,7 @@ class SpectrumSegmenter(RateBlock):
         self.decim = self.fft * self.frames
         self.max_chunks = self.max_batch
         self.classes = c.class_names[1:]
+        self._per_bin = c.normalization == "noise_floor_per_bin"
         self._win = centring_window(self.fft)
         if self.refine:
             if self.refine < self.fft or self.decim % self.refine:
@@ -167,10 +196,14 @@ class SpectrumSegmenter(RateBlock):
         tiles = scipy.fft.fft(x.reshape(-1, self.fft) * self._win, axis=1, overwrite_x=True)
         tiles = tiles.astype(np.complex64, copy=False).reshape(-1, self.frames, self.fft)
         floor = noise_floor(tiles)
-        tiles *= (1 / np.sqrt(floor)).astype(np.float32)[:, None, None]
         power = np.einsum("ktf,ktf->kf", tiles.real, tiles.real)
         power += np.einsum("ktf,ktf->kf", tiles.imag, tiles.imag)
-        return tiles.view(np.float32).reshape(*tiles.shape, 2), power / self.frames, floor
+        power /= self.frames * floor[:, None]
+        if self._per_bin:   # the model's input flat across the band; the rest per tile
+            tiles *= (1 / np.sqrt(noise_floor_per_bin(tiles)))[:, None, :]
+        else:
+            tiles *= (1 / np.sqrt(floor)).astype(np.float32)[:, None, None]
+        return tiles.view(np.float32).reshape(*tiles.shape, 2), power, floor
 
     def fine_psd(self, x: np.ndarray, floor: np.ndarray) -> np.ndarray:
         """(tiles, refine) PSD of whole tiles of x at the finer resolution, in units of each

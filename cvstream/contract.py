@@ -122,8 +122,10 @@ class Contract:
                 bad(f"'{spec.name}': complex64 items need packing 'interleaved'")
         if not (self.sample_rate == "normalized" or isinstance(self.sample_rate, (int, float))):
             bad("sample_rate is a number of Hz or 'normalized'")
-        if self.normalization not in ("none", "rms", "rms_restore", "noise_floor"):
-            bad("normalization is 'none', 'rms', 'rms_restore' or 'noise_floor'")
+        if self.normalization not in ("none", "rms", "rms_restore", "noise_floor",
+                                      "noise_floor_per_bin"):
+            bad("normalization is 'none', 'rms', 'rms_restore', 'noise_floor' or "
+                "'noise_floor_per_bin'")
         names = [t.name for t in self.inputs + self.outputs]
         for name in names + [s.input for s in self.states] + [s.output for s in self.states]:
             if not name.isidentifier():
