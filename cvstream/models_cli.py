@@ -227,6 +227,7 @@ def cmd_eval_spectrum(args) -> int:
     if args.generator in ("project", "both"):
         from cvstream.models.spectrum.evaluate import evaluate
         tables["project"] = evaluate(found, scenes_per_bucket=args.scenes,
+                                     floor_tilt_db=args.floor_tilt,
                                      progress=progress_printer("evaluating (project scenes)"))
         print("## scenes from cvstream's synthesizer\n")
         print(format_table(tables["project"]) + "\n")
@@ -365,6 +366,9 @@ def add_parser(sub) -> None:
                    "segmenter with its fine view for narrow signals (narrow: true)")
     p.add_argument("--gr-scenes", type=int, default=12,
                    help="spectrum: GNU Radio recordings per SNR bucket")
+    p.add_argument("--floor-tilt", type=float, default=0.0, metavar="DB",
+                   help="spectrum: the project's scenes with a noise floor tilted across the "
+                   "band by up to +-DB (a receiver's filters); 0: white")
     p.add_argument("--gr-seed", type=int, default=2026,
                    help="spectrum: seed of the GNU Radio recordings (2026: the README's "
                    "test set; another seed gives a tuning set)")

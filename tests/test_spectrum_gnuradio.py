@@ -70,7 +70,8 @@ def independent_rates():
 def test_models_eval_spectrum_gnuradio_prints_the_tables(gnuradio, tmp_path):
     env = dict(os.environ, CVSTREAM_CACHE=str(tmp_path))
     done = run_cli("models", "eval", "spectrum", "--generator", "both", "--scenes", "1",
-                   "--gr-scenes", "1", "--gr-seed", "5", env=env, timeout=900)
+                   "--gr-scenes", "1", "--gr-seed", "5", "--floor-tilt", "3", env=env,
+                   timeout=900)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "## scenes from cvstream's synthesizer" in out

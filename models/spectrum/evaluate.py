@@ -199,13 +199,14 @@ class Tally:
 
 
 def evaluate(detectors: dict, scenes_per_bucket: int = 16, seed: int = 7,
-             samples: int = 262144, progress=None) -> dict:
-    """{bucket: {detector: metrics}}; ``detectors`` maps a name to detect(x) -> [Box]."""
+             samples: int = 262144, progress=None, floor_tilt_db: float = 0.0) -> dict:
+    """{bucket: {detector: metrics}}; ``detectors`` maps a name to detect(x) -> [Box];
+    ``floor_tilt_db``: the scenes' noise floor tilted by up to that (the same signals)."""
     table = {}
     total = len(BUCKETS) * scenes_per_bucket
     done = 0
     for lo, hi in BUCKETS:
-        cfg = SceneConfig(samples=samples, snr_db=(lo, hi))
+        cfg = SceneConfig(samples=samples, snr_db=(lo, hi), floor_tilt_db=floor_tilt_db)
         tallies = {name: Tally() for name in detectors}
         for k in range(scenes_per_bucket):
             rng = np.random.default_rng([seed, lo + 100, k])

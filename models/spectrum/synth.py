@@ -46,6 +46,9 @@ class SceneConfig:
     modulations: tuple[str, ...] = tuple(MODULATIONS)
     #: randomized emitters, new families and receiver habits (``variety``): training data
     variety: bool = False
+    #: a noise floor tilted across the band by up to +- this many dB (a receiver's filters;
+    #: in-band SNRs stay over the floor at each signal's centre); 0: white
+    floor_tilt_db: float = 0.0
 
 
 def _bandwidth(rng, cfg: SceneConfig) -> float:
@@ -79,7 +82,11 @@ def scene(rng: np.random.Generator, cfg: SceneConfig = SceneConfig(),
         from . import variety
         return variety.scene(rng, cfg, n_signals)
     n = cfg.samples
-    x = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)
+    if cfg.floor_tilt_db:
+        from .variety import tilted_noise
+        x, density = tilted_noise(rng, n, cfg.floor_tilt_db, ripple_db=0.0)
+    else:
+        x, density = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2), None
     labels = []
     count = rng.integers(0, cfg.max_signals + 1) if n_signals is None else n_signals
     for _ in range(count):
@@ -93,7 +100,7 @@ def scene(rng: np.random.Generator, cfg: SceneConfig = SceneConfig(),
             start = int(rng.integers(0, n - length))
             stop = start + length
         snr = rng.uniform(*cfg.snr_db)
-        power = 10 ** (snr / 10) * bw
+        power = 10 ** (snr / 10) * bw * (density(center) if density else 1.0)
         wave = _multipath(rng, wave)
         wave = wave * np.exp(1j * np.cumsum(rng.normal(0, 1e-3, n)))  # phase noise
         wave *= np.sqrt(power / np.mean(np.abs(wave) ** 2))

@@ -289,11 +289,14 @@ def impair(rng, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def tilted_noise(rng, n: int) -> tuple[np.ndarray, callable]:
-    """Complex noise of mean power 1 whose floor tilts by up to +-6 dB across the band with a
-    +-1 dB ripple; returns it and its density at a normalized frequency (mean 1)."""
-    tilt = rng.uniform(-6, 6)
-    ripple, phase, cycles = rng.uniform(0, 1), rng.uniform(0, 2 * np.pi), rng.uniform(0.5, 3)
+def tilted_noise(rng, n: int, max_tilt_db: float = 6.0, ripple_db: float = 1.0
+                 ) -> tuple[np.ndarray, callable]:
+    """Complex noise of mean power 1 whose floor tilts by up to +-``max_tilt_db`` across the
+    band with a ripple of up to +-``ripple_db``; returns it and its density at a normalized
+    frequency (mean 1)."""
+    tilt = rng.uniform(-max_tilt_db, max_tilt_db)
+    ripple, phase, cycles = (rng.uniform(0, 1) * ripple_db, rng.uniform(0, 2 * np.pi),
+                             rng.uniform(0.5, 3))
 
     def density_db(f):
         return tilt * f + ripple * np.sin(2 * np.pi * cycles * f + phase)
