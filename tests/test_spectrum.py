@@ -380,20 +380,21 @@ def test_block_tiles_are_the_training_tiles(tmp_path):
     from cvstream.models.spectrum import segmenter as seg
     x, _ = scene(np.random.default_rng(8), SceneConfig(samples=4 * seg.TILE))
     raw = seg.stft_tiles(x)
-    block = SpectrumSegmenter()
-    assert block.contract.normalization == seg.NORMALIZATION == "noise_floor"
-    tiles, power, floor = block.prepare(x)
+    # a model trained on one floor per tile (as before) gets tiles scaled so
+    from cvstream.models.export import export_model
+    path = str(tmp_path / "per_tile.onnx")
+    c = seg.contract()
+    c["normalization"] = "noise_floor"
+    export_model(seg.build(), c, path)
+    tiles, power, floor = SpectrumSegmenter(model=path, family="").prepare(x)
     want = normalize_tiles(raw)
     np.testing.assert_allclose(tiles[..., 0] + 1j * tiles[..., 1], want, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(power, np.mean(np.abs(want) ** 2, axis=1), rtol=1e-4)
-    # a model trained on per-bin floors gets per-bin tiles; the cell power (SNR, fine PSD)
-    # stays in units of the tile's one floor
-    from cvstream.models.export import export_model
-    path = str(tmp_path / "per_bin.onnx")
-    c = seg.contract()
-    c["normalization"] = "noise_floor_per_bin"
-    export_model(seg.build(), c, path)
-    tiles, power, floor = SpectrumSegmenter(model=path, family="").prepare(x)
+    # the shipped model: per-bin tiles; the cell power (SNR, fine PSD) stays in units of the
+    # tile's one floor
+    block = SpectrumSegmenter()
+    assert block.contract.normalization == seg.NORMALIZATION == "noise_floor_per_bin"
+    tiles, power, floor = block.prepare(x)
     want = normalize_tiles(raw, per_bin=True)
     np.testing.assert_allclose(tiles[..., 0] + 1j * tiles[..., 1], want, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(floor, noise_floor(raw), rtol=1e-6)

@@ -1,9 +1,10 @@
 """The spectrum segmenter: a complex-valued CNN over short-time Fourier frames.
 
 Input: a tile of ``FRAMES`` consecutive FFT frames of ``FFT`` bins (Hann window, no overlap,
-DC centred, normalized frequency, so any sample rate works), each tile scaled so that its
-noise cells have unit power (``normalize_tiles``: a low percentile of the cell powers; with
-``NORMALIZATION = "noise_floor_per_bin"`` each bin, by a quadratic in dB across the band).
+DC centred, normalized frequency, so any sample rate works), each bin of each tile scaled
+so that its noise has unit power (``normalize_tiles(per_bin=True)``: a quadratic in dB
+across the band through the bins' low percentiles, contract normalization
+``noise_floor_per_bin``).
 The network treats the tile's frames as complex input channels and convolves along
 frequency: a complex log-compander, a complex convolution (frames -> C channels), then
 dilated complex convolutions (1, 2, 4, 8) with modReLU and residual connections; the head
@@ -35,10 +36,10 @@ FFT, FRAMES = 256, 32
 TILE = FFT * FRAMES
 WIDTH = 12
 ACTIVATION = "modrelu"
-#: the tiles' scaling (contract ``normalization``): one noise floor per tile; the block also
-#: serves ``noise_floor_per_bin`` (a floor fitted across the band, so a tilted floor reaches
-#: the network flat), which a model trained so did not yet beat on both test sets (README)
-NORMALIZATION = "noise_floor"
+#: the tiles' scaling (contract ``normalization``): a noise floor per bin, fitted across the
+#: band, so a floor tilted by a receiver's filters reaches the network flat (the block also
+#: serves ``noise_floor``, one scale per tile, as earlier models were trained)
+NORMALIZATION = "noise_floor_per_bin"
 #: the shipped segmenters (file name, row label in the evaluation table)
 SEGMENTERS = ((NAME, "segmenter"), (NAME + "_real", "real twin"))
 
