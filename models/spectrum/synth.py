@@ -55,12 +55,22 @@ def _bandwidth(rng, cfg: SceneConfig) -> float:
     return float(np.exp(rng.uniform(np.log(max(cfg.min_bw, 0.004)), np.log(cfg.max_bw))))
 
 
-def _multipath(rng, x: np.ndarray) -> np.ndarray:
-    taps = np.zeros(8, complex)
+def multipath(rng, x: np.ndarray, span: int = 8, echoes: tuple[int, int] = (1, 3),
+              strongest: float = 0.4) -> np.ndarray:
+    """x through a channel of a direct path and echoes[0]..echoes[1]-1 echoes at random
+    delays within ``span`` samples, each 0.05..``strongest`` of it with a random phase."""
+    taps = np.zeros(span, complex)
     taps[0] = 1.0
-    for d in rng.choice(np.arange(1, 8), rng.integers(1, 3), replace=False):
-        taps[d] = rng.uniform(0.05, 0.4) * np.exp(2j * np.pi * rng.random())
+    for d in rng.choice(np.arange(1, span), rng.integers(*echoes), replace=False):
+        taps[d] = rng.uniform(0.05, strongest) * np.exp(2j * np.pi * rng.random())
     return np.convolve(x, taps / np.linalg.norm(taps))[:len(x)]
+
+
+def iq_imbalance(x: np.ndarray, gain: float, phase: float) -> np.ndarray:
+    """x through a receiver whose I and Q branches differ by ``gain`` and ``phase`` (rad)."""
+    mu = 0.5 * (1 + gain * np.exp(-1j * phase))
+    nu = 0.5 * (1 - gain * np.exp(1j * phase))
+    return mu * x + nu * np.conj(x)
 
 
 def burst_envelope(n: int, start: int, stop: int) -> np.ndarray:
@@ -101,7 +111,7 @@ def scene(rng: np.random.Generator, cfg: SceneConfig = SceneConfig(),
             stop = start + length
         snr = rng.uniform(*cfg.snr_db)
         power = 10 ** (snr / 10) * bw * (density(center) if density else 1.0)
-        wave = _multipath(rng, wave)
+        wave = multipath(rng, wave)
         wave = wave * np.exp(1j * np.cumsum(rng.normal(0, 1e-3, n)))  # phase noise
         wave *= np.sqrt(power / np.mean(np.abs(wave) ** 2))
         x += wave * burst_envelope(n, start, stop) * np.exp(2j * np.pi * center * np.arange(n))
@@ -109,9 +119,7 @@ def scene(rng: np.random.Generator, cfg: SceneConfig = SceneConfig(),
                                   center + bw / 2, round(float(snr), 2)))
     # receiver impairments: IQ imbalance and DC offset
     gain, phase = 1 + rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03)
-    mu = 0.5 * (1 + gain * np.exp(-1j * phase))
-    nu = 0.5 * (1 - gain * np.exp(1j * phase))
-    x = mu * x + nu * np.conj(x) + 0.02 * np.exp(2j * np.pi * rng.random())
+    x = iq_imbalance(x, gain, phase) + 0.02 * np.exp(2j * np.pi * rng.random())
     return x.astype(np.complex64), labels
 
 

@@ -314,14 +314,6 @@ def bandwidth(rng, max_bw: float) -> float:
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
-def _multipath(rng, x: np.ndarray) -> np.ndarray:
-    taps = np.zeros(17, complex)
-    taps[0] = 1.0
-    for d in rng.choice(np.arange(1, 17), int(rng.integers(0, 5)), replace=False):
-        taps[d] = rng.uniform(0.05, 0.5) * np.exp(2j * np.pi * rng.random())
-    return np.convolve(x, taps / np.linalg.norm(taps))[:len(x)]
-
-
 def _bursts(rng, kind: str, n: int, bw: float, burst_probability: float) -> list:
     """(start, stop) of each burst of one emitter."""
     if kind in SHORT_BURSTS:
@@ -348,7 +340,7 @@ def scene(rng, cfg, n_signals: int | None = None):
     """A training scene of randomized emitters and receiver: (complex64 samples, labels);
     the noise floor's mean power is 1 and each emitter's in-band SNR is over the floor's
     density at its centre. Frequency-hopping emitters give one label per dwell."""
-    from .synth import SignalLabel, burst_envelope
+    from .synth import SignalLabel, burst_envelope, iq_imbalance, multipath
     n = cfg.samples
     x, density = tilted_noise(rng, n)
     labels = []
@@ -362,7 +354,7 @@ def scene(rng, cfg, n_signals: int | None = None):
         base = rng.uniform(-0.5 + span / 2, 0.5 - span / 2)
         snr = rng.uniform(*cfg.snr_db)
         drift = rng.uniform(-0.05, 0.05) * bw if kind != "cw" else 0.0
-        wave = _multipath(rng, wave)
+        wave = multipath(rng, wave, span=17, echoes=(0, 5), strongest=0.5)
         wave = wave * np.exp(1j * np.cumsum(rng.normal(0, np.exp(rng.uniform(
             np.log(1e-4), np.log(1e-2))), n)))                       # phase noise
         wave = wave * np.exp(1j * np.pi * drift * (t ** 2 / n - t))  # drift, centred
@@ -376,7 +368,5 @@ def scene(rng, cfg, n_signals: int | None = None):
             labels.append(SignalLabel(kind, VARIETY_FAMILY[kind], int(start), int(stop),
                                       centre - half, centre + half, round(float(snr), 2)))
     gain, phase = 1 + rng.uniform(-0.05, 0.05), rng.uniform(-0.05, 0.05)
-    mu = 0.5 * (1 + gain * np.exp(-1j * phase))
-    nu = 0.5 * (1 - gain * np.exp(1j * phase))
-    x = mu * x + nu * np.conj(x) + rng.uniform(0, 0.05) * np.exp(2j * np.pi * rng.random())
+    x = iq_imbalance(x, gain, phase) + rng.uniform(0, 0.05) * np.exp(2j * np.pi * rng.random())
     return impair(rng, x).astype(np.complex64), labels
