@@ -1,6 +1,7 @@
 """``cvstream models``: list, info, export, train, eval."""
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import importlib.util
@@ -263,10 +264,24 @@ def cmd_synth_radar(args) -> int:
     return 0
 
 
+def fista_budgets(text: str) -> tuple:
+    """argparse type: "60,500" -> (60, 500), each a positive count."""
+    try:
+        budgets = tuple(sorted({int(v) for v in text.split(",")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of "
+                                         "iteration counts") from None
+    if not budgets or budgets[0] < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: iteration counts must be >= 1")
+    return budgets
+
+
 def cmd_eval_radar(args) -> int:
     from cvstream.models import resolve_model
     from cvstream.models.radar.evaluate import CONDITIONS, evaluate, format_table, onnx_imager
+    from cvstream.models.radar.sparse import BUDGETS
     from cvstream.models.radar.train import KINDS, model_name
+    budgets = args.fista_iterations or BUDGETS
     tables = {}
     for config in args.config or ["small", "published"]:
         imagers = {kind: onnx_imager(resolve_model(
@@ -274,12 +289,12 @@ def cmd_eval_radar(args) -> int:
             else f"builtin:{model_name(kind, config)}")) for kind in KINDS}
         for shapes in (("seen", "unseen") if args.shapes == "both" else (args.shapes,)):
             tables[(config, shapes)] = evaluate(
-                config, imagers, args.scenes, shapes=shapes,
+                config, imagers, args.scenes, shapes=shapes, fista_budgets=budgets,
                 progress=progress_printer(f"evaluating {config}, {shapes} shapes"))
         for condition in (c for c in CONDITIONS if c and args.conditions):
             tables[(config, "unseen", condition)] = evaluate(
                 config, imagers, args.scenes, shapes="unseen", condition=condition,
-                progress=progress_printer(f"evaluating {config}, unseen shapes, {condition}"))
+                fista_budgets=budgets, progress=progress_printer(f"evaluating {config}, unseen shapes, {condition}"))
     print(format_table(tables))
     return 0
 
@@ -352,6 +367,9 @@ def add_parser(sub) -> None:
     p.add_argument("--conditions", action="store_true",
                    help="radar: also the unseen shapes at 10/20/30/40 dB measurement SNR and "
                    "with antennas displaced by up to +-1 mm")
+    p.add_argument("--fista-iterations", type=fista_budgets, metavar="N[,N...]",
+                   help="radar: FISTA's iteration budgets, one row per solver and budget "
+                   "(default 60,500)")
     p.add_argument("--generator", choices=["project", "gnuradio", "independent", "both"],
                    default="project",
                    help="whose scenes: spectrum: gnuradio (recordings made by GNU Radio's "
