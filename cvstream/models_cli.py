@@ -287,14 +287,16 @@ def cmd_eval_radar(args) -> int:
         imagers = {kind: onnx_imager(resolve_model(
             f"{args.model}/{model_name(kind, config)}.onnx" if args.model
             else f"builtin:{model_name(kind, config)}")) for kind in KINDS}
+        common = dict(fista_budgets=budgets, choosing=lambda label, config=config:
+                      progress_printer(f"{label}, {config}"))
         for shapes in (("seen", "unseen") if args.shapes == "both" else (args.shapes,)):
             tables[(config, shapes)] = evaluate(
-                config, imagers, args.scenes, shapes=shapes, fista_budgets=budgets,
+                config, imagers, args.scenes, shapes=shapes, **common,
                 progress=progress_printer(f"evaluating {config}, {shapes} shapes"))
         for condition in (c for c in CONDITIONS if c and args.conditions):
             tables[(config, "unseen", condition)] = evaluate(
-                config, imagers, args.scenes, shapes="unseen", condition=condition,
-                fista_budgets=budgets, progress=progress_printer(f"evaluating {config}, unseen shapes, {condition}"))
+                config, imagers, args.scenes, shapes="unseen", condition=condition, **common,
+                progress=progress_printer(f"evaluating {config}, unseen shapes, {condition}"))
     print(format_table(tables))
     return 0
 

@@ -95,7 +95,8 @@ def onnx_imager(path: str):
     return RadarReconstruct(model=path, threads=2).process
 
 
-def fista_imagers(cfg, budgets=BUDGETS, validation: int = 8, solver=FistaL1) -> dict:
+def fista_imagers(cfg, budgets=BUDGETS, validation: int = 8, solver=FistaL1,
+                  progress=None) -> dict:
     """FISTA (``solver``: FistaL1 or FistaGroup) at each iteration budget, its lambda chosen
     by NMSE on ``validation`` scenes of the training's families (seed VALID_SEED):
     {budget: (imager, lambda)}. The choice is made once per solver, configuration and
@@ -105,7 +106,8 @@ def fista_imagers(cfg, budgets=BUDGETS, validation: int = 8, solver=FistaL1) -> 
     if key not in _LAMBDAS:
         sweeps, truth, _ = make_scenes(cfg, validation, VALID_SEED)
         _LAMBDAS[key] = choose_lambda(cfg, sweeps, truth, lambda i, t: -nmse_db(i, t),
-                                      tuple(budgets), solver=solver)[0]
+                                      tuple(budgets), solver=solver,
+                                      progress=progress)[0]
     forward, adjoint = ForwardOperator(cfg), ImageFormation(cfg, "adjoint")
     return {its: (solver(cfg, lam, its, forward, adjoint), lam)
             for its, lam in _LAMBDAS[key].items()}
@@ -141,10 +143,11 @@ def displaced(cfg, error_m: float, seed: int = 7):
 
 def evaluate(config: str, imagers: dict, count: int = 32, progress=None,
              shapes: str = "seen", fista_budgets=BUDGETS, fista: bool = True,
-             condition: str = "") -> dict:
+             condition: str = "", choosing=None) -> dict:
     """{method: metrics and ms_per_frame} on ``count`` held-out scenes of ``config`` whose
     targets come from the training's shape families (``seen``) or from families it never
-    saw (``unseen``), under one of ``CONDITIONS``."""
+    saw (``unseen``), under one of ``CONDITIONS``. ``progress(done, total)`` follows the
+    scenes; ``choosing(label)`` returns a progress callback for choosing a FISTA lambda."""
     cfg = load_config(config)
     snr, error_m = CONDITIONS[condition]
     scene = SceneConfig(shapes=SETS[shapes])
@@ -158,8 +161,9 @@ def evaluate(config: str, imagers: dict, count: int = 32, progress=None,
     starts = {}   # debiasing row -> the FISTA row whose solutions it refines
     if fista:
         for label, kind in (("FISTA-L1", FistaL1), ("FISTA-group", FistaGroup)):
-            for its, (solver, lam) in sorted(fista_imagers(cfg, fista_budgets,
-                                                              solver=kind).items()):
+            chosen = fista_imagers(cfg, fista_budgets, solver=kind, progress=choosing and
+                                   choosing(f"choosing {label}'s lambda"))
+            for its, (solver, lam) in sorted(chosen.items()):
                 methods[plain := f"{label} ({its} it, lambda {lam:g})"] = solver
             debiased = debiased_imager(solver)   # of the largest budget
             methods[name := f"{label} ({its} it) + debias ({debiased.support:g})"] = debiased
