@@ -92,16 +92,20 @@ def test_shipped_small_models_beat_kirchhoff_on_held_out_scenes(kind):
 
 
 def test_shipped_unrolled_model_generalizes_where_the_u_nets_do_not():
-    """On shape families no model trained on, the operator-in-the-loop network keeps its
-    NMSE far below Deep2S's and at least FISTA-L1's (README table: -6.6 / -2.2 / -6.2 dB)."""
+    """On shape families no model trained on, the operator-in-the-loop network with its
+    debiasing step keeps NMSE far below Deep2S's and below FISTA-L1's after 500 iterations
+    (README table, 32 scenes: -19.0 / -2.2 / -16.3 dB); its contract says it debiases."""
     from cvstream.models.radar.sparse import FistaL1
-    imagers = {kind: onnx_imager(resolve_model(f"builtin:radar_{kind}_small"))
-               for kind in ("unrolled", "deep2s")}
-    imagers["fista"] = FistaL1(load_config("small"), 0.1, 60)  # the table's lambda
+    path = resolve_model("builtin:radar_unrolled_small")
+    assert "then least squares on the voxels above 0.2 of the peak" in \
+        read_contract(path).description
+    imagers = {"unrolled": onnx_imager(path),
+               "deep2s": onnx_imager(resolve_model("builtin:radar_deep2s_small")),
+               "fista": FistaL1(load_config("small"), 0.003, 500)}  # the table's lambda
     rows = evaluate("small", imagers, count=6, shapes="unseen", fista=False)
     fista = rows["fista"]
-    assert rows["unrolled"]["nmse_db"] < rows["deep2s"]["nmse_db"] - 2.0
-    assert rows["unrolled"]["nmse_db"] < fista["nmse_db"] + 0.5
+    assert rows["unrolled"]["nmse_db"] < rows["deep2s"]["nmse_db"] - 10.0
+    assert rows["unrolled"]["nmse_db"] < fista["nmse_db"] - 1.0
     assert rows["unrolled"]["dice"] > rows["deep2s"]["dice"]
 
 
