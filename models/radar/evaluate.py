@@ -13,7 +13,8 @@ with L1 or group sparsity (2x2x2 voxel blocks), each lambda chosen by NMSE on va
 scenes (another seed), at two iteration budgets (``BUDGETS``: 60, about the unrolled
 networks' cost, and 500, near convergence), and at the larger budget followed by the
 classical debiasing step (least squares on the voxels above a fraction of the peak, chosen
-on the same validation scenes; 20 conjugate-gradient iterations). Time per frame is measured in-process (one sweep at a time).
+on the same validation scenes; 20 conjugate-gradient iterations). Time per frame is
+measured in-process (one sweep at a time; a debiasing row counts its FISTA's time).
 
 Conditions (``CONDITIONS``) stress the unseen families further: one measurement SNR for all
 scenes (10, 20, 30, 40 dB instead of 20-40), and model mismatch, sweeps measured with every

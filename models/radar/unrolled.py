@@ -12,7 +12,7 @@ each carry an independent random phase has all its structure in the magnitudes; 
 that sees only normalized magnitudes makes the whole network equivariant to the sweep's
 scale and global phase, and the physics (not a learned shape prior) does the imaging.
 
-A learned threshold, like L1's, leaves the kept voxels' amplitudes biased; the graph ends
+A learned threshold, like L1's, leaves the kept voxels' amplitudes biased; the graph can end
 with the classical debiasing step on the support the network found (``refine_on_support``:
 conjugate gradients on least squares over the voxels above a fraction of the peak, the same
 operators; the fraction chosen on validation scenes after training).
