@@ -107,8 +107,7 @@ def fista_imagers(cfg, budgets=BUDGETS, validation: int = 8, solver=FistaL1,
     if key not in _LAMBDAS:
         sweeps, truth, _ = make_scenes(cfg, validation, VALID_SEED)
         _LAMBDAS[key] = choose_lambda(cfg, sweeps, truth, lambda i, t: -nmse_db(i, t),
-                                      tuple(budgets), solver=solver,
-                                      progress=progress)[0]
+                                      tuple(budgets), solver=solver, progress=progress)[0]
     forward, adjoint = ForwardOperator(cfg), ImageFormation(cfg, "adjoint")
     return {its: (solver(cfg, lam, its, forward, adjoint), lam)
             for its, lam in _LAMBDAS[key].items()}

@@ -158,30 +158,25 @@ def choose_support(solver: FistaL1, sweeps: np.ndarray, truth: np.ndarray, score
     x = solver.complex_images(sweeps)
     means = {}
     for support in supports:
-        images = normalize_max(np.abs(refine_on_support(solver.A, solver.AH, x, sweeps,
-                                                        support)).reshape(truth.shape))
+        images = Debiased(solver, support).refine(x, sweeps)
         means[support] = float(np.mean([score(m, t) for m, t in zip(images, truth)]))
     return max(means, key=means.get), means
 
 
 def choose_lambda(cfg: RadarConfig, sweeps: np.ndarray, truth: np.ndarray, score,
-                  iterations=60, lambdas=LAMBDAS, solver=FistaL1, progress=None):
-    """The lambda of ``solver`` (a FISTA class) with the best mean ``score(image, truth)``
-    (higher is better) on the validation scenes given. ``iterations`` an int: returns that
-    lambda and {lambda: mean score}; a tuple of budgets: {budget: lambda} and
-    {(lambda, budget): mean score}, from one run per lambda; ``progress(done, total)``
-    after each lambda."""
-    budgets = (iterations,) if isinstance(iterations, int) else tuple(iterations)
+                  budgets=BUDGETS, lambdas=LAMBDAS, solver=FistaL1,
+                  progress=None) -> tuple[dict, dict]:
+    """For each iteration budget, the lambda of ``solver`` (a FISTA class) with the best
+    mean ``score(image, truth)`` (higher is better) on the validation scenes given, from one
+    run per lambda: returns {budget: lambda} and {(lambda, budget): mean score};
+    ``progress(done, total)`` after each lambda."""
     forward, adjoint = ForwardOperator(cfg), ImageFormation(cfg, "adjoint")
     means = {}
     for done, lam in enumerate(lambdas, 1):
         solver_at = solver(cfg, lam, max(budgets), forward, adjoint)
         for i, x in solver_at.iterates(sweeps, budgets):
-            images = normalize_max(np.abs(x).reshape(len(sweeps), *cfg.image_shape))
+            images = solver_at.magnitudes(x)
             means[lam, i] = float(np.mean([score(m, t) for m, t in zip(images, truth)]))
         if progress:
             progress(done, len(lambdas))
-    best = {i: max(lambdas, key=lambda lam: means[lam, i]) for i in budgets}
-    if isinstance(iterations, int):
-        return best[iterations], {lam: means[lam, iterations] for lam in lambdas}
-    return best, means
+    return {i: max(lambdas, key=lambda lam: means[lam, i]) for i in budgets}, means
