@@ -51,6 +51,9 @@ class RadioContext:
         return bad
 
 
+#: how much finer than the fine PSD the view is that splits close neighbours (refine_edges)
+ZOOM = 2
+
 #: samples a track keeps (its first blocks) for its envelope statistics
 SAMPLE_LIMIT = 32768
 
@@ -72,17 +75,21 @@ class Track:
     missed: int = 0      # consecutive blocks without a hit
     spectrum: np.ndarray | None = None  # sum of the fine PSDs of the blocks it was seen in
     spectra: int = 0                    # how many were summed
+    zoom: np.ndarray | None = None      # the same sum at ZOOM times the resolution, if kept
     samples: list = field(default_factory=list)  # (start, samples) of its first blocks
     label_confidence: float | None = None  # a family classifier's, calibrated
     guess: str | None = None               # its best family, where the label is "unknown"
 
-    def add_spectrum(self, psd: np.ndarray | None) -> None:
+    def add_spectrum(self, psd: np.ndarray | None, zoom: np.ndarray | None = None) -> None:
         if psd is None:
             return
         if self.spectrum is None:
             self.spectrum = psd.astype(np.float64)
+            self.zoom = None if zoom is None else zoom.astype(np.float64)
         else:
             self.spectrum += psd
+            if self.zoom is not None and zoom is not None:
+                self.zoom += zoom
         self.spectra += 1
 
     def add_samples(self, start: int, block: np.ndarray | None) -> None:
@@ -178,10 +185,11 @@ class Tracker:
 
     def update(self, start: int, stop: int, intervals: list[tuple],
                spectrum: np.ndarray | None = None,
-               samples: np.ndarray | None = None) -> list[Track]:
+               samples: np.ndarray | None = None,
+               zoom: np.ndarray | None = None) -> list[Track]:
         """Feed the intervals (f_low, f_high, snr_db, label[, score]) of block
         [start, stop), and optionally the block's fine PSD (summed into every track seen in
-        the block, for ``refine_edges``) and its samples (the first few blocks of each
+        the block, for ``refine_edges``; ``zoom``: the same ZOOM times finer) and its samples (the first few blocks of each
         track are kept, for ``envelope_features``); returns the tracks that ended."""
         ended, still = [], []
         used = [False] * len(intervals)
@@ -200,7 +208,7 @@ class Tracker:
                     track.score = max([track.score, *score])
                     used[i] = hit = True
             if hit:
-                track.add_spectrum(spectrum)
+                track.add_spectrum(spectrum, zoom)
                 track.add_samples(start, samples)
             track.missed = 0 if hit else track.missed + 1
             going = track.missed <= self.hold and len(track.edges) < self.max_blocks
@@ -209,7 +217,7 @@ class Tracker:
             if not used[i]:
                 track = Track(start, stop, lo, hi, snr, label, max([0.0, *score]),
                               {label: (hi - lo) * max([1e-6, *score])}, [(lo, hi)], [start])
-                track.add_spectrum(spectrum)
+                track.add_spectrum(spectrum, zoom)
                 track.add_samples(start, samples)
                 still.append(track)
         self.open = still
@@ -349,14 +357,76 @@ def noise_level(pfa: float, n: int) -> float:
 def split_at_valleys(db: np.ndarray, a: int, b: int, depth: float, edge: int = 2
                      ) -> list[tuple[int, int]]:
     """The run [a, b) of a PSD (dB) cut at its deepest interior valley while that valley lies
-    ``depth`` dB or more under the peaks on both of its sides (neighbours whose skirts
-    touch), each part at least ``edge`` bins wide; recursively."""
+    ``depth`` dB or more under the median level of both of its sides (neighbours whose
+    skirts touch; the lines of one signal's line spectrum, whose sides are mostly gaps, are
+    not cut), each part at least ``edge`` bins wide; recursively."""
     if b - a < 2 * edge + 1:
         return [(a, b)]
     m = a + edge + int(np.argmin(db[a + edge:b - edge]))
-    if min(db[a:m].max(), db[m + 1:b].max()) - db[m] < depth:
+    if min(np.median(db[a:m]), np.median(db[m + 1:b])) - db[m] < depth:
         return [(a, b)]
     return split_at_valleys(db, a, m, depth, edge) + split_at_valleys(db, m + 1, b, depth, edge)
+
+
+def join_line_spectra(runs: list[tuple[int, int]], min_lines: int = 3,
+                      tolerance: float = 0.25) -> list[tuple[int, int]]:
+    """Runs ([start, stop) bins, in order) that form a comb joined into one: at least
+    ``min_lines`` consecutive runs whose centres are equally spaced (within ``tolerance`` of
+    the first spacing), each narrower than half the spacing or as wide as the first run
+    (within ``tolerance``). A carrier modulated by a tone (FM, AM) shows such lines, a
+    periodic sweep such humps; neighbouring signals of their own widths do not."""
+    centre = [0.5 * (a + b) for a, b in runs]
+    width = [b - a for a, b in runs]
+    out, i = [], 0
+    while i < len(runs):
+        j = i + 1
+        if i + 1 < len(runs):
+            spacing = centre[i + 1] - centre[i]
+            while j < len(runs) and abs(centre[j] - centre[j - 1] - spacing) <= \
+                    tolerance * spacing and (width[j] <= 0.5 * spacing or abs(
+                        width[j] - width[i]) <= tolerance * width[i]):
+                j += 1
+        if j - i >= min_lines:
+            out.append((runs[i][0], runs[j - 1][1]))
+        else:
+            out.append(runs[i])
+            j = i + 1
+        i = j
+    return out
+
+
+def occupied_edges(psd: np.ndarray, a: int, b: int, power_share: float
+                   ) -> tuple[float, float]:
+    """Fractional bin positions of the band of run [a, b) holding ``power_share`` of its
+    power above the noise (noise power 1 per bin)."""
+    excess = np.maximum(psd[a:b] - 1, 0)
+    cum = np.concatenate([[0.0], np.cumsum(excess)]) / max(excess.sum(), 1e-12)
+    tail = (1 - power_share) / 2
+    return (a + float(np.interp(tail, cum, np.arange(b - a + 1))),
+            a + float(np.interp(1 - tail, cum, np.arange(b - a + 1))))
+
+
+def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
+                valley_db: float, side_db: float = 7.0) -> list[tuple[int, int]]:
+    """Run [a, b) of the finer PSD ``zoom`` (noise power 1 per bin) cut where its bins fall
+    under ``level`` for more than ``split_gap`` bins between parts whose median levels
+    both stand ``side_db`` over the noise (a weak signal's own bins dip under the level by
+    chance), and at valleys ``valley_db`` deep (``split_at_valleys``); parts of one bin
+    dropped."""
+    db = 10 * np.log10(np.maximum(zoom, 1e-12))
+    above = zoom[a:b] > level
+    runs = []
+    for lo, hi in merge_runs(above, split_gap):
+        if hi - lo < 2:
+            continue
+        lo, hi = a + lo, a + hi
+        if runs and min(np.median(db[runs[-1][0]:runs[-1][1]]), np.median(db[lo:hi])) < \
+                side_db:
+            runs[-1] = (runs[-1][0], hi)
+        else:
+            runs.append((lo, hi))
+    runs = [part for lo, hi in runs for part in split_at_valleys(db, lo, hi, valley_db)]
+    return runs or [(a, b)]
 
 
 def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
@@ -368,32 +438,44 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     noise spikes) form runs; runs more than ``split_gap`` bins apart are separate signals
     (neighbours the coarse view merged): one track each, with the label, and the time span
     of the blocks whose runs reached its band when ``block`` (samples per block) is given.
-    Each run's edges are its occupied bandwidth: the band holding ``power_share`` of its
-    power above the noise (99.9 %), which ignores window leakage and spectral skirts at high
-    SNR. Where nothing stands out (a weak signal), the coarse edges stay."""
+    Where the track also holds a PSD ZOOM times finer (``Track.zoom``) and ``valley_db``
+    is set, each run is cut again on it: at gaps of more than ``split_gap`` of its bins
+    and at valleys ``valley_db`` under both sides (``split_finer``: neighbours 0.2 % of the
+    band apart, which the fine PSD's window blurs into one run). Runs that form a comb
+    (``join_line_spectra``: one signal's spectral lines) are joined. Each detection's edges
+    are its occupied bandwidth: the band holding ``power_share`` of its power above the
+    noise (99.9 %), which ignores window leakage and spectral skirts at high SNR. Where
+    nothing stands out (a weak signal), the coarse edges stay."""
     if track.spectrum is None or not track.spectra:
         return [track]
     fine = len(track.spectrum)
     n = frames * track.spectra
     psd = track.spectrum / track.spectra
-    level = noise_level(pfa, n)
     freqs = (np.arange(fine) - fine // 2) / fine
     inside = (freqs >= track.f_low - margin) & (freqs <= track.f_high + margin)
-    out = []
-    runs = merge_runs(inside & (psd > level), split_gap)
-    if valley_db:
-        db = 10 * np.log10(np.maximum(psd, 1e-12))
-        runs = [part for a, b in runs for part in split_at_valleys(db, a, b, valley_db)]
+    runs = [(a, b) for a, b in merge_runs(inside & (psd > noise_level(pfa, n)), split_gap)
+            if b - a > 1]
+    # the view that splits runs: the finer PSD where the track has one, else the fine one
+    if track.zoom is not None:
+        view, r, view_n = track.zoom / track.spectra, ZOOM, n // ZOOM
+    else:
+        view, r, view_n = psd, 1, n
+    # every part as (a, b, resolution): whole runs keep the fine PSD's edges; parts cut on
+    # the view take theirs from it
+    parts = []
     for a, b in runs:
-        if b - a < 2:
-            continue
-        excess = np.maximum(psd[a:b] - 1, 0)
-        cum = np.concatenate([[0.0], np.cumsum(excess)]) / max(excess.sum(), 1e-12)
-        tail = (1 - power_share) / 2  # fractional bin positions of the two quantiles
-        lo = a + np.interp(tail, cum, np.arange(b - a + 1))
-        hi = a + np.interp(1 - tail, cum, np.arange(b - a + 1))
+        pieces = split_finer(view, noise_level(pfa, view_n), a * r, b * r, split_gap,
+                             valley_db) if valley_db else [(a * r, b * r)]
+        parts += [(a, b, 1)] if len(pieces) == 1 else [(lo, hi, r) for lo, hi in pieces]
+    joined = join_line_spectra([(a * ZOOM // res, b * ZOOM // res) for a, b, res in parts])
+    out = []
+    for a, b in joined:
+        whole = [p for p in parts if (p[0] * ZOOM // p[2], p[1] * ZOOM // p[2]) == (a, b)]
+        lo, hi, res = whole[0] if whole else (a // ZOOM, -(-b // ZOOM), 1)  # a comb: fine
+        spectrum = psd if res == 1 else view
+        e_lo, e_hi = occupied_edges(spectrum, lo, hi, power_share)
         part = copy.copy(track)
-        part.f_low, part.f_high = (float(e) for e in bin_edges(lo, hi, fine))
+        part.f_low, part.f_high = (float(e) for e in bin_edges(e_lo, e_hi, len(spectrum)))
         out.append(part)
     if len(out) > 1 and block:
         out = [part.own_blocks(block) for part in out]

@@ -10,7 +10,7 @@ import scipy.fft
 from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
-from .detections import (FAMILY_FEATURES, RadioContext, Tracker, bin_edges,
+from .detections import (FAMILY_FEATURES, ZOOM, RadioContext, Tracker, bin_edges,
                          family_features, family_probabilities, refine_edges, row_runs,
                          to_message)
 from .narrowband import NarrowbandFinder
@@ -18,6 +18,7 @@ from .onnx_model import load_model, make_session
 
 FLOOR_QUANTILE = 0.2
 INSIDE_RISE = 30.0  # a narrow peak on another signal: 15 dB over its surroundings
+LINE_BINS = 8  # a detection at most this many fine bins wide may be a spectral line
 QUIET_AROUND = 1.5  # mean power around a peak (noise floor 1) below which it stands alone
 #: white-noise periodogram cells are exponential: their q-quantile is -ln(1 - q) x the mean
 FLOOR_RATIO = float(-np.log(1 - FLOOR_QUANTILE))
@@ -125,8 +126,8 @@ class SpectrumSegmenter(RateBlock):
     min_tiles = Param(int, default=2, min=1, doc="shorter detections are not reported")
     refine = Param(int, default=1024, min=0,
                    doc="FFT size of the PSD that settles each detection's edges (0: off)")
-    valley_db = Param(float, default=0.0, min=0.0, doc="split a detection where its fine "
-                      "PSD dips this many dB under the peaks on both sides (0: off)")
+    valley_db = Param(float, default=15.0, min=0.0, doc="split a detection where its fine "
+                      "PSD dips this many dB under the median level of both sides (0: off)")
     family = Param(str, default="builtin:spectrum_family",
                    doc="classifier of each detection's family from its PSD and envelope "
                        "(\"\": the network's cell votes)")
@@ -150,11 +151,16 @@ class SpectrumSegmenter(RateBlock):
         self.classes = c.class_names[1:]
         self._per_bin = c.normalization == "noise_floor_per_bin"
         self._win = centring_window(self.fft)
+        self._zoom = 0
         if self.refine:
             if self.refine < self.fft or self.decim % self.refine:
                 raise ParamError("refine", f"{self.refine} must be at least the model's FFT "
                                  f"size {self.fft} and divide its tile of {self.decim} samples")
             self._fine_win = centring_window(self.refine)
+            # the view ZOOM times finer that splits close neighbours (valley_db)
+            self._zoom = self.refine * ZOOM if self.valley_db and \
+                self.decim % (self.refine * ZOOM) == 0 else 0
+            self._zoom_win = centring_window(self._zoom) if self._zoom else None
         if self.narrow and not self.refine:
             raise ParamError("narrow", "the narrowband view needs the samples that refine "
                              "keeps (refine > 0)")
@@ -205,13 +211,15 @@ class SpectrumSegmenter(RateBlock):
             tiles *= (1 / np.sqrt(floor)).astype(np.float32)[:, None, None]
         return tiles.view(np.float32).reshape(*tiles.shape, 2), power, floor
 
-    def fine_psd(self, x: np.ndarray, floor: np.ndarray) -> np.ndarray:
-        """(tiles, refine) PSD of whole tiles of x at the finer resolution, in units of each
-        tile's noise floor (unit-energy windows keep white noise at the same power per bin
-        at any FFT size, so the coarse floor carries over)."""
-        spec = scipy.fft.fft(x.reshape(-1, self.refine) * self._fine_win, axis=1,
-                             overwrite_x=True)
-        fine = (spec.real ** 2 + spec.imag ** 2).reshape(len(floor), -1, self.refine)
+    def fine_psd(self, x: np.ndarray, floor: np.ndarray, size: int = 0) -> np.ndarray:
+        """(tiles, size) PSD of whole tiles of x at a finer resolution (``refine`` points by
+        default), in units of each tile's noise floor (unit-energy windows keep white noise
+        at the same power per bin at any FFT size, so the coarse floor carries over)."""
+        size = size or self.refine
+        window = self._fine_win if size == self.refine else \
+            self._zoom_win if size == self._zoom else centring_window(size)
+        spec = scipy.fft.fft(x.reshape(-1, size) * window, axis=1, overwrite_x=True)
+        fine = (spec.real ** 2 + spec.imag ** 2).reshape(len(floor), -1, size)
         return fine.mean(axis=1) / floor[:, None]
 
     def _run_model(self, tiles: np.ndarray) -> np.ndarray:
@@ -259,21 +267,24 @@ class SpectrumSegmenter(RateBlock):
         masks = 0.5 * (presence + prev) > self.threshold
         per_tile = self._intervals(logits, masks, power, presence)
         fine = [None] * len(per_tile)
+        zoom = [None] * len(per_tile)
         blocks = [None] * len(per_tile)
         busy = [k for k, intervals in enumerate(per_tile) if intervals]
         if x is not None and busy:  # only tiles with a detection feed a track's PSD
             x = x.reshape(len(per_tile), -1)
             rows = self.fine_psd(x[busy], floor[busy])
-            for k, row in zip(busy, rows):
-                fine[k], blocks[k] = row, x[k]
+            zooms = self.fine_psd(x[busy], floor[busy], self._zoom) if self._zoom else \
+                [None] * len(busy)
+            for k, row, z in zip(busy, rows, zooms):
+                fine[k], zoom[k], blocks[k] = row, z, x[k]
         narrow = (self._narrow_intervals(logits, masks, power, x, floor) if self._narrow
                   else None)
-        for k, (intervals, row, block) in enumerate(zip(per_tile, fine, blocks)):
+        for k, (intervals, row, z, block) in enumerate(zip(per_tile, fine, zoom, blocks)):
             start = self._pos
             self._pos += self.decim
             if narrow is not None:
                 self._emit_narrow(self._narrow_tracker.update(start, self._pos, narrow[k]))
-            self._emit_all(self._tracker.update(start, self._pos, intervals, row, block))
+            self._emit_all(self._tracker.update(start, self._pos, intervals, row, block, z))
 
     def _intervals(self, logits, masks, power, presence) -> list[list[tuple]]:
         """Per tile, (f_low, f_high, snr_db, label, confidence) of each run of present
@@ -342,16 +353,23 @@ class SpectrumSegmenter(RateBlock):
 
     def _is_carrier(self, narrow) -> bool:
         """A narrow signal at the centre of a wider signal the model follows over most of
-        its time is that signal's carrier (AM, FM), not a signal of its own."""
+        its time is that signal's carrier (AM, FM), not a signal of its own. Wider: on the
+        fine PSD (the band ``refine_edges`` gives a track still open), more than four times
+        the narrow one and more than LINE_BINS fine bins (a tone alone is a few bins wide
+        there, however wide the model's cells saw it)."""
         centre = 0.5 * (narrow.f_low + narrow.f_high)
+        least = max(4 * (narrow.f_high - narrow.f_low),
+                    LINE_BINS / self.refine if self.refine else 2 / self.fft)
         for t in self._tracker.open + list(self._coarse_seen):
-            width = t.f_high - t.f_low
             shared = min(t.stop, narrow.stop) - max(t.start, narrow.start)
-            # (a model detection at most two cells wide is the narrow signal itself)
-            if width > max(4 * (narrow.f_high - narrow.f_low), 2 / self.fft) and \
-                    abs(centre - 0.5 * (t.f_low + t.f_high)) < 0.1 * width and \
-                    shared >= 0.5 * (narrow.stop - narrow.start):
-                return True
+            if shared < 0.5 * (narrow.stop - narrow.start) or not t.overlaps(centre, centre):
+                continue
+            parts = self._refine(t) if t in self._tracker.open else [t]
+            for part in parts:
+                width = part.f_high - part.f_low
+                if width > least and abs(centre - 0.5 * (part.f_low + part.f_high)) < \
+                        0.1 * width:
+                    return True
         return False
 
     def _narrow_duplicate(self, track) -> bool:
@@ -389,14 +407,19 @@ class SpectrumSegmenter(RateBlock):
             else:
                 tracks[i].label, tracks[i].guess = "unknown", best
 
+    def _refine(self, track) -> list:
+        """The track's detections on its fine PSD (``detections.refine_edges``)."""
+        if not self.refine:
+            return [track]
+        return refine_edges(track, self.decim // self.refine, margin=1 / self.fft,
+                            block=self.decim, valley_db=self.valley_db)
+
     def _emit_all(self, tracks):
         if self._tracker.dropped_short:
             self.count("short_tracks", self._tracker.dropped_short)
             self._tracker.dropped_short = 0
         if self.refine:
-            tracks = [part for track in tracks for part in
-                      refine_edges(track, self.decim // self.refine, margin=1 / self.fft,
-                                   block=self.decim, valley_db=self.valley_db)]
+            tracks = [part for track in tracks for part in self._refine(track)]
             self._classify(tracks)
         for track in tracks:
             if self._narrow:

@@ -25,7 +25,7 @@ def recordings_dir(gnuradio, tmp_path_factory):
 
 
 def test_recordings_hold_what_their_truth_says(recordings_dir):
-    families, measured_snrs = set(), 0
+    families, measured_snrs, tones = set(), 0, 0
     for k in range(6):
         info = json.loads((recordings_dir / f"{k:04d}.json").read_text())
         x = np.fromfile(recordings_dir / f"{k:04d}.cf32", np.complex64)
@@ -49,6 +49,13 @@ def test_recordings_hold_what_their_truth_says(recordings_dir):
             assert 0 < width < 0.2
             if s["modulation"] == "cw":
                 assert width < 1e-3
+                # the band is centred on the tone (it follows the tone's frequency offset)
+                seg = x[s["start"]:s["start"] + 65536]
+                p = np.abs(np.fft.fftshift(np.fft.fft(seg, 65536))) ** 2
+                centre = 0.5 * (s["f_low"] + s["f_high"])
+                near = np.abs(freqs - centre) < 0.002
+                assert abs(freqs[near][np.argmax(p[near])] - centre) <= 1 / 65536
+                tones += 1
             elif s["stop"] - s["start"] > 100000 and width > 0.01:
                 # the in-band SNR the truth states, measured on the recording (+- 2 dB)
                 seg = x[s["start"]:s["start"] + 65536]
@@ -60,7 +67,7 @@ def test_recordings_hold_what_their_truth_says(recordings_dir):
                     measured = 10 * np.log10(max(p[band].sum() / band.sum() - 1, 1e-9))
                     assert measured == pytest.approx(s["snr_db"], abs=2.0)
                     measured_snrs += 1
-    assert len(families) >= 3 and measured_snrs >= 2
+    assert len(families) >= 3 and measured_snrs >= 2 and tones >= 1
 
 
 def independent_rates():

@@ -14,7 +14,8 @@ to an in-band SNR against the `analog.noise_source_c` floor, drawn in the record
 bucket (the buckets take turns; 3-25 dB without them). Every other recording of a bucket
 packs its signals with 0.2 % of the band between neighbours. Writes `NNNN.cf32`
 and `NNNN.json` (rate, samples, and per signal: family, modulation, first and last sample,
-normalized band edges from the signal's own 99 % power bandwidth, in-band SNR).
+normalized band edges from the signal's own 99 % power bandwidth, a CW tone's 1/8192 of the
+rate around its frequency, in-band SNR).
 """
 import json
 import math
@@ -179,7 +180,11 @@ def scene(rng, tight, snr_range=(3.0, 25.0)):
     truth = []
     for kind, w, c in zip(kinds, widths, centres):
         x = signal(kind, rng, n, w)
-        lo, hi = occupied(x) if kind != "cw" else (-0.5 / 8192, 0.5 / 8192)
+        if kind == "cw":  # its band: 1/8192 of the rate around the tone's own frequency
+            tone = float(np.angle(np.vdot(x[:-1], x[1:]))) / (2 * math.pi)
+            lo, hi = tone - 0.5 / 8192, tone + 0.5 / 8192
+        else:
+            lo, hi = occupied(x)
         start, stop, x = place(x, rng, n)
         snr = float(rng.uniform(*snr_range))
         active = x[start:stop]
