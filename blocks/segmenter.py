@@ -92,8 +92,9 @@ class SpectrumSegmenter(RateBlock):
     allowed; tracks shorter than ``min_tiles`` are counted as ``short_tracks``, not sent).
     When a track ends, a finer PSD (``refine``-point FFTs of the same samples, summed over
     the track's tiles) settles its frequency edges: the bins above the noise near the coarse
-    edges, split where a gap shows two neighbours, each trimmed to its 99.9 % power
-    bandwidth (``detections.refine_edges``). The ``family`` classifier then names each
+    edges, split where a gap shows two neighbours, cut again on a PSD twice as fine where
+    strong neighbours touch (``valley_db``), comb-like line spectra kept whole, each
+    trimmed to its 99.9 % power bandwidth (``detections.refine_edges``). The ``family`` classifier then names each
     detection's modulation family from the shape of that fine PSD, its bandwidth, how its
     band moved and two statistics of its envelope in its band, taken on the samples of its
     first tiles (``detections.family_features``; with ``family: ""`` or ``refine: 0`` the
