@@ -53,6 +53,8 @@ class RadioContext:
 
 #: how much finer than the fine PSD the view is that splits close neighbours (refine_edges)
 ZOOM = 2
+#: bins a valley between neighbours spans at least on that view (split_finer)
+VALLEY_BINS = 3
 
 #: samples a track keeps (its first blocks) for its envelope statistics
 SAMPLE_LIMIT = 32768
@@ -111,6 +113,15 @@ class Track:
         own = [(t, x) for t, x in self.samples if self.start <= t < self.stop]
         self.samples = own or self.samples
         return self
+
+    def moves(self, by: float = 1.0) -> bool:
+        """Whether its band moved from block to block (a chirp, a sweep, a hopper): the
+        centres of its blocks spread wider than ``by`` times its median width."""
+        if not self.edges:
+            return False
+        lows, highs = np.array(self.edges).T
+        p10, p90 = np.percentile(0.5 * (lows + highs), (10, 90))
+        return bool(p90 - p10 > by * np.median(highs - lows))
 
     def overlaps(self, f_low: float, f_high: float) -> bool:
         return f_low <= self.f_high and f_high >= self.f_low
@@ -244,12 +255,9 @@ class Tracker:
         the union of its blocks."""
         if self.vote_labels and track.votes:
             track.label = max(track.votes, key=track.votes.get)
-        if track.edges:
+        if track.edges and not track.moves():
             lows, highs = np.array(track.edges).T
-            centres = 0.5 * (lows + highs)
-            p10, p90 = np.percentile(centres, (10, 90))
-            if p90 - p10 <= np.median(highs - lows):
-                track.f_low, track.f_high = float(np.median(lows)), float(np.median(highs))
+            track.f_low, track.f_high = float(np.median(lows)), float(np.median(highs))
         return track
 
 
@@ -425,7 +433,11 @@ def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
             runs[-1] = (runs[-1][0], hi)
         else:
             runs.append((lo, hi))
-    runs = [part for lo, hi in runs for part in split_at_valleys(db, lo, hi, valley_db)]
+    # valleys on the PSD averaged over VALLEY_BINS: a notch narrower than that (a sweep's
+    # taper between two periodograms) is not a gap between signals
+    smooth = np.convolve(zoom, np.ones(VALLEY_BINS) / VALLEY_BINS, "same")
+    smooth_db = 10 * np.log10(np.maximum(smooth, 1e-12))
+    runs = [part for lo, hi in runs for part in split_at_valleys(smooth_db, lo, hi, valley_db)]
     return runs or [(a, b)]
 
 
@@ -480,3 +492,4 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     if len(out) > 1 and block:
         out = [part.own_blocks(block) for part in out]
     return out or [track]
+

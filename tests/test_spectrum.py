@@ -250,6 +250,30 @@ def test_a_line_spectrum_is_one_detection():
     assert part.f_high == pytest.approx(0.1 + 5 * tone, abs=0.5 * tone)
 
 
+def test_a_sweep_is_not_cut_at_its_periodograms_seams(monkeypatch):
+    """A chirp of the project's scenes (seed [11, 110, 1]: 0.20-0.43 of the band over eight
+    tiles, part of it beside a QAM signal): where the model follows its upper part alone,
+    that part is one detection. Its summed finer PSD has narrow notches where the sweep
+    crossed two periodograms' tapered seams; valleys are looked for on the PSD averaged
+    over VALLEY_BINS bins, else each notch cuts it (six pieces)."""
+    import cvstream.blocks.detections as detections
+    rng = np.random.default_rng([11, 110, 1])
+    cfg = SceneConfig(samples=262144, snr_db=(10, 20))
+    x, labels = scene(rng, cfg, n_signals=int(rng.integers(1, cfg.max_signals + 1)))
+    assert [s.label for s in labels] == ["qam", "tone", "chirp"]
+
+    def upper(valley_bins):
+        monkeypatch.setattr(detections, "VALLEY_BINS", valley_bins)
+        block = SpectrumSegmenter()
+        block.process(x)
+        block.flush()
+        return [m for m in block.take_messages() if m["freq_lower_edge"] > 0.3]
+    (one,) = upper(detections.VALLEY_BINS)
+    assert one["freq_lower_edge"] == pytest.approx(0.32, abs=0.005)
+    assert one["freq_upper_edge"] == pytest.approx(labels[2].f_high, abs=0.005)
+    assert len(upper(1)) > 3
+
+
 def test_refined_edges_ignore_leakage_and_keep_weak_signals():
     from cvstream.blocks.detections import refine_edges
     rng = np.random.default_rng(5)
