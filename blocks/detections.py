@@ -114,14 +114,14 @@ class Track:
         self.samples = own or self.samples
         return self
 
-    def moves(self, by: float = 1.0) -> bool:
+    def moves(self) -> bool:
         """Whether its band moved from block to block (a chirp, a sweep, a hopper): the
-        centres of its blocks spread wider than ``by`` times its median width."""
+        centres of its blocks spread wider than its median width."""
         if not self.edges:
             return False
         lows, highs = np.array(self.edges).T
         p10, p90 = np.percentile(0.5 * (lows + highs), (10, 90))
-        return bool(p90 - p10 > by * np.median(highs - lows))
+        return bool(p90 - p10 > np.median(highs - lows))
 
     def overlaps(self, f_low: float, f_high: float) -> bool:
         return f_low <= self.f_high and f_high >= self.f_low
@@ -200,8 +200,9 @@ class Tracker:
                zoom: np.ndarray | None = None) -> list[Track]:
         """Feed the intervals (f_low, f_high, snr_db, label[, score]) of block
         [start, stop), and optionally the block's fine PSD (summed into every track seen in
-        the block, for ``refine_edges``; ``zoom``: the same ZOOM times finer) and its samples (the first few blocks of each
-        track are kept, for ``envelope_features``); returns the tracks that ended."""
+        the block, for ``refine_edges``; ``zoom``: the same ZOOM times finer) and its
+        samples (the first few blocks of each track are kept, for ``envelope_features``);
+        returns the tracks that ended."""
         ended, still = [], []
         used = [False] * len(intervals)
         for track in self.open:

@@ -94,13 +94,13 @@ class SpectrumSegmenter(RateBlock):
     the track's tiles) settles its frequency edges: the bins above the noise near the coarse
     edges, split where a gap shows two neighbours, cut again on a PSD twice as fine where
     strong neighbours touch (``valley_db``), comb-like line spectra kept whole, each
-    trimmed to its 99.9 % power bandwidth (``detections.refine_edges``). The ``family`` classifier then names each
-    detection's modulation family from the shape of that fine PSD, its bandwidth, how its
-    band moved and two statistics of its envelope in its band, taken on the samples of its
-    first tiles (``detections.family_features``; with ``family: ""`` or ``refine: 0`` the
-    label is the cell votes). Its probabilities are calibrated (the contract's
-    ``postprocess.temperature``, fitted on held-out detections); below
-    ``min_label_confidence`` the label is ``unknown``. Detection messages as
+    trimmed to its 99.9 % power bandwidth (``detections.refine_edges``). The ``family``
+    classifier then names each detection's modulation family from the shape of that fine
+    PSD, its bandwidth, how its band moved and two statistics of its envelope in its band,
+    taken on the samples of its first tiles (``detections.family_features``; with
+    ``family: ""`` or ``refine: 0`` the label is the cell votes). Its probabilities are
+    calibrated (the contract's ``postprocess.temperature``, fitted on held-out
+    detections); below ``min_label_confidence`` the label is ``unknown``. Detection messages as
     cfar_detector's, with ``label`` the modulation family, ``label_confidence`` the
     classifier's probability of it (``label_guess`` the best family where ``unknown``) and
     ``confidence`` the peak presence probability.
@@ -127,8 +127,9 @@ class SpectrumSegmenter(RateBlock):
     min_tiles = Param(int, default=2, min=1, doc="shorter detections are not reported")
     refine = Param(int, default=1024, min=0,
                    doc="FFT size of the PSD that settles each detection's edges (0: off)")
-    valley_db = Param(float, default=15.0, min=0.0, doc="split a detection where its fine "
-                      "PSD dips this many dB under the median level of both sides (0: off)")
+    valley_db = Param(float, default=15.0, min=0.0, doc="split a detection on a PSD twice "
+                      "as fine as refine's where it dips this many dB under the median level "
+                      "of both sides or to the noise between strong signals (0: off)")
     family = Param(str, default="builtin:spectrum_family",
                    doc="classifier of each detection's family from its PSD and envelope "
                        "(\"\": the network's cell votes)")
