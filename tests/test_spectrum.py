@@ -188,8 +188,10 @@ def test_refined_edges_split_neighbours_and_hug_each_signal():
 
 def test_valleys_split_touching_neighbours():
     """Two QPSK signals 0.2 % of the band apart (two fine bins: their skirts touch above the
-    noise, so the gap rule keeps them one): cut at the valley between them with
-    ``valley_db``; a plateau's ripple and a shallow dip are not cut."""
+    noise, so the fine PSD's gap rule keeps them one): with ``valley_db`` the run is cut
+    again on the twice-as-fine PSD, each part's edges within 15 % of its band; the valley
+    rule cuts a dip 19 dB under both sides' medians, not a plateau's ripple or a shallow
+    dip."""
     from cvstream.blocks.detections import refine_edges, split_at_valleys
     db = np.r_[np.full(10, 25.0), [12.0, 5.0, 11.0], np.full(8, 24.0)]
     assert split_at_valleys(db, 0, len(db), 15) == [(0, 11), (12, 21)]
