@@ -53,7 +53,7 @@ class RadioContext:
 
 #: how much finer than the fine PSD the view is that splits close neighbours (refine_edges)
 ZOOM = 2
-#: bins a valley between neighbours spans at least on that view (split_finer)
+#: bins a valley between neighbours spans at least on that view (split_finer; odd)
 VALLEY_BINS = 3
 
 #: samples a track keeps (its first blocks) for its envelope statistics
@@ -420,26 +420,28 @@ def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
     """Run [a, b) of the finer PSD ``zoom`` (noise power 1 per bin) cut where its bins fall
     under ``level`` for more than ``split_gap`` bins between parts whose median levels
     both stand ``side_db`` over the noise (a weak signal's own bins dip under the level by
-    chance), and at valleys ``valley_db`` deep (``split_at_valleys``); parts of one bin
-    dropped."""
-    db = 10 * np.log10(np.maximum(zoom, 1e-12))
-    above = zoom[a:b] > level
-    runs = []
-    for lo, hi in merge_runs(above, split_gap):
+    chance), and at valleys ``valley_db`` deep (``split_at_valleys``) on the PSD averaged
+    over VALLEY_BINS (a notch narrower than that, a sweep's taper between two periodograms,
+    is not a gap between signals); parts of one bin dropped."""
+    # the run and the VALLEY_BINS // 2 bins either side that its average reaches
+    lo0 = max(a - VALLEY_BINS // 2, 0)
+    run = zoom[lo0:b + VALLEY_BINS // 2]
+    db = 10 * np.log10(np.maximum(run, 1e-12))
+    smooth = np.convolve(run, np.ones(VALLEY_BINS) / VALLEY_BINS, "same")
+    smooth_db = 10 * np.log10(np.maximum(smooth, 1e-12))
+    parts = []   # in bins of ``run``
+    for lo, hi in merge_runs(zoom[a:b] > level, split_gap):
         if hi - lo < 2:
             continue
-        lo, hi = a + lo, a + hi
-        if runs and min(np.median(db[runs[-1][0]:runs[-1][1]]), np.median(db[lo:hi])) < \
+        lo, hi = lo + a - lo0, hi + a - lo0
+        if parts and min(np.median(db[parts[-1][0]:parts[-1][1]]), np.median(db[lo:hi])) < \
                 side_db:
-            runs[-1] = (runs[-1][0], hi)
+            parts[-1] = (parts[-1][0], hi)
         else:
-            runs.append((lo, hi))
-    # valleys on the PSD averaged over VALLEY_BINS: a notch narrower than that (a sweep's
-    # taper between two periodograms) is not a gap between signals
-    smooth = np.convolve(zoom, np.ones(VALLEY_BINS) / VALLEY_BINS, "same")
-    smooth_db = 10 * np.log10(np.maximum(smooth, 1e-12))
-    runs = [part for lo, hi in runs for part in split_at_valleys(smooth_db, lo, hi, valley_db)]
-    return runs or [(a, b)]
+            parts.append((lo, hi))
+    cut = [(lo + lo0, hi + lo0) for p, q in parts
+           for lo, hi in split_at_valleys(smooth_db, p, q, valley_db)]
+    return cut or [(a, b)]
 
 
 def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
@@ -473,18 +475,20 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         view, r, view_n = track.zoom / track.spectra, ZOOM, n // ZOOM
     else:
         view, r, view_n = psd, 1, n
-    # every part as (a, b, resolution): whole runs keep the fine PSD's edges; parts cut on
-    # the view take theirs from it
-    parts = []
+    # every part as {span on the view's bins: (a, b, resolution)}: whole runs keep the
+    # fine PSD's edges; parts cut on the view take theirs from it
+    parts = {}
     for a, b in runs:
         pieces = split_finer(view, noise_level(pfa, view_n), a * r, b * r, split_gap,
                              valley_db) if valley_db else [(a * r, b * r)]
-        parts += [(a, b, 1)] if len(pieces) == 1 else [(lo, hi, r) for lo, hi in pieces]
-    joined = join_line_spectra([(a * ZOOM // res, b * ZOOM // res) for a, b, res in parts])
+        if len(pieces) > 1:
+            parts.update({(lo, hi): (lo, hi, r) for lo, hi in pieces})
+        else:
+            parts[a * r, b * r] = (a, b, 1)
     out = []
-    for a, b in joined:
-        whole = [p for p in parts if (p[0] * ZOOM // p[2], p[1] * ZOOM // p[2]) == (a, b)]
-        lo, hi, res = whole[0] if whole else (a // ZOOM, -(-b // ZOOM), 1)  # a comb: fine
+    for a, b in join_line_spectra(list(parts)):
+        # a comb of several parts: its span on the fine PSD
+        lo, hi, res = parts.get((a, b), (a // r, -(-b // r), 1))
         spectrum = psd if res == 1 else view
         e_lo, e_hi = occupied_edges(spectrum, lo, hi, power_share)
         part = copy.copy(track)

@@ -1,6 +1,7 @@
 """spectrum_segmenter: a complex-valued CNN over STFT tiles -> detections with labels."""
 from __future__ import annotations
 
+import functools
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -74,10 +75,13 @@ def unit_hann(n: int) -> np.ndarray:
     return (w / np.sqrt(np.sum(w ** 2))).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=8)
 def centring_window(n: int) -> np.ndarray:
     """unit_hann(n) x (-1)^k: its FFT comes out DC-centred (the spectrum shifted by n/2,
-    which is fftshift for even n) without a second pass over the data."""
-    return unit_hann(n) * np.where(np.arange(n) % 2, -1, 1).astype(np.float32)
+    which is fftshift for even n) without a second pass over the data. Shared, read-only."""
+    w = unit_hann(n) * np.where(np.arange(n) % 2, -1, 1).astype(np.float32)
+    w.flags.writeable = False
+    return w
 
 
 @register("spectrum_segmenter")
@@ -158,11 +162,9 @@ class SpectrumSegmenter(RateBlock):
             if self.refine < self.fft or self.decim % self.refine:
                 raise ParamError("refine", f"{self.refine} must be at least the model's FFT "
                                  f"size {self.fft} and divide its tile of {self.decim} samples")
-            self._fine_win = centring_window(self.refine)
             # the view ZOOM times finer that splits close neighbours (valley_db)
             self._zoom = self.refine * ZOOM if self.valley_db and \
                 self.decim % (self.refine * ZOOM) == 0 else 0
-            self._zoom_win = centring_window(self._zoom) if self._zoom else None
         if self.narrow and not self.refine:
             raise ParamError("narrow", "the narrowband view needs the samples that refine "
                              "keeps (refine > 0)")
@@ -218,9 +220,8 @@ class SpectrumSegmenter(RateBlock):
         default), in units of each tile's noise floor (unit-energy windows keep white noise
         at the same power per bin at any FFT size, so the coarse floor carries over)."""
         size = size or self.refine
-        window = self._fine_win if size == self.refine else \
-            self._zoom_win if size == self._zoom else centring_window(size)
-        spec = scipy.fft.fft(x.reshape(-1, size) * window, axis=1, overwrite_x=True)
+        spec = scipy.fft.fft(x.reshape(-1, size) * centring_window(size), axis=1,
+                             overwrite_x=True)
         fine = (spec.real ** 2 + spec.imag ** 2).reshape(len(floor), -1, size)
         return fine.mean(axis=1) / floor[:, None]
 

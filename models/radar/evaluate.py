@@ -164,10 +164,13 @@ def evaluate(config: str, imagers: dict, count: int = 32, progress=None,
             chosen = fista_imagers(cfg, fista_budgets, solver=kind, progress=choosing and
                                    choosing(f"choosing {label}'s lambda"))
             for its, (solver, lam) in sorted(chosen.items()):
-                methods[plain := f"{label} ({its} it, lambda {lam:g})"] = solver
-            debiased = debiased_imager(solver)   # of the largest budget
-            methods[name := f"{label} ({its} it) + debias ({debiased.support:g})"] = debiased
-            starts[name] = plain
+                methods[f"{label} ({its} it, lambda {lam:g})"] = solver
+            its = max(chosen)   # the largest budget's solutions are debiased
+            solver, lam = chosen[its]
+            debiased = debiased_imager(solver)
+            name = f"{label} ({its} it) + debias ({debiased.support:g})"
+            methods[name] = debiased
+            starts[name] = f"{label} ({its} it, lambda {lam:g})"
     methods.update(imagers)
     empty = [scores(np.zeros_like(t), t) for t in truth]
     rows = {"empty image": {**{k: float(np.mean([e[k] for e in empty])) for k in empty[0]},

@@ -137,14 +137,12 @@ def choose_refinement(net, cfg, validation: int = 8) -> dict:
                                                              2))
     means = {}
     for support in (None, *SUPPORTS):
-        net.refine = REFINE_ITERATIONS if support else 0
-        net.support.fill_(support or 0.0)
+        net.set_refinement(support, REFINE_ITERATIONS)
         with torch.no_grad():
             images = net(feed)[:, 0].numpy()
         means[support] = float(np.mean([nmse_db(i, t) for i, t in zip(images, truth)]))
     best = min(means, key=means.get)
-    net.refine = REFINE_ITERATIONS if best else 0
-    net.support.fill_(best or 0.0)
+    net.set_refinement(best, REFINE_ITERATIONS)
     print("debiasing on the support: " + ", ".join(
         f"{'off' if k is None else k}: {v:.2f} dB" for k, v in means.items())
         + f" -> {'off' if best is None else best}", flush=True)

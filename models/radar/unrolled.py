@@ -120,6 +120,12 @@ class UnrolledReconstructor(nn.Module):
         self.denoisers = nn.ModuleList(GainDenoiser(cfg.image_shape, width, tau)
                                        for _ in range(iterations))
 
+    def set_refinement(self, support: float | None, iterations: int) -> None:
+        """The debiasing step on the voxels above ``support`` of the peak, ``iterations``
+        conjugate-gradient iterations; off with ``support`` None."""
+        self.refine = iterations if support else 0
+        self.support.fill_(support or 0.0)
+
     def forward(self, sweep):
         tables = self.born.tables()
         b_re, b_im = born_adjoint(tables, sweep[:, 0, ..., 0], sweep[:, 0, ..., 1])
