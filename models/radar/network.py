@@ -15,6 +15,7 @@ by numpy (``ImageFormation``), which is the same operator.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -50,43 +51,60 @@ class BornTables(nn.Module):
         amp = 1.0 / (scale * dist[None])
         return torch.cos(phase) * amp, torch.sin(phase) * amp
 
-    def tables(self):
+    def tables(self) -> "BornOperands":
         """The operators' matrices, computed once per call and shared by every operator
-        application in it: the Tx kernels (K, T, N) re and im, the Rx side stacked for one
-        real matmul, (K, 2N, 2R) for A and (K, 2R, 2N) for A^H."""
-        t_re, t_im = self.kernel(self.tx, 4 * math.pi)
-        g_re, g_im = self.kernel(self.rx, 1.0)                       # (K, R, N)
-        adj = torch.cat([torch.cat([g_re, g_im], -1), torch.cat([-g_im, g_re], -1)], 1)
-        return t_re, t_im, adj.transpose(1, 2), adj
+        application in it (ONNX Runtime folds them into constants at load)."""
+        t_re, t_im = self.kernel(self.tx, 4 * math.pi)               # g_t, (K, T, N)
+        g_re, g_im = self.kernel(self.rx, 1.0)                       # g_r, (K, R, N)
+        # A^H's Rx side for one real matmul: [y_re, y_im] (.., 2R) -> z_re, z_im (.., N)
+        adj_re = torch.cat([g_re, -g_im], 1)                         # (K, 2R, N)
+        adj_im = torch.cat([g_im, g_re], 1)
+        # A's Tx side, u = conj(g_t) x = (a + b i)(c + d i) with a = t_re, b = -t_im, by
+        # Gauss's three products k1 = c (a + b), k2 = a (d - c), k3 = b (c + d):
+        # u_re = k1 - k3, u_im = k1 + k2, so A's Rx side takes the rows [F_re + F_im, F_im,
+        # -F_re], F_re / F_im mapping u_re / u_im to [y_re, y_im] (= A^H's Rx side^T)
+        f_re, f_im = adj_re.transpose(1, 2), adj_im.transpose(1, 2)   # (K, N, 2R)
+        return BornOperands(
+            tx_gauss=torch.stack([t_re - t_im, t_re, -t_im], 2),     # (K, T, 3, N)
+            rx_forward=torch.cat([f_re + f_im, f_im, -f_re], 1),     # (K, 3N, 2R)
+            rx_adjoint=torch.stack([adj_re, adj_im], 1),             # (K, 2, 2R, N)
+            # x = sum_k,t g_t z: [x_re, x_im] from [z_re, z_im] by (K, 2 in, T, 2 out, 1, N)
+            tx_adjoint=torch.stack([torch.stack([t_re, t_im], 2),
+                                    torch.stack([-t_im, t_re], 2)], 1)[..., None, :])
 
 
-def born_forward(tables, x_re, x_im):
-    """A x: (B, N) reflectivity parts -> (B, K, T, R) sweep parts. The batch rides along
-    the Tx axis, so each frequency is one (B T, 2N) x (2N, 2R) matmul."""
-    t_re, t_im, fwd, _ = tables
-    k, t, n = t_re.shape
-    t_re, t_im = t_re[:, None], t_im[:, None]                            # (K, 1, T, N)
-    x_re, x_im = x_re[None, :, None], x_im[None, :, None]                # (1, B, 1, N)
-    # u = conj(g_t) x, then y = u @ conj(g_r)^T, with (re, im) stacked into one matmul
-    u = torch.cat([t_re * x_re + t_im * x_im, t_re * x_im - t_im * x_re], dim=-1)
-    y = torch.matmul(u.reshape(k, -1, 2 * n), fwd)                       # (K, B T, 2R)
-    y = y.reshape(k, -1, t, y.shape[-1]).transpose(0, 1)                 # (B, K, T, 2R)
-    r = fwd.shape[-1] // 2
+class BornOperands(NamedTuple):
+    """``BornTables.tables()``: the per-antenna matrices ``born_forward`` and
+    ``born_adjoint`` use, laid out so that each operator is one broadcast product, one
+    matmul and (adjoint) one sum over leading axes."""
+    tx_gauss: torch.Tensor      # (K, T, 3, N)
+    rx_forward: torch.Tensor    # (K, 3N, 2R)
+    rx_adjoint: torch.Tensor    # (K, 2, 2R, N)
+    tx_adjoint: torch.Tensor    # (K, 2, T, 2, 1, N)
+
+
+def born_forward(tables: BornOperands, x_re, x_im):
+    """A x: (B, N) reflectivity parts -> (B, K, T, R) sweep parts. Per frequency, the Tx
+    factor times x by three real products a voxel (Gauss), then one (B T, 3N) x (3N, 2R)
+    matmul over the voxels."""
+    k, t, _, n = tables.tx_gauss.shape
+    x = torch.stack([x_re, x_im - x_re, x_re + x_im], 1)[None, :, None]   # (1, B, 1, 3, N)
+    u = (tables.tx_gauss[:, None] * x).reshape(k, -1, 3 * n)               # (K, B T, 3N)
+    y = torch.matmul(u, tables.rx_forward)                                 # (K, B T, 2R)
+    y = y.reshape(k, -1, t, y.shape[-1]).transpose(0, 1)                   # (B, K, T, 2R)
+    r = y.shape[-1] // 2
     return y[..., :r], y[..., r:]
 
 
-def born_adjoint(tables, y_re, y_im):
-    """A^H y: (B, K, T, R) sweep parts -> (B, N) image parts."""
-    t_re, t_im, _, adj = tables
-    k, t, n = t_re.shape
-    y2 = torch.cat([y_re, y_im], dim=-1).transpose(0, 1)        # (K, B, T, 2R)
-    z = torch.matmul(y2.reshape(k, -1, y2.shape[-1]), adj)      # (K, B T, 2N)
-    z = z.reshape(k, -1, t, 2 * n)
-    z_re, z_im = z[..., :n], z[..., n:]
-    t_re, t_im = t_re[:, None], t_im[:, None]
-    x_re = (t_re * z_re - t_im * z_im).sum(dim=(0, 2))
-    x_im = (t_re * z_im + t_im * z_re).sum(dim=(0, 2))
-    return x_re, x_im
+def born_adjoint(tables: BornOperands, y_re, y_im):
+    """A^H y: (B, K, T, R) sweep parts -> (B, N) image parts. Per frequency, one matmul over
+    the Rx antennas gives z (K, 2, T B, N); the Tx factor's products, summed over the
+    leading axes (frequency, part of z, Tx antenna), give x."""
+    b, k, t, _ = y_re.shape
+    y2 = torch.cat([y_re, y_im], -1).permute(1, 2, 0, 3)                   # (K, T, B, 2R)
+    z = torch.matmul(y2.reshape(k, 1, t * b, -1), tables.rx_adjoint)      # (K, 2, T B, N)
+    x = (tables.tx_adjoint * z.reshape(k, 2, t, 1, b, -1)).sum(dim=(0, 1, 2))  # (2, B, N)
+    return x[0], x[1]
 
 
 class ForwardLayer(BornTables):
