@@ -45,6 +45,33 @@ def test_adjoint_layer_matches_numpy_and_stays_out_of_the_file(tmp_path):
     assert path.stat().st_size < table_bytes / 20   # the tables are computed at load time
 
 
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_born_operands_match_numpy_and_are_each_others_adjoint(dense):
+    """Both layouts of the Born operator (per antenna, with the forward's products by
+    Gauss's rule; dense) give numpy's A x and A^H y for a batch, and <A x, y> = <x, A^H y>."""
+    torch = pytest.importorskip("torch")
+    from cvstream.models.radar.network import BornTables
+    from cvstream.models.radar.operators import ForwardOperator
+    cfg = load_config("small")
+    rng = np.random.default_rng(3)
+
+    def noise(shape):
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+    x, y = noise((3, cfg.n_voxels)), noise((3, *cfg.sweep_shape))
+    ops = BornTables(cfg, dense=dense).tables()
+    with torch.no_grad():
+        ax = ops.forward(*(torch.from_numpy(np.ascontiguousarray(p)) for p in (x.real, x.imag)))
+        ahy = ops.adjoint(*(torch.from_numpy(np.ascontiguousarray(p)) for p in (y.real, y.imag)))
+    ax = ax[0].numpy() + 1j * ax[1].numpy()
+    ahy = ahy[0].numpy() + 1j * ahy[1].numpy()
+    want_ax, want_ahy = ForwardOperator(cfg)(x), ImageFormation(cfg, "adjoint")(y)
+    assert np.abs(ax - want_ax).max() <= 1e-4 * np.abs(want_ax).max()
+    assert np.abs(ahy - want_ahy).max() <= 1e-4 * np.abs(want_ahy).max()
+    lhs, rhs = np.vdot(y, ax), np.vdot(ahy, x)
+    assert abs(lhs - rhs) <= 1e-4 * abs(lhs)
+
 def test_training_path_trains_exports_and_evaluates_tiny_models(tmp_path):
     pytest.importorskip("torch")
     from cvstream.models.radar.train import train_and_export

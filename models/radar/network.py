@@ -9,7 +9,7 @@ Both networks are exported as one ONNX graph per configuration, sweep in, image 
 ``AdjointLayer`` computes its per-antenna kernels from the geometry (positions, wavenumbers,
 grid axes) inside the graph. Those nodes depend only on initializers, so ONNX Runtime folds
 them into constants when it loads the model: the file stays a few hundred kB while the
-session holds the K (T + R) N table. Training feeds the networks adjoint images computed once
+session holds the per-antenna tables (``FactorOperands``). Training feeds the networks adjoint images computed once
 by numpy (``ImageFormation``), which is the same operator.
 """
 from __future__ import annotations
@@ -29,11 +29,14 @@ EPS = 1e-12
 
 
 class BornTables(nn.Module):
-    """The geometry as buffers, and the per-antenna Born factors computed from it."""
+    """The geometry as buffers, and the Born operator's matrices computed from it: per
+    antenna (``FactorOperands``, memory K (T + R) N; for one application a frame) or dense
+    (``DenseOperands``, K T R N; for many applications a frame, where a batch of sweeps
+    turns each application into one well-filled matmul)."""
 
-    def __init__(self, cfg: RadarConfig):
+    def __init__(self, cfg: RadarConfig, dense: bool = False):
         super().__init__()
-        self.image_shape, self.sweep_shape = cfg.image_shape, cfg.sweep_shape
+        self.image_shape, self.sweep_shape, self.dense = cfg.image_shape, cfg.sweep_shape, dense
         f32 = dict(dtype=torch.float32)
         self.register_buffer("tx", torch.tensor(cfg.tx, **f32))
         self.register_buffer("rx", torch.tensor(cfg.rx, **f32))
@@ -51,60 +54,96 @@ class BornTables(nn.Module):
         amp = 1.0 / (scale * dist[None])
         return torch.cos(phase) * amp, torch.sin(phase) * amp
 
-    def tables(self) -> "BornOperands":
-        """The operators' matrices, computed once per call and shared by every operator
-        application in it (ONNX Runtime folds them into constants at load)."""
+    def tables(self) -> FactorOperands | DenseOperands:
+        """The operator's matrices, computed once per call and shared by every application
+        in it (ONNX Runtime folds them into constants when it loads the model)."""
         t_re, t_im = self.kernel(self.tx, 4 * math.pi)               # g_t, (K, T, N)
         g_re, g_im = self.kernel(self.rx, 1.0)                       # g_r, (K, R, N)
-        # A^H's Rx side for one real matmul: [y_re, y_im] (.., 2R) -> z_re, z_im (.., N)
-        adj_re = torch.cat([g_re, -g_im], 1)                         # (K, 2R, N)
-        adj_im = torch.cat([g_im, g_re], 1)
-        # A's Tx side, u = conj(g_t) x = (a + b i)(c + d i) with a = t_re, b = -t_im, by
-        # Gauss's three products k1 = c (a + b), k2 = a (d - c), k3 = b (c + d):
-        # u_re = k1 - k3, u_im = k1 + k2, so A's Rx side takes the rows [F_re + F_im, F_im,
-        # -F_re], F_re / F_im mapping u_re / u_im to [y_re, y_im] (= A^H's Rx side^T)
-        f_re, f_im = adj_re.transpose(1, 2), adj_im.transpose(1, 2)   # (K, N, 2R)
-        return BornOperands(
-            tx_gauss=torch.stack([t_re - t_im, t_re, -t_im], 2),     # (K, T, 3, N)
-            rx_forward=torch.cat([f_re + f_im, f_im, -f_re], 1),     # (K, 3N, 2R)
-            rx_adjoint=torch.stack([adj_re, adj_im], 1),             # (K, 2, 2R, N)
-            # x = sum_k,t g_t z: [x_re, x_im] from [z_re, z_im] by (K, 2 in, T, 2 out, 1, N)
-            tx_adjoint=torch.stack([torch.stack([t_re, t_im], 2),
-                                    torch.stack([-t_im, t_re], 2)], 1)[..., None, :])
+        if self.dense:
+            return DenseOperands.build(t_re, t_im, g_re, g_im)
+        return FactorOperands.build(t_re, t_im, g_re, g_im)
 
 
-class BornOperands(NamedTuple):
-    """``BornTables.tables()``: the per-antenna matrices ``born_forward`` and
-    ``born_adjoint`` use, laid out so that each operator is one broadcast product, one
-    matmul and (adjoint) one sum over leading axes."""
+class FactorOperands(NamedTuple):
+    """The Born operator per antenna, laid out so that each application is one broadcast
+    product, one matmul and (adjoint) one sum over leading axes."""
     tx_gauss: torch.Tensor      # (K, T, 3, N)
     rx_forward: torch.Tensor    # (K, 3N, 2R)
     rx_adjoint: torch.Tensor    # (K, 2, 2R, N)
     tx_adjoint: torch.Tensor    # (K, 2, T, 2, 1, N)
 
+    @classmethod
+    def build(cls, t_re, t_im, g_re, g_im) -> FactorOperands:
+        # A^H's Rx side for one real matmul: [y_re, y_im] (.., 2R) -> z_re, z_im (.., N)
+        adj_re = torch.cat([g_re, -g_im], 1)                         # (K, 2R, N)
+        adj_im = torch.cat([g_im, g_re], 1)
+        # A's Tx side, u = conj(g_t) x = (a + b i)(c + d i) with a = t_re, b = -t_im, by
+        # Gauss's three products k1 = c (a + b), k2 = a (d - c), k3 = b (c + d):
+        # u_re = k1 - k3, u_im = k1 + k2; so A's Rx side takes the rows [F_re + F_im, F_im,
+        # -F_re], where F_re and F_im map u_re and u_im to [y_re, y_im]
+        f_re, f_im = adj_re.transpose(1, 2), adj_im.transpose(1, 2)   # (K, N, 2R)
+        return cls(
+            tx_gauss=torch.stack([t_re - t_im, t_re, -t_im], 2),
+            rx_forward=torch.cat([f_re + f_im, f_im, -f_re], 1),
+            rx_adjoint=torch.stack([adj_re, adj_im], 1),
+            # x = sum over k, t of g_t z: [x_re, x_im] from [z_re, z_im], (.., 2 in, T, 2 out)
+            tx_adjoint=torch.stack([torch.stack([t_re, t_im], 2),
+                                    torch.stack([-t_im, t_re], 2)], 1)[..., None, :])
 
-def born_forward(tables: BornOperands, x_re, x_im):
-    """A x: (B, N) reflectivity parts -> (B, K, T, R) sweep parts. Per frequency, the Tx
-    factor times x by three real products a voxel (Gauss), then one (B T, 3N) x (3N, 2R)
-    matmul over the voxels."""
-    k, t, _, n = tables.tx_gauss.shape
-    x = torch.stack([x_re, x_im - x_re, x_re + x_im], 1)[None, :, None]   # (1, B, 1, 3, N)
-    u = (tables.tx_gauss[:, None] * x).reshape(k, -1, 3 * n)               # (K, B T, 3N)
-    y = torch.matmul(u, tables.rx_forward)                                 # (K, B T, 2R)
-    y = y.reshape(k, -1, t, y.shape[-1]).transpose(0, 1)                   # (B, K, T, 2R)
-    r = y.shape[-1] // 2
-    return y[..., :r], y[..., r:]
+    def forward(self, x_re, x_im):
+        """A x: (B, N) reflectivity parts -> (B, K, T, R) sweep parts. Per frequency, the Tx
+        factor times x by three real products a voxel, then one (B T, 3N) x (3N, 2R)
+        matmul over the voxels."""
+        k, t, _, n = self.tx_gauss.shape
+        x = torch.stack([x_re, x_im - x_re, x_re + x_im], 1)[None, :, None]  # (1, B, 1, 3, N)
+        u = (self.tx_gauss[:, None] * x).reshape(k, -1, 3 * n)                # (K, B T, 3N)
+        y = torch.matmul(u, self.rx_forward)                                  # (K, B T, 2R)
+        y = y.reshape(k, -1, t, y.shape[-1]).transpose(0, 1)                  # (B, K, T, 2R)
+        r = y.shape[-1] // 2
+        return y[..., :r], y[..., r:]
+
+    def adjoint(self, y_re, y_im):
+        """A^H y: (B, K, T, R) sweep parts -> (B, N) image parts. Per frequency, one matmul
+        over the Rx antennas gives z (K, 2, T B, N); the Tx factor's products, summed over
+        the leading axes (frequency, part of z, Tx antenna), give x."""
+        b, k, t, _ = y_re.shape
+        y2 = torch.cat([y_re, y_im], -1).permute(1, 2, 0, 3)                  # (K, T, B, 2R)
+        z = torch.matmul(y2.reshape(k, 1, t * b, -1), self.rx_adjoint)       # (K, 2, T B, N)
+        x = (self.tx_adjoint * z.reshape(k, 2, t, 1, b, -1)).sum(dim=(0, 1, 2))
+        return x[0], x[1]
 
 
-def born_adjoint(tables: BornOperands, y_re, y_im):
-    """A^H y: (B, K, T, R) sweep parts -> (B, N) image parts. Per frequency, one matmul over
-    the Rx antennas gives z (K, 2, T B, N); the Tx factor's products, summed over the
-    leading axes (frequency, part of z, Tx antenna), give x."""
-    b, k, t, _ = y_re.shape
-    y2 = torch.cat([y_re, y_im], -1).permute(1, 2, 0, 3)                   # (K, T, B, 2R)
-    z = torch.matmul(y2.reshape(k, 1, t * b, -1), tables.rx_adjoint)      # (K, 2, T B, N)
-    x = (tables.tx_adjoint * z.reshape(k, 2, t, 1, b, -1)).sum(dim=(0, 1, 2))  # (2, B, N)
-    return x[0], x[1]
+class DenseOperands(NamedTuple):
+    """The Born operator as one matrix: P = g_t g_r for every voxel (rows) and measurement
+    (K T R columns), re and im; A = conj(P)^T. Each application is two real matmuls that
+    read P once, whatever the batch."""
+    p_re: torch.Tensor          # (N, K T R)
+    p_im: torch.Tensor
+    sweep_shape: tuple
+
+    @classmethod
+    def build(cls, t_re, t_im, g_re, g_im) -> DenseOperands:
+        k, t, n = t_re.shape
+        # built in its final layout from the factors' small permutes (no transposed copy)
+        a_re, a_im = t_re.permute(2, 0, 1)[..., None], t_im.permute(2, 0, 1)[..., None]
+        b_re, b_im = g_re.permute(2, 0, 1)[:, :, None], g_im.permute(2, 0, 1)[:, :, None]
+        return cls((a_re * b_re - a_im * b_im).reshape(n, -1),
+                   (a_re * b_im + a_im * b_re).reshape(n, -1), (k, t, g_re.shape[1]))
+
+    def forward(self, x_re, x_im):
+        """A x = conj(P)^T x: (B, N) parts -> (B, K, T, R) parts."""
+        b = x_re.shape[0]
+        x2 = torch.cat([x_re, x_im], 0)                                       # (2B, N)
+        q_re, q_im = torch.matmul(x2, self.p_re), torch.matmul(x2, self.p_im)  # (2B, M)
+        shape = (b, *self.sweep_shape)
+        return (q_re[:b] + q_im[b:]).reshape(shape), (q_re[b:] - q_im[:b]).reshape(shape)
+
+    def adjoint(self, y_re, y_im):
+        """A^H y = P y: (B, K, T, R) parts -> (B, N) parts."""
+        b = y_re.shape[0]
+        y2t = torch.cat([y_re.reshape(b, -1), y_im.reshape(b, -1)], 0).t()    # (M, 2B)
+        s_re, s_im = torch.matmul(self.p_re, y2t).t(), torch.matmul(self.p_im, y2t).t()
+        return s_re[:b] - s_im[b:], s_im[:b] + s_re[b:]
 
 
 class ForwardLayer(BornTables):
@@ -112,7 +151,7 @@ class ForwardLayer(BornTables):
 
     def forward(self, x):
         x_re, x_im = x[:, 0, ..., 0].flatten(1), x[:, 0, ..., 1].flatten(1)   # (B, N)
-        y_re, y_im = born_forward(self.tables(), x_re, x_im)
+        y_re, y_im = self.tables().forward(x_re, x_im)
         return torch.stack([y_re, y_im], dim=-1)[:, None]
 
 
@@ -121,7 +160,7 @@ class AdjointLayer(BornTables):
 
     def forward(self, sweep):
         y = sweep[:, 0]                                              # (B, K, T, R, 2)
-        x_re, x_im = born_adjoint(self.tables(), y[..., 0], y[..., 1])
+        x_re, x_im = self.tables().adjoint(y[..., 0], y[..., 1])
         shape = (-1, *self.image_shape)
         return x_re.reshape(shape), x_im.reshape(shape)
 

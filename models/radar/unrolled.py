@@ -17,8 +17,11 @@ with the classical debiasing step on the support the network found (``refine_on_
 conjugate gradients on least squares over the voxels above a fraction of the peak, the same
 operators; the fraction chosen on validation scenes after training).
 
-The per-antenna tables are computed once per call from the geometry and shared by every
-iteration (ONNX Runtime folds them into constants at load), so the file stays small.
+The operator is the dense one (``DenseOperands``: the K T R x N matrix, re and im, computed
+from the geometry once per call and shared by every iteration; ONNX Runtime folds it into a
+constant at load, so the file stays small): every application reads it once, whatever the
+batch, where the per-antenna form's products grow with it (published, 2 cores, ONNX Runtime,
+batch 4: about 65 ms a frame against 95, for 574 MB of matrix and ~8 s of loading).
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ import torch
 from torch import nn
 
 from .geometry import RadarConfig
-from .network import EPS, BornTables, born_adjoint, born_forward, normalize_peak
+from .network import EPS, BornTables, normalize_peak
 from .sparse import lipschitz
 
 
@@ -58,15 +61,16 @@ class GainDenoiser(nn.Module):
         return v_re * gain, v_im * gain
 
 
-def refine_on_support(tables, x_re, x_im, b_re, b_im, support, iterations: int):
-    """Conjugate gradients on A^H A x = b over the voxels of x (B, N parts) above ``support``
-    of its peak, from x there (``sparse.refine_on_support`` in torch); zero elsewhere."""
+def refine_on_support(ops, x_re, x_im, b_re, b_im, support, iterations: int):
+    """Conjugate gradients on A^H A x = b (``ops``: ``BornTables.tables()``) over the voxels
+    of x (B, N parts) above ``support`` of its peak, from x there
+    (``sparse.refine_on_support`` in torch); zero elsewhere."""
     mag = torch.sqrt(x_re * x_re + x_im * x_im)
     mask = (mag > support * mag.amax(dim=1, keepdim=True)).to(x_re.dtype)
     x_re, x_im = x_re * mask, x_im * mask
 
     def normal(v_re, v_im):
-        g_re, g_im = born_adjoint(tables, *born_forward(tables, v_re, v_im))
+        g_re, g_im = ops.adjoint(*ops.forward(v_re, v_im))
         return g_re * mask, g_im * mask
 
     g_re, g_im = normal(x_re, x_im)
@@ -107,7 +111,7 @@ class UnrolledReconstructor(nn.Module):
         self.refine = refine
         self.register_buffer("support", torch.tensor(float(support)))
         self.image_shape, self.iterations = cfg.image_shape, iterations
-        self.born = BornTables(cfg)
+        self.born = BornTables(cfg, dense=True)
         lip = lip or lipschitz(cfg, steps=30)
         self.register_buffer("lip", torch.tensor(lip, dtype=torch.float32))
         self.log_eta = nn.Parameter(torch.zeros(iterations))   # step eta_i = exp(log_eta_i)
@@ -127,8 +131,8 @@ class UnrolledReconstructor(nn.Module):
         self.support.fill_(support or 0.0)
 
     def forward(self, sweep):
-        tables = self.born.tables()
-        b_re, b_im = born_adjoint(tables, sweep[:, 0, ..., 0], sweep[:, 0, ..., 1])
+        ops = self.born.tables()
+        b_re, b_im = ops.adjoint(sweep[:, 0, ..., 0], sweep[:, 0, ..., 1])
         b_mag = torch.sqrt(b_re * b_re + b_im * b_im + EPS)
         peak = b_mag.amax(dim=1, keepdim=True).clamp_min(EPS)
         b_re, b_im, b_mag = b_re / peak * self.lip, b_im / peak * self.lip, b_mag / peak
@@ -138,7 +142,7 @@ class UnrolledReconstructor(nn.Module):
             if i == 0:
                 v_re, v_im = step * b_re, step * b_im
             else:
-                g_re, g_im = born_adjoint(tables, *born_forward(tables, z_re, z_im))
+                g_re, g_im = ops.adjoint(*ops.forward(z_re, z_im))
                 v_re, v_im = z_re - step * (g_re - b_re), z_im - step * (g_im - b_im)
             new_re, new_im = denoise(v_re, v_im, b_mag)
             if i < len(self.mu):
@@ -146,7 +150,7 @@ class UnrolledReconstructor(nn.Module):
                 z_im = new_im + self.mu[i] * (new_im - x_im)
             x_re, x_im = new_re, new_im
         if self.refine:
-            x_re, x_im = refine_on_support(tables, x_re, x_im, b_re, b_im, self.support,
+            x_re, x_im = refine_on_support(ops, x_re, x_im, b_re, b_im, self.support,
                                            self.refine)
         mag = torch.sqrt(x_re * x_re + x_im * x_im + EPS).reshape(-1, 1, *self.image_shape)
         return normalize_peak(mag)
