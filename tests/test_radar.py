@@ -45,7 +45,6 @@ def test_adjoint_layer_matches_numpy_and_stays_out_of_the_file(tmp_path):
     assert path.stat().st_size < table_bytes / 20   # the tables are computed at load time
 
 
-
 @pytest.mark.parametrize("dense", [False, True])
 def test_born_operands_match_numpy_and_are_each_others_adjoint(dense):
     """Both layouts of the Born operator (per antenna, with the forward's products by
