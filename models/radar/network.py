@@ -9,8 +9,8 @@ Both networks are exported as one ONNX graph per configuration, sweep in, image 
 ``AdjointLayer`` computes its per-antenna kernels from the geometry (positions, wavenumbers,
 grid axes) inside the graph. Those nodes depend only on initializers, so ONNX Runtime folds
 them into constants when it loads the model: the file stays a few hundred kB while the
-session holds the per-antenna tables (``FactorOperands``). Training feeds the networks adjoint images computed once
-by numpy (``ImageFormation``), which is the same operator.
+session holds the per-antenna tables (``FactorOperands``). Training feeds the networks
+adjoint images computed once by numpy (``ImageFormation``), which is the same operator.
 """
 from __future__ import annotations
 
