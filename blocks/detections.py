@@ -60,9 +60,11 @@ VALLEY_BINS = 3
 SAMPLE_LIMIT = 32768
 
 
-@dataclass
+@dataclass(eq=False)
 class Track:
-    """A signal followed across consecutive analysis blocks (normalized units)."""
+    """A signal followed across consecutive analysis blocks (normalized units). Tracks are
+    compared by identity (two signals may share every field; a value comparison would also
+    compare their PSD arrays)."""
 
     start: int
     stop: int

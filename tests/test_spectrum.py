@@ -587,6 +587,16 @@ def test_shipped_segmenter_boxes_every_signal_with_refined_edges():
     assert 0 not in dict(ev.match(truth, coarse))  # the narrow QPSK's coarse box fails
 
 
+def test_tracks_with_equal_fields_are_distinct_signals():
+    """Two signals can share every field of a track (start, stop, band, PSD): each is its
+    own track, and finding one among open tracks does not compare their PSD arrays."""
+    from cvstream.blocks.detections import Track
+    psd = np.ones(8)
+    a, b = (Track(0, 4, 0.1, 0.2, 10.0, spectrum=psd.copy(), spectra=1) for _ in range(2))
+    assert a != b and a == a
+    assert a in [b, a] and [b, a].index(a) == 1
+
+
 def test_family_features_see_shape_and_motion():
     """A chirp's blocks sweep its band; a steady signal's stay: the motion features tell
     them apart, and the profile is its PSD's shape below the peak."""
