@@ -1,9 +1,10 @@
 """Radar imaging speed: frames per second end to end through ``cvstream run``.
 
-    python bench/radar_bench.py [--sweeps 48] [--methods unrolled deep2s complex kirchhoff]
+    python bench/radar_bench.py [--sweeps 48] [--methods unrolled unrolled-0 deep2s ...]
 
 For each configuration (small: target >= 30 fps; published: target >= 10 fps) and each
-method (the unrolled network, Deep2S, complex variant, Kirchhoff migration), ``cvstream run graphs/radar_files.yml``
+method (the unrolled network; the same without its FISTA-L1 steps, ``unrolled-0``; Deep2S,
+complex variant, Kirchhoff migration), ``cvstream run graphs/radar_files.yml``
 (or the same graph with ``radar_migration``) images a .npy of synthesized sweeps into a .npy
 of images, in a fresh process. Runs with N and 2N sweeps (the fastest of three each)
 separate the start-up cost (imports, model load, table build) from the steady state:
@@ -41,12 +42,18 @@ connections: [sweeps -> image, image -> out]
 """
 
 
+#: the unrolled network without its FISTA steps (``polish: 0``): the speed it trades for them
+FAST = "unrolled-0"
+
+
 def run(graph: str, tmp: Path, sweeps: str, config: str, method: str) -> tuple[float, dict]:
     stats = tmp / "stats.json"
     cmd = [sys.executable, "-m", "cvstream", "run", graph, "--set", f"input={sweeps}",
            "--set", f"output={tmp / 'images.npy'}", "--set", f"config={config}",
            "--stats-json", str(stats)]
-    if method != "kirchhoff":
+    if method == FAST:
+        cmd += ["--set", "method=unrolled", "--set", "polish=0"]
+    elif method != "kirchhoff":
         cmd += ["--set", f"method={method}"]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -59,9 +66,9 @@ def run(graph: str, tmp: Path, sweeps: str, config: str, method: str) -> tuple[f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweeps", type=int, default=48, help="N (the second run uses 2N)")
-    ap.add_argument("--methods", nargs="+", default=["unrolled", "deep2s", "complex",
+    ap.add_argument("--methods", nargs="+", default=["unrolled", FAST, "deep2s", "complex",
                                                     "kirchhoff"],
-                    choices=["unrolled", "deep2s", "complex", "kirchhoff"])
+                    choices=["unrolled", FAST, "deep2s", "complex", "kirchhoff"])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)

@@ -33,11 +33,12 @@ class ExportReport:
     real_params: int
     bytes: int
     seconds: float
+    rel_error: float = 0.0     # ||ORT - torch|| / ||torch|| over all outputs
 
     def __str__(self) -> str:
         return (f"{self.path}: {self.real_params} real parameters, {self.bytes / 1e3:.1f} kB, "
-                f"ONNX Runtime vs torch max |error| {self.max_abs_error:.2e}, "
-                f"exported in {self.seconds:.1f} s")
+                f"ONNX Runtime vs torch max |error| {self.max_abs_error:.2e} (relative "
+                f"{self.rel_error:.1e}), exported in {self.seconds:.1f} s")
 
 
 def fold_batchnorms(model: torch.nn.Module) -> torch.nn.Module:
@@ -66,14 +67,22 @@ def example_inputs(contract: Contract, batch: int, seed: int) -> list[np.ndarray
 
 def export_model(model: torch.nn.Module, contract: Contract | dict, path: str,
                  opset: int = 17, tol: float = 1e-4, seed: int = 0,
-                 constant_folding: bool = True, test_inputs=None) -> ExportReport:
+                 constant_folding: bool = True, test_inputs=None,
+                 settings: dict[str, np.ndarray] | None = None,
+                 rel_tol: float | None = None) -> ExportReport:
     """Export ``model`` (forward(*stream_inputs, *states) -> (*outputs, *next_states)).
 
     ``constant_folding=False`` keeps subgraphs that depend only on weights (e.g. operator
     tables computed from a geometry) as nodes: the file stays small and ONNX Runtime folds
     them when it loads the model. ``test_inputs`` (arrays, one per stream input and state)
     replace the random ones ONNX Runtime and torch are compared on: a model whose output
-    depends on the input's structure (a support threshold) is checked on data it serves."""
+    depends on the input's structure (a support threshold) is checked on data it serves.
+    ``settings`` ({name: default}) are graph inputs after the stream inputs and states that
+    a caller may feed or leave out (an iteration count): each default is an initializer of
+    the input's name, which ONNX Runtime lets a fed value override; forward takes them as
+    optional trailing arguments. ``rel_tol`` checks the relative L2 error instead of the
+    largest one (``tol``): for outputs behind a data-dependent threshold, where float32
+    rounding can move a voxel or two across it."""
     import onnx
     import onnxruntime as ort
     if opset < 17:
@@ -85,15 +94,19 @@ def export_model(model: torch.nn.Module, contract: Contract | dict, path: str,
     stateful = bool(contract.states)
     args = [torch.from_numpy(a) for a in example_inputs(contract, 1 if stateful else 2, seed)]
     in_names = [s.name for s in contract.inputs] + [s.input for s in contract.states]
+    settings = settings or {}
+    args += [torch.from_numpy(np.asarray(v)) for v in settings.values()]
     out_names = [s.name for s in contract.outputs] + [s.output for s in contract.states]
     dynamic = {} if stateful else {n: {0: "batch"} for n in
                                     [s.name for s in contract.inputs + contract.outputs]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(folded, tuple(args), path, dynamo=False, opset_version=opset,
-                          input_names=in_names, output_names=out_names,
+                          input_names=in_names + list(settings), output_names=out_names,
                           dynamic_axes=dynamic, do_constant_folding=constant_folding)
     proto = onnx.load(path)
+    for name, value in settings.items():
+        proto.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(value), name))
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
@@ -104,18 +117,25 @@ def export_model(model: torch.nn.Module, contract: Contract | dict, path: str,
     onnx.save(proto, path)
     # ONNX Runtime against torch, on inputs the export never saw
     test = test_inputs or example_inputs(contract, 1 if stateful else 3, seed + 1)
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3   # a setting's default initializer is meant to be overridable
+    session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
     got = session.run(None, dict(zip(in_names, test)))
     with torch.no_grad():
         want = folded(*[torch.from_numpy(a) for a in test])
     want = want if isinstance(want, (tuple, list)) else (want,)
     err = max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want))
-    if not err <= tol:
+    rel = max(float(np.linalg.norm(g - w.numpy()) / max(np.linalg.norm(w.numpy()), 1e-30))
+              for g, w in zip(got, want))
+    if rel_tol is None and not err <= tol:
         raise ExportError(f"ONNX Runtime differs from torch by {err:.2e} (> {tol:g})")
+    if rel_tol is not None and not rel <= rel_tol:
+        raise ExportError(f"ONNX Runtime differs from torch by {rel:.2e} relative (> "
+                          f"{rel_tol:g})")
     real_params = sum(p.numel() for p in model.parameters())
     import os
     return ExportReport(path, err, real_params, os.path.getsize(path),
-                        time.perf_counter() - t0)
+                        time.perf_counter() - t0, rel)
 
 
 def quantize_int8(src: str, dst: str, calibration: Iterable[list[np.ndarray]]) -> str:

@@ -132,18 +132,30 @@ class DenseOperands(NamedTuple):
 
     def forward(self, x_re, x_im):
         """A x = conj(P)^T x: (B, N) parts -> (B, K, T, R) parts."""
-        b = x_re.shape[0]
-        x2 = torch.cat([x_re, x_im], 0)                                       # (2B, N)
-        q_re, q_im = torch.matmul(x2, self.p_re), torch.matmul(x2, self.p_im)  # (2B, M)
-        shape = (b, *self.sweep_shape)
-        return (q_re[:b] + q_im[b:]).reshape(shape), (q_re[b:] - q_im[:b]).reshape(shape)
+        shape = (x_re.shape[0], *self.sweep_shape)
+        y_re, y_im = dense_forward(self.p_re, self.p_im, x_re, x_im)
+        return y_re.reshape(shape), y_im.reshape(shape)
 
     def adjoint(self, y_re, y_im):
         """A^H y = P y: (B, K, T, R) parts -> (B, N) parts."""
         b = y_re.shape[0]
-        y2t = torch.cat([y_re.reshape(b, -1), y_im.reshape(b, -1)], 0).t()    # (M, 2B)
-        s_re, s_im = torch.matmul(self.p_re, y2t).t(), torch.matmul(self.p_im, y2t).t()
-        return s_re[:b] - s_im[b:], s_im[:b] + s_re[b:]
+        return dense_adjoint(self.p_re, self.p_im, y_re.reshape(b, -1), y_im.reshape(b, -1))
+
+
+def dense_forward(p_re, p_im, x_re, x_im) -> tuple[torch.Tensor, torch.Tensor]:
+    """A x with the dense matrix: (B, N) parts -> (B, K T R) parts (scriptable)."""
+    b = x_re.shape[0]
+    x2 = torch.cat([x_re, x_im], 0)                                           # (2B, N)
+    q_re, q_im = torch.matmul(x2, p_re), torch.matmul(x2, p_im)               # (2B, M)
+    return q_re[:b] + q_im[b:], q_re[b:] - q_im[:b]
+
+
+def dense_adjoint(p_re, p_im, y_re, y_im) -> tuple[torch.Tensor, torch.Tensor]:
+    """A^H y with the dense matrix: (B, K T R) parts -> (B, N) parts (scriptable)."""
+    b = y_re.shape[0]
+    y2t = torch.cat([y_re, y_im], 0).t()                                      # (M, 2B)
+    s_re, s_im = torch.matmul(p_re, y2t).t(), torch.matmul(p_im, y2t).t()
+    return s_re[:b] - s_im[b:], s_im[:b] + s_re[b:]
 
 
 class ForwardLayer(BornTables):

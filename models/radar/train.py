@@ -33,7 +33,8 @@ UNROLLED_SCENES = SceneConfig(shapes=TRAIN_SHAPES, phases=PHASES, snr_db=(10.0, 
 L1_WEIGHT = 0.1
 #: ONNX Runtime vs torch: the adjoint sums K T R products in float32 in a different order
 EXPORT_TOL = 2e-3
-#: ... and an unrolled network's conjugate-gradient tail amplifies those differences
+#: ... and an unrolled network's classical tail (FISTA steps, a support threshold) can move
+#: a voxel across a threshold: relative L2 error of the image
 REFINED_EXPORT_TOL = 1e-2
 
 
@@ -52,6 +53,14 @@ UNROLLED_RECIPES = {"small": Recipe(scenes=2048, steps=800, batch=4, lr=2e-3),
                     "published": Recipe(scenes=768, steps=800, batch=2, lr=2e-3)}
 #: gradient steps (each followed by its own denoiser) per configuration
 ITERATIONS = {"small": 12, "published": 6}
+#: FISTA-L1 after the unrolled network's learned steps (``choose_refinement``): lambdas and
+#: step counts tried (other configurations: small's). Each step costs an operator pair
+#: (`small`: ~1 ms a frame, `published` ~10: none there, its images on validation scenes
+#: got no better even after 400, and it has a 10 fps target); the count is the exported
+#: graph's input POLISH_INPUT, settable per run
+POLISH_LAMBDAS = (0.003, 0.01, 0.03)
+POLISH_ITERATIONS = {"small": (25, 50, 100), "published": ()}
+POLISH_INPUT = "polish_iterations"
 #: the unrolled network's scalars (steps, momenta, thresholds) learn this much faster than
 #: its CNN weights
 SCALAR_LR = 5.0
@@ -67,6 +76,12 @@ def contract(cfg, kind: str, evaluation: dict | None = None, net=None) -> dict:
              "complex": "complex variant: adjoint -> complex 3D U-Net -> magnitude",
              "unrolled": "unrolled: gradient steps with the exact Born operator, each "
                          "followed by a learned phase-keeping 3D denoiser"}[kind]
+    post = {}
+    if kind == "unrolled" and net is not None and int(net.polish_iterations):
+        about += (f", then FISTA-L1 from its estimate ({int(net.polish_iterations)} steps, "
+                  f"lambda {float(net.polish_lam):g} of the data image's peak)")
+        post["polish"] = {"input": POLISH_INPUT, "default": int(net.polish_iterations),
+                          "lambda": round(float(net.polish_lam), 6)}
     if kind == "unrolled" and net is not None and net.refine:
         about += (f", then least squares on the voxels above {float(net.support):g} of the "
                   f"peak ({net.refine} conjugate-gradient iterations)")
@@ -75,6 +90,7 @@ def contract(cfg, kind: str, evaluation: dict | None = None, net=None) -> dict:
                 outputs=[dict(name="image", dtype="float32", item_shape=list(cfg.image_shape),
                               packing="none")],
                 sample_rate="normalized", preprocess={"radar_config": cfg.to_dict()},
+                postprocess=post,
                 description=f"{about} ({cfg.describe()}); image normalized to max 1",
                 evaluation=evaluation or {})
 
@@ -125,27 +141,40 @@ def train_unrolled(cfg, recipe: Recipe, seed: int, width=None, progress=None,
     return net
 
 
-def choose_refinement(net, cfg, validation: int = 8) -> dict:
-    """Sets the unrolled network's debiasing step (REFINE_ITERATIONS conjugate-gradient
-    iterations of least squares on its support) to the support threshold (SUPPORTS) with the
-    best NMSE on ``validation`` scenes of the training's first families (seed VALID_SEED, as
-    FISTA's lambda), or off where none beats the network alone; returns {threshold or None
-    (off): mean NMSE dB}."""
+def choose_refinement(net, cfg, validation: int = 32) -> dict:
+    """Sets the unrolled network's classical tail to the one with the best mean NMSE on
+    ``validation`` scenes of the training's first families (seed VALID_SEED, as FISTA's
+    lambda): FISTA-L1 steps after the learned ones (a lambda of POLISH_LAMBDAS and a count
+    of POLISH_ITERATIONS for the configuration, or none) and the debiasing step
+    (REFINE_ITERATIONS conjugate-gradient iterations on the voxels above a threshold of
+    SUPPORTS, or none); returns {(lambda, count, threshold or None): mean NMSE dB}."""
     import torch
     sweeps, truth, _ = make_scenes(cfg, validation, VALID_SEED)
     feed = torch.from_numpy(sweeps.view(np.float32).reshape(len(sweeps), 1, *cfg.sweep_shape,
                                                              2))
-    means = {}
-    for support in (None, *SUPPORTS):
-        net.set_refinement(support, REFINE_ITERATIONS)
+    tails = [(0.0, 0)] + [(lam, count) for lam in POLISH_LAMBDAS
+                          for count in POLISH_ITERATIONS.get(cfg.name,
+                                                             POLISH_ITERATIONS["small"])]
+    scores: dict = {}
+    for start in range(0, len(feed), 8):
         with torch.no_grad():
-            images = net(feed)[:, 0].numpy()
-        means[support] = float(np.mean([nmse_db(i, t) for i, t in zip(images, truth)]))
-    best = min(means, key=means.get)
-    net.set_refinement(best, REFINE_ITERATIONS)
-    print("debiasing on the support: " + ", ".join(
-        f"{'off' if k is None else k}: {v:.2f} dB" for k, v in means.items())
-        + f" -> {'off' if best is None else best}", flush=True)
+            estimate = net.estimate(feed[start:start + 8])
+            for lam, count in tails:
+                for support in (None, *SUPPORTS):
+                    images = net.tail(*estimate, torch.tensor(lam), torch.tensor(count),
+                                      None if support is None else torch.tensor(support))
+                    scores.setdefault((lam, count, support), []).extend(
+                        nmse_db(i, t) for i, t in zip(images[:, 0].numpy(),
+                                                      truth[start:start + 8]))
+    means = {key: float(np.mean(v)) for key, v in scores.items()}
+    lam, count, support = best = min(means, key=means.get)
+    net.set_polish(lam, count)
+    net.set_refinement(support, REFINE_ITERATIONS)
+    print("classical tail (FISTA-L1 lambda, steps, debiasing support) on "
+          f"{validation} validation scenes: " + ", ".join(
+              f"{k[0]:g}/{k[1]}/{'off' if k[2] is None else k[2]}: {v:.2f} dB"
+              for k, v in sorted(means.items(), key=lambda kv: kv[1])[:5])
+          + f" ... -> {best}", flush=True)
     return means
 
 
@@ -195,12 +224,15 @@ def export(cfg, kind: str, net, path: str, evaluation: dict | None = None):
     from .network import Reconstructor
     graph = net if kind == "unrolled" else Reconstructor(cfg, kind, net)
     test = None
-    if kind == "unrolled" and net.refine:   # a support threshold: compare on scenes
+    if kind == "unrolled" and (net.refine or int(net.polish_iterations)):
+        # thresholds that depend on the image: compare on scenes
         sweeps, _, _ = make_scenes(cfg, 3, VALID_SEED + 1)
         test = [sweeps.view(np.float32).reshape(3, 1, *cfg.sweep_shape, 2)]
-    return export_model(graph, contract(cfg, kind, evaluation, net), path,
-                        tol=REFINED_EXPORT_TOL if test else EXPORT_TOL,
-                        constant_folding=False, test_inputs=test)
+    settings = ({POLISH_INPUT: net.polish_iterations.numpy().copy()} if kind == "unrolled"
+                else None)
+    return export_model(graph, contract(cfg, kind, evaluation, net), path, tol=EXPORT_TOL,
+                        rel_tol=REFINED_EXPORT_TOL if test else None,
+                        constant_folding=False, test_inputs=test, settings=settings)
 
 
 def train_and_export(out_dir: str, steps: int | None = None, seed: int = 0, progress=None,

@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from .geometry import RadarConfig
-from .network import EPS, BornTables, normalize_peak
-from .sparse import lipschitz
+from .network import EPS, BornTables, dense_adjoint, dense_forward, normalize_peak
+from .sparse import REFINE_ITERATIONS, lipschitz
 
 
 class GainDenoiser(nn.Module):
@@ -59,6 +59,27 @@ class GainDenoiser(nn.Module):
         feat = torch.stack([rel, b_mag], dim=1).reshape(-1, 2, *self.image_shape)
         gain = torch.relu(1.0 + self.net(feat).flatten(1) - self.tau / (rel + 1e-6))
         return v_re * gain, v_im * gain
+
+
+@torch.jit.script
+def fista_polish(x_re, x_im, b_re, b_im, p_re, p_im, lip, lam, iterations):
+    """FISTA-L1 on ||A x - b'||^2 from x (B, N parts): ``iterations`` (an int64 tensor, a
+    graph input once exported: ONNX's Loop) proximal-gradient steps of 1 / ``lip`` with the
+    dense operator (``p_re``, ``p_im``), each a complex soft threshold at ``lam`` (b's peak
+    is ``lip``: a fraction of the data image's peak, as ``sparse.FistaL1``'s lambda)."""
+    z_re, z_im = x_re, x_im
+    t = torch.ones_like(lip)
+    for _ in range(int(iterations)):
+        a_re, a_im = dense_forward(p_re, p_im, z_re, z_im)
+        g_re, g_im = dense_adjoint(p_re, p_im, a_re, a_im)
+        u_re, u_im = z_re - (g_re - b_re) / lip, z_im - (g_im - b_im) / lip
+        gain = torch.relu(1.0 - lam / torch.sqrt(u_re * u_re + u_im * u_im + 1e-12))
+        n_re, n_im = u_re * gain, u_im * gain
+        t_next = (1.0 + torch.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        momentum = (t - 1.0) / t_next
+        z_re, z_im = n_re + momentum * (n_re - x_re), n_im + momentum * (n_im - x_im)
+        x_re, x_im, t = n_re, n_im, t_next
+    return x_re, x_im
 
 
 def refine_on_support(ops, x_re, x_im, b_re, b_im, support, iterations: int):
@@ -100,8 +121,11 @@ class UnrolledReconstructor(nn.Module):
         x_{i+1} = g_i(v_i) v_i
         z_{i+1} = x_{i+1} + mu_i (x_{i+1} - x_i)         (x_0 = z_0 = 0; image |x_n|)
 
-    then, with ``refine`` > 0, that many conjugate-gradient iterations of least squares on
-    the voxels above ``support`` of the peak of x_n (the image is their magnitude).
+    then ``polish_iterations`` steps of plain FISTA-L1 from x_n (threshold ``polish_lam``
+    of b's peak; the count is the exported graph's optional input ``polish_iterations``,
+    the chosen one by default) and, with ``refine`` > 0, that many conjugate-gradient
+    iterations of least squares on the voxels above ``support`` of the peak of the result
+    (the image is their magnitude).
     """
 
     def __init__(self, cfg: RadarConfig, iterations: int = 10, width: int = 8,
@@ -110,6 +134,8 @@ class UnrolledReconstructor(nn.Module):
         super().__init__()
         self.refine = refine
         self.register_buffer("support", torch.tensor(float(support)))
+        self.register_buffer("polish_lam", torch.tensor(0.0))
+        self.register_buffer("polish_iterations", torch.tensor(0, dtype=torch.int64))
         self.image_shape, self.iterations = cfg.image_shape, iterations
         self.born = BornTables(cfg, dense=True)
         lip = lip or lipschitz(cfg, steps=30)
@@ -130,7 +156,31 @@ class UnrolledReconstructor(nn.Module):
         self.refine = iterations if support else 0
         self.support.fill_(support or 0.0)
 
-    def forward(self, sweep):
+    def set_polish(self, lam: float, iterations: int) -> None:
+        """FISTA-L1's steps after the learned ones: ``iterations`` by default (0: none)."""
+        self.polish_lam.fill_(lam)
+        self.polish_iterations.fill_(iterations)
+
+    def forward(self, sweep, polish_iterations=None):
+        count = self.polish_iterations if polish_iterations is None else polish_iterations
+        return self.tail(*self.estimate(sweep), self.polish_lam, count,
+                         self.support if self.refine else None)
+
+    def tail(self, ops, x_re, x_im, b_re, b_im, lam, count, support):
+        """The classical steps after the learned ones (``estimate``'s outputs): ``count``
+        FISTA-L1 steps at ``lam``, then the debiasing step on the voxels above ``support``
+        of the peak (none with None) -> (B, 1, nx, ny, nz) magnitude, max 1."""
+        x_re, x_im = fista_polish(x_re, x_im, b_re, b_im, ops.p_re, ops.p_im, self.lip,
+                                  lam, count)
+        if support is not None:
+            x_re, x_im = refine_on_support(ops, x_re, x_im, b_re, b_im, support,
+                                           self.refine or REFINE_ITERATIONS)
+        mag = torch.sqrt(x_re * x_re + x_im * x_im + EPS).reshape(-1, 1, *self.image_shape)
+        return normalize_peak(mag)
+
+    def estimate(self, sweep):
+        """The learned iterations: (operands, x_n re, im, b re, im), b the data image scaled
+        to peak ``lip``."""
         ops = self.born.tables()
         b_re, b_im = ops.adjoint(sweep[:, 0, ..., 0], sweep[:, 0, ..., 1])
         b_mag = torch.sqrt(b_re * b_re + b_im * b_im + EPS)
@@ -149,8 +199,4 @@ class UnrolledReconstructor(nn.Module):
                 z_re = new_re + self.mu[i] * (new_re - x_re)
                 z_im = new_im + self.mu[i] * (new_im - x_im)
             x_re, x_im = new_re, new_im
-        if self.refine:
-            x_re, x_im = refine_on_support(ops, x_re, x_im, b_re, b_im, self.support,
-                                           self.refine)
-        mag = torch.sqrt(x_re * x_re + x_im * x_im + EPS).reshape(-1, 1, *self.image_shape)
-        return normalize_peak(mag)
+        return ops, x_re, x_im, b_re, b_im
