@@ -234,8 +234,8 @@ def export(cfg, kind: str, net, path: str, evaluation: dict | None = None):
         # thresholds that depend on the image: compare on scenes
         sweeps, _, _ = make_scenes(cfg, 3, VALID_SEED + 1)
         test = [sweeps.view(np.float32).reshape(3, 1, *cfg.sweep_shape, 2)]
-    settings = ({POLISH_INPUT: net.polish_iterations.numpy().copy()} if kind == "unrolled"
-                else None)
+    settings = ({POLISH_INPUT: net.polish_iterations.numpy().copy()}
+                if kind == "unrolled" and int(net.polish_iterations) else None)
     return export_model(graph, contract(cfg, kind, evaluation, net), path, tol=EXPORT_TOL,
                         rel_tol=REFINED_EXPORT_TOL if test else None,
                         constant_folding=False, test_inputs=test, settings=settings)

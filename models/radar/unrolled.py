@@ -162,16 +162,22 @@ class UnrolledReconstructor(nn.Module):
         self.polish_iterations.fill_(iterations)
 
     def forward(self, sweep, polish_iterations=None):
-        count = self.polish_iterations if polish_iterations is None else polish_iterations
+        """``polish_iterations`` (an int64 tensor) overrides the chosen FISTA step count;
+        with neither, the graph has no FISTA steps."""
+        count = polish_iterations
+        if count is None and int(self.polish_iterations):
+            count = self.polish_iterations
         return self.tail(*self.estimate(sweep), self.polish_lam, count,
                          self.support if self.refine else None)
 
     def tail(self, ops, x_re, x_im, b_re, b_im, lam, count, support):
         """The classical steps after the learned ones (``estimate``'s outputs): ``count``
-        FISTA-L1 steps at ``lam``, then the debiasing step on the voxels above ``support``
-        of the peak (none with None) -> (B, 1, nx, ny, nz) magnitude, max 1."""
-        x_re, x_im = fista_polish(x_re, x_im, b_re, b_im, ops.p_re, ops.p_im, self.lip,
-                                  lam, count)
+        FISTA-L1 steps at ``lam`` (none with None), then the debiasing step on the voxels
+        above ``support`` of the peak (none with None) -> (B, 1, nx, ny, nz) magnitude, max
+        1."""
+        if count is not None:
+            x_re, x_im = fista_polish(x_re, x_im, b_re, b_im, ops.p_re, ops.p_im, self.lip,
+                                      lam, count)
         if support is not None:
             x_re, x_im = refine_on_support(ops, x_re, x_im, b_re, b_im, support,
                                            self.refine or REFINE_ITERATIONS)
