@@ -12,10 +12,13 @@ each carry an independent random phase has all its structure in the magnitudes; 
 that sees only normalized magnitudes makes the whole network equivariant to the sweep's
 scale and global phase, and the physics (not a learned shape prior) does the imaging.
 
-A learned threshold, like L1's, leaves the kept voxels' amplitudes biased; the graph can end
-with the classical debiasing step on the support the network found (``refine_on_support``:
-conjugate gradients on least squares over the voxels above a fraction of the peak, the same
-operators; the fraction chosen on validation scenes after training).
+On shapes the training never saw the learned steps stop short of the data, and a learned
+threshold, like L1's, leaves the kept voxels' amplitudes biased; so the graph can end with a
+classical tail chosen on validation scenes after training: plain FISTA-L1 steps from the
+network's estimate (``fista_polish``, an ONNX Loop whose count is an optional graph input),
+then the classical debiasing step on the support found (``refine_on_support``: conjugate
+gradients on least squares over the voxels above a fraction of the peak, the same
+operators).
 
 The operator is the dense one (``DenseOperands``: the K T R x N matrix, re and im, computed
 from the geometry once per call and shared by every iteration; ONNX Runtime folds it into a
