@@ -183,6 +183,8 @@ class Contract:
         if self.states:
             lines.append("states    " + "; ".join(f"{s.input} -> {s.output} {s.shape}"
                                                  for s in self.states))
+        for key, value in self.postprocess.items():
+            lines.append(f"post      {key}: {value}")
         if self.description:
             lines.append(f"about     {self.description}")
         for key, value in self.evaluation.items():

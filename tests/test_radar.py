@@ -202,6 +202,8 @@ def test_fista_steps_in_the_graph_are_fistas_and_their_count_is_settable(tmp_pat
     contract = read_contract(str(path))
     assert contract.postprocess["polish"] == {"input": "polish_iterations", "default": 6,
                                               "lambda": 0.03}
+    assert "post      polish: {'input': 'polish_iterations', 'default': 6" in \
+        contract.summary()                                   # cvstream models info
     images = {n: RadarReconstruct(model=str(path), polish=n).process(sweeps)
               for n in (-1, 0, 6, 40)}
     feed = torch.from_numpy(sweeps.view(np.float32).reshape(3, 1, *cfg.sweep_shape, 2))
