@@ -161,11 +161,13 @@ def choose_refinement(net, cfg, validation: int = 32) -> dict:
     scores: dict = {}
     for start in range(0, len(feed), 8):
         with torch.no_grad():
-            estimate = net.estimate(feed[start:start + 8])
-            for lam, count in tails:
+            ops, x_re, x_im, b_re, b_im = net.estimate(feed[start:start + 8])
+            for lam, count in tails:   # each FISTA run once, then every support on it
+                p_re, p_im = (net.polish(ops, x_re, x_im, b_re, b_im, torch.tensor(lam),
+                                         torch.tensor(count)) if count else (x_re, x_im))
                 for support in (None, *SUPPORTS):
-                    images = net.tail(*estimate, torch.tensor(lam), torch.tensor(count),
-                                      None if support is None else torch.tensor(support))
+                    images = net.finish(ops, p_re, p_im, b_re, b_im,
+                                        None if support is None else torch.tensor(support))
                     scores.setdefault((lam, count, support), []).extend(
                         nmse_db(i, t) for i, t in zip(images[:, 0].numpy(),
                                                       truth[start:start + 8]))

@@ -170,17 +170,18 @@ class UnrolledReconstructor(nn.Module):
         count = polish_iterations
         if count is None and int(self.polish_iterations):
             count = self.polish_iterations
-        return self.tail(*self.estimate(sweep), self.polish_lam, count,
-                         self.support if self.refine else None)
-
-    def tail(self, ops, x_re, x_im, b_re, b_im, lam, count, support):
-        """The classical steps after the learned ones (``estimate``'s outputs): ``count``
-        FISTA-L1 steps at ``lam`` (none with None), then the debiasing step on the voxels
-        above ``support`` of the peak (none with None) -> (B, 1, nx, ny, nz) magnitude, max
-        1."""
+        ops, x_re, x_im, b_re, b_im = self.estimate(sweep)
         if count is not None:
-            x_re, x_im = fista_polish(x_re, x_im, b_re, b_im, ops.p_re, ops.p_im, self.lip,
-                                      lam, count)
+            x_re, x_im = self.polish(ops, x_re, x_im, b_re, b_im, self.polish_lam, count)
+        return self.finish(ops, x_re, x_im, b_re, b_im, self.support if self.refine else None)
+
+    def polish(self, ops, x_re, x_im, b_re, b_im, lam, count):
+        """``count`` FISTA-L1 steps at ``lam`` from x (``estimate``'s outputs)."""
+        return fista_polish(x_re, x_im, b_re, b_im, ops.p_re, ops.p_im, self.lip, lam, count)
+
+    def finish(self, ops, x_re, x_im, b_re, b_im, support):
+        """The debiasing step on the voxels above ``support`` of the peak (none with None),
+        then the image: (B, 1, nx, ny, nz) magnitude, max 1."""
         if support is not None:
             x_re, x_im = refine_on_support(ops, x_re, x_im, b_re, b_im, support,
                                            self.refine or REFINE_ITERATIONS)
