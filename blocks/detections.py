@@ -80,13 +80,19 @@ class Track:
     spectrum: np.ndarray | None = None  # sum of the fine PSDs of the blocks it was seen in
     spectra: int = 0                    # how many were summed
     zoom: np.ndarray | None = None      # the same sum at ZOOM times the resolution, if kept
+    rows: list = field(default_factory=list)  # (start, fine PSD) of each block it was seen in
     samples: list = field(default_factory=list)  # (start, samples) of its first blocks
     label_confidence: float | None = None  # a family classifier's, calibrated
     guess: str | None = None               # its best family, where the label is "unknown"
 
-    def add_spectrum(self, psd: np.ndarray | None, zoom: np.ndarray | None = None) -> None:
+    def add_spectrum(self, psd: np.ndarray | None, zoom: np.ndarray | None = None,
+                     start: int | None = None) -> None:
+        """Sum a block's fine PSD (and its ZOOM times finer one) into the track's; with
+        ``start``, also keep the block's row (``own_spans``)."""
         if psd is None:
             return
+        if start is not None:
+            self.rows.append((start, psd))
         if self.spectrum is None:
             self.spectrum = psd.astype(np.float64)
             self.zoom = None if zoom is None else zoom.astype(np.float64)
@@ -115,6 +121,51 @@ class Track:
         own = [(t, x) for t, x in self.samples if self.start <= t < self.stop]
         self.samples = own or self.samples
         return self
+
+    def own_spans(self, block: int, frames: int, hold: int, min_blocks: int = 2,
+                  pfa: float = 1e-3, rise: float = 0.25) -> list["Track"]:
+        """A part of this track (an edge split of it, ``refine_edges``) cut to the blocks
+        where its own band of the block's fine PSD (``rows``, ``frames`` periodograms a
+        block) holds it: the band's mean stands above the noise (false-alarm probability
+        ``pfa``) and at ``rise`` or more of the part's usual excess over it (the 90th
+        percentile over its blocks: a neighbour's skirt in the band is not the part).
+        Runs of such blocks joined across up to ``hold`` blocks without, each of at least
+        ``min_blocks``, are one detection each, with their own blocks' edges, samples and
+        summed PSD: a burst beside a continuous neighbour, which one coarse track followed
+        through both, ends when it does, and one that comes twice is two. Without rows
+        (or where no run qualifies), ``own_blocks``."""
+        if not self.rows:
+            return [self.own_blocks(block)]
+        fine = len(self.rows[0][1])
+        a = min(max(int(np.ceil(self.f_low * fine)) + fine // 2, 0), fine - 1)
+        b = max(min(int(np.floor(self.f_high * fine)) + fine // 2 + 1, fine), a + 1)
+        starts = np.array([t for t, _ in self.rows])
+        level = np.array([row[a:b].mean() for _, row in self.rows], np.float64)
+        excess = level - 1
+        on = (level > noise_level(pfa, frames * (b - a))) & \
+            (excess >= rise * np.percentile(excess, 90))
+        runs, position = [], starts // block
+        for k in np.flatnonzero(on):
+            if runs and position[k] - position[runs[-1][-1]] <= hold + 1:
+                runs[-1].append(k)
+            else:
+                runs.append([k])
+        out = []
+        for run in runs:
+            if len(run) < min_blocks:
+                continue
+            part = copy.copy(self)
+            part.start, part.stop = int(starts[run[0]]), int(starts[run[-1]]) + block
+            part.rows = [self.rows[k] for k in run]
+            part.spectrum = np.sum([row for _, row in part.rows], axis=0, dtype=np.float64)
+            part.spectra = len(part.rows)
+            mine = [k for k, t in enumerate(self.seen) if part.start <= t < part.stop]
+            part.seen = [self.seen[k] for k in mine] or [part.start]
+            part.edges = [self.edges[k] for k in mine] or [(self.f_low, self.f_high)]
+            part.samples = [(t, x) for t, x in self.samples
+                            if part.start <= t < part.stop] or self.samples
+            out.append(part)
+        return out or [self.own_blocks(block)]
 
     def moves(self) -> bool:
         """Whether its band moved from block to block (a chirp, a sweep, a hopper): the
@@ -222,7 +273,7 @@ class Tracker:
                     track.score = max([track.score, *score])
                     used[i] = hit = True
             if hit:
-                track.add_spectrum(spectrum, zoom)
+                track.add_spectrum(spectrum, zoom, start)
                 track.add_samples(start, samples)
             track.missed = 0 if hit else track.missed + 1
             going = track.missed <= self.hold and len(track.edges) < self.max_blocks
@@ -231,7 +282,7 @@ class Tracker:
             if not used[i]:
                 track = Track(start, stop, lo, hi, snr, label, max([0.0, *score]),
                               {label: (hi - lo) * max([1e-6, *score])}, [(lo, hi)], [start])
-                track.add_spectrum(spectrum, zoom)
+                track.add_spectrum(spectrum, zoom, start)
                 track.add_samples(start, samples)
                 still.append(track)
         self.open = still
@@ -448,21 +499,24 @@ def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
 
 def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
                  split_gap: int = 4, power_share: float = 0.999, block: int = 0,
-                 valley_db: float = 0.0) -> list[Track]:
+                 valley_db: float = 0.0, hold: int = 4, finer_gap: int = 2) -> list[Track]:
     """Settle a track's frequency edges on its fine PSD (noise power 1 per bin, the mean of
     ``frames`` periodograms per block it was seen in). Bins within ``margin`` of the coarse
     edges that stand above the noise (false-alarm probability ``pfa``; runs of one bin are
     noise spikes) form runs; runs more than ``split_gap`` bins apart are separate signals
-    (neighbours the coarse view merged): one track each, with the label, and the time span
-    of the blocks whose runs reached its band when ``block`` (samples per block) is given.
-    Where the track also holds a PSD ZOOM times finer (``Track.zoom``) and ``valley_db``
-    is set, each run is cut again on it: at gaps of more than ``split_gap`` of its bins
-    and at valleys ``valley_db`` under both sides (``split_finer``: neighbours 0.2 % of the
-    band apart, which the fine PSD's window blurs into one run). Runs that form a comb
+    (neighbours the coarse view merged). Where the track also holds a PSD ZOOM times finer
+    (``Track.zoom``) and ``valley_db`` is set, each run is cut again on it: at gaps of more
+    than ``finer_gap`` of its bins (0.1 % of the band at 2048 bins) and at valleys
+    ``valley_db`` under both sides (``split_finer``: neighbours 0.2 % of the band apart,
+    which the fine PSD's window blurs into one run). Runs that form a comb
     (``join_line_spectra``: one signal's spectral lines) are joined. Each detection's edges
-    are its occupied bandwidth: the band holding ``power_share`` of its power above the
-    noise (99.9 %), which ignores window leakage and spectral skirts at high SNR. Where
-    nothing stands out (a weak signal), the coarse edges stay."""
+    are its occupied bandwidth on the finest view: the band holding ``power_share`` of its
+    power above the noise (99.9 %), which ignores window leakage and spectral skirts at
+    high SNR (on the finer view a signal a few fine bins wide is not widened by the fine
+    window's main lobe). With ``block`` (samples per block), each detection then keeps the
+    blocks where its own band holds it (``Track.own_spans``, ``hold`` blocks of absence
+    allowed): a burst beside a continuous neighbour ends when it does. Where nothing stands
+    out (a weak signal), the coarse edges stay."""
     if track.spectrum is None or not track.spectra:
         return [track]
     fine = len(track.spectrum)
@@ -477,26 +531,18 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         view, r, view_n = track.zoom / track.spectra, ZOOM, n // ZOOM
     else:
         view, r, view_n = psd, 1, n
-    # every part as {span on the view's bins: (a, b, resolution)}: whole runs keep the
-    # fine PSD's edges; parts cut on the view take theirs from it
-    parts = {}
+    parts = []   # on the view's bins; a run split_finer leaves whole stays whole
     for a, b in runs:
-        pieces = split_finer(view, noise_level(pfa, view_n), a * r, b * r, split_gap,
-                             valley_db) if valley_db else [(a * r, b * r)]
-        if len(pieces) > 1:
-            parts.update({(lo, hi): (lo, hi, r) for lo, hi in pieces})
-        else:
-            parts[a * r, b * r] = (a, b, 1)
+        pieces = split_finer(view, noise_level(pfa, view_n), a * r, b * r, finer_gap,
+                             valley_db) if valley_db else []
+        parts += pieces if len(pieces) > 1 else [(a * r, b * r)]
     out = []
-    for a, b in join_line_spectra(list(parts)):
-        # a comb of several parts: its span on the fine PSD
-        lo, hi, res = parts.get((a, b), (a // r, -(-b // r), 1))
-        spectrum = psd if res == 1 else view
-        e_lo, e_hi = occupied_edges(spectrum, lo, hi, power_share)
+    for a, b in join_line_spectra(parts):
+        e_lo, e_hi = occupied_edges(view, a, b, power_share)
         part = copy.copy(track)
-        part.f_low, part.f_high = (float(e) for e in bin_edges(e_lo, e_hi, len(spectrum)))
+        part.f_low, part.f_high = (float(e) for e in bin_edges(e_lo, e_hi, len(view)))
         out.append(part)
-    if len(out) > 1 and block:
-        out = [part.own_blocks(block) for part in out]
+    if block:
+        out = [span for part in out for span in part.own_spans(block, frames, hold)]
     return out or [track]
 

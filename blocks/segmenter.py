@@ -98,7 +98,8 @@ class SpectrumSegmenter(RateBlock):
     the track's tiles) settles its frequency edges: the bins above the noise near the coarse
     edges, split where a gap shows two neighbours, cut again on a PSD twice as fine where
     strong neighbours touch (``valley_db``), comb-like line spectra kept whole, each
-    trimmed to its 99.9 % power bandwidth (``detections.refine_edges``). The ``family``
+    trimmed to its 99.9 % power bandwidth on the finer PSD; each detection then spans the
+    tiles where its own band holds it (``detections.refine_edges``). The ``family``
     classifier then names each detection's modulation family from the shape of that fine
     PSD, its bandwidth, how its band moved and two statistics of its envelope in its band,
     taken on the samples of its first tiles (``detections.family_features``; with
@@ -415,7 +416,7 @@ class SpectrumSegmenter(RateBlock):
         if not self.refine:
             return [track]
         return refine_edges(track, self.decim // self.refine, margin=1 / self.fft,
-                            block=self.decim, valley_db=self.valley_db)
+                            block=self.decim, valley_db=self.valley_db, hold=self.hold)
 
     def _emit_all(self, tracks):
         if self._tracker.dropped_short:
