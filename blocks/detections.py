@@ -468,6 +468,49 @@ def occupied_edges(psd: np.ndarray, a: int, b: int, power_share: float
             a + float(np.interp(1 - tail, cum, np.arange(b - a + 1))))
 
 
+#: a detection at most this many bins wide on the finer view (0.3 % of the band at 2048) is
+#: narrow: its edges come from a PSD as long as its blocks (``narrow_edges``)
+NARROW_VIEW_BINS = 6
+#: bins either side of a narrow detection whose median gives ``narrow_edges`` the noise
+NOISE_AROUND = 64
+#: narrower than this many bins on that PSD, a detection is a line (a tone): the Hann
+#: window spreads one over three to four bins
+LINE_WIDTH = 4.5
+
+
+def narrow_edges(blocks: list, f_low: float, f_high: float, power_share: float = 0.99
+                 ) -> tuple[float, float] | None:
+    """A narrow detection's edges on the PSD of its kept blocks ((start, samples) pairs,
+    as ``Track.samples``) at their own length (8192 points for the segmenter's tiles: 1/8192
+    of the band a bin), Hann-windowed and averaged: the band holding ``power_share`` of the
+    power above the noise (the median of the NOISE_AROUND bins either side) within its
+    edges and two bins beyond; a band under two bins (a tone, whose window spreads it over
+    three) is one bin wide at its power-weighted centre. None without samples or where
+    nothing stands above the noise."""
+    if not blocks:
+        return None
+    x = np.stack([x for _, x in blocks])
+    n = x.shape[1]
+    window = np.hanning(n)
+    spec = scipy.fft.fft(x * (window / np.sqrt(np.sum(window ** 2))), axis=1)
+    psd = np.fft.fftshift((spec.real ** 2 + spec.imag ** 2).mean(axis=0))
+    a = max(int(np.floor(f_low * n)) + n // 2 - 2, 0)
+    b = min(int(np.ceil(f_high * n)) + n // 2 + 3, n)
+    around = np.r_[psd[max(a - NOISE_AROUND, 0):a], psd[b:b + NOISE_AROUND]]
+    if not len(around):
+        return None
+    k = len(blocks)   # the median of a mean of k unit exponentials
+    noise = np.median(around) / scipy.stats.gamma.median(k, scale=1 / k)
+    excess = np.maximum(psd[a:b] / noise - 1, 0)
+    if excess.sum() <= 0:
+        return None
+    lo, hi = occupied_edges(psd / noise, a, b, power_share)
+    if hi - lo < LINE_WIDTH:
+        centre = a + float(np.sum(np.arange(b - a) * excess) / excess.sum())
+        lo, hi = centre, centre + 1
+    return tuple(float(e) for e in bin_edges(lo, hi, n))
+
+
 def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
                 valley_db: float, side_db: float = 7.0) -> list[tuple[int, int]]:
     """Run [a, b) of the finer PSD ``zoom`` (noise power 1 per bin) cut where its bins fall
@@ -515,8 +558,10 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     high SNR (on the finer view a signal a few fine bins wide is not widened by the fine
     window's main lobe). With ``block`` (samples per block), each detection then keeps the
     blocks where its own band holds it (``Track.own_spans``, ``hold`` blocks of absence
-    allowed): a burst beside a continuous neighbour ends when it does. Where nothing stands
-    out (a weak signal), the coarse edges stay."""
+    allowed): a burst beside a continuous neighbour ends when it does. A detection at most
+    NARROW_VIEW_BINS wide on the finer view takes its edges from the PSD of its kept
+    samples at their own length (``narrow_edges``: a tone one bin of 8192 wide). Where
+    nothing stands out (a weak signal), the coarse edges stay."""
     if track.spectrum is None or not track.spectra:
         return [track]
     fine = len(track.spectrum)
@@ -544,5 +589,10 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         out.append(part)
     if block:
         out = [span for part in out for span in part.own_spans(block, frames, hold)]
+    for part in out:   # a narrow one's edges at its samples' own resolution
+        if (part.f_high - part.f_low) * len(view) <= NARROW_VIEW_BINS:
+            edges = narrow_edges(part.samples, part.f_low, part.f_high)
+            if edges:
+                part.f_low, part.f_high = edges
     return out or [track]
 

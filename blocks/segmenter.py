@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.fft
+import scipy.ndimage
 
 from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
@@ -23,6 +24,11 @@ LINE_BINS = 8  # a detection at most this many fine bins wide may be a spectral 
 QUIET_AROUND = 1.5  # mean power around a peak (noise floor 1) below which it stands alone
 #: white-noise periodogram cells are exponential: their q-quantile is -ln(1 - q) x the mean
 FLOOR_RATIO = float(-np.log(1 - FLOOR_QUANTILE))
+#: the energy test (``energy_sigma``) looks this many cells or more away from the model's own
+ENERGY_GUARD = 4
+#: and at cells under this power over their bin's floor (10 dB): what stands higher and the
+#: model leaves is a strong signal's skirt or line, not a weak signal it missed
+ENERGY_CAP = 10.0
 
 
 def noise_floor(tiles: np.ndarray) -> np.ndarray:
@@ -91,7 +97,9 @@ class SpectrumSegmenter(RateBlock):
     Cuts the stream into tiles of ``frames`` FFTs (sizes from the model's contract; the
     model works in normalized frequency, so any sample rate is served), runs the model on up
     to ``max_batch`` tiles per call, and turns its per-cell presence and class outputs into
-    detections: bins above ``threshold`` (smoothed over two tiles) merged into runs, labelled
+    detections: bins above ``threshold`` (smoothed over two tiles), and cells away from
+    those whose power stands ``energy_sigma`` deviations over their bin's noise floor (weak
+    signals the model leaves), merged into runs, labelled
     by the run's mean class scores, followed across tiles (``hold`` tiles of absence
     allowed; tracks shorter than ``min_tiles`` are counted as ``short_tracks``, not sent).
     When a track ends, a finer PSD (``refine``-point FFTs of the same samples, summed over
@@ -113,7 +121,8 @@ class SpectrumSegmenter(RateBlock):
     ``replicas: N`` the FFTs and the model run on N copies (``compute``), the detections
     in stream order here (``absorb``). ``narrow: true`` adds a tile-long FFT view for
     signals narrower than the model's cells (``narrowband.py``; counters
-    ``narrow_detections``, ``narrow_carriers``, ``narrow_replaced``).
+    ``narrow_detections``, ``narrow_carriers``, ``narrow_replaced``); ``energy_cells``
+    counts the cells the energy test added.
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
     to fill, then up to one batch of processing; detections are sent when a signal ends.
     Example: ``seg: {type: spectrum_segmenter, model: "builtin:spectrum_segmenter"}``
@@ -141,6 +150,10 @@ class SpectrumSegmenter(RateBlock):
     min_label_confidence = Param(float, default=0.5, min=0.0, max=1.0,
                                  doc="the family is 'unknown' below this calibrated "
                                      "probability")
+    energy_sigma = Param(float, default=6.0, min=0.0, doc="also take cells the model leaves "
+                         "whose power over this tile and the previous stands this many "
+                         "standard deviations over their bin's noise floor (weak signals "
+                         "narrow against its cells; 0: off)")
     narrow = Param(bool, default=False, doc="also find signals narrower than the model's "
                    "cells on a tile-long FFT (CW tones, narrowband FM channels)")
     max_batch = Param(int, default=8, min=1, doc="tiles per model call")
@@ -191,6 +204,7 @@ class SpectrumSegmenter(RateBlock):
                                    self.freq)
         self._pos = 0
         self._last = None
+        self._last_power = None   # the previous tile's cell power over its bins' floor
         self._narrow = NarrowbandFinder(self.decim) if self.narrow else None
         self._narrow_tracker = Tracker(vote_labels=True, hold=self.hold,
                                        min_blocks=self.min_tiles)
@@ -201,20 +215,25 @@ class SpectrumSegmenter(RateBlock):
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"cvstream-{self.name}")
         self._pending = None
 
-    def prepare(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def prepare(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         """Whole tiles of x as the model's input, the (tiles, fft) mean cell power in units of
-        the noise floor, and each tile's noise floor."""
+        the noise floor, each tile's noise floor and each bin's floor in units of its tile's
+        (``noise_floor_per_bin``; None where neither the model nor the energy test needs
+        it)."""
         tiles = scipy.fft.fft(x.reshape(-1, self.fft) * self._win, axis=1, overwrite_x=True)
         tiles = tiles.astype(np.complex64, copy=False).reshape(-1, self.frames, self.fft)
         floor = noise_floor(tiles)
         power = np.einsum("ktf,ktf->kf", tiles.real, tiles.real)
         power += np.einsum("ktf,ktf->kf", tiles.imag, tiles.imag)
         power /= self.frames * floor[:, None]
+        bins = noise_floor_per_bin(tiles) if self._per_bin or self.energy_sigma else None
         if self._per_bin:   # the model's input flat across the band; the rest per tile
-            tiles *= (1 / np.sqrt(noise_floor_per_bin(tiles)))[:, None, :]
+            tiles *= (1 / np.sqrt(bins))[:, None, :]
         else:
             tiles *= (1 / np.sqrt(floor)).astype(np.float32)[:, None, None]
-        return tiles.view(np.float32).reshape(*tiles.shape, 2), power, floor
+        if bins is not None:
+            bins /= floor[:, None]
+        return tiles.view(np.float32).reshape(*tiles.shape, 2), power, floor, bins
 
     def fine_psd(self, x: np.ndarray, floor: np.ndarray, size: int = 0) -> np.ndarray:
         """(tiles, size) PSD of whole tiles of x at a finer resolution (``refine`` points by
@@ -231,9 +250,9 @@ class SpectrumSegmenter(RateBlock):
 
     def compute(self, x):
         """The stateless part (what replicas run): the tiles' FFTs and the model's output,
-        with each tile's cell power and noise floor."""
-        tiles, power, floor = self.prepare(x)
-        return self._run_model(tiles), power, floor
+        with each tile's cell power and noise floors."""
+        tiles, power, floor, bins = self.prepare(x)
+        return self._run_model(tiles), power, floor, bins
 
     def absorb(self, result, x):
         """One batch's ``compute`` result into detections, in stream order."""
@@ -242,12 +261,12 @@ class SpectrumSegmenter(RateBlock):
 
     def work(self, x):
         self._update_radio()
-        tiles, power, floor = self.prepare(x)
+        tiles, power, floor, bins = self.prepare(x)
         call = self._pool.submit(self._run_model, tiles)
         self._collect()
         # the samples are kept (the input view is reused) for the fine PSD of the tiles
         # that turn out to hold a signal
-        self._pending = (call, power, floor, x.copy() if self.refine else None)
+        self._pending = (call, power, floor, bins, x.copy() if self.refine else None)
 
     def _update_radio(self) -> None:
         bad = self._radio.update(self.input_tags)
@@ -258,17 +277,19 @@ class SpectrumSegmenter(RateBlock):
         """Turn the previous batch's model output into detections."""
         if self._pending is None:
             return
-        call, power, floor, x = self._pending
+        call, power, floor, bins, x = self._pending
         self._pending = None
-        self._detect(call.result(), power, floor, x)
+        self._detect(call.result(), power, floor, bins, x)
 
-    def _detect(self, logits, power, floor, x) -> None:
+    def _detect(self, logits, power, floor, bins, x) -> None:
         presence = 1 / (1 + np.exp(-logits[:, 0]))
         # causal smoothing: a cell counts with the mean of its tile and the previous one
         prev = np.concatenate([presence[:1] if self._last is None else self._last[None],
                                presence[:-1]])
         self._last = presence[-1].copy()
         masks = 0.5 * (presence + prev) > self.threshold
+        if self.energy_sigma:
+            masks |= self._energy_cells(power / bins, masks)
         per_tile = self._intervals(logits, masks, power, presence)
         fine = [None] * len(per_tile)
         zoom = [None] * len(per_tile)
@@ -289,6 +310,31 @@ class SpectrumSegmenter(RateBlock):
             if narrow is not None:
                 self._emit_narrow(self._narrow_tracker.update(start, self._pos, narrow[k]))
             self._emit_all(self._tracker.update(start, self._pos, intervals, row, block, z))
+
+    def _energy_cells(self, power: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Cells the model leaves that hold a weak signal by their energy: the cell's mean
+        power over this tile and the previous (in units of its bin's noise floor; white
+        noise: mean 1, standard deviation 1 / sqrt(2 frames)) stands ``energy_sigma``
+        deviations over 1 and under ENERGY_CAP, ENERGY_GUARD cells or more from the
+        model's own cells, in runs of two cells or more (a lone cell beside strong signals
+        is a line or leakage). The model misses such signals (a few dB over the noise in a
+        cell, narrow against it) that the cell's 32 frames show; counted as
+        ``energy_cells``."""
+        prev = np.concatenate([power[:1] if self._last_power is None else
+                               self._last_power[None], power[:-1]])
+        self._last_power = power[-1].copy()
+        mean = 0.5 * (power + prev)
+        cells = (mean > 1 + self.energy_sigma / np.sqrt(2 * self.frames)) & (mean < ENERGY_CAP)
+        guard = np.ones((1, 2 * ENERGY_GUARD + 1), bool)
+        cells &= ~scipy.ndimage.binary_dilation(masks, structure=guard)
+        paired = np.zeros_like(cells)
+        paired[:, 1:] |= cells[:, :-1]
+        paired[:, :-1] |= cells[:, 1:]
+        cells &= paired
+        found = int(cells.sum())
+        if found:
+            self.count("energy_cells", found)
+        return cells
 
     def _intervals(self, logits, masks, power, presence) -> list[list[tuple]]:
         """Per tile, (f_low, f_high, snr_db, label, confidence) of each run of present

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .waveforms import CLASSES, FAMILY, MIN_BW, MODULATIONS, generate
+from .waveforms import CLASSES, FAMILY, MIN_BW, MODULATIONS, TONE_BW, generate
 
 
 @dataclass
@@ -115,8 +115,9 @@ def scene(rng: np.random.Generator, cfg: SceneConfig = SceneConfig(),
         wave = wave * np.exp(1j * np.cumsum(rng.normal(0, 1e-3, n)))  # phase noise
         wave *= np.sqrt(power / np.mean(np.abs(wave) ** 2))
         x += wave * burst_envelope(n, start, stop) * np.exp(2j * np.pi * center * np.arange(n))
-        labels.append(SignalLabel(kind, FAMILY[kind], start, stop, center - bw / 2,
-                                  center + bw / 2, round(float(snr), 2)))
+        half = TONE_BW / 2 if kind == "cw" else bw / 2   # a tone's box: its line
+        labels.append(SignalLabel(kind, FAMILY[kind], start, stop, center - half,
+                                  center + half, round(float(snr), 2)))
     # receiver impairments: IQ imbalance and DC offset
     gain, phase = 1 + rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03)
     x = iq_imbalance(x, gain, phase) + 0.02 * np.exp(2j * np.pi * rng.random())

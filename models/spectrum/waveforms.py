@@ -27,7 +27,10 @@ FAMILY = {"bpsk": "psk", "qpsk": "psk", "8psk": "psk", "16qam": "qam", "64qam": 
 #: the families; ``pulse`` (on-off and pulse-position keying) only in ``variety``'s scenes
 CLASSES = ["psk", "qam", "fsk", "ofdm", "analog", "tone", "chirp", "pulse"]
 MODULATIONS = list(FAMILY)
-MIN_BW = 0.0025  # the narrowest label: a CW tone's box
+MIN_BW = 0.0025  # the narrowest band drawn; a CW tone's power is set as for one this wide
+#: a CW tone's label: one bin of a tile-long (8192-point) FFT around it, its true width at
+#: that resolution (as the GNU Radio scenes label theirs)
+TONE_BW = 1 / 8192
 
 
 def rrc_taps(beta: float, sps: int, span: int = 6) -> np.ndarray:
