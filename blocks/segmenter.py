@@ -29,6 +29,8 @@ ENERGY_GUARD = 4
 #: and at cells under this power over their bin's floor (10 dB): what stands higher and the
 #: model leaves is a strong signal's skirt or line, not a weak signal it missed
 ENERGY_CAP = 10.0
+#: nor at a strong signal's IQ image: receivers reject images by some 25-40 dB
+IMAGE_REJECTION_DB = 25.0
 
 
 def noise_floor(tiles: np.ndarray) -> np.ndarray:
@@ -171,6 +173,7 @@ class SpectrumSegmenter(RateBlock):
         self.classes = c.class_names[1:]
         self._per_bin = c.normalization == "noise_floor_per_bin"
         self._win = centring_window(self.fft)
+        self._mirror = np.r_[0, np.arange(self.fft - 1, 0, -1)]  # bin of -f, DC-centred
         self._zoom = 0
         if self.refine:
             if self.refine < self.fft or self.decim % self.refine:
@@ -204,7 +207,7 @@ class SpectrumSegmenter(RateBlock):
                                    self.freq)
         self._pos = 0
         self._last = None
-        self._last_power = None   # the previous tile's cell power over its bins' floor
+        self._last_power = None   # the previous tile's cell power over its floors
         self._narrow = NarrowbandFinder(self.decim) if self.narrow else None
         self._narrow_tracker = Tracker(vote_labels=True, hold=self.hold,
                                        min_blocks=self.min_tiles)
@@ -289,7 +292,7 @@ class SpectrumSegmenter(RateBlock):
         self._last = presence[-1].copy()
         masks = 0.5 * (presence + prev) > self.threshold
         if self.energy_sigma:
-            masks |= self._energy_cells(power / bins, masks)
+            masks |= self._energy_cells(power, bins, masks)
         per_tile = self._intervals(logits, masks, power, presence)
         fine = [None] * len(per_tile)
         zoom = [None] * len(per_tile)
@@ -311,20 +314,26 @@ class SpectrumSegmenter(RateBlock):
                 self._emit_narrow(self._narrow_tracker.update(start, self._pos, narrow[k]))
             self._emit_all(self._tracker.update(start, self._pos, intervals, row, block, z))
 
-    def _energy_cells(self, power: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    def _energy_cells(self, power: np.ndarray, bins: np.ndarray, masks: np.ndarray
+                      ) -> np.ndarray:
         """Cells the model leaves that hold a weak signal by their energy: the cell's mean
-        power over this tile and the previous (in units of its bin's noise floor; white
-        noise: mean 1, standard deviation 1 / sqrt(2 frames)) stands ``energy_sigma``
-        deviations over 1 and under ENERGY_CAP, ENERGY_GUARD cells or more from the
-        model's own cells, in runs of two cells or more (a lone cell beside strong signals
-        is a line or leakage). The model misses such signals (a few dB over the noise in a
-        cell, narrow against it) that the cell's 32 frames show; counted as
-        ``energy_cells``."""
-        prev = np.concatenate([power[:1] if self._last_power is None else
-                               self._last_power[None], power[:-1]])
-        self._last_power = power[-1].copy()
-        mean = 0.5 * (power + prev)
-        cells = (mean > 1 + self.energy_sigma / np.sqrt(2 * self.frames)) & (mean < ENERGY_CAP)
+        power over this tile and the previous stands ``energy_sigma`` deviations over the
+        noise (white-noise cells: mean 1, standard deviation 1 / sqrt(2 frames)) in units of
+        both its tile's floor and its bin's (``power`` / ``bins``: a floor fitted across the
+        band strays at its edges, a flat one where the receiver tilts it), under ENERGY_CAP
+        over its bin's, not a strong signal's IQ image (its mirror across DC at most
+        IMAGE_REJECTION_DB stronger), ENERGY_GUARD cells or more from the model's own cells,
+        in runs of two cells or more (a lone cell beside strong signals is a line or
+        leakage). The model misses such signals (a few dB over the noise in a cell, narrow
+        against it) that the cell's frames show; counted as ``energy_cells``."""
+        both = np.stack([power, power / bins])
+        prev = np.concatenate([both[:, :1] if self._last_power is None else
+                               self._last_power[:, None], both[:, :-1]], axis=1)
+        self._last_power = both[:, -1].copy()
+        flat, fitted = 0.5 * (both + prev)
+        level = 1 + self.energy_sigma / np.sqrt(2 * self.frames)
+        cells = (flat > level) & (fitted > level) & (fitted < ENERGY_CAP)
+        cells &= fitted[:, self._mirror] < fitted * 10 ** (IMAGE_REJECTION_DB / 10)
         guard = np.ones((1, 2 * ENERGY_GUARD + 1), bool)
         cells &= ~scipy.ndimage.binary_dilation(masks, structure=guard)
         paired = np.zeros_like(cells)
