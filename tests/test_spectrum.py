@@ -233,6 +233,28 @@ def test_the_energy_test_finds_weak_signals_the_model_leaves():
     assert run(noise) == ([], 0)
 
 
+def test_the_energy_test_skips_a_strong_signals_iq_image(monkeypatch):
+    """A QPSK signal 35 dB over the noise in its band at 0.1 and its IQ image 33 dB under
+    it at -0.1 (a receiver's image rejection): the image stands over the noise by energy
+    but is no signal; with the image rule off it is found over the whole stream."""
+    import cvstream.blocks.segmenter as segmenter
+    rng = np.random.default_rng(5)
+    x, _ = scene(rng, SceneConfig(samples=24 * 8192), n_signals=0)
+    n = np.arange(len(x))
+    wave, bw = generate(rng, "qpsk", len(x), 0.01)
+    s = np.sqrt(10 ** 3.5 * bw) * wave * np.exp(2j * np.pi * 0.1 * n)
+    x = (x + s + 10 ** (-33 / 20) * np.conj(s)).astype(np.complex64)
+
+    def centres():
+        block = SpectrumSegmenter()
+        block.process(x)
+        block.flush()
+        return [round(m["center_freq"], 2) for m in block.take_messages()]
+    assert centres() == [0.1]
+    monkeypatch.setattr(segmenter, "IMAGE_REJECTION_DB", 100.0)
+    assert sorted(centres()) == [-0.1, 0.1]
+
+
 def test_narrow_edges_give_a_tone_one_bin_and_a_narrow_signal_its_width():
     """On the PSD of four 8192-sample blocks: a tone 0.3 bin off a bin centre is one bin
     (1/8192) wide around it; a QPSK signal six bins wide keeps a width of 5-9 bins."""
