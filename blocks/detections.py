@@ -80,15 +80,16 @@ class Track:
     spectrum: np.ndarray | None = None  # sum of the fine PSDs of the blocks it was seen in
     spectra: int = 0                    # how many were summed
     zoom: np.ndarray | None = None      # the same sum at ZOOM times the resolution, if kept
+    line: np.ndarray | None = None      # and at the block's length (one periodogram each)
     rows: list = field(default_factory=list)  # (start, fine PSD) of each block it was seen in
     samples: list = field(default_factory=list)  # (start, samples) of its first blocks
     label_confidence: float | None = None  # a family classifier's, calibrated
     guess: str | None = None               # its best family, where the label is "unknown"
 
     def add_spectrum(self, psd: np.ndarray | None, zoom: np.ndarray | None = None,
-                     start: int | None = None) -> None:
-        """Sum a block's fine PSD (and its ZOOM times finer one) into the track's; with
-        ``start``, also keep the block's row (``own_spans``)."""
+                     start: int | None = None, line: np.ndarray | None = None) -> None:
+        """Sum a block's fine PSD (and its ZOOM times finer one, and its block-long one)
+        into the track's; with ``start``, also keep the block's row (``own_spans``)."""
         if psd is None:
             return
         if start is not None:
@@ -96,10 +97,13 @@ class Track:
         if self.spectrum is None:
             self.spectrum = psd.astype(np.float64)
             self.zoom = None if zoom is None else zoom.astype(np.float64)
+            self.line = None if line is None else line.astype(np.float64)
         else:
             self.spectrum += psd
             if self.zoom is not None and zoom is not None:
                 self.zoom += zoom
+            if self.line is not None and line is not None:
+                self.line += line
         self.spectra += 1
 
     def add_samples(self, start: int, block: np.ndarray | None) -> None:
@@ -250,10 +254,12 @@ class Tracker:
     def update(self, start: int, stop: int, intervals: list[tuple],
                spectrum: np.ndarray | None = None,
                samples: np.ndarray | None = None,
-               zoom: np.ndarray | None = None) -> list[Track]:
+               zoom: np.ndarray | None = None,
+               line: np.ndarray | None = None) -> list[Track]:
         """Feed the intervals (f_low, f_high, snr_db, label[, score]) of block
         [start, stop), and optionally the block's fine PSD (summed into every track seen in
-        the block, for ``refine_edges``; ``zoom``: the same ZOOM times finer) and its
+        the block, for ``refine_edges``; ``zoom``: the same ZOOM times finer, ``line``:
+        the same as long as the block) and its
         samples (the first few blocks of each track are kept, for ``envelope_features``);
         returns the tracks that ended."""
         ended, still = [], []
@@ -273,7 +279,7 @@ class Tracker:
                     track.score = max([track.score, *score])
                     used[i] = hit = True
             if hit:
-                track.add_spectrum(spectrum, zoom, start)
+                track.add_spectrum(spectrum, zoom, start, line)
                 track.add_samples(start, samples)
             track.missed = 0 if hit else track.missed + 1
             going = track.missed <= self.hold and len(track.edges) < self.max_blocks
@@ -282,7 +288,7 @@ class Tracker:
             if not used[i]:
                 track = Track(start, stop, lo, hi, snr, label, max([0.0, *score]),
                               {label: (hi - lo) * max([1e-6, *score])}, [(lo, hi)], [start])
-                track.add_spectrum(spectrum, zoom, start)
+                track.add_spectrum(spectrum, zoom, start, line)
                 track.add_samples(start, samples)
                 still.append(track)
         self.open = still
@@ -468,47 +474,27 @@ def occupied_edges(psd: np.ndarray, a: int, b: int, power_share: float
             a + float(np.interp(1 - tail, cum, np.arange(b - a + 1))))
 
 
-#: a detection at most this many bins wide on the finer view (0.3 % of the band at 2048) is
-#: narrow: its edges come from a PSD as long as its blocks (``narrow_edges``)
-NARROW_VIEW_BINS = 6
-#: bins either side of a narrow detection whose median gives ``narrow_edges`` the noise
-NOISE_AROUND = 64
-#: narrower than this many bins on that PSD, a detection is a line (a tone): the Hann
-#: window spreads one over three to four bins
+#: a run at most this many bins wide on the finer view (3 % of the band at 2048) is cut again
+#: and takes its edges on the block-long PSD (``Track.line``), where the finer view's window
+#: blurs narrow neighbours into one and widens a narrow signal by its main lobe
+LINE_VIEW_BINS = 64
+#: ... at gaps of more than this many of its bins (0.15 % of the band at 8192)
+LINE_GAP = 12
+#: narrower than this many bins there (99 % of its power), a detection is a line (a tone):
+#: the Hann window spreads one over three to four bins
 LINE_WIDTH = 4.5
 
 
-def narrow_edges(blocks: list, f_low: float, f_high: float, power_share: float = 0.99
-                 ) -> tuple[float, float] | None:
-    """A narrow detection's edges on the PSD of its kept blocks ((start, samples) pairs,
-    as ``Track.samples``) at their own length (8192 points for the segmenter's tiles: 1/8192
-    of the band a bin), Hann-windowed and averaged: the band holding ``power_share`` of the
-    power above the noise (the median of the NOISE_AROUND bins either side) within its
-    edges and two bins beyond; a band under two bins (a tone, whose window spreads it over
-    three) is one bin wide at its power-weighted centre. None without samples or where
-    nothing stands above the noise."""
-    if not blocks:
-        return None
-    x = np.stack([x for _, x in blocks])
-    n = x.shape[1]
-    window = np.hanning(n)
-    spec = scipy.fft.fft(x * (window / np.sqrt(np.sum(window ** 2))), axis=1)
-    psd = np.fft.fftshift((spec.real ** 2 + spec.imag ** 2).mean(axis=0))
-    a = max(int(np.floor(f_low * n)) + n // 2 - 2, 0)
-    b = min(int(np.ceil(f_high * n)) + n // 2 + 3, n)
-    around = np.r_[psd[max(a - NOISE_AROUND, 0):a], psd[b:b + NOISE_AROUND]]
-    if not len(around):
-        return None
-    k = len(blocks)   # the median of a mean of k unit exponentials
-    noise = np.median(around) / scipy.stats.gamma.median(k, scale=1 / k)
-    excess = np.maximum(psd[a:b] / noise - 1, 0)
-    if excess.sum() <= 0:
-        return None
-    lo, hi = occupied_edges(psd / noise, a, b, power_share)
-    if hi - lo < LINE_WIDTH:
-        centre = a + float(np.sum(np.arange(b - a) * excess) / excess.sum())
-        lo, hi = centre, centre + 1
-    return tuple(float(e) for e in bin_edges(lo, hi, n))
+def line_edges(psd: np.ndarray, a: int, b: int, power_share: float) -> tuple[float, float]:
+    """``occupied_edges`` of run [a, b) of a PSD, except that a run whose 99 % power band is
+    under LINE_WIDTH bins (a tone, spread by the window) is one bin wide at its
+    power-weighted centre."""
+    lo, hi = occupied_edges(psd, a, b, 0.99)
+    if hi - lo >= LINE_WIDTH:
+        return occupied_edges(psd, a, b, power_share)
+    excess = np.maximum(psd[a:b] - 1, 0)
+    centre = a + float(np.sum(np.arange(b - a) * excess) / max(excess.sum(), 1e-12))
+    return centre, centre + 1
 
 
 def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
@@ -538,6 +524,12 @@ def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
     cut = [(lo + lo0, hi + lo0) for p, q in parts
            for lo, hi in split_at_valleys(smooth_db, p, q, valley_db)]
     return cut or [(a, b)]
+
+
+def finer_bins(a: int, b: int, ratio: int) -> tuple[int, int]:
+    """Bins [a, b) of a DC-centred PSD as the bins of one ``ratio`` times finer that cover
+    the same band (bin k's centre is bin ratio k's; its band starts ratio / 2 bins lower)."""
+    return max(a * ratio - ratio // 2, 0), b * ratio - ratio // 2
 
 
 def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
@@ -578,21 +570,27 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         view, r, view_n = psd, 1, n
     parts = []   # on the view's bins; a run split_finer leaves whole stays whole
     for a, b in runs:
-        pieces = split_finer(view, noise_level(pfa, view_n), a * r, b * r, finer_gap,
+        a, b = finer_bins(a, b, r)
+        pieces = split_finer(view, noise_level(pfa, view_n), a, b, finer_gap,
                              valley_db) if valley_db else []
-        parts += pieces if len(pieces) > 1 else [(a * r, b * r)]
-    out = []
+        parts += pieces if len(pieces) > 1 else [(a, b)]
+    line = track.line / track.spectra if track.line is not None else None
+    bands = []   # (spectrum, edges in its bins)
     for a, b in join_line_spectra(parts):
-        e_lo, e_hi = occupied_edges(view, a, b, power_share)
+        if line is None or b - a > LINE_VIEW_BINS:
+            bands.append((view, occupied_edges(view, a, b, power_share)))
+            continue
+        a, b = finer_bins(a, b, len(line) // len(view))
+        pieces = split_finer(line, noise_level(pfa, track.spectra), a, b, LINE_GAP,
+                             valley_db) if valley_db else []
+        bands += [(line, line_edges(line, lo, hi, power_share))
+                  for lo, hi in join_line_spectra(pieces if len(pieces) > 1 else [(a, b)])]
+    out = []
+    for spectrum, (e_lo, e_hi) in bands:
         part = copy.copy(track)
-        part.f_low, part.f_high = (float(e) for e in bin_edges(e_lo, e_hi, len(view)))
+        part.f_low, part.f_high = (float(e) for e in bin_edges(e_lo, e_hi, len(spectrum)))
         out.append(part)
     if block:
         out = [span for part in out for span in part.own_spans(block, frames, hold)]
-    for part in out:   # a narrow one's edges at its samples' own resolution
-        if (part.f_high - part.f_low) * len(view) <= NARROW_VIEW_BINS:
-            edges = narrow_edges(part.samples, part.f_low, part.f_high)
-            if edges:
-                part.f_low, part.f_high = edges
     return out or [track]
 

@@ -296,23 +296,28 @@ class SpectrumSegmenter(RateBlock):
         per_tile = self._intervals(logits, masks, power, presence)
         fine = [None] * len(per_tile)
         zoom = [None] * len(per_tile)
+        line = [None] * len(per_tile)
         blocks = [None] * len(per_tile)
         busy = [k for k, intervals in enumerate(per_tile) if intervals]
         if x is not None and busy:  # only tiles with a detection feed a track's PSD
             x = x.reshape(len(per_tile), -1)
             rows = self.fine_psd(x[busy], floor[busy])
-            zooms = self.fine_psd(x[busy], floor[busy], self._zoom) if self._zoom else \
-                [None] * len(busy)
-            for k, row, z in zip(busy, rows, zooms):
-                fine[k], zoom[k], blocks[k] = row, z, x[k]
+            zooms, lines = [None] * len(busy), [None] * len(busy)
+            if self._zoom:
+                zooms = self.fine_psd(x[busy], floor[busy], self._zoom)
+                lines = self.fine_psd(x[busy], floor[busy], self.decim)
+            for k, row, z, tile in zip(busy, rows, zooms, lines):
+                fine[k], zoom[k], line[k], blocks[k] = row, z, tile, x[k]
         narrow = (self._narrow_intervals(logits, masks, power, x, floor) if self._narrow
                   else None)
-        for k, (intervals, row, z, block) in enumerate(zip(per_tile, fine, zoom, blocks)):
+        for k, (intervals, row, z, tile, block) in enumerate(zip(per_tile, fine, zoom, line,
+                                                                  blocks)):
             start = self._pos
             self._pos += self.decim
             if narrow is not None:
                 self._emit_narrow(self._narrow_tracker.update(start, self._pos, narrow[k]))
-            self._emit_all(self._tracker.update(start, self._pos, intervals, row, block, z))
+            self._emit_all(self._tracker.update(start, self._pos, intervals, row, block, z,
+                                                tile))
 
     def _energy_cells(self, power: np.ndarray, bins: np.ndarray, masks: np.ndarray
                       ) -> np.ndarray:

@@ -151,9 +151,10 @@ def _fine_track(x, f_low, f_high, rows: bool = False):
     _, _, floor, _ = block.prepare(x)
     fine = block.fine_psd(x, floor)
     zoom = block.fine_psd(x, floor, block.refine * ZOOM)
+    line = block.fine_psd(x, floor, block.decim)
     track = Track(0, len(x), f_low, f_high, 20.0)
-    for k, (row, finer) in enumerate(zip(fine, zoom)):
-        track.add_spectrum(row, finer, k * block.decim if rows else None)
+    for k, (row, finer, tile) in enumerate(zip(fine, zoom, line)):
+        track.add_spectrum(row, finer, k * block.decim if rows else None, tile)
     return track, block.decim // block.refine
 
 
@@ -184,25 +185,26 @@ def test_a_burst_beside_a_continuous_neighbour_ends_when_it_does():
         track, frames, margin=1 / 256, block=tile)) == [(0, 24 * tile)] * 2
 
 
-def test_a_narrow_signal_gets_its_width_from_the_finer_view():
+def test_a_narrow_signal_gets_its_width_from_the_block_long_psd():
     """A QPSK signal 0.25 % of the band wide (2.6 bins of the 1024-point PSD, whose window
-    widens it by its main lobe): its edges come from the twice-as-fine view, at most 1.5
-    times its band (1.34: the window's lobe, halved) and centred on it; the 1024-point PSD
-    gives 1.9 times (frequency IoU 0.52, under the evaluation's 0.5 with any time error)."""
+    widens it by its main lobe), 48 tiles: its edges come from the tile-long PSD
+    (``Track.line``: 8192 points), within 15 % of its band and centred on it; without it,
+    from the 2048-point view (1.3-1.5 times the band) or the 1024-point PSD (1.9 times:
+    frequency IoU 0.52, under the evaluation's 0.5 with any time error)."""
     from cvstream.blocks.detections import refine_edges
     rng = np.random.default_rng(13)
-    x, _ = scene(rng, SceneConfig(samples=16 * 8192), n_signals=0)
+    x, _ = scene(rng, SceneConfig(samples=48 * 8192), n_signals=0)
     n = np.arange(len(x))
     wave, bw = generate(rng, "qpsk", len(x), 0.0025)
     x = (x + np.sqrt(100 * bw) * wave * np.exp(2j * np.pi * 0.2 * n)).astype(np.complex64)
     track, frames = _fine_track(x, 0.19, 0.21)
     widths = []
-    for zoom in (track.zoom, None):
-        track.zoom = zoom
+    for zoom, line in ((track.zoom, track.line), (track.zoom, None), (None, None)):
+        track.zoom, track.line = zoom, line
         (part,) = refine_edges(track, frames, margin=1 / 256, valley_db=15)
         assert 0.5 * (part.f_low + part.f_high) == pytest.approx(0.2, abs=0.1 * bw)
         widths.append((part.f_high - part.f_low) / bw)
-    assert 1.0 < widths[0] < 1.5 and widths[1] > 1.8
+    assert 0.85 < widths[0] < 1.15 and 1.2 < widths[1] < 1.6 and widths[2] > 1.8
 
 
 def test_the_energy_test_finds_weak_signals_the_model_leaves():
@@ -255,25 +257,30 @@ def test_the_energy_test_skips_a_strong_signals_iq_image(monkeypatch):
     assert sorted(centres()) == [-0.1, 0.1]
 
 
-def test_narrow_edges_give_a_tone_one_bin_and_a_narrow_signal_its_width():
-    """On the PSD of four 8192-sample blocks: a tone 0.3 bin off a bin centre is one bin
-    (1/8192) wide around it; a QPSK signal six bins wide keeps a width of 5-9 bins."""
-    from cvstream.blocks.detections import narrow_edges
+def test_line_edges_give_a_tone_one_bin_and_a_narrow_signal_its_width():
+    """On a tile-long PSD (8192 points, the mean of 4 periodograms; noise 1 per bin): a tone
+    0.3 bin off a bin centre is one bin wide around it (the window spreads it over three
+    or four); a QPSK signal six bins wide is no line: at least 5 bins wide, centred."""
+    from cvstream.blocks.detections import line_edges
     rng = np.random.default_rng(3)
     n = 4 * 8192
     noise = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)
     t = np.arange(n)
+    window = np.hanning(8192) / np.sqrt(np.sum(np.hanning(8192) ** 2))
 
-    def edges(x, half):
-        blocks = [(k * 8192, x[k * 8192:(k + 1) * 8192].astype(np.complex64))
-                  for k in range(4)]
-        lo, hi = narrow_edges(blocks, 0.1 - half, 0.1 + half)
-        return (lo - 0.1) * 8192, (hi - 0.1) * 8192
-    lo, hi = edges(noise + 10 * np.exp(2j * np.pi * (0.1 + 0.3 / 8192) * t), 2 / 2048)
+    def edges(x):
+        spec = np.fft.fftshift(np.fft.fft(x.reshape(4, 8192) * window, axis=1), axes=1)
+        psd = (np.abs(spec) ** 2).mean(axis=0)
+        centre = int(0.1 * 8192) + 4096
+        lo, hi = line_edges(psd, centre - 8, centre + 9, 0.999)
+        # positions from bin ``centre``'s start: bin k spans [k, k + 1), its centre k + 0.5;
+        # 0.1 of the band lies 0.2 bin above bin ``centre``'s centre
+        return lo - centre - 0.7, hi - centre - 0.7
+    lo, hi = edges(noise + 10 * np.exp(2j * np.pi * (0.1 + 0.3 / 8192) * t))
     assert hi - lo == pytest.approx(1.0) and 0.5 * (lo + hi) == pytest.approx(0.3, abs=0.1)
     wave, bw = generate(rng, "qpsk", n, 6 / 8192)
-    lo, hi = edges(noise + np.sqrt(100 * bw) * wave * np.exp(2j * np.pi * 0.1 * t), 3 / 2048)
-    assert 5 <= hi - lo <= 9 and abs(0.5 * (lo + hi)) < 1.5
+    lo, hi = edges(noise + np.sqrt(100 * bw) * wave * np.exp(2j * np.pi * 0.1 * t))
+    assert hi - lo >= 5 and abs(0.5 * (lo + hi)) < 1.5
 
 
 def test_refined_edges_split_neighbours_and_hug_each_signal():
