@@ -485,16 +485,20 @@ LINE_GAP = 12
 LINE_WIDTH = 4.5
 
 
-def line_edges(psd: np.ndarray, a: int, b: int, power_share: float) -> tuple[float, float]:
-    """``occupied_edges`` of run [a, b) of a PSD, except that a run whose 99 % power band is
-    under LINE_WIDTH bins (a tone, spread by the window) is one bin wide at its
-    power-weighted centre."""
-    lo, hi = occupied_edges(psd, a, b, 0.99)
+def line_edges(psd: np.ndarray, a: int, b: int, power_share: float, level: float
+               ) -> tuple[float, float]:
+    """``occupied_edges`` of run [a, b) of a PSD, except that a run whose 99 % power band
+    over the bins above ``level`` (the noise's false-alarm level: a PSD of few periodograms
+    has noise bins whose excess adds up to more than a tone's last percent) is under
+    LINE_WIDTH bins (a tone, spread by the window) is one bin wide at its power-weighted
+    centre."""
+    clipped = np.where(psd[a:b] > level, psd[a:b], 1.0)
+    lo, hi = occupied_edges(clipped, 0, b - a, 0.99)
     if hi - lo >= LINE_WIDTH:
         return occupied_edges(psd, a, b, power_share)
-    excess = np.maximum(psd[a:b] - 1, 0)
-    centre = a + float(np.sum(np.arange(b - a) * excess) / max(excess.sum(), 1e-12))
-    return centre, centre + 1
+    excess = clipped - 1
+    centre = float(np.sum(np.arange(b - a) * excess) / max(excess.sum(), 1e-12))
+    return a + centre, a + centre + 1
 
 
 def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
@@ -581,9 +585,9 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
             bands.append((view, occupied_edges(view, a, b, power_share)))
             continue
         a, b = finer_bins(a, b, len(line) // len(view))
-        pieces = split_finer(line, noise_level(pfa, track.spectra), a, b, LINE_GAP,
-                             valley_db) if valley_db else []
-        bands += [(line, line_edges(line, lo, hi, power_share))
+        level = noise_level(pfa, track.spectra)
+        pieces = split_finer(line, level, a, b, LINE_GAP, valley_db) if valley_db else []
+        bands += [(line, line_edges(line, lo, hi, power_share, level))
                   for lo, hi in join_line_spectra(pieces if len(pieces) > 1 else [(a, b)])]
     out = []
     for spectrum, (e_lo, e_hi) in bands:

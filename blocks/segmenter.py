@@ -20,7 +20,6 @@ from .onnx_model import load_model, make_session
 
 FLOOR_QUANTILE = 0.2
 INSIDE_RISE = 30.0  # a narrow peak on another signal: 15 dB over its surroundings
-LINE_BINS = 8  # a detection at most this many fine bins wide may be a spectral line
 QUIET_AROUND = 1.5  # mean power around a peak (noise floor 1) below which it stands alone
 #: white-noise periodogram cells are exponential: their q-quantile is -ln(1 - q) x the mean
 FLOOR_RATIO = float(-np.log(1 - FLOOR_QUANTILE))
@@ -123,7 +122,8 @@ class SpectrumSegmenter(RateBlock):
     ``replicas: N`` the FFTs and the model run on N copies (``compute``), the detections
     in stream order here (``absorb``). ``narrow: true`` adds a tile-long FFT view for
     signals narrower than the model's cells (``narrowband.py``; counters
-    ``narrow_detections``, ``narrow_carriers``, ``narrow_replaced``); ``energy_cells``
+    ``narrow_detections``, ``narrow_inside``: those inside a detection of the model's,
+    not sent); ``energy_cells``
     counts the cells the energy test added.
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
     to fill, then up to one batch of processing; detections are sent when a signal ends.
@@ -211,7 +211,6 @@ class SpectrumSegmenter(RateBlock):
         self._narrow = NarrowbandFinder(self.decim) if self.narrow else None
         self._narrow_tracker = Tracker(vote_labels=True, hold=self.hold,
                                        min_blocks=self.min_tiles)
-        self._narrow_seen: deque = deque(maxlen=256)  # (start, stop, f_low, f_high) ended
         self._coarse_seen: deque = deque(maxlen=64)  # coarse tracks that ended
         # the model runs on a worker thread (ONNX Runtime releases the GIL), so the next
         # batch's FFTs and the previous batch's detections overlap with it on 2 cores
@@ -407,46 +406,27 @@ class SpectrumSegmenter(RateBlock):
             self.count("short_tracks", self._narrow_tracker.dropped_short)
             self._narrow_tracker.dropped_short = 0
         for track in tracks:
-            if self._is_carrier(track):
-                self.count("narrow_carriers")
+            if self._is_inside(track):
+                self.count("narrow_inside")
                 continue
-            self._narrow_seen.append((track.start, track.stop, track.f_low, track.f_high))
             track.label = max(track.votes, key=track.votes.get) if track.votes else "tone"
             self.count("narrow_detections")
             self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq, 1.0))
 
-    def _is_carrier(self, narrow) -> bool:
-        """A narrow signal at the centre of a wider signal the model follows over most of
-        its time is that signal's carrier (AM, FM), not a signal of its own. Wider: on the
-        fine PSD (the band ``refine_edges`` gives a track still open), more than four times
-        the narrow one and more than LINE_BINS fine bins (a tone alone is a few bins wide
-        there, however wide the model's cells saw it)."""
+    def _is_inside(self, narrow) -> bool:
+        """A narrow signal inside the band of a detection of the model's (as
+        ``refine_edges`` settles it; a track still open is refined for it) over most of its
+        time is part of that detection: its carrier (AM, FM), one of its lines (FM, FSK),
+        or the same tone, which the model's detection reports with its width."""
         centre = 0.5 * (narrow.f_low + narrow.f_high)
-        least = max(4 * (narrow.f_high - narrow.f_low),
-                    LINE_BINS / self.refine if self.refine else 2 / self.fft)
+        slack = 1 / self.decim   # a bin of the tile-long PSD
         for t in self._tracker.open + list(self._coarse_seen):
             shared = min(t.stop, narrow.stop) - max(t.start, narrow.start)
-            if shared < 0.5 * (narrow.stop - narrow.start) or not t.overlaps(centre, centre):
+            if shared < 0.5 * (narrow.stop - narrow.start) or \
+                    not t.overlaps(centre - slack, centre + slack):
                 continue
             parts = self._refine(t) if t in self._tracker.open else [t]
-            for part in parts:
-                width = part.f_high - part.f_low
-                if width > least and abs(centre - 0.5 * (part.f_low + part.f_high)) < \
-                        0.1 * width:
-                    return True
-        return False
-
-    def _narrow_duplicate(self, track) -> bool:
-        """A coarse detection at most two cells wide where the fine view has a narrow
-        signal over most of its time: the narrow one (with its true width) stands for it."""
-        if not self._narrow or track.f_high - track.f_low > 2 / self.fft:
-            return False
-        spans = list(self._narrow_seen) + [(t.start, t.stop, t.f_low, t.f_high)
-                                           for t in self._narrow_tracker.open]
-        for start, stop, lo, hi in spans:
-            shared = min(stop, track.stop) - max(start, track.start)
-            if lo <= track.f_high and hi >= track.f_low and \
-                    shared >= 0.5 * (track.stop - track.start):
+            if any(part.f_low - slack <= centre <= part.f_high + slack for part in parts):
                 return True
         return False
 
@@ -488,8 +468,5 @@ class SpectrumSegmenter(RateBlock):
         for track in tracks:
             if self._narrow:
                 self._coarse_seen.append(track)
-            if self._narrow_duplicate(track):
-                self.count("narrow_replaced")
-                continue
             self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq,
                                  track.score))

@@ -260,8 +260,9 @@ def test_the_energy_test_skips_a_strong_signals_iq_image(monkeypatch):
 def test_line_edges_give_a_tone_one_bin_and_a_narrow_signal_its_width():
     """On a tile-long PSD (8192 points, the mean of 4 periodograms; noise 1 per bin): a tone
     0.3 bin off a bin centre is one bin wide around it (the window spreads it over three
-    or four); a QPSK signal six bins wide is no line: at least 5 bins wide, centred."""
-    from cvstream.blocks.detections import line_edges
+    or four; the noise bins of the run, under the false-alarm level, do not count); a QPSK
+    signal six bins wide is no line: at least 5 bins wide, centred."""
+    from cvstream.blocks.detections import line_edges, noise_level
     rng = np.random.default_rng(3)
     n = 4 * 8192
     noise = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)
@@ -272,7 +273,7 @@ def test_line_edges_give_a_tone_one_bin_and_a_narrow_signal_its_width():
         spec = np.fft.fftshift(np.fft.fft(x.reshape(4, 8192) * window, axis=1), axes=1)
         psd = (np.abs(spec) ** 2).mean(axis=0)
         centre = int(0.1 * 8192) + 4096
-        lo, hi = line_edges(psd, centre - 8, centre + 9, 0.999)
+        lo, hi = line_edges(psd, centre - 8, centre + 9, 0.999, noise_level(1e-3, 4))
         # positions from bin ``centre``'s start: bin k spans [k, k + 1), its centre k + 0.5;
         # 0.1 of the band lies 0.2 bin above bin ``centre``'s centre
         return lo - centre - 0.7, hi - centre - 0.7
@@ -928,11 +929,10 @@ def test_narrow_view_finds_tones_the_model_cells_miss_with_their_true_width():
     """Four CW tones at 10, 15, 20 and 30 dB in-band SNR (noise counted over 1/4000 of the
     band, as the GNU Radio evaluation set does) and an AM signal (a carrier over 2 % of the
     band of noise-modulated sidebands) over white noise: the model's cells (1/256 of the
-    band, with the energy test on them) see at most three tones and the AM; the fine view
-    finds all four tones,
-    one bin (1/8192) wide, over the samples they last. The AM's carrier is not a tone of
-    its own (``narrow_carriers``); the strongest tone, on throughout and seen by the model's
-    cells a few cells wide, is not a carrier of itself."""
+    band, with the energy test on them) see at most three tones and the AM; with the fine
+    view all four tones are found, one bin (1/8192) wide, over the samples they last (those
+    the model found from its own detections, the fine view's copies inside them not sent:
+    ``narrow_inside``). The AM's carrier is inside the AM's band: no tone of its own."""
     rng = np.random.default_rng(1)
     n = 262144
     x = ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)).astype(
@@ -954,8 +954,10 @@ def test_narrow_view_finds_tones_the_model_cells_miss_with_their_true_width():
         block.flush()
         found[narrow] = block.take_messages()
     assert len([m for m in found[False] if abs(m["center_freq"] - 0.2) > 0.02]) <= 3
-    assert block.counters["narrow_carriers"] >= 1
-    got = sorted((m for m in found[True] if m["label"] == "tone"),
+    assert block.counters["narrow_inside"] >= 2      # the AM's carrier, a tone found twice
+    assert [m for m in found[True] if abs(m["center_freq"] - 0.2) < 0.02] == \
+        [m for m in found[False] if abs(m["center_freq"] - 0.2) < 0.02]   # the AM alone
+    got = sorted((m for m in found[True] if abs(m["center_freq"] - 0.2) > 0.02),
                  key=lambda m: m["center_freq"])
     assert len(got) == 4
     for m, (f, (start, stop)) in zip(got, sorted(zip(tones, spans))):
