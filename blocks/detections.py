@@ -530,6 +530,87 @@ def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
     return cut or [(a, b)]
 
 
+#: consecutive tiles whose occupied band shares less than this (intersection over union)
+#: with the band a detection has held so far start a new one (``time_segments``)
+CHANGE_OVERLAP = 0.3
+#: tiles a part of a track so cut holds at least
+MIN_SEGMENT = 3
+
+
+def time_segments(track: Track, frames: int, margin: float, pfa: float = 1e-3
+                  ) -> list[Track]:
+    """A track cut where what it holds changes: for each of its blocks (``rows``, ``frames``
+    periodograms each) whose band stands over the noise, the band holding the middle 80 %
+    of its excess power; where two blocks in a row share less than CHANGE_OVERLAP of the
+    band the part so far has held (the median of its blocks'), one of the two bands well
+    inside the other, a new part starts: a strong narrow signal followed by a wide one over
+    it, which one track followed through both. (Side by side, a neighbour that comes or goes
+    shares an edge with the two together; the frequency split and ``own_spans`` part
+    those.) Parts shorter than MIN_SEGMENT blocks stay with the one before, and a track is
+    cut only where each part holds one band (four in five of its blocks share half of it
+    with the part's median band): a sweep, whose band moves from block to block, is not
+    cut. Each part keeps its own blocks' rows, edges, samples and summed fine PSD; the finer
+    views are kept for whole tracks only, so a part is cut and trimmed on the fine PSD."""
+    rows = track.rows
+    if len(rows) < 2 * MIN_SEGMENT:
+        return [track]
+    fine = len(rows[0][1])
+    a = max(int(np.floor((track.f_low - margin) * fine)) + fine // 2, 0)
+    b = min(int(np.ceil((track.f_high + margin) * fine)) + fine // 2 + 1, fine)
+    band = np.stack([row[a:b] for _, row in rows]).astype(np.float64)
+    busy = band.mean(axis=1) > noise_level(pfa, frames * (b - a))
+    excess = np.maximum(band - 1, 0)
+    cum = np.cumsum(excess, axis=1) / np.maximum(excess.sum(axis=1, keepdims=True), 1e-12)
+    lo, hi = np.argmax(cum >= 0.1, axis=1), np.argmax(cum >= 0.9, axis=1) + 1
+    starts, held = [0], []
+
+    def nested(one, other):   # one band inside the other, clear of both its edges
+        (a0, a1), (b0, b1) = sorted([one, other], key=lambda e: e[1] - e[0])
+        clear = 0.1 * (b1 - b0)
+        return a0 >= b0 + clear and a1 <= b1 - clear
+
+    def overlap(k, ref):
+        return (min(hi[k], ref[1]) - max(lo[k], ref[0])) / max(
+            max(hi[k], ref[1]) - min(lo[k], ref[0]), 1)
+    for k in range(len(rows)):
+        if not busy[k]:
+            continue
+        if len(held) >= MIN_SEGMENT and k + 1 < len(rows) and busy[k + 1] and \
+                k - starts[-1] >= MIN_SEGMENT:
+            ref = (np.median([lo[j] for j in held]), np.median([hi[j] for j in held]))
+            if overlap(k, ref) < CHANGE_OVERLAP and overlap(k + 1, ref) < CHANGE_OVERLAP \
+                    and nested((lo[k], hi[k]), ref) and nested((lo[k + 1], hi[k + 1]), ref):
+                starts.append(k)
+                held = []
+        held.append(k)
+    if len(starts) == 1 or len(rows) - starts[-1] < MIN_SEGMENT:
+        starts = starts[:-1] if len(starts) > 1 else starts
+    if len(starts) == 1:
+        return [track]
+    bounds = list(zip(starts, starts[1:] + [len(rows)]))
+    for first, last in bounds:   # each part holds one band: a sweep's parts do not
+        mine = [k for k in range(first, last) if busy[k]]
+        ref = (np.median(lo[mine]), np.median(hi[mine]))
+        if np.mean([overlap(k, ref) >= 0.5 for k in mine]) < 0.8:
+            return [track]
+    parts = []
+    for first, last in bounds:
+        part = copy.copy(track)
+        part.rows = rows[first:last]
+        part.start = int(part.rows[0][0])
+        part.stop = int(part.rows[-1][0]) + (track.stop - int(rows[-1][0]))
+        part.spectrum = np.sum([row for _, row in part.rows], axis=0, dtype=np.float64)
+        part.spectra = len(part.rows)
+        part.zoom = part.line = None
+        mine = [k for k, t in enumerate(track.seen) if part.start <= t < part.stop]
+        part.seen = [track.seen[k] for k in mine] or [part.start]
+        part.edges = [track.edges[k] for k in mine] or [(track.f_low, track.f_high)]
+        part.samples = [(t, x) for t, x in track.samples
+                        if part.start <= t < part.stop] or track.samples
+        parts.append(part)
+    return parts
+
+
 def finer_bins(a: int, b: int, ratio: int) -> tuple[int, int]:
     """Bins [a, b) of a DC-centred PSD as the bins of one ``ratio`` times finer that cover
     the same band (bin k's centre is bin ratio k's; its band starts ratio / 2 bins lower)."""

@@ -14,7 +14,7 @@ from cvstream.errors import ParamError
 
 from .detections import (FAMILY_FEATURES, ZOOM, RadioContext, Tracker, bin_edges,
                          family_features, family_probabilities, refine_edges, row_runs,
-                         to_message)
+                         time_segments, to_message)
 from .narrowband import NarrowbandFinder
 from .onnx_model import load_model, make_session
 
@@ -455,8 +455,11 @@ class SpectrumSegmenter(RateBlock):
         """The track's detections on its fine PSD (``detections.refine_edges``)."""
         if not self.refine:
             return [track]
-        return refine_edges(track, self.decim // self.refine, margin=1 / self.fft,
-                            block=self.decim, valley_db=self.valley_db, hold=self.hold)
+        frames = self.decim // self.refine
+        parts = time_segments(track, frames, margin=1 / self.fft)
+        return [out for part in parts
+                for out in refine_edges(part, frames, margin=1 / self.fft, block=self.decim,
+                                        valley_db=self.valley_db, hold=self.hold)]
 
     def _emit_all(self, tracks):
         if self._tracker.dropped_short:

@@ -207,6 +207,39 @@ def test_a_narrow_signal_gets_its_width_from_the_block_long_psd():
     assert 0.85 < widths[0] < 1.15 and 1.2 < widths[1] < 1.6 and widths[2] > 1.8
 
 
+def test_a_narrow_signal_then_a_wide_one_over_it_are_two_detections(monkeypatch):
+    """A strong QPSK signal 2 % of the band wide for 14 tiles, then after one tile an OFDM
+    signal 20 % wide over its band (the main job's picture had this): one track follows
+    both (the gap is under ``hold``); cut where its band changes (``time_segments``), each
+    is a detection of its own with its own span and band. Without the cut, one box with
+    the wide band over the narrow one's time, which matches neither; a chirp sweeping its
+    band over the whole stream is not cut."""
+    import cvstream.blocks.segmenter as segmenter
+    rng = np.random.default_rng(21)
+    tile = 8192
+    x, _ = scene(rng, SceneConfig(samples=32 * tile), n_signals=0)
+    n = np.arange(len(x))
+    narrow, _ = generate(rng, "qpsk", len(x), 0.02)
+    wide, bw = generate(rng, "ofdm", len(x), 0.2)
+    x = x + np.sqrt(10 ** 3.0 * 0.02) * narrow * np.exp(2j * np.pi * 0.1 * n) * (n < 14 * tile)
+    x = x + np.sqrt(10 ** 1.5 * bw) * wide * np.exp(2j * np.pi * 0.08 * n) * (n >= 15 * tile)
+
+    def boxes(samples):
+        block = SpectrumSegmenter()
+        block.process(samples.astype(np.complex64))
+        block.flush()
+        return [(m["sample_start"] // tile, -(-(m["sample_start"] + m["sample_count"]) // tile),
+                 round(m["freq_lower_edge"], 2), round(m["freq_upper_edge"], 2))
+                for m in block.take_messages()]
+    assert boxes(x) == [(0, 14, 0.09, 0.11), (15, 32, 0.02, 0.16)]
+    monkeypatch.setattr(segmenter, "time_segments", lambda track, *a, **k: [track])
+    assert boxes(x) == [(0, 14, 0.02, 0.16)]   # the wide band over the narrow one's time
+    monkeypatch.undo()
+    sweep, bw = generate(rng, "chirp", len(x), 0.1)
+    y, _ = scene(rng, SceneConfig(samples=32 * tile), n_signals=0)
+    assert len(boxes(y + np.sqrt(10 ** 2.0 * bw) * sweep * np.exp(2j * np.pi * -0.2 * n))) == 1
+
+
 def test_the_energy_test_finds_weak_signals_the_model_leaves():
     """QPSK and 16QAM 0.5 % of the band wide at 4 dB in-band SNR (a few dB over the noise
     in a cell): the model finds neither; with ``energy_sigma`` (6, the default) each is one
