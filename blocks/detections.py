@@ -158,18 +158,22 @@ class Track:
         for run in runs:
             if len(run) < min_blocks:
                 continue
-            part = copy.copy(self)
-            part.start, part.stop = int(starts[run[0]]), int(starts[run[-1]]) + block
-            part.rows = [self.rows[k] for k in run]
-            part.spectrum = np.sum([row for _, row in part.rows], axis=0, dtype=np.float64)
-            part.spectra = len(part.rows)
-            mine = [k for k, t in enumerate(self.seen) if part.start <= t < part.stop]
-            part.seen = [self.seen[k] for k in mine] or [part.start]
-            part.edges = [self.edges[k] for k in mine] or [(self.f_low, self.f_high)]
-            part.samples = [(t, x) for t, x in self.samples
-                            if part.start <= t < part.stop] or self.samples
-            out.append(part)
+            out.append(self.span([self.rows[k] for k in run], int(starts[run[0]]),
+                                 int(starts[run[-1]]) + block))
         return out or [self.own_blocks(block)]
+
+    def span(self, rows: list, start: int, stop: int) -> "Track":
+        """A copy of this track over [start, stop) only: those ``rows``, their summed fine
+        PSD, and its blocks' edges and samples within the span."""
+        part = copy.copy(self)
+        part.start, part.stop, part.rows = start, stop, rows
+        part.spectrum = np.sum([row for _, row in rows], axis=0, dtype=np.float64)
+        part.spectra = len(rows)
+        mine = [k for k, t in enumerate(self.seen) if start <= t < stop]
+        part.seen = [self.seen[k] for k in mine] or [start]
+        part.edges = [self.edges[k] for k in mine] or [(self.f_low, self.f_high)]
+        part.samples = [(t, x) for t, x in self.samples if start <= t < stop] or self.samples
+        return part
 
     def moves(self) -> bool:
         """Whether its band moved from block to block (a chirp, a sweep, a hopper): the
@@ -595,18 +599,9 @@ def time_segments(track: Track, frames: int, margin: float, pfa: float = 1e-3
             return [track]
     parts = []
     for first, last in bounds:
-        part = copy.copy(track)
-        part.rows = rows[first:last]
-        part.start = int(part.rows[0][0])
-        part.stop = int(part.rows[-1][0]) + (track.stop - int(rows[-1][0]))
-        part.spectrum = np.sum([row for _, row in part.rows], axis=0, dtype=np.float64)
-        part.spectra = len(part.rows)
+        block = track.stop - int(rows[-1][0])
+        part = track.span(rows[first:last], int(rows[first][0]), int(rows[last - 1][0]) + block)
         part.zoom = part.line = None
-        mine = [k for k, t in enumerate(track.seen) if part.start <= t < part.stop]
-        part.seen = [track.seen[k] for k in mine] or [part.start]
-        part.edges = [track.edges[k] for k in mine] or [(track.f_low, track.f_high)]
-        part.samples = [(t, x) for t, x in track.samples
-                        if part.start <= t < part.stop] or track.samples
         parts.append(part)
     return parts
 
