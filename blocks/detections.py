@@ -587,8 +587,8 @@ def time_segments(track: Track, frames: int, margin: float, pfa: float = 1e-3
                 starts.append(k)
                 held = []
         held.append(k)
-    if len(starts) == 1 or len(rows) - starts[-1] < MIN_SEGMENT:
-        starts = starts[:-1] if len(starts) > 1 else starts
+    if len(starts) > 1 and len(rows) - starts[-1] < MIN_SEGMENT:
+        starts.pop()
     if len(starts) == 1:
         return [track]
     bounds = list(zip(starts, starts[1:] + [len(rows)]))
@@ -597,9 +597,8 @@ def time_segments(track: Track, frames: int, margin: float, pfa: float = 1e-3
         ref = (np.median(lo[mine]), np.median(hi[mine]))
         if np.mean([overlap(k, ref) >= 0.5 for k in mine]) < 0.8:
             return [track]
-    parts = []
+    parts, block = [], track.stop - int(rows[-1][0])
     for first, last in bounds:
-        block = track.stop - int(rows[-1][0])
         part = track.span(rows[first:last], int(rows[first][0]), int(rows[last - 1][0]) + block)
         part.zoom = part.line = None
         parts.append(part)
@@ -630,9 +629,10 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     high SNR (on the finer view a signal a few fine bins wide is not widened by the fine
     window's main lobe). With ``block`` (samples per block), each detection then keeps the
     blocks where its own band holds it (``Track.own_spans``, ``hold`` blocks of absence
-    allowed): a burst beside a continuous neighbour ends when it does. A detection at most
-    NARROW_VIEW_BINS wide on the finer view takes its edges from the PSD of its kept
-    samples at their own length (``narrow_edges``: a tone one bin of 8192 wide). Where
+    allowed): a burst beside a continuous neighbour ends when it does. A run at most
+    LINE_VIEW_BINS wide on the finer view is cut again and trimmed on the track's
+    block-long PSD (``Track.line``; gaps of more than LINE_GAP bins; ``line_edges``: a tone
+    one bin of 8192 wide). Where
     nothing stands out (a weak signal), the coarse edges stay."""
     if track.spectrum is None or not track.spectra:
         return [track]

@@ -122,9 +122,8 @@ class SpectrumSegmenter(RateBlock):
     ``replicas: N`` the FFTs and the model run on N copies (``compute``), the detections
     in stream order here (``absorb``). ``narrow: true`` adds a tile-long FFT view for
     signals narrower than the model's cells (``narrowband.py``; counters
-    ``narrow_detections``, ``narrow_inside``: those inside a detection of the model's,
-    not sent); ``energy_cells``
-    counts the cells the energy test added.
+    ``narrow_detections`` and ``narrow_inside``, those inside a detection of the model's,
+    not sent); ``energy_cells`` counts the cells the energy test added.
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
     to fill, then up to one batch of processing; detections are sent when a signal ends.
     Example: ``seg: {type: spectrum_segmenter, model: "builtin:spectrum_segmenter"}``
