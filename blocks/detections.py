@@ -136,8 +136,9 @@ class Track:
         Runs of such blocks joined across up to ``hold`` blocks without, each of at least
         ``min_blocks``, are one detection each, with their own blocks' edges, samples and
         summed PSD: a burst beside a continuous neighbour, which one coarse track followed
-        through both, ends when it does, and one that comes twice is two. Without rows
-        (or where no run qualifies), ``own_blocks``."""
+        through both, ends when it does, and one that comes twice is two. None where it
+        holds its band only in shorter runs (a neighbour's first tile at the end of a
+        track); ``own_blocks`` without rows, or where no block shows it (a weak signal)."""
         if not self.rows:
             return [self.own_blocks(block)]
         fine = len(self.rows[0][1])
@@ -160,6 +161,8 @@ class Track:
                 continue
             out.append(self.span([self.rows[k] for k in run], int(starts[run[0]]),
                                  int(starts[run[-1]]) + block))
+        if not out and on.any():
+            return []   # it holds its band only in blips shorter than min_blocks
         return out or [self.own_blocks(block)]
 
     def span(self, rows: list, start: int, stop: int) -> "Track":
@@ -613,7 +616,8 @@ def finer_bins(a: int, b: int, ratio: int) -> tuple[int, int]:
 
 def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
                  split_gap: int = 4, power_share: float = 0.999, block: int = 0,
-                 valley_db: float = 0.0, hold: int = 4, finer_gap: int = 2) -> list[Track]:
+                 valley_db: float = 0.0, hold: int = 4, finer_gap: int = 2,
+                 dropped=None) -> list[Track]:
     """Settle a track's frequency edges on its fine PSD (noise power 1 per bin, the mean of
     ``frames`` periodograms per block it was seen in). Bins within ``margin`` of the coarse
     edges that stand above the noise (false-alarm probability ``pfa``; runs of one bin are
@@ -629,7 +633,9 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     high SNR (on the finer view a signal a few fine bins wide is not widened by the fine
     window's main lobe). With ``block`` (samples per block), each detection then keeps the
     blocks where its own band holds it (``Track.own_spans``, ``hold`` blocks of absence
-    allowed): a burst beside a continuous neighbour ends when it does. A run at most
+    allowed): a burst beside a continuous neighbour ends when it does; parts that hold
+    their band only in blips shorter than two blocks are not reported (``dropped(n)`` is
+    called with their number). A run at most
     LINE_VIEW_BINS wide on the finer view is cut again and trimmed on the track's
     block-long PSD (``Track.line``; gaps of more than LINE_GAP bins; ``line_edges``: a tone
     one bin of 8192 wide). Where
@@ -670,7 +676,12 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         part = copy.copy(track)
         part.f_low, part.f_high = (float(e) for e in bin_edges(e_lo, e_hi, len(spectrum)))
         out.append(part)
+    if not out:
+        return [track]
     if block:
-        out = [span for part in out for span in part.own_spans(block, frames, hold)]
-    return out or [track]
+        spans = [part.own_spans(block, frames, hold) for part in out]
+        if dropped is not None and not all(spans):
+            dropped(sum(not found for found in spans))
+        out = [span for found in spans for span in found]
+    return out
 

@@ -458,7 +458,11 @@ class SpectrumSegmenter(RateBlock):
         parts = time_segments(track, frames, margin=1 / self.fft)
         return [out for part in parts
                 for out in refine_edges(part, frames, margin=1 / self.fft, block=self.decim,
-                                        valley_db=self.valley_db, hold=self.hold)]
+                                        valley_db=self.valley_db, hold=self.hold,
+                                        dropped=self._short_parts)]
+
+    def _short_parts(self, n: int) -> None:
+        self.count("short_tracks", n)   # parts of a track too short to report
 
     def _emit_all(self, tracks):
         if self._tracker.dropped_short:
