@@ -450,8 +450,9 @@ class SpectrumSegmenter(RateBlock):
             else:
                 tracks[i].label, tracks[i].guess = "unknown", best
 
-    def _refine(self, track) -> list:
-        """The track's detections on its fine PSD (``detections.refine_edges``)."""
+    def _refine(self, track, dropped=None) -> list:
+        """The track's detections on its fine PSD (``detections.refine_edges``); ``dropped``
+        is called with the number of its parts too short to report."""
         if not self.refine:
             return [track]
         frames = self.decim // self.refine
@@ -459,17 +460,15 @@ class SpectrumSegmenter(RateBlock):
         return [out for part in parts
                 for out in refine_edges(part, frames, margin=1 / self.fft, block=self.decim,
                                         valley_db=self.valley_db, hold=self.hold,
-                                        dropped=self._short_parts)]
-
-    def _short_parts(self, n: int) -> None:
-        self.count("short_tracks", n)   # parts of a track too short to report
+                                        dropped=dropped)]
 
     def _emit_all(self, tracks):
         if self._tracker.dropped_short:
             self.count("short_tracks", self._tracker.dropped_short)
             self._tracker.dropped_short = 0
         if self.refine:
-            tracks = [part for track in tracks for part in self._refine(track)]
+            tracks = [part for track in tracks for part in self._refine(
+                track, lambda n: self.count("short_tracks", n))]
             self._classify(tracks)
         for track in tracks:
             if self._narrow:
