@@ -15,6 +15,7 @@ Without a known sample rate, frequencies are normalized (cycles/sample) and ``ra
 """
 from __future__ import annotations
 
+import bisect
 import copy
 import functools
 from dataclasses import dataclass, field
@@ -141,9 +142,7 @@ class Track:
         track); ``own_blocks`` without rows, or where no block shows it (a weak signal)."""
         if not self.rows:
             return [self.own_blocks(block)]
-        fine = len(self.rows[0][1])
-        a = min(max(int(np.ceil(self.f_low * fine)) + fine // 2, 0), fine - 1)
-        b = max(min(int(np.floor(self.f_high * fine)) + fine // 2 + 1, fine), a + 1)
+        a, b = self.band_bins(len(self.rows[0][1]))
         starts = np.array([t for t, _ in self.rows])
         level = np.array([row[a:b].mean() for _, row in self.rows], np.float64)
         excess = level - 1
@@ -164,6 +163,36 @@ class Track:
         if not out and on.any():
             return []   # it holds its band only in blips shorter than min_blocks
         return out or [self.own_blocks(block)]
+
+    def band_bins(self, fine: int) -> tuple[int, int]:
+        """The bins [a, b) of a DC-centred ``fine``-point PSD inside its band (one at least)."""
+        a = min(max(int(np.ceil(self.f_low * fine)) + fine // 2, 0), fine - 1)
+        b = max(min(int(np.floor(self.f_high * fine)) + fine // 2 + 1, fine), a + 1)
+        return a, b
+
+    def motion(self) -> tuple[float, float]:
+        """How its band moved from block to block, relative to its bandwidth: the spread
+        (10th to 90th percentile) of its blocks' centres and their median width (a chirp
+        sweeps: a wide spread of narrow blocks; others stay put and fill their band). From
+        its own blocks' fine PSD (``rows``: the band holding 10-90 % of each block's power
+        over the noise), else from its blocks' edges (which, for a part of a track that
+        held neighbours, are the whole track's)."""
+        bw = max(self.f_high - self.f_low, 1e-12)
+        if self.rows:
+            a, b = self.band_bins(len(self.rows[0][1]))
+            excess = np.maximum(np.stack([row[a:b] for _, row in self.rows]) - 1, 0)
+            total = excess.sum(axis=1)
+            excess = excess[total > 0]
+            if len(excess):
+                share = np.cumsum(excess, axis=1) / excess.sum(axis=1, keepdims=True)
+                lo, hi = np.argmax(share >= 0.1, axis=1), np.argmax(share >= 0.9, axis=1)
+                p10, p90 = np.percentile(0.5 * (lo + hi), (10, 90))
+                return float(p90 - p10) / (b - a), float(np.median(hi - lo + 1)) / (b - a)
+        if not self.edges:
+            return 0.0, 1.0
+        lows, highs = np.array(self.edges).T
+        p10, p90 = np.percentile(0.5 * (lows + highs), (10, 90))
+        return float(p90 - p10) / bw, float(np.median(highs - lows)) / bw
 
     def span(self, rows: list, start: int, stop: int) -> "Track":
         """A copy of this track over [start, stop) only: those ``rows``, their summed fine
@@ -329,12 +358,12 @@ class Tracker:
 
 
 FAMILY_PROFILE = 32
-FAMILY_FEATURES = FAMILY_PROFILE + 8
+FAMILY_FEATURES = FAMILY_PROFILE + 9
 
 
 def envelope_features(blocks: list, f_low: float, f_high: float
-                      ) -> tuple[float, float, float, float]:
-    """Four statistics of a signal's complex envelope that its PSD cannot show, from blocks
+                      ) -> tuple[float, float, float, float, float]:
+    """Five statistics of a signal's complex envelope that its PSD cannot show, from blocks
     of its samples ((start, samples) pairs, as ``Track.samples``): each block's bins inside
     [f_low, f_high] back in time (a critically sampled baseband copy of the band: about one
     sample per symbol for PSK and QAM), then the median over blocks of
@@ -347,10 +376,15 @@ def envelope_features(blocks: list, f_low: float, f_high: float
       step, weighted by amplitude): 1.5 for FM by a tone (arcsine-distributed), 1.1-1.3 for
       two-level FSK;
     - the share of the band's power in its strongest twentieth of bins (a tone-modulated
-      FM's or AM's lines against a smooth hump).
-    (0, 0, 0, 0) without samples."""
+      FM's or AM's lines against a smooth hump);
+    - the share of the instantaneous frequency's power (about its mean, weighted by
+      amplitude; the blocks one after the other) in its strongest spectral line: high for
+      FM by a tone, whose frequency swings as a sinusoid, even where the PSD cannot resolve
+      its lines (a deviation many times the tone); low for FSK, whose frequency steps with
+      random data.
+    (0, 0, 0, 0, 0) without samples."""
     if not blocks:
-        return 0.0, 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0, 0.0
     tiles = np.stack([x for _, x in blocks])
     n = tiles.shape[1]
     centre = 0.5 * (f_low + f_high) * n + n // 2   # in DC-centred bins
@@ -372,11 +406,14 @@ def envelope_features(blocks: list, f_low: float, f_high: float
     m2, m4 = (weight * dev ** 2).sum(axis=1) / total[:, 0], (weight * dev ** 4).sum(axis=1) / \
         total[:, 0]
     freq_kurtosis = m4 / np.maximum(m2 ** 2, 1e-30)
+    # over all blocks in a row (a narrow band's block holds only tens of samples)
+    swing = np.abs(scipy.fft.rfft((weight * dev / (total / weight.shape[1])).ravel())[1:]) ** 2
+    freq_line = swing.max() / max(swing.sum(), 1e-30)
     bins = np.sort((spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float64), axis=1)
     top = bins[:, -max(1, bins.shape[1] // 20):].sum(axis=1) / np.maximum(bins.sum(axis=1),
                                                                           1e-30)
     return (float(np.median(kurtosis)), float(np.median(line)),
-            float(np.median(freq_kurtosis)), float(np.median(top)))
+            float(np.median(freq_kurtosis)), float(np.median(top)), float(freq_line))
 
 
 def family_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -391,13 +428,12 @@ def family_features(track: Track) -> np.ndarray | None:
     """What a family classifier sees of a detection (FAMILY_FEATURES float32 values): the
     shape of its fine PSD over its band and a quarter band either side (FAMILY_PROFILE
     points, dB below the peak / 40, floored at -40 dB), log10 of its bandwidth, its peak
-    SNR per fine bin / 10 dB, how its band moved from block to block (spread of the
-    per-block centres and median per-block width, both relative to its bandwidth: a chirp
-    sweeps, others stay) and its envelope statistics (``envelope_features``: kurtosis - 1.5
-    and the z^2 line, which tell QAM from PSK and BPSK from both; log10 of the instantaneous
-    frequency's kurtosis and the top bins' power share, which tell FM by a tone from FSK and
-    line spectra from humps). None without a fine PSD
-    (``refine: 0``)."""
+    SNR per fine bin / 10 dB, how its band moved from block to block (``Track.motion``:
+    a chirp sweeps, others stay) and its envelope statistics (``envelope_features``:
+    kurtosis - 1.5 and the z^2 line, which tell QAM from PSK and BPSK from both; log10 of
+    the instantaneous frequency's kurtosis, the top bins' power share and the frequency's
+    strongest line, which tell FM by a tone from FSK and line spectra from humps). None
+    without a fine PSD (``refine: 0``)."""
     if track.spectrum is None or not track.spectra or not track.edges:
         return None
     psd = track.spectrum / track.spectra
@@ -408,17 +444,14 @@ def family_features(track: Track) -> np.ndarray | None:
     bins = (np.arange(fine) - fine // 2) / fine
     db = 10 * np.log10(np.interp(freqs, bins, np.maximum(psd - 1, 1e-4)))
     peak = float(db.max())
-    lows, highs = np.array(track.edges).T
-    centres = 0.5 * (lows + highs)
-    p10, p90 = np.percentile(centres, (10, 90))
-    spread = (p90 - p10) / bw
-    width = float(np.median(highs - lows)) / bw
-    kurtosis, line, freq_kurtosis, top = envelope_features(track.samples, track.f_low,
-                                                           track.f_high)
+    spread, width = track.motion()
+    kurtosis, line, freq_kurtosis, top, freq_line = envelope_features(
+        track.samples, track.f_low, track.f_high)
     return np.concatenate([np.maximum(db - peak, -40) / 40,
                            [np.log10(bw), peak / 10, spread, width,
                             kurtosis - 1.5 if track.samples else 0.0, line,
-                            np.log10(freq_kurtosis) if track.samples else 0.0, top]]
+                            np.log10(freq_kurtosis) if track.samples else 0.0, top,
+                            freq_line]]
                           ).astype(np.float32)
 
 
@@ -569,7 +602,7 @@ def time_segments(track: Track, frames: int, margin: float, pfa: float = 1e-3
     excess = np.maximum(band - 1, 0)
     cum = np.cumsum(excess, axis=1) / np.maximum(excess.sum(axis=1, keepdims=True), 1e-12)
     lo, hi = np.argmax(cum >= 0.1, axis=1), np.argmax(cum >= 0.9, axis=1) + 1
-    starts, held = [0], []
+    starts, held_lo, held_hi = [0], [], []   # the part's blocks' band edges, kept sorted
 
     def nested(one, other):   # one band inside the other, clear of both its edges
         (a0, a1), (b0, b1) = sorted([one, other], key=lambda e: e[1] - e[0])
@@ -579,17 +612,21 @@ def time_segments(track: Track, frames: int, margin: float, pfa: float = 1e-3
     def overlap(k, ref):
         return (min(hi[k], ref[1]) - max(lo[k], ref[0])) / max(
             max(hi[k], ref[1]) - min(lo[k], ref[0]), 1)
+    def median(values):
+        m = len(values)
+        return 0.5 * (values[(m - 1) // 2] + values[m // 2])
     for k in range(len(rows)):
         if not busy[k]:
             continue
-        if len(held) >= MIN_SEGMENT and k + 1 < len(rows) and busy[k + 1] and \
+        if len(held_lo) >= MIN_SEGMENT and k + 1 < len(rows) and busy[k + 1] and \
                 k - starts[-1] >= MIN_SEGMENT:
-            ref = (np.median([lo[j] for j in held]), np.median([hi[j] for j in held]))
+            ref = (median(held_lo), median(held_hi))
             if overlap(k, ref) < CHANGE_OVERLAP and overlap(k + 1, ref) < CHANGE_OVERLAP \
                     and nested((lo[k], hi[k]), ref) and nested((lo[k + 1], hi[k + 1]), ref):
                 starts.append(k)
-                held = []
-        held.append(k)
+                held_lo, held_hi = [], []
+        bisect.insort(held_lo, int(lo[k]))
+        bisect.insort(held_hi, int(hi[k]))
     if len(starts) > 1 and len(rows) - starts[-1] < MIN_SEGMENT:
         starts.pop()
     if len(starts) == 1:

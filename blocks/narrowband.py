@@ -1,78 +1,103 @@
 """The segmenter's fine view: signals too narrow for its model's cells (a CW tone is 1/4000
 of a wideband stream; a model cell is 1/256), found on a PSD as fine as one tile allows.
 
-Per tile of ``size`` samples, one ``size``-point FFT (a unit-energy Hann window, so white
-noise keeps the coarse cells' power per bin and the tile's noise floor carries over),
-averaged with the previous tile's. A run of bins is a narrow signal when it stands
-``level`` above the noise floor (false-alarm probability ``pfa`` for a mean of two
-periodogram bins), ``contrast`` above the mean of the ``span`` bins around it (a peak on
-a wide signal's shoulder is not one), and is at most ``max_bins`` wide. Its edges: the band
-around its centre that holds its power above the noise, less the window's own width (a pure
-tone comes out one bin wide, as a tone is).
+Per tile of ``size`` samples, the tile-long PSD (one ``size``-point FFT through a unit-energy
+Hann window, in units of the tile's noise floor: the segmenter's ``fine_psd``, which its
+tracks' block-long views share), averaged with the previous tile's. A run of bins is a
+narrow signal when it stands ``level`` above the noise floor (false-alarm probability
+``pfa`` for a mean of two periodogram bins), ``contrast`` above the mean of the ``span``
+bins around it (a peak on a wide signal's shoulder is not one), and is at most
+``max_bins`` wide. Its edges: the band around its centre that holds its power above the
+noise, less the window's own width (a pure tone comes out one bin wide, as a tone is). A
+peak whose mirror across DC is ``image_rejection_db`` or more stronger is that line's IQ
+image, not a signal. Every run of every tile is measured at once (a wide signal's noise-like
+PSD crosses the thresholds at many bins a tile).
 """
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft
 from scipy.ndimage import uniform_filter1d
 
-from .detections import noise_level, row_runs
+from .detections import noise_level
 
 HANN_3DB_BINS = 1.44  # a unit Hann window's -3 dB width, in bins
+GUARD = 3             # bins either side of a run left out of its surroundings (its leakage)
+
+
+def sparse_runs(mask: np.ndarray, gap: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``detections.row_runs`` (runs joined across gaps of at most ``gap``) for a 2-d mask
+    with few cells set, from those cells alone (a tile-long row is thousands of bins)."""
+    width = mask.shape[1]
+    cells = np.flatnonzero(mask)
+    if not len(cells):
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    new = np.r_[True, (np.diff(cells) > gap + 1) | (cells[1:] // width != cells[:-1] // width)]
+    first, last = cells[new], cells[np.r_[new[1:], True]]
+    return first // width, first % width, last % width + 1
 
 
 class NarrowbandFinder:
     def __init__(self, size: int, max_bins: int = 8, pfa: float = 1e-6,
-                 contrast: float = 4.0, span: int = 65):
+                 contrast: float = 4.0, span: int = 65, image_rejection_db: float = 25.0):
         self.size, self.max_bins, self.contrast, self.span = size, max_bins, contrast, span
+        self.image_ratio = 10 ** (image_rejection_db / 10)
         self.level = noise_level(pfa, 2)
-        w = np.hanning(size)
-        w /= np.sqrt(np.sum(w ** 2))
-        self.window = (w * np.where(np.arange(size) % 2, -1, 1)).astype(np.float32)
         self.previous: np.ndarray | None = None
 
-    def psd(self, tiles: np.ndarray, floor: np.ndarray) -> np.ndarray:
-        """(tiles, size) DC-centred PSD of each tile's samples in units of its noise floor,
-        averaged with the tile before."""
-        spec = scipy.fft.fft(tiles * self.window, axis=1)
-        p = (spec.real ** 2 + spec.imag ** 2) / floor[:, None]
-        before = np.concatenate([p[:1] if self.previous is None else self.previous[None],
-                                 p[:-1]])
-        self.previous = p[-1].copy()
-        return 0.5 * (p + before)
+    def average(self, psd: np.ndarray) -> np.ndarray:
+        """Each tile's PSD averaged with the tile before (the last one kept for the next
+        call)."""
+        before = np.concatenate([psd[:1] if self.previous is None else self.previous[None],
+                                 psd[:-1]])
+        self.previous = psd[-1].copy()
+        return 0.5 * (psd + before)
 
-    def _around(self, row: np.ndarray, lo: int, hi: int, guard: int = 3) -> float:
-        """Mean power of the ``span`` bins around run [lo, hi), leaving out the run and
-        ``guard`` bins either side (its own window leakage)."""
-        half = self.span // 2
-        left = row[max(0, lo - guard - half):max(0, lo - guard)]
-        right = row[hi + guard:hi + guard + half]
-        both = np.concatenate([left, right])
-        return float(both.mean()) if len(both) else 1.0
-
-    def find(self, tiles: np.ndarray, floor: np.ndarray) -> list[list[tuple]]:
-        """Per tile, (f_low, f_high, snr_db, centre_bin, peak, around) of each narrow
+    def find(self, psd: np.ndarray) -> list[list[tuple]]:
+        """Per tile of ``psd`` ((tiles, size) tile-long PSDs in units of the noise floor,
+        DC-centred), (f_low, f_high, snr_db, centre_bin, peak, around) of each narrow
         signal: its peak bin and the mean of the bins around it (noise floor 1)."""
-        p = self.psd(tiles, floor)
+        p = self.average(psd)
         local = uniform_filter1d(p, self.span, axis=1, mode="nearest")
-        mask = (p > self.level) & (p > self.contrast * local)
-        row, a, b = row_runs(mask, 1)
+        row, lo, hi = sparse_runs((p > self.level) & (p > self.contrast * local), 1)
+        keep = hi - lo <= self.max_bins
+        row, lo, hi = row[keep], lo[keep], hi[keep]
         out = [[] for _ in range(len(p))]
-        keep = b - a <= self.max_bins
-        n = self.size
-        for k, lo, hi in zip(row[keep].tolist(), a[keep].tolist(), b[keep].tolist()):
-            excess = np.maximum(p[k, lo:hi] - 1.0, 0.0)
-            total = excess.sum()
-            if total <= 0:
-                continue
-            centre = lo + float(np.dot(excess, np.arange(hi - lo))) / total
-            peak = excess.max()
-            wide = float(np.sum(excess >= 0.5 * peak))  # -3 dB width, whole bins
-            width = max(1.0, np.sqrt(max(wide ** 2 - HANN_3DB_BINS ** 2, 0.0)))
-            f_low = (centre - width / 2 - n // 2) / n
-            f_high = (centre + width / 2 - n // 2) / n
-            snr = 10 * np.log10(max(total / width, 1e-3))
-            around = self._around(p[k], lo, hi)
-            out[k].append((f_low, f_high, snr, int(round(centre)), float(p[k, lo:hi].max()),
-                           around))
+        if not len(row):
+            return out
+        n, r = self.size, row[:, None]
+        offsets = np.arange(self.max_bins)
+        inside = lo[:, None] + offsets < hi[:, None]
+        values = np.where(inside, p[r, np.minimum(lo[:, None] + offsets, n - 1)], 0.0)
+        excess = np.maximum(values - 1.0, 0.0)
+        total = excess.sum(axis=1)
+        top = values.max(axis=1)
+        mirror = (n - (lo[:, None] - 1 + np.arange(self.max_bins + 2))) % n
+        near = lo[:, None] - 1 + np.arange(self.max_bins + 2) <= hi[:, None]
+        image = np.where(near, p[r, mirror], 0.0).max(axis=1) >= self.image_ratio * top
+        ok = (total > 0) & ~image   # not a strong line's IQ image
+        row, lo, excess, total, top = row[ok], lo[ok], excess[ok], total[ok], top[ok]
+        around = self._around(p, row, lo, hi[ok])
+        centre = lo + (excess @ offsets) / total
+        wide = (excess >= 0.5 * excess.max(axis=1, keepdims=True)).sum(axis=1)  # -3 dB, bins
+        width = np.maximum(1.0, np.sqrt(np.maximum(wide ** 2 - HANN_3DB_BINS ** 2, 0.0)))
+        snr = 10 * np.log10(np.maximum(total / width, 1e-3))
+        for k, f_low, f_high, db, c, peak, level in zip(
+                row.tolist(), ((centre - width / 2 - n // 2) / n).tolist(),
+                ((centre + width / 2 - n // 2) / n).tolist(), snr.tolist(),
+                np.round(centre).astype(int).tolist(), top.tolist(), around.tolist()):
+            out[k].append((f_low, f_high, db, c, peak, level))
         return out
+
+    def _around(self, p: np.ndarray, row: np.ndarray, lo: np.ndarray, hi: np.ndarray
+                ) -> np.ndarray:
+        """Mean power of the ``span`` bins around each run [lo, hi) of row ``row``, leaving
+        out the run and GUARD bins either side (1 where there are none)."""
+        half, n = self.span // 2, p.shape[1]
+        steps = np.arange(half)
+        index = np.concatenate([(lo - GUARD - half)[:, None] + steps,
+                                (hi + GUARD)[:, None] + steps], axis=1)
+        valid = (index >= 0) & (index < n)
+        values = np.where(valid, p[row[:, None], np.clip(index, 0, n - 1)], 0.0)
+        count = valid.sum(axis=1)
+        return np.where(count > 0, values.sum(axis=1) / np.maximum(count, 1), 1.0)

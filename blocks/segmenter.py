@@ -30,6 +30,9 @@ ENERGY_GUARD = 4
 ENERGY_CAP = 10.0
 #: nor at a strong signal's IQ image: receivers reject images by some 25-40 dB
 IMAGE_REJECTION_DB = 25.0
+#: a line of the fine view is a signal when it holds for this many tiles (a carrier holds;
+#: a noise peak, a weak signal's flicker or a burst's one spectral line does not)
+NARROW_MIN_TILES = 5
 
 
 def noise_floor(tiles: np.ndarray) -> np.ndarray:
@@ -110,8 +113,8 @@ class SpectrumSegmenter(RateBlock):
     trimmed to its 99.9 % power bandwidth on the finer PSD; each detection then spans the
     tiles where its own band holds it (``detections.refine_edges``). The ``family``
     classifier then names each detection's modulation family from the shape of that fine
-    PSD, its bandwidth, how its band moved and two statistics of its envelope in its band,
-    taken on the samples of its first tiles (``detections.family_features``; with
+    PSD, its bandwidth, how its band moved and five statistics of its envelope and
+    instantaneous frequency in its band, taken on the samples of its first tiles (``detections.family_features``; with
     ``family: ""`` or ``refine: 0`` the label is the cell votes). Its probabilities are
     calibrated (the contract's ``postprocess.temperature``, fitted on held-out
     detections); below ``min_label_confidence`` the label is ``unknown``. Detection messages as
@@ -121,9 +124,10 @@ class SpectrumSegmenter(RateBlock):
     The model runs on a worker thread, overlapping the next batch's FFTs; with
     ``replicas: N`` the FFTs and the model run on N copies (``compute``), the detections
     in stream order here (``absorb``). ``narrow: true`` adds a tile-long FFT view for
-    signals narrower than the model's cells (``narrowband.py``; counters
-    ``narrow_detections`` and ``narrow_inside``, those inside a detection of the model's,
-    not sent); ``energy_cells`` counts the cells the energy test added.
+    signals narrower than the model's cells (``narrowband.py``: lines that hold for
+    NARROW_MIN_TILES tiles, not a strong line's IQ image; it runs on the model's worker
+    thread; counters ``narrow_detections`` and ``narrow_inside``, those inside a detection
+    of the model's, not sent); ``energy_cells`` counts the cells the energy test added.
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
     to fill, then up to one batch of processing; detections are sent when a signal ends.
     Example: ``seg: {type: spectrum_segmenter, model: "builtin:spectrum_segmenter"}``
@@ -207,10 +211,12 @@ class SpectrumSegmenter(RateBlock):
         self._pos = 0
         self._last = None
         self._last_power = None   # the previous tile's cell power over its floors
-        self._narrow = NarrowbandFinder(self.decim) if self.narrow else None
+        self._narrow = NarrowbandFinder(self.decim, image_rejection_db=IMAGE_REJECTION_DB) \
+            if self.narrow else None
         self._narrow_tracker = Tracker(vote_labels=True, hold=self.hold,
-                                       min_blocks=self.min_tiles)
-        self._coarse_seen: deque = deque(maxlen=64)  # coarse tracks that ended
+                                       min_blocks=max(self.min_tiles, NARROW_MIN_TILES))
+        self._coarse_seen: deque = deque(maxlen=64)  # the model's last detections sent
+        self._narrow_waiting: list = []   # narrow tracks ended within a model track still open
         # the model runs on a worker thread (ONNX Runtime releases the GIL), so the next
         # batch's FFTs and the previous batch's detections overlap with it on 2 cores
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"cvstream-{self.name}")
@@ -249,25 +255,40 @@ class SpectrumSegmenter(RateBlock):
     def _run_model(self, tiles: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self.contract.inputs[0].name: tiles})[0][:, 0]
 
+    def _tile_long(self, x, floor) -> np.ndarray | None:
+        """Every tile's tile-long PSD, where the fine view looks for narrow signals."""
+        return self.fine_psd(x, floor, self.decim) if self._narrow else None
+
     def compute(self, x):
         """The stateless part (what replicas run): the tiles' FFTs and the model's output,
-        with each tile's cell power and noise floors."""
+        with each tile's cell power and noise floors and the tile-long PSDs."""
         tiles, power, floor, bins = self.prepare(x)
-        return self._run_model(tiles), power, floor, bins
+        return self._run_model(tiles), power, floor, bins, self._tile_long(x, floor)
 
     def absorb(self, result, x):
         """One batch's ``compute`` result into detections, in stream order."""
         self._update_radio()
-        self._detect(*result, x if self.refine else None)
+        logits, power, floor, bins, whole = result
+        found = self._narrow.find(whole) if whole is not None else None
+        self._detect(logits, power, floor, bins, x if self.refine else None, whole, found)
+
+    def _infer(self, tiles, x, floor) -> tuple:
+        """What the worker thread does while this one settles the batch before: the
+        model, and the fine view's tile-long PSDs and narrow signals (in stream order: one
+        worker)."""
+        whole = self._tile_long(x, floor)
+        found = self._narrow.find(whole) if whole is not None else None
+        return self._run_model(tiles), whole, found
 
     def work(self, x):
         self._update_radio()
         tiles, power, floor, bins = self.prepare(x)
-        call = self._pool.submit(self._run_model, tiles)
-        self._collect()
         # the samples are kept (the input view is reused) for the fine PSD of the tiles
         # that turn out to hold a signal
-        self._pending = (call, power, floor, bins, x.copy() if self.refine else None)
+        x = x.copy() if self.refine else None
+        call = self._pool.submit(self._infer, tiles, x, floor)
+        self._collect()
+        self._pending = (call, power, floor, bins, x)
 
     def _update_radio(self) -> None:
         bad = self._radio.update(self.input_tags)
@@ -280,9 +301,12 @@ class SpectrumSegmenter(RateBlock):
             return
         call, power, floor, bins, x = self._pending
         self._pending = None
-        self._detect(call.result(), power, floor, bins, x)
+        logits, whole, found = call.result()
+        self._detect(logits, power, floor, bins, x, whole, found)
 
-    def _detect(self, logits, power, floor, bins, x) -> None:
+    def _detect(self, logits, power, floor, bins, x, whole=None, found=None) -> None:
+        """One batch's detections; ``whole`` and ``found``: its tile-long PSDs and the
+        fine view's narrow signals in them (``NarrowbandFinder.find``), where it looks."""
         presence = 1 / (1 + np.exp(-logits[:, 0]))
         # causal smoothing: a cell counts with the mean of its tile and the previous one
         prev = np.concatenate([presence[:1] if self._last is None else self._last[None],
@@ -297,16 +321,18 @@ class SpectrumSegmenter(RateBlock):
         line = [None] * len(per_tile)
         blocks = [None] * len(per_tile)
         busy = [k for k, intervals in enumerate(per_tile) if intervals]
-        if x is not None and busy:  # only tiles with a detection feed a track's PSD
+        if x is not None:
             x = x.reshape(len(per_tile), -1)
+        if x is not None and busy:  # only tiles with a detection feed a track's PSD
             rows = self.fine_psd(x[busy], floor[busy])
             zooms, lines = [None] * len(busy), [None] * len(busy)
             if self._zoom:
                 zooms = self.fine_psd(x[busy], floor[busy], self._zoom)
-                lines = self.fine_psd(x[busy], floor[busy], self.decim)
+                lines = whole[busy] if whole is not None else \
+                    self.fine_psd(x[busy], floor[busy], self.decim)   # (the fine view's)
             for k, row, z, tile in zip(busy, rows, zooms, lines):
                 fine[k], zoom[k], line[k], blocks[k] = row, z, tile, x[k]
-        narrow = (self._narrow_intervals(logits, masks, power, x, floor) if self._narrow
+        narrow = (self._narrow_intervals(logits, masks, power, found) if found is not None
                   else None)
         for k, (intervals, row, z, tile, block) in enumerate(zip(per_tile, fine, zoom, line,
                                                                   blocks)):
@@ -375,14 +401,13 @@ class SpectrumSegmenter(RateBlock):
             self._emit_narrow(self._narrow_tracker.flush())
         self._emit_all(self._tracker.flush())
 
-    def _narrow_intervals(self, logits, masks, power, x, floor) -> list[list[tuple]]:
+    def _narrow_intervals(self, logits, masks, power, found) -> list[list[tuple]]:
         """Per tile, the narrow signals of the fine view as tracker intervals, labelled
         ``tone`` when no wider than a tone or by the model's votes in their cell. Where
         it sits on another signal (the bins around it are not noise, or the model finds a
         signal in its cell), a peak must rise INSIDE_RISE over that signal (the bins
         around it, and the cells two away): a tone on a wide signal, not that signal's
         own spectral lines."""
-        found = self._narrow.find(x.reshape(len(floor), -1), floor)
         out = []
         for k, runs in enumerate(found):
             row = []
@@ -405,29 +430,51 @@ class SpectrumSegmenter(RateBlock):
             self.count("short_tracks", self._narrow_tracker.dropped_short)
             self._narrow_tracker.dropped_short = 0
         for track in tracks:
-            if self._is_inside(track):
-                self.count("narrow_inside")
-                continue
-            track.label = max(track.votes, key=track.votes.get) if track.votes else "tone"
-            self.count("narrow_detections")
-            self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq, 1.0))
+            blockers = [t for t in self._tracker.open if self._covers(t, track)]
+            if blockers:   # decided when those tracks end, on their settled parts
+                self._narrow_waiting.append((track, blockers, []))
+            else:
+                self._settle_narrow(track, [])
 
-    def _is_inside(self, narrow) -> bool:
-        """A narrow signal inside the band of a detection of the model's (as
-        ``refine_edges`` settles it; a track still open is refined for it) over most of its
-        time is part of that detection: its carrier (AM, FM), one of its lines (FM, FSK),
-        or the same tone, which the model's detection reports with its width."""
+    def _release_narrow(self, ended: list) -> None:
+        """Settle the narrow tracks whose model tracks have all ended; ``ended``: (track,
+        its detections) of the model's tracks that just did."""
+        waiting, self._narrow_waiting = self._narrow_waiting, []
+        for narrow, blockers, parts in waiting:
+            parts += [part for track, its in ended if track in blockers for part in its]
+            blockers = [t for t in blockers if t in self._tracker.open]   # by identity
+            if blockers:
+                self._narrow_waiting.append((narrow, blockers, parts))
+            else:
+                self._settle_narrow(narrow, parts)
+
+    def _settle_narrow(self, track, parts: list) -> None:
+        """Send a narrow track unless a detection of the model's holds it: one of
+        ``parts``, the detections of the model tracks it ended within, at its centre, or
+        one of the last ones sent (``_covers``)."""
+        centre, slack = 0.5 * (track.f_low + track.f_high), 1 / self.decim
+        if any(part.f_low - slack <= centre <= part.f_high + slack for part in parts) or \
+                any(self._covers(part, track, exact=True) for part in self._coarse_seen):
+            self.count("narrow_inside")
+            return
+        track.label = max(track.votes, key=track.votes.get) if track.votes else "tone"
+        self.count("narrow_detections")
+        self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq, 1.0))
+
+    def _covers(self, track, narrow, exact: bool = False) -> bool:
+        """Whether a detection of the model's holds a narrow signal over most of the
+        narrow one's time and at its centre (to a bin of the tile-long PSD): that
+        detection's carrier (AM, FM), one of its lines (FM, FSK), or the same tone, which
+        the model's detection reports with its width. ``exact``: on its settled edges (a
+        detection sent); otherwise on the band of a track still open (it may hold it)."""
         centre = 0.5 * (narrow.f_low + narrow.f_high)
-        slack = 1 / self.decim   # a bin of the tile-long PSD
-        for t in self._tracker.open + list(self._coarse_seen):
-            shared = min(t.stop, narrow.stop) - max(t.start, narrow.start)
-            if shared < 0.5 * (narrow.stop - narrow.start) or \
-                    not t.overlaps(centre - slack, centre + slack):
-                continue
-            parts = self._refine(t) if t in self._tracker.open else [t]
-            if any(part.f_low - slack <= centre <= part.f_high + slack for part in parts):
-                return True
-        return False
+        slack = 1 / self.decim
+        shared = min(track.stop, narrow.stop) - max(track.start, narrow.start)
+        if shared < 0.5 * (narrow.stop - narrow.start):
+            return False
+        if exact:
+            return track.f_low - slack <= centre <= track.f_high + slack
+        return track.overlaps(centre - slack, centre + slack)
 
     def stop(self):
         if getattr(self, "_pool", None) is not None:
@@ -466,12 +513,15 @@ class SpectrumSegmenter(RateBlock):
         if self._tracker.dropped_short:
             self.count("short_tracks", self._tracker.dropped_short)
             self._tracker.dropped_short = 0
+        split = [(track, self._refine(track, lambda n: self.count("short_tracks", n))
+                  if self.refine else [track]) for track in tracks]
+        tracks = [part for _, parts in split for part in parts]
         if self.refine:
-            tracks = [part for track in tracks for part in self._refine(
-                track, lambda n: self.count("short_tracks", n))]
             self._classify(tracks)
         for track in tracks:
             if self._narrow:
                 self._coarse_seen.append(track)
             self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq,
                                  track.score))
+        if self._narrow:
+            self._release_narrow(split)

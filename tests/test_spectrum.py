@@ -796,21 +796,38 @@ def test_family_features_see_shape_and_motion():
     spread, width = FAMILY_PROFILE + 2, FAMILY_PROFILE + 3
     assert a[spread] == 0.0 and a[width] == pytest.approx(1.0)     # steady, full width
     assert b[spread] > 0.5 and b[width] < 0.2                      # swept, narrow blocks
-    assert a[-2] == a[-1] == 0.0                                   # no samples kept
+    assert a[-3] == a[-2] == a[-1] == 0.0                          # no samples kept
     assert family_features(Track(0, 10, lo, hi, 20.0)) is None      # no fine PSD
+    # with each block's own fine PSD (rows), a part cut from a track that held a neighbour
+    # measures its own motion, not the whole track's edges (here 8 x its band)
+    wide = [(lo - 4 * (hi - lo), hi + 3 * (hi - lo))] * 8
+    rows = [(k * 8192, psd) for k in range(8)]
+    steady = Track(0, 10, lo, hi, 20.0, spectrum=psd * 8, spectra=8, edges=wide, rows=rows)
+    sweeping = []
+    for k in range(8):
+        row = np.ones(1024)
+        row[600 + 5 * k:605 + 5 * k] = 100.0
+        sweeping.append((k * 8192, row))
+    chirp = Track(0, 10, lo, hi, 20.0, spectrum=psd * 8, spectra=8, edges=wide, rows=sweeping)
+    a, b = family_features(steady), family_features(chirp)
+    assert a[spread] == 0.0 and 0.75 < a[width] < 0.9              # 10-90 % of a flat band
+    assert b[spread] > 0.5 and b[width] < 0.2
 
 
 def test_frequency_features_tell_tone_fm_from_fsk():
     """At 20 dB in-band SNR: FM by one tone has an arcsine-distributed instantaneous
     frequency (4th moment ~1.5) and a line spectrum (its strongest twentieth of bins holds
     most of the power); two-level FSK, rectangular or Gaussian, sits near 1 and spreads its
-    power; a GMSK signal's spectrum is a smooth hump."""
+    power; a GMSK signal's spectrum is a smooth hump. The FM's frequency swings as a
+    sinusoid: its strongest line holds several times FSK's share, also where the deviation
+    is 30 times the tone and the PSD shows no lines."""
     from cvstream.blocks.detections import envelope_features
     from cvstream.models.spectrum import variety
     rng = np.random.default_rng(8)
     n = 4 * 8192
     t = np.arange(n)
     waves = {"fm": (np.exp(3j * np.sin(2 * np.pi * 0.002 * t)), 0.016),
+             "fm30": (np.exp(30j * np.sin(2 * np.pi * 0.0003 * t)), 0.02),
              "2fsk": (variety.fsk(rng, n, 0.02, levels=2, index=1.0, bt=0), 0.02),
              "gmsk": (variety.fsk(rng, n, 0.02, levels=2, index=0.5, bt=0.3), 0.02)}
     feats = {}
@@ -822,7 +839,10 @@ def test_frequency_features_tell_tone_fm_from_fsk():
     assert 1.4 < feats["fm"][2] < 1.7 and feats["fm"][3] > 0.65
     assert feats["2fsk"][2] < 1.3 and feats["gmsk"][2] < 1.3
     assert feats["gmsk"][3] < 0.5
-    assert envelope_features([], 0.0, 0.1) == (0.0, 0.0, 0.0, 0.0)
+    fsk_line = max(feats["2fsk"][4], feats["gmsk"][4])
+    assert feats["fm"][4] > 3 * fsk_line and feats["fm30"][4] > 2 * fsk_line
+    assert feats["fm30"][3] < feats["2fsk"][3]         # no lines in its PSD
+    assert envelope_features([], 0.0, 0.1) == (0.0,) * 5
 
 
 @pytest.mark.parametrize("kind", ["bpsk", "qpsk", "8psk", "16qam", "64qam"])
@@ -841,7 +861,7 @@ def test_envelope_features_tell_qam_from_psk(kind):
         track.add_samples(k * 4096, block)
     assert len(track.samples) == SAMPLE_LIMIT // 4096
     assert sum(len(x) for _, x in track.samples) == SAMPLE_LIMIT
-    kurtosis, line, _, _ = envelope_features(track.samples, track.f_low, track.f_high)
+    kurtosis, line, *_ = envelope_features(track.samples, track.f_low, track.f_high)
     if kind.endswith("qam"):
         assert 1.4 < kurtosis < 1.7 and line < 0.1
     elif kind == "bpsk":
@@ -1014,6 +1034,37 @@ def test_narrow_view_finds_tones_the_model_cells_miss_with_their_true_width():
         first, last = m["sample_start"], m["sample_start"] + m["sample_count"]
         assert (min(stop, last) - max(start, first)) / (max(stop, last) - min(start, first)) \
             > 0.85
+
+
+def test_narrow_view_skips_iq_images_and_blips():
+    """A 45 dB tone's IQ image (30 dB under it, at 15 dB: a tone the fine view would
+    report on its own) is not a signal, nor is a tone that lasts only 3 tiles (counted in
+    ``short_tracks``); a tone as weak as the image without a strong mirror, and lasting,
+    is found."""
+    from cvstream.blocks.segmenter import NARROW_MIN_TILES
+    rng = np.random.default_rng(3)
+    n, tile = 262144, 8192
+    x = ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)).astype(
+        np.complex64)
+    t = np.arange(n)
+
+    def tone(f, snr, start=0, stop=n):
+        return np.sqrt(10 ** (snr / 10) / 4000) * np.exp(2j * np.pi * f * t) * \
+            ((t >= start) & (t < stop))
+    x += (tone(0.15, 45) + tone(-0.15, 15) + tone(-0.3, 15) +
+          tone(0.3, 15, 10 * tile, 13 * tile)).astype(np.complex64)
+    assert NARROW_MIN_TILES > 3
+    block = SpectrumSegmenter(narrow=True)
+    block.process(x)
+    block.flush()
+    got = {}
+    for m in block.take_messages():
+        f = round(m["center_freq"] * 8192)
+        got[f] = max(got.get(f, 0), m["sample_count"])
+    assert set(got) == {round(-0.3 * 8192), round(0.15 * 8192)}   # no image, no blip
+    assert got[round(-0.3 * 8192)] == got[round(0.15 * 8192)] == n   # the weak one whole
+    assert block.counters["narrow_detections"] == 1
+    assert block.counters["short_tracks"] >= 1
 
 
 def test_narrow_view_needs_the_refine_samples():
