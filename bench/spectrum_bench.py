@@ -4,7 +4,8 @@
     python bench/spectrum_bench.py [--scenes 256] [--repeat N]
 
 1. sigmf_source -> spectrum_segmenter -> sigmf_sink (annotations), on a synthesized 20 Msps
-   recording, end to end through the runtime: Msps.
+   recording, end to end through the runtime: Msps; again with its fine view for narrow
+   signals (``narrow: true``).
 2. The same with cfar_detector.
 3. zmq_source (pull, overflow: drop) -> spectrum_segmenter -> zmq_msg_sink, a second
    process streaming the recording paced at 20 Msps on the same 2 cores: does the receiver
@@ -134,16 +135,18 @@ def main() -> None:
     meta = recording(tmp, args.scenes)
     n = args.scenes * 262144
     print(f"recording: {n} samples ({n / 20e6:.2f} s at 20 Msps)")
-    for det in ("spectrum_segmenter", "cfar_detector"):
+    for det, extra in (("spectrum_segmenter", ""), ("spectrum_segmenter", "narrow: true"),
+                       ("cfar_detector", "")):
         secs, snap = run_graph(f"""
 blocks:
   rec: {{type: sigmf_source, path: {meta}, chunk: 262144}}
-  det: {{type: {det}}}
+  det: {{type: {det}, {extra}}}
   out: {{type: sigmf_sink, path: {tmp / 'out.sigmf-meta'}}}
 connections: [rec -> det, rec -> out, det.detections -> out.annotations]
 """)
         b = snap["blocks"]["det"]
-        print(f"sigmf_source -> {det:<19} -> sigmf_sink: {n / secs / 1e6:6.1f} Msps "
+        name = f"{det} ({extra})" if extra else det
+        print(f"sigmf_source -> {name:<19} -> sigmf_sink: {n / secs / 1e6:6.1f} Msps "
               f"({n / secs / 20e6:.2f}x 20 Msps, {n / secs / 56e6:.2f}x 56 Msps); work p50 "
               f"{b['work_p50_us'] / 1e3:.1f} ms p99 {b['work_p99_us'] / 1e3:.1f} ms, "
               f"{b['messages_out']} detections")

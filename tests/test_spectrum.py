@@ -1067,6 +1067,30 @@ def test_narrow_view_skips_iq_images_and_blips():
     assert block.counters["short_tracks"] >= 1
 
 
+def test_a_narrow_signal_within_an_open_track_waits_for_its_detections():
+    """A narrow track that ends inside the band of a model track still open is settled
+    when that track ends, on the detections it gives: sent when none holds its centre (the
+    track's band shrank away from it), counted in ``narrow_inside`` when one does."""
+    from cvstream.blocks.detections import Track
+    tile = 8192
+    for part_band, sent in (((0.10, 0.12), True), ((0.10, 0.13), False)):
+        block = SpectrumSegmenter(narrow=True)
+        block.start()
+        wide = Track(0, 20 * tile, 0.10, 0.14, 20.0, label="psk")
+        block._tracker.open.append(wide)
+        tone = Track(2 * tile, 12 * tile, 0.125, 0.125 + 1 / tile, 15.0, votes={"tone": 1.0})
+        block._emit_narrow([tone])
+        assert block.take_messages() == [] and len(block._narrow_waiting) == 1
+        block._tracker.open.remove(wide)
+        part = Track(0, 20 * tile, *part_band, 20.0, label="psk")
+        block._release_narrow([(wide, [part])])
+        got = block.take_messages()
+        assert block._narrow_waiting == []
+        assert [m["label"] for m in got] == (["tone"] if sent else [])
+        assert block.counters.get("narrow_inside", 0) == (0 if sent else 1)
+        block.stop()
+
+
 def test_narrow_view_needs_the_refine_samples():
     with pytest.raises(ParamError, match="refine"):
         SpectrumSegmenter(narrow=True, refine=0)
