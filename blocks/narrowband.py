@@ -15,12 +15,25 @@ PSD crosses the thresholds at many bins a tile).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from .detections import noise_level
 
 HANN_3DB_BINS = 1.44  # a unit Hann window's -3 dB width, in bins
+
+
+class Lines(NamedTuple):
+    """The fine view's narrow signals, one entry per signal in each array."""
+    tile: np.ndarray      # the tile it was seen in
+    f_low: np.ndarray     # normalized frequency edges
+    f_high: np.ndarray
+    snr_db: np.ndarray    # mean power over its width, dB over the noise
+    centre: np.ndarray    # its centre bin
+    peak: np.ndarray      # its strongest bin (noise floor 1)
+    around: np.ndarray    # the mean of the bins around it (noise floor 1)
 GUARD = 3             # bins either side of a run left out of its surroundings (its leakage)
 
 
@@ -53,41 +66,35 @@ class NarrowbandFinder:
         self.previous = psd[-1].copy()
         return 0.5 * (psd + before)
 
-    def find(self, psd: np.ndarray) -> list[list[tuple]]:
-        """Per tile of ``psd`` ((tiles, size) tile-long PSDs in units of the noise floor,
-        DC-centred), (f_low, f_high, snr_db, centre_bin, peak, around) of each narrow
-        signal: its peak bin and the mean of the bins around it (noise floor 1)."""
+    def find(self, psd: np.ndarray) -> Lines:
+        """The narrow signals in ``psd`` ((tiles, size) tile-long PSDs in units of the noise
+        floor, DC-centred), one entry of each of ``Lines``' arrays per signal."""
         p = self.average(psd)
         local = uniform_filter1d(p, self.span, axis=1, mode="nearest")
         row, lo, hi = sparse_runs((p > self.level) & (p > self.contrast * local), 1)
         keep = hi - lo <= self.max_bins
         row, lo, hi = row[keep], lo[keep], hi[keep]
-        out = [[] for _ in range(len(p))]
-        if not len(row):
-            return out
         n, r = self.size, row[:, None]
         offsets = np.arange(self.max_bins)
         inside = lo[:, None] + offsets < hi[:, None]
         values = np.where(inside, p[r, np.minimum(lo[:, None] + offsets, n - 1)], 0.0)
         excess = np.maximum(values - 1.0, 0.0)
         total = excess.sum(axis=1)
-        top = values.max(axis=1)
+        top = values.max(axis=1, initial=0.0)
         mirror = (n - (lo[:, None] - 1 + np.arange(self.max_bins + 2))) % n
         near = lo[:, None] - 1 + np.arange(self.max_bins + 2) <= hi[:, None]
-        image = np.where(near, p[r, mirror], 0.0).max(axis=1) >= self.image_ratio * top
+        image = np.where(near, p[r, mirror], 0.0).max(axis=1, initial=0.0) >= \
+            self.image_ratio * top
         ok = (total > 0) & ~image   # not a strong line's IQ image
         row, lo, excess, total, top = row[ok], lo[ok], excess[ok], total[ok], top[ok]
         around = self._around(p, row, lo, hi[ok])
-        centre = lo + (excess @ offsets) / total
-        wide = (excess >= 0.5 * excess.max(axis=1, keepdims=True)).sum(axis=1)  # -3 dB, bins
+        centre = lo + (excess @ offsets) / np.maximum(total, 1e-30)
+        peak = excess.max(axis=1, initial=0.0, keepdims=True)
+        wide = (excess >= 0.5 * peak).sum(axis=1)   # -3 dB width, whole bins
         width = np.maximum(1.0, np.sqrt(np.maximum(wide ** 2 - HANN_3DB_BINS ** 2, 0.0)))
-        snr = 10 * np.log10(np.maximum(total / width, 1e-3))
-        for k, f_low, f_high, db, c, peak, level in zip(
-                row.tolist(), ((centre - width / 2 - n // 2) / n).tolist(),
-                ((centre + width / 2 - n // 2) / n).tolist(), snr.tolist(),
-                np.round(centre).astype(int).tolist(), top.tolist(), around.tolist()):
-            out[k].append((f_low, f_high, db, c, peak, level))
-        return out
+        return Lines(row, (centre - width / 2 - n // 2) / n, (centre + width / 2 - n // 2) / n,
+                     10 * np.log10(np.maximum(total / width, 1e-3)),
+                     np.round(centre).astype(np.int64), top, around)
 
     def _around(self, p: np.ndarray, row: np.ndarray, lo: np.ndarray, hi: np.ndarray
                 ) -> np.ndarray:

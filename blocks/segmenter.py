@@ -408,21 +408,20 @@ class SpectrumSegmenter(RateBlock):
         signal in its cell), a peak must rise INSIDE_RISE over that signal (the bins
         around it, and the cells two away): a tone on a wide signal, not that signal's
         own spectral lines."""
-        out = []
-        for k, runs in enumerate(found):
-            row = []
-            for lo, hi, snr, centre, peak, around in runs:
-                cell = min(self.fft - 1, centre * self.fft // self.decim)
-                if around > QUIET_AROUND or masks[k, cell]:
-                    beside = power[k, [max(cell - 2, 0), min(cell + 2, self.fft - 1)]].max()
-                    if peak < INSIDE_RISE * max(around, beside):
-                        continue
-                if (hi - lo) * self.decim <= 3:
-                    label = "tone"
-                else:
-                    label = self.classes[int(np.argmax(logits[k, 1:, cell]))]
-                row.append((lo, hi, snr, label, 1.0))
-            out.append(row)
+        tile = found.tile
+        cell = np.minimum(self.fft - 1, found.centre * self.fft // self.decim)
+        crowded = (found.around > QUIET_AROUND) | masks[tile, cell]
+        beside = np.maximum(power[tile, np.maximum(cell - 2, 0)],
+                            power[tile, np.minimum(cell + 2, self.fft - 1)])
+        keep = ~crowded | (found.peak >= INSIDE_RISE * np.maximum(found.around, beside))
+        out = [[] for _ in range(len(masks))]
+        for k in np.flatnonzero(keep).tolist():
+            if (found.f_high[k] - found.f_low[k]) * self.decim <= 3:
+                label = "tone"
+            else:
+                label = self.classes[int(np.argmax(logits[tile[k], 1:, cell[k]]))]
+            out[tile[k]].append((float(found.f_low[k]), float(found.f_high[k]),
+                                 float(found.snr_db[k]), label, 1.0))
         return out
 
     def _emit_narrow(self, tracks) -> None:
