@@ -612,7 +612,8 @@ def time_segments(track: Track, frames: int, margin: float, pfa: float = 1e-3
     def overlap(k, ref):
         return (min(hi[k], ref[1]) - max(lo[k], ref[0])) / max(
             max(hi[k], ref[1]) - min(lo[k], ref[0]), 1)
-    def median(values):
+
+    def median(values):   # of a sorted list
         m = len(values)
         return 0.5 * (values[(m - 1) // 2] + values[m // 2])
     for k in range(len(rows)):

@@ -23,6 +23,7 @@ from scipy.ndimage import uniform_filter1d
 from .detections import noise_level
 
 HANN_3DB_BINS = 1.44  # a unit Hann window's -3 dB width, in bins
+GUARD = 3             # bins either side of a run left out of its surroundings (its leakage)
 
 
 class Lines(NamedTuple):
@@ -34,7 +35,6 @@ class Lines(NamedTuple):
     centre: np.ndarray    # its centre bin
     peak: np.ndarray      # its strongest bin (noise floor 1)
     around: np.ndarray    # the mean of the bins around it (noise floor 1)
-GUARD = 3             # bins either side of a run left out of its surroundings (its leakage)
 
 
 def sparse_runs(mask: np.ndarray, gap: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

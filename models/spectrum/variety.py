@@ -183,9 +183,8 @@ def am(rng, n: int, bw: float) -> np.ndarray:
 
 def fm(rng, n: int, bw: float, index: float | None = None, voice: bool = False
        ) -> np.ndarray:
-    """FM at Carson bandwidth ~bw: message band fm, deviation index x fm (0.5-30: a
-    test tone far below the deviation swings the carrier across its band dozens of times
-    per tone period)."""
+    """FM at Carson bandwidth ~bw: message band fm, deviation index x fm (0.5-30; at the
+    top, a test tone far below its deviation, whose lines the PSD no longer resolves)."""
     index = index if index is not None else float(np.exp(rng.uniform(np.log(0.5),
                                                                       np.log(30))))
     fm_bw = bw / (2 * (index + 1))
