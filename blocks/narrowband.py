@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
+import scipy.fft
+from scipy.ndimage import binary_dilation, uniform_filter1d
 
 from .detections import noise_level
 
@@ -108,3 +109,108 @@ class NarrowbandFinder:
         values = np.where(valid, p[row[:, None], np.clip(index, 0, n - 1)], 0.0)
         count = valid.sum(axis=1)
         return np.where(count > 0, values.sum(axis=1) / np.maximum(count, 1), 1.0)
+
+
+def empty_lines() -> Lines:
+    none = np.zeros(0)
+    return Lines(np.zeros(0, np.int64), none, none, none, np.zeros(0, np.int64), none, none)
+
+
+class CellTones:
+    """CW tones in the cells a segmenter's model leaves, at a tile-long FFT's resolution,
+    from the model's own input: one ``frames``-point FFT for each cell looked at. A cell
+    whose power over this tile and the one before
+    stands ``sigma`` standard deviations over the noise (or that holds a tone being
+    followed), ``guard`` cells or more from the model's own, is transformed once more
+    across the tile's ``frames`` FFT frames: the cell's bin of each frame, through a Hann
+    window, a zoom of the cell into ``frames`` sub-bins of 1/(fft x frames) of the band.
+    A tone is one sub-bin standing ``level`` over the noise (false-alarm probability
+    ``pfa``; 100 times that in the cell of a tone being followed) and ``contrast`` times
+    the mean of the cell's others clear of its window's lobe (a wide signal fills them),
+    in its own cell (the cells beside see it too, at the same sub-bin: it is strongest in
+    its own near that cell's centre, and nearer an edge the cell beside on its side holds
+    about as much and the other less), not in the DC cell (a receiver's own leakage), and
+    not a strong line's IQ image (its mirror ``image_rejection_db`` stronger). Its place
+    between sub-bins is the centroid of its sub-bin and the two beside."""
+
+    def __init__(self, fft: int, frames: int, sigma: float = 2.0,
+                 pfa: float = 1e-4, contrast: float = 4.0, guard: int = 4,
+                 image_rejection_db: float = 25.0):
+        self.fft, self.frames = fft, frames
+        self.image_ratio = 10 ** (image_rejection_db / 10)
+        self.cell_level = 1 + sigma / np.sqrt(2 * frames)
+        self.level, self.contrast, self.guard = noise_level(pfa, 1), contrast, guard
+        self.follow_level = noise_level(100 * pfa, 1)   # a tone being followed
+        w = np.hanning(frames)
+        self.zoom_window = (w / np.sqrt(np.sum(w ** 2))).astype(np.float32)
+        self.previous: np.ndarray | None = None
+
+    def find(self, stft: np.ndarray, scale: np.ndarray, power: np.ndarray,
+             masks: np.ndarray, follow: np.ndarray | None = None) -> Lines:
+        """The tones in ``stft`` ((tiles, frames, fft) DC-centred FFT frames, the model's
+        input before it is viewed as real pairs), whose cells' power times ``scale`` (one
+        per cell of each tile, or a scalar) is in units of the tile's noise floor, whose
+        cells' mean power over that floor is ``power`` and the model's cells ``masks``; the
+        cells ``follow`` (of tones being followed) are zoomed in every tile, over the noise
+        or not."""
+        before = np.concatenate([power[:1] if self.previous is None else self.previous[None],
+                                 power[:-1]])
+        self.previous = power[-1].copy()
+        near = binary_dilation(masks, structure=np.ones((1, 2 * self.guard + 1), bool))
+        wanted = 0.5 * (power + before) > self.cell_level
+        followed = np.zeros(self.fft, bool)
+        if follow is not None and len(follow):
+            followed[follow] = True
+            wanted[:, followed] = True
+        wanted[:, self.fft // 2] = False   # DC: a receiver's own leakage
+        tile, cell = np.nonzero(wanted & ~near)
+        if not len(tile):
+            return empty_lines()
+        scale = np.broadcast_to(scale, power.shape)
+
+        def zoom(tile, cell):   # (C, frames) power of each cell across its tile's frames
+            cell = cell % self.fft
+            series = stft[tile, :, cell] * self.zoom_window
+            power = np.abs(scipy.fft.fft(series, axis=1)) ** 2
+            return np.fft.fftshift(power, axes=1) * scale[tile, cell][:, None]
+        zoomed = zoom(tile, cell)
+        sub = zoomed.argmax(axis=1)
+        top = zoomed[np.arange(len(tile)), sub]
+        # the cell's other sub-bins, clear of the line's own window (two sub-bins a side)
+        lobe = np.abs(np.arange(self.frames)[None, :] - sub[:, None]) <= 2
+        rest = np.where(lobe, 0.0, zoomed).sum(axis=1) / np.maximum((~lobe).sum(axis=1), 1)
+        ok = (top > np.where(followed[cell], self.follow_level, self.level)) & \
+            (top > self.contrast * rest)
+        # the zoom tells a tone's place within a cell only, and the cells beside see it at
+        # the same sub-bin. Near its own cell's centre it is strongest there; nearer an
+        # edge, the cell beside on its side holds about as much (down to a quarter) and the
+        # one on the other side less (an alias of a tone in the cell below or above fails
+        # one of the two)
+        k, at = np.arange(int(ok.sum())), sub[ok] - self.frames // 2
+        below, above = (zoom(tile[ok], cell[ok] + side)[k, sub[ok]] for side in (-1, 1))
+        side, other = np.where(at > 0, above, below), np.where(at > 0, below, above)
+        ok[ok] &= np.where(np.abs(at) < self.frames // 4, top[ok] >= np.maximum(below, above),
+                           (side >= other) & (top[ok] >= side / 4))
+        # nor is a strong line's IQ image (its mirror across DC)
+        k = np.arange(int(ok.sum()))
+        mirror = zoom(tile[ok], -cell[ok])[k, (self.frames - sub[ok]) % self.frames]
+        ok[ok] &= mirror < self.image_ratio * top[ok]
+        tile, cell, sub, top, rest = tile[ok], cell[ok], sub[ok], top[ok], rest[ok]
+        if not len(tile):
+            return empty_lines()
+        fine = self.fft * self.frames
+        # the tone's place between sub-bins: the centroid of its sub-bin and the two beside
+        zoomed, k = zoomed[ok], np.arange(len(tile))
+        lower = zoomed[k, np.maximum(sub - 1, 0)]
+        upper = zoomed[k, np.minimum(sub + 1, self.frames - 1)]
+        shift = (upper - lower) / np.maximum(lower + top + upper, 1e-30)
+        centre = (cell - self.fft // 2) * self.frames + sub + shift - self.frames // 2
+        order = np.lexsort((centre, tile))
+        tile, centre, top, rest = tile[order], centre[order], top[order], rest[order]
+        group = np.cumsum(np.r_[True, (tile[1:] != tile[:-1]) | (np.diff(centre) > 1)])
+        order = np.lexsort((-top, group))   # one tone seen in two cells: the stronger
+        keep = order[np.r_[True, group[order][1:] != group[order][:-1]]]
+        tile, centre, top, rest = tile[keep], centre[keep], top[keep], rest[keep]
+        return Lines(tile, (centre - 0.5) / fine, (centre + 0.5) / fine,
+                     10 * np.log10(np.maximum(top - 1, 1e-3)),
+                     np.round(centre).astype(np.int64) + fine // 2, top, rest)

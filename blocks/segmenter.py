@@ -15,7 +15,7 @@ from cvstream.errors import ParamError
 from .detections import (FAMILY_FEATURES, ZOOM, RadioContext, Tracker, bin_edges,
                          family_features, family_probabilities, refine_edges, row_runs,
                          time_segments, to_message)
-from .narrowband import NarrowbandFinder
+from .narrowband import CellTones, NarrowbandFinder
 from .onnx_model import load_model, make_session
 
 FLOOR_QUANTILE = 0.2
@@ -124,7 +124,11 @@ class SpectrumSegmenter(RateBlock):
     ``confidence`` the peak presence probability.
     The model runs on a worker thread, overlapping the next batch's FFTs; with
     ``replicas: N`` the FFTs and the model run on N copies (``compute``), the detections
-    in stream order here (``absorb``). ``narrow: true`` adds a tile-long FFT view for
+    in stream order here (``absorb``). ``tones`` (on by default) zooms the cells the
+    model leaves whose power stands out, each across its tile's frames, to a tile-long
+    FFT's resolution, and follows the CW tones it finds there as narrow detections, one
+    bin of that FFT wide (``narrowband.CellTones``; counters as for ``narrow``).
+    ``narrow: true`` (which replaces ``tones``) adds a tile-long FFT view for
     signals narrower than the model's cells (``narrowband.py``: lines that hold for
     NARROW_MIN_TILES tiles, not a strong line's IQ image; it runs on the model's worker
     thread; counters ``narrow_detections`` and ``narrow_inside``, those inside a detection
@@ -162,6 +166,9 @@ class SpectrumSegmenter(RateBlock):
                          "narrow against its cells; 0: off)")
     narrow = Param(bool, default=False, doc="also find signals narrower than the model's "
                    "cells on a tile-long FFT (CW tones, narrowband FM channels)")
+    tones = Param(bool, default=True, doc="find CW tones in the cells the model leaves, on "
+                  "their frames zoomed to a tile-long FFT's resolution (narrow does it on "
+                  "every bin)")
     max_batch = Param(int, default=8, min=1, doc="tiles per model call")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
     rate = Param(float, default=0.0, min=0.0, unit="Hz", doc="sample rate (0: rx_rate tag)")
@@ -214,6 +221,9 @@ class SpectrumSegmenter(RateBlock):
         self._last_power = None   # the previous tile's cell power over its floors
         self._narrow = NarrowbandFinder(self.decim, image_rejection_db=IMAGE_REJECTION_DB) \
             if self.narrow else None
+        self._tones = CellTones(self.fft, self.frames) if self.tones and not self.narrow \
+            else None
+        self._lines = self._narrow is not None or self._tones is not None
         self._narrow_tracker = Tracker(vote_labels=True, hold=self.hold,
                                        min_blocks=max(self.min_tiles, NARROW_MIN_TILES))
         self._coarse_seen: deque = deque(maxlen=64)  # the model's last detections sent
@@ -264,14 +274,16 @@ class SpectrumSegmenter(RateBlock):
         """The stateless part (what replicas run): the tiles' FFTs and the model's output,
         with each tile's cell power and noise floors and the tile-long PSDs."""
         tiles, power, floor, bins = self.prepare(x)
-        return self._run_model(tiles), power, floor, bins, self._tile_long(x, floor)
+        return (self._run_model(tiles), power, floor, bins, self._tile_long(x, floor),
+                tiles if self._tones is not None else None)
 
     def absorb(self, result, x):
         """One batch's ``compute`` result into detections, in stream order."""
         self._update_radio()
-        logits, power, floor, bins, whole = result
+        logits, power, floor, bins, whole, tiles = result
         found = self._narrow.find(whole) if whole is not None else None
-        self._detect(logits, power, floor, bins, x if self.refine else None, whole, found)
+        self._detect(logits, power, floor, bins, x if self.refine else None, whole, found,
+                     tiles)
 
     def _infer(self, tiles, x, floor) -> tuple:
         """What the worker thread does while this one settles the batch before: the
@@ -289,7 +301,7 @@ class SpectrumSegmenter(RateBlock):
         x = x.copy() if self.refine else None
         call = self._pool.submit(self._infer, tiles, x, floor)
         self._collect()
-        self._pending = (call, power, floor, bins, x)
+        self._pending = (call, power, floor, bins, x, tiles)
 
     def _update_radio(self) -> None:
         bad = self._radio.update(self.input_tags)
@@ -300,20 +312,23 @@ class SpectrumSegmenter(RateBlock):
         """Turn the previous batch's model output into detections."""
         if self._pending is None:
             return
-        call, power, floor, bins, x = self._pending
+        call, power, floor, bins, x, tiles = self._pending
         self._pending = None
         logits, whole, found = call.result()
-        self._detect(logits, power, floor, bins, x, whole, found)
+        self._detect(logits, power, floor, bins, x, whole, found, tiles)
 
-    def _detect(self, logits, power, floor, bins, x, whole=None, found=None) -> None:
+    def _detect(self, logits, power, floor, bins, x, whole=None, found=None, tiles=None
+                ) -> None:
         """One batch's detections; ``whole`` and ``found``: its tile-long PSDs and the
-        fine view's narrow signals in them (``NarrowbandFinder.find``), where it looks."""
+        fine view's narrow signals in them (``NarrowbandFinder.find``), where it looks;
+        ``tiles``: the model's input, whose cells the tones' zoom reads."""
         presence = 1 / (1 + np.exp(-logits[:, 0]))
         # causal smoothing: a cell counts with the mean of its tile and the previous one
         prev = np.concatenate([presence[:1] if self._last is None else self._last[None],
                                presence[:-1]])
         self._last = presence[-1].copy()
         masks = 0.5 * (presence + prev) > self.threshold
+        network = masks.copy()   # the tones' guard: the energy test's cells may not last
         if self.energy_sigma:
             masks |= self._energy_cells(power, bins, masks)
         per_tile = self._intervals(logits, masks, power, presence)
@@ -333,8 +348,14 @@ class SpectrumSegmenter(RateBlock):
                     self.fine_psd(x[busy], floor[busy], self.decim)   # (the fine view's)
             for k, row, z, tile in zip(busy, rows, zooms, lines):
                 fine[k], zoom[k], line[k], blocks[k] = row, z, tile, x[k]
-        narrow = (self._narrow_intervals(logits, masks, power, found) if found is not None
-                  else None)
+        if self._tones is not None and tiles is not None:
+            follow = np.array([round(0.5 * (t.f_low + t.f_high) * self.fft) + self.fft // 2
+                               for t in self._narrow_tracker.open], np.int64)
+            stft = tiles.view(np.complex64)[..., 0]   # the model's (frames, fft) cells
+            found = self._tones.find(stft, bins if self._per_bin else 1.0, power, network,
+                                     np.clip(follow, 0, self.fft - 1))
+        narrow = (self._narrow_intervals(logits, masks if self._narrow else network, power,
+                                         found) if found is not None else None)
         for k, (intervals, row, z, tile, block) in enumerate(zip(per_tile, fine, zoom, line,
                                                                   blocks)):
             start = self._pos
@@ -398,7 +419,7 @@ class SpectrumSegmenter(RateBlock):
 
     def finish(self):
         self._collect()
-        if self._narrow:
+        if self._lines:
             self._emit_narrow(self._narrow_tracker.flush())
         self._emit_all(self._tracker.flush())
 
@@ -466,11 +487,14 @@ class SpectrumSegmenter(RateBlock):
         narrow one's time and at its centre (to a bin of the tile-long PSD): that
         detection's carrier (AM, FM), one of its lines (FM, FSK), or the same tone, which
         the model's detection reports with its width. ``exact``: on its settled edges (a
-        detection sent); otherwise on the band of a track still open (it may hold it)."""
+        detection sent, which also covers a narrow signal that starts within ``hold``
+        tiles of its end: the same tone, followed on after the model lost it); otherwise
+        on the band of a track still open (it may hold it)."""
         centre = 0.5 * (narrow.f_low + narrow.f_high)
         slack = 1 / self.decim
         shared = min(track.stop, narrow.stop) - max(track.start, narrow.start)
-        if shared < 0.5 * (narrow.stop - narrow.start):
+        after = exact and 0 <= narrow.start - track.stop <= self.hold * self.decim
+        if shared < 0.5 * (narrow.stop - narrow.start) and not after:
             return False
         if exact:
             return track.f_low - slack <= centre <= track.f_high + slack
@@ -519,9 +543,9 @@ class SpectrumSegmenter(RateBlock):
         if self.refine:
             self._classify(tracks)
         for track in tracks:
-            if self._narrow:
+            if self._lines:
                 self._coarse_seen.append(track)
             self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq,
                                  track.score))
-        if self._narrow:
+        if self._lines:
             self._release_narrow(split)
