@@ -1,7 +1,10 @@
-"""The segmenter's fine view: signals too narrow for its model's cells (a CW tone is 1/4000
-of a wideband stream; a model cell is 1/256), found on a PSD as fine as one tile allows.
+"""Signals too narrow for a segmenter's model cells (a CW tone is 1/4000 of a wideband
+stream; a model cell is 1/256), found at the resolution of a tile-long FFT, in two ways:
+``CellTones`` zooms the few cells the model leaves whose power stands out (CW tones; the
+default), ``NarrowbandFinder`` searches the whole tile-long PSD (the fine view, ``narrow``).
+Both give their lines as ``Lines``.
 
-Per tile of ``size`` samples, the tile-long PSD (one ``size``-point FFT through a unit-energy
+``NarrowbandFinder``: per tile of ``size`` samples, the tile-long PSD (one ``size``-point FFT through a unit-energy
 Hann window, in units of the tile's noise floor: the segmenter's ``fine_psd``, which its
 tracks' block-long views share), averaged with the previous tile's. A run of bins is a
 narrow signal when it stands ``level`` above the noise floor (false-alarm probability
