@@ -1094,7 +1094,7 @@ def test_a_narrow_signal_within_an_open_track_waits_for_its_detections():
 
 def test_weak_tones_are_found_in_the_cells_the_model_leaves():
     """Tones at 11 and 13 dB in-band (noise over 1/4000 of the band, as the GNU Radio set
-    counts it: under a third of a dB over the noise in a model cell) are found by the
+    counts it: 1.5-3 dB over the noise in one model cell) are found by the
     cells' zoom (``tones``, on by default) one bin of a tile-long FFT wide, at their
     frequency to a third of that bin and over most of the recording (the weaker takes a
     few tiles to be picked up), where the model's cells alone miss them; a 45 dB tone's IQ image at 15 dB (30 dB under it) is not a signal."""
