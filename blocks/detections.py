@@ -181,13 +181,11 @@ class Track:
         if self.rows:
             a, b = self.band_bins(len(self.rows[0][1]))
             excess = np.maximum(np.stack([row[a:b] for _, row in self.rows]) - 1, 0)
-            total = excess.sum(axis=1)
-            excess = excess[total > 0]
+            excess = excess[excess.sum(axis=1) > 0]
             if len(excess):
-                share = np.cumsum(excess, axis=1) / excess.sum(axis=1, keepdims=True)
-                lo, hi = np.argmax(share >= 0.1, axis=1), np.argmax(share >= 0.9, axis=1)
-                p10, p90 = np.percentile(0.5 * (lo + hi), (10, 90))
-                return float(p90 - p10) / (b - a), float(np.median(hi - lo + 1)) / (b - a)
+                lo, hi = middle_bands(excess)
+                p10, p90 = np.percentile(0.5 * (lo + hi - 1), (10, 90))
+                return float(p90 - p10) / (b - a), float(np.median(hi - lo)) / (b - a)
         if not self.edges:
             return 0.0, 1.0
         lows, highs = np.array(self.edges).T
@@ -570,6 +568,13 @@ def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
     return cut or [(a, b)]
 
 
+def middle_bands(excess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``excess`` (power over the noise, bins of a band), the bins [lo, hi) that
+    hold the middle 80 % of it."""
+    share = np.cumsum(excess, axis=1) / np.maximum(excess.sum(axis=1, keepdims=True), 1e-12)
+    return np.argmax(share >= 0.1, axis=1), np.argmax(share >= 0.9, axis=1) + 1
+
+
 #: consecutive tiles whose occupied band shares less than this (intersection over union)
 #: with the band a detection has held so far start a new one (``time_segments``)
 CHANGE_OVERLAP = 0.3
@@ -599,9 +604,7 @@ def time_segments(track: Track, frames: int, margin: float, pfa: float = 1e-3
     b = min(int(np.ceil((track.f_high + margin) * fine)) + fine // 2 + 1, fine)
     band = np.stack([row[a:b] for _, row in rows]).astype(np.float64)
     busy = band.mean(axis=1) > noise_level(pfa, frames * (b - a))
-    excess = np.maximum(band - 1, 0)
-    cum = np.cumsum(excess, axis=1) / np.maximum(excess.sum(axis=1, keepdims=True), 1e-12)
-    lo, hi = np.argmax(cum >= 0.1, axis=1), np.argmax(cum >= 0.9, axis=1) + 1
+    lo, hi = middle_bands(np.maximum(band - 1, 0))
     starts, held_lo, held_hi = [0], [], []   # the part's blocks' band edges, kept sorted
 
     def nested(one, other):   # one band inside the other, clear of both its edges

@@ -473,8 +473,7 @@ class SpectrumSegmenter(RateBlock):
         """Send a narrow track unless a detection of the model's holds it: one of
         ``parts``, the detections of the model tracks it ended within, at its centre, or
         one of the last ones sent (``_covers``)."""
-        centre, slack = 0.5 * (track.f_low + track.f_high), 1 / self.decim
-        if any(part.f_low - slack <= centre <= part.f_high + slack for part in parts) or \
+        if any(self._at_centre(part, track) for part in parts) or \
                 any(self._covers(part, track, exact=True) for part in self._coarse_seen):
             self.count("narrow_inside")
             return
@@ -490,15 +489,20 @@ class SpectrumSegmenter(RateBlock):
         detection sent, which also covers a narrow signal that starts within ``hold``
         tiles of its end: the same tone, followed on after the model lost it); otherwise
         on the band of a track still open (it may hold it)."""
-        centre = 0.5 * (narrow.f_low + narrow.f_high)
-        slack = 1 / self.decim
         shared = min(track.stop, narrow.stop) - max(track.start, narrow.start)
         after = exact and 0 <= narrow.start - track.stop <= self.hold * self.decim
         if shared < 0.5 * (narrow.stop - narrow.start) and not after:
             return False
         if exact:
-            return track.f_low - slack <= centre <= track.f_high + slack
+            return self._at_centre(track, narrow)
+        centre, slack = 0.5 * (narrow.f_low + narrow.f_high), 1 / self.decim
         return track.overlaps(centre - slack, centre + slack)
+
+    def _at_centre(self, track, narrow) -> bool:
+        """Whether a detection's band holds a narrow one's centre (to a bin of the
+        tile-long PSD)."""
+        centre, slack = 0.5 * (narrow.f_low + narrow.f_high), 1 / self.decim
+        return track.f_low - slack <= centre <= track.f_high + slack
 
     def stop(self):
         if getattr(self, "_pool", None) is not None:
