@@ -3,8 +3,8 @@
     python bench/radar_bench.py [--sweeps 48] [--methods unrolled unrolled-0 deep2s ...]
 
 For each configuration (small: target >= 30 fps; published: target >= 10 fps) and each
-method (the unrolled network; the same without its FISTA-L1 steps, ``unrolled-0``; Deep2S,
-complex variant, Kirchhoff migration), ``cvstream run graphs/radar_files.yml``
+method (the unrolled network; the same without its FISTA-L1 steps, ``unrolled-0``; the
+support-prior network; Deep2S, complex variant, Kirchhoff migration), ``cvstream run graphs/radar_files.yml``
 (or the same graph with ``radar_migration``) images a .npy of synthesized sweeps into a .npy
 of images, in a fresh process. Runs with N and 2N sweeps (the fastest of three each)
 separate the start-up cost (imports, model load, table build) from the steady state:
@@ -66,9 +66,8 @@ def run(graph: str, tmp: Path, sweeps: str, config: str, method: str) -> tuple[f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweeps", type=int, default=48, help="N (the second run uses 2N)")
-    ap.add_argument("--methods", nargs="+", default=["unrolled", FAST, "deep2s", "complex",
-                                                    "kirchhoff"],
-                    choices=["unrolled", FAST, "deep2s", "complex", "kirchhoff"])
+    methods = ["unrolled", FAST, "support", "deep2s", "complex", "kirchhoff"]
+    ap.add_argument("--methods", nargs="+", default=methods, choices=methods)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)

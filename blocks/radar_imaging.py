@@ -110,8 +110,10 @@ class RadarReconstruct(SweepImager):
     ``complex`` (adjoint -> complex 3D U-Net) or ``unrolled`` (gradient steps with the exact
     forward and adjoint operators, each followed by a learned denoiser: generalizes to
     shapes the training never saw; `small`'s then runs FISTA-L1 steps from that estimate,
-    ``polish`` of them, by default the count chosen on validation scenes, 0 for speed).
-    ``model`` (an .onnx path or builtin name) overrides it;
+    ``polish`` of them, by default the count chosen on validation scenes, 0 for speed) or
+    ``support`` (FISTA-L1 steps, a 3D U-Net's map of where the reflectors are, then the
+    linear MMSE estimate under that prior with the exact operator: the best on unseen
+    shapes for `published`). ``model`` (an .onnx path or builtin name) overrides it;
     the configuration then comes from the model's contract, and a ``config`` given must be
     the same one. Ports: inp (complex64 sweeps (n_freq, n_tx, n_rx)), out (float32 images
     (nx, ny, nz), max 1). Sweeps with NaN/Inf are skipped and counted (bad_sweeps); up to
@@ -121,7 +123,7 @@ class RadarReconstruct(SweepImager):
     Example: ``net: {type: radar_reconstruct, config: published, method: unrolled}``
     """
 
-    method = Param(str, default="deep2s", choices=("deep2s", "complex", "unrolled"),
+    method = Param(str, default="deep2s", choices=("deep2s", "complex", "unrolled", "support"),
                    doc="the shipped model: builtin:radar_<method>_<config>")
     model = Param(str, default="", doc="an .onnx path or builtin name instead of the "
                   "shipped model of method and config")

@@ -351,8 +351,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="default: the shipped model's file (or directory)")
     p.add_argument("--config", action="append", help="radar: train only this configuration "
                    "(repeatable; default small and published)")
-    p.add_argument("--kind", action="append", choices=["deep2s", "complex", "unrolled"],
-                   help="radar: train only this network (repeatable; default all three)")
+    p.add_argument("--kind", action="append",
+                   choices=["deep2s", "complex", "unrolled", "support"],
+                   help="radar: train only this network (repeatable; default all four)")
     p.set_defaults(func=cmd_train)
     p = msub.add_parser("eval", help="print a model family's evaluation table")
     p.add_argument("family", choices=["iq_denoiser", "spectrum", "aec", "radar"])

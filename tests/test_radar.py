@@ -20,7 +20,7 @@ from cvstream.models.radar.synth import make_scenes
 from conftest import free_port, run_cli
 from test_radar_core import TINY
 
-KINDS = ("deep2s", "complex", "unrolled")
+KINDS = ("deep2s", "complex", "unrolled", "support")
 SHIPPED = [(kind, config) for kind in KINDS for config in ("small", "published")]
 
 
@@ -78,9 +78,10 @@ def test_training_path_trains_exports_and_evaluates_tiny_models(tmp_path):
     config.write_text(json.dumps(TINY))
     losses = []
     tables = train_and_export(str(tmp_path), steps=30, configs=(str(config),), scenes=48,
-                              widths={"deep2s": (4, 8), "complex": (3, 6), "unrolled": 4},
+                              widths={"deep2s": (4, 8), "complex": (3, 6), "unrolled": 4,
+                                      "support": (4, 8)},
                               eval_scenes=3, progress=lambda d, n, loss: losses.append(loss))
-    for kind in range(3):                                  # every network learned something
+    for kind in range(len(KINDS)):                         # every network learned something
         run = losses[30 * kind:30 * (kind + 1)]
         assert np.mean(run[-5:]) < np.mean(run[:5])
     rows = tables["tiny"]
@@ -96,6 +97,8 @@ def test_training_path_trains_exports_and_evaluates_tiny_models(tmp_path):
             assert (polish is not None) == ("then FISTA-L1 from its estimate" in
                                             c.description)
             assert polish is None or polish["default"] in (25, 50, 100)
+        if kind == "support":    # its prior, chosen on validation scenes
+            assert "the linear MMSE estimate under it" in c.description
         block = RadarReconstruct(model=str(path))
         sweeps, _, _ = make_scenes(load_config(TINY), 3, seed=1)
         images = block.process(sweeps)
@@ -145,6 +148,25 @@ def test_shipped_unrolled_model_generalizes_where_the_u_nets_do_not():
     assert unrolled["dice"] > rows["deep2s"]["dice"]
 
 
+def test_shipped_support_model_beats_fista_and_the_unrolled_one_on_unseen_published_shapes():
+    """`published`, shape families no model trained on: the support prior (FISTA steps,
+    the network's map of where the reflectors are, the MMSE estimate under it) keeps NMSE
+    below FISTA-L1's at 60 iterations and below the unrolled network's, PSNR above; its
+    contract says what its prior is (README table, 32 scenes: SUPPORT_NUMBERS)."""
+    from cvstream.models.radar.sparse import FistaL1
+    path = resolve_model("builtin:radar_support_published")
+    assert "the linear MMSE estimate under it (prior p^" in read_contract(path).description
+    imagers = {"support": onnx_imager(path),
+               "unrolled": onnx_imager(resolve_model("builtin:radar_unrolled_published")),
+               "fista": FistaL1(load_config("published"), 0.03, 60)}   # the table's lambda
+    rows = evaluate("published", imagers, count=6, shapes="unseen", fista=False)
+    support = rows["support"]
+    assert support["nmse_db"] < rows["fista"]["nmse_db"] - SUPPORT_FISTA_MARGIN
+    assert support["nmse_db"] < rows["unrolled"]["nmse_db"] - SUPPORT_UNROLLED_MARGIN
+    assert support["psnr_db"] > max(rows["fista"]["psnr_db"], rows["unrolled"]["psnr_db"])
+    assert support["dice"] > rows["unrolled"]["dice"]
+
+
 def test_unrolled_model_is_blind_to_the_sweeps_scale_and_global_phase(tmp_path):
     """The exported unrolled graph (operator in the loop) gives the same image for y and
     c e^{j phi} y: its steps are linear in the data and its denoisers see normalized
@@ -165,6 +187,49 @@ def test_unrolled_model_is_blind_to_the_sweeps_scale_and_global_phase(tmp_path):
     b = block.process((sweeps * 1e3 * np.exp(0.7j)).astype(np.complex64))
     assert a.shape == truth.shape and np.abs(a - b).max() < 1e-3
     assert not np.allclose(a, a[:1])   # and it does depend on the sweep
+
+
+def test_support_models_mmse_step_is_the_closed_form_and_blind_to_scale(tmp_path):
+    """The support graph's last step (conjugate gradients on its top_k voxels) is the linear
+    MMSE estimate W A^H (A W A^H + mu I)^-1 y solved directly on those voxels; the others
+    stay zero; the exported graph gives the same image for y and c e^{j phi} y."""
+    torch = pytest.importorskip("torch")
+    from cvstream.models.radar.operators import ForwardOperator
+    from cvstream.models.radar.support import SupportReconstructor
+    from cvstream.models.radar.train import export
+    cfg = load_config(TINY)
+    torch.manual_seed(0)
+    net = SupportReconstructor(cfg, (4, 8), top_k=40).eval()
+    net.set_prior(2.0, 0.05)
+    sweeps, _, _ = make_scenes(cfg, 3, seed=4)
+    feed = torch.from_numpy(sweeps.view(np.float32).reshape(3, 1, *cfg.sweep_shape, 2))
+    prob = torch.rand(3, cfg.n_voxels)
+    with torch.no_grad():
+        ops, y_re, y_im, _ = net.features(feed)
+        got = net.estimate(ops, y_re, y_im, prob)[:, 0].numpy().reshape(3, -1)
+    # the operator's matrix, column by column, from numpy's forward model
+    a = ForwardOperator(cfg)(np.eye(cfg.n_voxels, dtype=np.complex64)).reshape(
+        cfg.n_voxels, -1).T
+    for i in range(3):
+        keep = np.argsort(-prob[i].numpy())[:40]
+        w = prob[i].numpy()[keep].astype(np.float64) ** 2
+        a_s, y = a[:, keep], sweeps[i].ravel()
+        mu = 0.05 * np.sum(w * np.sum(np.abs(a_s) ** 2, axis=0)) / len(y)
+        x = w * (a_s.conj().T @ np.linalg.solve((a_s * w) @ a_s.conj().T + mu * np.eye(len(y)),
+                                                 y))
+        want = np.zeros(cfg.n_voxels)
+        want[keep] = np.abs(x) / np.abs(x).max()
+        assert np.abs(got[i] - want).max() < 2e-3
+        assert np.count_nonzero(got[i] > 1e-6) <= 40
+
+    for p in net.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    path = tmp_path / "s.onnx"
+    export(cfg, "support", net, str(path))
+    block = RadarReconstruct(model=str(path))
+    one = block.process(sweeps)
+    two = block.process((sweeps * 1e3 * np.exp(0.7j)).astype(np.complex64))
+    assert np.abs(one - two).max() < 1e-3 and not np.allclose(one, one[:1])
 
 
 def test_fista_steps_in_the_graph_are_fistas_and_their_count_is_settable(tmp_path):

@@ -195,11 +195,12 @@ def normalize_peak(x):
 class UNet3d(nn.Module):
     """Real 3D U-Net: per level two 3x3x3 conv + batch norm + ReLU; max-pool / transposed
     conv between levels; 1x1x1 head with ReLU (a magnitude is >= 0, and empty voxels can be
-    exactly 0, which a softplus head never gives; the haze it leaves costs 3D SSIM)."""
+    exactly 0, which a softplus head never gives; the haze it leaves costs 3D SSIM), or
+    without it (``logits``: a classifier's)."""
 
-    def __init__(self, widths=(16, 32, 64), in_ch: int = 1):
+    def __init__(self, widths=(16, 32, 64), in_ch: int = 1, logits: bool = False):
         super().__init__()
-        self.depth = len(widths) - 1
+        self.depth, self.logits = len(widths) - 1, logits
 
         def double(cin, cout):
             return nn.Sequential(nn.Conv3d(cin, cout, 3, padding=1), nn.BatchNorm3d(cout),
@@ -226,7 +227,7 @@ class UNet3d(nn.Module):
                 x = F.max_pool3d(x, 2)
         for up, merge, skip in zip(self.up, self.merge, reversed(skips)):
             x = merge(torch.cat([up(x), skip], dim=1))
-        x = F.relu(self.head(x))
+        x = self.head(x) if self.logits else F.relu(self.head(x))
         return x[..., :sizes[0], :sizes[1], :sizes[2]]
 
 

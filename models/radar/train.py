@@ -23,10 +23,11 @@ from .sparse import REFINE_ITERATIONS, SUPPORTS
 from .synth import PHASES, TRAIN_SHAPES, SceneConfig, make_scenes
 
 NAME = "radar"
-KINDS = ("deep2s", "complex", "unrolled")
+KINDS = ("deep2s", "complex", "unrolled", "support")
 #: real widths for Deep2S; complex widths matched to its real parameter count; the unrolled
-#: network's denoiser width
-WIDTHS = {"deep2s": (16, 32, 64), "complex": (11, 22, 45), "unrolled": 8}
+#: network's denoiser width; the support network's U-Net
+WIDTHS = {"deep2s": (16, 32, 64), "complex": (11, 22, 45), "unrolled": 8,
+          "support": (16, 32, 64)}
 #: the unrolled network's scenes: every training family and phase model, 10-40 dB
 UNROLLED_SCENES = SceneConfig(shapes=TRAIN_SHAPES, phases=PHASES, snr_db=(10.0, 40.0))
 #: loss = MSE + L1_WEIGHT * L1 on the peak-normalized image (the L1 term favours empty voxels)
@@ -53,6 +54,14 @@ UNROLLED_RECIPES = {"small": Recipe(scenes=2048, steps=800, batch=4, lr=2e-3),
                     "published": Recipe(scenes=768, steps=800, batch=2, lr=2e-3)}
 #: gradient steps (each followed by its own denoiser) per configuration
 ITERATIONS = {"small": 12, "published": 6}
+#: the support network learns from features computed once (its physics has no weights)
+SUPPORT_RECIPES = {"small": Recipe(scenes=2048, steps=3000, batch=4),
+                   "published": Recipe(scenes=1536, steps=3000, batch=4)}
+#: its prior's exponent and noise level (a fraction of the mean signal power) tried
+PRIOR_GAMMAS = (1.0, 2.0, 3.0)
+PRIOR_NOISE = (0.01, 0.03, 0.1)
+#: its loss: binary cross-entropy with a reflector's voxels weighted this much more
+SUPPORT_POS_WEIGHT = 2.0
 #: FISTA-L1 after the unrolled network's learned steps (``choose_refinement``): lambdas and
 #: step counts tried (other configurations: small's). Each step costs an operator pair
 #: (`small`: ~1 ms a frame, `published` ~10: none there, its images on validation scenes
@@ -74,7 +83,10 @@ def model_name(kind: str, config: str) -> str:
 
 def contract(cfg, kind: str, evaluation: dict | None = None, net=None) -> dict:
     k, t, r = cfg.sweep_shape
-    about = {"deep2s": "Deep2S: adjoint -> magnitude -> 3D U-Net",
+    about = {"support": "support prior: FISTA-L1 steps with the exact Born operator -> a 3D "
+                        "U-Net's map of each voxel's prior -> the linear MMSE estimate "
+                        "under it (conjugate gradients on the exact operator)",
+             "deep2s": "Deep2S: adjoint -> magnitude -> 3D U-Net",
              "complex": "complex variant: adjoint -> complex 3D U-Net -> magnitude",
              "unrolled": "unrolled: gradient steps with the exact Born operator, each "
                          "followed by a learned phase-keeping 3D denoiser"}[kind]
@@ -84,6 +96,9 @@ def contract(cfg, kind: str, evaluation: dict | None = None, net=None) -> dict:
                   f"lambda {float(net.polish_lam):g} of the data image's peak)")
         post["polish"] = {"input": POLISH_INPUT, "default": int(net.polish_iterations),
                           "lambda": round(float(net.polish_lam), 6)}
+    if kind == "support" and net is not None:
+        about += (f" (prior p^{float(net.gamma):g}, noise {float(net.noise):g} of the signal "
+                  f"power; {net.steps} FISTA steps, {net.top_k} voxels)")
     if kind == "unrolled" and net is not None and net.refine:
         about += (f", then least squares on the voxels above {float(net.support):g} of the "
                   f"peak ({net.refine} conjugate-gradient iterations)")
@@ -143,6 +158,78 @@ def train_unrolled(cfg, recipe: Recipe, seed: int, width=None, progress=None,
     return net
 
 
+def train_support(cfg, recipe: Recipe, seed: int, widths=None, progress=None):
+    """Train the support network on the unrolled network's scenes: features (|A^H y|,
+    |x_K|) computed once, the U-Net by binary cross-entropy against the truth's support;
+    then its prior's exponent and noise are chosen (``choose_prior``). Returns it."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..training import optimizer_step
+    from .support import SupportReconstructor
+    torch.manual_seed(seed)
+    sweeps, truth, _ = make_scenes(cfg, recipe.scenes, seed, UNROLLED_SCENES)
+    net = SupportReconstructor(cfg, widths or WIDTHS["support"])
+    feats = support_features(net, cfg, sweeps)
+    target = torch.from_numpy((truth > 0).astype(np.float32))
+    opt = torch.optim.Adam(net.net.parameters(), lr=recipe.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=recipe.steps,
+                                                pct_start=0.1)
+    rng = np.random.default_rng(seed)
+    weight = torch.tensor(SUPPORT_POS_WEIGHT)
+    net.train()
+    for step in range(recipe.steps):
+        idx = torch.from_numpy(rng.integers(0, len(target), recipe.batch))
+        loss = F.binary_cross_entropy_with_logits(net.net(feats[idx])[:, 0], target[idx],
+                                                  pos_weight=weight)
+        optimizer_step(net.net, opt, sched, loss, step, recipe.steps, progress)
+    choose_prior(net.eval(), cfg)
+    return net
+
+
+def support_features(net, cfg, sweeps: np.ndarray, batch: int = 32):
+    """The support network's inputs for ``sweeps`` (n, K, T, R): (n, 2, nx, ny, nz)."""
+    import torch
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(sweeps), batch):
+            feed = sweeps[start:start + batch]
+            feed = torch.from_numpy(feed.view(np.float32).reshape(len(feed), 1,
+                                                                   *cfg.sweep_shape, 2))
+            out.append(net.features(feed)[3])
+    return torch.cat(out)
+
+
+def choose_prior(net, cfg, validation: int = 32) -> dict:
+    """Sets the support network's prior exponent and noise (PRIOR_GAMMAS x PRIOR_NOISE) to
+    the pair with the best mean NMSE on ``validation`` scenes drawn as its training's (seed
+    VALID_SEED); returns {(gamma, noise): mean NMSE dB}."""
+    import torch
+    sweeps, truth, _ = make_scenes(cfg, validation, VALID_SEED, UNROLLED_SCENES)
+    scores: dict = {}
+    with torch.no_grad():
+        for start in range(0, validation, 8):
+            feed = sweeps[start:start + 8]
+            feed = torch.from_numpy(feed.view(np.float32).reshape(len(feed), 1,
+                                                                   *cfg.sweep_shape, 2))
+            ops, y_re, y_im, feats = net.features(feed)
+            prob = torch.sigmoid(net.net(feats)).flatten(1)
+            for gamma in PRIOR_GAMMAS:
+                for noise in PRIOR_NOISE:
+                    net.set_prior(gamma, noise)
+                    images = net.estimate(ops, y_re, y_im, prob)[:, 0].numpy()
+                    scores.setdefault((gamma, noise), []).extend(
+                        nmse_db(i, t) for i, t in zip(images, truth[start:start + 8]))
+    means = {key: float(np.mean(v)) for key, v in scores.items()}
+    best = min(means, key=means.get)
+    net.set_prior(*best)
+    print(f"prior (exponent, noise) on {validation} validation scenes: " + ", ".join(
+        f"{k[0]:g}/{k[1]:g}: {v:.2f} dB" for k, v in sorted(means.items(),
+                                                          key=lambda kv: kv[1])[:4])
+        + f" -> {best}", flush=True)
+    return means
+
+
 def choose_refinement(net, cfg, validation: int = 32) -> dict:
     """Sets the unrolled network's classical tail to the one with the best mean NMSE on
     ``validation`` scenes of the training's first families (seed VALID_SEED, as FISTA's
@@ -191,6 +278,8 @@ def train_network(cfg, kind: str, recipe: Recipe, seed: int, widths=None, progre
     import torch
     if kind == "unrolled":
         return train_unrolled(cfg, recipe, seed, widths, progress)
+    if kind == "support":
+        return train_support(cfg, recipe, seed, widths, progress)
 
     from ..training import optimizer_step
     from .network import make_network, network_input
@@ -230,9 +319,9 @@ def export_forward(config, path: str):
 def export(cfg, kind: str, net, path: str, evaluation: dict | None = None):
     from ..export import export_model
     from .network import Reconstructor
-    graph = net if kind == "unrolled" else Reconstructor(cfg, kind, net)
+    graph = net if kind in ("unrolled", "support") else Reconstructor(cfg, kind, net)
     test = None
-    if kind == "unrolled" and (net.refine or int(net.polish_iterations)):
+    if kind == "support" or kind == "unrolled" and (net.refine or int(net.polish_iterations)):
         # thresholds that depend on the image: compare on scenes
         sweeps, _, _ = make_scenes(cfg, 3, VALID_SEED + 1)
         test = [sweeps.view(np.float32).reshape(3, 1, *cfg.sweep_shape, 2)]
@@ -254,7 +343,7 @@ def train_and_export(out_dir: str, steps: int | None = None, seed: int = 0, prog
         cfg = load_config(config)
         nets, imagers = {}, {}
         for kind in kinds:
-            book = UNROLLED_RECIPES if kind == "unrolled" else RECIPES
+            book = {"unrolled": UNROLLED_RECIPES, "support": SUPPORT_RECIPES}.get(kind, RECIPES)
             base = book.get(cfg.name, book["small"])
             recipe = Recipe(scenes or base.scenes, steps or base.steps, base.batch, base.lr)
             print(f"training {model_name(kind, cfg.name)}: {recipe.steps} steps, "
