@@ -119,7 +119,8 @@ class RadarReconstruct(SweepImager):
     (nx, ny, nz), max 1). Sweeps with NaN/Inf are skipped and counted (bad_sweeps); up to
     ``max_batch`` queued sweeps share one model call.
     Latency: one sweep plus the model (2 cores, ms per sweep at 4 a call, small /
-    published: Deep2S 7 / 40, complex 12 / 60, unrolled 140 (``polish: 0``: 40) / 62).
+    published: Deep2S 7 / 40, complex 12 / 60, unrolled 140 (``polish: 0``: 40) / 62,
+    support 26 / 120).
     Example: ``net: {type: radar_reconstruct, config: published, method: unrolled}``
     """
 

@@ -152,17 +152,19 @@ def test_shipped_support_model_beats_fista_and_the_unrolled_one_on_unseen_publis
     """`published`, shape families no model trained on: the support prior (FISTA steps,
     the network's map of where the reflectors are, the MMSE estimate under it) keeps NMSE
     below FISTA-L1's at 60 iterations and below the unrolled network's, PSNR above; its
-    contract says what its prior is (README table, 32 scenes: SUPPORT_NUMBERS)."""
+    contract says what its prior is. README table, 32 scenes: -3.02 dB against -1.25 and
+    -0.98; these 6: -3.44 against -2.78 and -1.16."""
     from cvstream.models.radar.sparse import FistaL1
     path = resolve_model("builtin:radar_support_published")
-    assert "the linear MMSE estimate under it (prior p^" in read_contract(path).description
+    assert "(prior p^3, noise 0.01 of the signal power; 8 FISTA steps, 1024 voxels)" in \
+        read_contract(path).description
     imagers = {"support": onnx_imager(path),
                "unrolled": onnx_imager(resolve_model("builtin:radar_unrolled_published")),
                "fista": FistaL1(load_config("published"), 0.03, 60)}   # the table's lambda
     rows = evaluate("published", imagers, count=6, shapes="unseen", fista=False)
     support = rows["support"]
-    assert support["nmse_db"] < rows["fista"]["nmse_db"] - SUPPORT_FISTA_MARGIN
-    assert support["nmse_db"] < rows["unrolled"]["nmse_db"] - SUPPORT_UNROLLED_MARGIN
+    assert support["nmse_db"] < rows["fista"]["nmse_db"] - 0.4
+    assert support["nmse_db"] < rows["unrolled"]["nmse_db"] - 1.5
     assert support["psnr_db"] > max(rows["fista"]["psnr_db"], rows["unrolled"]["psnr_db"])
     assert support["dice"] > rows["unrolled"]["dice"]
 
