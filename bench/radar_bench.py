@@ -4,13 +4,13 @@
 
 For each configuration (small: target >= 30 fps; published: target >= 10 fps) and each
 method (the unrolled network; the same without its FISTA-L1 steps, ``unrolled-0``; the
-support-prior network; Deep2S, complex variant, Kirchhoff migration), ``cvstream run graphs/radar_files.yml``
-(or the same graph with ``radar_migration``) images a .npy of synthesized sweeps into a .npy
-of images, in a fresh process. Runs with N and 2N sweeps (the fastest of three each)
-separate the start-up cost (imports, model load, table build) from the steady state:
-fps = N / (t(2N) - t(N)); when that difference is under half a second (a fast method, where
-the start-up's own jitter would dominate), N grows fourfold (the sweeps repeated) and the
-runs are made again.
+support-prior network; Deep2S, complex variant, Kirchhoff migration), ``cvstream run
+graphs/radar_files.yml`` (or the same graph with ``radar_migration``) images a .npy of
+synthesized sweeps into a .npy of images, in a fresh process. Runs with N and 2N sweeps (the
+fastest of three each) separate the start-up cost (imports, model load, table build) from
+the steady state: fps = N / (t(2N) - t(N)); when that difference is under half a second (a
+fast method, where the start-up's own jitter would dominate), N grows fourfold (the sweeps
+repeated) and the runs are made again.
 Also printed: end-to-end fps of the 2N run including start-up, the model time per frame from
 the block's counters, and the ratio against the target and against the anchor pipeline
 (adjoint + the 32/64/128 U-Net, ~140 ms per published frame on 2 threads; ANCHORS.md).

@@ -1,13 +1,15 @@
 """Train, export and evaluate the radar reconstruction models (torch).
 
-``cvstream models train radar`` trains Deep2S, the complex variant and the unrolled network
-for both shipped configurations from a seed, exports ``radar_<kind>_<config>.onnx`` (sweep
-in, image out), evaluates them next to back-projection and Kirchhoff migration, and stores
-each model's rows in its contract. Deep2S and the complex variant learn from adjoint images
-computed once by numpy (the first shape families); the unrolled network learns from the
-sweeps themselves (the operator is in its graph), on the wider families and phase models
-at 10-40 dB; its debiasing step (least squares on its support) is then chosen on validation
-scenes.
+``cvstream models train radar`` trains Deep2S, the complex variant, the unrolled network and
+the support network for both shipped configurations from a seed, exports
+``radar_<kind>_<config>.onnx`` (sweep in, image out), evaluates them next to back-projection
+and Kirchhoff migration, and stores each model's rows in its contract. Deep2S and the
+complex variant learn from adjoint images computed once by numpy (the first shape families);
+the unrolled network learns from the sweeps themselves (the operator is in its graph), on
+the wider families and phase models at 10-40 dB; its debiasing step (least squares on its
+support) is then chosen on validation scenes. The support network's U-Net learns the truth's
+support from features its physics computes once (the same scenes), and its prior's exponent
+and noise are then chosen on validation scenes.
 """
 from __future__ import annotations
 
@@ -77,6 +79,13 @@ TAIL_MARGIN_DB = 0.5
 SCALAR_LR = 5.0
 
 
+def sweep_feed(cfg, sweeps: np.ndarray):
+    """(n, K, T, R) complex64 sweeps -> the graphs' input layout, (n, 1, K, T, R, 2) float32
+    (a view)."""
+    return np.ascontiguousarray(sweeps, np.complex64).view(np.float32).reshape(
+        len(sweeps), 1, *cfg.sweep_shape, 2)
+
+
 def model_name(kind: str, config: str) -> str:
     return f"radar_{kind}_{config}"
 
@@ -136,8 +145,7 @@ def train_unrolled(cfg, recipe: Recipe, seed: int, width=None, progress=None,
     from .unrolled import UnrolledReconstructor
     torch.manual_seed(seed)
     sweeps, truth, _ = make_scenes(cfg, recipe.scenes, seed, UNROLLED_SCENES)
-    feed = torch.from_numpy(sweeps.view(np.float32).reshape(len(sweeps), 1, *cfg.sweep_shape,
-                                                             2))
+    feed = torch.from_numpy(sweep_feed(cfg, sweeps))
     target = torch.from_numpy(truth)[:, None]
     net = UnrolledReconstructor(cfg, iterations or ITERATIONS.get(cfg.name, 10),
                                 width or WIDTHS["unrolled"])
@@ -193,9 +201,7 @@ def support_features(net, cfg, sweeps: np.ndarray, batch: int = 32):
     out = []
     with torch.no_grad():
         for start in range(0, len(sweeps), batch):
-            feed = sweeps[start:start + batch]
-            feed = torch.from_numpy(feed.view(np.float32).reshape(len(feed), 1,
-                                                                   *cfg.sweep_shape, 2))
+            feed = torch.from_numpy(sweep_feed(cfg, sweeps[start:start + batch]))
             out.append(net.features(feed)[3])
     return torch.cat(out)
 
@@ -209,9 +215,7 @@ def choose_prior(net, cfg, validation: int = 32) -> dict:
     scores: dict = {}
     with torch.no_grad():
         for start in range(0, validation, 8):
-            feed = sweeps[start:start + 8]
-            feed = torch.from_numpy(feed.view(np.float32).reshape(len(feed), 1,
-                                                                   *cfg.sweep_shape, 2))
+            feed = torch.from_numpy(sweep_feed(cfg, sweeps[start:start + 8]))
             ops, y_re, y_im, feats = net.features(feed)
             prob = torch.sigmoid(net.net(feats)).flatten(1)
             for gamma in PRIOR_GAMMAS:
@@ -240,8 +244,7 @@ def choose_refinement(net, cfg, validation: int = 32) -> dict:
     returns {(lambda, count, threshold or None): mean NMSE dB}."""
     import torch
     sweeps, truth, _ = make_scenes(cfg, validation, VALID_SEED)
-    feed = torch.from_numpy(sweeps.view(np.float32).reshape(len(sweeps), 1, *cfg.sweep_shape,
-                                                             2))
+    feed = torch.from_numpy(sweep_feed(cfg, sweeps))
     tails = [(0.0, 0)] + [(lam, count) for lam in POLISH_LAMBDAS
                           for count in POLISH_ITERATIONS.get(cfg.name,
                                                              POLISH_ITERATIONS["small"])]
@@ -324,7 +327,7 @@ def export(cfg, kind: str, net, path: str, evaluation: dict | None = None):
     if kind == "support" or kind == "unrolled" and (net.refine or int(net.polish_iterations)):
         # thresholds that depend on the image: compare on scenes
         sweeps, _, _ = make_scenes(cfg, 3, VALID_SEED + 1)
-        test = [sweeps.view(np.float32).reshape(3, 1, *cfg.sweep_shape, 2)]
+        test = [sweep_feed(cfg, sweeps)]
     settings = ({POLISH_INPUT: net.polish_iterations.numpy().copy()}
                 if kind == "unrolled" and int(net.polish_iterations) else None)
     return export_model(graph, contract(cfg, kind, evaluation, net), path, tol=EXPORT_TOL,
@@ -343,7 +346,8 @@ def train_and_export(out_dir: str, steps: int | None = None, seed: int = 0, prog
         cfg = load_config(config)
         nets, imagers = {}, {}
         for kind in kinds:
-            book = {"unrolled": UNROLLED_RECIPES, "support": SUPPORT_RECIPES}.get(kind, RECIPES)
+            book = {"unrolled": UNROLLED_RECIPES, "support": SUPPORT_RECIPES}.get(kind,
+                                                                                  RECIPES)
             base = book.get(cfg.name, book["small"])
             recipe = Recipe(scenes or base.scenes, steps or base.steps, base.batch, base.lr)
             print(f"training {model_name(kind, cfg.name)}: {recipe.steps} steps, "
