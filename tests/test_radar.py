@@ -480,10 +480,10 @@ def test_synth_and_eval_commands(tmp_path):
                   "--shapes", "unseen", "--fista-iterations", "20", timeout=300)
     assert res.returncode == 0, res.stderr
     lines = [ln.split() for ln in res.stdout.splitlines() if ln.startswith("small")]
-    assert [ln[1] for ln in lines] == ["unseen"] * 11
+    assert [ln[1] for ln in lines] == ["unseen"] * 12
     assert [" ".join(ln[2:5]) for ln in lines[4:8]] == [
         "FISTA-L1 (20 it,", "FISTA-L1 (20 it)", "FISTA-group (20 it,", "FISTA-group (20 it)"]
-    assert [ln[2] for ln in lines[8:]] == ["deep2s", "complex", "unrolled"]
+    assert [ln[2] for ln in lines[8:]] == ["deep2s", "complex", "unrolled", "support"]
     res = run_cli("models", "eval", "radar", "--fista-iterations", "60,x")
     assert res.returncode == 2 and "not a comma-separated list" in res.stderr
 
