@@ -26,6 +26,7 @@ from torch import nn
 from .geometry import RadarConfig
 from .network import EPS, BornTables, UNet3d, normalize_peak
 from .sparse import lipschitz
+from .unrolled import data_image, fista_polish
 
 #: FISTA-L1's threshold in the feature steps, a fraction of A^H y's peak
 FEATURE_LAMBDA = 0.01
@@ -61,29 +62,13 @@ class SupportReconstructor(nn.Module):
         """(operands, y re, y im (B, M), features (B, 2, nx, ny, nz)): |A^H y| and |x_K|,
         each over its peak."""
         ops = self.born.tables()
-        y_re, y_im = sweep[:, 0, ..., 0], sweep[:, 0, ..., 1]
-        b_re, b_im = ops.adjoint(y_re, y_im)
-        b_mag = torch.sqrt(b_re * b_re + b_im * b_im + EPS)
-        scale = self.lip / b_mag.amax(dim=1, keepdim=True).clamp_min(EPS)   # b's peak: L
-        b_re, b_im = b_re * scale, b_im * scale
-        x_re = x_im = z_re = z_im = torch.zeros_like(b_re)
-        t = 1.0
-        for i in range(self.steps):
-            if i == 0:   # from zero: the gradient is -b
-                u_re, u_im = b_re / self.lip, b_im / self.lip
-            else:
-                g_re, g_im = ops.adjoint(*ops.forward(z_re, z_im))
-                u_re, u_im = z_re - (g_re - b_re) / self.lip, z_im - (g_im - b_im) / self.lip
-            gain = torch.relu(1.0 - FEATURE_LAMBDA / torch.sqrt(u_re * u_re + u_im * u_im
-                                                                + EPS))
-            n_re, n_im = u_re * gain, u_im * gain
-            t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
-            z_re = n_re + (t - 1) / t_next * (n_re - x_re)
-            z_im = n_im + (t - 1) / t_next * (n_im - x_im)
-            x_re, x_im, t = n_re, n_im, t_next
+        b_re, b_im, b_mag = data_image(ops, sweep, self.lip)
+        zero = torch.zeros_like(b_re)
+        x_re, x_im = fista_polish(zero, zero, b_re, b_im, ops.p_re, ops.p_im, self.lip,
+                                  torch.tensor(FEATURE_LAMBDA), torch.tensor(self.steps), True)
         x_mag = torch.sqrt(x_re * x_re + x_im * x_im + EPS)
-        feats = torch.stack([b_mag * scale / self.lip,
-                             x_mag / x_mag.amax(dim=1, keepdim=True).clamp_min(EPS)], 1)
+        feats = torch.stack([b_mag, x_mag / x_mag.amax(dim=1, keepdim=True).clamp_min(EPS)], 1)
+        y_re, y_im = sweep[:, 0, ..., 0], sweep[:, 0, ..., 1]
         b = sweep.shape[0]
         return (ops, y_re.reshape(b, -1), y_im.reshape(b, -1),
                 feats.reshape(b, 2, *self.image_shape))

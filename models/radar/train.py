@@ -324,7 +324,7 @@ def export(cfg, kind: str, net, path: str, evaluation: dict | None = None):
     from .network import Reconstructor
     graph = net if kind in ("unrolled", "support") else Reconstructor(cfg, kind, net)
     test = None
-    if kind == "support" or kind == "unrolled" and (net.refine or int(net.polish_iterations)):
+    if kind == "support" or (kind == "unrolled" and (net.refine or int(net.polish_iterations))):
         # thresholds that depend on the image: compare on scenes
         sweeps, _, _ = make_scenes(cfg, 3, VALID_SEED + 1)
         test = [sweep_feed(cfg, sweeps)]

@@ -64,17 +64,32 @@ class GainDenoiser(nn.Module):
         return v_re * gain, v_im * gain
 
 
+def data_image(ops, sweep, lip):
+    """b = A^H y scaled to peak ``lip`` (re, im) and |b| / its peak, for (B, 1, K, T, R, 2)
+    sweeps: the scale of the sweep removed, as the learned steps and FISTA's thresholds
+    (fractions of b's peak) want it."""
+    b_re, b_im = ops.adjoint(sweep[:, 0, ..., 0], sweep[:, 0, ..., 1])
+    b_mag = torch.sqrt(b_re * b_re + b_im * b_im + EPS)
+    peak = b_mag.amax(dim=1, keepdim=True).clamp_min(EPS)
+    return b_re / peak * lip, b_im / peak * lip, b_mag / peak
+
+
 @torch.jit.script
-def fista_polish(x_re, x_im, b_re, b_im, p_re, p_im, lip, lam, iterations):
+def fista_polish(x_re, x_im, b_re, b_im, p_re, p_im, lip, lam, iterations,
+                 from_zero: bool = False):
     """FISTA-L1 on ||A x - b'||^2 from x (B, N parts): ``iterations`` (an int64 tensor, a
     graph input once exported: ONNX's Loop) proximal-gradient steps of 1 / ``lip`` with the
     dense operator (``p_re``, ``p_im``), each a complex soft threshold at ``lam`` (b's peak
-    is ``lip``: a fraction of the data image's peak, as ``sparse.FistaL1``'s lambda)."""
+    is ``lip``: a fraction of the data image's peak, as ``sparse.FistaL1``'s lambda).
+    ``from_zero``: x is zero, so the first step's gradient is -b without the operator."""
     z_re, z_im = x_re, x_im
     t = torch.ones_like(lip)
-    for _ in range(int(iterations)):
-        a_re, a_im = dense_forward(p_re, p_im, z_re, z_im)
-        g_re, g_im = dense_adjoint(p_re, p_im, a_re, a_im)
+    for i in range(int(iterations)):
+        if from_zero and i == 0:
+            g_re, g_im = torch.zeros_like(z_re), torch.zeros_like(z_im)
+        else:
+            a_re, a_im = dense_forward(p_re, p_im, z_re, z_im)
+            g_re, g_im = dense_adjoint(p_re, p_im, a_re, a_im)
         u_re, u_im = z_re - (g_re - b_re) / lip, z_im - (g_im - b_im) / lip
         gain = torch.relu(1.0 - lam / torch.sqrt(u_re * u_re + u_im * u_im + 1e-12))
         n_re, n_im = u_re * gain, u_im * gain
@@ -192,10 +207,7 @@ class UnrolledReconstructor(nn.Module):
         """The learned iterations: (operands, x_n re, im, b re, im), b the data image scaled
         to peak ``lip``."""
         ops = self.born.tables()
-        b_re, b_im = ops.adjoint(sweep[:, 0, ..., 0], sweep[:, 0, ..., 1])
-        b_mag = torch.sqrt(b_re * b_re + b_im * b_im + EPS)
-        peak = b_mag.amax(dim=1, keepdim=True).clamp_min(EPS)
-        b_re, b_im, b_mag = b_re / peak * self.lip, b_im / peak * self.lip, b_mag / peak
+        b_re, b_im, b_mag = data_image(ops, sweep, self.lip)
         x_re = x_im = z_re = z_im = torch.zeros_like(b_re)
         for i, denoise in enumerate(self.denoisers):
             step = torch.exp(self.log_eta[i]) / self.lip
