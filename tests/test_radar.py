@@ -81,7 +81,8 @@ def test_training_path_trains_exports_and_evaluates_tiny_models(tmp_path):
                               widths={"deep2s": (4, 8), "complex": (3, 6), "unrolled": 4,
                                       "support": (4, 8)},
                               eval_scenes=3, progress=lambda d, n, loss: losses.append(loss))
-    for kind in range(len(KINDS)):                         # every network learned something
+    assert len(losses) == 30 * (len(KINDS) + 1)             # the support network: two maps
+    for kind in range(len(KINDS) + 1):                     # every network learned something
         run = losses[30 * kind:30 * (kind + 1)]
         assert np.mean(run[-5:]) < np.mean(run[:5])
     rows = tables["tiny"]
@@ -99,6 +100,7 @@ def test_training_path_trains_exports_and_evaluates_tiny_models(tmp_path):
             assert polish is None or polish["default"] in (25, 50, 100)
         if kind == "support":    # its prior, chosen on validation scenes
             assert "the linear MMSE estimate under it" in c.description
+            assert "then a second U-Net's map from that estimate" in c.description
         block = RadarReconstruct(model=str(path))
         sweeps, _, _ = make_scenes(load_config(TINY), 3, seed=1)
         images = block.process(sweeps)
@@ -207,7 +209,7 @@ def test_support_models_mmse_step_is_the_closed_form_and_blind_to_scale(tmp_path
     feed = torch.from_numpy(sweeps.view(np.float32).reshape(3, 1, *cfg.sweep_shape, 2))
     prob = torch.rand(3, cfg.n_voxels)
     with torch.no_grad():
-        ops, y_re, y_im, _ = net.features(feed)
+        ops, y_re, y_im, _, _ = net.features(feed)
         got = net.estimate(ops, y_re, y_im, prob)[:, 0].numpy().reshape(3, -1)
     # the operator's matrix, column by column, from numpy's forward model
     a = ForwardOperator(cfg)(np.eye(cfg.n_voxels, dtype=np.complex64)).reshape(
