@@ -39,6 +39,9 @@ EXPORT_TOL = 2e-3
 #: ... and an unrolled network's classical tail (FISTA steps, a support threshold) can move
 #: a voxel across a threshold: relative L2 error of the image
 REFINED_EXPORT_TOL = 1e-2
+#: ... and the support network's second map sees the first estimate, whose top_k voxels a
+#: float32 rounding can change at the boundary: a flip there moves the second map
+TWO_MAP_EXPORT_TOL = 5e-2
 
 
 @dataclass
@@ -62,8 +65,9 @@ SUPPORT_RECIPES = {"small": Recipe(scenes=2048, steps=3000, batch=4),
 #: its prior's exponent and noise level (a fraction of the mean signal power) tried
 PRIOR_GAMMAS = (1.0, 2.0, 3.0)
 PRIOR_NOISE = (0.01, 0.03, 0.1)
-#: maps drawn (2: a second U-Net sees the first estimate and its residual)
-SUPPORT_STAGES = 2
+#: maps drawn (2: a second U-Net sees the first estimate and its residual; other
+#: configurations 2): `small`, where the unrolled network is the accurate one, keeps one
+SUPPORT_STAGES = {"small": 1, "published": 2}
 #: its loss: binary cross-entropy with a reflector's voxels weighted this much more
 SUPPORT_POS_WEIGHT = 2.0
 #: FISTA-L1 after the unrolled network's learned steps (``choose_refinement``): lambdas and
@@ -182,7 +186,7 @@ def train_support(cfg, recipe: Recipe, seed: int, widths=None, progress=None,
 
     from .support import SupportReconstructor
     torch.manual_seed(seed)
-    stages = stages or SUPPORT_STAGES
+    stages = stages or SUPPORT_STAGES.get(cfg.name, 2)
     net = SupportReconstructor(cfg, widths or WIDTHS["support"], stages=stages)
     for stage, unet in enumerate([net.net, net.second][:stages]):
         if stage:
@@ -363,7 +367,8 @@ def export(cfg, kind: str, net, path: str, evaluation: dict | None = None):
     settings = ({POLISH_INPUT: net.polish_iterations.numpy().copy()}
                 if kind == "unrolled" and int(net.polish_iterations) else None)
     return export_model(graph, contract(cfg, kind, evaluation, net), path, tol=EXPORT_TOL,
-                        rel_tol=REFINED_EXPORT_TOL if test else None,
+                        rel_tol=(TWO_MAP_EXPORT_TOL if kind == "support" and net.stages == 2
+                                 else REFINED_EXPORT_TOL) if test else None,
                         constant_folding=False, test_inputs=test, settings=settings)
 
 
