@@ -17,12 +17,6 @@ whatever the shape. The amplitudes come from the data by least squares, as the d
 step's do; a soft prior rather than a hard support keeps a voxel the network doubts
 (least squares on a thresholded support is 1.2 dB worse on unseen `published` shapes, ad
 hoc). The output is the estimate's magnitude, max 1.
-
-With ``stages`` 2 the map is drawn twice: a second U-Net sees what the first estimate left
-(its inputs: the first two, the first map p, the first estimate's magnitude |x|, and the
-residual's image |A^H (y - A x)|, the last two over the data image's peak) and draws the
-map the second estimate uses. It is trained on scenes of its own, apart from the first
-U-Net's, so that the first map it sees is as sure as on scenes never seen.
 """
 from __future__ import annotations
 
@@ -30,7 +24,7 @@ import torch
 from torch import nn
 
 from .geometry import RadarConfig
-from .network import EPS, BornTables, UNet3d, dense_adjoint, normalize_peak
+from .network import EPS, BornTables, UNet3d, normalize_peak
 from .sparse import lipschitz
 from .unrolled import data_image, fista_polish
 
@@ -38,8 +32,6 @@ from .unrolled import data_image, fista_polish
 FEATURE_LAMBDA = 0.01
 #: conjugate-gradient iterations of the MMSE estimate
 CG_ITERATIONS = 30
-#: the second U-Net's input channels: |A^H y|, |x_K|, p, |x|, |A^H (y - A x)|
-SECOND_CHANNELS = 5
 
 
 class SupportReconstructor(nn.Module):
@@ -47,44 +39,30 @@ class SupportReconstructor(nn.Module):
 
     def __init__(self, cfg: RadarConfig, widths=(16, 32, 64), steps: int = 8,
                  top_k: int = 1024, lip: float | None = None,
-                 cg_iterations: int = CG_ITERATIONS, stages: int = 1):
+                 cg_iterations: int = CG_ITERATIONS):
         super().__init__()
-        if stages not in (1, 2):
-            raise ValueError(f"stages must be 1 or 2, not {stages}")
         self.image_shape, self.steps, self.cg_iterations = cfg.image_shape, steps, cg_iterations
         self.top_k = min(top_k, cfg.n_voxels)
         self.born = BornTables(cfg, dense=True)
         self.net = UNet3d(tuple(widths), in_ch=2, logits=True)
-        self.second = (UNet3d(tuple(widths), in_ch=SECOND_CHANNELS, logits=True)
-                       if stages == 2 else None)
         self.register_buffer("lip", torch.tensor(lip or lipschitz(cfg, steps=30),
                                                  dtype=torch.float32))
-        # each stage's prior exponent and noise fraction
-        self.register_buffer("gamma", torch.full((stages,), 2.0))
-        self.register_buffer("noise", torch.full((stages,), 0.03))
+        self.register_buffer("gamma", torch.tensor(2.0))
+        self.register_buffer("noise", torch.tensor(0.03))
 
-    @property
-    def stages(self) -> int:
-        return 1 if self.second is None else 2
-
-    def set_prior(self, gamma: float, noise: float, stage: int = -1) -> None:
-        """The prior of ``stage`` (0 the first map's estimate, -1 the last, the output's)."""
-        self.gamma[stage] = gamma
-        self.noise[stage] = noise
+    def set_prior(self, gamma: float, noise: float) -> None:
+        self.gamma.fill_(gamma)
+        self.noise.fill_(noise)
 
     def forward(self, sweep):
-        ops, y_re, y_im, feats, peak = self.features(sweep)
-        prob = torch.sigmoid(self.net(feats)).flatten(1)
-        if self.second is not None:
-            prob = torch.sigmoid(self.second(
-                self.second_features(ops, y_re, y_im, feats, peak, prob))).flatten(1)
-        return self.estimate(ops, y_re, y_im, prob)
+        ops, y_re, y_im, feats = self.features(sweep)
+        return self.estimate(ops, y_re, y_im, torch.sigmoid(self.net(feats)).flatten(1))
 
     def features(self, sweep):
-        """(operands, y re, y im (B, M), features (B, 2, nx, ny, nz), |A^H y|'s peak (B, 1)):
-        the features are |A^H y| and |x_K|, each over its peak."""
+        """(operands, y re, y im (B, M), features (B, 2, nx, ny, nz)): |A^H y| and |x_K|,
+        each over its peak."""
         ops = self.born.tables()
-        b_re, b_im, b_mag, peak = data_image(ops, sweep, self.lip)
+        b_re, b_im, b_mag = data_image(ops, sweep, self.lip)
         zero = torch.zeros_like(b_re)
         x_re, x_im = fista_polish(zero, zero, b_re, b_im, ops.p_re, ops.p_im, self.lip,
                                   torch.tensor(FEATURE_LAMBDA), torch.tensor(self.steps), True)
@@ -93,33 +71,13 @@ class SupportReconstructor(nn.Module):
         y_re, y_im = sweep[:, 0, ..., 0], sweep[:, 0, ..., 1]
         b = sweep.shape[0]
         return (ops, y_re.reshape(b, -1), y_im.reshape(b, -1),
-                feats.reshape(b, 2, *self.image_shape), peak)
+                feats.reshape(b, 2, *self.image_shape))
 
-    def second_features(self, ops, y_re, y_im, feats, peak, prob):
-        """The second U-Net's inputs (B, 5, nx, ny, nz): ``feats``, the first map ``prob``
-        (B, N), the first estimate's magnitude over its peak, and its residual's image
-        |A^H (y - A x)| over |A^H y|'s ``peak``."""
-        x_re, x_im, ax_re, ax_im, rms = self.solve(ops, y_re, y_im, prob, 0)
-        r_re, r_im = dense_adjoint(ops.p_re, ops.p_im, y_re / rms - ax_re, y_im / rms - ax_im)
-        x_mag = torch.sqrt(x_re * x_re + x_im * x_im + EPS)
-        res = torch.sqrt(r_re * r_re + r_im * r_im + EPS) * rms / peak
-        b = prob.shape[0]
-        extra = torch.stack([prob, x_mag / x_mag.amax(dim=1, keepdim=True).clamp_min(EPS), res],
-                            1).reshape(b, 3, *self.image_shape)
-        return torch.cat([feats, extra], 1)
-
-    def estimate(self, ops, y_re, y_im, prob, stage: int = -1):
+    def estimate(self, ops, y_re, y_im, prob):
         """The MMSE estimate's magnitude (B, 1, nx, ny, nz), max 1, under the prior
-        ``prob`` ** gamma (B, N) of ``stage`` on its top_k voxels."""
-        x_re, x_im = self.solve(ops, y_re, y_im, prob, stage)[:2]
-        mag = torch.sqrt(x_re * x_re + x_im * x_im)
-        return normalize_peak(mag.reshape(prob.shape[0], 1, *self.image_shape))
-
-    def solve(self, ops, y_re, y_im, prob, stage: int):
-        """The MMSE estimate x (re, im (B, N), zero off its top_k voxels) of y / rms, A x
-        (re, im (B, M)) and rms (B, 1), under ``stage``'s prior."""
+        ``prob`` ** gamma (B, N) on its top_k voxels."""
         b, n = prob.shape
-        w, idx = torch.topk(prob.clamp_min(EPS) ** self.gamma[stage], self.top_k, dim=1)
+        w, idx = torch.topk(prob.clamp_min(EPS) ** self.gamma, self.top_k, dim=1)
         d = torch.sqrt(w)                                                # (B, k)
         flat = idx.reshape(-1)
         c_re = ops.p_re.index_select(0, flat).reshape(b, self.top_k, -1)  # P's rows, (B, k, M)
@@ -127,21 +85,18 @@ class SupportReconstructor(nn.Module):
         rms = torch.sqrt((y_re * y_re + y_im * y_im).mean(dim=1, keepdim=True)).clamp_min(EPS)
         y_re, y_im = y_re / rms, y_im / rms
         m = c_re.shape[-1]
-        mu = self.noise[stage] * (w * (c_re * c_re + c_im * c_im).sum(-1)).sum(1, keepdim=True) / m
+        mu = self.noise * (w * (c_re * c_re + c_im * c_im).sum(-1)).sum(1, keepdim=True) / m
 
-        def forward(v_re, v_im):   # A_S v: (B, k) -> (B, M) = conj(P_S)^T v
-            u = torch.stack([v_re, v_im], 1)                                  # (B, 2, k)
+        def apply(z_re, z_im):   # (B^H B + mu) z with B = A_S D: y = conj(P_S)^T (d z)
+            u = torch.stack([d * z_re, d * z_im], 1)                         # (B, 2, k)
             ur, ui = torch.bmm(u, c_re), torch.bmm(u, c_im)                   # (B, 2, M)
-            return ur[:, 0] + ui[:, 1], ur[:, 1] - ui[:, 0]
+            g_re, g_im = adjoint(ur[:, 0] + ui[:, 1], ur[:, 1] - ui[:, 0])
+            return g_re + mu * z_re, g_im + mu * z_im
 
         def adjoint(a_re, a_im):   # D P_S a: (B, M) -> (B, k); each matrix read once
             a = torch.stack([a_re, a_im], 2)                                  # (B, M, 2)
             sr, si = torch.bmm(c_re, a), torch.bmm(c_im, a)                   # (B, k, 2)
             return d * (sr[..., 0] - si[..., 1]), d * (sr[..., 1] + si[..., 0])
-
-        def apply(z_re, z_im):     # (B^H B + mu) z with B = A_S D
-            g_re, g_im = adjoint(*forward(d * z_re, d * z_im))
-            return g_re + mu * z_re, g_im + mu * z_im
 
         r_re, r_im = adjoint(y_re, y_im)
         z_re, z_im = torch.zeros_like(r_re), torch.zeros_like(r_im)
@@ -156,7 +111,6 @@ class SupportReconstructor(nn.Module):
             p_re = r_re + rr_new / rr.clamp_min(EPS) * p_re
             p_im = r_im + rr_new / rr.clamp_min(EPS) * p_im
             rr = rr_new
-        v_re, v_im = d * z_re, d * z_im                                   # x on S
-        ax_re, ax_im = forward(v_re, v_im)
-        zero = torch.zeros_like(prob)
-        return (zero.scatter(1, idx, v_re), zero.scatter(1, idx, v_im), ax_re, ax_im, rms)
+        mag = d * torch.sqrt(z_re * z_re + z_im * z_im + EPS)                 # |x_S|
+        image = torch.zeros_like(prob).scatter(1, idx, mag)
+        return normalize_peak(image.reshape(b, 1, *self.image_shape))

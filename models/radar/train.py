@@ -39,9 +39,6 @@ EXPORT_TOL = 2e-3
 #: ... and an unrolled network's classical tail (FISTA steps, a support threshold) can move
 #: a voxel across a threshold: relative L2 error of the image
 REFINED_EXPORT_TOL = 1e-2
-#: ... and the support network's second map sees the first estimate, whose top_k voxels a
-#: float32 rounding can change at the boundary: a flip there moves the second map
-TWO_MAP_EXPORT_TOL = 5e-2
 
 
 @dataclass
@@ -65,9 +62,6 @@ SUPPORT_RECIPES = {"small": Recipe(scenes=2048, steps=3000, batch=4),
 #: its prior's exponent and noise level (a fraction of the mean signal power) tried
 PRIOR_GAMMAS = (1.0, 2.0, 3.0)
 PRIOR_NOISE = (0.01, 0.03, 0.1)
-#: maps drawn (2: a second U-Net sees the first estimate and its residual; other
-#: configurations 2): `small`, where the unrolled network is the accurate one, keeps one
-SUPPORT_STAGES = {"small": 1, "published": 2}
 #: its loss: binary cross-entropy with a reflector's voxels weighted this much more
 SUPPORT_POS_WEIGHT = 2.0
 #: FISTA-L1 after the unrolled network's learned steps (``choose_refinement``): lambdas and
@@ -112,11 +106,8 @@ def contract(cfg, kind: str, evaluation: dict | None = None, net=None) -> dict:
         post["polish"] = {"input": POLISH_INPUT, "default": int(net.polish_iterations),
                           "lambda": round(float(net.polish_lam), 6)}
     if kind == "support" and net is not None:
-        if net.stages == 2:
-            about += (", then a second U-Net's map from that estimate and its residual's "
-                      "image, and the estimate under it")
-        about += (f" (prior p^{float(net.gamma[-1]):g}, noise {float(net.noise[-1]):g} of the "
-                  f"signal power; {net.steps} FISTA steps, {net.top_k} voxels)")
+        about += (f" (prior p^{float(net.gamma):g}, noise {float(net.noise):g} of the signal "
+                  f"power; {net.steps} FISTA steps, {net.top_k} voxels)")
     if kind == "unrolled" and net is not None and net.refine:
         about += (f", then least squares on the voxels above {float(net.support):g} of the "
                   f"peak ({net.refine} conjugate-gradient iterations)")
@@ -175,98 +166,71 @@ def train_unrolled(cfg, recipe: Recipe, seed: int, width=None, progress=None,
     return net
 
 
-def train_support(cfg, recipe: Recipe, seed: int, widths=None, progress=None,
-                  stages: int | None = None):
+def train_support(cfg, recipe: Recipe, seed: int, widths=None, progress=None):
     """Train the support network on the unrolled network's scenes: features (|A^H y|,
     |x_K|) computed once, the U-Net by binary cross-entropy against the truth's support;
-    then its prior's exponent and noise are chosen (``choose_prior``). With two ``stages``
-    the second U-Net is trained the same way on as many scenes of its own (seed [seed, 1]),
-    its inputs computed once through the first; then its prior is chosen. Returns it."""
-    import torch
-
-    from .support import SupportReconstructor
-    torch.manual_seed(seed)
-    stages = stages or SUPPORT_STAGES.get(cfg.name, 2)
-    net = SupportReconstructor(cfg, widths or WIDTHS["support"], stages=stages)
-    for stage, unet in enumerate([net.net, net.second][:stages]):
-        if stage:
-            print(f"second map: {recipe.steps} steps, {recipe.scenes} scenes of its own",
-                  flush=True)
-        sweeps, truth, _ = make_scenes(cfg, recipe.scenes, [seed, stage] if stage else seed,
-                                       UNROLLED_SCENES)
-        fit_support_map(unet, support_features(net, cfg, sweeps, stage),
-                        torch.from_numpy((truth > 0).astype(np.float32)), recipe, seed,
-                        progress)
-        choose_prior(net.eval(), cfg, stage)
-    return net
-
-
-def fit_support_map(unet, feats, target, recipe: Recipe, seed: int, progress=None) -> None:
-    """Binary cross-entropy of ``unet``'s logits against the ``target`` support (positives
-    weighted SUPPORT_POS_WEIGHT), ``recipe.steps`` Adam steps on random batches."""
+    then its prior's exponent and noise are chosen (``choose_prior``). Returns it."""
     import torch
     import torch.nn.functional as F
 
     from ..training import optimizer_step
-    opt = torch.optim.Adam(unet.parameters(), lr=recipe.lr)
+    from .support import SupportReconstructor
+    torch.manual_seed(seed)
+    sweeps, truth, _ = make_scenes(cfg, recipe.scenes, seed, UNROLLED_SCENES)
+    net = SupportReconstructor(cfg, widths or WIDTHS["support"])
+    feats = support_features(net, cfg, sweeps)
+    target = torch.from_numpy((truth > 0).astype(np.float32))
+    opt = torch.optim.Adam(net.net.parameters(), lr=recipe.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=recipe.steps,
                                                 pct_start=0.1)
     rng = np.random.default_rng(seed)
     weight = torch.tensor(SUPPORT_POS_WEIGHT)
-    unet.train()
+    net.train()
     for step in range(recipe.steps):
         idx = torch.from_numpy(rng.integers(0, len(target), recipe.batch))
-        loss = F.binary_cross_entropy_with_logits(unet(feats[idx])[:, 0], target[idx],
+        loss = F.binary_cross_entropy_with_logits(net.net(feats[idx])[:, 0], target[idx],
                                                   pos_weight=weight)
-        optimizer_step(unet, opt, sched, loss, step, recipe.steps, progress)
-    unet.eval()
+        optimizer_step(net.net, opt, sched, loss, step, recipe.steps, progress)
+    choose_prior(net.eval(), cfg)
+    return net
 
 
-def support_features(net, cfg, sweeps: np.ndarray, stage: int = 0, batch: int = 32):
-    """The inputs of the support network's ``stage`` U-Net for ``sweeps`` (n, K, T, R):
-    (n, 2 or 5, nx, ny, nz)."""
+def support_features(net, cfg, sweeps: np.ndarray, batch: int = 32):
+    """The support network's inputs for ``sweeps`` (n, K, T, R): (n, 2, nx, ny, nz)."""
     import torch
     out = []
     with torch.no_grad():
         for start in range(0, len(sweeps), batch):
             feed = torch.from_numpy(sweep_feed(cfg, sweeps[start:start + batch]))
-            ops, y_re, y_im, feats, peak = net.features(feed)
-            if stage:
-                prob = torch.sigmoid(net.net(feats)).flatten(1)
-                feats = net.second_features(ops, y_re, y_im, feats, peak, prob)
-            out.append(feats)
+            out.append(net.features(feed)[3])
     return torch.cat(out)
 
 
-def choose_prior(net, cfg, stage: int = 0, validation: int = 32) -> dict:
-    """Sets the prior exponent and noise (PRIOR_GAMMAS x PRIOR_NOISE) of the support
-    network's ``stage`` to the pair with the best mean NMSE of that stage's estimate on
-    ``validation`` scenes drawn as its training's (seed VALID_SEED); returns
-    {(gamma, noise): mean NMSE dB}."""
+def choose_prior(net, cfg, validation: int = 32) -> dict:
+    """Sets the support network's prior exponent and noise (PRIOR_GAMMAS x PRIOR_NOISE) to
+    the pair with the best mean NMSE on ``validation`` scenes drawn as its training's (seed
+    VALID_SEED); returns {(gamma, noise): mean NMSE dB}."""
     import torch
     sweeps, truth, _ = make_scenes(cfg, validation, VALID_SEED, UNROLLED_SCENES)
     scores: dict = {}
     with torch.no_grad():
         for start in range(0, validation, 8):
             feed = torch.from_numpy(sweep_feed(cfg, sweeps[start:start + 8]))
-            ops, y_re, y_im, feats, peak = net.features(feed)
+            ops, y_re, y_im, feats = net.features(feed)
             prob = torch.sigmoid(net.net(feats)).flatten(1)
-            if stage:
-                prob = torch.sigmoid(net.second(
-                    net.second_features(ops, y_re, y_im, feats, peak, prob))).flatten(1)
             for gamma in PRIOR_GAMMAS:
                 for noise in PRIOR_NOISE:
-                    net.set_prior(gamma, noise, stage)
-                    images = net.estimate(ops, y_re, y_im, prob, stage)[:, 0].numpy()
+                    net.set_prior(gamma, noise)
+                    images = net.estimate(ops, y_re, y_im, prob)[:, 0].numpy()
                     scores.setdefault((gamma, noise), []).extend(
                         nmse_db(i, t) for i, t in zip(images, truth[start:start + 8]))
     means = {key: float(np.mean(v)) for key, v in scores.items()}
     best = min(means, key=means.get)
-    net.set_prior(*best, stage)
-    print(f"map {stage + 1}'s prior (exponent, noise) on {validation} validation scenes: "
-          + ", ".join(f"{k[0]:g}/{k[1]:g}: {v:.2f} dB" for k, v in
-                      sorted(means.items(), key=lambda kv: kv[1])[:4]) + f" -> {best}",
-          flush=True)
+    net.set_prior(*best)
+    print(f"prior (exponent, noise) on {validation} validation scenes: " + ", ".join(
+        f"{k[0]:g}/{k[1]:g}: {v:.2f} dB" for k, v in sorted(means.items(),
+                                                          key=lambda kv: kv[1])[:4])
+        + f" -> {best}", flush=True)
     return means
 
 
@@ -367,8 +331,7 @@ def export(cfg, kind: str, net, path: str, evaluation: dict | None = None):
     settings = ({POLISH_INPUT: net.polish_iterations.numpy().copy()}
                 if kind == "unrolled" and int(net.polish_iterations) else None)
     return export_model(graph, contract(cfg, kind, evaluation, net), path, tol=EXPORT_TOL,
-                        rel_tol=(TWO_MAP_EXPORT_TOL if kind == "support" and net.stages == 2
-                                 else REFINED_EXPORT_TOL) if test else None,
+                        rel_tol=REFINED_EXPORT_TOL if test else None,
                         constant_folding=False, test_inputs=test, settings=settings)
 
 

@@ -65,13 +65,13 @@ class GainDenoiser(nn.Module):
 
 
 def data_image(ops, sweep, lip):
-    """b = A^H y scaled to peak ``lip`` (re, im), |b| / its peak, and the peak (B, 1), for
-    (B, 1, K, T, R, 2) sweeps: the scale of the sweep removed, as the learned steps and
-    FISTA's thresholds (fractions of b's peak) want it."""
+    """b = A^H y scaled to peak ``lip`` (re, im) and |b| / its peak, for (B, 1, K, T, R, 2)
+    sweeps: the scale of the sweep removed, as the learned steps and FISTA's thresholds
+    (fractions of b's peak) want it."""
     b_re, b_im = ops.adjoint(sweep[:, 0, ..., 0], sweep[:, 0, ..., 1])
     b_mag = torch.sqrt(b_re * b_re + b_im * b_im + EPS)
     peak = b_mag.amax(dim=1, keepdim=True).clamp_min(EPS)
-    return b_re / peak * lip, b_im / peak * lip, b_mag / peak, peak
+    return b_re / peak * lip, b_im / peak * lip, b_mag / peak
 
 
 @torch.jit.script
@@ -207,7 +207,7 @@ class UnrolledReconstructor(nn.Module):
         """The learned iterations: (operands, x_n re, im, b re, im), b the data image scaled
         to peak ``lip``."""
         ops = self.born.tables()
-        b_re, b_im, b_mag, _ = data_image(ops, sweep, self.lip)
+        b_re, b_im, b_mag = data_image(ops, sweep, self.lip)
         x_re = x_im = z_re = z_im = torch.zeros_like(b_re)
         for i, denoise in enumerate(self.denoisers):
             step = torch.exp(self.log_eta[i]) / self.lip
