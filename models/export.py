@@ -8,6 +8,7 @@ copy calibrated on data the caller provides.
 from __future__ import annotations
 
 import copy
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -82,7 +83,12 @@ def export_model(model: torch.nn.Module, contract: Contract | dict, path: str,
     the input's name, which ONNX Runtime lets a fed value override; forward takes them as
     optional trailing arguments. ``rel_tol`` checks the relative L2 error instead of the
     largest one (``tol``): for outputs behind a data-dependent threshold, where float32
-    rounding can move a voxel or two across it."""
+    rounding can move a voxel or two across it.
+
+    ``path`` is replaced only by a model that passed both checks: the export is written
+    beside it first; one that ONNX Runtime and torch disagree on is kept as
+    ``<stem>.rejected.onnx`` (the training's weights are in it), never over a shipped
+    model."""
     import onnx
     import onnxruntime as ort
     if opset < 17:
@@ -92,6 +98,7 @@ def export_model(model: torch.nn.Module, contract: Contract | dict, path: str,
     t0 = time.perf_counter()
     folded = fold_batchnorms(model)
     stateful = bool(contract.states)
+    staged = f"{path}.unchecked"
     args = [torch.from_numpy(a) for a in example_inputs(contract, 1 if stateful else 2, seed)]
     in_names = [s.name for s in contract.inputs] + [s.input for s in contract.states]
     settings = settings or {}
@@ -101,25 +108,26 @@ def export_model(model: torch.nn.Module, contract: Contract | dict, path: str,
                                     [s.name for s in contract.inputs + contract.outputs]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(folded, tuple(args), path, dynamo=False, opset_version=opset,
+        torch.onnx.export(folded, tuple(args), staged, dynamo=False, opset_version=opset,
                           input_names=in_names + list(settings), output_names=out_names,
                           dynamic_axes=dynamic, do_constant_folding=constant_folding)
-    proto = onnx.load(path)
+    proto = onnx.load(staged)
     for name, value in settings.items():
         proto.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(value), name))
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise ExportError(f"onnx.checker rejected {path}: {exc}") from None
+        os.remove(staged)
+        raise ExportError(f"onnx.checker rejected the export for {path}: {exc}") from None
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, contract.to_json()
     proto.producer_name = "cvstream"
-    onnx.save(proto, path)
+    onnx.save(proto, staged)
     # ONNX Runtime against torch, on inputs the export never saw
     test = test_inputs or example_inputs(contract, 1 if stateful else 3, seed + 1)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3   # a setting's default initializer is meant to be overridable
-    session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(staged, opts, providers=["CPUExecutionProvider"])
     got = session.run(None, dict(zip(in_names, test)))
     with torch.no_grad():
         want = folded(*[torch.from_numpy(a) for a in test])
@@ -128,14 +136,21 @@ def export_model(model: torch.nn.Module, contract: Contract | dict, path: str,
     rel = max(float(np.linalg.norm(g - w.numpy()) / max(np.linalg.norm(w.numpy()), 1e-30))
               for g, w in zip(got, want))
     if rel_tol is None and not err <= tol:
-        raise ExportError(f"ONNX Runtime differs from torch by {err:.2e} (> {tol:g})")
+        reject(staged, path, f"ONNX Runtime differs from torch by {err:.2e} (> {tol:g})")
     if rel_tol is not None and not rel <= rel_tol:
-        raise ExportError(f"ONNX Runtime differs from torch by {rel:.2e} relative (> "
-                          f"{rel_tol:g})")
+        reject(staged, path, f"ONNX Runtime differs from torch by {rel:.2e} relative (> "
+                             f"{rel_tol:g})")
+    os.replace(staged, path)
     real_params = sum(p.numel() for p in model.parameters())
-    import os
     return ExportReport(path, err, real_params, os.path.getsize(path),
                         time.perf_counter() - t0, rel)
+
+
+def reject(staged: str, path: str, why: str) -> None:
+    """Keep a failed export as ``<stem>.rejected.onnx`` beside ``path`` and raise."""
+    rejected = f"{os.path.splitext(path)[0]}.rejected.onnx"
+    os.replace(staged, rejected)
+    raise ExportError(f"{why}; {path} left as it was, the export kept as {rejected}")
 
 
 def quantize_int8(src: str, dst: str, calibration: Iterable[list[np.ndarray]]) -> str:

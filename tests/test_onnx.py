@@ -11,7 +11,8 @@ from cvstream.blocks.onnx_model import OnnxModel  # noqa: E402
 from cvstream.contract import Contract, read_contract  # noqa: E402
 from cvstream.errors import CvstreamError, ParamError  # noqa: E402
 from cvstream.models import nn as cnn  # noqa: E402
-from cvstream.models.export import export_model, fold_batchnorms, quantize_int8  # noqa: E402
+from cvstream.models.export import (ExportError, export_model, fold_batchnorms,  # noqa: E402
+                                     quantize_int8)
 from cvstream.models.nn.streaming import StreamingCausalConv  # noqa: E402
 
 
@@ -58,6 +59,22 @@ def test_export_embeds_contract_and_matches_torch(fir_model):
     c = read_contract(path)
     assert (c.chunk, c.history, c.sample_rate, c.inputs[0].packing) == (256, 7, 1e6,
                                                                         "interleaved")
+
+
+def test_an_export_that_fails_its_check_never_replaces_the_model(tmp_path):
+    """A failed ONNX Runtime-against-torch check leaves the file at ``path`` as it was and
+    keeps the export (the trained weights) as <stem>.rejected.onnx; a passing export
+    replaces the file and leaves nothing beside it."""
+    path = tmp_path / "fir.onnx"
+    path.write_bytes(b"the shipped model")
+    with pytest.raises(ExportError, match="fir.onnx left as it was, the export kept as .*"
+                                          "fir.rejected.onnx"):
+        export_model(FIRNet().eval(), fir_contract(), str(path), rel_tol=-1.0)  # none passes
+    assert path.read_bytes() == b"the shipped model"
+    assert read_contract(str(tmp_path / "fir.rejected.onnx")).name == "fir"
+    export_model(FIRNet().eval(), fir_contract(), str(path))
+    assert read_contract(str(path)).name == "fir"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fir.onnx", "fir.rejected.onnx"]
 
 
 def test_block_streams_equal_whole_signal(fir_model):
