@@ -198,13 +198,13 @@ def test_support_models_mmse_step_is_the_closed_form_and_blind_to_scale(tmp_path
     torch = pytest.importorskip("torch")
     from cvstream.models.radar.operators import ForwardOperator
     from cvstream.models.radar.support import SupportReconstructor
-    from cvstream.models.radar.train import export
+    from cvstream.models.radar.train import export, sweep_feed
     cfg = load_config(TINY)
     torch.manual_seed(0)
     net = SupportReconstructor(cfg, (4, 8), top_k=40).eval()
     net.set_prior(2.0, 0.05)
     sweeps, _, _ = make_scenes(cfg, 3, seed=4)
-    feed = torch.from_numpy(sweeps.view(np.float32).reshape(3, 1, *cfg.sweep_shape, 2))
+    feed = torch.from_numpy(sweep_feed(cfg, sweeps))
     prob = torch.rand(3, cfg.n_voxels)
     with torch.no_grad():
         ops, y_re, y_im, _ = net.features(feed)
@@ -241,7 +241,7 @@ def test_fista_steps_in_the_graph_are_fistas_and_their_count_is_settable(tmp_pat
     them refuses the parameter."""
     torch = pytest.importorskip("torch")
     from cvstream.models.radar.sparse import FistaL1
-    from cvstream.models.radar.train import export
+    from cvstream.models.radar.train import export, sweep_feed
     from cvstream.models.radar.unrolled import UnrolledReconstructor, fista_polish
     cfg = load_config(TINY)
     sweeps, _, _ = make_scenes(cfg, 3, seed=5)
@@ -273,7 +273,7 @@ def test_fista_steps_in_the_graph_are_fistas_and_their_count_is_settable(tmp_pat
         contract.summary()                                   # cvstream models info
     images = {n: RadarReconstruct(model=str(path), polish=n).process(sweeps)
               for n in (-1, 0, 6, 40)}
-    feed = torch.from_numpy(sweeps.view(np.float32).reshape(3, 1, *cfg.sweep_shape, 2))
+    feed = torch.from_numpy(sweep_feed(cfg, sweeps))
     with torch.no_grad():
         for n in (0, 40):
             want = net(feed, torch.tensor(n))[:, 0].numpy()

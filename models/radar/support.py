@@ -26,7 +26,7 @@ from torch import nn
 from .geometry import RadarConfig
 from .network import EPS, BornTables, UNet3d, normalize_peak
 from .sparse import lipschitz
-from .unrolled import data_image, fista_polish
+from .unrolled import conjugate_gradients, data_image, fista_polish
 
 #: FISTA-L1's threshold in the feature steps, a fraction of A^H y's peak
 FEATURE_LAMBDA = 0.01
@@ -99,18 +99,8 @@ class SupportReconstructor(nn.Module):
             return d * (sr[..., 0] - si[..., 1]), d * (sr[..., 1] + si[..., 0])
 
         r_re, r_im = adjoint(y_re, y_im)
-        z_re, z_im = torch.zeros_like(r_re), torch.zeros_like(r_im)
-        p_re, p_im = r_re, r_im
-        rr = (r_re * r_re + r_im * r_im).sum(dim=1, keepdim=True)
-        for _ in range(self.cg_iterations):
-            q_re, q_im = apply(p_re, p_im)
-            alpha = rr / (p_re * q_re + p_im * q_im).sum(dim=1, keepdim=True).clamp_min(EPS)
-            z_re, z_im = z_re + alpha * p_re, z_im + alpha * p_im
-            r_re, r_im = r_re - alpha * q_re, r_im - alpha * q_im
-            rr_new = (r_re * r_re + r_im * r_im).sum(dim=1, keepdim=True)
-            p_re = r_re + rr_new / rr.clamp_min(EPS) * p_re
-            p_im = r_im + rr_new / rr.clamp_min(EPS) * p_im
-            rr = rr_new
+        zero = torch.zeros_like(r_re)
+        z_re, z_im = conjugate_gradients(apply, zero, zero, r_re, r_im, self.cg_iterations)
         mag = d * torch.sqrt(z_re * z_re + z_im * z_im + EPS)                 # |x_S|
         image = torch.zeros_like(prob).scatter(1, idx, mag)
         return normalize_peak(image.reshape(b, 1, *self.image_shape))

@@ -113,11 +113,18 @@ def refine_on_support(ops, x_re, x_im, b_re, b_im, support, iterations: int):
         return g_re * mask, g_im * mask
 
     g_re, g_im = normal(x_re, x_im)
-    r_re, r_im = (b_re - g_re) * mask, (b_im - g_im) * mask
+    return conjugate_gradients(normal, x_re, x_im, (b_re - g_re) * mask, (b_im - g_im) * mask,
+                               iterations)
+
+
+def conjugate_gradients(apply, x_re, x_im, r_re, r_im, iterations: int):
+    """``iterations`` conjugate-gradient steps on a Hermitian positive definite system M x =
+    c, batched over the first axis: ``apply`` maps v (re, im) to M v; x (re, im) is the
+    start and r = c - M x its residual. Returns x."""
     p_re, p_im = r_re, r_im
     rr = (r_re * r_re + r_im * r_im).sum(dim=1, keepdim=True)
     for _ in range(iterations):
-        q_re, q_im = normal(p_re, p_im)
+        q_re, q_im = apply(p_re, p_im)
         alpha = rr / (p_re * q_re + p_im * q_im).sum(dim=1, keepdim=True).clamp_min(EPS)
         x_re, x_im = x_re + alpha * p_re, x_im + alpha * p_im
         r_re, r_im = r_re - alpha * q_re, r_im - alpha * q_im
