@@ -59,6 +59,10 @@ VALLEY_BINS = 3
 
 #: samples a track keeps (its first blocks) for its envelope statistics
 SAMPLE_LIMIT = 32768
+#: blocks of samples a track keeps of its later life, evenly thinned as it goes on (every
+#: block, then every other, every fourth, ...): a detection cut from the track later (a
+#: burst beside the neighbour the track began with) takes its statistics from these
+LATER_BLOCKS = 8
 
 
 @dataclass(eq=False)
@@ -84,6 +88,9 @@ class Track:
     line: np.ndarray | None = None      # and at the block's length (one periodogram each)
     rows: list = field(default_factory=list)  # (start, fine PSD) of each block it was seen in
     samples: list = field(default_factory=list)  # (start, samples) of its first blocks
+    later: list = field(default_factory=list)    # and of later blocks, thinned
+    later_stride: int = 1                        # later blocks kept: one of this many
+    later_offered: int = 0                       # later blocks it was seen in
     label_confidence: float | None = None  # a family classifier's, calibrated
     guess: str | None = None               # its best family, where the label is "unknown"
 
@@ -109,9 +116,38 @@ class Track:
 
     def add_samples(self, start: int, block: np.ndarray | None) -> None:
         """Keep a copy of the samples of the block at ``start`` while fewer than
-        SAMPLE_LIMIT are held (for ``envelope_features``)."""
-        if block is not None and sum(len(x) for _, x in self.samples) < SAMPLE_LIMIT:
+        SAMPLE_LIMIT are held, then of one later block in ``later_stride`` (the stride
+        doubles whenever more than LATER_BLOCKS are held; for ``envelope_features``)."""
+        if block is None:
+            return
+        if sum(len(x) for _, x in self.samples) < SAMPLE_LIMIT:
             self.samples.append((start, np.array(block, np.complex64)))
+            return
+        if self.later_offered % self.later_stride == 0:
+            self.later.append((start, np.array(block, np.complex64)))
+            if len(self.later) > LATER_BLOCKS:
+                self.later = self.later[::2]
+                self.later_stride *= 2
+        self.later_offered += 1
+
+    def keep_samples(self, start: int, stop: int) -> None:
+        """Keep only the samples of blocks in [start, stop) (a part of the track); where
+        none is, all stay (the statistics then describe the track around it)."""
+        first = [(t, x) for t, x in self.samples if start <= t < stop]
+        later = [(t, x) for t, x in self.later if start <= t < stop]
+        if first or later:
+            self.samples, self.later = first, later
+
+    def envelope_blocks(self) -> list:
+        """The blocks of samples its envelope statistics are taken on: the first held,
+        up to SAMPLE_LIMIT samples."""
+        blocks, held = [], 0
+        for t, x in self.samples + self.later:
+            if held >= SAMPLE_LIMIT:
+                break
+            blocks.append((t, x))
+            held += len(x)
+        return blocks
 
     def own_blocks(self, block: int) -> "Track":
         """A part of this track (an edge split of it, ``refine_edges``) narrowed to the
@@ -123,8 +159,7 @@ class Track:
         self.seen = [self.seen[k] for k in mine]
         self.edges = [self.edges[k] for k in mine]
         self.start, self.stop = min(self.seen), max(self.seen) + block
-        own = [(t, x) for t, x in self.samples if self.start <= t < self.stop]
-        self.samples = own or self.samples
+        self.keep_samples(self.start, self.stop)
         return self
 
     def own_spans(self, block: int, frames: int, hold: int, min_blocks: int = 2,
@@ -202,7 +237,7 @@ class Track:
         mine = [k for k, t in enumerate(self.seen) if start <= t < stop]
         part.seen = [self.seen[k] for k in mine] or [start]
         part.edges = [self.edges[k] for k in mine] or [(self.f_low, self.f_high)]
-        part.samples = [(t, x) for t, x in self.samples if start <= t < stop] or self.samples
+        part.keep_samples(start, stop)
         return part
 
     def moves(self) -> bool:
@@ -443,12 +478,13 @@ def family_features(track: Track) -> np.ndarray | None:
     db = 10 * np.log10(np.interp(freqs, bins, np.maximum(psd - 1, 1e-4)))
     peak = float(db.max())
     spread, width = track.motion()
+    blocks = track.envelope_blocks()
     kurtosis, line, freq_kurtosis, top, freq_line = envelope_features(
-        track.samples, track.f_low, track.f_high)
+        blocks, track.f_low, track.f_high)
     return np.concatenate([np.maximum(db - peak, -40) / 40,
                            [np.log10(bw), peak / 10, spread, width,
-                            kurtosis - 1.5 if track.samples else 0.0, line,
-                            np.log10(freq_kurtosis) if track.samples else 0.0, top,
+                            kurtosis - 1.5 if blocks else 0.0, line,
+                            np.log10(freq_kurtosis) if blocks else 0.0, top,
                             freq_line]]
                           ).astype(np.float32)
 

@@ -870,6 +870,42 @@ def test_envelope_features_tell_qam_from_psk(kind):
         assert kurtosis < 1.35 and line < 0.1
 
 
+def test_a_part_cut_later_from_a_track_has_its_own_samples():
+    """A track that began on noise-like blocks (a neighbour it held first) and later held a
+    constant-envelope burst: the part cut over the burst takes its envelope statistics from
+    the burst's own blocks (4th moment ~1), not from the track's first blocks (~2). Later
+    blocks are kept thinned, never more than LATER_BLOCKS."""
+    from cvstream.blocks.detections import (FAMILY_PROFILE, LATER_BLOCKS, SAMPLE_LIMIT, Track,
+                                            family_features)
+    rng = np.random.default_rng(4)
+    block, count = 8192, 40
+    psd = np.ones(1024)
+    psd[462:563] = 10.0
+    rows = [(k * block, psd) for k in range(count)]
+    track = Track(0, count * block, -0.05, 0.05, 20.0, spectrum=psd * count, spectra=count,
+                  edges=[(-0.05, 0.05)] * count, seen=[k * block for k in range(count)],
+                  rows=rows)
+    t = np.arange(block)
+    for k in range(count):
+        if k < 20:   # Gaussian-like: a 4th moment of 2
+            x = rng.standard_normal((block, 2)) @ [1, 1j]
+        else:        # an FM burst: constant envelope
+            x = np.exp(1j * 3 * np.sin(2 * np.pi * 0.001 * (t + k * block)))
+        track.add_samples(k * block, x.astype(np.complex64))
+    assert len(track.samples) == SAMPLE_LIMIT // block and len(track.later) <= LATER_BLOCKS
+    later = [start // block for start, _ in track.later]
+    assert later[0] == SAMPLE_LIMIT // block and later[-1] >= 32 and later == sorted(later)
+
+    def part(a, b):
+        return track.span(rows[a:b], a * block, b * block)
+    kurtosis = FAMILY_PROFILE + 4                        # E|z|^4 / (E|z|^2)^2 - 1.5
+    assert family_features(track)[kurtosis] + 1.5 > 1.8  # its first blocks: noise
+    assert family_features(part(24, count))[kurtosis] + 1.5 < 1.1   # the burst's own
+    assert family_features(part(8, 20))[kurtosis] + 1.5 > 1.8
+    assert {s for s, _ in part(24, count).envelope_blocks()} <= \
+        set(range(24 * block, count * block, block))
+
+
 def test_family_classifier_training_path_and_block(tmp_path):
     """A tiny run of the family training exports a classifier the block uses; a model of
     another task is refused in one line naming the parameter."""
