@@ -114,8 +114,9 @@ class SpectrumSegmenter(RateBlock):
     tiles where its own band holds it (``detections.refine_edges``). The ``family``
     classifier then names each detection's modulation family from the shape of that fine
     PSD, its bandwidth, how its band moved and five statistics of its envelope and
-    instantaneous frequency in its band, taken on the samples of its first tiles
-    (``detections.family_features``; with ``family: ""`` or ``refine: 0`` the label is the
+    instantaneous frequency in its band, taken on the samples of its first tiles (more of
+    them for a narrow band; a detection cut from a track, on its own tiles;
+    ``detections.family_features``; with ``family: ""`` or ``refine: 0`` the label is the
     cell votes). Its probabilities are
     calibrated (the contract's ``postprocess.temperature``, fitted on held-out
     detections); below ``min_label_confidence`` the label is ``unknown``. Detection messages as

@@ -849,8 +849,10 @@ def test_frequency_features_tell_tone_fm_from_fsk():
 def test_envelope_features_tell_qam_from_psk(kind):
     """Through root-raised-cosine pulses and 20 dB of in-band noise, on the samples of a
     track's first tiles: QAM's 4th moment stands above PSK's, BPSK's squared envelope
-    holds a line, and the track keeps copies of its first SAMPLE_LIMIT samples only."""
-    from cvstream.blocks.detections import SAMPLE_LIMIT, Track, envelope_features
+    holds a line, and the track keeps copies of its first blocks only: SAMPLE_LIMIT samples
+    or more, until ENVELOPE_IN_BAND of them fall in its band."""
+    from cvstream.blocks.detections import (ENVELOPE_IN_BAND, SAMPLE_LIMIT, Track,
+                                            envelope_features)
     from cvstream.models.spectrum.waveforms import linear
     rng = np.random.default_rng(3)
     wave, bw = linear(rng, 16 * 4096, 0.05, kind)
@@ -859,8 +861,9 @@ def test_envelope_features_tell_qam_from_psk(kind):
     track = Track(0, 1, 0.1 - bw / 2, 0.1 + bw / 2, 20.0)
     for k, block in enumerate((x + noise).reshape(16, 4096)):
         track.add_samples(k * 4096, block)
-    assert len(track.samples) == SAMPLE_LIMIT // 4096
-    assert sum(len(x) for _, x in track.samples) == SAMPLE_LIMIT
+    held = sum(len(x) for _, x in track.samples)
+    assert held >= SAMPLE_LIMIT and held * bw >= ENVELOPE_IN_BAND > (held - 4096) * bw
+    assert track.envelope_blocks() == track.samples
     kurtosis, line, *_ = envelope_features(track.samples, track.f_low, track.f_high)
     if kind.endswith("qam"):
         assert 1.4 < kurtosis < 1.7 and line < 0.1
@@ -904,6 +907,32 @@ def test_a_part_cut_later_from_a_track_has_its_own_samples():
     assert family_features(part(8, 20))[kurtosis] + 1.5 > 1.8
     assert {s for s, _ in part(24, count).envelope_blocks()} <= \
         set(range(24 * block, count * block, block))
+
+
+def test_a_narrow_track_keeps_enough_in_band_samples():
+    """A wide track's statistics use its first SAMPLE_LIMIT samples; a narrower one keeps
+    more of its first blocks, until ENVELOPE_IN_BAND of its samples fall in its band (2 %
+    of the band: 13 blocks of 8192), up to NARROW_SAMPLE_BLOCKS (0.4 % of the band), and
+    then its statistics go on into its later, thinned blocks."""
+    from cvstream.blocks.detections import (ENVELOPE_IN_BAND, NARROW_SAMPLE_BLOCKS,
+                                            SAMPLE_LIMIT, Track)
+    block = 8192
+    x = np.ones(block, np.complex64)
+    tracks = {width: Track(0, 1, 0.0, width, 10.0) for width in (0.1, 0.02, 0.004)}
+    for k in range(40):
+        for track in tracks.values():
+            track.add_samples(k * block, x)
+
+    def used(track):
+        return [t // block for t, _ in track.envelope_blocks()]
+    assert used(tracks[0.1]) == list(range(SAMPLE_LIMIT // block))
+    first = int(np.ceil(ENVELOPE_IN_BAND / (block * 0.02)))
+    assert first == 13 and used(tracks[0.02]) == list(range(first))
+    narrow = tracks[0.004]
+    assert len(narrow.samples) == NARROW_SAMPLE_BLOCKS
+    assert used(narrow)[:NARROW_SAMPLE_BLOCKS] == list(range(NARROW_SAMPLE_BLOCKS))
+    assert used(narrow) == sorted(used(narrow))
+    assert len(used(narrow)) == NARROW_SAMPLE_BLOCKS + len(narrow.later)   # all it holds
 
 
 def test_family_classifier_training_path_and_block(tmp_path):
