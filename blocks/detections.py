@@ -585,7 +585,7 @@ def line_edges(psd: np.ndarray, a: int, b: int, power_share: float, level: float
 
 
 def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
-                valley_db: float, side_db: float = 7.0) -> list[tuple[int, int]]:
+                valley_db: float, side_db: float = 5.0) -> list[tuple[int, int]]:
     """Run [a, b) of the finer PSD ``zoom`` (noise power 1 per bin) cut where its bins fall
     under ``level`` for more than ``split_gap`` bins between parts whose median levels
     both stand ``side_db`` over the noise (a weak signal's own bins dip under the level by

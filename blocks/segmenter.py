@@ -21,6 +21,7 @@ from .onnx_model import load_model, make_session
 FLOOR_QUANTILE = 0.2
 INSIDE_RISE = 30.0  # a narrow peak on another signal: 15 dB over its surroundings
 QUIET_AROUND = 1.5  # mean power around a peak (noise floor 1) below which it stands alone
+REPEAT_IOU = 0.5  # frequency IoU at which a detection sharing another's time repeats it
 #: white-noise periodogram cells are exponential: their q-quantile is -ln(1 - q) x the mean
 FLOOR_RATIO = float(-np.log(1 - FLOOR_QUANTILE))
 #: the energy test (``energy_sigma``) looks this many cells or more away from the model's own
@@ -111,7 +112,11 @@ class SpectrumSegmenter(RateBlock):
     edges, split where a gap shows two neighbours, cut again on a PSD twice as fine where
     strong neighbours touch (``valley_db``), comb-like line spectra kept whole, each
     trimmed to its 99.9 % power bandwidth on the finer PSD; each detection then spans the
-    tiles where its own band holds it (``detections.refine_edges``). The ``family``
+    tiles where its own band holds it (``detections.refine_edges``). Two tracks can follow
+    one signal for a while and settle to its band: a detection that another one repeats
+    (half its time or more, frequency IoU REPEAT_IOU) is counted as
+    ``repeated_detections``, not sent; one within the band of a track still open waits for
+    that track's detections. The ``family``
     classifier then names each detection's modulation family from the shape of that fine
     PSD, its bandwidth, how its band moved and five statistics of its envelope and
     instantaneous frequency in its band, taken on the samples of its first tiles (more of
@@ -135,7 +140,8 @@ class SpectrumSegmenter(RateBlock):
     thread; counters ``narrow_detections`` and ``narrow_inside``, those inside a detection
     of the model's, not sent); ``energy_cells`` counts the cells the energy test added.
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
-    to fill, then up to one batch of processing; detections are sent when a signal ends.
+    to fill, then up to one batch of processing; detections are sent when a signal ends
+    (one within the band of a track still open, when that track ends).
     Example: ``seg: {type: spectrum_segmenter, model: "builtin:spectrum_segmenter"}``
     """
 
@@ -229,6 +235,7 @@ class SpectrumSegmenter(RateBlock):
                                        min_blocks=max(self.min_tiles, NARROW_MIN_TILES))
         self._coarse_seen: deque = deque(maxlen=64)  # the model's last detections sent
         self._narrow_waiting: list = []   # narrow tracks ended within a model track still open
+        self._repeat_waiting: list = []   # detections within the band of a track still open
         # the model runs on a worker thread (ONNX Runtime releases the GIL), so the next
         # batch's FFTs and the previous batch's detections overlap with it on 2 cores
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"cvstream-{self.name}")
@@ -547,6 +554,7 @@ class SpectrumSegmenter(RateBlock):
         tracks = [part for _, parts in split for part in parts]
         if self.refine:
             self._classify(tracks)
+            tracks = self._settle_repeats(tracks, split)
         for track in tracks:
             if self._lines:
                 self._coarse_seen.append(track)
@@ -554,3 +562,54 @@ class SpectrumSegmenter(RateBlock):
                                  track.score))
         if self._lines:
             self._release_narrow(split)
+
+    def _settle_repeats(self, parts: list, split: list) -> list:
+        """The detections to send now, of ``parts`` (those of the tracks that just ended,
+        ``split``: (track, its detections)) and of those waiting. Two tracks can follow one
+        signal for a while (each on a run of cells: a weak signal's flicker, neighbours
+        the coarse view joined in one tile and not the next), and each settles to the
+        signal's own band. So a detection repeats another that shares most of its time
+        and its band (``_repeats``): of two that end together the longer is sent; one
+        within the band of a track still open waits for that track's detections, and is
+        counted as ``repeated_detections``, not sent, if one of them repeats it."""
+        out = []
+        for k, part in enumerate(parts):
+            if any(j != k and self._repeats(other, part) and
+                   (other.stop - other.start, -j) > (part.stop - part.start, -k)
+                   for j, other in enumerate(parts)):
+                self.count("repeated_detections")
+                continue
+            blockers = [t for t in self._tracker.open if self._may_repeat(t, part)]
+            if blockers:
+                self._repeat_waiting.append((part, blockers, []))
+            else:
+                out.append(part)
+        waiting, self._repeat_waiting = self._repeat_waiting, []
+        for part, blockers, seen in waiting:   # tracks compare by identity
+            seen += [p for track, its in split if track in blockers for p in its]
+            blockers = [t for t in blockers if t in self._tracker.open]
+            if blockers:
+                self._repeat_waiting.append((part, blockers, seen))
+            elif any(self._repeats(other, part) for other in seen):
+                self.count("repeated_detections")
+            else:
+                out.append(part)
+        return out
+
+    @staticmethod
+    def _repeats(other, part) -> bool:
+        """Whether detection ``other`` shares at least half of ``part``'s time and its band
+        (frequency IoU REPEAT_IOU)."""
+        shared = min(other.stop, part.stop) - max(other.start, part.start)
+        union = max(other.f_high, part.f_high) - min(other.f_low, part.f_low)
+        common = min(other.f_high, part.f_high) - max(other.f_low, part.f_low)
+        return shared >= 0.5 * (part.stop - part.start) and common >= REPEAT_IOU * union
+
+    @staticmethod
+    def _may_repeat(track, part) -> bool:
+        """Whether a track still open may report ``part`` again: it has followed half of
+        its time or more, and its band (the union of its runs) holds most of part's."""
+        shared = min(track.stop, part.stop) - max(track.start, part.start)
+        common = min(track.f_high, part.f_high) - max(track.f_low, part.f_low)
+        return shared >= 0.5 * (part.stop - part.start) and \
+            common >= 0.5 * (part.f_high - part.f_low)

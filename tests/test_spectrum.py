@@ -1157,6 +1157,35 @@ def test_a_narrow_signal_within_an_open_track_waits_for_its_detections():
         block.stop()
 
 
+def test_a_detection_another_track_repeats_is_sent_once():
+    """Two tracks followed one signal for a while and both settled to its band: the
+    shorter one's detection waits for the track still open, and is counted in
+    ``repeated_detections``, not sent, when that track's detections repeat it (half its
+    time or more, frequency IoU >= 0.5); a narrow signal inside that band over the same
+    time, which no detection repeats, is sent when the track ends. Of two ending together,
+    the longer one is sent."""
+    from cvstream.blocks.detections import Track
+    tile = 8192
+    block = SpectrumSegmenter()
+    block.start()
+    wide = Track(0, 20 * tile, 0.05, 0.20, 20.0)            # open: a signal and a neighbour
+    block._tracker.open.append(wide)
+    short = Track(0, 11 * tile, 0.100, 0.140, 12.0)           # the signal, for 11 tiles
+    inside = Track(0, 11 * tile, 0.105, 0.108, 12.0)          # a narrow one inside its band
+    elsewhere = Track(0, 11 * tile, 0.30, 0.34, 12.0)         # no open track over it
+    sent = block._settle_repeats([short, inside, elsewhere], [])
+    assert sent == [elsewhere] and len(block._repeat_waiting) == 2
+    block._tracker.open.remove(wide)
+    its = [Track(0, 32 * tile, 0.101, 0.140, 20.0), Track(0, 32 * tile, 0.06, 0.09, 20.0)]
+    sent = block._settle_repeats(its, [(wide, its)])
+    assert sent == its + [inside] and block._repeat_waiting == []
+    assert block.counters["repeated_detections"] == 1
+    long, piece = Track(0, 30 * tile, 0.3, 0.34, 9.0), Track(5 * tile, 9 * tile, 0.3, 0.33, 9.0)
+    assert block._settle_repeats([piece, long], []) == [long]
+    assert block.counters["repeated_detections"] == 2
+    block.stop()
+
+
 def test_weak_tones_are_found_in_the_cells_the_model_leaves():
     """Tones at 11 and 13 dB in-band (noise over 1/4000 of the band, as the GNU Radio set
     counts it: 1.5-3 dB over the noise in one model cell) are found by the
