@@ -555,9 +555,9 @@ class SpectrumSegmenter(RateBlock):
         if self.refine:
             self._classify(tracks)
             tracks = self._settle_repeats(tracks, split)
+        elif self._lines:
+            self._coarse_seen.extend(tracks)
         for track in tracks:
-            if self._lines:
-                self._coarse_seen.append(track)
             self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq,
                                  track.score))
         if self._lines:
@@ -579,6 +579,8 @@ class SpectrumSegmenter(RateBlock):
                    for j, other in enumerate(parts)):
                 self.count("repeated_detections")
                 continue
+            if self._lines:   # narrow signals it holds are its, sent now or later
+                self._coarse_seen.append(part)
             blockers = [t for t in self._tracker.open if self._may_repeat(t, part)]
             if blockers:
                 self._repeat_waiting.append((part, blockers, []))
