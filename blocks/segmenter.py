@@ -154,7 +154,7 @@ class SpectrumSegmenter(RateBlock):
     threshold = Param(float, default=0.5, min=0.0, max=1.0, doc="presence probability")
     merge_gap = Param(int, default=1, min=0, doc="join runs this many bins apart")
     min_bins = Param(int, default=1, min=1, doc="ignore runs narrower than this")
-    hold = Param(int, default=4, min=0, doc="tiles a signal may vanish and still continue")
+    hold = Param(int, default=6, min=0, doc="tiles a signal may vanish and still continue")
     min_tiles = Param(int, default=2, min=1, doc="shorter detections are not reported")
     refine = Param(int, default=1024, min=0,
                    doc="FFT size of the PSD that settles each detection's edges (0: off)")
