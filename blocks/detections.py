@@ -56,6 +56,9 @@ class RadioContext:
 ZOOM = 2
 #: bins a valley between neighbours spans at least on that view (split_finer; odd)
 VALLEY_BINS = 3
+#: blocks whose finer PSDs a track keeps one by one, for the parts time_segments cuts
+#: (8192 + 2048 float32 values a block: up to 5 MB a track)
+FINER_ROWS = 128
 
 #: samples a track keeps (its first blocks) for its envelope statistics
 SAMPLE_LIMIT = 32768
@@ -91,6 +94,7 @@ class Track:
     zoom: np.ndarray | None = None      # the same sum at ZOOM times the resolution, if kept
     line: np.ndarray | None = None      # and at the block's length (one periodogram each)
     rows: list = field(default_factory=list)  # (start, fine PSD) of each block it was seen in
+    finer_rows: list = field(default_factory=list)  # (start, zoom, line) of its first blocks
     samples: list = field(default_factory=list)  # (start, samples) of its first blocks
     later: list = field(default_factory=list)    # and of later blocks, thinned
     later_stride: int = 1                        # later blocks kept: one of this many
@@ -101,11 +105,16 @@ class Track:
     def add_spectrum(self, psd: np.ndarray | None, zoom: np.ndarray | None = None,
                      start: int | None = None, line: np.ndarray | None = None) -> None:
         """Sum a block's fine PSD (and its ZOOM times finer one, and its block-long one)
-        into the track's; with ``start``, also keep the block's row (``own_spans``)."""
+        into the track's; with ``start``, also keep the block's row (``own_spans``) and,
+        for its first FINER_ROWS blocks, its finer ones (a part cut from it in time,
+        ``time_segments``, sums its own)."""
         if psd is None:
             return
         if start is not None:
             self.rows.append((start, psd))
+            if len(self.finer_rows) < FINER_ROWS and zoom is not None and line is not None:
+                self.finer_rows.append((start, zoom.astype(np.float32),
+                                        line.astype(np.float32)))
         if self.spectrum is None:
             self.spectrum = psd.astype(np.float64)
             self.zoom = None if zoom is None else zoom.astype(np.float64)
@@ -238,11 +247,18 @@ class Track:
 
     def span(self, rows: list, start: int, stop: int) -> "Track":
         """A copy of this track over [start, stop) only: those ``rows``, their summed fine
-        PSD, and its blocks' edges and samples within the span."""
+        PSD (and finer ones, where it kept them for each of those rows; else none), and its
+        blocks' edges and samples within the span."""
         part = copy.copy(self)
         part.start, part.stop, part.rows = start, stop, rows
         part.spectrum = np.sum([row for _, row in rows], axis=0, dtype=np.float64)
         part.spectra = len(rows)
+        wanted = {int(t) for t, _ in rows}
+        finer = [(z, ln) for t, z, ln in self.finer_rows if int(t) in wanted]
+        part.zoom = part.line = None
+        if finer and len(finer) == len(rows):
+            part.zoom = np.sum([z for z, _ in finer], axis=0, dtype=np.float64)
+            part.line = np.sum([ln for _, ln in finer], axis=0, dtype=np.float64)
         mine = [k for k, t in enumerate(self.seen) if start <= t < stop]
         part.seen = [self.seen[k] for k in mine] or [start]
         part.edges = [self.edges[k] for k in mine] or [(self.f_low, self.f_high)]
@@ -639,8 +655,9 @@ def time_segments(track: Track, frames: int, margin: float, pfa: float = 1e-3
     those.) Parts shorter than MIN_SEGMENT blocks stay with the one before, and a track is
     cut only where each part holds one band (four in five of its blocks share half of it
     with the part's median band): a sweep, whose band moves from block to block, is not
-    cut. Each part keeps its own blocks' rows, edges, samples and summed fine PSD; the finer
-    views are kept for whole tracks only, so a part is cut and trimmed on the fine PSD."""
+    cut. Each part keeps its own blocks' rows, edges, samples and summed fine PSD, and its
+    summed finer views where the track kept them for each of its blocks (its first
+    FINER_ROWS; otherwise a part is cut and trimmed on the fine PSD)."""
     rows = track.rows
     if len(rows) < 2 * MIN_SEGMENT:
         return [track]
@@ -688,9 +705,8 @@ def time_segments(track: Track, frames: int, margin: float, pfa: float = 1e-3
             return [track]
     parts, block = [], track.stop - int(rows[-1][0])
     for first, last in bounds:
-        part = track.span(rows[first:last], int(rows[first][0]), int(rows[last - 1][0]) + block)
-        part.zoom = part.line = None
-        parts.append(part)
+        parts.append(track.span(rows[first:last], int(rows[first][0]),
+                                int(rows[last - 1][0]) + block))
     return parts
 
 

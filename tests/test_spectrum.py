@@ -1157,6 +1157,31 @@ def test_a_narrow_signal_within_an_open_track_waits_for_its_detections():
         block.stop()
 
 
+def test_a_part_cut_in_time_sums_its_own_finer_views():
+    """A track whose band changes (a narrow signal, then a wide one over it) is cut in time;
+    each part sums the finer PSDs (ZOOM times finer, block-long) of its own blocks, so that
+    neighbours only those views resolve are split in each part as in a whole track."""
+    from cvstream.blocks.detections import Track, time_segments
+    tile, fine = 8192, 1024
+    track = Track(0, 0, -0.5, 0.5, 20.0)
+    for k in range(16):
+        psd = np.ones(fine, np.float32)
+        if k < 8:
+            psd[600:610] = 100.0                 # narrow
+        else:
+            psd[560:660] = 100.0                 # a wide one over it
+        zoom, line = np.full(2 * fine, k, np.float32), np.full(tile, 2 * k, np.float32)
+        track.add_spectrum(psd, zoom, k * tile, line)
+        track.edges.append((0.0, 0.1))
+        track.seen.append(k * tile)
+    track.stop = 16 * tile
+    parts = time_segments(track, frames=8, margin=1 / 256)
+    assert [(p.start, p.stop) for p in parts] == [(0, 8 * tile), (8 * tile, 16 * tile)]
+    for part, blocks in zip(parts, (range(8), range(8, 16))):
+        assert part.spectra == 8
+        assert np.allclose(part.zoom, sum(blocks)) and np.allclose(part.line, 2 * sum(blocks))
+
+
 def test_a_detection_another_track_repeats_is_sent_once():
     """Two tracks followed one signal for a while and both settled to its band: the
     shorter one's detection waits for the track still open, and is counted in
