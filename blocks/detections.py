@@ -56,6 +56,9 @@ class RadioContext:
 ZOOM = 2
 #: bins a valley between neighbours spans at least on that view (split_finer; odd)
 VALLEY_BINS = 3
+#: runs either side of a notch that are one signal's halves (``halves``): widths within
+#: this share of each other, levels within HALVES_DB, the notch under HALVES_NOTCH of a width
+HALVES_WIDTH, HALVES_DB, HALVES_NOTCH = 0.25, 2.0, 0.1
 #: blocks whose finer PSDs a track keeps one by one, for the parts time_segments cuts
 #: (8192 + 2048 float32 values a block: up to 5 MB a track)
 FINER_ROWS = 128
@@ -619,14 +622,25 @@ def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
         if hi - lo < 2:
             continue
         lo, hi = lo + a - lo0, hi + a - lo0
-        if parts and min(np.median(db[parts[-1][0]:parts[-1][1]]), np.median(db[lo:hi])) < \
-                side_db:
+        if parts and (min(np.median(db[parts[-1][0]:parts[-1][1]]), np.median(db[lo:hi])) <
+                      side_db or halves(db, parts[-1], (lo, hi))):
             parts[-1] = (parts[-1][0], hi)
         else:
             parts.append((lo, hi))
     cut = [(lo + lo0, hi + lo0) for p, q in parts
            for lo, hi in split_at_valleys(smooth_db, p, q, valley_db)]
     return cut or [(a, b)]
+
+
+def halves(db: np.ndarray, left: tuple[int, int], right: tuple[int, int]) -> bool:
+    """Whether two runs either side of a narrow notch are the halves of one signal (an
+    OFDM signal's unused centre carrier): as wide as each other (to HALVES_WIDTH), as
+    strong (median levels HALVES_DB apart at most), the notch under HALVES_NOTCH of their
+    width. Two neighbours seldom match so."""
+    w1, w2 = left[1] - left[0], right[1] - right[0]
+    level = abs(float(np.median(db[left[0]:left[1]]) - np.median(db[right[0]:right[1]])))
+    return abs(w1 - w2) <= HALVES_WIDTH * max(w1, w2) and level <= HALVES_DB and \
+        right[0] - left[1] <= HALVES_NOTCH * min(w1, w2)
 
 
 def middle_bands(excess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

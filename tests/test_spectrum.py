@@ -409,6 +409,23 @@ def test_the_finer_view_cuts_gaps_between_strong_signals_only():
     assert split_finer(narrow, level, 0, len(narrow), 4, 15.0) == [(0, 43)]
 
 
+def test_an_ofdm_signals_centre_notch_does_not_cut_it():
+    """An OFDM signal's unused centre carrier leaves a notch to the noise between two halves
+    as wide and as strong as each other (``halves``): one signal. Neighbours of unequal
+    widths, or of levels 6 dB apart, with the same gap between them are two."""
+    from cvstream.blocks.detections import noise_level, split_finer
+    level = noise_level(1e-3, 64)
+
+    def psd(w1, db1, w2, db2):
+        return np.r_[np.full(w1, 10 ** (db1 / 10)), np.ones(3), np.full(w2, 10 ** (db2 / 10))]
+    ofdm = psd(40, 8.0, 40, 8.5)
+    assert split_finer(ofdm, level, 0, len(ofdm), 2, 15.0) == [(0, 83)]
+    unequal = psd(20, 8.0, 40, 8.0)
+    assert split_finer(unequal, level, 0, len(unequal), 2, 15.0) == [(0, 20), (23, 63)]
+    stronger = psd(40, 8.0, 40, 14.0)
+    assert split_finer(stronger, level, 0, len(stronger), 2, 15.0) == [(0, 40), (43, 83)]
+
+
 def test_a_line_spectrum_is_one_detection():
     """FM by a tone (index 3, lines 8 fine bins apart, 25 dB): its lines stand apart over
     the noise (11 runs), yet they are one signal (``join_line_spectra``), its edges the
