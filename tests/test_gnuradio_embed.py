@@ -89,7 +89,7 @@ def test_segmenter_detections_arrive_as_pmt_dicts(gr_python, tmp_path):
     graph = tmp_path / "seg.yml"
     graph.write_text(textwrap.dedent(f"""
         blocks:
-          sky: {{type: spectrum_synth_source, rate: 20e6, freq: 2.45e9, scenes: 3, seed: 1,
+          sky: {{type: spectrum_synth_source, rate: 20e6, freq: 2.45e9, scenes: 4, seed: 1,
                 snr_min: 0, snr_max: 30}}
           seg: {{type: spectrum_segmenter, model: "builtin:spectrum_segmenter"}}
           out: {{type: message_sink, path: "{tmp_path / 'cv.jsonl'}"}}

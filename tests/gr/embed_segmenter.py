@@ -11,7 +11,7 @@ from gnuradio import blocks, gr
 import cvstream.gnuradio as cg
 
 tb = gr.top_block()
-sky = cg.block("spectrum_synth_source", rate=20e6, freq=2.45e9, scenes=3, seed=1, snr_min=0,
+sky = cg.block("spectrum_synth_source", rate=20e6, freq=2.45e9, scenes=4, seed=1, snr_min=0,
                snr_max=30)
 seg = cg.block("spectrum_segmenter", model="builtin:spectrum_segmenter")
 debug = blocks.message_debug()
