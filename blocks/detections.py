@@ -59,9 +59,9 @@ VALLEY_BINS = 3
 #: runs either side of a notch that are one signal's halves (``halves``): widths within
 #: this share of each other, levels within HALVES_DB, the notch under HALVES_NOTCH of a width
 HALVES_WIDTH, HALVES_DB, HALVES_NOTCH = 0.25, 2.0, 0.1
-#: blocks whose finer PSDs a track keeps one by one, for the parts time_segments cuts
-#: (8192 + 2048 float32 values a block: up to 5 MB a track)
-FINER_ROWS = 128
+#: blocks whose ZOOM times finer PSD a track keeps one by one, for the parts
+#: time_segments cuts (2048 float32 values a block: up to 256 kB a track)
+FINER_ROWS = 32
 
 #: samples a track keeps (its first blocks) for its envelope statistics
 SAMPLE_LIMIT = 32768
@@ -97,7 +97,7 @@ class Track:
     zoom: np.ndarray | None = None      # the same sum at ZOOM times the resolution, if kept
     line: np.ndarray | None = None      # and at the block's length (one periodogram each)
     rows: list = field(default_factory=list)  # (start, fine PSD) of each block it was seen in
-    finer_rows: list = field(default_factory=list)  # (start, zoom, line) of its first blocks
+    finer_rows: list = field(default_factory=list)  # (start, zoom) of its first blocks
     samples: list = field(default_factory=list)  # (start, samples) of its first blocks
     later: list = field(default_factory=list)    # and of later blocks, thinned
     later_stride: int = 1                        # later blocks kept: one of this many
@@ -109,15 +109,14 @@ class Track:
                      start: int | None = None, line: np.ndarray | None = None) -> None:
         """Sum a block's fine PSD (and its ZOOM times finer one, and its block-long one)
         into the track's; with ``start``, also keep the block's row (``own_spans``) and,
-        for its first FINER_ROWS blocks, its finer ones (a part cut from it in time,
-        ``time_segments``, sums its own)."""
+        for its first FINER_ROWS blocks, its ZOOM times finer one (a part cut from it in
+        time, ``time_segments``, sums its own)."""
         if psd is None:
             return
         if start is not None:
             self.rows.append((start, psd))
-            if len(self.finer_rows) < FINER_ROWS and zoom is not None and line is not None:
-                self.finer_rows.append((start, zoom.astype(np.float32),
-                                        line.astype(np.float32)))
+            if len(self.finer_rows) < FINER_ROWS and zoom is not None:
+                self.finer_rows.append((start, zoom.astype(np.float32)))
         if self.spectrum is None:
             self.spectrum = psd.astype(np.float64)
             self.zoom = None if zoom is None else zoom.astype(np.float64)
@@ -248,20 +247,20 @@ class Track:
         p10, p90 = np.percentile(0.5 * (lows + highs), (10, 90))
         return float(p90 - p10) / bw, float(np.median(highs - lows)) / bw
 
-    def span(self, rows: list, start: int, stop: int) -> "Track":
+    def span(self, rows: list, start: int, stop: int, finer: bool = False) -> "Track":
         """A copy of this track over [start, stop) only: those ``rows``, their summed fine
-        PSD (and finer ones, where it kept them for each of those rows; else none), and its
-        blocks' edges and samples within the span."""
+        PSD, and its blocks' edges and samples within the span; with ``finer``, also its
+        summed ZOOM times finer PSD where it kept one for each of those rows (else none;
+        the block-long one is summed for whole tracks only)."""
         part = copy.copy(self)
         part.start, part.stop, part.rows = start, stop, rows
         part.spectrum = np.sum([row for _, row in rows], axis=0, dtype=np.float64)
         part.spectra = len(rows)
         wanted = {int(t) for t, _ in rows}
-        finer = [(z, ln) for t, z, ln in self.finer_rows if int(t) in wanted]
+        finer = finer and [z for t, z in self.finer_rows if int(t) in wanted]
         part.zoom = part.line = None
         if finer and len(finer) == len(rows):
-            part.zoom = np.sum([z for z, _ in finer], axis=0, dtype=np.float64)
-            part.line = np.sum([ln for _, ln in finer], axis=0, dtype=np.float64)
+            part.zoom = np.sum(finer, axis=0, dtype=np.float64)
         mine = [k for k, t in enumerate(self.seen) if start <= t < stop]
         part.seen = [self.seen[k] for k in mine] or [start]
         part.edges = [self.edges[k] for k in mine] or [(self.f_low, self.f_high)]
@@ -670,8 +669,9 @@ def time_segments(track: Track, frames: int, margin: float, pfa: float = 1e-3
     cut only where each part holds one band (four in five of its blocks share half of it
     with the part's median band): a sweep, whose band moves from block to block, is not
     cut. Each part keeps its own blocks' rows, edges, samples and summed fine PSD, and its
-    summed finer views where the track kept them for each of its blocks (its first
-    FINER_ROWS; otherwise a part is cut and trimmed on the fine PSD)."""
+    summed ZOOM times finer PSD where the track kept one for each of its blocks (its first
+    FINER_ROWS; otherwise a part is cut and trimmed on the fine PSD; the block-long PSD is
+    kept for whole tracks only)."""
     rows = track.rows
     if len(rows) < 2 * MIN_SEGMENT:
         return [track]
@@ -720,7 +720,7 @@ def time_segments(track: Track, frames: int, margin: float, pfa: float = 1e-3
     parts, block = [], track.stop - int(rows[-1][0])
     for first, last in bounds:
         parts.append(track.span(rows[first:last], int(rows[first][0]),
-                                int(rows[last - 1][0]) + block))
+                                int(rows[last - 1][0]) + block, finer=True))
     return parts
 
 
