@@ -256,11 +256,12 @@ class Track:
         part.start, part.stop, part.rows = start, stop, rows
         part.spectrum = np.sum([row for _, row in rows], axis=0, dtype=np.float64)
         part.spectra = len(rows)
-        wanted = {int(t) for t, _ in rows}
-        finer = finer and [z for t, z in self.finer_rows if int(t) in wanted]
         part.zoom = part.line = None
-        if finer and len(finer) == len(rows):
-            part.zoom = np.sum(finer, axis=0, dtype=np.float64)
+        if finer:
+            wanted = {int(t) for t, _ in rows}
+            zooms = [z for t, z in self.finer_rows if int(t) in wanted]
+            if zooms and len(zooms) == len(rows):
+                part.zoom = np.sum(zooms, axis=0, dtype=np.float64)
         mine = [k for k, t in enumerate(self.seen) if start <= t < stop]
         part.seen = [self.seen[k] for k in mine] or [start]
         part.edges = [self.edges[k] for k in mine] or [(self.f_low, self.f_high)]
@@ -278,6 +279,14 @@ class Track:
 
     def overlaps(self, f_low: float, f_high: float) -> bool:
         return f_low <= self.f_high and f_high >= self.f_low
+
+    def shared_time(self, other: "Track") -> int:
+        """Samples of its span that ``other``'s span shares (negative: the gap)."""
+        return min(self.stop, other.stop) - max(self.start, other.start)
+
+    def shared_band(self, other: "Track") -> float:
+        """Width of its band that ``other``'s band shares (negative: the gap)."""
+        return min(self.f_high, other.f_high) - max(self.f_low, other.f_low)
 
 
 def bin_edges(a, b, fft: int):

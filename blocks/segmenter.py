@@ -497,7 +497,7 @@ class SpectrumSegmenter(RateBlock):
         detection sent, which also covers a narrow signal that starts within ``hold``
         tiles of its end: the same tone, followed on after the model lost it); otherwise
         on the band of a track still open (it may hold it)."""
-        shared = min(track.stop, narrow.stop) - max(track.start, narrow.start)
+        shared = track.shared_time(narrow)
         after = exact and 0 <= narrow.start - track.stop <= self.hold * self.decim
         if shared < 0.5 * (narrow.stop - narrow.start) and not after:
             return False
@@ -602,16 +602,13 @@ class SpectrumSegmenter(RateBlock):
     def _repeats(other, part) -> bool:
         """Whether detection ``other`` shares at least half of ``part``'s time and its band
         (frequency IoU REPEAT_IOU)."""
-        shared = min(other.stop, part.stop) - max(other.start, part.start)
         union = max(other.f_high, part.f_high) - min(other.f_low, part.f_low)
-        common = min(other.f_high, part.f_high) - max(other.f_low, part.f_low)
-        return shared >= 0.5 * (part.stop - part.start) and common >= REPEAT_IOU * union
+        return other.shared_time(part) >= 0.5 * (part.stop - part.start) and \
+            other.shared_band(part) >= REPEAT_IOU * union
 
     @staticmethod
     def _may_repeat(track, part) -> bool:
         """Whether a track still open may report ``part`` again: it has followed half of
         its time or more, and its band (the union of its runs) holds most of part's."""
-        shared = min(track.stop, part.stop) - max(track.start, part.start)
-        common = min(track.f_high, part.f_high) - max(track.f_low, part.f_low)
-        return shared >= 0.5 * (part.stop - part.start) and \
-            common >= 0.5 * (part.f_high - part.f_low)
+        return track.shared_time(part) >= 0.5 * (part.stop - part.start) and \
+            track.shared_band(part) >= 0.5 * (part.f_high - part.f_low)
