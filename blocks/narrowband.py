@@ -28,7 +28,6 @@ from .detections import noise_level
 
 HANN_3DB_BINS = 1.44  # a unit Hann window's -3 dB width, in bins
 GUARD = 3             # bins either side of a run left out of its surroundings (its leakage)
-WEAK_LOOK = 8         # tiles either side of a tile that the weak-tone test averages
 
 
 class Lines(NamedTuple):
@@ -122,88 +121,45 @@ def empty_lines() -> Lines:
 
 class CellTones:
     """CW tones in the cells a segmenter's model leaves, at a tile-long FFT's resolution,
-    from the model's own input: each cell's bin across a tile's ``frames`` FFT frames,
-    through a Hann window and transformed once more, is a zoom of the cell into ``frames``
-    sub-bins of 1/(fft x frames) of the band (every cell's, one batched FFT). Two tests, in
-    cells ``guard`` or more from the model's own and not the DC cell (a receiver's own
-    leakage):
-
-    - *strong*, per tile: a cell whose power over this tile and the one before stands
-      ``sigma`` standard deviations over the noise (or that holds a tone being followed)
-      holds a tone where one sub-bin stands ``level`` over the noise (false-alarm
-      probability ``pfa``; 100 times that in the cell of a tone being followed) and
-      ``contrast`` times the mean of the cell's others clear of its window's lobe (a wide
-      signal fills them);
-    - *weak*, with ``look`` tiles of look-ahead: the zoom averaged over the tile and
-      ``look`` tiles either side (a tone 5-9 dB over the noise in its tile-long FFT bin
-      adds too little to its cell's power for the first test, and one tile's zoom shows
-      it too faintly), one sub-bin standing over the noise at ``weak_pfa`` for that mean
-      and as much over the cell's others; reported on the tiles where the mean of the
-      tile and the two beside stands over ``trim_pfa``'s level (the tone's own tiles, not
-      the ones the average still reaches).
-
-    Either way a tone is in its own cell (the cells beside see it too, at the same
-    sub-bin: it is strongest in its own near that cell's centre, and nearer an edge the
-    cell beside on its side holds about as much and the other less), and not a strong
-    line's IQ image (its mirror ``image_rejection_db`` stronger). Its place between
-    sub-bins is the centroid of its sub-bin and the two beside. The zoom costs an FFT of
-    the tile's samples once more: about 3 % of the segmenter's time."""
+    from the model's own input: one ``frames``-point FFT for each cell looked at. A cell
+    whose power over this tile and the one before
+    stands ``sigma`` standard deviations over the noise (or that holds a tone being
+    followed), ``guard`` cells or more from the model's own, is transformed once more
+    across the tile's ``frames`` FFT frames: the cell's bin of each frame, through a Hann
+    window, a zoom of the cell into ``frames`` sub-bins of 1/(fft x frames) of the band.
+    A tone is one sub-bin standing ``level`` over the noise (false-alarm probability
+    ``pfa``; 100 times that in the cell of a tone being followed) and ``contrast`` times
+    the mean of the cell's others clear of its window's lobe (a wide signal fills them),
+    in its own cell (the cells beside see it too, at the same sub-bin: it is strongest in
+    its own near that cell's centre, and nearer an edge the cell beside on its side holds
+    about as much and the other less), not in the DC cell (a receiver's own leakage), and
+    not a strong line's IQ image (its mirror ``image_rejection_db`` stronger). Its place
+    between sub-bins is the centroid of its sub-bin and the two beside."""
 
     def __init__(self, fft: int, frames: int, sigma: float = 2.0,
                  pfa: float = 1e-4, contrast: float = 4.0, guard: int = 4,
-                 image_rejection_db: float = 25.0, look: int = WEAK_LOOK,
-                 weak_pfa: float = 1e-6, trim_pfa: float = 0.01, trim_tiles: int = 3):
+                 image_rejection_db: float = 25.0):
         self.fft, self.frames = fft, frames
         self.image_ratio = 10 ** (image_rejection_db / 10)
         self.cell_level = 1 + sigma / np.sqrt(2 * frames)
         self.level, self.contrast, self.guard = noise_level(pfa, 1), contrast, guard
         self.follow_level = noise_level(100 * pfa, 1)   # a tone being followed
         w = np.hanning(frames)
-        self.zoom_window = (w / np.sqrt(np.sum(w ** 2))).astype(np.float32)[:, None]
+        self.zoom_window = (w / np.sqrt(np.sum(w ** 2))).astype(np.float32)
         self.previous: np.ndarray | None = None
-        # the weak-tone test: every cell's zoom, averaged over ``look`` tiles either side
-        self.look, self.weak_pfa = look, weak_pfa
-        self.trim_level, self.trim_tiles = noise_level(trim_pfa, trim_tiles), trim_tiles
-        self._levels: dict[int, float] = {}   # the weak test's level for a mean of n tiles
-        self._zooms = np.zeros((0, frames, fft), np.float32)   # the tiles it still needs
-        self._near = np.zeros((0, fft), bool)
-        self._first = 0     # the stream index of _zooms[0]
-        self._decided = 0   # the stream index of the next tile the weak-tone test decides
 
     def find(self, stft: np.ndarray, scale: np.ndarray, power: np.ndarray,
-             masks: np.ndarray, follow: np.ndarray | None = None) -> tuple[Lines, Lines]:
-        """(The tones in ``stft``'s tiles, the weak tones of earlier tiles). ``stft``:
-        (tiles, frames, fft) DC-centred FFT frames, the model's input before it is viewed as
-        real pairs, whose cells' power times ``scale`` (one per cell of each tile, or a
-        scalar) is in units of the tile's noise floor, whose cells' mean power over that
-        floor is ``power`` and the model's cells ``masks``; the cells ``follow`` (of tones
-        being followed) are zoomed in every tile, over the noise or not. The weak tones'
-        ``tile`` counts tiles from the stream's start: each tile's are decided once the
-        ``look`` tiles after it are in (``flush`` decides the last ones)."""
-        zoomed = self._zoom(stft, scale)
-        near = binary_dilation(masks, structure=np.ones((1, 2 * self.guard + 1), bool))
-        return self._strong(zoomed, power, near, follow), self._weak(zoomed, near)
-
-    def flush(self) -> Lines:
-        """The weak tones of the last tiles, on the tiles there are after them."""
-        return self._weak(np.zeros((0, self.frames, self.fft), np.float32),
-                          np.zeros((0, self.fft), bool), final=True)
-
-    def _zoom(self, stft: np.ndarray, scale) -> np.ndarray:
-        """(tiles, frames, fft) power of every cell across its tile's frames (a zoom of the
-        cell into ``frames`` sub-bins, DC-centred), in units of the tile's noise floor."""
-        spec = scipy.fft.fft(stft * self.zoom_window, axis=1)
-        zoomed = np.fft.fftshift(spec.real ** 2 + spec.imag ** 2, axes=1)
-        return (zoomed * np.broadcast_to(scale, (len(stft), self.fft))[:, None, :]).astype(
-            np.float32, copy=False)
-
-    def _strong(self, zoomed: np.ndarray, power: np.ndarray, near: np.ndarray,
-                follow: np.ndarray | None) -> Lines:
-        """The tones one tile shows: in cells whose power over it and the tile before
-        stands out (or that a tone being followed is in)."""
+             masks: np.ndarray, follow: np.ndarray | None = None) -> Lines:
+        """The tones in ``stft`` ((tiles, frames, fft) DC-centred FFT frames, the model's
+        input before it is viewed as real pairs), whose cells' power times ``scale`` (one
+        per cell of each tile, or a scalar) is in units of the tile's noise floor, whose
+        cells' mean power over that floor is ``power`` and the model's cells ``masks``; the
+        cells ``follow`` (of tones being followed) are zoomed in every tile, over the noise
+        or not."""
         before = np.concatenate([power[:1] if self.previous is None else self.previous[None],
                                  power[:-1]])
         self.previous = power[-1].copy()
+        near = binary_dilation(masks, structure=np.ones((1, 2 * self.guard + 1), bool))
         wanted = 0.5 * (power + before) > self.cell_level
         followed = np.zeros(self.fft, bool)
         if follow is not None and len(follow):
@@ -213,89 +169,21 @@ class CellTones:
         tile, cell = np.nonzero(wanted & ~near)
         if not len(tile):
             return empty_lines()
-        level = np.where(followed[cell], self.follow_level, self.level)
-        return self._lines(zoomed, tile, cell, level, self.contrast, tile)
+        scale = np.broadcast_to(scale, power.shape)
 
-    def _weak(self, zoomed: np.ndarray, near: np.ndarray, final: bool = False) -> Lines:
-        """The weak-tone test of every tile whose ``look`` tiles after it are in (all,
-        ``final``): a cell's zoom averaged over the tile and ``look`` tiles either side, or
-        over the tile and the ``look`` before or after it (a tone's first and last tiles,
-        which the window either side half misses), fewer at the stream's ends. A sub-bin
-        holds a tone where one of those means stands over the noise at false-alarm
-        probability ``weak_pfa`` for it and as much over the mean of the cell's others;
-        held to the tiles where the mean of the tile and the ``trim_tiles`` around it
-        stands over ``trim_pfa``'s level (where the tone is, not where the average still
-        sees it)."""
-        zooms = np.concatenate([self._zooms, zoomed])
-        nears = np.concatenate([self._near, near])
-        first, count = self._first, len(zooms)
-        stop = count if final else count - self.look   # local index of the last decided + 1
-        centre = np.arange(self._decided - first, max(stop, self._decided - first))
-        self._decided = first + max(stop, self._decided - first)
-        keep = max(0, self._decided - self.look - first)   # what later tiles still need
-        self._zooms, self._near, self._first = zooms[keep:], nears[keep:], first + keep
-        if not len(centre):
-            return empty_lines()
-        sums = np.concatenate([np.zeros((1, self.frames, self.fft), np.float64),
-                               np.cumsum(zooms, axis=0, dtype=np.float64)])
-
-        def mean(before: int, after: int) -> tuple[np.ndarray, np.ndarray]:
-            lo = np.maximum(centre - before, 0)
-            hi = np.minimum(centre + after + 1, count)
-            return (sums[hi] - sums[lo]) / (hi - lo)[:, None, None], hi - lo
-        whole, tiles = mean(self.look, self.look)
-        level = np.array([self._weak_level(n) for n in tiles.tolist()])
-        # each window's mean over its level: a tone stands over 1 in one of them
-        score = whole / level[:, None, None]
-        for before, after in ((self.look, 0), (0, self.look)):
-            part, tiles = mean(before, after)
-            part_level = np.array([self._weak_level(n) for n in tiles.tolist()])
-            score = np.maximum(score, part / part_level[:, None, None])
-        top = score.max(axis=1)
-        rest = (score.sum(axis=1) - top) / (self.frames - 1)
-        wanted = (top > 1) & (top > level[:, None] * rest) & ~nears[centre]
-        wanted[:, self.fft // 2] = False
-        row, cell = np.nonzero(wanted)
-        if not len(row):
-            return empty_lines()
-        lines = self._lines(score, row, cell, np.ones(len(row)), level[row],
-                            first + centre[row])
-        at = lines.tile - first - centre[0]
-        fine = lines.centre + self.frames // 2   # the sub-bin and cell each tone is in
-        sub, cell = fine % self.frames, np.minimum(fine // self.frames, self.fft - 1)
-        # a tone's tiles: the mean of the tile and the ones around it over trim_level
-        local, _ = mean(self.trim_tiles // 2, self.trim_tiles // 2)
-        held = local[at, sub, cell] > self.trim_level
-        peak = whole[at, sub, cell]
-        # the mean of the cell's other sub-bins, clear of the tone's lobe (a wide signal's)
-        lobe = np.abs((np.arange(self.frames)[None, :] - sub[:, None] + self.frames // 2)
-                      % self.frames - self.frames // 2) <= 2
-        around = np.where(lobe, 0.0, whole[at, :, cell]).sum(axis=1) / (~lobe).sum(axis=1)
-        snr = 10 * np.log10(np.maximum(peak - 1, 1e-3))
-        return Lines(*(field[held] for field in lines._replace(snr_db=snr, peak=peak,
-                                                                around=around)))
-
-    def _weak_level(self, tiles: int) -> float:
-        if tiles not in self._levels:
-            self._levels[tiles] = noise_level(self.weak_pfa, tiles)
-        return self._levels[tiles]
-
-    def _lines(self, zoomed: np.ndarray, tile: np.ndarray, cell: np.ndarray,
-               level: np.ndarray, contrast, report: np.ndarray) -> Lines:
-        """The tones among the cells (tile, cell) of ``zoomed`` ((tiles, frames, fft)
-        power over the noise): one sub-bin standing ``level`` over the noise and
-        ``contrast`` times the mean of the cell's others clear of its window's lobe, in its
-        own cell (not an alias seen from the cell beside), not a strong line's IQ image;
-        ``report``: the tile each is reported at."""
         def zoom(tile, cell):   # (C, frames) power of each cell across its tile's frames
-            return zoomed[tile, :, cell % self.fft]
-        powers = zoom(tile, cell)
-        sub = powers.argmax(axis=1)
-        top = powers[np.arange(len(tile)), sub]
+            cell = cell % self.fft
+            series = stft[tile, :, cell] * self.zoom_window
+            power = np.abs(scipy.fft.fft(series, axis=1)) ** 2
+            return np.fft.fftshift(power, axes=1) * scale[tile, cell][:, None]
+        zoomed = zoom(tile, cell)
+        sub = zoomed.argmax(axis=1)
+        top = zoomed[np.arange(len(tile)), sub]
         # the cell's other sub-bins, clear of the line's own window (two sub-bins a side)
         lobe = np.abs(np.arange(self.frames)[None, :] - sub[:, None]) <= 2
-        rest = np.where(lobe, 0.0, powers).sum(axis=1) / np.maximum((~lobe).sum(axis=1), 1)
-        ok = (top > level) & (top > contrast * rest)
+        rest = np.where(lobe, 0.0, zoomed).sum(axis=1) / np.maximum((~lobe).sum(axis=1), 1)
+        ok = (top > np.where(followed[cell], self.follow_level, self.level)) & \
+            (top > self.contrast * rest)
         # the zoom tells a tone's place within a cell only, and the cells beside see it at
         # the same sub-bin. Near its own cell's centre it is strongest there; nearer an
         # edge, the cell beside on its side holds about as much (down to a quarter) and the
@@ -311,22 +199,21 @@ class CellTones:
         mirror = zoom(tile[ok], -cell[ok])[k, (self.frames - sub[ok]) % self.frames]
         ok[ok] &= mirror < self.image_ratio * top[ok]
         tile, cell, sub, top, rest = tile[ok], cell[ok], sub[ok], top[ok], rest[ok]
-        report, powers = report[ok], powers[ok]
         if not len(tile):
             return empty_lines()
         fine = self.fft * self.frames
         # the tone's place between sub-bins: the centroid of its sub-bin and the two beside
-        k = np.arange(len(tile))
-        lower = powers[k, np.maximum(sub - 1, 0)]
-        upper = powers[k, np.minimum(sub + 1, self.frames - 1)]
+        zoomed, k = zoomed[ok], np.arange(len(tile))
+        lower = zoomed[k, np.maximum(sub - 1, 0)]
+        upper = zoomed[k, np.minimum(sub + 1, self.frames - 1)]
         shift = (upper - lower) / np.maximum(lower + top + upper, 1e-30)
         centre = (cell - self.fft // 2) * self.frames + sub + shift - self.frames // 2
-        order = np.lexsort((centre, report))
-        report, centre, top, rest = report[order], centre[order], top[order], rest[order]
-        group = np.cumsum(np.r_[True, (report[1:] != report[:-1]) | (np.diff(centre) > 1)])
+        order = np.lexsort((centre, tile))
+        tile, centre, top, rest = tile[order], centre[order], top[order], rest[order]
+        group = np.cumsum(np.r_[True, (tile[1:] != tile[:-1]) | (np.diff(centre) > 1)])
         order = np.lexsort((-top, group))   # one tone seen in two cells: the stronger
         keep = order[np.r_[True, group[order][1:] != group[order][:-1]]]
-        report, centre, top, rest = report[keep], centre[keep], top[keep], rest[keep]
-        return Lines(report, (centre - 0.5) / fine, (centre + 0.5) / fine,
+        tile, centre, top, rest = tile[keep], centre[keep], top[keep], rest[keep]
+        return Lines(tile, (centre - 0.5) / fine, (centre + 0.5) / fine,
                      10 * np.log10(np.maximum(top - 1, 1e-3)),
                      np.round(centre).astype(np.int64) + fine // 2, top, rest)

@@ -133,9 +133,7 @@ class SpectrumSegmenter(RateBlock):
     in stream order here (``absorb``). ``tones`` (on by default) zooms the cells the
     model leaves whose power stands out, each across its tile's frames, to a tile-long
     FFT's resolution, and follows the CW tones it finds there as narrow detections, one
-    bin of that FFT wide (``narrowband.CellTones``; counters as for ``narrow``); weak
-    tones by that zoom averaged over 8 tiles either side, so the narrow detections run 8
-    tiles behind.
+    bin of that FFT wide (``narrowband.CellTones``; counters as for ``narrow``).
     ``narrow: true`` (which replaces ``tones``) adds a tile-long FFT view for
     signals narrower than the model's cells (``narrowband.py``: lines that hold for
     NARROW_MIN_TILES tiles, not a strong line's IQ image; it runs on the model's worker
@@ -237,8 +235,6 @@ class SpectrumSegmenter(RateBlock):
                                        min_blocks=max(self.min_tiles, NARROW_MIN_TILES))
         self._coarse_seen: deque = deque(maxlen=64)  # the model's last detections sent
         self._narrow_waiting: list = []   # narrow tracks ended within a model track still open
-        self._held_tiles: deque = deque()   # tiles waiting for the weak tones after them
-        self._weak_tones: dict = {}   # stream tile index -> its weak tones' intervals
         self._repeat_waiting: list = []   # detections within the band of a track still open
         # the model runs on a worker thread (ONNX Runtime releases the GIL), so the next
         # batch's FFTs and the previous batch's detections overlap with it on 2 cores
@@ -364,9 +360,8 @@ class SpectrumSegmenter(RateBlock):
             follow = np.array([round(0.5 * (t.f_low + t.f_high) * self.fft) + self.fft // 2
                                for t in self._narrow_tracker.open], np.int64)
             stft = tiles.view(np.complex64)[..., 0]   # the model's (frames, fft) cells
-            found, weak = self._tones.find(stft, bins if self._per_bin else 1.0, power,
-                                           network, np.clip(follow, 0, self.fft - 1))
-            self._hold_weak(weak)
+            found = self._tones.find(stft, bins if self._per_bin else 1.0, power, network,
+                                     np.clip(follow, 0, self.fft - 1))
         narrow = (self._narrow_intervals(logits, masks if self._narrow else network, power,
                                          found) if found is not None else None)
         for k, (intervals, row, z, tile, block) in enumerate(zip(per_tile, fine, zoom, line,
@@ -374,7 +369,7 @@ class SpectrumSegmenter(RateBlock):
             start = self._pos
             self._pos += self.decim
             if narrow is not None:
-                self._narrow_tile(start, self._pos, narrow[k])
+                self._emit_narrow(self._narrow_tracker.update(start, self._pos, narrow[k]))
             self._emit_all(self._tracker.update(start, self._pos, intervals, row, block, z,
                                                 tile))
 
@@ -432,41 +427,9 @@ class SpectrumSegmenter(RateBlock):
 
     def finish(self):
         self._collect()
-        if self._tones is not None:
-            self._hold_weak(self._tones.flush())
-            while self._held_tiles:
-                self._narrow_tile_now(*self._held_tiles.popleft())
         if self._lines:
             self._emit_narrow(self._narrow_tracker.flush())
         self._emit_all(self._tracker.flush())
-
-    def _narrow_tile(self, start: int, stop: int, intervals: list) -> None:
-        """One tile's narrow signals to the narrow tracker; with ``tones``, ``look`` tiles
-        later, with the weak tones the tiles after it showed (``CellTones``)."""
-        if self._tones is None:
-            self._narrow_tile_now(start, stop, intervals)
-            return
-        self._held_tiles.append((start, stop, intervals))
-        while len(self._held_tiles) > self._tones.look:
-            self._narrow_tile_now(*self._held_tiles.popleft())
-
-    def _narrow_tile_now(self, start: int, stop: int, intervals: list) -> None:
-        weak = self._weak_tones.pop(start // self.decim, [])
-        slack = 1.5 / self.decim   # a weak tone the tile's own test found too
-        centres = [0.5 * (lo + hi) for lo, hi, *_ in intervals]
-        intervals = intervals + [w for w in weak if all(
-            abs(0.5 * (w[0] + w[1]) - c) > slack for c in centres)]
-        self._emit_narrow(self._narrow_tracker.update(start, stop, intervals))
-
-    def _hold_weak(self, weak) -> None:
-        """Weak tones (``CellTones.find``: tiles counted from the stream's start) until
-        their tiles go to the narrow tracker; one on another signal (its cell's other
-        sub-bins are not noise) rises INSIDE_RISE over it, as the fine view's."""
-        keep = (weak.around <= QUIET_AROUND) | (weak.peak >= INSIDE_RISE * weak.around)
-        for k in np.flatnonzero(keep).tolist():
-            self._weak_tones.setdefault(int(weak.tile[k]), []).append(
-                (float(weak.f_low[k]), float(weak.f_high[k]), float(weak.snr_db[k]), "tone",
-                 1.0))
 
     def _narrow_intervals(self, logits, masks, power, found) -> list[list[tuple]]:
         """Per tile, the narrow signals of the fine view as tracker intervals, labelled

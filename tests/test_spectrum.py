@@ -1262,57 +1262,6 @@ def test_weak_tones_are_found_in_the_cells_the_model_leaves():
     assert [m for m in found[True] if abs(m["center_freq"] - 0.3) < 0.01]
 
 
-def _cell_tones_over(x: np.ndarray, batch: int = 8):
-    """CellTones' (strong, weak) lines over x, as the segmenter feeds it (batches of
-    tiles, no model cells), as sets of (tile, tile-long FFT bin)."""
-    from cvstream.blocks.narrowband import CellTones
-    block = SpectrumSegmenter()
-    block.start()
-    tiles, power, _, bins = block.prepare(x)
-    block.stop()
-    stft = tiles.view(np.complex64)[..., 0]
-    tones = CellTones(block.fft, block.frames)
-    strong, weak = set(), set()
-    for s in range(0, len(stft), batch):
-        part = slice(s, s + batch)
-        a, b = tones.find(stft[part], bins[part], power[part],
-                          np.zeros((len(stft[part]), block.fft), bool))
-        strong |= {(s + int(t), int(c)) for t, c in zip(a.tile, a.centre)}
-        weak |= {(int(t), int(c)) for t, c in zip(b.tile, b.centre)}
-    last = tones.flush()
-    weak |= {(int(t), int(c)) for t, c in zip(last.tile, last.centre)}
-    return strong, weak
-
-
-def test_the_weak_tone_test_finds_tones_one_tile_shows_too_faintly():
-    """Two 12 dB tones (noise over 1/8192 of the band, as the GNU Radio set counts a CW
-    tone's), one at a model cell's centre and one at its edge: the per-tile test sees each
-    in a few of its tiles; the zoom averaged over 8 tiles either side sees them in most,
-    within a bin of a tile-long FFT, and not beyond a tile past their ends; on noise alone
-    it finds nothing."""
-    rng = np.random.default_rng(11)
-    tile = 8192
-    n = 48 * tile
-    t = np.arange(n)
-    x = ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)).astype(
-        np.complex64)
-    tones = {22 / 256 + 0.5 / tile: (10, 40), (-60.5 / 256 + 0.5 / tile): (4, 20)}
-    for f, (a, b) in tones.items():
-        x[a * tile:b * tile] += (np.sqrt(10 ** 1.2 / tile) * np.exp(
-            2j * np.pi * f * t[a * tile:b * tile])).astype(np.complex64)
-    strong, weak = _cell_tones_over(x)
-    for f, (a, b) in tones.items():
-        at = round((f + 0.5) * tile)
-        seen = {k for k, c in weak if abs(c - at) <= 1}
-        assert len(seen) >= 0.75 * (b - a), (f, sorted(seen))
-        assert min(seen) >= a - 1 and max(seen) <= b, (f, sorted(seen))
-        assert len({k for k, c in strong if abs(c - at) <= 1}) <= 0.25 * (b - a)
-    assert all(min(abs(c - round((f + 0.5) * tile)) for f in tones) <= 1 for _, c in weak)
-    noise = ((rng.standard_normal(4 * n) + 1j * rng.standard_normal(4 * n)) / np.sqrt(2)
-             ).astype(np.complex64)
-    assert _cell_tones_over(noise)[1] == set()
-
-
 def test_narrow_view_needs_the_refine_samples():
     with pytest.raises(ParamError, match="refine"):
         SpectrumSegmenter(narrow=True, refine=0)
