@@ -120,7 +120,7 @@ class RadarReconstruct(SweepImager):
     ``max_batch`` queued sweeps share one model call.
     Latency: one sweep plus the model (2 cores, ms per sweep at 4 a call, small /
     published: Deep2S 7 / 40, complex 12 / 60, unrolled 140 (``polish: 0``: 40) / 62,
-    support 26 / 120).
+    support 31 / 142).
     Example: ``net: {type: radar_reconstruct, config: published, method: unrolled}``
     """
 

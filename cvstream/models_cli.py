@@ -287,7 +287,8 @@ def cmd_eval_radar(args) -> int:
         imagers = {kind: onnx_imager(resolve_model(
             f"{args.model}/{model_name(kind, config)}.onnx" if args.model
             else f"builtin:{model_name(kind, config)}")) for kind in KINDS}
-        common = dict(fista_budgets=budgets, choosing=lambda label, config=config:
+        common = dict(fista_budgets=budgets, fista=not args.no_fista,
+                      choosing=lambda label, config=config:
                       progress_printer(f"{label}, {config}"))
         for shapes in (("seen", "unseen") if args.shapes == "both" else (args.shapes,)):
             tables[(config, shapes)] = evaluate(
@@ -373,6 +374,9 @@ def add_parser(sub) -> None:
     p.add_argument("--fista-iterations", type=fista_budgets, metavar="N[,N...]",
                    help="radar: FISTA's iteration budgets, one row per solver and budget "
                    "(default 60,500)")
+    p.add_argument("--no-fista", action="store_true",
+                   help="radar: leave out the FISTA rows (seconds a frame; the other rows "
+                   "do not depend on them)")
     p.add_argument("--generator", choices=["project", "gnuradio", "independent", "both"],
                    default="project",
                    help="whose scenes: spectrum: gnuradio (recordings made by GNU Radio's "

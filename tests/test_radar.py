@@ -24,6 +24,36 @@ KINDS = ("deep2s", "complex", "unrolled", "support")
 SHIPPED = [(kind, config) for kind in KINDS for config in ("small", "published")]
 
 
+def test_a_turned_scene_measures_as_the_original_and_images_turned():
+    """The X-shaped arrays' symmetries (which the support network's training turns its
+    batches by) are the physics': a scene transposed (x <-> y) or turned (x, y -> -x, -y)
+    gives the same measurements up to the order of the antennas, and its adjoint image is
+    the original's, turned the same way. An array moved off its symmetry has neither."""
+    from cvstream.models.radar.geometry import config_from_dict
+    from cvstream.models.radar.operators import ForwardOperator, ImageFormation
+    cfg = load_config("small")
+    assert cfg.symmetries() == ("transpose", "turn")
+    rng = np.random.default_rng(4)
+    x = np.zeros((1, *cfg.image_shape), np.complex64)
+    x[0, 3:7, 9:11, 5:20] = np.exp(2j * np.pi * rng.random((4, 2, 15)))
+    # each move, and the order it puts the (Tx, Rx) antennas in: transposing reverses the
+    # Tx line (the anti-diagonal), turning reverses both lines
+    moves = {"transpose": (lambda a: a.swapaxes(-3, -2), lambda y: y[:, :, ::-1]),
+             "turn": (lambda a: a[..., ::-1, ::-1, :], lambda y: y[:, :, ::-1, ::-1])}
+    forward, adjoint = ForwardOperator(cfg), ImageFormation(cfg, "adjoint")
+    y = forward(x)
+    image = np.abs(adjoint(y)).reshape(1, *cfg.image_shape)
+    for name, (move, antennas) in moves.items():
+        y_moved = forward(np.ascontiguousarray(move(x)))
+        assert np.allclose(antennas(y_moved), y, rtol=0, atol=1e-5 * np.abs(y).max())
+        moved_image = np.abs(adjoint(y_moved)).reshape(1, *cfg.image_shape)
+        assert np.allclose(moved_image, move(image), rtol=1e-3, atol=1e-4 * image.max())
+        assert not np.allclose(move(image), image, rtol=1e-3, atol=1e-4 * image.max())
+    data = cfg.to_dict()
+    data["tx"] = [[p[0] + 0.01, p[1], p[2]] for p in data["tx"]]
+    assert config_from_dict(data).symmetries() == ()
+
+
 def test_adjoint_layer_matches_numpy_and_stays_out_of_the_file(tmp_path):
     torch = pytest.importorskip("torch")
     from cvstream.models.radar.network import AdjointLayer, make_network
@@ -152,8 +182,9 @@ def test_shipped_support_model_beats_fista_and_the_unrolled_one_on_unseen_publis
     """`published`, shape families no model trained on: the support prior (FISTA steps,
     the network's map of where the reflectors are, the MMSE estimate under it) keeps NMSE
     below FISTA-L1's at 60 iterations and below the unrolled network's, PSNR above; its
-    contract says what its prior is. README table, 32 scenes: -3.02 dB against -1.25 and
-    -0.98; these 6: -3.44 against -2.78 and -1.16."""
+    contract says what its prior is. README table, 32 scenes: -3.88 dB against -1.25 and
+    -0.98; these 6: -4.66 against -2.78 and -1.16 (the model before, trained on a quarter
+    of the scenes: -3.44)."""
     from cvstream.models.radar.sparse import FistaL1
     path = resolve_model("builtin:radar_support_published")
     assert "(prior p^3, noise 0.01 of the signal power; 8 FISTA steps, 1024 voxels)" in \
@@ -163,8 +194,8 @@ def test_shipped_support_model_beats_fista_and_the_unrolled_one_on_unseen_publis
                "fista": FistaL1(load_config("published"), 0.03, 60)}   # the table's lambda
     rows = evaluate("published", imagers, count=6, shapes="unseen", fista=False)
     support = rows["support"]
-    assert support["nmse_db"] < rows["fista"]["nmse_db"] - 0.4
-    assert support["nmse_db"] < rows["unrolled"]["nmse_db"] - 1.5
+    assert support["nmse_db"] < rows["fista"]["nmse_db"] - 1.5
+    assert support["nmse_db"] < rows["unrolled"]["nmse_db"] - 3.0
     assert support["psnr_db"] > max(rows["fista"]["psnr_db"], rows["unrolled"]["psnr_db"])
     assert support["dice"] > rows["unrolled"]["dice"]
 
@@ -484,6 +515,13 @@ def test_synth_and_eval_commands(tmp_path):
     assert [" ".join(ln[2:5]) for ln in lines[4:8]] == [
         "FISTA-L1 (20 it,", "FISTA-L1 (20 it)", "FISTA-group (20 it,", "FISTA-group (20 it)"]
     assert [ln[2] for ln in lines[8:]] == ["deep2s", "complex", "unrolled", "support"]
+    res = run_cli("models", "eval", "radar", "--config", "small", "--scenes", "2",
+                  "--shapes", "unseen", "--no-fista", timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = [ln.split() for ln in res.stdout.splitlines() if ln.startswith("small")]
+    assert [ln[2] for ln in rows] == ["empty", "adjoint", "backprojection", "kirchhoff",
+                                      "deep2s", "complex", "unrolled", "support"]
+    assert rows[-1] == lines[-1][:-1] + rows[-1][-1:]   # the same row, but for its time
     res = run_cli("models", "eval", "radar", "--fista-iterations", "60,x")
     assert res.returncode == 2 and "not a comma-separated list" in res.stderr
 

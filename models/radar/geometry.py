@@ -76,6 +76,23 @@ class RadarConfig:
         return all(a.shape == b.shape and np.allclose(a, b, rtol=1e-9, atol=1e-9)
                    for a, b in pairs)
 
+    def symmetries(self) -> tuple[str, ...]:
+        """The grid's symmetries that map the Tx positions onto Tx positions, the Rx onto
+        Rx and the grid onto itself, so that a scene turned by one measures as the
+        original, its images turned the same way: ``transpose`` (x <-> y) and ``turn``
+        (x, y -> -x, -y; an X-shaped array has both)."""
+        moves = {"transpose": (np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]]),
+                               np.array_equal(self.x, self.y)),
+                 "turn": (np.diag([-1, -1, 1]),
+                          np.allclose(self.x, -self.x[::-1]) and
+                          np.allclose(self.y, -self.y[::-1]))}
+
+        def onto(points: np.ndarray, move: np.ndarray) -> bool:
+            moved = points @ move.T
+            return all(np.isclose(moved[:, None], points[None]).all(axis=2).any(axis=1))
+        return tuple(name for name, (move, grid) in moves.items()
+                     if grid and onto(self.tx, move) and onto(self.rx, move))
+
     def describe(self) -> str:
         k, t, r = self.sweep_shape
         nx, ny, nz = self.image_shape

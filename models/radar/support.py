@@ -26,7 +26,7 @@ from torch import nn
 from .geometry import RadarConfig
 from .network import EPS, BornTables, UNet3d, normalize_peak
 from .sparse import lipschitz
-from .unrolled import conjugate_gradients, data_image, fista_polish
+from .unrolled import conjugate_gradients, data_image, fista_steps
 
 #: FISTA-L1's threshold in the feature steps, a fraction of A^H y's peak
 FEATURE_LAMBDA = 0.01
@@ -64,8 +64,8 @@ class SupportReconstructor(nn.Module):
         ops = self.born.tables()
         b_re, b_im, b_mag = data_image(ops, sweep, self.lip)
         zero = torch.zeros_like(b_re)
-        x_re, x_im = fista_polish(zero, zero, b_re, b_im, ops.p_re, ops.p_im, self.lip,
-                                  torch.tensor(FEATURE_LAMBDA), torch.tensor(self.steps), True)
+        x_re, x_im = fista_steps(zero, zero, b_re, b_im, ops.p_re, ops.p_im, self.lip,
+                                 torch.tensor(FEATURE_LAMBDA), self.steps, True)
         x_mag = torch.sqrt(x_re * x_re + x_im * x_im + EPS)
         feats = torch.stack([b_mag, x_mag / x_mag.amax(dim=1, keepdim=True).clamp_min(EPS)], 1)
         y_re, y_im = sweep[:, 0, ..., 0], sweep[:, 0, ..., 1]

@@ -58,7 +58,7 @@ UNROLLED_RECIPES = {"small": Recipe(scenes=2048, steps=800, batch=4, lr=2e-3),
 ITERATIONS = {"small": 12, "published": 6}
 #: the support network learns from features computed once (its physics has no weights)
 SUPPORT_RECIPES = {"small": Recipe(scenes=2048, steps=3000, batch=4),
-                   "published": Recipe(scenes=1536, steps=3000, batch=4)}
+                   "published": Recipe(scenes=6144, steps=10000, batch=4)}
 #: its prior's exponent and noise level (a fraction of the mean signal power) tried
 PRIOR_GAMMAS = (1.0, 2.0, 3.0)
 PRIOR_NOISE = (0.01, 0.03, 0.1)
@@ -168,34 +168,44 @@ def train_unrolled(cfg, recipe: Recipe, seed: int, width=None, progress=None,
 
 def train_support(cfg, recipe: Recipe, seed: int, widths=None, progress=None):
     """Train the support network on the unrolled network's scenes: features (|A^H y|,
-    |x_K|) computed once, the U-Net by binary cross-entropy against the truth's support;
+    |x_K|) computed once, the U-Net by binary cross-entropy against the truth's support,
+    each batch turned by one of the array's symmetries (``RadarConfig.symmetries``);
     then its prior's exponent and noise are chosen (``choose_prior``). Returns it."""
     import torch
     import torch.nn.functional as F
 
-    from ..training import optimizer_step
+    from ..training import optimizer_step, stage_progress
     from .support import SupportReconstructor
     torch.manual_seed(seed)
-    sweeps, truth, _ = make_scenes(cfg, recipe.scenes, seed, UNROLLED_SCENES)
+    sweeps, truth, _ = make_scenes(cfg, recipe.scenes, seed, UNROLLED_SCENES,
+                                   progress=stage_progress("synthesizing scenes"))
     net = SupportReconstructor(cfg, widths or WIDTHS["support"])
-    feats = support_features(net, cfg, sweeps)
+    feats = support_features(net, cfg, sweeps, progress=stage_progress("their features"))
     target = torch.from_numpy((truth > 0).astype(np.float32))
     opt = torch.optim.Adam(net.net.parameters(), lr=recipe.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=recipe.steps,
                                                 pct_start=0.1)
     rng = np.random.default_rng(seed)
     weight = torch.tensor(SUPPORT_POS_WEIGHT)
+    moves = cfg.symmetries()
     net.train()
     for step in range(recipe.steps):
         idx = torch.from_numpy(rng.integers(0, len(target), recipe.batch))
-        loss = F.binary_cross_entropy_with_logits(net.net(feats[idx])[:, 0], target[idx],
-                                                  pos_weight=weight)
+        x, y = feats[idx], target[idx]
+        # each batch turned by a random element of the array's symmetry group: the same
+        # physics, shapes in orientations the scenes did not draw
+        if "transpose" in moves and rng.random() < 0.5:
+            x, y = x.transpose(-3, -2), y.transpose(-3, -2)
+        if "turn" in moves and rng.random() < 0.5:
+            x, y = x.flip(-3, -2), y.flip(-3, -2)
+        loss = F.binary_cross_entropy_with_logits(net.net(x.contiguous())[:, 0],
+                                                  y.contiguous(), pos_weight=weight)
         optimizer_step(net.net, opt, sched, loss, step, recipe.steps, progress)
     choose_prior(net.eval(), cfg)
     return net
 
 
-def support_features(net, cfg, sweeps: np.ndarray, batch: int = 32):
+def support_features(net, cfg, sweeps: np.ndarray, batch: int = 32, progress=None):
     """The support network's inputs for ``sweeps`` (n, K, T, R): (n, 2, nx, ny, nz)."""
     import torch
     out = []
@@ -203,6 +213,8 @@ def support_features(net, cfg, sweeps: np.ndarray, batch: int = 32):
         for start in range(0, len(sweeps), batch):
             feed = torch.from_numpy(sweep_feed(cfg, sweeps[start:start + batch]))
             out.append(net.features(feed)[3])
+            if progress is not None:
+                progress(min(start + batch, len(sweeps)), len(sweeps))
     return torch.cat(out)
 
 
