@@ -24,6 +24,31 @@ KINDS = ("deep2s", "complex", "unrolled", "support")
 SHIPPED = [(kind, config) for kind in KINDS for config in ("small", "published")]
 
 
+def test_support_training_turns_its_batches_on_a_symmetric_array(monkeypatch):
+    """A tiny X-shaped array with a square grid has both symmetries, so the support
+    network's training turns its batches (feature and truth volumes turned together, about
+    half the steps) and its loss still falls over a few steps."""
+    torch = pytest.importorskip("torch")
+    from cvstream.models.radar.train import Recipe, train_support
+    turned = []
+    flip = torch.Tensor.flip
+    monkeypatch.setattr(torch.Tensor, "flip", lambda t, *dims: turned.append(
+        (t.ndim, dims)) or flip(t, *dims))
+    cfg = load_config({**TINY, "rx": {"from": [-0.1, -0.1, 0.0], "to": [0.1, 0.1, 0.0],
+                                      "count": 3},
+                       "grid": {**TINY["grid"], "y": TINY["grid"]["x"]}})
+    assert cfg.symmetries() == ("transpose", "turn")
+    losses = []
+    net = train_support(cfg, Recipe(scenes=8, steps=40, batch=4, lr=1e-2), seed=1,
+                        widths=(4, 8, 8), progress=lambda d, n, loss: losses.append(loss))
+    assert len(losses) == 40 and np.isfinite(losses).all()
+    # each turn flips the features (B, 2, x, y, z) and the truth (B, x, y, z) in x and y
+    assert 10 <= len(turned) // 2 <= 30
+    assert sorted(set(turned)) == [(4, (-3, -2)), (5, (-3, -2))]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert float(net.gamma) in (1.0, 2.0, 3.0)
+
+
 def test_a_turned_scene_measures_as_the_original_and_images_turned():
     """The X-shaped arrays' symmetries (which the support network's training turns its
     batches by) are the physics': a scene transposed (x <-> y) or turned (x, y -> -x, -y)
