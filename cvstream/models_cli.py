@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .errors import CvstreamError
+from .progress import progress_printer
 
 #: trainable model families: name -> module (in cvstream.models)
 FAMILIES = {"iq_denoiser": "cvstream.models.demo.denoiser",
@@ -17,26 +18,6 @@ FAMILIES = {"iq_denoiser": "cvstream.models.demo.denoiser",
             "aec_cv": "cvstream.models.aec.network",
             "aec_nkf": "cvstream.models.aec.nkf",
             "radar": "cvstream.models.radar.train"}
-
-
-def progress_printer(label: str):
-    """A progress callback: redraws one line on a terminal, prints every 10 % otherwise."""
-    tty = sys.stderr.isatty()
-    last = [-1]
-
-    def show(done: int, total: int, loss: float | None = None) -> None:
-        pct = int(100 * done / total)
-        extra = f"  loss {loss:.4f}" if loss is not None else ""
-        if tty:
-            bar = "#" * (pct * 30 // 100)
-            sys.stderr.write(f"\r{label} [{bar:<30}] {done}/{total}{extra}")
-            if done == total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-        elif pct // 10 != last[0]:
-            last[0] = pct // 10
-            print(f"{label}: {done}/{total}{extra}", file=sys.stderr)
-    return show
 
 
 def _family(name: str):

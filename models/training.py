@@ -16,17 +16,3 @@ def optimizer_step(model, opt, sched, loss, step: int, steps: int, progress=None
     if progress is not None:
         progress(step + 1, steps, loss.item())
 
-
-def stage_progress(label: str):
-    """A (done, total) callback for a training's data stages (synthesis, features) that
-    prints ``label: done/total`` to stderr at every tenth (the loss callbacks above take the
-    optimizer's steps)."""
-    import sys
-    last = [-1]
-
-    def show(done: int, total: int) -> None:
-        tenth = 10 * done // max(total, 1)
-        if tenth != last[0]:
-            last[0] = tenth
-            print(f"{label}: {done}/{total}", file=sys.stderr, flush=True)
-    return show

@@ -176,13 +176,15 @@ def train_support(cfg, recipe: Recipe, seed: int, widths=None, progress=None):
     import torch
     import torch.nn.functional as F
 
-    from ..training import optimizer_step, stage_progress
+    from cvstream.progress import progress_printer
+
+    from ..training import optimizer_step
     from .support import SupportReconstructor
     torch.manual_seed(seed)
     sweeps, truth, _ = make_scenes(cfg, recipe.scenes, seed, UNROLLED_SCENES,
-                                   progress=stage_progress("synthesizing scenes"))
+                                   progress=progress_printer("synthesizing scenes"))
     net = SupportReconstructor(cfg, widths or WIDTHS["support"])
-    feats = support_features(net, cfg, sweeps, progress=stage_progress("their features"))
+    feats = support_features(net, cfg, sweeps, progress=progress_printer("their features"))
     target = torch.from_numpy((truth > 0).astype(np.float32))
     opt = torch.optim.Adam(net.net.parameters(), lr=recipe.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=recipe.steps,

@@ -76,7 +76,7 @@ def data_image(ops, sweep, lip):
 
 def fista_step(x_re, x_im, z_re, z_im, t, b_re, b_im, p_re, p_im, lip, lam,
                skip_operator: bool = False):
-    """One FISTA-L1 step from (x, z, t) (``fista_polish``); returns the next (x, z, t)."""
+    """One FISTA-L1 step from (x, z, t) (``fista_steps``); returns the next (x, z, t)."""
     if skip_operator:
         g_re, g_im = torch.zeros_like(z_re), torch.zeros_like(z_im)
     else:
@@ -91,25 +91,13 @@ def fista_step(x_re, x_im, z_re, z_im, t, b_re, b_im, p_re, p_im, lip, lam,
             t_next)
 
 
-@torch.jit.script
-def fista_polish(x_re, x_im, b_re, b_im, p_re, p_im, lip, lam, iterations,
-                 from_zero: bool = False):
-    """FISTA-L1 on ||A x - b'||^2 from x (B, N parts): ``iterations`` (an int64 tensor, a
-    graph input once exported: ONNX's Loop) proximal-gradient steps of 1 / ``lip`` with the
-    dense operator (``p_re``, ``p_im``), each a complex soft threshold at ``lam`` (b's peak
-    is ``lip``: a fraction of the data image's peak, as ``sparse.FistaL1``'s lambda).
-    ``from_zero``: x is zero, so the first step's gradient is -b without the operator."""
-    z_re, z_im = x_re, x_im
-    t = torch.ones_like(lip)
-    for i in range(int(iterations)):
-        x_re, x_im, z_re, z_im, t = fista_step(x_re, x_im, z_re, z_im, t, b_re, b_im, p_re,
-                                               p_im, lip, lam, from_zero and i == 0)
-    return x_re, x_im
-
-
 def fista_steps(x_re, x_im, b_re, b_im, p_re, p_im, lip, lam, steps: int,
                 from_zero: bool = False):
-    """``fista_polish`` for a fixed count of steps, unrolled in an exported graph (ONNX
+    """FISTA-L1 on ||A x - b'||^2 from x (B, N parts): ``steps`` proximal-gradient steps of
+    1 / ``lip`` with the dense operator (``p_re``, ``p_im``), each a complex soft threshold
+    at ``lam`` (b's peak is ``lip``: a fraction of the data image's peak, as
+    ``sparse.FistaL1``'s lambda). ``from_zero``: x is zero, so the first step's gradient is
+    -b without the operator. Traced, a fixed count unrolls in the exported graph (ONNX
     Runtime runs a Loop's body without the optimizations it gives the main graph: the
     support network's 8 steps took 26 ms more a published frame as a Loop)."""
     z_re, z_im, t = x_re, x_im, torch.ones_like(lip)
@@ -117,6 +105,15 @@ def fista_steps(x_re, x_im, b_re, b_im, p_re, p_im, lip, lam, steps: int,
         x_re, x_im, z_re, z_im, t = fista_step(x_re, x_im, z_re, z_im, t, b_re, b_im, p_re,
                                                p_im, lip, lam, from_zero and i == 0)
     return x_re, x_im
+
+
+@torch.jit.script
+def fista_polish(x_re, x_im, b_re, b_im, p_re, p_im, lip, lam, iterations,
+                 from_zero: bool = False):
+    """``fista_steps`` with ``iterations`` an int64 tensor: a graph input once exported
+    (ONNX's Loop)."""
+    return fista_steps(x_re, x_im, b_re, b_im, p_re, p_im, lip, lam, int(iterations),
+                       from_zero)
 
 
 def refine_on_support(ops, x_re, x_im, b_re, b_im, support, iterations: int):
