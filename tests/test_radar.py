@@ -79,6 +79,40 @@ def test_a_turned_scene_measures_as_the_original_and_images_turned():
     assert config_from_dict(data).symmetries() == ()
 
 
+def test_the_operator_folded_by_the_arrays_symmetries_is_the_dense_one():
+    """``FoldedOperands`` keeps the dense operator's rows for one voxel of each orbit of
+    the array's four moves (identity, transpose, turn, both) and gives the same A x and
+    A^H y as the full matrix; an array without symmetries is not folded."""
+    torch = pytest.importorskip("torch")
+    from cvstream.models.radar.geometry import config_from_dict
+    from cvstream.models.radar.network import BornTables, FoldedOperands
+    cfg = load_config("small")
+    group = cfg.symmetry_group()
+    assert len(group) == 4 and (group[0].voxels == np.arange(cfg.n_voxels)).all()
+    # the turn: voxel (i, j, k) -> (15 - i, 15 - j, k), both antenna lines reversed
+    turn = group[2].voxels.reshape(cfg.image_shape)
+    assert turn[0, 1, 5] == np.ravel_multi_index((15, 14, 5), cfg.image_shape)
+    assert (group[2].tx == np.arange(8)[::-1]).all() and (group[2].rx == group[2].tx).all()
+    dense = BornTables(cfg, dense=True).tables()
+    folded = BornTables(cfg, dense=True, fold=True).tables()
+    assert isinstance(folded, FoldedOperands)
+    n_rows = folded.rows.p_re.shape[0]
+    assert cfg.n_voxels / 4 <= n_rows < cfg.n_voxels / 3
+    torch.manual_seed(0)
+    x = torch.randn(3, cfg.n_voxels), torch.randn(3, cfg.n_voxels)
+    y = torch.randn(3, *cfg.sweep_shape), torch.randn(3, *cfg.sweep_shape)
+    for want, got in [(dense.forward(*x), folded.forward(*x)),
+                      (dense.adjoint(*y), folded.adjoint(*y))]:
+        for a, b in zip(want, got):
+            assert a.shape == b.shape
+            assert float((a - b).abs().max()) < 1e-5 * float(a.abs().max())
+    data = cfg.to_dict()
+    data["rx"] = [[p[0] + 0.01, p[1], p[2]] for p in data["rx"]]
+    moved = config_from_dict(data)
+    assert len(moved.symmetry_group()) == 1
+    assert not BornTables(moved, dense=True, fold=True).fold
+
+
 def test_adjoint_layer_matches_numpy_and_stays_out_of_the_file(tmp_path):
     torch = pytest.importorskip("torch")
     from cvstream.models.radar.network import AdjointLayer, make_network
@@ -212,8 +246,8 @@ def test_shipped_support_model_beats_fista_and_the_unrolled_one_on_unseen_publis
     of the scenes: -3.44)."""
     from cvstream.models.radar.sparse import FistaL1
     path = resolve_model("builtin:radar_support_published")
-    assert "(prior p^3, noise 0.01 of the signal power; 8 FISTA steps, 1024 voxels)" in \
-        read_contract(path).description
+    assert ("(prior p^3, noise 0.01 of the signal power; 8 FISTA steps, 1024 voxels, "
+            "30 CG iterations)") in read_contract(path).description
     imagers = {"support": onnx_imager(path),
                "unrolled": onnx_imager(resolve_model("builtin:radar_unrolled_published")),
                "fista": FistaL1(load_config("published"), 0.03, 60)}   # the table's lambda
@@ -263,8 +297,8 @@ def test_support_models_mmse_step_is_the_closed_form_and_blind_to_scale(tmp_path
     feed = torch.from_numpy(sweep_feed(cfg, sweeps))
     prob = torch.rand(3, cfg.n_voxels)
     with torch.no_grad():
-        ops, y_re, y_im, _ = net.features(feed)
-        got = net.estimate(ops, y_re, y_im, prob)[:, 0].numpy().reshape(3, -1)
+        y_re, y_im, _ = net.features(feed)
+        got = net.estimate(y_re, y_im, prob)[:, 0].numpy().reshape(3, -1)
     # the operator's matrix, column by column, from numpy's forward model
     a = ForwardOperator(cfg)(np.eye(cfg.n_voxels, dtype=np.complex64)).reshape(
         cfg.n_voxels, -1).T

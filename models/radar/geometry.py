@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,6 +29,29 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 def shipped_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yml"))
+
+
+#: the moves ``RadarConfig.symmetries`` looks for: x <-> y, and a half turn about z
+MOVES = {"transpose": np.array([[0.0, 1, 0], [1, 0, 0], [0, 0, 1]]),
+         "turn": np.diag([-1.0, -1, 1])}
+
+
+class Symmetry(NamedTuple):
+    """One move of the array's symmetry group as index maps: voxel n goes to voxel
+    ``voxels[n]``, Tx antenna t to ``tx[t]``, Rx antenna r to ``rx[r]``; so the Born
+    operator's entry for (voxels[n], f, tx[t], rx[r]) equals the one for (n, f, t, r)."""
+    voxels: np.ndarray
+    tx: np.ndarray
+    rx: np.ndarray
+
+
+def _mapping(points: np.ndarray, move: np.ndarray) -> np.ndarray | None:
+    """i -> the index of ``move`` applied to points[i], or None when a moved point is not
+    one of ``points``."""
+    close = np.isclose(points @ move.T, points[:, None]).all(axis=2)    # (original, moved)
+    if not close.any(axis=0).all():
+        return None
+    return close.argmax(axis=0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,17 +105,27 @@ class RadarConfig:
         Rx and the grid onto itself, so that a scene turned by one measures as the
         original, its images turned the same way: ``transpose`` (x <-> y) and ``turn``
         (x, y -> -x, -y; an X-shaped array has both)."""
-        moves = {"transpose": (np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]]),
-                               np.array_equal(self.x, self.y)),
-                 "turn": (np.diag([-1, -1, 1]),
-                          np.allclose(self.x, -self.x[::-1]) and
+        grids = {"transpose": np.array_equal(self.x, self.y),
+                 "turn": (np.allclose(self.x, -self.x[::-1]) and
                           np.allclose(self.y, -self.y[::-1]))}
+        return tuple(name for name, move in MOVES.items()
+                     if grids[name] and _mapping(self.tx, move) is not None
+                     and _mapping(self.rx, move) is not None)
 
-        def onto(points: np.ndarray, move: np.ndarray) -> bool:
-            moved = points @ move.T
-            return all(np.isclose(moved[:, None], points[None]).all(axis=2).any(axis=1))
-        return tuple(name for name, (move, grid) in moves.items()
-                     if grid and onto(self.tx, move) and onto(self.rx, move))
+    def symmetry_group(self) -> list[Symmetry]:
+        """Every composition of ``symmetries()``, the identity first, as index maps."""
+        moves = [np.eye(3)]
+        for name in self.symmetries():
+            moves += [MOVES[name] @ m for m in moves
+                      if not any(np.allclose(MOVES[name] @ m, o) for o in moves)]
+        axes = (self.x, self.y, self.z)
+        out = []
+        for move in moves:
+            moved = self.voxels() @ move.T
+            ijk = [np.abs(a[None] - moved[:, i, None]).argmin(1) for i, a in enumerate(axes)]
+            out.append(Symmetry(np.ravel_multi_index(ijk, self.image_shape),
+                                _mapping(self.tx, move), _mapping(self.rx, move)))
+        return out
 
     def describe(self) -> str:
         k, t, r = self.sweep_shape

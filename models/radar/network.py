@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,11 +31,12 @@ EPS = 1e-12
 
 class BornTables(nn.Module):
     """The geometry as buffers, and the Born operator's matrices computed from it: per
-    antenna (``FactorOperands``, memory K (T + R) N; for one application a frame) or dense
+    antenna (``FactorOperands``, memory K (T + R) N; for one application a frame), dense
     (``DenseOperands``, K T R N; for many applications a frame, where a batch of sweeps
-    turns each application into one well-filled matmul)."""
+    turns each application into one well-filled matmul) or dense and folded by the array's
+    symmetries (``FoldedOperands``, ``fold``: a quarter of that on the X-shaped arrays)."""
 
-    def __init__(self, cfg: RadarConfig, dense: bool = False):
+    def __init__(self, cfg: RadarConfig, dense: bool = False, fold: bool = False):
         super().__init__()
         self.image_shape, self.sweep_shape, self.dense = cfg.image_shape, cfg.sweep_shape, dense
         f32 = dict(dtype=torch.float32)
@@ -43,20 +45,33 @@ class BornTables(nn.Module):
         self.register_buffer("k", torch.tensor(cfg.wavenumbers, **f32))
         for axis in "xyz":
             self.register_buffer(f"axis_{axis}", torch.tensor(getattr(cfg, axis), **f32))
+        self.fold = fold and bool(cfg.symmetries())
+        if self.fold:
+            for name, value in FoldIndices.of(cfg)._asdict().items():
+                self.register_buffer(f"fold_{name}", value)
 
-    def kernel(self, points, scale: float):
-        """exp(+j k R) / (scale R) for these antennas: (re, im), each (K, P, N). The Born
-        factors are its conjugates: scale 4 pi on the Tx side, 1 on the Rx side."""
+    def kernel(self, points, scale: float, voxels=None):
+        """exp(+j k R) / (scale R) for these antennas: (re, im), each (K, P, N), or (K, P,
+        len(voxels)) at the voxels of these indices. The Born factors are its conjugates:
+        scale 4 pi on the Tx side, 1 on the Rx side."""
         gx, gy, gz = torch.meshgrid(self.axis_x, self.axis_y, self.axis_z, indexing="ij")
         vox = torch.stack([gx.reshape(-1), gy.reshape(-1), gz.reshape(-1)], dim=1)
+        if voxels is not None:
+            vox = vox.index_select(0, voxels)
         dist = torch.sqrt(((points[:, None, :] - vox[None]) ** 2).sum(-1))     # (P, N)
         phase = self.k[:, None, None] * dist[None]
         amp = 1.0 / (scale * dist[None])
         return torch.cos(phase) * amp, torch.sin(phase) * amp
 
-    def tables(self) -> FactorOperands | DenseOperands:
+    def tables(self) -> FactorOperands | DenseOperands | FoldedOperands:
         """The operator's matrices, computed once per call and shared by every application
         in it (ONNX Runtime folds them into constants when it loads the model)."""
+        if self.fold:
+            folds = FoldIndices(*(getattr(self, f"fold_{n}").long() if n != "scale" else
+                                  self.fold_scale for n in FoldIndices._fields))
+            t_re, t_im = self.kernel(self.tx, 4 * math.pi, folds.rows)
+            g_re, g_im = self.kernel(self.rx, 1.0, folds.rows)
+            return FoldedOperands(DenseOperands.build(t_re, t_im, g_re, g_im), folds)
         t_re, t_im = self.kernel(self.tx, 4 * math.pi)               # g_t, (K, T, N)
         g_re, g_im = self.kernel(self.rx, 1.0)                       # g_r, (K, R, N)
         if self.dense:
@@ -140,6 +155,76 @@ class DenseOperands(NamedTuple):
         """A^H y = P y: (B, K, T, R) parts -> (B, N) parts."""
         b = y_re.shape[0]
         return dense_adjoint(self.p_re, self.p_im, y_re.reshape(b, -1), y_im.reshape(b, -1))
+
+
+class FoldIndices(NamedTuple):
+    """How the array's symmetry group (``RadarConfig.symmetry_group``, G moves) folds the
+    dense operator: its rows for one voxel of each orbit (``rows``, F of them) hold all of
+    P, as P[move(n), move(m)] = P[n, m] for a voxel n and a measurement m. Indices are
+    int32 (int64 in ``BornTables.tables``), half the model file's bytes."""
+    rows: torch.Tensor          # (F,) the orbits' first voxels
+    moved: torch.Tensor         # (G F,) move g of rows[f] at g F + f
+    scale: torch.Tensor         # (F,) float: 1 / the number of moves that keep rows[f]
+    image: torch.Tensor         # (N,) voxel n's place in the (G F) moved rows' results
+    sweep_in: torch.Tensor      # (G M,) at g M + m: move g of measurement m
+    sweep_out: torch.Tensor     # (G M,) at g M + m: g M + the measurement g moves onto m
+
+    @classmethod
+    def of(cls, cfg: RadarConfig) -> FoldIndices:
+        group = cfg.symmetry_group()
+        moved = np.stack([g.voxels for g in group])                        # (G, N)
+        rows = np.unique(moved.min(axis=0))                                # each orbit's first
+        at_rows = moved[:, rows]                                           # (G, F)
+        image = np.empty(cfg.n_voxels, dtype=np.int64)
+        for g in range(len(group) - 1, -1, -1):                            # any move will do
+            image[at_rows[g]] = g * len(rows) + np.arange(len(rows))
+        k, t, r = cfg.sweep_shape
+        f_, t_, r_ = np.meshgrid(np.arange(k), np.arange(t), np.arange(r), indexing="ij")
+        sweep = np.stack([np.ravel_multi_index((f_, g.tx[t_], g.rx[r_]), cfg.sweep_shape)
+                          .ravel() for g in group])                        # (G, M)
+        m = sweep.shape[1]
+        back = np.argsort(sweep, axis=1) + m * np.arange(len(group))[:, None]
+        index = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int32).ravel())
+        return cls(index(rows), index(at_rows),
+                   torch.from_numpy(1.0 / (at_rows == rows).sum(0)).float(), index(image),
+                   index(sweep), index(back))
+
+
+class FoldedOperands(NamedTuple):
+    """The dense operator (``DenseOperands``) on the orbits' first voxels only, the rest
+    by the array's symmetries (``FoldIndices``): each application is one matmul of those
+    rows with G moved copies of the batch, so P's memory and the bytes an application
+    reads are 1 / G of the dense ones (the same products)."""
+    rows: DenseOperands         # (F, K T R)
+    folds: FoldIndices
+
+    def forward(self, x_re, x_im):
+        """A x: (B, N) parts -> (B, K, T, R) parts; the moved images' products, each moved
+        back in the sweep and summed."""
+        b, (g_f,) = x_re.shape[0], self.folds.moved.shape
+        f = self.folds.rows.shape[0]
+
+        def moved(x):   # (B, N) -> (B G, F), each voxel once over its orbit's moves
+            return (x.index_select(1, self.folds.moved).reshape(b, -1, f)
+                    * self.folds.scale).reshape(-1, f)
+        z_re, z_im = dense_forward(self.rows.p_re, self.rows.p_im, moved(x_re), moved(x_im))
+
+        def back(z):    # (B G, M) -> (B, K, T, R)
+            z = z.reshape(b, -1).index_select(1, self.folds.sweep_out)
+            return z.reshape(b, g_f // f, -1).sum(1).reshape(b, *self.rows.sweep_shape)
+        return back(z_re), back(z_im)
+
+    def adjoint(self, y_re, y_im):
+        """A^H y: (B, K, T, R) parts -> (B, N) parts; the moved sweeps' products, each
+        voxel taken from its orbit's row under its move."""
+        b = y_re.shape[0]
+        m = y_re[0].numel()
+
+        def moved(y):   # (B, K, T, R) -> (B G, M)
+            return y.reshape(b, m).index_select(1, self.folds.sweep_in).reshape(-1, m)
+        s_re, s_im = dense_adjoint(self.rows.p_re, self.rows.p_im, moved(y_re), moved(y_im))
+        return (s_re.reshape(b, -1).index_select(1, self.folds.image),
+                s_im.reshape(b, -1).index_select(1, self.folds.image))
 
 
 def dense_forward(p_re, p_im, x_re, x_im) -> tuple[torch.Tensor, torch.Tensor]:

@@ -109,7 +109,8 @@ def contract(cfg, kind: str, evaluation: dict | None = None, net=None) -> dict:
                           "lambda": round(float(net.polish_lam), 6)}
     if kind == "support" and net is not None:
         about += (f" (prior p^{float(net.gamma):g}, noise {float(net.noise):g} of the signal "
-                  f"power; {net.steps} FISTA steps, {net.top_k} voxels)")
+                  f"power; {net.steps} FISTA steps, {net.top_k} voxels, "
+                  f"{net.cg_iterations} CG iterations)")
     if kind == "unrolled" and net is not None and net.refine:
         about += (f", then least squares on the voxels above {float(net.support):g} of the "
                   f"peak ({net.refine} conjugate-gradient iterations)")
@@ -216,7 +217,7 @@ def support_features(net, cfg, sweeps: np.ndarray, batch: int = 32, progress=Non
     with torch.no_grad():
         for start in range(0, len(sweeps), batch):
             feed = torch.from_numpy(sweep_feed(cfg, sweeps[start:start + batch]))
-            out.append(net.features(feed)[3])
+            out.append(net.features(feed)[2])
             if progress is not None:
                 progress(min(start + batch, len(sweeps)), len(sweeps))
     return torch.cat(out)
@@ -232,12 +233,12 @@ def choose_prior(net, cfg, validation: int = 32) -> dict:
     with torch.no_grad():
         for start in range(0, validation, 8):
             feed = torch.from_numpy(sweep_feed(cfg, sweeps[start:start + 8]))
-            ops, y_re, y_im, feats = net.features(feed)
+            y_re, y_im, feats = net.features(feed)
             prob = torch.sigmoid(net.net(feats)).flatten(1)
             for gamma in PRIOR_GAMMAS:
                 for noise in PRIOR_NOISE:
                     net.set_prior(gamma, noise)
-                    images = net.estimate(ops, y_re, y_im, prob)[:, 0].numpy()
+                    images = net.estimate(y_re, y_im, prob)[:, 0].numpy()
                     scores.setdefault((gamma, noise), []).extend(
                         nmse_db(i, t) for i, t in zip(images, truth[start:start + 8]))
     means = {key: float(np.mean(v)) for key, v in scores.items()}

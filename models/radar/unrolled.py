@@ -82,6 +82,12 @@ def fista_step(x_re, x_im, z_re, z_im, t, b_re, b_im, p_re, p_im, lip, lam,
     else:
         a_re, a_im = dense_forward(p_re, p_im, z_re, z_im)
         g_re, g_im = dense_adjoint(p_re, p_im, a_re, a_im)
+    return fista_update(x_re, x_im, z_re, z_im, t, g_re, g_im, b_re, b_im, lip, lam)
+
+
+def fista_update(x_re, x_im, z_re, z_im, t, g_re, g_im, b_re, b_im, lip, lam):
+    """FISTA-L1's step from (x, z, t) given g = A^H A z: a gradient step of 1 / ``lip``, a
+    complex soft threshold at ``lam``, the momentum; returns the next (x, z, t)."""
     u_re, u_im = z_re - (g_re - b_re) / lip, z_im - (g_im - b_im) / lip
     gain = torch.relu(1.0 - lam / torch.sqrt(u_re * u_re + u_im * u_im + 1e-12))
     n_re, n_im = u_re * gain, u_im * gain
