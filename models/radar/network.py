@@ -184,7 +184,9 @@ class FoldIndices(NamedTuple):
                           .ravel() for g in group])                        # (G, M)
         m = sweep.shape[1]
         back = np.argsort(sweep, axis=1) + m * np.arange(len(group))[:, None]
-        index = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int32).ravel())
+
+        def index(a):
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int32).ravel())
         return cls(index(rows), index(at_rows),
                    torch.from_numpy(1.0 / (at_rows == rows).sum(0)).float(), index(image),
                    index(sweep), index(back))
@@ -201,8 +203,8 @@ class FoldedOperands(NamedTuple):
     def forward(self, x_re, x_im):
         """A x: (B, N) parts -> (B, K, T, R) parts; the moved images' products, each moved
         back in the sweep and summed."""
-        b, (g_f,) = x_re.shape[0], self.folds.moved.shape
-        f = self.folds.rows.shape[0]
+        b, f = x_re.shape[0], self.folds.rows.shape[0]
+        moves = self.folds.moved.shape[0] // f
 
         def moved(x):   # (B, N) -> (B G, F), each voxel once over its orbit's moves
             return (x.index_select(1, self.folds.moved).reshape(b, -1, f)
@@ -211,7 +213,7 @@ class FoldedOperands(NamedTuple):
 
         def back(z):    # (B G, M) -> (B, K, T, R)
             z = z.reshape(b, -1).index_select(1, self.folds.sweep_out)
-            return z.reshape(b, g_f // f, -1).sum(1).reshape(b, *self.rows.sweep_shape)
+            return z.reshape(b, moves, -1).sum(1).reshape(b, *self.rows.sweep_shape)
         return back(z_re), back(z_im)
 
     def adjoint(self, y_re, y_im):
