@@ -10,8 +10,9 @@ physics again; one ONNX graph per configuration, sweep in, image out.
    variance p^gamma (a reflector's voxels carry phases of their own), white noise of power
    mu: x = W A^H (A W A^H + mu I)^-1 y with W = diag(p^gamma), by conjugate gradients on
    the ``top_k`` voxels of highest prior (the rest have next to none) with the exact
-   operator's columns there, kept as per-antenna factors (``VoxelColumns``); mu is ``noise`` times the mean signal power per measurement,
-   trace(A W A^H) / M. ``gamma`` and ``noise`` are chosen on validation scenes.
+   operator's columns there, kept as per-antenna factors (``VoxelColumns``); mu is
+   ``noise`` times the mean signal power per measurement, trace(A W A^H) / M. ``gamma``
+   and ``noise`` are chosen on validation scenes.
 
 The network only answers where: a local question, which the physics' images answer in part
 whatever the shape. The amplitudes come from the data by least squares, as the debiasing
@@ -35,8 +36,8 @@ from .unrolled import conjugate_gradients, data_image, fista_update
 #: FISTA-L1's threshold in the feature steps, a fraction of A^H y's peak
 FEATURE_LAMBDA = 0.01
 #: conjugate-gradient iterations of the MMSE estimate, and the voxels it solves for. Not
-#: converged at 30 (`published` validation NMSE -3.70 dB; -4.08 at 60, -4.20 at 100), but
-#: each iteration costs about 0.8 ms a frame; fewer voxels (512) cut large targets short
+#: converged at 30 (`published` validation NMSE -3.70 dB; -4.08 at 60, -4.20 at 100, ad
+#: hoc), but each iteration costs about 0.85 ms a frame; 512 voxels cut large targets short
 CG_ITERATIONS = 30
 TOP_K = 1024
 
