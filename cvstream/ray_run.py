@@ -385,20 +385,22 @@ class Deployment:
         ray = self.ray
         deadline = time.monotonic() + PLACE_TIMEOUT
         while True:
+            # until it answers and starts: an actor still restarting refuses either call
+            # (ActorUnavailableError, a RayActorError), and a started one has lost nothing
             try:
                 hello = ray.get(self.actors[f].hello.remote(), timeout=5)
+                if hello["public_key"] != self.keys[f] and any(
+                        self._secure(k) for k in self.plan.links_of(f)):
+                    raise CvstreamError(f"fragment '{f}' came back on another host with "
+                                        "another CURVE key: its peers would refuse it")
+                self.hosts[f] = hello["host"]
+                self._start_fragment(f)
                 break
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
                 if time.monotonic() > deadline:
                     raise CvstreamError(f"fragment '{f}' died and did not come back within "
                                         f"{PLACE_TIMEOUT:g} s") from None
                 time.sleep(0.2)
-        if hello["public_key"] != self.keys[f] and any(
-                self._secure(k) for k in self.plan.links_of(f)):
-            raise CvstreamError(f"fragment '{f}' came back on another host with another "
-                                "CURVE key: its peers would refuse it")
-        self.hosts[f] = hello["host"]
-        self._start_fragment(f)
         self.restarts[f] = self.restarts.get(f, 0) + 1
         from .cli import _say
         _say(f"fragment '{f}' died; Ray restarted it and the stream goes on (restart "
