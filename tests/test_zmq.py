@@ -13,6 +13,20 @@ from cvstream.chunk import Tag
 from cvstream.zmq_wire import encode_header
 
 
+def listening(port: int, timeout: float = 30.0) -> None:
+    """Waits until 127.0.0.1:``port`` has a listening TCP socket (/proc/net/tcp, state 0A),
+    without connecting to it."""
+    want = f"0100007F:{port:04X}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/net/tcp") as table:
+            if any(f[1] == want and f[3] == "0A" for f in
+                   (line.split() for line in list(table)[1:])):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout:g} s")
+
+
 def start(path, *extra):
     return subprocess.Popen(cvstream_cmd("run", str(path), *extra), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -319,7 +333,7 @@ def test_a_bound_source_admits_max_peers_connections(graph_file, tmp_path):
     """)
     stats = tmp_path / "s.json"
     proc = start(path, "--stats-json", str(stats))
-    time.sleep(1.0)
+    listening(port)   # bound before the first peer connects, or a retry reorders them
     peers = []
     for k in range(4):
         sock = zmq.Context.instance().socket(zmq.PUSH)
