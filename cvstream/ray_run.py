@@ -113,6 +113,7 @@ class FragmentActor:
             zmq.auth.create_certificates(self.dir, "self")
         self.sched = None
         self.error: str | None = None
+        self.started = False  # a copy Ray restarted is a fresh one: not started
 
     def hello(self) -> dict:
         import ray
@@ -126,6 +127,7 @@ class FragmentActor:
         """Build and start this fragment; returns the endpoints its bound link ends got."""
         from .loader import load_graph_text
         from .scheduler import Scheduler
+        self.started = True
         try:
             graph = load_graph_text(text, source, dict(overrides))
             graph.validate()
@@ -162,7 +164,7 @@ class FragmentActor:
         sched = self.sched
         failure = self.error or (str(sched.failure) if sched and sched.failure else None)
         return {"running": bool(sched and sched.running()), "failure": failure,
-                "progress": sched.progress() if sched else None}
+                "progress": sched.progress() if sched else None, "started": self.started}
 
     def stop(self) -> None:
         if self.sched is not None:
@@ -346,10 +348,18 @@ class Deployment:
         self.keys = {f: h["public_key"] for f, h in zip(self.actors, hellos)}
         self.endpoints: dict[str, str] = {}
         for f in self.plan.order:
-            got = self._start_fragment(f)
+            try:
+                self._start_fragment(f)
+            except ray.exceptions.RayActorError:  # it died while starting
+                if not self.plan.restartable[f]:
+                    self.abort()
+                    raise CvstreamError(f"fragment '{f}' died while starting (it holds "
+                                        "state, so Ray does not restart it)") from None
+                self._restart(f)
             for link in self.plan.links_of(f):
                 if link.binder == f:
-                    _say_link(link, got[link.id], self.keys[f] if self._secure(link) else None)
+                    _say_link(link, self.endpoints[link.id],
+                              self.keys[f] if self._secure(link) else None)
 
     def _secure(self, link) -> bool:
         return self.curve == "on" or (self.curve == "auto" and not (
@@ -413,7 +423,11 @@ class Deployment:
         for f, actor in self.actors.items():
             try:
                 status = ray.get(actor.poll.remote(), timeout=30)
+                # Ray may restart it between two polls: the copy that answers is fresh
+                died = not status["started"]
             except ray.exceptions.RayActorError:
+                died = True
+            if died:
                 if self.failure is None and self.plan.restartable[f]:
                     try:
                         self._restart(f)

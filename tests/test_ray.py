@@ -218,7 +218,10 @@ def test_a_killed_stateless_fragment_is_restarted_and_its_loss_counted(cluster, 
                  if a["name"].endswith(":dsp")]
         time.sleep(0.2)
     actor = ray.get_actor(names[0], namespace="cvstream")
-    time.sleep(1.5)  # mid-stream: the source is paced to 8 s
+    while not ray.get(actor.poll.remote())["running"]:  # started: its blocks stream
+        assert time.monotonic() < deadline, "the fragment never started"
+        time.sleep(0.1)
+    time.sleep(1.0)  # mid-stream: the source is paced to 8 s
     ray.kill(actor, no_restart=False)
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 0, err
