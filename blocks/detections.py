@@ -344,15 +344,18 @@ class Tracker:
     interval overlapping it, or after ``max_blocks`` blocks (the next piece continues it)."""
 
     def __init__(self, vote_labels: bool = False, hold: int = 0, min_blocks: int = 1,
-                 max_blocks: int = MAX_TRACK_BLOCKS):
+                 max_blocks: int = MAX_TRACK_BLOCKS, weak_blocks: int = 0,
+                 weak_db: float = 0.0):
         """``vote_labels``: a track continues whatever the interval's label, and takes the
         label with the most votes (bins x score) when it ends; otherwise labels must match.
         ``hold``: blocks a track may miss before it ends. ``min_blocks``: shorter tracks
-        are not reported (``dropped_short`` counts them)."""
+        are not reported, nor those shorter than ``weak_blocks`` whose peak SNR stays under
+        ``weak_db`` (a weak signal's flicker; ``dropped_short`` counts both)."""
         self.open: list[Track] = []
         self.vote_labels = vote_labels
         self.hold = hold
         self.min_blocks = min_blocks
+        self.weak_blocks, self.weak_db = weak_blocks, weak_db
         self.max_blocks = max_blocks
         self.dropped_short = 0
 
@@ -406,7 +409,9 @@ class Tracker:
     def _report(self, tracks: list[Track]) -> list[Track]:
         out = []
         for t in tracks:
-            if len(t.edges) >= self.min_blocks:
+            blocks = len(t.edges)
+            if blocks >= self.min_blocks and (blocks >= self.weak_blocks or
+                                              t.peak_snr_db >= self.weak_db):
                 out.append(self._settle(t))
             else:
                 self.dropped_short += 1

@@ -106,7 +106,8 @@ class SpectrumSegmenter(RateBlock):
     those whose power stands ``energy_sigma`` deviations over their bin's noise floor (weak
     signals the model leaves), merged into runs, labelled
     by the run's mean class scores, followed across tiles (``hold`` tiles of absence
-    allowed; tracks shorter than ``min_tiles`` are counted as ``short_tracks``, not sent).
+    allowed; tracks shorter than ``min_tiles``, and those shorter than ``weak_tiles`` that
+    never stand ``weak_snr_db`` over the noise, are counted as ``short_tracks``, not sent).
     When a track ends, a finer PSD (``refine``-point FFTs of the same samples, summed over
     the track's tiles) settles its frequency edges: the bins above the noise near the coarse
     edges, split where a gap shows two neighbours, cut again on a PSD twice as fine where
@@ -156,6 +157,10 @@ class SpectrumSegmenter(RateBlock):
     min_bins = Param(int, default=1, min=1, doc="ignore runs narrower than this")
     hold = Param(int, default=6, min=0, doc="tiles a signal may vanish and still continue")
     min_tiles = Param(int, default=2, min=1, doc="shorter detections are not reported")
+    weak_tiles = Param(int, default=4, min=1, doc="shorter detections whose peak in-band "
+                       "SNR stays under weak_snr_db are not reported (a weak signal's "
+                       "flicker)")
+    weak_snr_db = Param(float, default=15.0, unit="dB", doc="see weak_tiles")
     refine = Param(int, default=1024, min=0,
                    doc="FFT size of the PSD that settles each detection's edges (0: off)")
     valley_db = Param(float, default=15.0, min=0.0, doc="split a detection on a PSD twice "
@@ -220,7 +225,8 @@ class SpectrumSegmenter(RateBlock):
     def start(self):
         self._session = make_session(self.path, self.threads)
         self._family_session = make_session(self._family_path, 1) if self.family else None
-        self._tracker = Tracker(vote_labels=True, hold=self.hold, min_blocks=self.min_tiles)
+        self._tracker = Tracker(vote_labels=True, hold=self.hold, min_blocks=self.min_tiles,
+                                weak_blocks=self.weak_tiles, weak_db=self.weak_snr_db)
         self._radio = RadioContext(self.rate or getattr(self, "_upstream_rate", 0.0),
                                    self.freq)
         self._pos = 0

@@ -510,6 +510,23 @@ def test_tracks_keep_a_swept_band_and_ignore_one_wide_block():
     assert (steady.f_low, steady.f_high) == pytest.approx((0.10, 0.12))
 
 
+def test_short_weak_tracks_are_dropped_and_counted_short_strong_ones_kept():
+    """With min_blocks 2, weak_blocks 4 and weak_db 15: a 3-block track peaking at 12 dB
+    (a weak signal's flicker) is dropped and counted, one peaking at 20 dB (a short burst)
+    and a 5-block one at 12 dB are reported, a 1-block one is dropped whatever its SNR."""
+    from cvstream.blocks.detections import Tracker
+    tracker = Tracker(min_blocks=2, weak_blocks=4, weak_db=15.0)
+    tracks = {(0.10, 0.11): (3, 12.0), (0.20, 0.21): (3, 20.0), (0.30, 0.31): (5, 12.0),
+              (0.40, 0.41): (1, 30.0)}
+    ended = []
+    for block in range(6):
+        ended += tracker.update(block * 10, block * 10 + 10, [
+            (lo, hi, snr, "s") for (lo, hi), (n, snr) in tracks.items() if block < n])
+    ended += tracker.flush()
+    assert sorted((t.f_low, len(t.edges)) for t in ended) == [(0.20, 3), (0.30, 5)]
+    assert tracker.dropped_short == 2
+
+
 def test_a_signal_that_never_ends_is_reported_in_pieces():
     """A carrier present in every block: the tracker holds at most max_blocks blocks of it,
     reports each piece as it fills, and the pieces tile the stream without gaps (memory
