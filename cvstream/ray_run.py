@@ -351,11 +351,11 @@ class Deployment:
             try:
                 self._start_fragment(f)
             except ray.exceptions.RayActorError:  # it died while starting
-                if not self.plan.restartable[f]:
+                try:
+                    self._recover(f)
+                except CvstreamError:
                     self.abort()
-                    raise CvstreamError(f"fragment '{f}' died while starting (it holds "
-                                        "state, so Ray does not restart it)") from None
-                self._restart(f)
+                    raise
             for link in self.plan.links_of(f):
                 if link.binder == f:
                     _say_link(link, self.endpoints[link.id],
@@ -387,6 +387,14 @@ class Deployment:
             raise CvstreamError(status["failure"])
         self.endpoints.update(got)
         return got
+
+    def _recover(self, f: str) -> None:
+        """Fragment ``f`` died: one of stateless blocks is restarted (``_restart``); one that
+        holds state a restart would lose raises CvstreamError, which ends the run."""
+        if not self.plan.restartable[f]:
+            raise CvstreamError(f"fragment '{f}' died (its process ended; it holds state "
+                                "that a restart would lose, so the run ends)")
+        self._restart(f)
 
     def _restart(self, f: str) -> None:
         """Fragment ``f`` died and Ray restarts it: start its part of the graph again once
@@ -428,15 +436,12 @@ class Deployment:
             except ray.exceptions.RayActorError:
                 died = True
             if died:
-                if self.failure is None and self.plan.restartable[f]:
+                if self.failure is None:
                     try:
-                        self._restart(f)
+                        self._recover(f)
                         running = True
                     except CvstreamError as exc:
                         self._fail(str(exc))
-                else:
-                    self._fail(f"fragment '{f}' died (its process ended; it holds state "
-                               "that a restart would lose, so the run ends)")
                 continue
             if status["failure"]:
                 self._fail(status["failure"])
