@@ -105,7 +105,7 @@ class FragmentActor:
         self.fragment, self.run_id, self.imports, self.cwd = fragment, run_id, imports, cwd
         # one folder per run and fragment on its node: a fragment Ray restarts there keeps
         # its CURVE key, so its peers still admit it
-        self.dir = os.path.join(tempfile.gettempdir(), f"cvstream-{run_id}-{fragment}")
+        self.dir = key_folder(run_id, fragment)
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         self.public = os.path.join(self.dir, "self.key")
         self.secret = os.path.join(self.dir, "self.key_secret")
@@ -182,6 +182,11 @@ class FragmentActor:
     def cleanup(self) -> None:
         """The run is over: remove this fragment's key folder (its secret key with it)."""
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def key_folder(run_id: str, fragment: str) -> str:
+    """Where a fragment keeps its CURVE key pair on its node, for one run."""
+    return os.path.join(tempfile.gettempdir(), f"cvstream-{run_id}-{fragment}")
 
 
 def _end_block(p, link_id: str, fragment: str) -> str:
@@ -319,6 +324,7 @@ class Deployment:
         self.curve = curve
         self.imports = list(imports)
         self.actors: dict = {}
+        self.hosts: dict[str, str] = {}   # fragment -> its node's address
         self.failure: str | None = None
         self.last_progress: tuple[int, int] | None = None
         self.restarts: dict[str, int] = {}
@@ -480,9 +486,16 @@ class Deployment:
         return out
 
     def close(self) -> None:
-        # each placed fragment removes its key folder; one Ray never placed has none
+        # each placed fragment removes its key folder; one Ray never placed has none. A
+        # copy killed before its cleanup (or whose cleanup reached a dying copy) leaves its
+        # folder: those on this node are removed here (others stay until their node's
+        # temporary files are cleared)
         self.ray.wait([a.cleanup.remote() for a in self.actors.values()],
                       num_returns=len(self.actors), timeout=10)
+        here = self.ray.util.get_node_ip_address()
+        for f in self.actors:
+            if self.hosts.get(f) == here:
+                shutil.rmtree(key_folder(self.run_id, f), ignore_errors=True)
         for actor in self.actors.values():
             try:
                 self.ray.kill(actor, no_restart=True)

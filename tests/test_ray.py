@@ -208,14 +208,14 @@ def start_paced(cluster, tmp_path):
     return proc, out
 
 
-def test_a_killed_stateless_fragment_is_restarted_and_its_loss_counted(cluster, tmp_path):
-    proc, out = start_paced(cluster, tmp_path)
+def kill_mid_stream(cluster, fragment: str) -> None:
+    """Kill ``fragment``'s actor once its blocks stream (Ray restarts it if it may)."""
     _nodes(cluster.address)
     deadline = time.monotonic() + 120
     names = []
     while not names and time.monotonic() < deadline:
         names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                 if a["name"].endswith(":dsp")]
+                 if a["name"].endswith(f":{fragment}")]
         time.sleep(0.2)
     actor = ray.get_actor(names[0], namespace="cvstream")
     while not ray.get(actor.poll.remote())["running"]:  # started: its blocks stream
@@ -223,6 +223,16 @@ def test_a_killed_stateless_fragment_is_restarted_and_its_loss_counted(cluster, 
         time.sleep(0.1)
     time.sleep(1.0)  # mid-stream: the source is paced to 8 s
     ray.kill(actor, no_restart=False)
+
+
+def key_folders() -> set:
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "cvstream-run-*")))
+
+
+def test_a_killed_stateless_fragment_is_restarted_and_its_loss_counted(cluster, tmp_path):
+    before = key_folders()
+    proc, out = start_paced(cluster, tmp_path)
+    kill_mid_stream(cluster, "dsp")
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 0, err
     assert "fragment 'dsp' died; Ray restarted it" in err
@@ -236,6 +246,22 @@ def test_a_killed_stateless_fragment_is_restarted_and_its_loss_counted(cluster, 
     # frame the restart straddles: the new fft's frames start at the first sample it gets)
     assert abs(len(frames) + lost - -(-RESTART_ITEMS // 256)) <= 1
     assert 0 <= lost < len(frames) // 4
+    assert key_folders() <= before   # no key folder (secret key) left
+
+
+def test_a_killed_fragment_holding_state_ends_the_run_in_one_line_and_leaves_no_key(
+        cluster, tmp_path):
+    """The io fragment holds the source's position and the sink's file: a restart would
+    lose them, so its death ends the run (exit 1, one line, no traceback), and its key
+    folder, which the killed process could not remove, is removed by the driver."""
+    before = key_folders()
+    proc, _ = start_paced(cluster, tmp_path)
+    kill_mid_stream(cluster, "io")
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1, err
+    assert "fragment 'io' died (its process ended; it holds state" in err
+    assert "Traceback" not in err
+    assert key_folders() <= before
 
 
 def test_ctrl_c_drains_every_fragment_and_closes_the_sinks(cluster, tmp_path):
