@@ -104,6 +104,7 @@ class Track:
     later_offered: int = 0                       # later blocks it was seen in
     label_confidence: float | None = None  # a family classifier's, calibrated
     guess: str | None = None               # its best family, where the label is "unknown"
+    window: tuple | None = None  # (f_low, f_high) refine_edges searches, if wider than the box
 
     def add_spectrum(self, psd: np.ndarray | None, zoom: np.ndarray | None = None,
                      start: int | None = None, line: np.ndarray | None = None) -> None:
@@ -337,6 +338,10 @@ def to_message(track: Track, rate: float, center_freq: float, confidence: float)
 #: blocks a track spans at most before it is reported and a new one continues it: a signal
 #: that never ends (a carrier, a beacon) is reported in pieces instead of growing forever
 MAX_TRACK_BLOCKS = 2048
+# a settled track's search window: this quantile of its blocks' low edges to the mirror
+# quantile of their high edges (a neighbour the coarse view merged into it for under half
+# of its blocks still lies inside)
+WINDOW_QUANTILE = 0.25
 
 
 class Tracker:
@@ -422,12 +427,16 @@ class Tracker:
         that saw a wider run (a burst's ramp, a neighbour) does not widen the whole box.
         A signal whose band moves from block to block (a chirp, a sweep, a hopper: the
         centres of its blocks spread wider than its median width) keeps the band it swept,
-        the union of its blocks."""
+        the union of its blocks. A steady one also gets a wider search window for
+        ``refine_edges`` (``WINDOW_QUANTILE``): a neighbour the coarse view merged into
+        the track for under half of its blocks lies outside the median band."""
         if self.vote_labels and track.votes:
             track.label = max(track.votes, key=track.votes.get)
         if track.edges and not track.moves():
             lows, highs = np.array(track.edges).T
             track.f_low, track.f_high = float(np.median(lows)), float(np.median(highs))
+            track.window = (float(np.quantile(lows, WINDOW_QUANTILE)),
+                            float(np.quantile(highs, 1 - WINDOW_QUANTILE)))
         return track
 
 
@@ -744,20 +753,34 @@ def finer_bins(a: int, b: int, ratio: int) -> tuple[int, int]:
     return max(a * ratio - ratio // 2, 0), b * ratio - ratio // 2
 
 
+def clip_to_box(parts: list, box: tuple[int, int]) -> list:
+    """Runs found in a track's search window, on the bins of its box [a, b): a run mostly
+    inside the box is the track's signal and is cut to it (a wide signal's skirts, above
+    the noise of a long mean, do not widen it); one mostly outside is a neighbour the
+    coarse view merged into the track for part of its blocks, and stays whole."""
+    out = []
+    for a, b in parts:
+        lo, hi = max(a, box[0]), min(b, box[1])
+        out.append((lo, hi) if 2 * (hi - lo) >= b - a else (a, b))
+    return out
+
+
 def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
                  split_gap: int = 4, power_share: float = 0.999, block: int = 0,
                  valley_db: float = 0.0, hold: int = 4, finer_gap: int = 2,
                  dropped=None) -> list[Track]:
     """Settle a track's frequency edges on its fine PSD (noise power 1 per bin, the mean of
     ``frames`` periodograms per block it was seen in). Bins within ``margin`` of the coarse
-    edges that stand above the noise (false-alarm probability ``pfa``; runs of one bin are
-    noise spikes) form runs; runs more than ``split_gap`` bins apart are separate signals
+    edges, or of its wider search window (``Track.window``), that stand above the noise
+    (false-alarm probability ``pfa``; runs of one bin are noise spikes) form runs; runs more than ``split_gap`` bins apart are separate signals
     (neighbours the coarse view merged). Where the track also holds a PSD ZOOM times finer
     (``Track.zoom``) and ``valley_db`` is set, each run is cut again on it: at gaps of more
     than ``finer_gap`` of its bins (0.1 % of the band at 2048 bins) and at valleys
     ``valley_db`` under both sides (``split_finer``: neighbours 0.2 % of the band apart,
     which the fine PSD's window blurs into one run). Runs that form a comb
-    (``join_line_spectra``: one signal's spectral lines) are joined. Each detection's edges
+    (``join_line_spectra``: one signal's spectral lines) are joined. A part found mostly
+    inside the coarse edges is cut to them (``clip_to_box``); one mostly in the window
+    alone is a neighbour and stays whole. Each detection's edges
     are its occupied bandwidth on the finest view: the band holding ``power_share`` of its
     power above the noise (99.9 %), which ignores window leakage and spectral skirts at
     high SNR (on the finer view a signal a few fine bins wide is not widened by the fine
@@ -776,7 +799,9 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     n = frames * track.spectra
     psd = track.spectrum / track.spectra
     freqs = (np.arange(fine) - fine // 2) / fine
-    inside = (freqs >= track.f_low - margin) & (freqs <= track.f_high + margin)
+    box = (freqs >= track.f_low - margin) & (freqs <= track.f_high + margin)
+    low, high = track.window or (track.f_low, track.f_high)
+    inside = box | (freqs >= low - margin) & (freqs <= high + margin)
     runs = [(a, b) for a, b in merge_runs(inside & (psd > noise_level(pfa, n)), split_gap)
             if b - a > 1]
     # the view that splits runs: the finer PSD where the track has one, else the fine one
@@ -790,6 +815,9 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         pieces = split_finer(view, noise_level(pfa, view_n), a, b, finer_gap,
                              valley_db) if valley_db else []
         parts += pieces if len(pieces) > 1 else [(a, b)]
+    if track.window is not None and box.any():
+        edges = np.flatnonzero(box)
+        parts = clip_to_box(parts, finer_bins(edges[0], edges[-1] + 1, r))
     line = track.line / track.spectra if track.line is not None else None
     bands = []   # (spectrum, edges in its bins)
     for a, b in join_line_spectra(parts):

@@ -142,9 +142,10 @@ def test_cfar_finds_signals_and_stays_quiet_on_noise():
     assert 90e6 <= m["center_freq"] <= 110e6 and 0 <= m["confidence"] <= 1
 
 
-def _fine_track(x, f_low, f_high, rows: bool = False):
-    """A Track over all of x with the segmenter's fine PSD accumulated, as the block does
-    (``rows``: each tile's own kept too, as the block's tracker does)."""
+def _fine_track(x, f_low, f_high, rows: bool = False, track=None):
+    """A Track over all of x (or ``track``, as a tracker settled it) with the segmenter's
+    fine PSD accumulated, as the block does (``rows``: each tile's own kept too, as the
+    block's tracker does)."""
     from cvstream.blocks.detections import ZOOM, Track
     from cvstream.blocks.segmenter import SpectrumSegmenter
     block = SpectrumSegmenter()
@@ -152,7 +153,7 @@ def _fine_track(x, f_low, f_high, rows: bool = False):
     fine = block.fine_psd(x, floor)
     zoom = block.fine_psd(x, floor, block.refine * ZOOM)
     line = block.fine_psd(x, floor, block.decim)
-    track = Track(0, len(x), f_low, f_high, 20.0)
+    track = track or Track(0, len(x), f_low, f_high, 20.0)
     for k, (row, finer, tile) in enumerate(zip(fine, zoom, line)):
         track.add_spectrum(row, finer, k * block.decim if rows else None, tile)
     return track, block.decim // block.refine
@@ -359,6 +360,43 @@ def test_refined_edges_split_neighbours_and_hug_each_signal():
     assert (first.start, first.stop) == (0, len(x)) and len(first.edges) == 16
     assert (second.start, second.stop) == (8 * 4096, len(x)) and len(second.edges) == 8
     assert (track.start, track.stop, len(track.edges)) == (0, len(x), 16)  # untouched
+
+
+def test_a_neighbour_merged_into_a_track_for_a_third_of_its_tiles_gets_its_own_box():
+    """A QPSK signal over 18 tiles and a neighbour 1 % of the band above it in the last 6
+    only, which the coarse view merged into its track there: the settled track's box is
+    the median of its tiles' edges (the signal's own), its search window reaches the
+    upper quartile of their high edges, so refining finds the neighbour as a detection of
+    its own, from the tile it starts in, and the signal's edges still hug it."""
+    from cvstream.blocks.detections import Tracker, refine_edges
+    rng = np.random.default_rng(4)
+    tile = 4096
+    cfg = SceneConfig(samples=18 * tile, snr_db=(20, 20), burst_probability=0.0,
+                      modulations=("qpsk",))
+    x, _ = scene(rng, cfg, n_signals=0)
+    n = np.arange(len(x))
+    truth = []
+    for centre, width, first in ((0.1, 0.03, 0), (0.14, 0.02, 12 * tile)):
+        wave, bw = generate(rng, "qpsk", len(x), width)
+        x = x + np.sqrt(100 * bw) * wave * np.exp(2j * np.pi * centre * n) * (n >= first)
+        truth.append((centre - bw / 2, centre + bw / 2, first))
+    tracker = Tracker()
+    for k in range(18):
+        tracker.update(k * tile, (k + 1) * tile,
+                       [(0.084, 0.116 if k < 12 else 0.152, 20.0, "qpsk")])
+    (track,) = tracker.flush()
+    assert (track.f_low, track.f_high) == pytest.approx((0.084, 0.116))
+    assert track.window == pytest.approx((0.084, 0.152))
+    track, frames = _fine_track(x.astype(np.complex64), 0, 0, track=track)
+    parts = refine_edges(track, frames, margin=1 / 256, block=tile)
+    assert len(parts) == 2
+    for part, (lo, hi, first) in zip(parts, truth):
+        assert part.f_low == pytest.approx(lo, abs=0.1 * (hi - lo))
+        assert part.f_high == pytest.approx(hi, abs=0.1 * (hi - lo))
+        assert (part.start, part.stop) == (first, len(x))
+    track.window = None   # searched in the box alone, the neighbour is not there
+    (part,) = refine_edges(track, frames, margin=1 / 256, block=tile)
+    assert part.f_high == pytest.approx(truth[0][1], abs=0.1 * 0.03)
 
 
 def test_valleys_split_touching_neighbours():
