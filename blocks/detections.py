@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.fft
+import scipy.special
 import scipy.stats
 
 from cvstream.chunk import tag_number
@@ -546,6 +547,88 @@ def noise_level(pfa: float, n: int) -> float:
     return float(scipy.stats.gamma.isf(pfa, n, scale=1 / n))
 
 
+#: ``split_by_presence``: blocks in a row (and share of a track's blocks) that must hold
+#: one side of a cut without the other, each side's width at least, and the notch (dB
+#: under both sides' median levels) where they meet
+PRESENCE_SHARE = 0.1
+PRESENCE_EDGE = 4
+PRESENCE_DIP_DB = 1.0
+
+
+def split_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, frames: int,
+                      pfa: float = 1e-3, rise: float = 0.25) -> list[tuple[int, int]]:
+    """The run [a, b) of a track's fine PSD cut where the blocks that hold its two sides
+    differ: ``rows`` (blocks, bins) are its blocks' fine PSDs (``frames`` periodograms
+    each, noise 1), ``psd`` their mean. A side is present in a block where its mean excess
+    over the noise stands over the noise (false-alarm probability ``pfa``) and at ``rise``
+    or more of its usual one (the 90th percentile over the blocks), absent where it does
+    not stand over the noise at all. Where one side is present and the other absent for
+    MIN_SEGMENT blocks in a row or more (and PRESENCE_SHARE of the blocks), each side is
+    present in MIN_SEGMENT blocks or more, and the PSD
+    dips PRESENCE_DIP_DB where they meet, the two are neighbours that come and go apart (a
+    burst beside a continuous signal, one signal after another, their skirts touching):
+    cut at the weakest bin among the cuts that part the longest run of blocks;
+    recursively, each part at least PRESENCE_EDGE bins wide. One signal's halves come and
+    go together, a slow FSK's tones take turns (not cut), and a wide signal's band has no
+    notch to cut at."""
+    edge = PRESENCE_EDGE
+    if b - a < 2 * edge + 1 or len(rows) < MIN_SEGMENT:
+        return [(a, b)]
+    excess = rows[:, a:b] - 1.0
+    total = np.concatenate([np.zeros((len(rows), 1)), np.cumsum(excess, axis=1)], axis=1)
+    cuts = np.arange(edge, b - a - edge + 1)   # bins left of the cut
+    left = total[:, cuts] / cuts
+    right = (total[:, -1:] - total[:, cuts]) / (b - a - cuts)
+
+    def states(side, width):   # (present, absent) per block and cut
+        count = frames * np.asarray(width, np.float64)
+        floor = scipy.special.gammainccinv(count, pfa) / count - 1   # noise_level's
+        return (side > floor) & (side >= rise * np.percentile(side, 90, axis=0)), \
+            side <= floor
+    (on_l, off_l), (on_r, off_r) = states(left, cuts), states(right, b - a - cuts)
+    apart = longest_runs(on_l & off_r | on_r & off_l)   # blocks in a row, per cut
+    only = (on_l & ~on_r).astype(np.int8) - (on_r & ~on_l)   # +1 left only, -1 right
+    apart[turns(only) > 1] = 0   # the sides took turns more than once: one signal's
+    # each side present in MIN_SEGMENT blocks at least: a signal of its own somewhere
+    apart[(on_l.sum(axis=0) < MIN_SEGMENT) | (on_r.sum(axis=0) < MIN_SEGMENT)] = 0
+    best = apart.max()
+    if best < max(MIN_SEGMENT, PRESENCE_SHARE * len(rows)):
+        return [(a, b)]
+    choice = cuts[apart == best]
+    m = a + int(choice[np.argmin(psd[a + choice])])
+    dip = min(np.median(psd[a:m]), np.median(psd[m:b])) / max(psd[m], 1e-12)
+    if 10 * np.log10(dip) < PRESENCE_DIP_DB:
+        return [(a, b)]
+    return split_by_presence(rows, psd, a, m, frames, pfa, rise) + \
+        split_by_presence(rows, psd, m, b, frames, pfa, rise)
+
+
+def longest_runs(mask: np.ndarray) -> np.ndarray:
+    """The longest run of True down each column of a 2-d mask."""
+    count = np.cumsum(mask, axis=0)
+    before = np.maximum.accumulate(np.where(mask, 0, count), axis=0)   # at the last False
+    return (count - before).max(axis=0, initial=0)
+
+
+def turns(sides: np.ndarray) -> np.ndarray:
+    """How often each column of ``sides`` (+1, -1 or 0 per row) changes sign, zeros
+    skipped."""
+    rows = np.arange(len(sides))[:, None]
+    last = np.maximum.accumulate(np.where(sides != 0, rows, -1), axis=0)   # its last nonzero
+    held = np.take_along_axis(sides, np.maximum(last, 0), axis=0) * (last >= 0)
+    return ((held[1:] != held[:-1]) & (held[:-1] != 0)).sum(axis=0)
+
+
+def cut_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, ratio: int,
+                    frames: int, pfa: float) -> list[tuple[int, int]]:
+    """``split_by_presence`` for a part [a, b) in the bins of a PSD ``ratio`` times finer
+    than ``rows`` and ``psd``: cut on those, its edges kept."""
+    lo, hi = (a + ratio // 2) // ratio, -(-(b + ratio // 2) // ratio)
+    cuts = [m * ratio - ratio // 2 for _, m in split_by_presence(rows, psd, lo, hi, frames,
+                                                                  pfa)[:-1]]
+    return list(zip([a] + cuts, cuts + [b]))
+
+
 def split_at_valleys(db: np.ndarray, a: int, b: int, depth: float, edge: int = 2
                      ) -> list[tuple[int, int]]:
     """The run [a, b) of a PSD (dB) cut at its deepest interior valley while that valley lies
@@ -815,6 +898,10 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         pieces = split_finer(view, noise_level(pfa, view_n), a, b, finer_gap,
                              valley_db) if valley_db else []
         parts += pieces if len(pieces) > 1 else [(a, b)]
+    if block and track.rows and not track.moves():   # and where their tiles differ
+        rows = np.stack([row for _, row in track.rows]).astype(np.float64)
+        parts = [piece for a, b in parts
+                 for piece in cut_by_presence(rows, psd, a, b, r, frames, pfa)]
     if track.window is not None and box.any():
         edges = np.flatnonzero(box)
         parts = clip_to_box(parts, finer_bins(edges[0], edges[-1] + 1, r))
