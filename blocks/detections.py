@@ -105,7 +105,7 @@ class Track:
     later_offered: int = 0                       # later blocks it was seen in
     label_confidence: float | None = None  # a family classifier's, calibrated
     guess: str | None = None               # its best family, where the label is "unknown"
-    window: tuple | None = None  # (f_low, f_high) refine_edges searches, if wider than the box
+    window: tuple | None = None  # (f_low, f_high) refine_edges searches, if wider
 
     def add_spectrum(self, psd: np.ndarray | None, zoom: np.ndarray | None = None,
                      start: int | None = None, line: np.ndarray | None = None) -> None:
@@ -564,11 +564,11 @@ def split_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, frames:
     or more of its usual one (the 90th percentile over the blocks), absent where it does
     not stand over the noise at all. Where one side is present and the other absent for
     MIN_SEGMENT blocks in a row or more (and PRESENCE_SHARE of the blocks), each side is
-    present in MIN_SEGMENT blocks or more, and the PSD
-    dips PRESENCE_DIP_DB where they meet, the two are neighbours that come and go apart (a
-    burst beside a continuous signal, one signal after another, their skirts touching):
-    cut at the weakest bin among the cuts that part the longest run of blocks;
-    recursively, each part at least PRESENCE_EDGE bins wide. One signal's halves come and
+    present in MIN_SEGMENT blocks or more, and the PSD dips PRESENCE_DIP_DB where they
+    meet, the two are neighbours that come and go apart (a burst beside a continuous
+    signal, one signal after another, their skirts touching): cut at the weakest bin
+    among the cuts that part the longest run of blocks; recursively, each part at least
+    PRESENCE_EDGE bins wide. One signal's halves come and
     go together, a slow FSK's tones take turns (not cut), and a wide signal's band has no
     notch to cut at."""
     edge = PRESENCE_EDGE
@@ -623,7 +623,7 @@ def cut_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, ratio: in
                     frames: int, pfa: float) -> list[tuple[int, int]]:
     """``split_by_presence`` for a part [a, b) in the bins of a PSD ``ratio`` times finer
     than ``rows`` and ``psd``: cut on those, its edges kept."""
-    lo, hi = (a + ratio // 2) // ratio, -(-(b + ratio // 2) // ratio)
+    lo, hi = (a + ratio // 2) // ratio, min(-(-(b + ratio // 2) // ratio), len(psd))
     cuts = [m * ratio - ratio // 2 for _, m in split_by_presence(rows, psd, lo, hi, frames,
                                                                   pfa)[:-1]]
     return list(zip([a] + cuts, cuts + [b]))
@@ -855,13 +855,16 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     """Settle a track's frequency edges on its fine PSD (noise power 1 per bin, the mean of
     ``frames`` periodograms per block it was seen in). Bins within ``margin`` of the coarse
     edges, or of its wider search window (``Track.window``), that stand above the noise
-    (false-alarm probability ``pfa``; runs of one bin are noise spikes) form runs; runs more than ``split_gap`` bins apart are separate signals
-    (neighbours the coarse view merged). Where the track also holds a PSD ZOOM times finer
+    (false-alarm probability ``pfa``; runs of one bin are noise spikes) form runs; runs
+    more than ``split_gap`` bins apart are separate signals (neighbours the coarse view
+    merged). Where the track also holds a PSD ZOOM times finer
     (``Track.zoom``) and ``valley_db`` is set, each run is cut again on it: at gaps of more
     than ``finer_gap`` of its bins (0.1 % of the band at 2048 bins) and at valleys
     ``valley_db`` under both sides (``split_finer``: neighbours 0.2 % of the band apart,
     which the fine PSD's window blurs into one run). Runs that form a comb
-    (``join_line_spectra``: one signal's spectral lines) are joined. A part found mostly
+    (``join_line_spectra``: one signal's spectral lines) are joined. With ``block``, each
+    part is cut again where the blocks that hold its sides differ (``split_by_presence``:
+    neighbours whose skirts touch, one of which comes or goes). A part found mostly
     inside the coarse edges is cut to them (``clip_to_box``); one mostly in the window
     alone is a neighbour and stays whole. Each detection's edges
     are its occupied bandwidth on the finest view: the band holding ``power_share`` of its

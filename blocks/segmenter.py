@@ -110,8 +110,10 @@ class SpectrumSegmenter(RateBlock):
     never stand ``weak_snr_db`` over the noise, are counted as ``short_tracks``, not sent).
     When a track ends, a finer PSD (``refine``-point FFTs of the same samples, summed over
     the track's tiles) settles its frequency edges: the bins above the noise near the coarse
-    edges, split where a gap shows two neighbours, cut again on a PSD twice as fine where
-    strong neighbours touch (``valley_db``), comb-like line spectra kept whole, each
+    edges (and a wider window, where a neighbour joined the track for part of its tiles),
+    split where a gap shows two neighbours, cut again on a PSD twice as fine where
+    strong neighbours touch (``valley_db``) and where the tiles that hold the two sides
+    differ (a burst beside a continuous signal), comb-like line spectra kept whole, each
     trimmed to its 99.9 % power bandwidth on the finer PSD; each detection then spans the
     tiles where its own band holds it (``detections.refine_edges``). Two tracks can follow
     one signal for a while and settle to its band: a detection that another one repeats
