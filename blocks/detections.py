@@ -619,14 +619,13 @@ def turns(sides: np.ndarray) -> np.ndarray:
     return ((held[1:] != held[:-1]) & (held[:-1] != 0)).sum(axis=0)
 
 
-def cut_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, ratio: int,
-                    frames: int, pfa: float) -> list[tuple[int, int]]:
-    """``split_by_presence`` for a part [a, b) in the bins of a PSD ``ratio`` times finer
-    than ``rows`` and ``psd``: cut on those, its edges kept."""
-    lo, hi = (a + ratio // 2) // ratio, min(-(-(b + ratio // 2) // ratio), len(psd))
-    cuts = [m * ratio - ratio // 2 for _, m in split_by_presence(rows, psd, lo, hi, frames,
-                                                                  pfa)[:-1]]
-    return list(zip([a] + cuts, cuts + [b]))
+def cut_at(parts: list, cuts: list, edge: int) -> list[tuple[int, int]]:
+    """Parts [a, b) cut again at each of ``cuts`` that lies ``edge`` or more inside."""
+    out = []
+    for a, b in parts:
+        inner = sorted(m for m in cuts if a + edge <= m <= b - edge)
+        out += list(zip([a] + inner, inner + [b]))
+    return out
 
 
 def split_at_valleys(db: np.ndarray, a: int, b: int, depth: float, edge: int = 2
@@ -862,9 +861,10 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     than ``finer_gap`` of its bins (0.1 % of the band at 2048 bins) and at valleys
     ``valley_db`` under both sides (``split_finer``: neighbours 0.2 % of the band apart,
     which the fine PSD's window blurs into one run). Runs that form a comb
-    (``join_line_spectra``: one signal's spectral lines) are joined. With ``block``, each
-    part is cut again where the blocks that hold its sides differ (``split_by_presence``:
-    neighbours whose skirts touch, one of which comes or goes). A part found mostly
+    (``join_line_spectra``: one signal's spectral lines) are joined. With ``block``, the
+    parts are also cut where the blocks that hold a run's two sides differ
+    (``split_by_presence`` on the whole run: neighbours whose skirts touch, one of which
+    comes or goes; ``cut_at``: added to the valley cuts, never undoing one). A part found mostly
     inside the coarse edges is cut to them (``clip_to_box``); one mostly in the window
     alone is a neighbour and stays whole. Each detection's edges
     are its occupied bandwidth on the finest view: the band holding ``power_share`` of its
@@ -903,8 +903,9 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         parts += pieces if len(pieces) > 1 else [(a, b)]
     if block and track.rows and not track.moves():   # and where their tiles differ
         rows = np.stack([row for _, row in track.rows]).astype(np.float64)
-        parts = [piece for a, b in parts
-                 for piece in cut_by_presence(rows, psd, a, b, r, frames, pfa)]
+        cuts = [m * r - r // 2 for a, b in runs
+                for _, m in split_by_presence(rows, psd, a, b, frames, pfa)[:-1]]
+        parts = cut_at(parts, cuts, PRESENCE_EDGE * r)
     if track.window is not None and box.any():
         edges = np.flatnonzero(box)
         parts = clip_to_box(parts, finer_bins(edges[0], edges[-1] + 1, r))
