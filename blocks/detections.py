@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft
 import scipy.special
-import scipy.stats
 
 from cvstream.chunk import tag_number
 
@@ -540,11 +539,18 @@ def family_features(track: Track) -> np.ndarray | None:
                           ).astype(np.float32)
 
 
+def noise_levels(pfa: float, n: np.ndarray) -> np.ndarray:
+    """The level a mean of ``n`` white-noise periodogram bins (unit mean) exceeds with
+    probability ``pfa`` (the gamma distribution's upper tail inverted), for each of the
+    counts ``n``."""
+    count = np.asarray(n, np.float64)
+    return scipy.special.gammainccinv(count, pfa) / count
+
+
 @functools.lru_cache(maxsize=256)
 def noise_level(pfa: float, n: int) -> float:
-    """The level a mean of ``n`` white-noise periodogram bins (unit mean) exceeds with
-    probability ``pfa``."""
-    return float(scipy.stats.gamma.isf(pfa, n, scale=1 / n))
+    """``noise_levels`` for one count (kept: the same few are asked for every block)."""
+    return float(noise_levels(pfa, n))
 
 
 #: ``split_by_presence``: blocks in a row (and share of a track's blocks) that must hold
@@ -581,8 +587,7 @@ def split_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, frames:
     right = (total[:, -1:] - total[:, cuts]) / (b - a - cuts)
 
     def states(side, width):   # (present, absent) per block and cut
-        count = frames * np.asarray(width, np.float64)
-        floor = scipy.special.gammainccinv(count, pfa) / count - 1   # noise_level's
+        floor = noise_levels(pfa, frames * width) - 1
         return (side > floor) & (side >= rise * np.percentile(side, 90, axis=0)), \
             side <= floor
     (on_l, off_l), (on_r, off_r) = states(left, cuts), states(right, b - a - cuts)

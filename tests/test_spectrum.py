@@ -362,47 +362,11 @@ def test_refined_edges_split_neighbours_and_hug_each_signal():
     assert (track.start, track.stop, len(track.edges)) == (0, len(x), 16)  # untouched
 
 
-def test_a_neighbour_merged_into_a_track_for_a_third_of_its_tiles_gets_its_own_box():
-    """A QPSK signal over 18 tiles and a neighbour 1 % of the band above it in the last 6
-    only, which the coarse view merged into its track there: the settled track's box is
-    the median of its tiles' edges (the signal's own), its search window reaches the
-    upper quartile of their high edges, so refining finds the neighbour as a detection of
-    its own, from the tile it starts in, and the signal's edges still hug it."""
-    from cvstream.blocks.detections import Tracker, refine_edges
-    rng = np.random.default_rng(4)
-    tile = 4096
-    cfg = SceneConfig(samples=18 * tile, snr_db=(20, 20), burst_probability=0.0,
-                      modulations=("qpsk",))
-    x, _ = scene(rng, cfg, n_signals=0)
-    n = np.arange(len(x))
-    truth = []
-    for centre, width, first in ((0.1, 0.03, 0), (0.14, 0.02, 12 * tile)):
-        wave, bw = generate(rng, "qpsk", len(x), width)
-        x = x + np.sqrt(100 * bw) * wave * np.exp(2j * np.pi * centre * n) * (n >= first)
-        truth.append((centre - bw / 2, centre + bw / 2, first))
-    tracker = Tracker()
-    for k in range(18):
-        tracker.update(k * tile, (k + 1) * tile,
-                       [(0.084, 0.116 if k < 12 else 0.152, 20.0, "qpsk")])
-    (track,) = tracker.flush()
-    assert (track.f_low, track.f_high) == pytest.approx((0.084, 0.116))
-    assert track.window == pytest.approx((0.084, 0.152))
-    track, frames = _fine_track(x.astype(np.complex64), 0, 0, track=track)
-    parts = refine_edges(track, frames, margin=1 / 256, block=tile)
-    assert len(parts) == 2
-    for part, (lo, hi, first) in zip(parts, truth):
-        assert part.f_low == pytest.approx(lo, abs=0.1 * (hi - lo))
-        assert part.f_high == pytest.approx(hi, abs=0.1 * (hi - lo))
-        assert (part.start, part.stop) == (first, len(x))
-    track.window = None   # searched in the box alone, the neighbour is not there
-    (part,) = refine_edges(track, frames, margin=1 / 256, block=tile)
-    assert part.f_high == pytest.approx(truth[0][1], abs=0.1 * 0.03)
-
-
-def _touching_pair(rng, tile, tiles, bands, tracked):
+def _tracked_signals(rng, tile, tiles, bands, tracked, rows: bool = True):
     """QPSK signals (centre, width, on(sample index) -> bool) over noise, and a track of
-    ``tiles`` tiles whose coarse edges are ``tracked(k)``, its fine PSD summed and each
-    tile's kept as the segmenter's tracker does; (track, frames, true edges)."""
+    ``tiles`` tiles whose coarse edges are ``tracked(k)``, its fine PSD summed (with
+    ``rows``, each of the segmenter's tiles kept too, as its tracker does); (track,
+    frames, true edges)."""
     from cvstream.blocks.detections import Tracker
     cfg = SceneConfig(samples=tiles * tile, snr_db=(20, 20), burst_probability=0.0,
                       modulations=("qpsk",))
@@ -417,8 +381,34 @@ def _touching_pair(rng, tile, tiles, bands, tracked):
     for k in range(tiles):
         tracker.update(k * tile, (k + 1) * tile, [(*tracked(k), 20.0, "qpsk")])
     (track,) = tracker.flush()
-    track, frames = _fine_track(x.astype(np.complex64), 0, 0, rows=True, track=track)
+    track, frames = _fine_track(x.astype(np.complex64), 0, 0, rows=rows, track=track)
     return track, frames, truth
+
+
+def test_a_neighbour_merged_into_a_track_for_a_third_of_its_tiles_gets_its_own_box():
+    """A QPSK signal over 18 tiles and a neighbour 1 % of the band above it in the last 6
+    only, which the coarse view merged into its track there: the settled track's box is
+    the median of its tiles' edges (the signal's own), its search window reaches the
+    upper quartile of their high edges, so refining finds the neighbour as a detection of
+    its own, from the tile it starts in, and the signal's edges still hug it."""
+    from cvstream.blocks.detections import refine_edges
+    tile = 4096
+    track, frames, truth = _tracked_signals(
+        np.random.default_rng(4), tile, 18,
+        [(lambda n: np.full(len(n), 0.1), 0.03, lambda n: n >= 0),
+         (lambda n: np.full(len(n), 0.14), 0.02, lambda n: n >= 12 * tile)],
+        lambda k: (0.084, 0.116 if k < 12 else 0.152), rows=False)
+    assert (track.f_low, track.f_high) == pytest.approx((0.084, 0.116))
+    assert track.window == pytest.approx((0.084, 0.152))
+    parts = refine_edges(track, frames, margin=1 / 256, block=tile)
+    assert len(parts) == 2
+    for part, (lo, hi), first in zip(parts, truth, (0, 12 * tile)):
+        assert part.f_low == pytest.approx(lo, abs=0.1 * (hi - lo))
+        assert part.f_high == pytest.approx(hi, abs=0.1 * (hi - lo))
+        assert (part.start, part.stop) == (first, 18 * tile)
+    track.window = None   # searched in the box alone, the neighbour is not there
+    (part,) = refine_edges(track, frames, margin=1 / 256, block=tile)
+    assert part.f_high == pytest.approx(truth[0][1], abs=0.1 * 0.03)
 
 
 def test_a_burst_touching_a_continuous_signal_is_cut_off_where_its_tiles_differ(
@@ -431,7 +421,7 @@ def test_a_burst_touching_a_continuous_signal_is_cut_off_where_its_tiles_differ(
     required deeper than any), one detection over both."""
     import cvstream.blocks.detections as detections
     tile = 8192
-    track, frames, truth = _touching_pair(
+    track, frames, truth = _tracked_signals(
         np.random.default_rng(8), tile, 24,
         [(lambda n: np.full(len(n), 0.08), 0.04, lambda n: n >= 0),
          (lambda n: np.full(len(n), 0.1025), 0.004, lambda n: n < 10 * tile)],
@@ -454,7 +444,7 @@ def test_a_signal_whose_band_takes_turns_between_two_places_is_not_cut():
     alone in turn, so ``split_by_presence`` leaves it whole."""
     from cvstream.blocks.detections import refine_edges
     tile = 8192
-    track, frames, _ = _touching_pair(
+    track, frames, _ = _tracked_signals(
         np.random.default_rng(8), tile, 24,
         [(lambda n: np.where((n // (3 * tile)) % 2 == 1, 0.109, 0.1), 0.01,
           lambda n: n >= 0)],
