@@ -225,16 +225,22 @@ def kill_mid_stream(cluster, fragment: str) -> None:
     ray.kill(actor, no_restart=False)
 
 
+def run_killing(cluster, tmp_path, fragment: str):
+    """RESTART with ``fragment`` killed mid-stream: (exit code, stderr, the .npy path)."""
+    proc, out = start_paced(cluster, tmp_path)
+    kill_mid_stream(cluster, fragment)
+    err = proc.stderr.read()
+    return proc.wait(timeout=120), err, out
+
+
 def key_folders() -> set:
     return set(glob.glob(os.path.join(tempfile.gettempdir(), "cvstream-run-*")))
 
 
 def test_a_killed_stateless_fragment_is_restarted_and_its_loss_counted(cluster, tmp_path):
     before = key_folders()
-    proc, out = start_paced(cluster, tmp_path)
-    kill_mid_stream(cluster, "dsp")
-    err = proc.stderr.read()
-    assert proc.wait(timeout=120) == 0, err
+    code, err, out = run_killing(cluster, tmp_path, "dsp")
+    assert code == 0, err
     assert "fragment 'dsp' died; Ray restarted it" in err
     stats = json.loads((tmp_path / "stats.json").read_text())["blocks"]
     assert stats["spec"]["counters"]["fragment_restarts"] == 1
@@ -255,10 +261,8 @@ def test_a_killed_fragment_holding_state_ends_the_run_in_one_line_and_leaves_no_
     lose them, so its death ends the run (exit 1, one line, no traceback), and its key
     folder, which the killed process could not remove, is removed by the driver."""
     before = key_folders()
-    proc, _ = start_paced(cluster, tmp_path)
-    kill_mid_stream(cluster, "io")
-    err = proc.stderr.read()
-    assert proc.wait(timeout=120) == 1, err
+    code, err, _ = run_killing(cluster, tmp_path, "io")
+    assert code == 1, err
     assert "fragment 'io' died (its process ended; it holds state" in err
     assert "Traceback" not in err
     assert key_folders() <= before
