@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft
 import scipy.special
+from scipy.ndimage import uniform_filter1d
 
 from cvstream.chunk import tag_number
 
@@ -712,6 +713,67 @@ def line_edges(psd: np.ndarray, a: int, b: int, power_share: float, level: float
     return a + centre, a + centre + 1
 
 
+#: a line's sidebands (an AM carrier's, whose message may hold a few % of its power): searched
+#: up to this many bins of the block-long PSD either side, from SIDEBAND_GAP bins out (past
+#: the window's main lobe), at least SIDEBAND_MIN bins wide
+SIDEBAND_SPAN = 128
+SIDEBAND_GAP = 3
+SIDEBAND_MIN = 8
+#: ... found where their summed excess stands this many standard deviations over the noise on
+#: both sides together and SIDEBAND_SIDE_Z on each, the two sides' powers within a factor
+#: SIDEBAND_RATIO, and the bins past them (as many again, 8 at least) back at the noise
+#: (under SIDEBAND_FALL_Z: a line on a wider signal's band is that signal's, not a carrier)
+SIDEBAND_Z = 5.0
+SIDEBAND_SIDE_Z = 2.5
+SIDEBAND_RATIO = 4.0
+SIDEBAND_FALL_Z = 3.0
+#: ... and holding this share of the carrier's power or more (an AM message at 30 % depth
+#: holds about 1 %; a strong tone's window leakage and phase-noise skirt, under 0.2 %)
+SIDEBAND_SHARE = 0.005
+
+
+def carrier_band(psd: np.ndarray, centre: float, n: int) -> tuple[float, float] | None:
+    """The band of a line at bin ``centre`` of a block-long PSD (noise 1 per bin, the mean
+    of ``n`` periodograms) together with its sidebands, where it has them: a carrier whose
+    modulation (AM) is a few % of its power, which the line's own edges leave out. The
+    sidebands' extent is the width either side that makes their summed excess most
+    significant (a matched filter for a flat band); within it, the band's edges are the
+    outermost bins that hold half the sidebands' mean excess. None for a line without
+    sidebands (a CW tone)."""
+    c, size = int(round(centre)), len(psd)
+    span, gap = SIDEBAND_SPAN, SIDEBAND_GAP
+    if c - 2 * span < 0 or c + 2 * span >= size:
+        return None
+    sd = 1 / np.sqrt(max(n, 1))
+    # the local noise level (the block's floor is fitted across the band): its 30th
+    # percentile over +-4 spans, moved to the mean of a Gaussian of that deviation
+    near = psd[max(0, c - 4 * span):c + 4 * span]
+    excess = psd / (np.percentile(near, 30) / (1 - 0.52 * sd)) - 1
+    left = np.cumsum(excess[c - gap:c - gap - span - 1:-1])
+    right = np.cumsum(excess[c + gap:c + gap + span + 1])
+    width = np.arange(1, span + 2)
+    z = (left + right) / (sd * np.sqrt(2 * width))
+    k = int(np.argmax(z[SIDEBAND_MIN - gap:])) + SIDEBAND_MIN - gap
+    side = SIDEBAND_SIDE_Z * sd * np.sqrt(width[k])
+    carrier = excess[c - gap + 1:c + gap].sum()
+    if z[k] < SIDEBAND_Z or min(left[k], right[k]) < side or \
+            not 1 / SIDEBAND_RATIO < left[k] / right[k] < SIDEBAND_RATIO or \
+            left[k] + right[k] < SIDEBAND_SHARE * carrier:
+        return None
+    ext = gap + k
+    past = max(ext, SIDEBAND_MIN)
+    if c - ext - past < 0 or c + ext + past >= size:
+        return None
+    fall = max(excess[c - ext - past:c - ext].mean(), excess[c + ext + 1:c + ext + past + 1].mean())
+    if fall * np.sqrt(past) / sd > SIDEBAND_FALL_Z:
+        return None
+    # the edges: the outermost bins whose excess (over 5 bins) holds half the sidebands'
+    # mean, so that the noise past them does not widen the band
+    level = 0.5 * (left[k] + right[k]) / (2 * width[k])
+    held = np.flatnonzero(uniform_filter1d(excess[c - ext:c + ext + 1], 5) >= level)
+    return c - ext + held[0], c - ext + held[-1] + 1
+
+
 def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
                 valley_db: float, side_db: float = 5.0) -> list[tuple[int, int]]:
     """Run [a, b) of the finer PSD ``zoom`` (noise power 1 per bin) cut where its bins fall
@@ -923,8 +985,11 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         a, b = finer_bins(a, b, len(line) // len(view))
         level = noise_level(pfa, track.spectra)
         pieces = split_finer(line, level, a, b, LINE_GAP, valley_db) if valley_db else []
-        bands += [(line, line_edges(line, lo, hi, power_share, level))
-                  for lo, hi in join_line_spectra(pieces if len(pieces) > 1 else [(a, b)])]
+        for lo, hi in join_line_spectra(pieces if len(pieces) > 1 else [(a, b)]):
+            edges = line_edges(line, lo, hi, power_share, level)
+            if edges[1] - edges[0] <= 1:   # a line: a carrier's band, if it has sidebands
+                edges = carrier_band(line, edges[0], track.spectra) or edges
+            bands.append((line, edges))
     out = []
     for spectrum, (e_lo, e_hi) in bands:
         part = copy.copy(track)

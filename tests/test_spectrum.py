@@ -332,6 +332,38 @@ def test_line_edges_give_a_tone_one_bin_and_a_narrow_signal_its_width():
     assert hi - lo >= 5 and abs(0.5 * (lo + hi)) < 1.5
 
 
+def test_a_carrier_with_weak_sidebands_gets_their_band_and_a_cw_tone_stays_a_line(monkeypatch):
+    """An AM signal whose message (noise flat over +-0.002 of the band, 6 % of the carrier's
+    power) lies 1-2 dB over the noise per bin of the tile-long PSD, under a carrier 20 dB
+    over it, and a CW tone at 25 dB (noise over 1/4000 of the band): the AM's detection
+    spans its sidebands (0.004 of the band, to 20 %), not its carrier's bin alone, which
+    it is without the sideband search (``carrier_band``); the tone stays one bin wide."""
+    import cvstream.blocks.detections as detections
+    rng = np.random.default_rng(3)
+    n = 262144
+    t = np.arange(n)
+    x = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)
+    x += np.sqrt(10 ** 2.5 / 4000) * np.exp(2j * np.pi * -0.3 * t)
+    spectrum = np.fft.fft(rng.standard_normal(n))
+    spectrum[np.abs(np.fft.fftfreq(n)) > 0.002] = 0
+    message = np.fft.ifft(spectrum).real
+    x += np.sqrt(10 ** 2.0 / 8192) * (1 + 0.25 * message / message.std()) * \
+        np.exp(2j * np.pi * 0.15 * t)
+
+    def found():
+        block = SpectrumSegmenter()
+        block.process(x.astype(np.complex64))
+        block.flush()
+        return sorted(block.take_messages(), key=lambda m: m["center_freq"])
+    tone, am = found()
+    assert tone["center_freq"] == pytest.approx(-0.3, abs=1 / 8192)
+    assert tone["bandwidth"] * 8192 == pytest.approx(1.0)
+    assert am["bandwidth"] == pytest.approx(0.004, rel=0.2)
+    assert am["center_freq"] == pytest.approx(0.15, abs=2 / 8192)
+    monkeypatch.setattr(detections, "SIDEBAND_Z", np.inf)
+    assert found()[1]["bandwidth"] * 8192 == pytest.approx(1.0)
+
+
 def test_refined_edges_split_neighbours_and_hug_each_signal():
     """Two QPSK signals 1 % of the band apart, the second only in the last 8 of 16 tiles,
     at a coarse box spanning both: the fine PSD gives two detections whose edges sit within
