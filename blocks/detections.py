@@ -728,7 +728,7 @@ SIDEBAND_SIDE_Z = 2.5
 SIDEBAND_RATIO = 4.0
 SIDEBAND_FALL_Z = 3.0
 #: ... and holding this share of the carrier's power or more (an AM message at 30 % depth
-#: holds about 1 %; a strong tone's window leakage and phase-noise skirt, under 0.2 %)
+#: holds about 1 %; the skirt of the strong tone this rule keeps a line held 0.16 %)
 SIDEBAND_SHARE = 0.005
 
 
@@ -764,7 +764,8 @@ def carrier_band(psd: np.ndarray, centre: float, n: int) -> tuple[float, float] 
     past = max(ext, SIDEBAND_MIN)
     if c - ext - past < 0 or c + ext + past >= size:
         return None
-    fall = max(excess[c - ext - past:c - ext].mean(), excess[c + ext + 1:c + ext + past + 1].mean())
+    fall = max(excess[c - ext - past:c - ext].mean(),
+               excess[c + ext + 1:c + ext + past + 1].mean())
     if fall * np.sqrt(past) / sd > SIDEBAND_FALL_Z:
         return None
     # the edges: the outermost bins whose excess (over 5 bins) holds half the sidebands'

@@ -334,7 +334,7 @@ def test_line_edges_give_a_tone_one_bin_and_a_narrow_signal_its_width():
 
 def test_a_carrier_with_weak_sidebands_gets_their_band_and_a_cw_tone_stays_a_line(monkeypatch):
     """An AM signal whose message (noise flat over +-0.002 of the band, 6 % of the carrier's
-    power) lies 1-2 dB over the noise per bin of the tile-long PSD, under a carrier 20 dB
+    power) lies 1-2 dB over the noise per bin of the tile-long PSD, under a carrier 18 dB
     over it, and a CW tone at 25 dB (noise over 1/4000 of the band): the AM's detection
     spans its sidebands (0.004 of the band, to 20 %), not its carrier's bin alone, which
     it is without the sideband search (``carrier_band``); the tone stays one bin wide."""
