@@ -270,12 +270,25 @@ class Track:
         part.keep_samples(start, stop)
         return part
 
-    def moves(self) -> bool:
+    def block_edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each block's band (lows, highs): the union of the runs it was seen in there (a
+        track over neighbours the coarse view joined meets several runs a block)."""
+        lows, highs = np.array(self.edges, np.float64).reshape(-1, 2).T
+        _, block = np.unique(np.asarray(self.seen), return_inverse=True)
+        low = np.full(block.max() + 1, np.inf)
+        high = np.full(block.max() + 1, -np.inf)
+        np.minimum.at(low, block, lows)
+        np.maximum.at(high, block, highs)
+        return low, high
+
+    def moves(self, by_block: bool = False) -> bool:
         """Whether its band moved from block to block (a chirp, a sweep, a hopper): the
-        centres of its blocks spread wider than its median width."""
+        centres of its runs spread wider than their median width; ``by_block``: of its
+        blocks' bands (``block_edges``; neighbours joined in one track that come and go
+        move its runs' centres, not its blocks')."""
         if not self.edges:
             return False
-        lows, highs = np.array(self.edges).T
+        lows, highs = self.block_edges() if by_block else np.array(self.edges).T
         p10, p90 = np.percentile(0.5 * (lows + highs), (10, 90))
         return bool(p90 - p10 > np.median(highs - lows))
 
@@ -574,8 +587,9 @@ def split_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, frames:
     present in MIN_SEGMENT blocks or more, and the PSD dips PRESENCE_DIP_DB where they
     meet, the two are neighbours that come and go apart (a burst beside a continuous
     signal, one signal after another, their skirts touching): cut at the weakest bin
-    among the cuts that part the longest run of blocks; recursively, each part at least
-    PRESENCE_EDGE bins wide. One signal's halves come and
+    among the cuts that part the longest run of blocks, or where that is no notch, at the
+    deepest among those that part enough; recursively, each part at least PRESENCE_EDGE
+    bins wide. One signal's halves come and
     go together, a slow FSK's tones take turns (not cut), and a wide signal's band has no
     notch to cut at."""
     edge = PRESENCE_EDGE
@@ -597,14 +611,25 @@ def split_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, frames:
     apart[turns(only) > 1] = 0   # the sides took turns more than once: one signal's
     # each side present in MIN_SEGMENT blocks at least: a signal of its own somewhere
     apart[(on_l.sum(axis=0) < MIN_SEGMENT) | (on_r.sum(axis=0) < MIN_SEGMENT)] = 0
-    best = apart.max()
-    if best < max(MIN_SEGMENT, PRESENCE_SHARE * len(rows)):
+    need = max(MIN_SEGMENT, PRESENCE_SHARE * len(rows))
+    if apart.max() < need:
         return [(a, b)]
-    choice = cuts[apart == best]
-    m = a + int(choice[np.argmin(psd[a + choice])])
-    dip = min(np.median(psd[a:m]), np.median(psd[m:b])) / max(psd[m], 1e-12)
-    if 10 * np.log10(dip) < PRESENCE_DIP_DB:
-        return [(a, b)]
+
+    def dip(m):   # dB under the median levels of both sides
+        level = min(np.median(psd[a:m]), np.median(psd[m:b]))
+        return 10 * np.log10(level / max(psd[m], 1e-12))
+    # at the weakest bin among the cuts that part the longest run of blocks; where that
+    # is no notch (it lies at the slope of one signal's edge), at the deepest notch among
+    # the cuts that part enough blocks (local minima of the PSD)
+    best = a + cuts[apart == apart.max()]
+    m = int(best[np.argmin(psd[best])])
+    if dip(m) < PRESENCE_DIP_DB:
+        some = a + cuts[apart >= need]
+        some = some[(psd[some] <= psd[some - 1]) & (psd[some] <= psd[some + 1])]
+        dips = [dip(k) for k in some.tolist()]
+        if not dips or max(dips) < PRESENCE_DIP_DB:
+            return [(a, b)]
+        m = int(some[int(np.argmax(dips))])
     return split_by_presence(rows, psd, a, m, frames, pfa, rise) + \
         split_by_presence(rows, psd, m, b, frames, pfa, rise)
 
@@ -653,8 +678,10 @@ def join_line_spectra(runs: list[tuple[int, int]], min_lines: int = 3,
     """Runs ([start, stop) bins, in order) that form a comb joined into one: at least
     ``min_lines`` consecutive runs whose centres are equally spaced (within ``tolerance`` of
     the first spacing), each narrower than half the spacing or as wide as the first run
-    (within ``tolerance``). A carrier modulated by a tone (FM, AM) shows such lines, a
-    periodic sweep such humps; neighbouring signals of their own widths do not."""
+    (within ``tolerance``), each apart from the one before (runs that touch were cut
+    apart where their blocks differ: neighbours). A carrier modulated by a tone (FM, AM)
+    shows such lines, a periodic sweep such humps; neighbouring signals of their own
+    widths do not."""
     centre = [0.5 * (a + b) for a, b in runs]
     width = [b - a for a, b in runs]
     out, i = [], 0
@@ -662,9 +689,10 @@ def join_line_spectra(runs: list[tuple[int, int]], min_lines: int = 3,
         j = i + 1
         if i + 1 < len(runs):
             spacing = centre[i + 1] - centre[i]
-            while j < len(runs) and abs(centre[j] - centre[j - 1] - spacing) <= \
-                    tolerance * spacing and (width[j] <= 0.5 * spacing or abs(
-                        width[j] - width[i]) <= tolerance * width[i]):
+            while j < len(runs) and runs[j][0] > runs[j - 1][1] and abs(
+                    centre[j] - centre[j - 1] - spacing) <= tolerance * spacing and (
+                    width[j] <= 0.5 * spacing or abs(width[j] - width[i]) <=
+                    tolerance * width[i]):
                 j += 1
         if j - i >= min_lines:
             out.append((runs[i][0], runs[j - 1][1]))
@@ -969,7 +997,7 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         pieces = split_finer(view, noise_level(pfa, view_n), a, b, finer_gap,
                              valley_db) if valley_db else []
         parts += pieces if len(pieces) > 1 else [(a, b)]
-    if block and track.rows and not track.moves():   # and where their tiles differ
+    if block and track.rows and not track.moves(by_block=True):   # where tiles differ
         rows = np.stack([row for _, row in track.rows]).astype(np.float64)
         cuts = [m * r - r // 2 for a, b in runs
                 for _, m in split_by_presence(rows, psd, a, b, frames, pfa)[:-1]]

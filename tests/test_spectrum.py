@@ -470,6 +470,45 @@ def test_a_burst_touching_a_continuous_signal_is_cut_off_where_its_tiles_differ(
     assert one.f_low < truth[0][0] + 0.01 and one.f_high > truth[1][0]
 
 
+def test_neighbours_that_come_and_go_in_one_track_each_get_their_tiles(monkeypatch):
+    """Three QPSK signals side by side, their skirts touching: a burst (tiles 2-9 of 24),
+    a continuous one and a second burst (tiles 12-22), which the coarse view joined in
+    one track that meets up to three runs a tile. Their runs' centres spread wider than
+    a run is wide, which is how a chirp's look, yet each tile's band stays put
+    (``Track.moves(by_block=True)``), so ``split_by_presence`` cuts the group where its
+    tiles differ: three detections, each over its own tiles. Judged by the runs'
+    centres, one box over all three for all 24 tiles."""
+    import cvstream.blocks.detections as detections
+    from cvstream.blocks.detections import Tracker, refine_edges
+    tile, tiles = 8192, 24
+    rng = np.random.default_rng(3)
+    cfg = SceneConfig(samples=tiles * tile, snr_db=(20, 20), burst_probability=0.0,
+                      modulations=("qpsk",))
+    x, _ = scene(rng, cfg, n_signals=0)
+    n = np.arange(len(x))
+    bands = [(0.08, 0.02, (n >= 2 * tile) & (n < 10 * tile)), (0.1005, 0.02, n >= 0),
+             (0.1175, 0.012, (n >= 12 * tile) & (n < 23 * tile))]
+    for centre, width, on in bands:
+        wave, bw = generate(rng, "qpsk", len(x), width)
+        x = x + 10 * np.sqrt(bw) * wave * np.exp(2j * np.pi * centre * n) * on
+    tracker = Tracker()
+    for k in range(tiles):   # joined in the first tile, one run per signal after
+        runs = [(0.07, 0.123)] if k == 0 else [(0.07, 0.0895)] * (2 <= k < 10) + \
+            [(0.0905, 0.1105)] + [(0.1115, 0.1235)] * (12 <= k < 23)
+        tracker.update(k * tile, (k + 1) * tile, [(*run, 20.0, "qpsk") for run in runs])
+    (track,) = tracker.flush()
+    track, frames = _fine_track(x.astype(np.complex64), 0, 0, rows=True, track=track)
+    assert track.moves() and not track.moves(by_block=True)
+    parts = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
+    assert [(p.start // tile, p.stop // tile) for p in parts] == [(2, 10), (0, 24), (12, 23)]
+    for part, (centre, width, _) in zip(parts, bands):
+        assert part.f_low == pytest.approx(centre - width / 2, abs=0.15 * width)
+        assert part.f_high == pytest.approx(centre + width / 2, abs=0.15 * width)
+    monkeypatch.setattr(detections.Track, "moves", lambda self, by_block=False: True)
+    (one,) = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
+    assert (one.start, one.stop) == (0, tiles * tile) and one.f_high > 0.12
+
+
 def test_a_signal_whose_band_takes_turns_between_two_places_is_not_cut():
     """One QPSK signal 1 % of the band wide that moves 0.9 % up and back every 3 tiles (a
     slow two-tone FSK, its two places' skirts touching): each side of the run holds it
@@ -561,6 +600,9 @@ def test_a_line_spectrum_is_one_detection():
         [(0, 32), (50, 80)]
     assert join_line_spectra([(0, 20), (24, 36), (42, 58)]) == [(0, 20), (24, 36), (42, 58)]
     assert join_line_spectra([(0, 2), (10, 12), (50, 52)]) == [(0, 2), (10, 12), (50, 52)]
+    # parts that touch were cut apart (``split_by_presence``): neighbours, never one comb
+    assert join_line_spectra([(0, 20), (20, 40), (40, 60)]) == [(0, 20), (20, 40), (40, 60)]
+    assert join_line_spectra([(0, 18), (20, 38), (40, 58)]) == [(0, 58)]
     rng = np.random.default_rng(8)
     n = 16 * 8192
     tone = 8 / 1024
@@ -576,10 +618,10 @@ def test_a_line_spectrum_is_one_detection():
 def test_a_sweep_is_not_cut_at_its_periodograms_seams(monkeypatch):
     """A chirp of the project's scenes (seed [11, 110, 1]: 0.20-0.43 of the band over eight
     tiles, part of it beside a QAM signal): where the model follows its upper part alone,
-    that part is one detection. Its summed finer PSD has narrow notches where the sweep
-    crossed two periodograms' tapered seams; valleys are looked for on the PSD averaged
-    over VALLEY_BINS bins, else each notch cuts it (into pieces, most of them too short
-    in time to report)."""
+    that part is one detection (of those reaching past 0.35, where no other signal is).
+    Its summed finer PSD has narrow notches where the sweep crossed two periodograms'
+    tapered seams; valleys are looked for on the PSD averaged over VALLEY_BINS bins, else
+    each notch cuts it (into pieces, most of them too short in time to report)."""
     import cvstream.blocks.detections as detections
     rng = np.random.default_rng([11, 110, 1])
     cfg = SceneConfig(samples=262144, snr_db=(10, 20))
@@ -591,7 +633,7 @@ def test_a_sweep_is_not_cut_at_its_periodograms_seams(monkeypatch):
         block = SpectrumSegmenter()
         block.process(x)
         block.flush()
-        return [m for m in block.take_messages() if m["freq_lower_edge"] > 0.3]
+        return [m for m in block.take_messages() if m["freq_upper_edge"] > 0.35]
     (one,) = upper(detections.VALLEY_BINS)
     assert one["freq_lower_edge"] == pytest.approx(0.32, abs=0.005)
     assert one["freq_upper_edge"] == pytest.approx(labels[2].f_high, abs=0.005)
