@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft
 import scipy.special
-from scipy.ndimage import uniform_filter1d
+from scipy.ndimage import binary_dilation, uniform_filter1d
 
 from cvstream.chunk import tag_number
 
@@ -573,6 +573,10 @@ def noise_level(pfa: float, n: int) -> float:
 PRESENCE_SHARE = 0.1
 PRESENCE_EDGE = 4
 PRESENCE_DIP_DB = 1.0
+#: where the cuts that part are no notch, the notch up to NOTCH_REACH bins from them, in
+#: a run standing SKIRT_DB over the noise (a strong neighbour's skirt past the notch)
+NOTCH_REACH = 4
+SKIRT_DB = 10.0
 
 
 def split_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, frames: int,
@@ -588,7 +592,8 @@ def split_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, frames:
     meet, the two are neighbours that come and go apart (a burst beside a continuous
     signal, one signal after another, their skirts touching): cut at the weakest bin
     among the cuts that part the longest run of blocks, or where that is no notch, at the
-    deepest among those that part enough; recursively, each part at least PRESENCE_EDGE
+    deepest among those that part enough (and, in a strong run, those within NOTCH_REACH
+    bins of them); recursively, each part at least PRESENCE_EDGE
     bins wide. One signal's halves come and
     go together, a slow FSK's tones take turns (not cut), and a wide signal's band has no
     notch to cut at."""
@@ -608,7 +613,8 @@ def split_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, frames:
     (on_l, off_l), (on_r, off_r) = states(left, cuts), states(right, b - a - cuts)
     apart = longest_runs(on_l & off_r | on_r & off_l)   # blocks in a row, per cut
     only = (on_l & ~on_r).astype(np.int8) - (on_r & ~on_l)   # +1 left only, -1 right
-    apart[turns(only) > 1] = 0   # the sides took turns more than once: one signal's
+    turned = turns(only) > 1
+    apart[turned] = 0   # the sides took turns more than once: one signal's
     # each side present in MIN_SEGMENT blocks at least: a signal of its own somewhere
     apart[(on_l.sum(axis=0) < MIN_SEGMENT) | (on_r.sum(axis=0) < MIN_SEGMENT)] = 0
     need = max(MIN_SEGMENT, PRESENCE_SHARE * len(rows))
@@ -623,8 +629,14 @@ def split_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, frames:
     # the cuts that part enough blocks (local minima of the PSD)
     best = a + cuts[apart == apart.max()]
     m = int(best[np.argmin(psd[best])])
-    if dip(m) < PRESENCE_DIP_DB:
-        some = a + cuts[apart >= need]
+    if dip(m) < PRESENCE_DIP_DB:   # (and, in a run standing SKIRT_DB over the noise, the
+        # cuts within NOTCH_REACH of those where the sides did not take turns: a strong
+        # neighbour's skirt keeps the side past the notch present, so the cuts that part
+        # lie just beyond it)
+        reach = apart >= need
+        if np.median(psd[a:b]) >= 10 ** (SKIRT_DB / 10):
+            reach = binary_dilation(reach, np.ones(2 * NOTCH_REACH + 1, bool)) & ~turned
+        some = a + cuts[reach]
         some = some[(psd[some] <= psd[some - 1]) & (psd[some] <= psd[some + 1])]
         dips = [dip(k) for k in some.tolist()]
         if not dips or max(dips) < PRESENCE_DIP_DB:

@@ -417,6 +417,27 @@ def _tracked_signals(rng, tile, tiles, bands, tracked, rows: bool = True):
     return track, frames, truth
 
 
+def _joined_track(seed, tiles, bands, runs):
+    """Signals (centre, width, on(sample index) -> bool, kind, in-band SNR dB) over noise in
+    ``tiles`` tiles of 8192 samples, and one track that meets the runs ``runs(k)`` in tile
+    k (the coarse view joined them), its tiles' fine PSDs kept; (track, frames)."""
+    from cvstream.blocks.detections import Tracker
+    tile = 8192
+    rng = np.random.default_rng(seed)
+    cfg = SceneConfig(samples=tiles * tile, snr_db=(20, 20), burst_probability=0.0,
+                      modulations=("qpsk",))
+    x, _ = scene(rng, cfg, n_signals=0)
+    n = np.arange(len(x))
+    for centre, width, on, kind, snr in bands:
+        wave, bw = generate(rng, kind, len(x), width)
+        x = x + np.sqrt(10 ** (snr / 10) * bw) * wave * np.exp(2j * np.pi * centre * n) * on(n)
+    tracker = Tracker()
+    for k in range(tiles):
+        tracker.update(k * tile, (k + 1) * tile, [(*run, 20.0, "qpsk") for run in runs(k)])
+    (track,) = tracker.flush()
+    return _fine_track(x.astype(np.complex64), 0, 0, rows=True, track=track)
+
+
 def test_a_neighbour_merged_into_a_track_for_a_third_of_its_tiles_gets_its_own_box():
     """A QPSK signal over 18 tiles and a neighbour 1 % of the band above it in the last 6
     only, which the coarse view merged into its track there: the settled track's box is
@@ -479,34 +500,48 @@ def test_neighbours_that_come_and_go_in_one_track_each_get_their_tiles(monkeypat
     tiles differ: three detections, each over its own tiles. Judged by the runs'
     centres, one box over all three for all 24 tiles."""
     import cvstream.blocks.detections as detections
-    from cvstream.blocks.detections import Tracker, refine_edges
+    from cvstream.blocks.detections import refine_edges
     tile, tiles = 8192, 24
-    rng = np.random.default_rng(3)
-    cfg = SceneConfig(samples=tiles * tile, snr_db=(20, 20), burst_probability=0.0,
-                      modulations=("qpsk",))
-    x, _ = scene(rng, cfg, n_signals=0)
-    n = np.arange(len(x))
-    bands = [(0.08, 0.02, (n >= 2 * tile) & (n < 10 * tile)), (0.1005, 0.02, n >= 0),
-             (0.1175, 0.012, (n >= 12 * tile) & (n < 23 * tile))]
-    for centre, width, on in bands:
-        wave, bw = generate(rng, "qpsk", len(x), width)
-        x = x + 10 * np.sqrt(bw) * wave * np.exp(2j * np.pi * centre * n) * on
-    tracker = Tracker()
-    for k in range(tiles):   # joined in the first tile, one run per signal after
-        runs = [(0.07, 0.123)] if k == 0 else [(0.07, 0.0895)] * (2 <= k < 10) + \
-            [(0.0905, 0.1105)] + [(0.1115, 0.1235)] * (12 <= k < 23)
-        tracker.update(k * tile, (k + 1) * tile, [(*run, 20.0, "qpsk") for run in runs])
-    (track,) = tracker.flush()
-    track, frames = _fine_track(x.astype(np.complex64), 0, 0, rows=True, track=track)
+    bands = [(0.08, 0.02, lambda n: (n >= 2 * tile) & (n < 10 * tile), "qpsk", 20),
+             (0.1005, 0.02, lambda n: n >= 0, "qpsk", 20),
+             (0.1175, 0.012, lambda n: (n >= 12 * tile) & (n < 23 * tile), "qpsk", 20)]
+    track, frames = _joined_track(   # joined in the first tile, one run per signal after
+        3, tiles, bands, lambda k: [(0.07, 0.123)] if k == 0 else
+        [(0.07, 0.0895)] * (2 <= k < 10) + [(0.0905, 0.1105)] +
+        [(0.1115, 0.1235)] * (12 <= k < 23))
     assert track.moves() and not track.moves(by_block=True)
     parts = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
     assert [(p.start // tile, p.stop // tile) for p in parts] == [(2, 10), (0, 24), (12, 23)]
-    for part, (centre, width, _) in zip(parts, bands):
+    for part, (centre, width, *_) in zip(parts, bands):
         assert part.f_low == pytest.approx(centre - width / 2, abs=0.15 * width)
         assert part.f_high == pytest.approx(centre + width / 2, abs=0.15 * width)
     monkeypatch.setattr(detections.Track, "moves", lambda self, by_block=False: True)
     (one,) = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
     assert (one.start, one.stop) == (0, tiles * tile) and one.f_high > 0.12
+
+
+def test_a_burst_past_a_strong_neighbours_skirt_is_cut_at_the_notch(monkeypatch):
+    """A continuous FM signal at 25 dB and an OFDM burst (tiles 8-16 of 24) whose band
+    starts where the FM's ends: the FM's skirt reaches past the notch between them, so the
+    burst's side of a cut there is never absent, and the cuts that part the tiles lie
+    inside the burst's band, where nothing dips. The notch within NOTCH_REACH bins of them
+    is taken: the FM hugs its band over all 24 tiles and the burst is a detection over its
+    own. Without the reach, the cut falls inside the burst (at its centre's notch) and the
+    FM's box runs into it."""
+    import cvstream.blocks.detections as detections
+    from cvstream.blocks.detections import refine_edges
+    tile = 8192
+    track, frames = _joined_track(
+        1, 24, [(0.08, 0.03, lambda n: n >= 0, "fm", 25),
+                (0.1115, 0.04, lambda n: (n >= 8 * tile) & (n < 17 * tile), "ofdm", 25)],
+        lambda k: [(0.065, 0.0905)] + [(0.0905, 0.1355)] * (8 <= k < 17))
+    fm, burst = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
+    assert (fm.start, fm.stop, burst.start, burst.stop) == (0, 24 * tile, 8 * tile, 17 * tile)
+    assert 0.068 < fm.f_low < fm.f_high < 0.0905 and 0.087 < burst.f_low < 0.092
+    assert burst.f_high > 0.13
+    monkeypatch.setattr(detections, "NOTCH_REACH", 0)
+    fm, *_ = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
+    assert fm.f_high > 0.1
 
 
 def test_a_signal_whose_band_takes_turns_between_two_places_is_not_cut():
