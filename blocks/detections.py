@@ -583,20 +583,19 @@ def split_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, frames:
                       pfa: float = 1e-3, rise: float = 0.25) -> list[tuple[int, int]]:
     """The run [a, b) of a track's fine PSD cut where the blocks that hold its two sides
     differ: ``rows`` (blocks, bins) are its blocks' fine PSDs (``frames`` periodograms
-    each, noise 1), ``psd`` their mean. A side is present in a block where its mean excess
-    over the noise stands over the noise (false-alarm probability ``pfa``) and at ``rise``
-    or more of its usual one (the 90th percentile over the blocks), absent where it does
-    not stand over the noise at all. Where one side is present and the other absent for
-    MIN_SEGMENT blocks in a row or more (and PRESENCE_SHARE of the blocks), each side is
-    present in MIN_SEGMENT blocks or more, and the PSD dips PRESENCE_DIP_DB where they
-    meet, the two are neighbours that come and go apart (a burst beside a continuous
-    signal, one signal after another, their skirts touching): cut at the weakest bin
-    among the cuts that part the longest run of blocks, or where that is no notch, at the
-    deepest among those that part enough (and, in a strong run, those within NOTCH_REACH
-    bins of them); recursively, each part at least PRESENCE_EDGE
-    bins wide. One signal's halves come and
-    go together, a slow FSK's tones take turns (not cut), and a wide signal's band has no
-    notch to cut at."""
+    each, noise 1), ``psd`` their mean. A side is present in a block where its mean
+    excess over the noise stands over the noise (false-alarm probability ``pfa``) and at
+    ``rise`` or more of its usual one (the 90th percentile over the blocks), absent
+    where it does not stand over the noise at all. Where one side is present and the
+    other absent for MIN_SEGMENT blocks in a row or more (and PRESENCE_SHARE of the
+    blocks), each side is present in MIN_SEGMENT blocks or more, and the PSD dips
+    PRESENCE_DIP_DB where they meet, the two are neighbours that come and go apart (a
+    burst beside a continuous signal, one signal after another, their skirts touching):
+    cut at the weakest bin among the cuts that part the longest run of blocks, or where
+    that is no notch, at the deepest among those that part enough (and, in a strong run,
+    those within NOTCH_REACH bins of them); recursively, each part at least
+    PRESENCE_EDGE bins wide. One signal's halves come and go together, a slow FSK's
+    tones take turns (not cut), and a wide signal's band has no notch to cut at."""
     edge = PRESENCE_EDGE
     if b - a < 2 * edge + 1 or len(rows) < MIN_SEGMENT:
         return [(a, b)]
@@ -626,13 +625,13 @@ def split_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, frames:
         return 10 * np.log10(level / max(psd[m], 1e-12))
     # at the weakest bin among the cuts that part the longest run of blocks; where that
     # is no notch (it lies at the slope of one signal's edge), at the deepest notch among
-    # the cuts that part enough blocks (local minima of the PSD)
+    # the cuts that part enough blocks (local minima of the PSD) and, in a run standing
+    # SKIRT_DB over the noise, those within NOTCH_REACH of them where the sides did not
+    # take turns (a strong neighbour's skirt keeps the side past the notch present, so
+    # the cuts that part lie just beyond it)
     best = a + cuts[apart == apart.max()]
     m = int(best[np.argmin(psd[best])])
-    if dip(m) < PRESENCE_DIP_DB:   # (and, in a run standing SKIRT_DB over the noise, the
-        # cuts within NOTCH_REACH of those where the sides did not take turns: a strong
-        # neighbour's skirt keeps the side past the notch present, so the cuts that part
-        # lie just beyond it)
+    if dip(m) < PRESENCE_DIP_DB:
         reach = apart >= need
         if np.median(psd[a:b]) >= 10 ** (SKIRT_DB / 10):
             reach = binary_dilation(reach, np.ones(2 * NOTCH_REACH + 1, bool)) & ~turned
