@@ -394,48 +394,30 @@ def test_refined_edges_split_neighbours_and_hug_each_signal():
     assert (track.start, track.stop, len(track.edges)) == (0, len(x), 16)  # untouched
 
 
-def _tracked_signals(rng, tile, tiles, bands, tracked, rows: bool = True):
-    """QPSK signals (centre, width, on(sample index) -> bool) over noise, and a track of
-    ``tiles`` tiles whose coarse edges are ``tracked(k)``, its fine PSD summed (with
-    ``rows``, each of the segmenter's tiles kept too, as its tracker does); (track,
-    frames, true edges)."""
+def _tracked_signals(rng, tile, tiles, bands, runs, rows: bool = True):
+    """Signals (centre(sample index), width, on(sample index) -> bool[, kind, in-band SNR
+    dB]; QPSK at 20 dB unless given) over noise, and one track of ``tiles`` tiles that
+    meets the runs ``runs(k)`` in tile k (one, or several the coarse view joined), its
+    fine PSD summed (with ``rows``, each of the segmenter's tiles kept too, as its tracker
+    does); (track, frames, true edges)."""
     from cvstream.blocks.detections import Tracker
     cfg = SceneConfig(samples=tiles * tile, snr_db=(20, 20), burst_probability=0.0,
                       modulations=("qpsk",))
     x, _ = scene(rng, cfg, n_signals=0)
     n = np.arange(len(x))
     truth = []
-    for centre, width, on in bands:
-        wave, bw = generate(rng, "qpsk", len(x), width)
-        x = x + 10 * np.sqrt(bw) * wave * np.exp(2j * np.pi * centre(n) * n) * on(n)
-        truth.append((centre(n[:1])[0] - bw / 2, centre(n[:1])[0] + bw / 2))
-    tracker = Tracker()
-    for k in range(tiles):
-        tracker.update(k * tile, (k + 1) * tile, [(*tracked(k), 20.0, "qpsk")])
-    (track,) = tracker.flush()
-    track, frames = _fine_track(x.astype(np.complex64), 0, 0, rows=rows, track=track)
-    return track, frames, truth
-
-
-def _joined_track(seed, tiles, bands, runs):
-    """Signals (centre, width, on(sample index) -> bool, kind, in-band SNR dB) over noise in
-    ``tiles`` tiles of 8192 samples, and one track that meets the runs ``runs(k)`` in tile
-    k (the coarse view joined them), its tiles' fine PSDs kept; (track, frames)."""
-    from cvstream.blocks.detections import Tracker
-    tile = 8192
-    rng = np.random.default_rng(seed)
-    cfg = SceneConfig(samples=tiles * tile, snr_db=(20, 20), burst_probability=0.0,
-                      modulations=("qpsk",))
-    x, _ = scene(rng, cfg, n_signals=0)
-    n = np.arange(len(x))
-    for centre, width, on, kind, snr in bands:
+    for centre, width, on, *signal in bands:
+        kind, snr = signal or ("qpsk", 20)
         wave, bw = generate(rng, kind, len(x), width)
-        x = x + np.sqrt(10 ** (snr / 10) * bw) * wave * np.exp(2j * np.pi * centre * n) * on(n)
+        x = x + 10 ** (snr / 20) * np.sqrt(bw) * wave * np.exp(2j * np.pi * centre(n) * n) * \
+            on(n)
+        truth.append((centre(n[:1])[0] - bw / 2, centre(n[:1])[0] + bw / 2))
     tracker = Tracker()
     for k in range(tiles):
         tracker.update(k * tile, (k + 1) * tile, [(*run, 20.0, "qpsk") for run in runs(k)])
     (track,) = tracker.flush()
-    return _fine_track(x.astype(np.complex64), 0, 0, rows=True, track=track)
+    track, frames = _fine_track(x.astype(np.complex64), 0, 0, rows=rows, track=track)
+    return track, frames, truth
 
 
 def test_a_neighbour_merged_into_a_track_for_a_third_of_its_tiles_gets_its_own_box():
@@ -450,7 +432,7 @@ def test_a_neighbour_merged_into_a_track_for_a_third_of_its_tiles_gets_its_own_b
         np.random.default_rng(4), tile, 18,
         [(lambda n: np.full(len(n), 0.1), 0.03, lambda n: n >= 0),
          (lambda n: np.full(len(n), 0.14), 0.02, lambda n: n >= 12 * tile)],
-        lambda k: (0.084, 0.116 if k < 12 else 0.152), rows=False)
+        lambda k: [(0.084, 0.116 if k < 12 else 0.152)], rows=False)
     assert (track.f_low, track.f_high) == pytest.approx((0.084, 0.116))
     assert track.window == pytest.approx((0.084, 0.152))
     parts = refine_edges(track, frames, margin=1 / 256, block=tile)
@@ -478,7 +460,7 @@ def test_a_burst_touching_a_continuous_signal_is_cut_off_where_its_tiles_differ(
         np.random.default_rng(8), tile, 24,
         [(lambda n: np.full(len(n), 0.08), 0.04, lambda n: n >= 0),
          (lambda n: np.full(len(n), 0.1025), 0.004, lambda n: n < 10 * tile)],
-        lambda k: (0.06, 0.1045 if k < 10 else 0.1))
+        lambda k: [(0.06, 0.1045 if k < 10 else 0.1)])
     wide, burst = detections.refine_edges(track, frames, margin=1 / 256, block=tile,
                                           valley_db=15)
     assert (wide.start, wide.stop, burst.start, burst.stop) == (0, 24 * tile, 0, 10 * tile)
@@ -502,19 +484,21 @@ def test_neighbours_that_come_and_go_in_one_track_each_get_their_tiles(monkeypat
     import cvstream.blocks.detections as detections
     from cvstream.blocks.detections import refine_edges
     tile, tiles = 8192, 24
-    bands = [(0.08, 0.02, lambda n: (n >= 2 * tile) & (n < 10 * tile), "qpsk", 20),
-             (0.1005, 0.02, lambda n: n >= 0, "qpsk", 20),
-             (0.1175, 0.012, lambda n: (n >= 12 * tile) & (n < 23 * tile), "qpsk", 20)]
-    track, frames = _joined_track(   # joined in the first tile, one run per signal after
-        3, tiles, bands, lambda k: [(0.07, 0.123)] if k == 0 else
+    bands = [(lambda n: np.full(len(n), 0.08), 0.02,
+              lambda n: (n >= 2 * tile) & (n < 10 * tile)),
+             (lambda n: np.full(len(n), 0.1005), 0.02, lambda n: n >= 0),
+             (lambda n: np.full(len(n), 0.1175), 0.012,
+              lambda n: (n >= 12 * tile) & (n < 23 * tile))]
+    track, frames, truth = _tracked_signals(   # joined in the first tile, a run a signal after
+        np.random.default_rng(3), tile, tiles, bands, lambda k: [(0.07, 0.123)] if k == 0 else
         [(0.07, 0.0895)] * (2 <= k < 10) + [(0.0905, 0.1105)] +
         [(0.1115, 0.1235)] * (12 <= k < 23))
     assert track.moves() and not track.moves(by_block=True)
     parts = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
     assert [(p.start // tile, p.stop // tile) for p in parts] == [(2, 10), (0, 24), (12, 23)]
-    for part, (centre, width, *_) in zip(parts, bands):
-        assert part.f_low == pytest.approx(centre - width / 2, abs=0.15 * width)
-        assert part.f_high == pytest.approx(centre + width / 2, abs=0.15 * width)
+    for part, (lo, hi), (_, width, _) in zip(parts, truth, bands):
+        assert part.f_low == pytest.approx(lo, abs=0.15 * width)
+        assert part.f_high == pytest.approx(hi, abs=0.15 * width)
     monkeypatch.setattr(detections.Track, "moves", lambda self, by_block=False: True)
     (one,) = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
     assert (one.start, one.stop) == (0, tiles * tile) and one.f_high > 0.12
@@ -531,9 +515,11 @@ def test_a_burst_past_a_strong_neighbours_skirt_is_cut_at_the_notch(monkeypatch)
     import cvstream.blocks.detections as detections
     from cvstream.blocks.detections import refine_edges
     tile = 8192
-    track, frames = _joined_track(
-        1, 24, [(0.08, 0.03, lambda n: n >= 0, "fm", 25),
-                (0.1115, 0.04, lambda n: (n >= 8 * tile) & (n < 17 * tile), "ofdm", 25)],
+    track, frames, _ = _tracked_signals(
+        np.random.default_rng(1), tile, 24,
+        [(lambda n: np.full(len(n), 0.08), 0.03, lambda n: n >= 0, "fm", 25),
+         (lambda n: np.full(len(n), 0.1115), 0.04,
+          lambda n: (n >= 8 * tile) & (n < 17 * tile), "ofdm", 25)],
         lambda k: [(0.065, 0.0905)] + [(0.0905, 0.1355)] * (8 <= k < 17))
     fm, burst = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
     assert (fm.start, fm.stop, burst.start, burst.stop) == (0, 24 * tile, 8 * tile, 17 * tile)
@@ -554,7 +540,7 @@ def test_a_signal_whose_band_takes_turns_between_two_places_is_not_cut():
         np.random.default_rng(8), tile, 24,
         [(lambda n: np.where((n // (3 * tile)) % 2 == 1, 0.109, 0.1), 0.01,
           lambda n: n >= 0)],
-        lambda k: (0.094, 0.115))
+        lambda k: [(0.094, 0.115)])
     (part,) = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
     assert part.f_low < 0.096 and part.f_high > 0.113
     assert (part.start, part.stop) == (0, 24 * tile)
