@@ -587,6 +587,9 @@ class SpectrumSegmenter(RateBlock):
                    for j, other in enumerate(parts)):
                 self.count("repeated_detections")
                 continue
+            if self._lines and any(self._follows(t, part) for t in self._narrow_tracker.open):
+                self.count("repeated_detections")
+                continue
             if self._lines:   # narrow signals it holds are its, sent now or later
                 self._coarse_seen.append(part)
             blockers = [t for t in self._tracker.open if self._may_repeat(t, part)]
@@ -605,6 +608,15 @@ class SpectrumSegmenter(RateBlock):
             else:
                 out.append(part)
         return out
+
+    def _follows(self, narrow, part) -> bool:
+        """Whether an open narrow track already follows ``part``, a line of the model's
+        (one bin of the tile-long PSD: a carrier the model saw for a while): it holds the
+        line's centre over half its time or more and has held long enough to be sent."""
+        return (part.f_high - part.f_low) * self.decim <= 1.5 and \
+            narrow.stop - narrow.start >= NARROW_MIN_TILES * self.decim and \
+            narrow.shared_time(part) >= 0.5 * (part.stop - part.start) and \
+            self._at_centre(narrow, part)
 
     @staticmethod
     def _repeats(other, part) -> bool:

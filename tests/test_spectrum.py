@@ -1434,6 +1434,30 @@ def test_a_detection_another_track_repeats_is_sent_once():
     block.stop()
 
 
+def test_a_carrier_the_model_sees_for_a_while_is_sent_once():
+    """A tone at 13 dB in-band (noise over 1/4000 of the band) that the cells' zoom follows
+    throughout, 10 or 20 dB stronger for 4 tiles, where the model's cells see it and
+    settle it to the same line: that line is the open narrow track's, counted in
+    ``repeated_detections``, not sent; the tone is one detection, whole."""
+    rng = np.random.default_rng(5)
+    n, tile = 262144, 8192
+    t = np.arange(n)
+    noise = ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)).astype(
+        np.complex64)
+    for boost_db in (10, 20):
+        amp = np.full(n, np.sqrt(10 ** 1.3 / 4000))
+        amp[12 * tile:16 * tile] *= 10 ** (boost_db / 20)
+        block = SpectrumSegmenter()
+        block.process(noise + (amp * np.exp(2j * np.pi * 0.10031 * t)).astype(np.complex64))
+        block.flush()
+        got = block.take_messages()
+        assert [(m["sample_start"], m["sample_count"], m["label"]) for m in got] == \
+            [(0, n, "tone")]
+        assert abs(got[0]["center_freq"] - 0.10031) < 0.35 / tile
+        assert block.counters["repeated_detections"] == 1
+        block.stop()
+
+
 def test_weak_tones_are_found_in_the_cells_the_model_leaves():
     """Tones at 11 and 13 dB in-band (noise over 1/4000 of the band, as the GNU Radio set
     counts it: 1.5-3 dB over the noise in one model cell) are found by the
