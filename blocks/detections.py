@@ -685,7 +685,7 @@ def split_at_valleys(db: np.ndarray, a: int, b: int, depth: float, edge: int = 2
 
 
 def join_line_spectra(runs: list[tuple[int, int]], min_lines: int = 3,
-                      tolerance: float = 0.25) -> list[tuple[int, int]]:
+                      tolerance: float = 0.25, max_step: int = 1) -> list[tuple[int, int]]:
     """Runs ([start, stop) bins, in order) that form a comb joined into one: at least
     ``min_lines`` consecutive runs whose centres are equally spaced (within ``tolerance`` of
     the first spacing), each narrower than half the spacing or as wide as the first run
@@ -701,7 +701,8 @@ def join_line_spectra(runs: list[tuple[int, int]], min_lines: int = 3,
         if i + 1 < len(runs):
             spacing = centre[i + 1] - centre[i]
             while j < len(runs) and runs[j][0] > runs[j - 1][1] and abs(
-                    centre[j] - centre[j - 1] - spacing) <= tolerance * spacing and (
+                    (step := centre[j] - centre[j - 1]) - spacing * min(
+                        max(round(step / spacing), 1), max_step)) <= tolerance * spacing and (
                     width[j] <= 0.5 * spacing or abs(width[j] - width[i]) <=
                     tolerance * width[i]):
                 j += 1
@@ -712,6 +713,34 @@ def join_line_spectra(runs: list[tuple[int, int]], min_lines: int = 3,
             j = i + 1
         i = j
     return out
+
+
+#: a comb of lines on the block-long PSD may miss every other line (an FM tone's Bessel nulls)
+LINE_COMB_STEP = 2
+
+
+def line_runs(runs: list[tuple[tuple[int, int], tuple[int, int]]]) -> list[tuple[int, int]]:
+    """The runs of the block-long PSD to take edges on, from (tight, whole) runs in order:
+    each part of the finer view's, trimmed to its signal (tight) within the bins it covers
+    (whole), or each piece of one it cut. Runs whose tight bands form a comb
+    (``join_line_spectra``) are joined across the finer view's parts: the lines of an FM
+    carrier's tone, a few of them in each part, where that view's window blurs them into
+    humps as wide as their spacing; the others keep their whole runs."""
+    out, tight = [], [t for t, _ in runs]
+    for lo, hi in join_line_spectra(tight, max_step=LINE_COMB_STEP):
+        members = [w for t, w in runs if lo <= t[0] and t[1] <= hi]
+        out.append((members[0][0], members[-1][1]) if len(members) > 1 else members[0])
+    return out
+
+
+def comb_lines(line: np.ndarray, level: float, a: int, b: int, valley_db: float
+               ) -> list[tuple[int, int]]:
+    """The lines of run [a, b) of the block-long PSD ``line`` where they form one comb
+    (``join_line_spectra`` joins them all: an FM carrier's tone), else []."""
+    pieces = split_finer(line, level, a, b, LINE_GAP, valley_db)
+    if len(pieces) < 3 or len(join_line_spectra(pieces, max_step=LINE_COMB_STEP)) > 1:
+        return []
+    return pieces
 
 
 def occupied_edges(psd: np.ndarray, a: int, b: int, power_share: float
@@ -984,7 +1013,9 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     called with their number). A run at most
     LINE_VIEW_BINS wide on the finer view is cut again and trimmed on the track's
     block-long PSD (``Track.line``; gaps of more than LINE_GAP bins; ``line_edges``: a tone
-    one bin of 8192 wide). Where
+    one bin of 8192 wide), as is a wider one that is a comb of lines there
+    (``comb_lines``); the lines of neighbouring parts that form one comb are joined
+    (``line_runs``: an FM tone's lines, which the finer view cuts at Bessel nulls). Where
     nothing stands out (a weak signal), the coarse edges stay."""
     if track.spectrum is None or not track.spectra:
         return [track]
@@ -1017,19 +1048,35 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         edges = np.flatnonzero(box)
         parts = clip_to_box(parts, finer_bins(edges[0], edges[-1] + 1, r))
     line = track.line / track.spectra if track.line is not None else None
+    level = noise_level(pfa, track.spectra)
     bands = []   # (spectrum, edges in its bins)
-    for a, b in join_line_spectra(parts):
-        if line is None or b - a > LINE_VIEW_BINS:
-            bands.append((view, occupied_edges(view, a, b, power_share)))
-            continue
-        a, b = finer_bins(a, b, len(line) // len(view))
-        level = noise_level(pfa, track.spectra)
-        pieces = split_finer(line, level, a, b, LINE_GAP, valley_db) if valley_db else []
-        for lo, hi in join_line_spectra(pieces if len(pieces) > 1 else [(a, b)]):
+    lines = []   # the runs on the line view since the last band on the finer view
+
+    def settle_lines():
+        for lo, hi in line_runs(lines):
             edges = line_edges(line, lo, hi, power_share, level)
             if edges[1] - edges[0] <= 1:   # a line: a carrier's band, if it has sidebands
                 edges = carrier_band(line, edges[0], track.spectra) or edges
             bands.append((line, edges))
+        lines.clear()
+
+    for a, b in join_line_spectra(parts):
+        if line is not None and b - a > LINE_VIEW_BINS and valley_db:
+            pieces = comb_lines(line, level, *finer_bins(a, b, len(line) // len(view)),
+                                valley_db)
+            if pieces:   # a comb of lines, whose neighbours in the view may be its own
+                lines += [(piece, piece) for piece in pieces]
+                continue
+        if line is None or b - a > LINE_VIEW_BINS:
+            settle_lines()
+            bands.append((view, occupied_edges(view, a, b, power_share)))
+            continue
+        a, b = finer_bins(a, b, len(line) // len(view))
+        pieces = split_finer(line, level, a, b, LINE_GAP, valley_db) if valley_db else []
+        lines += [(piece, piece) for piece in pieces] if len(pieces) > 1 else \
+            [(pieces[0] if pieces else (a, b), (a, b))]
+    if line is not None:
+        settle_lines()
     out = []
     for spectrum, (e_lo, e_hi) in bands:
         part = copy.copy(track)

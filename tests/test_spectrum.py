@@ -636,6 +636,38 @@ def test_a_line_spectrum_is_one_detection():
     assert part.f_high == pytest.approx(0.1 + 5 * tone, abs=0.5 * tone)
 
 
+def test_an_fm_tones_lines_are_one_detection_across_the_finer_views_parts():
+    """FM by a tone (index 3-9, lines 22-35 bins of the block-long PSD apart, 15-25 dB over
+    Carson's band): the finer view's window blurs the lines into humps as wide as their
+    spacing and cuts them at the Bessel nulls into parts, some wide, some one line; on the
+    block-long PSD they are one comb (``line_runs``, ``comb_lines``; a line may be missing
+    where J_k(index) is near 0), so the carrier is one ``analog`` detection over Carson's
+    band, its outermost lines within two of the tone's spacings past it."""
+    from cvstream.blocks.detections import join_line_spectra
+    runs = [(0, 2), (10, 12), (30, 32), (40, 42)]           # the third line missing
+    assert join_line_spectra(runs) == runs
+    assert join_line_spectra(runs, max_step=2) == [(0, 42)]
+    n = 262144
+    t = np.arange(n)
+    for seed, (spacing, index, snr_db, centre) in enumerate(
+            ((25.3, 6.0, 25, 0.18), (30.0, 4.0, 15, -0.2), (22.0, 9.0, 22, 0.05),
+             (35.0, 3.0, 20, 0.3))):
+        rng = np.random.default_rng(seed)
+        tone = spacing / 8192
+        carson = 2 * (index + 1) * tone
+        fm = np.exp(1j * (2 * np.pi * centre * t + index * np.sin(2 * np.pi * tone * t + 1)))
+        x = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2) + \
+            np.sqrt(10 ** (snr_db / 10) * carson) * fm
+        block = SpectrumSegmenter()
+        block.process(x.astype(np.complex64))
+        block.flush()
+        (got,) = block.take_messages()
+        assert got["label"] == "analog" and got["sample_count"] == n
+        for edge, side in ((got["freq_lower_edge"], -1), (got["freq_upper_edge"], 1)):
+            assert abs(edge - (centre + side * carson / 2)) < 2 * tone
+        block.stop()
+
+
 def test_a_sweep_is_not_cut_at_its_periodograms_seams(monkeypatch):
     """A chirp of the project's scenes (seed [11, 110, 1]: 0.20-0.43 of the band over eight
     tiles, part of it beside a QAM signal): where the model follows its upper part alone,
