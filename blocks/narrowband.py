@@ -1,8 +1,9 @@
 """Signals too narrow for a segmenter's model cells (a CW tone is 1/4000 of a wideband
-stream; a model cell is 1/256), found at the resolution of a tile-long FFT, in two ways:
+stream; a model cell is 1/256), found at the resolution of a tile-long FFT, in three ways:
 ``CellTones`` zooms the few cells the model leaves whose power stands out (CW tones; the
-default), ``NarrowbandFinder`` searches the whole tile-long PSD (the fine view, ``narrow``).
-Both give their lines as ``Lines``.
+default), ``LongTones`` averages tile-long PSDs over up to 16 tiles for tones too weak for
+one (with ``CellTones``), ``NarrowbandFinder`` searches the whole tile-long PSD (the fine
+view, ``narrow``). All give their lines as ``Lines``.
 
 ``NarrowbandFinder``: per tile of ``size`` samples, the tile-long PSD (one ``size``-point FFT through a unit-energy
 Hann window, in units of the tile's noise floor: the segmenter's ``fine_psd``, which its
@@ -217,3 +218,142 @@ class CellTones:
         return Lines(tile, (centre - 0.5) / fine, (centre + 0.5) / fine,
                      10 * np.log10(np.maximum(top - 1, 1e-3)),
                      np.round(centre).astype(np.int64) + fine // 2, top, rest)
+
+
+#: ``LongTones``: the windows (tiles) its means run over, up to its ``tiles``
+WINDOWS = (4, 8, 16)
+#: ... looked at once every STRIDE tiles (a mean over 4 or more moves little in between)
+STRIDE = 4
+#: ... the bins around a tone its contrast is measured against, and its flanks (these many
+#: bins out: past a Hann window's main lobe), whose excess stays under FLANK_RATIO of its
+SPAN = 65
+FLANK = (3, 8)
+FLANK_RATIO = 0.1
+#: ... and over the last RECENT tiles it still stands out (false-alarm probability
+#: RECENT_PFA): a tone that ended is not held while the means forget it
+RECENT = 2
+RECENT_PFA = 1e-2
+
+
+class LongTones:
+    """CW tones too weak for one tile (a few dB in-band: under CellTones' gate and level),
+    on the tile-long PSDs (noise floor 1) averaged over the last 4, 8 and 16 tiles
+    (``WINDOWS``, up to ``tiles``), looked at once every STRIDE tiles. A tone is a run of
+    at most ``max_bins`` bins whose mean over a window (or the sum of two bins beside, a
+    tone between them) stands over the noise (false-alarm probability ``pfa`` for a mean
+    of that many periodogram bins), ``contrast`` times the mean of the SPAN bins around
+    it and FLANK_RATIO of its excess over the bins FLANK bins out (a line, not a narrow
+    signal's hump), that still stands out over the last RECENT tiles (a tone that ended
+    is not held while the means forget it), not a strong line's IQ image (its mirror
+    ``image_rejection_db`` stronger); found so, it is reported for each of the STRIDE
+    tiles, and kept where it is ``guard`` cells or more from the model's own and not in
+    the DC cell (``outside``). Late by up to the window it needs where it starts (CellTones sees strong
+    tones at once)."""
+
+    def __init__(self, fft: int, tiles: int = 16, pfa: float = 1e-9,
+                 contrast: float = 4.0, guard: int = 4, max_bins: int = 3,
+                 image_rejection_db: float = 25.0):
+        self.fft, self.tiles, self.pfa = fft, tiles, pfa
+        self.image_ratio = 10 ** (image_rejection_db / 10)
+        self.contrast, self.guard, self.max_bins = contrast, guard, max_bins
+        self.windows = [w for w in WINDOWS if w <= tiles]
+        self.keep = max(self.windows + [RECENT]) - 1
+        self.history: np.ndarray | None = None   # the last tiles' PSDs
+        self.size = 0                             # bins of a tile-long PSD
+        self.seen = 0                             # tiles seen before this batch
+
+    def find(self, psd: np.ndarray) -> Lines:
+        """The weak tones in ``psd`` ((tiles, size) tile-long PSDs in units of the noise
+        floor, DC-centred), one entry of ``Lines``' arrays per tone and tile (``outside``
+        then keeps those away from the model's cells)."""
+        count, size = psd.shape
+        self.size = size
+        seen = psd if self.history is None else np.concatenate([self.history, psd])
+        self.history = seen[-self.keep:]
+        first, before = len(seen) - count, self.seen
+        self.seen += count
+        found = []
+        for last in range(STRIDE - 1 - before % STRIDE, count, STRIDE):
+            lines = self._lines(seen[:first + last + 1], before + last + 1, size)
+            tiles = np.arange(max(last - STRIDE + 1, 0), last + 1)
+            found += [(t, *line) for t in tiles for line in lines]
+        if not found:
+            return empty_lines()
+        tile, lo, hi, snr, centre, top, around = (np.array(v) for v in zip(*found))
+        return Lines(tile.astype(np.int64), lo, hi, snr, centre.astype(np.int64), top, around)
+
+    def outside(self, lines: Lines, masks: np.ndarray) -> Lines:
+        """The ``lines`` ``guard`` cells or more from the model's cells ``masks`` ((tiles,
+        fft)) in their tile, and not in the DC cell (a receiver's own leakage)."""
+        if not len(lines.tile):
+            return lines
+        near = binary_dilation(masks, structure=np.ones((1, 2 * self.guard + 1), bool))
+        near[:, self.fft // 2] = True
+        cell = np.minimum(lines.centre * self.fft // self.size, self.fft - 1)
+        keep = ~near[lines.tile, cell]
+        return Lines(*(a[keep] for a in lines))
+
+    def _lines(self, psd: np.ndarray, seen: int, size: int) -> list[tuple]:
+        """(f_low, f_high, snr_db, centre, peak, around) of each tone at the last tile of
+        ``psd`` (the tiles' PSDs up to it; ``seen`` tiles in all)."""
+        if seen < RECENT:
+            return []
+        recent = psd[-RECENT:].mean(axis=0)
+        best = {}   # bin -> the mean of the longest window that finds it there
+        total, summed = recent * RECENT, RECENT   # the sum of the last ``summed`` tiles
+        for w in self.windows:
+            if w > seen:
+                break
+            total = total + psd[len(psd) - w:len(psd) - summed].sum(axis=0)
+            summed = w
+            m = total / w
+            level = noise_level(self.pfa, w)
+            hit = np.flatnonzero((m > level) | (m + np.roll(m, 1) > 2 * noise_level(
+                self.pfa, 2 * w)))
+            hit = hit[recent[hit] > noise_level(RECENT_PFA, RECENT)]
+            if not len(hit):
+                continue
+            csum = np.concatenate([[0.0], np.cumsum(m)])
+
+            def mean(a, b):   # mean of bins [a, b) per hit, clipped to the row
+                a, b = np.clip(a, 0, size), np.clip(b, 0, size)
+                return (csum[b] - csum[a]) / np.maximum(b - a, 1)
+            local = mean(hit - SPAN // 2, hit + SPAN // 2 + 1)
+            flank = np.maximum(mean(hit + FLANK[0], hit + FLANK[1] + 1),
+                               mean(hit - FLANK[1], hit - FLANK[0] + 1))
+            # nor a strong line's IQ image (its mirror across DC, a bin either side)
+            image = np.max([m[(size - hit + d) % size] for d in (-1, 0, 1)], axis=0)
+            ok = (m[hit] > self.contrast * local) & (flank - 1 < FLANK_RATIO * (m[hit] - 1)) \
+                & (image < self.image_ratio * m[hit])
+            for k in hit[ok].tolist():
+                best[k] = m
+        if not best:
+            return []
+        bins = np.array(sorted(best))
+        starts = np.flatnonzero(np.r_[True, np.diff(bins) > 2])
+        out = []
+        for a, b in zip(starts, np.r_[starts[1:], len(bins)]):
+            lo, hi = int(bins[a]), int(bins[b - 1]) + 1
+            if hi - lo > self.max_bins:
+                continue
+            m = best[lo]
+            values = m[lo:hi]
+            excess = np.maximum(values - 1.0, 0.0)
+            centre = lo + float(excess @ np.arange(hi - lo)) / max(float(excess.sum()), 1e-30)
+            top = float(values.max())
+            out.append(((centre - 0.5 - size // 2) / size, (centre + 0.5 - size // 2) / size,
+                        10 * np.log10(max(top - 1, 1e-3)), round(centre), top,
+                        float(np.mean(m[max(lo - SPAN // 2, 0):hi + SPAN // 2]))))
+        return out
+
+
+def merge_lines(first: Lines, second: Lines) -> Lines:
+    """Two finders' lines together, those of ``second`` within a sub-bin of one of
+    ``first``'s in the same tile left out."""
+    if not len(second.tile):
+        return first
+    if len(first.tile):
+        same = (second.tile[:, None] == first.tile[None, :]) & \
+            (np.abs(second.centre[:, None] - first.centre[None, :]) <= 1)
+        second = Lines(*(a[~same.any(axis=1)] for a in second))
+    return Lines(*(np.concatenate([a, b]) for a, b in zip(first, second)))

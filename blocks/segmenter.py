@@ -15,7 +15,7 @@ from cvstream.errors import ParamError
 from .detections import (FAMILY_FEATURES, ZOOM, RadioContext, Tracker, bin_edges,
                          family_features, family_probabilities, refine_edges, row_runs,
                          time_segments, to_message)
-from .narrowband import CellTones, NarrowbandFinder
+from .narrowband import CellTones, LongTones, NarrowbandFinder, merge_lines
 from .onnx_model import load_model, make_session
 
 FLOOR_QUANTILE = 0.2
@@ -34,6 +34,8 @@ IMAGE_REJECTION_DB = 25.0
 #: a line of the fine view is a signal when it holds for this many tiles (a carrier holds;
 #: a noise peak, a weak signal's flicker or a burst's one spectral line does not)
 NARROW_MIN_TILES = 5
+#: ``weak_tones`` averages the tile-long PSDs over up to this many tiles
+LONG_TILES = 16
 
 
 def noise_floor(tiles: np.ndarray) -> np.ndarray:
@@ -136,7 +138,10 @@ class SpectrumSegmenter(RateBlock):
     in stream order here (``absorb``). ``tones`` (on by default) zooms the cells the
     model leaves whose power stands out, each across its tile's frames, to a tile-long
     FFT's resolution, and follows the CW tones it finds there as narrow detections, one
-    bin of that FFT wide (``narrowband.CellTones``; counters as for ``narrow``).
+    bin of that FFT wide (``narrowband.CellTones``; counters as for ``narrow``);
+    ``weak_tones`` (on by default) adds those too weak for one tile, on tile-long PSDs
+    averaged over up to LONG_TILES tiles (``narrowband.LongTones``: late by up to that
+    many tiles where such a tone starts).
     ``narrow: true`` (which replaces ``tones``) adds a tile-long FFT view for
     signals narrower than the model's cells (``narrowband.py``: lines that hold for
     NARROW_MIN_TILES tiles, not a strong line's IQ image; it runs on the model's worker
@@ -183,6 +188,9 @@ class SpectrumSegmenter(RateBlock):
     tones = Param(bool, default=True, doc="find CW tones in the cells the model leaves, on "
                   "their frames zoomed to a tile-long FFT's resolution (narrow does it on "
                   "every bin)")
+    weak_tones = Param(bool, default=True, doc="with tones, also find CW tones too weak for "
+                       "one tile on tile-long PSDs averaged over up to 16 tiles (costs a "
+                       "sixth of the throughput or so)")
     max_batch = Param(int, default=8, min=1, doc="tiles per model call")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
     rate = Param(float, default=0.0, min=0.0, unit="Hz", doc="sample rate (0: rx_rate tag)")
@@ -238,6 +246,8 @@ class SpectrumSegmenter(RateBlock):
             if self.narrow else None
         self._tones = CellTones(self.fft, self.frames) if self.tones and not self.narrow \
             else None
+        self._long_tones = LongTones(self.fft, LONG_TILES) \
+            if self._tones is not None and self.weak_tones else None
         self._lines = self._narrow is not None or self._tones is not None
         self._narrow_tracker = Tracker(vote_labels=True, hold=self.hold,
                                        min_blocks=max(self.min_tiles, NARROW_MIN_TILES))
@@ -284,7 +294,8 @@ class SpectrumSegmenter(RateBlock):
 
     def _tile_long(self, x, floor) -> np.ndarray | None:
         """Every tile's tile-long PSD, where the fine view looks for narrow signals."""
-        return self.fine_psd(x, floor, self.decim) if self._narrow else None
+        return self.fine_psd(x, floor, self.decim) if \
+            (self._narrow or self._long_tones) and x is not None else None
 
     def compute(self, x):
         """The stateless part (what replicas run): the tiles' FFTs and the model's output,
@@ -297,17 +308,20 @@ class SpectrumSegmenter(RateBlock):
         """One batch's ``compute`` result into detections, in stream order."""
         self._update_radio()
         logits, power, floor, bins, whole, tiles = result
-        found = self._narrow.find(whole) if whole is not None else None
+        found = self._lines_of(whole)
         self._detect(logits, power, floor, bins, x if self.refine else None, whole, found,
                      tiles)
+
+    def _lines_of(self, whole):
+        """The fine view's narrow signals in the tile-long PSDs ``whole``, where it looks."""
+        return self._narrow.find(whole) if self._narrow and whole is not None else None
 
     def _infer(self, tiles, x, floor) -> tuple:
         """What the worker thread does while this one settles the batch before: the
         model, and the fine view's tile-long PSDs and narrow signals (in stream order: one
         worker)."""
         whole = self._tile_long(x, floor)
-        found = self._narrow.find(whole) if whole is not None else None
-        return self._run_model(tiles), whole, found
+        return self._run_model(tiles), whole, self._lines_of(whole)
 
     def work(self, x):
         self._update_radio()
@@ -370,6 +384,9 @@ class SpectrumSegmenter(RateBlock):
             stft = tiles.view(np.complex64)[..., 0]   # the model's (frames, fft) cells
             found = self._tones.find(stft, bins if self._per_bin else 1.0, power, network,
                                      np.clip(follow, 0, self.fft - 1))
+            if self._long_tones is not None and whole is not None:   # and weaker ones
+                found = merge_lines(found, self._long_tones.outside(
+                    self._long_tones.find(whole), network))
         narrow = (self._narrow_intervals(logits, masks if self._narrow else network, power,
                                          found) if found is not None else None)
         for k, (intervals, row, z, tile, block) in enumerate(zip(per_tile, fine, zoom, line,

@@ -1523,6 +1523,78 @@ def test_weak_tones_are_found_in_the_cells_the_model_leaves():
     assert [m for m in found[True] if abs(m["center_freq"] - 0.3) < 0.01]
 
 
+def test_long_tones_keeps_lines_and_drops_humps_images_and_noise():
+    """``LongTones`` on 32 tiles of white-noise tile-long PSDs (exponential bins, mean 1)
+    holding a line 6 over the noise at bin 1000.3 (split between two bins), a narrow
+    signal's hump (Gaussian, 8 over the noise at its top, 3 bins deviation: its top three
+    bins stand out as a line's would, its flanks do not fall), a 40 dB line at bin 6000
+    and its IQ image 30 dB under it at its mirror, a line that lasts 6 tiles: only the
+    lines are found, the weak one at its place to a third of a bin, for every tile from
+    its first 8 on (a look every STRIDE tiles reports the tiles since the last), the
+    short one within the looks that see it; the image, the hump and the noise are not."""
+    from cvstream.blocks.narrowband import STRIDE, LongTones
+    rng = np.random.default_rng(4)
+    size, tiles = 8192, 32
+    psd = rng.exponential(size=(tiles, size)).astype(np.float32)
+    psd[:, 1000] += 6 * 0.7
+    psd[:, 1001] += 6 * 0.3
+    psd[:, 2980:3021] += 8 * np.exp(-np.arange(-20, 21) ** 2 / 18)
+    psd[:, 6000] += 1e4
+    psd[10:16, 4000] += 30                     # a tone that lasts 6 tiles
+    psd[:, size - 6000] += 10.0
+    finder = LongTones(fft=256)
+    found = [finder.find(psd[k:k + 8]) for k in range(0, tiles, 8)]
+    got = {}
+    for batch, lines in enumerate(found):
+        for t, centre, lo, hi in zip(lines.tile, lines.centre, lines.f_low, lines.f_high):
+            got.setdefault(int(centre), []).append((8 * batch + int(t), 0.5 * (lo + hi)))
+    assert set(got) == {1000, 4000, 6000}
+    assert {t for t, _ in got[4000]} <= set(range(8, 16))   # not held once it ended
+    first = min(t for t, _ in got[1000])
+    assert first < 8 and first % STRIDE == 0 and len(got[1000]) == tiles - first
+    assert all(abs(f * size + size // 2 - 1000.3) < 0.35 for _, f in got[1000])
+    masks = np.zeros((8, 256), bool)
+    masks[:, 1000 * 256 // size] = True        # beside a model's cell: not a tone of its own
+    assert len(finder.outside(found[-1], masks).tile) == len(got[6000]) // 4
+
+
+def test_weak_tones_finds_a_cw_tone_too_weak_for_one_tile():
+    """A CW tone at 5 dB in-band (noise over 1/4000 of the band: 8 dB over one bin of a
+    tile-long PSD) over a whole recording of white noise: the cells' zoom misses it (under
+    its gate); ``weak_tones`` (on by default) finds it on the PSDs averaged over up to 16
+    tiles, one bin wide at its frequency to a third of a bin, from its first few tiles;
+    a 45 dB tone's IQ image 30 dB under it is not a signal, nor is anything in white
+    noise alone."""
+    rng = np.random.default_rng(6)
+    n, tile = 262144, 8192
+    t = np.arange(n)
+    x = ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)).astype(
+        np.complex64)
+    for f, snr in ((0.21017, 5), (0.3, 45), (-0.3, 15)):
+        x += (np.sqrt(10 ** (snr / 10) / 4000) * np.exp(2j * np.pi * f * t)).astype(
+            np.complex64)
+    found = {}
+    for weak in (False, True):
+        block = SpectrumSegmenter(weak_tones=weak)
+        block.process(x)
+        block.flush()
+        found[weak] = [m for m in block.take_messages() if abs(m["center_freq"] - 0.3) > 0.01]
+        block.stop()
+    assert found[False] == []
+    (got,) = found[True]
+    assert abs(got["center_freq"] - 0.21017) < 0.35 / tile and got["label"] == "tone"
+    assert got["bandwidth"] == pytest.approx(1 / tile)
+    assert got["sample_start"] <= 8 * tile and got["sample_start"] + got["sample_count"] == n
+    for seed in range(4):   # white noise alone: nothing (its means cross no level)
+        rng = np.random.default_rng([6, seed])
+        block = SpectrumSegmenter()
+        block.process(((rng.standard_normal(n) + 1j * rng.standard_normal(n)) /
+                       np.sqrt(2)).astype(np.complex64))
+        block.flush()
+        assert block.take_messages() == []
+        block.stop()
+
+
 def test_narrow_view_needs_the_refine_samples():
     with pytest.raises(ParamError, match="refine"):
         SpectrumSegmenter(narrow=True, refine=0)
