@@ -1490,6 +1490,16 @@ def test_a_carrier_the_model_sees_for_a_while_is_sent_once():
         block.stop()
 
 
+def _tones_in_noise(rng, n: int, tones) -> np.ndarray:
+    """n samples of white noise (power 1) with CW tones (frequency, in-band SNR dB with the
+    noise counted over 1/4000 of the band, as the GNU Radio evaluation set does)."""
+    t = np.arange(n)
+    x = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)
+    for f, snr in tones:
+        x = x + np.sqrt(10 ** (snr / 10) / 4000) * np.exp(2j * np.pi * f * t)
+    return x.astype(np.complex64)
+
+
 def test_weak_tones_are_found_in_the_cells_the_model_leaves():
     """Tones at 11 and 13 dB in-band (noise over 1/4000 of the band, as the GNU Radio set
     counts it: 1.5-3 dB over the noise in one model cell) are found by the
@@ -1498,12 +1508,7 @@ def test_weak_tones_are_found_in_the_cells_the_model_leaves():
     few tiles to be picked up), where the model's cells alone miss them; a 45 dB tone's IQ image at 15 dB (30 dB under it) is not a signal."""
     rng = np.random.default_rng(5)
     n = 262144
-    t = np.arange(n)
-    x = ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)).astype(
-        np.complex64)
-    for f, snr in ((0.10031, 11), (-0.20017, 13), (0.3, 45), (-0.3, 15)):
-        x += (np.sqrt(10 ** (snr / 10) / 4000) * np.exp(2j * np.pi * f * t)).astype(
-            np.complex64)
+    x = _tones_in_noise(rng, n, ((0.10031, 11), (-0.20017, 13), (0.3, 45), (-0.3, 15)))
     found = {}
     for tones in (False, True):
         block = SpectrumSegmenter(tones=tones)
@@ -1567,12 +1572,7 @@ def test_weak_tones_finds_a_cw_tone_too_weak_for_one_tile():
     noise alone."""
     rng = np.random.default_rng(6)
     n, tile = 262144, 8192
-    t = np.arange(n)
-    x = ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)).astype(
-        np.complex64)
-    for f, snr in ((0.21017, 5), (0.3, 45), (-0.3, 15)):
-        x += (np.sqrt(10 ** (snr / 10) / 4000) * np.exp(2j * np.pi * f * t)).astype(
-            np.complex64)
+    x = _tones_in_noise(rng, n, ((0.21017, 5), (0.3, 45), (-0.3, 15)))
     found = {}
     for weak in (False, True):
         block = SpectrumSegmenter(weak_tones=weak)
@@ -1586,10 +1586,8 @@ def test_weak_tones_finds_a_cw_tone_too_weak_for_one_tile():
     assert got["bandwidth"] == pytest.approx(1 / tile)
     assert got["sample_start"] <= 8 * tile and got["sample_start"] + got["sample_count"] == n
     for seed in range(4):   # white noise alone: nothing (its means cross no level)
-        rng = np.random.default_rng([6, seed])
         block = SpectrumSegmenter()
-        block.process(((rng.standard_normal(n) + 1j * rng.standard_normal(n)) /
-                       np.sqrt(2)).astype(np.complex64))
+        block.process(_tones_in_noise(np.random.default_rng([6, seed]), n, ()))
         block.flush()
         assert block.take_messages() == []
         block.stop()
