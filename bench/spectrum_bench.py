@@ -4,8 +4,9 @@
     python bench/spectrum_bench.py [--scenes 256] [--repeat N]
 
 1. sigmf_source -> spectrum_segmenter -> sigmf_sink (annotations), on a synthesized 20 Msps
-   recording, end to end through the runtime: Msps; again with its fine view for narrow
-   signals (``narrow: true``).
+   recording, end to end through the runtime: Msps; again without its search for weak
+   tones (``weak_tones: false``: what that search costs) and with its fine view for
+   narrow signals (``narrow: true``).
 2. The same with cfar_detector.
 3. zmq_source (pull, overflow: drop) -> spectrum_segmenter -> zmq_msg_sink, a second
    process streaming the recording paced at 20 Msps on the same 2 cores: does the receiver
@@ -135,8 +136,8 @@ def main() -> None:
     meta = recording(tmp, args.scenes)
     n = args.scenes * 262144
     print(f"recording: {n} samples ({n / 20e6:.2f} s at 20 Msps)")
-    for det, extra in (("spectrum_segmenter", ""), ("spectrum_segmenter", "narrow: true"),
-                       ("cfar_detector", "")):
+    for det, extra in (("spectrum_segmenter", ""), ("spectrum_segmenter", "weak_tones: false"),
+                       ("spectrum_segmenter", "narrow: true"), ("cfar_detector", "")):
         secs, snap = run_graph(f"""
 blocks:
   rec: {{type: sigmf_source, path: {meta}, chunk: 262144}}

@@ -190,7 +190,7 @@ class SpectrumSegmenter(RateBlock):
                   "every bin)")
     weak_tones = Param(bool, default=True, doc="with tones, also find CW tones too weak for "
                        "one tile on tile-long PSDs averaged over up to 16 tiles (costs a "
-                       "sixth of the throughput or so)")
+                       "tenth to a sixth of the throughput)")
     max_batch = Param(int, default=8, min=1, doc="tiles per model call")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
     rate = Param(float, default=0.0, min=0.0, unit="Hz", doc="sample rate (0: rx_rate tag)")
