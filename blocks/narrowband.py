@@ -5,9 +5,10 @@ default), ``LongTones`` averages tile-long PSDs over up to 16 tiles for tones to
 one (with ``CellTones``), ``NarrowbandFinder`` searches the whole tile-long PSD (the fine
 view, ``narrow``). All give their lines as ``Lines``.
 
-``NarrowbandFinder``: per tile of ``size`` samples, the tile-long PSD (one ``size``-point FFT through a unit-energy
-Hann window, in units of the tile's noise floor: the segmenter's ``fine_psd``, which its
-tracks' block-long views share), averaged with the previous tile's. A run of bins is a
+``NarrowbandFinder``: per tile of ``size`` samples, the tile-long PSD (one ``size``-point
+FFT through a unit-energy Hann window, in units of the tile's noise floor: the segmenter's
+``fine_psd``, which its tracks' block-long views share), averaged with the previous
+tile's. A run of bins is a
 narrow signal when it stands ``level`` above the noise floor (false-alarm probability
 ``pfa`` for a mean of two periodogram bins), ``contrast`` above the mean of the ``span``
 bins around it (a peak on a wide signal's shoulder is not one), and is at most
@@ -247,8 +248,8 @@ class LongTones:
     is not held while the means forget it), not a strong line's IQ image (its mirror
     ``image_rejection_db`` stronger); found so, it is reported for each of the STRIDE
     tiles, and kept where it is ``guard`` cells or more from the model's own and not in
-    the DC cell (``outside``). Late by up to the window it needs where it starts (CellTones sees strong
-    tones at once)."""
+    the DC cell (``outside``). Late by up to the window it needs where it starts
+    (CellTones sees strong tones at once)."""
 
     def __init__(self, fft: int, tiles: int = 16, pfa: float = 1e-9,
                  contrast: float = 4.0, guard: int = 4, max_bins: int = 3,
@@ -348,8 +349,8 @@ class LongTones:
 
 
 def merge_lines(first: Lines, second: Lines) -> Lines:
-    """Two finders' lines together, those of ``second`` within a sub-bin of one of
-    ``first``'s in the same tile left out."""
+    """Two finders' lines together, those of ``second`` within a bin of the tile-long PSD
+    of one of ``first``'s in the same tile left out."""
     if not len(second.tile):
         return first
     if len(first.tile):

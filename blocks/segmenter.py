@@ -293,7 +293,8 @@ class SpectrumSegmenter(RateBlock):
         return self._session.run(None, {self.contract.inputs[0].name: tiles})[0][:, 0]
 
     def _tile_long(self, x, floor) -> np.ndarray | None:
-        """Every tile's tile-long PSD, where the fine view looks for narrow signals."""
+        """Every tile's tile-long PSD, where the fine view looks for narrow signals or
+        ``weak_tones`` for weak tones (the busy tiles' block-long views then share it)."""
         return self.fine_psd(x, floor, self.decim) if \
             (self._narrow or self._long_tones) and x is not None else None
 
