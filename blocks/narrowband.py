@@ -93,7 +93,7 @@ class NarrowbandFinder:
             self.image_ratio * top
         ok = (total > 0) & ~image   # not a strong line's IQ image
         row, lo, excess, total, top = row[ok], lo[ok], excess[ok], total[ok], top[ok]
-        around = self._around(p, row, lo, hi[ok])
+        around = around_runs(p, row, lo, hi[ok], self.span)
         centre = lo + (excess @ offsets) / np.maximum(total, 1e-30)
         peak = excess.max(axis=1, initial=0.0, keepdims=True)
         wide = (excess >= 0.5 * peak).sum(axis=1)   # -3 dB width, whole bins
@@ -102,18 +102,19 @@ class NarrowbandFinder:
                      10 * np.log10(np.maximum(total / width, 1e-3)),
                      np.round(centre).astype(np.int64), top, around)
 
-    def _around(self, p: np.ndarray, row: np.ndarray, lo: np.ndarray, hi: np.ndarray
+
+def around_runs(p: np.ndarray, row: np.ndarray, lo: np.ndarray, hi: np.ndarray, span: int
                 ) -> np.ndarray:
-        """Mean power of the ``span`` bins around each run [lo, hi) of row ``row``, leaving
-        out the run and GUARD bins either side (1 where there are none)."""
-        half, n = self.span // 2, p.shape[1]
-        steps = np.arange(half)
-        index = np.concatenate([(lo - GUARD - half)[:, None] + steps,
-                                (hi + GUARD)[:, None] + steps], axis=1)
-        valid = (index >= 0) & (index < n)
-        values = np.where(valid, p[row[:, None], np.clip(index, 0, n - 1)], 0.0)
-        count = valid.sum(axis=1)
-        return np.where(count > 0, values.sum(axis=1) / np.maximum(count, 1), 1.0)
+    """Mean power of the ``span`` bins around each run [lo, hi) of row ``row`` of ``p``,
+    leaving out the run and GUARD bins either side (1 where there are none)."""
+    half, n = span // 2, p.shape[1]
+    steps = np.arange(half)
+    index = np.concatenate([(lo - GUARD - half)[:, None] + steps,
+                            (hi + GUARD)[:, None] + steps], axis=1)
+    valid = (index >= 0) & (index < n)
+    values = np.where(valid, p[row[:, None], np.clip(index, 0, n - 1)], 0.0)
+    count = valid.sum(axis=1)
+    return np.where(count > 0, values.sum(axis=1) / np.maximum(count, 1), 1.0)
 
 
 def empty_lines() -> Lines:
@@ -254,13 +255,12 @@ class LongTones:
     def __init__(self, fft: int, tiles: int = 16, pfa: float = 1e-9,
                  contrast: float = 4.0, guard: int = 4, max_bins: int = 3,
                  image_rejection_db: float = 25.0):
-        self.fft, self.tiles, self.pfa = fft, tiles, pfa
+        self.fft, self.pfa = fft, pfa
         self.image_ratio = 10 ** (image_rejection_db / 10)
         self.contrast, self.guard, self.max_bins = contrast, guard, max_bins
         self.windows = [w for w in WINDOWS if w <= tiles]
         self.keep = max(self.windows + [RECENT]) - 1
         self.history: np.ndarray | None = None   # the last tiles' PSDs
-        self.size = 0                             # bins of a tile-long PSD
         self.seen = 0                             # tiles seen before this batch
 
     def find(self, psd: np.ndarray) -> Lines:
@@ -268,7 +268,6 @@ class LongTones:
         floor, DC-centred), one entry of ``Lines``' arrays per tone and tile (``outside``
         then keeps those away from the model's cells)."""
         count, size = psd.shape
-        self.size = size
         seen = psd if self.history is None else np.concatenate([self.history, psd])
         self.history = seen[-self.keep:]
         first, before = len(seen) - count, self.seen
@@ -290,7 +289,8 @@ class LongTones:
             return lines
         near = binary_dilation(masks, structure=np.ones((1, 2 * self.guard + 1), bool))
         near[:, self.fft // 2] = True
-        cell = np.minimum(lines.centre * self.fft // self.size, self.fft - 1)
+        centre = 0.5 * (lines.f_low + lines.f_high)
+        cell = np.minimum(((centre + 0.5) * self.fft).astype(np.int64), self.fft - 1)
         keep = ~near[lines.tile, cell]
         return Lines(*(a[keep] for a in lines))
 
@@ -344,7 +344,8 @@ class LongTones:
             top = float(values.max())
             out.append(((centre - 0.5 - size // 2) / size, (centre + 0.5 - size // 2) / size,
                         10 * np.log10(max(top - 1, 1e-3)), round(centre), top,
-                        float(np.mean(m[max(lo - SPAN // 2, 0):hi + SPAN // 2]))))
+                        float(around_runs(m[None], np.zeros(1, np.int64), np.array([lo]),
+                                          np.array([hi]), SPAN)[0])))
         return out
 
 

@@ -633,8 +633,7 @@ class SpectrumSegmenter(RateBlock):
         line's centre over half its time or more and has held long enough to be sent."""
         return (part.f_high - part.f_low) * self.decim <= 1.5 and \
             narrow.stop - narrow.start >= NARROW_MIN_TILES * self.decim and \
-            narrow.shared_time(part) >= 0.5 * (part.stop - part.start) and \
-            self._at_centre(narrow, part)
+            self._covers(narrow, part)
 
     @staticmethod
     def _repeats(other, part) -> bool:
