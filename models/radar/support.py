@@ -138,12 +138,6 @@ class SupportReconstructor(nn.Module):
         b = sweep.shape[0]
         return y_re.reshape(b, -1), y_im.reshape(b, -1), feats.reshape(b, 2, *self.image_shape)
 
-    def estimate(self, y_re, y_im, prob):
-        """The MMSE estimate's magnitude (B, 1, nx, ny, nz), max 1, under the prior
-        ``prob`` ** gamma (B, N) on its top_k voxels."""
-        return self.mmse(y_re, y_im, prob.clamp_min(EPS) ** self.gamma, self.top_k,
-                         self.cg_iterations, VoxelColumns.factors(self.born))
-
     def mmse(self, y_re, y_im, variance, voxels: int, iterations: int, factors):
         """The MMSE estimate's magnitude (B, 1, nx, ny, nz), max 1, under the prior
         ``variance`` (B, N) on its ``voxels`` largest, by ``iterations`` of conjugate

@@ -41,8 +41,9 @@ EXPORT_TOL = 2e-3
 #: a voxel across a threshold: relative L2 error of the image
 REFINED_EXPORT_TOL = 1e-2
 #: ... and the support network's reweighting rounds carry float32's differences from one
-#: round's voxel choice to the next (`published`, 3 rounds: 1.7e-2 relative median, 7e-2
-#: at most, while ONNX Runtime's and torch's mean validation NMSE agree to 0.01 dB)
+#: round's voxel choice to the next (`published`, 3 rounds on every scene: 1.7e-2
+#: relative median, 7e-2 at most; ONNX Runtime's and torch's mean validation NMSE agree
+#: to 0.01 dB)
 ROUNDS_EXPORT_TOL = 3e-2
 
 
