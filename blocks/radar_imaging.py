@@ -113,11 +113,11 @@ class RadarReconstruct(SweepImager):
     ``polish`` of them, by default the count chosen on validation scenes, 0 for speed) or
     ``support`` (FISTA-L1 steps, a 3D U-Net's map of where the reflectors are, then the
     linear MMSE estimate under that prior with the exact operator, reweighted where the map
-    expects a sparse scene: the best on unseen shapes for both). ``model`` (an .onnx path or builtin name) overrides it;
-    the configuration then comes from the model's contract, and a ``config`` given must be
-    the same one. Ports: inp (complex64 sweeps (n_freq, n_tx, n_rx)), out (float32 images
-    (nx, ny, nz), max 1). Sweeps with NaN/Inf are skipped and counted (bad_sweeps); up to
-    ``max_batch`` queued sweeps share one model call.
+    expects a sparse scene: the best on unseen shapes for both). ``model`` (an .onnx path or
+    builtin name) overrides it; the configuration then comes from the model's contract, and
+    a ``config`` given must be the same one. Ports: inp (complex64 sweeps (n_freq, n_tx,
+    n_rx)), out (float32 images (nx, ny, nz), max 1). Sweeps with NaN/Inf are skipped and
+    counted (bad_sweeps); up to ``max_batch`` queued sweeps share one model call.
     Latency: one sweep plus the model (2 cores, ms per sweep at 4 a call, small /
     published: Deep2S 7 / 40, complex 12 / 60, unrolled 140 (``polish: 0``: 40) / 62,
     support 31 / 142 before its reweighted rounds; with them 142 / 246 on a machine where

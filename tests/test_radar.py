@@ -258,7 +258,8 @@ def test_shipped_support_model_beats_fista_and_the_unrolled_one_on_unseen_publis
     support = rows["support"]
     assert support["nmse_db"] < rows["fista"]["nmse_db"] - 3.0
     assert support["nmse_db"] < rows["unrolled"]["nmse_db"] - 5.0
-    assert support["psnr_db"] > max(rows["fista"]["psnr_db"], rows["unrolled"]["psnr_db"]) + 3
+    assert support["psnr_db"] > max(rows["fista"]["psnr_db"],
+                                    rows["unrolled"]["psnr_db"]) + 3.0
     assert support["dice"] > rows["fista"]["dice"]
 
 
@@ -336,9 +337,9 @@ def test_support_models_mmse_step_is_the_closed_form_and_blind_to_scale(tmp_path
         assert np.abs(again[i] - first[i]).max() > 0.05   # the round changed the image
     # the round's image only where the map expects fewer reflector voxels than the limit
     counts = prob.sum(1).numpy()
+    middle = float(np.median(counts))
     for below, want in ((np.inf, again), (0.0, first),
-                        (float(np.median(counts)), np.where((counts < np.median(counts))[:, None],
-                                                            again, first))):
+                        (middle, np.where((counts < middle)[:, None], again, first))):
         net.set_prior(2.0, 0.05, 1, below)
         with torch.no_grad():
             got = net.reconstruct(y_re, y_im, prob)[:, 0].numpy().reshape(3, -1)
