@@ -8,15 +8,14 @@ view, ``narrow``). All give their lines as ``Lines``.
 ``NarrowbandFinder``: per tile of ``size`` samples, the tile-long PSD (one ``size``-point
 FFT through a unit-energy Hann window, in units of the tile's noise floor: the segmenter's
 ``fine_psd``, which its tracks' block-long views share), averaged with the previous
-tile's. A run of bins is a
-narrow signal when it stands ``level`` above the noise floor (false-alarm probability
-``pfa`` for a mean of two periodogram bins), ``contrast`` above the mean of the ``span``
-bins around it (a peak on a wide signal's shoulder is not one), and is at most
-``max_bins`` wide. Its edges: the band around its centre that holds its power above the
-noise, less the window's own width (a pure tone comes out one bin wide, as a tone is). A
-peak whose mirror across DC is ``image_rejection_db`` or more stronger is that line's IQ
-image, not a signal. Every run of every tile is measured at once (a wide signal's noise-like
-PSD crosses the thresholds at many bins a tile).
+tile's. A run of bins is a narrow signal when it stands ``level`` above the noise floor
+(false-alarm probability ``pfa`` for a mean of two periodogram bins), ``contrast`` above
+the mean of the ``span`` bins around it (a peak on a wide signal's shoulder is not one),
+and is at most ``max_bins`` wide. Its edges: the band around its centre that holds its
+power above the noise, less the window's own width (a pure tone comes out one bin wide, as
+a tone is). A peak whose mirror across DC is ``image_rejection_db`` or more stronger is
+that line's IQ image, not a signal. Every run of every tile is measured at once (a wide
+signal's noise-like PSD crosses the thresholds at many bins a tile).
 """
 from __future__ import annotations
 

@@ -268,10 +268,14 @@ def choose_prior(net, cfg, validation: int = 32) -> dict:
                                 nmse_db(i, t) for i, t in zip(got[:, 0].numpy(),
                                                               truth[start:start + 8]))
     means = {key: float(np.mean(v)) for key, v in scores.items()}
+
+    def one_round_fewer(key):   # no rounds have no limit
+        gamma, noise, rounds, below = key
+        return gamma, noise, rounds - 1, below if rounds > 1 else math.inf
+
     best = min(means, key=means.get)
-    while best[2] and means[(*best[:2], best[2] - 1, best[3] if best[2] > 1 else math.inf)
-                            ] <= means[best] + ROUND_MARGIN_DB:
-        best = (*best[:2], best[2] - 1, best[3] if best[2] > 1 else math.inf)
+    while best[2] and means[one_round_fewer(best)] <= means[best] + ROUND_MARGIN_DB:
+        best = one_round_fewer(best)
     net.set_prior(*best)
     print(f"prior (exponent, noise, rounds, sparse below) on {validation} validation scenes: "
           + ", ".join(f"{k[0]:g}/{k[1]:g}/{k[2]}/{k[3]:g}: {v:.2f} dB"
