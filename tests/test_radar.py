@@ -247,8 +247,8 @@ def test_shipped_support_model_beats_fista_and_the_unrolled_one_on_unseen_publis
     before the rounds: -4.66)."""
     from cvstream.models.radar.sparse import FistaL1
     path = resolve_model("builtin:radar_support_published")
-    assert ("(prior p^2, noise 0.03 of the signal power; 8 FISTA steps, 1024 voxels, "
-            "30 CG iterations; then 3 reweighted estimates, prior x |x|^2 (512 voxels, 60 "
+    assert ("(prior p^2, noise 0.03 of the signal power; 8 FISTA steps, 512 voxels, "
+            "80 CG iterations; then 3 reweighted estimates, prior x |x|^2 (256 voxels, 60 "
             "CG iterations each), kept where the map expects fewer than 200 reflector "
             "voxels)") in read_contract(path).description
     imagers = {"support": onnx_imager(path),
@@ -287,11 +287,12 @@ def test_unrolled_model_is_blind_to_the_sweeps_scale_and_global_phase(tmp_path):
 
 def test_support_models_mmse_step_is_the_closed_form_and_blind_to_scale(tmp_path,
                                                                      monkeypatch):
-    """The support graph's MMSE step (conjugate gradients on its top_k voxels) is the linear
-    MMSE estimate W A^H (A W A^H + mu I)^-1 y solved directly on those voxels; the others
-    stay zero; a reweighting round is the same estimate under the prior times the first
-    estimate's |x|^2 on its ROUND_VOXELS voxels; the exported graph (with a round) gives
-    the same image for y and c e^{j phi} y."""
+    """The support graph's MMSE step (conjugate gradients with the Gram matrix of its
+    top_k voxels) is the linear MMSE estimate W A^H (A W A^H + mu I)^-1 y solved directly
+    on those voxels; the others stay zero; a reweighting round (solved on a subset of the
+    first's voxels and their Gram matrix) is the same estimate under the prior times the
+    first estimate's |x|^2 on its ROUND_VOXELS voxels of all; the exported graph (with a
+    round) gives the same image for y and c e^{j phi} y."""
     torch = pytest.importorskip("torch")
     from cvstream.models.radar.operators import ForwardOperator
     from cvstream.models.radar import support

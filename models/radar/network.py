@@ -232,8 +232,10 @@ class FoldedOperands(NamedTuple):
 def dense_forward(p_re, p_im, x_re, x_im) -> tuple[torch.Tensor, torch.Tensor]:
     """A x with the dense matrix: (B, N) parts -> (B, K T R) parts (scriptable)."""
     b = x_re.shape[0]
-    x2 = torch.cat([x_re, x_im], 0)                                           # (2B, N)
-    q_re, q_im = torch.matmul(x2, p_re), torch.matmul(x2, p_im)               # (2B, M)
+    x2t = torch.cat([x_re, x_im], 0).t()                                      # (N, 2B)
+    # P^T x rather than x P: ONNX Runtime's matmul is ~25 % faster with the long operand
+    # first (ad hoc, published's folded P at 32 columns)
+    q_re, q_im = torch.matmul(p_re.t(), x2t).t(), torch.matmul(p_im.t(), x2t).t()  # (2B, M)
     return q_re[:b] + q_im[b:], q_re[b:] - q_im[:b]
 
 

@@ -8,15 +8,18 @@ physics again; one ONNX graph per configuration, sweep in, image out.
    holding a reflector (trained by binary cross-entropy against the truth's support).
 3. The linear MMSE estimate under that prior: every voxel a zero-mean complex Gaussian of
    variance p^gamma (a reflector's voxels carry phases of their own), white noise of power
-   mu: x = W A^H (A W A^H + mu I)^-1 y with W = diag(p^gamma), by conjugate gradients on
-   the ``top_k`` voxels of highest prior (the rest have next to none) with the exact
-   operator's columns there, kept as per-antenna factors (``VoxelColumns``); mu is
-   ``noise`` times the mean signal power per measurement, trace(A W A^H) / M. ``gamma``
-   and ``noise`` are chosen on validation scenes.
+   mu: x = W A^H (A W A^H + mu I)^-1 y with W = diag(p^gamma), on the ``top_k`` voxels of
+   highest prior (the rest have next to none), by conjugate gradients with the Gram
+   matrix A_S^H A_S of the exact operator's columns there (``VoxelColumns``, built from
+   per-antenna factors; ``VoxelSystem``): one matmul of M-long rows a frame, then an
+   iteration is one k x k product. mu is ``noise`` times the mean signal power per
+   measurement, trace(A W A^H) / M. ``gamma`` and ``noise`` are chosen on validation
+   scenes.
 4. ``rounds`` reweighted estimates (0-3, chosen on validation scenes with the prior) for a
    sparse scene: each round's prior variance is the network's times the last estimate's
    |x|^2 (peak 1), the expectation-maximization update of sparse Bayesian learning without
-   its posterior variance term, on the ``ROUND_VOXELS`` voxels of highest variance. The
+   its posterior variance term, on the ``ROUND_VOXELS`` voxels of highest variance (all
+   among the first estimate's, so each round takes its rows of the same Gram matrix). The
    rounds are a sparsity prior: where a few reflectors' voxels hold the scene they recover
    it nearly exactly, but they draw an extended body's speckled estimate onto its
    brightest voxels (0.5-2 dB worse). So they replace the first estimate only where the
@@ -40,24 +43,30 @@ from torch import nn
 from .geometry import RadarConfig
 from .network import EPS, BornTables, UNet3d, normalize_peak
 from .sparse import lipschitz
-from .unrolled import conjugate_gradients, data_image, fista_update
+from .unrolled import data_image, fista_update
 
 #: FISTA-L1's threshold in the feature steps, a fraction of A^H y's peak
 FEATURE_LAMBDA = 0.01
-#: conjugate-gradient iterations of the MMSE estimate, and the voxels it solves for. Not
-#: converged at 30 (`published` validation NMSE -3.70 dB; -4.08 at 60, -4.20 at 100, ad
-#: hoc), but each iteration costs about 0.85 ms a frame; 512 voxels cut large targets short
-CG_ITERATIONS = 30
-TOP_K = 1024
-#: each reweighting round's voxels and conjugate-gradient iterations. On `published`'s 32
-#: validation scenes (ad hoc, the shipped network, rounds on every scene): the first
-#: estimate -3.69 dB NMSE, after 1, 2, 3 rounds -5.31 / -6.11 / -6.32 at 1024 voxels,
-#: -5.31 / -6.10 / -6.32 at 512, -5.22 / -6.04 / -6.26 at 256; 30 iterations a round
-#: instead of 60: -5.03 / -5.51 / -5.71. Seeded by the physics alone (|x_K|^2 for the
-#: network's map) the same rounds reach -3.4 dB: the learned map is what they refine. Those
-#: means are the sparse scenes' (one of 5 reflector voxels: -24 -> -72 dB); the extended
-#: ones lose, hence ``sparse_below``
-ROUND_VOXELS = 512
+#: the MMSE estimate's voxels and conjugate-gradient iterations, and each reweighting
+#: round's. On `published`'s 32 validation scenes (ad hoc, the shipped network and prior;
+#: mean NMSE of the first estimate / after the gated rounds; the MMSE steps' time a frame
+#: in torch): 1024 voxels, 30 iterations, rounds on 512 (the shipped choice before the Gram
+#: matrix, each iteration two passes over the voxels' per-antenna factors): -3.35 / -7.28
+#: dB, 271 ms; 512, 30, 512: -3.17 / -7.09; 512, 60, 256: -3.37 / -7.21; 512, 80, 256
+#: (these): -3.42 / -7.27, 51 ms; 512, 100, 256: -3.43 / -7.27; 448, 80, 256: -3.33 /
+#: -7.19; 640, 100, 256: -3.55 / -7.40, 99 ms; 768, 60, 512: -3.53 / -7.36, 184 ms. The
+#: Gram matrix's cost grows as the voxels squared (~12 ms a `published` frame at 512 in
+#: ONNX Runtime on this project's 2 cores), an iteration's with the bytes of its real form
+#: (16 MB for a batch of 4 at 512). Earlier (rounds on every scene, 512 voxels
+#: a round): the rounds -5.31 / -6.11 / -6.32 dB after 1, 2, 3 at 1024 voxels, the same
+#: at 512, -5.22 / -6.04 / -6.26 at 256; 30 iterations a round instead of 60: -5.03 /
+#: -5.51 / -5.71. Seeded by the physics alone (|x_K|^2 for the network's map) the same
+#: rounds reach -3.4 dB: the learned map is what they refine. Those means are the sparse
+#: scenes' (one of 5 reflector voxels: -24 -> -72 dB); the extended ones lose, hence
+#: ``sparse_below``
+TOP_K = 512
+CG_ITERATIONS = 80
+ROUND_VOXELS = 256
 ROUND_ITERATIONS = 60
 #: a voxel outside the last estimate keeps this fraction of its peak magnitude as its
 #: weight (squared), so that a round may still pick it
@@ -110,15 +119,28 @@ class SupportReconstructor(nn.Module):
 
     def rounds_of(self, y_re, y_im, prob) -> list:
         """[the first MMSE estimate under ``prob`` ** gamma, then each of ``rounds``
-        reweighted ones], images (B, 1, nx, ny, nz) with peak 1."""
-        factors = VoxelColumns.factors(self.born)   # once: every round gathers from them
+        reweighted ones], images (B, 1, nx, ny, nz) with peak 1. Every estimate solves on
+        the first's ``top_k`` voxels (a round's voxels of highest variance are among them:
+        outside, the prior and the last estimate are both no larger), so one Gram matrix
+        serves them all."""
         w = prob.clamp_min(EPS) ** self.gamma
-        images = [self.mmse(y_re, y_im, w, self.top_k, self.cg_iterations, factors)]
+        w_set, idx = torch.topk(w, self.top_k, dim=1)
+        columns = VoxelColumns.gather(VoxelColumns.factors(self.born), idx)
+        system = VoxelSystem.of(columns, y_re, y_im)
+        mag = system.mmse(w_set, self.noise, self.cg_iterations)
+        images = [self.image(mag, idx)]
         for _ in range(int(self.rounds)):
-            x = images[-1].flatten(1).clamp_min(ROUND_FLOOR)
-            images.append(self.mmse(y_re, y_im, w * x * x, min(ROUND_VOXELS, self.top_k),
-                                    ROUND_ITERATIONS, factors))
+            x = (mag / mag.amax(dim=1, keepdim=True).clamp_min(EPS)).clamp_min(ROUND_FLOOR)
+            v, sub = torch.topk(w_set * x * x, min(ROUND_VOXELS, self.top_k), dim=1)
+            mag = system.subset(sub).mmse(v, self.noise, ROUND_ITERATIONS)
+            mag = torch.zeros_like(w_set).scatter(1, sub, mag)
+            images.append(self.image(mag, idx))
         return images
+
+    def image(self, mag, idx):
+        """(B, k) magnitudes at voxels ``idx`` -> (B, 1, nx, ny, nz) image, peak 1."""
+        image = torch.zeros(mag.shape[0], math.prod(self.image_shape), dtype=mag.dtype)
+        return normalize_peak(image.scatter(1, idx, mag).reshape(-1, 1, *self.image_shape))
 
     def features(self, sweep):
         """(y re, y im (B, M), features (B, 2, nx, ny, nz)): |A^H y| and |x_K|, each over
@@ -137,30 +159,6 @@ class SupportReconstructor(nn.Module):
         y_re, y_im = sweep[:, 0, ..., 0], sweep[:, 0, ..., 1]
         b = sweep.shape[0]
         return y_re.reshape(b, -1), y_im.reshape(b, -1), feats.reshape(b, 2, *self.image_shape)
-
-    def mmse(self, y_re, y_im, variance, voxels: int, iterations: int, factors):
-        """The MMSE estimate's magnitude (B, 1, nx, ny, nz), max 1, under the prior
-        ``variance`` (B, N) on its ``voxels`` largest, by ``iterations`` of conjugate
-        gradients; ``factors`` are ``VoxelColumns.factors``."""
-        b, n = variance.shape
-        w, idx = torch.topk(variance, voxels, dim=1)
-        d = torch.sqrt(w)                                                # (B, k)
-        cols = VoxelColumns.gather(factors, idx)
-        shape = (b, *cols.t_re.shape[1:3], cols.g_re.shape[2])           # (B, K, T, R)
-        rms = torch.sqrt((y_re * y_re + y_im * y_im).mean(dim=1, keepdim=True)).clamp_min(EPS)
-        y_re, y_im = (y_re / rms).reshape(shape), (y_im / rms).reshape(shape)
-        mu = self.noise * (w * cols.norms()).sum(1, keepdim=True) / y_re[0].numel()
-
-        def apply(z_re, z_im):   # (B^H B + mu) z with B = A_S D
-            g_re, g_im = cols.adjoint(*cols.forward(d * z_re, d * z_im))
-            return d * g_re + mu * z_re, d * g_im + mu * z_im
-
-        r_re, r_im = cols.adjoint(y_re, y_im)
-        zero = torch.zeros_like(r_re)
-        z_re, z_im = conjugate_gradients(apply, zero, zero, d * r_re, d * r_im, iterations)
-        mag = d * torch.sqrt(z_re * z_re + z_im * z_im + EPS)                 # |x_S|
-        image = torch.zeros_like(variance).scatter(1, idx, mag)
-        return normalize_peak(image.reshape(b, 1, *self.image_shape))
 
 
 class VoxelColumns(NamedTuple):
@@ -198,16 +196,20 @@ class VoxelColumns(NamedTuple):
         g = (self.g_re * self.g_re + self.g_im * self.g_im).sum(2)
         return (t * g).sum(1)
 
-    def forward(self, v_re, v_im):
-        """A_S v: (B, k) parts -> (B, K, T, R) parts; conj(g_t) v, then one matmul over the
-        voxels with conj(g_r)."""
-        t = self.t_re.shape[2]
-        v_re, v_im = v_re[:, None, None], v_im[:, None, None]
-        u = torch.cat([self.t_re * v_re + self.t_im * v_im,
-                       self.t_re * v_im - self.t_im * v_re], 2)             # (B, K, 2T, k)
-        p_re = torch.matmul(u, self.g_re.transpose(2, 3))                   # (B, K, 2T, R)
-        p_im = torch.matmul(u, self.g_im.transpose(2, 3))
-        return p_re[:, :, :t] + p_im[:, :, t:], p_re[:, :, t:] - p_im[:, :, :t]
+    def gram(self):
+        """A_S^H A_S (Hermitian), its real and imaginary parts stacked (B, 2k, k), from the
+        explicit columns u = g_t g_r (A_S = conj(u), (B, M, k)):
+        re = [u_re; u_im]^T [u_re; u_im], im = X^T - X with X = u_re^T u_im. Two matmuls
+        of M-long rows, k^2 (3M) products a frame; then each conjugate-gradient iteration
+        is one matmul with it."""
+        b, k = self.t_re.shape[0], self.t_re.shape[-1]
+        t_re, t_im = self.t_re[:, :, :, None], self.t_im[:, :, :, None]   # (B, K, T, 1, k)
+        g_re, g_im = self.g_re[:, :, None], self.g_im[:, :, None]         # (B, K, 1, R, k)
+        u_re = (t_re * g_re - t_im * g_im).reshape(b, -1, k)               # (B, M, k)
+        u_im = (t_re * g_im + t_im * g_re).reshape(b, -1, k)
+        u = torch.cat([u_re, u_im], 1)
+        x = torch.matmul(u_re.transpose(1, 2), u_im)
+        return torch.cat([torch.matmul(u.transpose(1, 2), u), x.transpose(1, 2) - x], 1)
 
     def adjoint(self, a_re, a_im):
         """A_S^H a: (B, K, T, R) parts -> (B, k) parts; one matmul over the Rx antennas
@@ -218,3 +220,64 @@ class VoxelColumns(NamedTuple):
         z_re, z_im = w_re[:, :, :t] - w_im[:, :, t:], w_im[:, :, :t] + w_re[:, :, t:]
         return ((self.t_re * z_re - self.t_im * z_im).sum((1, 2)),
                 (self.t_re * z_im + self.t_im * z_re).sum((1, 2)))
+
+
+class VoxelSystem(NamedTuple):
+    """The normal equations on k voxels a frame, from the sweep normalized to unit power:
+    A_S^H y (re, im, (B, k)), |column|^2 (B, k) and A_S^H A_S stacked as [re; im] (B, 2k,
+    k); ``measurements`` is M."""
+    r_re: torch.Tensor
+    r_im: torch.Tensor
+    norms: torch.Tensor
+    gram: torch.Tensor
+    measurements: int
+
+    @classmethod
+    def of(cls, columns: VoxelColumns, y_re, y_im) -> VoxelSystem:
+        b = y_re.shape[0]
+        shape = (b, *columns.t_re.shape[1:3], columns.g_re.shape[2])     # (B, K, T, R)
+        rms = torch.sqrt((y_re * y_re + y_im * y_im).mean(dim=1, keepdim=True)).clamp_min(EPS)
+        r_re, r_im = columns.adjoint((y_re / rms).reshape(shape), (y_im / rms).reshape(shape))
+        return cls(r_re, r_im, columns.norms(), columns.gram(), y_re.shape[1])
+
+    def subset(self, sub) -> VoxelSystem:
+        """The same system on the voxels at positions ``sub`` (B, k') of these."""
+        k = self.r_re.shape[1]
+        rows = torch.cat([sub, sub + k], 1)
+        gram = self.gram.gather(1, rows[:, :, None].expand(-1, -1, k))
+        gram = gram.gather(2, sub[:, None, :].expand(-1, rows.shape[1], -1))
+        return VoxelSystem(self.r_re.gather(1, sub), self.r_im.gather(1, sub),
+                           self.norms.gather(1, sub), gram, self.measurements)
+
+    def mmse(self, variance, noise, iterations: int):
+        """|x| (B, k) of the MMSE estimate x = D (D G D + mu I)^-1 D A_S^H y under the prior
+        ``variance`` (B, k) (D its square root, G the Gram matrix), with mu = ``noise``
+        times the mean signal power per measurement; by ``iterations`` of conjugate
+        gradients on the real form of the system, one matmul each."""
+        k = variance.shape[1]
+        d = torch.sqrt(torch.cat([variance, variance], 1))                # (B, 2k)
+        mu = noise * (variance * self.norms).sum(1, keepdim=True) / self.measurements
+        g_re, g_im = self.gram[:, :k], self.gram[:, k:]
+        real = torch.cat([torch.cat([g_re, -g_im], 2), torch.cat([g_im, g_re], 2)], 1)
+        system = d[:, :, None] * real * d[:, None, :]                       # (B, 2k, 2k)
+        rhs = d * torch.cat([self.r_re, self.r_im], 1)
+        z = conjugate_gradients_real(system, mu[:, :, None], rhs[:, :, None], iterations)
+        x = d * z[:, :, 0]
+        return torch.sqrt(x[:, :k] * x[:, :k] + x[:, k:] * x[:, k:] + EPS)
+
+
+def conjugate_gradients_real(system, shift, rhs, iterations: int):
+    """``iterations`` conjugate-gradient steps on (system + shift I) x = rhs from zero,
+    batched: system (B, n, n) symmetric positive semi-definite, shift (B, 1, 1) > 0, rhs
+    (B, n, 1). Returns x (B, n, 1). Inner products are matmuls (one node each: the
+    iterations are many and their vectors small, so nodes are what they cost)."""
+    x, r, p = torch.zeros_like(rhs), rhs, rhs
+    rr = torch.matmul(r.transpose(1, 2), r)
+    for _ in range(iterations):
+        q = torch.matmul(system, p) + shift * p
+        alpha = rr / torch.matmul(p.transpose(1, 2), q).clamp_min(EPS)
+        x, r = x + alpha * p, r - alpha * q
+        rr_new = torch.matmul(r.transpose(1, 2), r)
+        p = r + rr_new / rr.clamp_min(EPS) * p
+        rr = rr_new
+    return x

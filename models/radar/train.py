@@ -110,7 +110,8 @@ def contract(cfg, kind: str, evaluation: dict | None = None, net=None) -> dict:
     k, t, r = cfg.sweep_shape
     about = {"support": "support prior: FISTA-L1 steps with the exact Born operator -> a 3D "
                         "U-Net's map of each voxel's prior -> the linear MMSE estimate "
-                        "under it (conjugate gradients on the exact operator)",
+                        "under it (conjugate gradients with the Gram matrix of the "
+                        "exact operator's columns)",
              "deep2s": "Deep2S: adjoint -> magnitude -> 3D U-Net",
              "complex": "complex variant: adjoint -> complex 3D U-Net -> magnitude",
              "unrolled": "unrolled: gradient steps with the exact Born operator, each "
