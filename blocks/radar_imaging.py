@@ -120,8 +120,8 @@ class RadarReconstruct(SweepImager):
     counted (bad_sweeps); up to ``max_batch`` queued sweeps share one model call.
     Latency: one sweep plus the model (2 cores, ms per sweep at 4 a call, small /
     published: Deep2S 7 / 40, complex 12 / 60, unrolled 140 (``polish: 0``: 40) / 62,
-    support 31 / 142 before its reweighted rounds; with them 142 / 246 on a machine where
-    it read 58 / 176 before).
+    support 34 / 96, on a machine where it read 142 / 246 with its rounds before their
+    Gram matrix).
     Example: ``net: {type: radar_reconstruct, config: published, method: unrolled}``
     """
 

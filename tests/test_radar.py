@@ -242,9 +242,9 @@ def test_shipped_support_model_beats_fista_and_the_unrolled_one_on_unseen_publis
     the network's map of where the reflectors are, the MMSE estimate under it, reweighted
     rounds on sparse scenes) keeps NMSE 3 dB below FISTA-L1's at 60 iterations (issue 17's
     margin) and far below the unrolled network's, PSNR 3 dB above; its contract says what
-    its prior is. README table, 32 scenes: -7.00 dB against -1.25 (FISTA-L1, 60
-    iterations), -2.19 (500) and -0.98; these 6: -9.61 against -2.78 and -1.16 (the model
-    before the rounds: -4.66)."""
+    its prior is. README table, 32 scenes: -6.93 dB against -1.25 (FISTA-L1, 60
+    iterations), -2.19 (500) and -0.98; these 6: -9.85 against -2.78 and -1.16 (the model
+    before the rounds: -4.66; on 1024 voxels before the Gram matrix: -9.61)."""
     from cvstream.models.radar.sparse import FistaL1
     path = resolve_model("builtin:radar_support_published")
     assert ("(prior p^2, noise 0.03 of the signal power; 8 FISTA steps, 512 voxels, "

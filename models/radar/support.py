@@ -163,10 +163,10 @@ class SupportReconstructor(nn.Module):
 
 class VoxelColumns(NamedTuple):
     """The Born operator on k voxels a frame (A_S, M x k), kept as its per-antenna factors:
-    A_S's column i at (f, t, r) is conj(g_t(f, i) g_r(f, i)). Each application reads
-    K (T + R) k numbers a frame instead of the K T R k of the gathered columns (a sixth for
-    ``published``); the products over the antennas are batched matmuls. The Tx and Rx
-    factors are (B, K, T, k) and (B, K, R, k), re and im."""
+    A_S's column i at (f, t, r) is conj(g_t(f, i) g_r(f, i)). The MMSE step takes A_S^H y
+    (``adjoint``: K (T + R) k numbers read, not the K T R k of the columns) and the Gram
+    matrix (``gram``) from them. The Tx and Rx factors are (B, K, T, k) and (B, K, R, k),
+    re and im."""
     t_re: torch.Tensor
     t_im: torch.Tensor
     g_re: torch.Tensor
