@@ -309,8 +309,8 @@ def test_support_models_mmse_step_is_the_closed_form_and_blind_to_scale(tmp_path
     top_k voxels) is the linear MMSE estimate W A^H (A W A^H + mu I)^-1 y solved directly
     on those voxels; the others stay zero; a reweighting round (solved on a subset of the
     first's voxels and their Gram matrix) is the same estimate under the prior times the
-    first estimate's |x|^2 on its ROUND_VOXELS voxels of all; the exported graph (with a
-    round) gives the same image for y and c e^{j phi} y."""
+    first estimate's |x|^2 on the ROUND_VOXELS voxels of highest such variance among all;
+    the exported graph (with a round) gives the same image for y and c e^{j phi} y."""
     torch = pytest.importorskip("torch")
     from cvstream.models.radar.operators import ForwardOperator
     from cvstream.models.radar import support

@@ -50,24 +50,24 @@ FEATURE_LAMBDA = 0.01
 #: the MMSE estimate's voxels and conjugate-gradient iterations, and each reweighting
 #: round's. On `published`'s 32 validation scenes (ad hoc, the shipped network and prior;
 #: mean NMSE of the first estimate / after the gated rounds; the MMSE steps' time a frame
-#: in torch): 1024 voxels, 30 iterations, rounds on 512 (the shipped choice before the Gram
-#: matrix, each iteration two passes over the voxels' per-antenna factors): -3.35 / -7.28
-#: dB, 271 ms; 512, 30, 512: -3.17 / -7.09; 512, 60, 256: -3.37 / -7.21; 512, 80, 256
-#: (these): -3.42 / -7.27, 51 ms; 512, 100, 256: -3.43 / -7.27; 448, 80, 256: -3.33 /
-#: -7.19; 640, 100, 256: -3.55 / -7.40, 99 ms; 768, 60, 512: -3.53 / -7.36, 184 ms. The
-#: Gram matrix's cost grows as the voxels squared (~12 ms a `published` frame at 512 in
-#: ONNX Runtime on this project's 2 cores), an iteration's with the bytes of its real form
-#: (16 MB for a batch of 4 at 512). Earlier (rounds on every scene, 512 voxels
-#: a round): the rounds -5.31 / -6.11 / -6.32 dB after 1, 2, 3 at 1024 voxels, the same
-#: at 512, -5.22 / -6.04 / -6.26 at 256; 30 iterations a round instead of 60: -5.03 /
-#: -5.51 / -5.71. Seeded by the physics alone (|x_K|^2 for the network's map) the same
-#: rounds reach -3.4 dB: the learned map is what they refine. Those means are the sparse
-#: scenes' (one of 5 reflector voxels: -24 -> -72 dB); the extended ones lose, hence
-#: ``sparse_below``. The first estimate's iterations per configuration: `small`'s 32
-#: validation scenes (same measures) read -8.89 / -19.48 at 80, -9.04 / -19.49 at 50,
-#: -9.10 / -19.49 at 40, -9.14 / -19.47 at 30, -9.04 / -19.31 at 20; each of its
-#: iterations costs ~1.3 ms a frame in ONNX Runtime (a batch of 4). Other configurations
-#: take `published`'s count
+#: in torch, one run each, which moves by a third from run to run): 1024 voxels, 30
+#: iterations, rounds on 512 (the shipped choice before the Gram matrix, each iteration
+#: two passes over the voxels' per-antenna factors): -3.35 / -7.28 dB, 271 ms; 512, 30,
+#: 512: -3.17 / -7.09; 512, 60, 256: -3.37 / -7.21; 512, 80, 256 (these): -3.42 / -7.27,
+#: 51 ms; 512, 100, 256: -3.43 / -7.27; 448, 80, 256: -3.33 / -7.19; 640, 100, 256: -3.55
+#: / -7.40, 99 ms; 768, 60, 512: -3.53 / -7.36, 184 ms. The Gram matrix's cost grows as
+#: the voxels squared (~12 ms a `published` frame at 512 in ONNX Runtime on this project's
+#: 2 cores), an iteration's with the bytes of its real form (16 MB for a batch of 4 at
+#: 512). Earlier (rounds on every scene, 512 voxels a round): the rounds -5.31 / -6.11 /
+#: -6.32 dB after 1, 2, 3 at 1024 voxels, the same at 512, -5.22 / -6.04 / -6.26 at 256;
+#: 30 iterations a round instead of 60: -5.03 / -5.51 / -5.71. Seeded by the physics alone
+#: (|x_K|^2 for the network's map) the same rounds reach -3.4 dB: the learned map is what
+#: they refine. Those means are the sparse scenes' (one of 5 reflector voxels: -24 -> -72
+#: dB); the extended ones lose, hence ``sparse_below``. The first estimate's iterations
+#: per configuration: `small`'s 32 validation scenes (same measures) read -8.89 / -19.48
+#: at 80, -9.04 / -19.49 at 50, -9.10 / -19.49 at 40, -9.14 / -19.47 at 30, -9.04 / -19.31
+#: at 20; each of its iterations costs ~1.3 ms a frame in ONNX Runtime (a batch of 4).
+#: Other configurations take `published`'s count
 TOP_K = 512
 CG_ITERATIONS = {"published": 80, "small": 40}
 ROUND_VOXELS = 256
