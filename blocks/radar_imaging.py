@@ -120,7 +120,7 @@ class RadarReconstruct(SweepImager):
     counted (bad_sweeps); up to ``max_batch`` queued sweeps share one model call.
     Latency: one sweep plus the model (2 cores, ms per sweep at 4 a call, small /
     published: Deep2S 7 / 40, complex 12 / 60, unrolled 140 (``polish: 0``: 40) / 62,
-    support 34 / 96, on a machine where it read 142 / 246 with its rounds before their
+    support 31 / 97, on a machine where it read 142 / 246 with its rounds before their
     Gram matrix).
     Example: ``net: {type: radar_reconstruct, config: published, method: unrolled}``
     """

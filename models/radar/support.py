@@ -196,26 +196,22 @@ class VoxelColumns(NamedTuple):
 
         return cls(*(rows(table) for table in factors))
 
-    def norms(self):
-        """|column|^2 (B, k): per frequency, the Tx factor's times the Rx factor's."""
-        t = (self.t_re * self.t_re + self.t_im * self.t_im).sum(2)
-        g = (self.g_re * self.g_re + self.g_im * self.g_im).sum(2)
-        return (t * g).sum(1)
-
     def gram(self):
-        """A_S^H A_S (Hermitian), its real and imaginary parts stacked (B, 2k, k), from the
-        explicit columns u = g_t g_r (A_S = conj(u), (B, M, k)):
-        re = [u_re; u_im]^T [u_re; u_im], im = X^T - X with X = u_re^T u_im. Two matmuls
-        of M-long rows, k^2 (3M) products a frame; then each conjugate-gradient iteration
-        is one matmul with it."""
+        """A_S^H A_S (Hermitian) in its real form [[re, -im], [im, re]] (B, 2k, 2k), from
+        the explicit columns u = g_t g_r (A_S = conj(u), (B, M, k)): re = [u_re; u_im]^T
+        [u_re; u_im], im = X^T - X with X = u_re^T u_im. Two matmuls of M-long rows, k^2
+        (3M) products a frame; then each conjugate-gradient iteration is one matmul with
+        it."""
         b, k = self.t_re.shape[0], self.t_re.shape[-1]
         t_re, t_im = self.t_re[:, :, :, None], self.t_im[:, :, :, None]   # (B, K, T, 1, k)
         g_re, g_im = self.g_re[:, :, None], self.g_im[:, :, None]         # (B, K, 1, R, k)
         u_re = (t_re * g_re - t_im * g_im).reshape(b, -1, k)               # (B, M, k)
         u_im = (t_re * g_im + t_im * g_re).reshape(b, -1, k)
         u = torch.cat([u_re, u_im], 1)
+        re = torch.matmul(u.transpose(1, 2), u)
         x = torch.matmul(u_re.transpose(1, 2), u_im)
-        return torch.cat([torch.matmul(u.transpose(1, 2), u), x.transpose(1, 2) - x], 1)
+        im = x.transpose(1, 2) - x
+        return torch.cat([torch.cat([re, -im], 2), torch.cat([im, re], 2)], 1)
 
     def adjoint(self, a_re, a_im):
         """A_S^H a: (B, K, T, R) parts -> (B, k) parts; one matmul over the Rx antennas
@@ -230,11 +226,10 @@ class VoxelColumns(NamedTuple):
 
 class VoxelSystem(NamedTuple):
     """The normal equations on k voxels a frame, from the sweep normalized to unit power:
-    A_S^H y (re, im, (B, k)), |column|^2 (B, k) and A_S^H A_S stacked as [re; im] (B, 2k,
-    k); ``measurements`` is M."""
+    A_S^H y (re, im, (B, k)) and A_S^H A_S in its real form (B, 2k, 2k, ``VoxelColumns.
+    gram``); ``measurements`` is M."""
     r_re: torch.Tensor
     r_im: torch.Tensor
-    norms: torch.Tensor
     gram: torch.Tensor
     measurements: int
 
@@ -244,28 +239,27 @@ class VoxelSystem(NamedTuple):
         shape = (b, *columns.t_re.shape[1:3], columns.g_re.shape[2])     # (B, K, T, R)
         rms = torch.sqrt((y_re * y_re + y_im * y_im).mean(dim=1, keepdim=True)).clamp_min(EPS)
         r_re, r_im = columns.adjoint((y_re / rms).reshape(shape), (y_im / rms).reshape(shape))
-        return cls(r_re, r_im, columns.norms(), columns.gram(), y_re.shape[1])
+        return cls(r_re, r_im, columns.gram(), y_re.shape[1])
 
     def subset(self, sub) -> VoxelSystem:
         """The same system on the voxels at positions ``sub`` (B, k') of these."""
-        k = self.r_re.shape[1]
-        rows = torch.cat([sub, sub + k], 1)
-        gram = self.gram.gather(1, rows[:, :, None].expand(-1, -1, k))
-        gram = gram.gather(2, sub[:, None, :].expand(-1, rows.shape[1], -1))
-        return VoxelSystem(self.r_re.gather(1, sub), self.r_im.gather(1, sub),
-                           self.norms.gather(1, sub), gram, self.measurements)
+        both = torch.cat([sub, sub + self.r_re.shape[1]], 1)              # re and im rows
+        gram = self.gram.gather(1, both[:, :, None].expand(-1, -1, self.gram.shape[2]))
+        gram = gram.gather(2, both[:, None, :].expand(-1, both.shape[1], -1))
+        return VoxelSystem(self.r_re.gather(1, sub), self.r_im.gather(1, sub), gram,
+                           self.measurements)
 
     def mmse(self, variance, noise, iterations: int):
         """|x| (B, k) of the MMSE estimate x = D (D G D + mu I)^-1 D A_S^H y under the prior
         ``variance`` (B, k) (D its square root, G the Gram matrix), with mu = ``noise``
-        times the mean signal power per measurement; by ``iterations`` of conjugate
-        gradients on the real form of the system, one matmul each."""
+        times the mean signal power per measurement (trace(D G D) / M: G's diagonal holds
+        the columns' |a|^2); by ``iterations`` of conjugate gradients on the real form of
+        the system, one matmul each."""
         k = variance.shape[1]
+        norms = torch.diagonal(self.gram[:, :k, :k], dim1=1, dim2=2)        # |column|^2
+        mu = noise * (variance * norms).sum(1, keepdim=True) / self.measurements
         d = torch.sqrt(torch.cat([variance, variance], 1))                # (B, 2k)
-        mu = noise * (variance * self.norms).sum(1, keepdim=True) / self.measurements
-        g_re, g_im = self.gram[:, :k], self.gram[:, k:]
-        real = torch.cat([torch.cat([g_re, -g_im], 2), torch.cat([g_im, g_re], 2)], 1)
-        system = d[:, :, None] * real * d[:, None, :]                       # (B, 2k, 2k)
+        system = d[:, :, None] * self.gram * d[:, None, :]                  # (B, 2k, 2k)
         rhs = d * torch.cat([self.r_re, self.r_im], 1)
         z = conjugate_gradients_real(system, mu[:, :, None], rhs[:, :, None], iterations)
         x = d * z[:, :, 0]
