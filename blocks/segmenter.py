@@ -61,11 +61,12 @@ def noise_floor_per_bin(tiles: np.ndarray, rise_db: float = 3.0, rounds: int = 4
     db = 10 * np.log10(np.partition(power, k, axis=1)[:, k] / FLOOR_RATIO + 1e-20)
     x = np.linspace(-1.0, 1.0, tiles.shape[2])
     basis = np.stack([np.ones_like(x), x, x * x])                    # (3, fft)
+    products = (basis[:, None] * basis[None]).reshape(9, -1).T       # (fft, 9)
     keep = np.ones(db.shape, bool)
     for _ in range(rounds):
         w = keep.astype(np.float64)
-        gram = np.einsum("if,tf,jf->tij", basis, w, basis)
-        rhs = np.einsum("if,tf->ti", basis, w * db)[..., None]
+        gram = (w @ products).reshape(-1, 3, 3)
+        rhs = ((w * db) @ basis.T)[..., None]
         coef = np.linalg.solve(gram + 1e-9 * np.eye(3), rhs)[..., 0]
         fit = coef @ basis
         keep = db < fit + rise_db
@@ -191,7 +192,8 @@ class SpectrumSegmenter(RateBlock):
     weak_tones = Param(bool, default=True, doc="with tones, also find CW tones too weak for "
                        "one tile on tile-long PSDs averaged over up to 16 tiles (costs a "
                        "tenth to a sixth of the throughput)")
-    max_batch = Param(int, default=8, min=1, doc="tiles per model call")
+    max_batch = Param(int, default=32, min=1, doc="tiles per call at most (when the "
+                      "stream is ahead: a call's fixed cost is spread over more tiles)")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
     rate = Param(float, default=0.0, min=0.0, unit="Hz", doc="sample rate (0: rx_rate tag)")
     freq = Param(float, default=0.0, unit="Hz", doc="centre frequency (default: rx_freq)")
