@@ -174,7 +174,8 @@ connections: [rec -> det, rec -> out, det.detections -> out.annotations]
     from cvstream.blocks.segmenter import SpectrumSegmenter
     seg = SpectrumSegmenter()
     seg.start()
-    x = np.fromfile(str(meta).replace("-meta", "-data"), np.complex64)[:seg.decim * 16]
+    x = np.fromfile(str(meta).replace("-meta", "-data"),
+                    np.complex64)[:seg.decim * seg.max_batch]
     for batch in (1, seg.max_batch):
         part = x[:seg.decim * batch]
         times = []
