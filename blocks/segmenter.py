@@ -192,8 +192,9 @@ class SpectrumSegmenter(RateBlock):
     weak_tones = Param(bool, default=True, doc="with tones, also find CW tones too weak for "
                        "one tile on tile-long PSDs averaged over up to 16 tiles (costs a "
                        "tenth to a sixth of the throughput)")
-    max_batch = Param(int, default=32, min=1, doc="tiles per call at most (when the "
-                      "stream is ahead: a call's fixed cost is spread over more tiles)")
+    max_batch = Param(int, default=8, min=1, doc="tiles per call at most (more spread a "
+                      "call's fixed cost; the tones' search reads each call's tiles "
+                      "together, so keep calls of one size: a file source's chunk)")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
     rate = Param(float, default=0.0, min=0.0, unit="Hz", doc="sample rate (0: rx_rate tag)")
     freq = Param(float, default=0.0, unit="Hz", doc="centre frequency (default: rx_freq)")
