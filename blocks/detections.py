@@ -983,6 +983,101 @@ def clip_to_box(parts: list, box: tuple[int, int]) -> list:
     return out
 
 
+#: ``join_one_envelope``: neighbouring parts whose joint band has one constant envelope
+#: (the band's normalized 4th moment with the noise's share taken out under ONE_ENVELOPE:
+#: 1 for FSK, 1.2-1.45 for PSK, 1.5 for two independent signals of any kind) are one
+#: signal, if they lie at most ENVELOPE_GAP of the wider one's width apart and the joint
+#: band's signal share of its power is ENVELOPE_SHARE or more (under it the noise hides
+#: the envelope)
+ONE_ENVELOPE = 1.15
+ENVELOPE_GAP = 1.0
+ENVELOPE_SHARE = 0.4
+#: ... each part at least this many bins of the fine PSD wide (not a line) and sharing
+#: this much of the shorter one's time
+ENVELOPE_MIN_BINS = 2
+ENVELOPE_TIME = 0.8
+#: ... and each holding this share of the strongest one's power or more (a weak neighbour
+#: barely moves a strong constant envelope; an FSK's lobes are alike)
+ENVELOPE_BALANCE = 0.2
+
+
+def signal_kurtosis(kurtosis: float, share: float) -> float:
+    """A signal's normalized 4th moment E|s|^4 / (E|s|^2)^2 from that of its band
+    ``kurtosis`` (signal plus complex white noise) and the signal's ``share`` of the
+    band's power: the band's is share^2 K + 4 share (1 - share) + 2 (1 - share)^2."""
+    rest = 1.0 - share
+    return (kurtosis - 4 * share * rest - 2 * rest * rest) / max(share * share, 1e-12)
+
+
+def join_one_envelope(parts: list) -> list:
+    """``refine_edges``' parts of one track, with runs of neighbours joined where their
+    joint band has one constant envelope on the samples of the blocks they all hold: the
+    lobes of a wide-index FSK signal, which the dips of its spectrum cut apart at low SNR,
+    are one signal (only its whole band has that envelope, not a slice of it); neighbours
+    that are two signals never have one (their sum beats). Of a chain of neighbours (each
+    ENVELOPE_MIN_BINS of the fine PSD wide, at most ENVELOPE_GAP of the wider one's width
+    from the next and sharing ENVELOPE_TIME of its time), the widest runs that pass are
+    joined. The signal's share of the joint band's power comes from their fine PSDs
+    (``rows``) in those blocks."""
+    if len(parts) < 2:
+        return parts
+    chains = []
+    for part in sorted(parts, key=lambda p: p.f_low):
+        if chains and _neighbours(chains[-1][-1], part):
+            chains[-1].append(part)
+        else:
+            chains.append([part])
+    if all(len(chain) == 1 for chain in chains):
+        return parts
+    return [joined for chain in chains for joined in _join_runs(chain)]
+
+
+def _neighbours(low: Track, high: Track) -> bool:
+    """Whether part ``high`` may be the same signal as ``low``, the part below it."""
+    gap = high.f_low - low.f_high
+    widths = (low.f_high - low.f_low, high.f_high - high.f_low)
+    if gap < 0 or gap > ENVELOPE_GAP * max(widths) or not low.rows or not high.rows:
+        return False
+    shared = low.shared_time(high)
+    return min(widths) * len(low.rows[0][1]) >= ENVELOPE_MIN_BINS and \
+        shared >= ENVELOPE_TIME * min(low.stop - low.start, high.stop - high.start)
+
+
+def _join_runs(chain: list) -> list:
+    """The widest run of ``chain`` with one envelope joined into its first part, the
+    rest of the chain on either side treated the same way."""
+    for size in range(len(chain), 1, -1):
+        for i in range(len(chain) - size + 1):
+            run = chain[i:i + size]
+            if _one_envelope(run):
+                first = run[0]
+                first.f_high = max(p.f_high for p in run)
+                first.start = min(p.start for p in run)
+                first.stop = max(p.stop for p in run)
+                first.score = max(p.score for p in run)
+                return _join_runs(chain[:i]) + [first] + _join_runs(chain[i + size:])
+    return chain
+
+
+def _one_envelope(run: list) -> bool:
+    """Whether neighbouring parts ``run`` (``join_one_envelope``) are one
+    constant-envelope signal, on the blocks they all hold."""
+    start, stop = max(p.start for p in run), min(p.stop for p in run)
+    low, high = run[0].f_low, max(p.f_high for p in run)
+    rows = [row for t, row in run[0].rows if start <= t < stop]
+    blocks = [(t, x) for t, x in run[0].envelope_blocks() if start <= t < stop]
+    if not rows or not blocks:
+        return False
+    psd = np.mean(rows, axis=0)
+    a, b = Track(start, stop, low, high, 0.0).band_bins(len(psd))
+    share = 1.0 - 1.0 / max(float(psd[a:b].mean()), 1.0)
+    powers = [float(np.maximum(psd[slice(*part.band_bins(len(psd)))] - 1, 0).sum())
+              for part in run]
+    if share < ENVELOPE_SHARE or min(powers) < ENVELOPE_BALANCE * max(powers):
+        return False
+    return signal_kurtosis(envelope_features(blocks, low, high)[0], share) < ONE_ENVELOPE
+
+
 def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
                  split_gap: int = 4, power_share: float = 0.999, block: int = 0,
                  valley_db: float = 0.0, hold: int = 4, finer_gap: int = 2,
@@ -1016,7 +1111,8 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     one bin of 8192 wide), as is a wider one that is a comb of lines there
     (``comb_lines``); the lines of neighbouring parts that form one comb are joined
     (``line_runs``: an FM tone's lines, which the finer view cuts at Bessel nulls). Where
-    nothing stands out (a weak signal), the coarse edges stay."""
+    nothing stands out (a weak signal), the coarse edges stay. Neighbouring parts with one
+    constant envelope are then joined (``join_one_envelope``: an FSK's lobes)."""
     if track.spectrum is None or not track.spectra:
         return [track]
     fine = len(track.spectrum)
@@ -1088,6 +1184,6 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         spans = [part.own_spans(block, frames, hold) for part in out]
         if dropped is not None and not all(spans):
             dropped(sum(not found for found in spans))
-        out = [span for found in spans for span in found]
+        out = join_one_envelope([span for found in spans for span in found])
     return out
 

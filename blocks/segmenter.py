@@ -117,7 +117,8 @@ class SpectrumSegmenter(RateBlock):
     split where a gap shows two neighbours, cut again on a PSD twice as fine where
     strong neighbours touch (``valley_db``) and where the tiles that hold the two sides
     differ (a burst beside a continuous signal), comb-like line spectra kept whole, each
-    trimmed to its 99.9 % power bandwidth on the finer PSD; each detection then spans the
+    trimmed to its 99.9 % power bandwidth on the finer PSD, neighbouring parts with one
+    constant envelope joined (an FSK's lobes); each detection then spans the
     tiles where its own band holds it (``detections.refine_edges``). Two tracks can follow
     one signal for a while and settle to its band: a detection that another one repeats
     (half its time or more, frequency IoU REPEAT_IOU) is counted as

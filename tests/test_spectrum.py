@@ -1596,3 +1596,61 @@ def test_weak_tones_finds_a_cw_tone_too_weak_for_one_tile():
 def test_narrow_view_needs_the_refine_samples():
     with pytest.raises(ParamError, match="refine"):
         SpectrumSegmenter(narrow=True, refine=0)
+
+
+def _fsk(rng, n, rate, h, centre):
+    """Continuous-phase 2FSK with Gaussian-filtered (BT 0.5) frequency steps: ``rate``
+    symbols a sample, index ``h``, at normalized frequency ``centre``; unit power."""
+    sps = int(round(1 / rate))
+    freq = np.repeat(rng.choice([-1.0, 1.0], n // sps + 2), sps)[:n]
+    t = np.arange(-2 * sps, 2 * sps + 1) / sps
+    pulse = np.exp(-(np.pi * t) ** 2 / (2 * np.log(2)))
+    freq = np.convolve(freq, pulse / pulse.sum(), "same") * h * rate / 2
+    return np.exp(2j * np.pi * np.cumsum(freq + centre))
+
+
+def _parts(x, bands, start=0, block=8192):
+    """One track's parts over ``bands`` ((f_low, f_high) pairs) as ``refine_edges`` leaves
+    them: each with the blocks' 1024-point PSDs (noise floor 1) and samples."""
+    from cvstream.blocks.detections import Track
+    seg = SpectrumSegmenter(refine=1024)
+    seg.check()
+    tiles = len(x) // block
+    rows = seg.fine_psd(x[:tiles * block].astype(np.complex64), np.ones(tiles))
+    parts = []
+    for lo, hi in bands:
+        part = Track(start, start + tiles * block, lo, hi, 10.0)
+        part.rows = [(start + k * block, rows[k]) for k in range(tiles)]
+        part.samples = [(start + k * block, x[k * block:(k + 1) * block])
+                        for k in range(4)]
+        parts.append(part)
+    return parts
+
+
+def test_an_fsk_signals_lobes_are_joined_and_two_neighbours_are_not():
+    """Wide-index FSK at low SNR shows lobes that the edge search cuts apart (GNU Radio's
+    GFSK at 0-10 dB: 12 of the tuning sets' false alarms were single lobes). Its whole
+    band has one constant envelope (normalized 4th moment 1, the noise's share taken out),
+    which a slice of it or two signals side by side do not: their sum beats (1.5). So the
+    halves of one FSK become one detection; two FSKs side by side, a strong FSK beside a
+    weak neighbour, and two middle quarters of one signal (slices of it) stay apart."""
+    from cvstream.blocks.detections import join_one_envelope
+    rng = np.random.default_rng(5)
+    n = 65536
+
+    def noise():
+        return (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)
+    # one FSK, index 6, 12 % of the band at 5 dB in-band: its two halves
+    x = _fsk(rng, n, 0.015, 6, -0.2) * np.sqrt(10 ** 0.5 * 0.12) + noise()
+    joined = join_one_envelope(_parts(x, [(-0.26, -0.203), (-0.197, -0.14)]))
+    assert [(round(p.f_low, 3), round(p.f_high, 3)) for p in joined] == [(-0.26, -0.14)]
+    # two independent FSKs side by side, equal power
+    y = (_fsk(rng, n, 0.01, 2, -0.2) + _fsk(rng, n, 0.01, 2, -0.155)) * \
+        np.sqrt(10 ** 0.8 * 0.04) + noise()
+    assert len(join_one_envelope(_parts(y, [(-0.22, -0.18), (-0.175, -0.135)]))) == 2
+    # a strong FSK 13 dB over a weak neighbour, which barely moves its envelope
+    z = _fsk(rng, n, 0.01, 2, -0.2) * np.sqrt(10 ** 1.8 * 0.04) + \
+        _fsk(rng, n, 0.01, 2, -0.155) * np.sqrt(10 ** 0.5 * 0.04) + noise()
+    assert len(join_one_envelope(_parts(z, [(-0.22, -0.18), (-0.175, -0.135)]))) == 2
+    # the two middle quarters of one FSK: a slice of a constant envelope is not one
+    assert len(join_one_envelope(_parts(x, [(-0.23, -0.203), (-0.197, -0.17)]))) == 2
