@@ -4,8 +4,7 @@
     python bench/spectrum_bench.py [--scenes 256] [--repeat N]
 
 1. sigmf_source -> spectrum_segmenter -> sigmf_sink (annotations), on a synthesized 20 Msps
-   recording, end to end through the runtime, 32 tiles a call as graphs/spectrum_sigmf.yml
-   runs it: Msps; again without its search for weak
+   recording, end to end through the runtime: Msps; again without its search for weak
    tones (``weak_tones: false``: what that search costs) and with its fine view for
    narrow signals (``narrow: true``).
 2. The same with cfar_detector.
@@ -137,11 +136,8 @@ def main() -> None:
     meta = recording(tmp, args.scenes)
     n = args.scenes * 262144
     print(f"recording: {n} samples ({n / 20e6:.2f} s at 20 Msps)")
-    # the segmenter as graphs/spectrum_sigmf.yml runs it: 32 tiles (the source's chunk) a call
-    batch = "max_batch: 32"
-    for det, extra in (("spectrum_segmenter", batch),
-                       ("spectrum_segmenter", batch + ", weak_tones: false"),
-                       ("spectrum_segmenter", batch + ", narrow: true"), ("cfar_detector", "")):
+    for det, extra in (("spectrum_segmenter", ""), ("spectrum_segmenter", "weak_tones: false"),
+                       ("spectrum_segmenter", "narrow: true"), ("cfar_detector", "")):
         secs, snap = run_graph(f"""
 blocks:
   rec: {{type: sigmf_source, path: {meta}, chunk: 262144}}

@@ -36,6 +36,11 @@ IMAGE_REJECTION_DB = 25.0
 NARROW_MIN_TILES = 5
 #: ``weak_tones`` averages the tile-long PSDs over up to this many tiles
 LONG_TILES = 16
+#: the tones' search (the cells it follows, the weak tones' looks every STRIDE tiles)
+#: reads the stream in groups of this many tiles from its start (a multiple of STRIDE); a
+#: call's tiles past its last whole group wait for the next call, so what the block finds
+#: does not depend on how the stream was cut into calls
+TONE_GROUP = 8
 
 
 def noise_floor(tiles: np.ndarray) -> np.ndarray:
@@ -143,14 +148,18 @@ class SpectrumSegmenter(RateBlock):
     bin of that FFT wide (``narrowband.CellTones``; counters as for ``narrow``);
     ``weak_tones`` (on by default) adds those too weak for one tile, on tile-long PSDs
     averaged over up to LONG_TILES tiles (``narrowband.LongTones``: late by up to that
-    many tiles where such a tone starts).
+    many tiles where such a tone starts). The tones' search reads the stream in groups of
+    TONE_GROUP tiles from its start, and a call's tiles past its last whole group wait for
+    the next call: the detections are the same however the stream arrives (a file's
+    chunks, ZeroMQ frames, replicas' calls).
     ``narrow: true`` (which replaces ``tones``) adds a tile-long FFT view for
     signals narrower than the model's cells (``narrowband.py``: lines that hold for
     NARROW_MIN_TILES tiles, not a strong line's IQ image; it runs on the model's worker
     thread; counters ``narrow_detections`` and ``narrow_inside``, those inside a detection
     of the model's, not sent); ``energy_cells`` counts the cells the energy test added.
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
-    to fill, then up to one batch of processing; detections are sent when a signal ends
+    to fill (with ``tones``, up to a group of TONE_GROUP), then up to one batch of
+    processing; detections are sent when a signal ends
     (one within the band of a track still open, when that track ends).
     Example: ``seg: {type: spectrum_segmenter, model: "builtin:spectrum_segmenter"}``
     """
@@ -193,9 +202,8 @@ class SpectrumSegmenter(RateBlock):
     weak_tones = Param(bool, default=True, doc="with tones, also find CW tones too weak for "
                        "one tile on tile-long PSDs averaged over up to 16 tiles (costs a "
                        "tenth to a sixth of the throughput)")
-    max_batch = Param(int, default=8, min=1, doc="tiles per call at most (more spread a "
-                      "call's fixed cost; the tones' search reads each call's tiles "
-                      "together, so keep calls of one size: a file source's chunk)")
+    max_batch = Param(int, default=32, min=1, doc="tiles per call at most (when the "
+                      "stream is ahead: a call's fixed cost is spread over more tiles)")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
     rate = Param(float, default=0.0, min=0.0, unit="Hz", doc="sample rate (0: rx_rate tag)")
     freq = Param(float, default=0.0, unit="Hz", doc="centre frequency (default: rx_freq)")
@@ -262,6 +270,10 @@ class SpectrumSegmenter(RateBlock):
         # batch's FFTs and the previous batch's detections overlap with it on 2 cores
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"cvstream-{self.name}")
         self._pending = None
+        # samples (``work``) or results (``absorb``) past a call's last whole group
+        self._grouped = self._tones is not None
+        self._carry: np.ndarray | None = None
+        self._held: tuple | None = None
 
     def prepare(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         """Whole tiles of x as the model's input, the (tiles, fft) mean cell power in units of
@@ -310,8 +322,29 @@ class SpectrumSegmenter(RateBlock):
                 tiles if self._tones is not None else None)
 
     def absorb(self, result, x):
-        """One batch's ``compute`` result into detections, in stream order."""
+        """One batch's ``compute`` result into detections, in stream order (up to its last
+        whole TONE_GROUP tiles; the rest waits for the next, as in ``work``)."""
         self._update_radio()
+        result, x = self._whole_group_results(result, x)
+        if result is not None:
+            self._absorb(result, x)
+
+    def _whole_group_results(self, result, x) -> tuple:
+        """A batch's ``compute`` result and samples after those held from the last one, up
+        to the last whole TONE_GROUP tiles (the rest held); (None, None) if none."""
+        if self._held is not None:
+            result = _join_tiles(self._held[0], result)
+            x = np.concatenate([self._held[1], x])
+            self._held = None
+        count = len(result[0])
+        whole = count // TONE_GROUP * TONE_GROUP if self._grouped else count
+        if whole < count:
+            self._held = (_tiles_of(result, slice(whole, count)), x[whole * self.decim:])
+        if not whole:
+            return None, None
+        return _tiles_of(result, slice(0, whole)), x[:whole * self.decim]
+
+    def _absorb(self, result, x):
         logits, power, floor, bins, whole, tiles = result
         found = self._lines_of(whole)
         self._detect(logits, power, floor, bins, x if self.refine else None, whole, found,
@@ -330,6 +363,25 @@ class SpectrumSegmenter(RateBlock):
 
     def work(self, x):
         self._update_radio()
+        x = self._whole_groups(x)
+        if len(x):
+            self._submit(x)
+
+    def _whole_groups(self, x: np.ndarray) -> np.ndarray:
+        """x after the samples held from the last call, up to its last whole TONE_GROUP
+        tiles (the rest held for the next call; ``finish`` takes it)."""
+        if self._carry is not None:
+            x = np.concatenate([self._carry, x])
+            self._carry = None
+        group = self.decim * (TONE_GROUP if self._grouped else 1)
+        whole = len(x) // group * group
+        if whole < len(x):
+            self._carry = x[whole:].copy()
+        return x[:whole]
+
+    def _submit(self, x: np.ndarray) -> None:
+        """The batch's FFTs here, its model on the worker thread, and the last batch's
+        detections."""
         tiles, power, floor, bins = self.prepare(x)
         # the samples are kept (the input view is reused) for the fine PSD of the tiles
         # that turn out to hold a signal
@@ -383,25 +435,39 @@ class SpectrumSegmenter(RateBlock):
                     self.fine_psd(x[busy], floor[busy], self.decim)   # (the fine view's)
             for k, row, z, tile in zip(busy, rows, zooms, lines):
                 fine[k], zoom[k], line[k], blocks[k] = row, z, tile, x[k]
+        step = TONE_GROUP if self._grouped else len(per_tile)
+        for a in range(0, len(per_tile), step):   # the tones' search group by group
+            b = min(a + step, len(per_tile))
+            narrow = self._narrow_group(slice(a, b), logits, masks, network, power, bins,
+                                        whole, found, tiles)
+            for k in range(a, b):
+                start = self._pos
+                self._pos += self.decim
+                if narrow is not None:
+                    self._emit_narrow(self._narrow_tracker.update(start, self._pos,
+                                                                  narrow[k - a]))
+                self._emit_all(self._tracker.update(
+                    start, self._pos, per_tile[k], fine[k], blocks[k], zoom[k], line[k]))
+
+    def _narrow_group(self, group: slice, logits, masks, network, power, bins, whole,
+                      found, tiles) -> list | None:
+        """The narrow intervals of the batch's tiles ``group``: the fine view's lines
+        ``found`` (the whole batch is one group then), or the tones' search on the group,
+        following the narrow tracks open now."""
         if self._tones is not None and tiles is not None:
             follow = np.array([round(0.5 * (t.f_low + t.f_high) * self.fft) + self.fft // 2
                                for t in self._narrow_tracker.open], np.int64)
-            stft = tiles.view(np.complex64)[..., 0]   # the model's (frames, fft) cells
-            found = self._tones.find(stft, bins if self._per_bin else 1.0, power, network,
+            stft = tiles[group].view(np.complex64)[..., 0]   # the model's cells
+            found = self._tones.find(stft, bins[group] if self._per_bin else 1.0,
+                                     power[group], network[group],
                                      np.clip(follow, 0, self.fft - 1))
             if self._long_tones is not None and whole is not None:   # and weaker ones
                 found = merge_lines(found, self._long_tones.outside(
-                    self._long_tones.find(whole), network))
-        narrow = (self._narrow_intervals(logits, masks if self._narrow else network, power,
-                                         found) if found is not None else None)
-        for k, (intervals, row, z, tile, block) in enumerate(zip(per_tile, fine, zoom, line,
-                                                                  blocks)):
-            start = self._pos
-            self._pos += self.decim
-            if narrow is not None:
-                self._emit_narrow(self._narrow_tracker.update(start, self._pos, narrow[k]))
-            self._emit_all(self._tracker.update(start, self._pos, intervals, row, block, z,
-                                                tile))
+                    self._long_tones.find(whole[group]), network[group]))
+        if found is None:
+            return None
+        return self._narrow_intervals(logits[group], (masks if self._narrow else network)[
+            group], power[group], found)
 
     def _energy_cells(self, power: np.ndarray, bins: np.ndarray, masks: np.ndarray
                       ) -> np.ndarray:
@@ -456,7 +522,13 @@ class SpectrumSegmenter(RateBlock):
         return per_tile
 
     def finish(self):
+        if self._carry is not None:   # the stream's last, partial group
+            carry, self._carry = self._carry, None
+            self._submit(carry)
         self._collect()
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._absorb(*held)
         if self._lines:
             self._emit_narrow(self._narrow_tracker.flush())
         self._emit_all(self._tracker.flush())
@@ -653,3 +725,22 @@ class SpectrumSegmenter(RateBlock):
         its time or more, and its band (the union of its runs) holds most of part's."""
         return track.shared_time(part) >= 0.5 * (part.stop - part.start) and \
             track.shared_band(part) >= 0.5 * (part.f_high - part.f_low)
+
+
+def _tiles_of(result, tiles: slice):
+    """A ``compute`` result (arrays with one row per tile, None, tuples of them) cut to
+    ``tiles``."""
+    if result is None:
+        return None
+    if isinstance(result, tuple):
+        return tuple(_tiles_of(part, tiles) for part in result)
+    return result[tiles]
+
+
+def _join_tiles(first, second):
+    """Two ``compute`` results one after the other, as one."""
+    if first is None:
+        return None
+    if isinstance(first, tuple):
+        return tuple(_join_tiles(a, b) for a, b in zip(first, second))
+    return np.concatenate([first, second])

@@ -1654,3 +1654,48 @@ def test_an_fsk_signals_lobes_are_joined_and_two_neighbours_are_not():
     assert len(join_one_envelope(_parts(z, [(-0.22, -0.18), (-0.175, -0.135)]))) == 2
     # the two middle quarters of one FSK: a slice of a constant envelope is not one
     assert len(join_one_envelope(_parts(x, [(-0.23, -0.203), (-0.197, -0.17)]))) == 2
+
+
+def _detections_in_calls(x, sizes, replica=False, grouped=True):
+    """The segmenter's messages and counters for ``x`` handed over in calls of ``sizes``
+    tiles (cycled); with ``replica``, each call's ``compute`` on a second copy of the
+    block and its ``absorb`` on the first, as ``replicas: N`` runs it."""
+    seg, copy = SpectrumSegmenter(), SpectrumSegmenter()
+    for block in (seg, copy):
+        block.check()
+        block.start()
+    seg._grouped = grouped
+    messages = []
+    seg.emit = messages.append
+    start, k = 0, 0
+    while start < len(x):
+        chunk = x[start:start + sizes[k % len(sizes)] * seg.decim]
+        if replica:
+            seg.absorb(copy.compute(chunk), chunk)
+        else:
+            seg.work(chunk)
+        start, k = start + len(chunk), k + 1
+    seg.finish()
+    seg.stop()
+    copy.stop()
+    return messages, dict(seg.counters)
+
+
+def test_detections_do_not_depend_on_how_the_stream_is_cut_into_calls():
+    """A file hands the block 32 tiles a call, ZeroMQ whatever arrived, replicas the
+    calls they were dealt. The tones' search reads a call's tiles together (the cells it
+    follows are the narrow tracks open when it starts; a weak-tone look reports the
+    STRIDE tiles up to it), so it works on groups of TONE_GROUP tiles from the stream's
+    start and a call's tiles past its last whole group wait for the next call: the same
+    recording gives the same detections and counters however it is cut (without the
+    groups, calls of other sizes move tones' edges and change the short tracks
+    counted)."""
+    x = np.concatenate([scene(np.random.default_rng([11, k]), SceneConfig())[0]
+                        for k in range(48)]).astype(np.complex64)
+    reference, counters = _detections_in_calls(x, [32])
+    assert counters.get("narrow_detections", 0) >= 3   # tones are in it
+    for sizes, replica in (([3, 5, 7, 11, 13], False), ([1], False), ([9, 30, 2], True)):
+        messages, seen = _detections_in_calls(x, sizes, replica)
+        assert messages == reference and seen == counters, (sizes, replica)
+    messages, seen = _detections_in_calls(x, [3, 5, 7, 11, 13], grouped=False)
+    assert messages != reference or seen != counters
