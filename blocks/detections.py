@@ -223,9 +223,7 @@ class Track:
 
     def band_bins(self, fine: int) -> tuple[int, int]:
         """The bins [a, b) of a DC-centred ``fine``-point PSD inside its band (one at least)."""
-        a = min(max(int(np.ceil(self.f_low * fine)) + fine // 2, 0), fine - 1)
-        b = max(min(int(np.floor(self.f_high * fine)) + fine // 2 + 1, fine), a + 1)
-        return a, b
+        return band_bins(self.f_low, self.f_high, fine)
 
     def motion(self) -> tuple[float, float]:
         """How its band moved from block to block, relative to its bandwidth: the spread
@@ -302,6 +300,14 @@ class Track:
     def shared_band(self, other: "Track") -> float:
         """Width of its band that ``other``'s band shares (negative: the gap)."""
         return min(self.f_high, other.f_high) - max(self.f_low, other.f_low)
+
+
+def band_bins(f_low: float, f_high: float, fine: int) -> tuple[int, int]:
+    """The bins [a, b) of a DC-centred ``fine``-point PSD inside the band [f_low, f_high]
+    (one at least); ``bin_edges`` the other way."""
+    a = min(max(int(np.ceil(f_low * fine)) + fine // 2, 0), fine - 1)
+    b = max(min(int(np.floor(f_high * fine)) + fine // 2 + 1, fine), a + 1)
+    return a, b
 
 
 def bin_edges(a, b, fft: int):
@@ -1069,7 +1075,7 @@ def _one_envelope(run: list) -> bool:
     if not rows or not blocks:
         return False
     psd = np.mean(rows, axis=0)
-    a, b = Track(start, stop, low, high, 0.0).band_bins(len(psd))
+    a, b = band_bins(low, high, len(psd))
     share = 1.0 - 1.0 / max(float(psd[a:b].mean()), 1.0)
     powers = [float(np.maximum(psd[slice(*part.band_bins(len(psd)))] - 1, 0).sum())
               for part in run]

@@ -337,7 +337,7 @@ class SpectrumSegmenter(RateBlock):
             x = np.concatenate([self._held[1], x])
             self._held = None
         count = len(result[0])
-        whole = count // TONE_GROUP * TONE_GROUP if self._grouped else count
+        whole = self._whole_tiles(count)
         if whole < count:
             self._held = (_tiles_of(result, slice(whole, count)), x[whole * self.decim:])
         if not whole:
@@ -363,29 +363,34 @@ class SpectrumSegmenter(RateBlock):
 
     def work(self, x):
         self._update_radio()
-        x = self._whole_groups(x)
+        x, own = self._whole_groups(x)
         if len(x):
-            self._submit(x)
+            self._submit(x, own)
 
-    def _whole_groups(self, x: np.ndarray) -> np.ndarray:
+    def _whole_tiles(self, count: int) -> int:
+        """Of ``count`` tiles, those up to the last whole TONE_GROUP (all of them where no
+        tones are searched)."""
+        return count // TONE_GROUP * TONE_GROUP if self._grouped else count
+
+    def _whole_groups(self, x: np.ndarray) -> tuple[np.ndarray, bool]:
         """x after the samples held from the last call, up to its last whole TONE_GROUP
-        tiles (the rest held for the next call; ``finish`` takes it)."""
-        if self._carry is not None:
+        tiles (the rest held for the next call; ``finish`` takes it), and whether it is
+        this block's own array (joined to what was held) or a view of the input."""
+        own = self._carry is not None
+        if own:
             x = np.concatenate([self._carry, x])
             self._carry = None
-        group = self.decim * (TONE_GROUP if self._grouped else 1)
-        whole = len(x) // group * group
+        whole = self._whole_tiles(len(x) // self.decim) * self.decim
         if whole < len(x):
             self._carry = x[whole:].copy()
-        return x[:whole]
+        return x[:whole], own
 
-    def _submit(self, x: np.ndarray) -> None:
+    def _submit(self, x: np.ndarray, own: bool = True) -> None:
         """The batch's FFTs here, its model on the worker thread, and the last batch's
-        detections."""
+        detections; ``own``: x is not a view of the input, which the runtime reuses."""
         tiles, power, floor, bins = self.prepare(x)
-        # the samples are kept (the input view is reused) for the fine PSD of the tiles
-        # that turn out to hold a signal
-        x = x.copy() if self.refine else None
+        # the samples are kept for the fine PSD of the tiles that turn out to hold a signal
+        x = (x if own else x.copy()) if self.refine else None
         call = self._pool.submit(self._infer, tiles, x, floor)
         self._collect()
         self._pending = (call, power, floor, bins, x, tiles)
