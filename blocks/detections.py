@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft
 import scipy.special
-from scipy.ndimage import binary_dilation, uniform_filter1d
+from scipy.ndimage import binary_dilation
 
 from cvstream.chunk import tag_number
 
@@ -787,66 +787,74 @@ def line_edges(psd: np.ndarray, a: int, b: int, power_share: float, level: float
     return a + centre, a + centre + 1
 
 
-#: a line's sidebands (an AM carrier's, whose message may hold a few % of its power): searched
-#: up to this many bins of the block-long PSD either side, from SIDEBAND_GAP bins out (past
-#: the window's main lobe), at least SIDEBAND_MIN bins wide
-SIDEBAND_SPAN = 128
+#: a line's sidebands (an AM carrier's, whose message may hold a few % of its power): the
+#: bins from SIDEBAND_GAP out (past the window's main lobe) to B either side, for B on the
+#: geometric grid SIDEBAND_WIDTHS, against the floor of the next max(B, SIDEBAND_FLOOR_BINS)
+#: bins out on the quieter side (a neighbour may stand on the other); B where the two
+#: sides' mean excess is most significant, SIDEBAND_Z deviations or more (a Hann window's
+#: bins: HANN_ENBW to an independent one; the floor's own deviation counted)
 SIDEBAND_GAP = 3
-SIDEBAND_MIN = 8
-#: ... found where their summed excess stands this many standard deviations over the noise on
-#: both sides together and SIDEBAND_SIDE_Z on each, the two sides' powers within a factor
-#: SIDEBAND_RATIO, and the bins past them (as many again, 8 at least) back at the noise
-#: (under SIDEBAND_FALL_Z: a line on a wider signal's band is that signal's, not a carrier)
-SIDEBAND_Z = 5.0
-SIDEBAND_SIDE_Z = 2.5
-SIDEBAND_RATIO = 4.0
-SIDEBAND_FALL_Z = 3.0
-#: ... and holding this share of the carrier's power or more (an AM message at 30 % depth
-#: holds about 1 %; the skirt of the strong tone this rule keeps a line held 0.16 %)
-SIDEBAND_SHARE = 0.005
+SIDEBAND_WIDTHS = np.unique(np.geomspace(6, 2048, 48).astype(np.int64))
+SIDEBAND_Z = 4.5
+SIDEBAND_FLOOR_BINS = 64
+HANN_ENBW = 1.5
+#: ... with the two sides alike (their excesses apart by at most SIDEBAND_MIRROR of their
+#: mean, plus the noise: a neighbour raises one side), each side's two halves within a
+#: factor SIDEBAND_HALVES (a strong tone's skirt falls off), holding SIDEBAND_SHARE of the carrier's power or more (less is
+#: a line to a 99 % power band; GNU Radio's AM at 30-90 % depth: 1-8 %) and at most
+#: SIDEBAND_MAX_SHARE (AM at full depth with a sine message: a weak tone between strong
+#: signals is not their carrier)
+SIDEBAND_MIRROR = 0.25
+SIDEBAND_HALVES = 4.0
+SIDEBAND_SHARE = 0.01
+SIDEBAND_MAX_SHARE = 0.5
+CARRIER_BINS = 2   # bins either side of the carrier's peak that hold its power
 
 
-def carrier_band(psd: np.ndarray, centre: float, n: int) -> tuple[float, float] | None:
-    """The band of a line at bin ``centre`` of a block-long PSD (noise 1 per bin, the mean
-    of ``n`` periodograms) together with its sidebands, where it has them: a carrier whose
-    modulation (AM) is a few % of its power, which the line's own edges leave out. The
-    sidebands' extent is the width either side that makes their summed excess most
-    significant (a matched filter for a flat band); within it, the band's edges are the
-    outermost bins that hold half the sidebands' mean excess. None for a line without
+def carrier_band(psd: np.ndarray, centre: float, n: int) -> tuple[int, int] | None:
+    """The bins [a, b) of a line near bin ``centre`` of a block-long PSD (noise about 1 per
+    bin, the mean of ``n`` periodograms) together with its sidebands, where it has them: a
+    carrier whose modulation (AM) is a few % of its power, under the noise in every bin but
+    not in their mean, which the line's own edges leave out. None for a line without
     sidebands (a CW tone)."""
-    c, size = int(round(centre)), len(psd)
-    span, gap = SIDEBAND_SPAN, SIDEBAND_GAP
-    if c - 2 * span < 0 or c + 2 * span >= size:
+    size = len(psd)
+    lo = min(max(int(round(centre)) - CARRIER_BINS, 0), size - 1)
+    c = lo + int(np.argmax(psd[lo:lo + 2 * CARRIER_BINS + 1]))
+    reach = min(c, size - 1 - c)
+    outer = np.maximum(SIDEBAND_WIDTHS, SIDEBAND_FLOOR_BINS)   # the floor's bins
+    fits = SIDEBAND_WIDTHS + outer <= reach
+    widths, outer = SIDEBAND_WIDTHS[fits], outer[fits]
+    if not len(widths):
         return None
-    sd = 1 / np.sqrt(max(n, 1))
-    # the local noise level (the block's floor is fitted across the band): its 30th
-    # percentile over +-4 spans, moved to the mean of a Gaussian of that deviation
-    near = psd[max(0, c - 4 * span):c + 4 * span]
-    excess = psd / (np.percentile(near, 30) / (1 - 0.52 * sd)) - 1
-    left = np.cumsum(excess[c - gap:c - gap - span - 1:-1])
-    right = np.cumsum(excess[c + gap:c + gap + span + 1])
-    width = np.arange(1, span + 2)
-    z = (left + right) / (sd * np.sqrt(2 * width))
-    k = int(np.argmax(z[SIDEBAND_MIN - gap:])) + SIDEBAND_MIN - gap
-    side = SIDEBAND_SIDE_Z * sd * np.sqrt(width[k])
-    carrier = excess[c - gap + 1:c + gap].sum()
-    if z[k] < SIDEBAND_Z or min(left[k], right[k]) < side or \
-            not 1 / SIDEBAND_RATIO < left[k] / right[k] < SIDEBAND_RATIO or \
-            left[k] + right[k] < SIDEBAND_SHARE * carrier:
+    left = np.cumsum(psd[c - 1::-1][:reach], dtype=np.float64)   # left[d - 1]: c-1 .. c-d
+    right = np.cumsum(psd[c + 1:c + 1 + reach], dtype=np.float64)
+
+    def mean(side, a, b):   # the mean of the bins a+1 .. b out
+        return (side[b - 1] - side[a - 1]) / (b - a)
+
+    gap = SIDEBAND_GAP
+    floor = np.minimum(mean(left, widths, widths + outer), mean(right, widths, widths + outer))
+    count = widths - gap
+    half = gap + count // 2
+    a_l, a_r = mean(left, gap, widths) - floor, mean(right, gap, widths) - floor
+    excess = 0.5 * (a_l + a_r)
+    z = excess / (floor * np.sqrt(HANN_ENBW / n * (0.5 / count + 1 / outer)))
+    side_sd = floor * np.sqrt(HANN_ENBW / (n * count))
+    ok = (z >= SIDEBAND_Z) & (np.abs(a_l - a_r) <= SIDEBAND_MIRROR * excess +
+                              3 * np.sqrt(2) * side_sd)
+    for side in (left, right):   # (each half: twice a side's deviation)
+        near, far = mean(side, gap, half) - floor, mean(side, half, widths) - floor
+        slack = 3 * np.sqrt(2) * side_sd
+        ok &= (near >= far / SIDEBAND_HALVES - slack) & (far >= near / SIDEBAND_HALVES - slack)
+    carrier = np.sum(psd[c - CARRIER_BINS:c + CARRIER_BINS + 1]) - \
+        (2 * CARRIER_BINS + 1) * floor
+    sidebands = 2 * excess * count
+    ok &= (sidebands >= SIDEBAND_SHARE * carrier) & \
+        (sidebands <= SIDEBAND_MAX_SHARE * carrier + 3 * np.sqrt(2) * side_sd * count)
+    if not ok.any():
         return None
-    ext = gap + k
-    past = max(ext, SIDEBAND_MIN)
-    if c - ext - past < 0 or c + ext + past >= size:
-        return None
-    fall = max(excess[c - ext - past:c - ext].mean(),
-               excess[c + ext + 1:c + ext + past + 1].mean())
-    if fall * np.sqrt(past) / sd > SIDEBAND_FALL_Z:
-        return None
-    # the edges: the outermost bins whose excess (over 5 bins) holds half the sidebands'
-    # mean, so that the noise past them does not widen the band
-    level = 0.5 * (left[k] + right[k]) / (2 * width[k])
-    held = np.flatnonzero(uniform_filter1d(excess[c - ext:c + ext + 1], 5) >= level)
-    return c - ext + held[0], c - ext + held[-1] + 1
+    width = int(widths[np.flatnonzero(ok)[np.argmax(z[ok])]])
+    return c - width, c + width + 1
 
 
 def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,

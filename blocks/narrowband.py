@@ -310,7 +310,9 @@ class LongTones:
             level = noise_level(self.pfa, w)
             hit = np.flatnonzero((m > level) | (m + np.roll(m, 1) > 2 * noise_level(
                 self.pfa, 2 * w)))
-            hit = hit[recent[hit] > noise_level(RECENT_PFA, RECENT)]
+            # (or, for a weak tone, nearer its mean than the noise's)
+            recent_level = np.minimum(noise_level(RECENT_PFA, RECENT), 0.5 * (1 + m[hit]))
+            hit = hit[recent[hit] > recent_level]
             if not len(hit):
                 continue
             csum = np.concatenate([[0.0], np.cumsum(m)])

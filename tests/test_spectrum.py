@@ -364,6 +364,35 @@ def test_a_carrier_with_weak_sidebands_gets_their_band_and_a_cw_tone_stays_a_lin
     assert found()[1]["bandwidth"] * 8192 == pytest.approx(1.0)
 
 
+def test_carrier_band_takes_symmetric_sidebands_and_leaves_neighbours_and_skirts():
+    """``carrier_band`` on means of 32 periodograms (noise 1 per bin) with a carrier of 300
+    (summed over its bins), five draws each: flat sidebands 0.25 over the noise out to 60
+    bins either side (under the noise's deviation in every bin; 5 % of the carrier's
+    power) give the band within 25 %; a neighbour on one side only, a skirt falling off as
+    1/f^2 (a strong tone's phase noise, 0.3 % of its power), the noise alone, and the same
+    sidebands beside a carrier of 10 (three times what AM can put in them) give none."""
+    from cvstream.blocks.detections import carrier_band
+    rng = np.random.default_rng(8)
+    size, looks, c = 8192, 32, 3000
+    d = np.abs(np.arange(size) - c)
+
+    def psd(shape, carrier=300.0):
+        p = rng.gamma(looks, 1 / looks, size) + shape
+        p[c - 1:c + 2] += carrier * np.array([0.25, 0.5, 0.25])
+        return p
+
+    sidebands = 0.25 * ((d >= 1) & (d <= 60))
+    one_side = 0.5 * ((np.arange(size) > c + 10) & (np.arange(size) < c + 200))
+    skirt = 1.5 / np.maximum(d, 1) ** 2 * (d > 0)
+    for _ in range(5):
+        band = carrier_band(psd(sidebands), c, looks)
+        assert band is not None and c - band[0] == pytest.approx(60, rel=0.25) and \
+            band[1] - 1 - c == pytest.approx(60, rel=0.25)
+        for shape in (one_side, skirt, 0.0):
+            assert carrier_band(psd(shape), c, looks) is None
+        assert carrier_band(psd(sidebands, carrier=10.0), c, looks) is None
+
+
 def test_refined_edges_split_neighbours_and_hug_each_signal():
     """Two QPSK signals 1 % of the band apart, the second only in the last 8 of 16 tiles,
     at a coarse box spanning both: the fine PSD gives two detections whose edges sit within
