@@ -31,6 +31,9 @@ ENERGY_GUARD = 4
 ENERGY_CAP = 10.0
 #: nor at a strong signal's IQ image: receivers reject images by some 25-40 dB
 IMAGE_REJECTION_DB = 25.0
+#: a cell the energy test finds alone holds a line (a CW tone), not a narrow signal, where
+#: its strongest bin of the tile-long PSD stands this many times its median bin
+LINE_PEAK = 15.0
 #: a line of the fine view is a signal when it holds for this many tiles (a carrier holds;
 #: a noise peak, a weak signal's flicker or a burst's one spectral line does not)
 NARROW_MIN_TILES = 5
@@ -254,6 +257,7 @@ class SpectrumSegmenter(RateBlock):
         self._pos = 0
         self._last = None
         self._last_power = None   # the previous tile's cell power over its floors
+        self._last_cells = None   # and its cells that held energy
         self._narrow = NarrowbandFinder(self.decim, image_rejection_db=IMAGE_REJECTION_DB) \
             if self.narrow else None
         self._tones = CellTones(self.fft, self.frames) if self.tones and not self.narrow \
@@ -422,7 +426,7 @@ class SpectrumSegmenter(RateBlock):
         masks = 0.5 * (presence + prev) > self.threshold
         network = masks.copy()   # the tones' guard: the energy test's cells may not last
         if self.energy_sigma:
-            masks |= self._energy_cells(power, bins, masks)
+            masks |= self._energy_cells(power, bins, masks, whole)
         per_tile = self._intervals(logits, masks, power, presence)
         fine = [None] * len(per_tile)
         zoom = [None] * len(per_tile)
@@ -474,8 +478,8 @@ class SpectrumSegmenter(RateBlock):
         return self._narrow_intervals(logits[group], (masks if self._narrow else network)[
             group], power[group], found)
 
-    def _energy_cells(self, power: np.ndarray, bins: np.ndarray, masks: np.ndarray
-                      ) -> np.ndarray:
+    def _energy_cells(self, power: np.ndarray, bins: np.ndarray, masks: np.ndarray,
+                      whole: np.ndarray | None = None) -> np.ndarray:
         """Cells the model leaves that hold a weak signal by their energy: the cell's mean
         power over this tile and the previous stands ``energy_sigma`` deviations over the
         noise (white-noise cells: mean 1, standard deviation 1 / sqrt(2 frames)) in units of
@@ -483,9 +487,11 @@ class SpectrumSegmenter(RateBlock):
         band strays at its edges, a flat one where the receiver tilts it), under ENERGY_CAP
         over its bin's, not a strong signal's IQ image (its mirror across DC at most
         IMAGE_REJECTION_DB stronger), ENERGY_GUARD cells or more from the model's own cells,
-        in runs of two cells or more (a lone cell beside strong signals is a line or
-        leakage). The model misses such signals (a few dB over the noise in a cell, narrow
-        against it) that the cell's frames show; counted as ``energy_cells``."""
+        in runs of two cells or more, or alone where the cell held energy in the tile
+        before too (a signal half a cell wide stays; a chirp's sweep or a strong signal's
+        flicker moves on). The model misses such signals (a few dB over the noise in a
+        cell, narrow against it) that the cell's frames show; counted as
+        ``energy_cells``."""
         both = np.stack([power, power / bins])
         prev = np.concatenate([both[:, :1] if self._last_power is None else
                                self._last_power[:, None], both[:, :-1]], axis=1)
@@ -499,11 +505,28 @@ class SpectrumSegmenter(RateBlock):
         paired = np.zeros_like(cells)
         paired[:, 1:] |= cells[:, :-1]
         paired[:, :-1] |= cells[:, 1:]
-        cells &= paired
+        before = np.concatenate([np.zeros_like(cells[:1]) if self._last_cells is None else
+                                 self._last_cells[None], cells[:-1]])
+        self._last_cells = cells[-1].copy()
+        cells &= paired | self._not_lines(before & cells & ~paired, whole)
         found = int(cells.sum())
         if found:
             self.count("energy_cells", found)
         return cells
+
+    def _not_lines(self, lone: np.ndarray, whole: np.ndarray | None) -> np.ndarray:
+        """Of the cells ``lone``, those whose power the tile-long PSDs ``whole`` do not
+        show in one line (a CW tone, which the tones' search reports at its width): their
+        strongest bin under LINE_PEAK times their median bin; none without ``whole``."""
+        if whole is None or not lone.any():
+            return np.zeros_like(lone)
+        tile, cell = np.nonzero(lone)
+        per_cell = self.decim // self.fft   # a cell's bins, centred on it
+        bin_ = (cell[:, None] * per_cell - per_cell // 2 + np.arange(per_cell)) % self.decim
+        fine = whole[tile[:, None], bin_]
+        keep = lone.copy()
+        keep[tile, cell] = fine.max(axis=1) < LINE_PEAK * np.median(fine, axis=1)
+        return keep
 
     def _intervals(self, logits, masks, power, presence) -> list[list[tuple]]:
         """Per tile, (f_low, f_high, snr_db, label, confidence) of each run of present

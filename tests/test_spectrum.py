@@ -222,6 +222,35 @@ def test_a_narrow_signal_gets_its_width_from_the_block_long_psd():
     assert 0.85 < widths[0] < 1.15 and 1.2 < widths[1] < 1.6 and widths[2] > 1.8
 
 
+def test_a_weak_signal_half_a_cell_wide_is_found_by_its_lone_energy_cells():
+    """A QPSK signal 0.2 % of the band wide (half a model cell) at 5 dB in-band SNR over
+    32 tiles of the synthesizer's noise: the model leaves it and its energy fills one cell
+    a tile, a lone cell that holds from tile to tile (not a line: its bins of the
+    tile-long PSD peak under LINE_PEAK times their median). One detection, its band within
+    0.8-1.5 times the signal's and centred on it, over 24 of the 32 tiles or more; with
+    lone cells refused (as before), nothing (two draws)."""
+    from cvstream.models.spectrum.synth import SceneConfig, scene
+    for seed in (1, 2):
+        rng = np.random.default_rng(seed)
+        x, _ = scene(rng, SceneConfig(samples=32 * 8192), n_signals=0)
+        n = np.arange(len(x))
+        wave, bw = generate(rng, "qpsk", len(x), 0.002)
+        y = (x + np.sqrt(10 ** 0.5 * bw) * wave * np.exp(2j * np.pi * 0.2 * n)).astype(
+            np.complex64)
+        found = {}
+        for lone in (True, False):
+            block = SpectrumSegmenter()
+            if not lone:
+                block._not_lines = lambda cells, whole: np.zeros_like(cells)
+            block.process(y)
+            block.flush()
+            found[lone] = block.take_messages()
+        (m,) = found[True]
+        assert m["center_freq"] == pytest.approx(0.2, abs=0.1 * bw)
+        assert 0.8 < m["bandwidth"] / bw < 1.5 and m["sample_count"] >= 24 * 8192
+        assert found[False] == []
+
+
 def test_a_narrow_signal_then_a_wide_one_over_it_are_two_detections(monkeypatch):
     """A strong QPSK signal 2 % of the band wide for 14 tiles, then after one tile an OFDM
     signal 20 % wide over its band (the main job's picture had this): one track follows
