@@ -800,10 +800,10 @@ SIDEBAND_FLOOR_BINS = 64
 HANN_ENBW = 1.5
 #: ... with the two sides alike (their excesses apart by at most SIDEBAND_MIRROR of their
 #: mean, plus the noise: a neighbour raises one side), each side's two halves within a
-#: factor SIDEBAND_HALVES (a strong tone's skirt falls off), holding SIDEBAND_SHARE of the carrier's power or more (less is
-#: a line to a 99 % power band; GNU Radio's AM at 30-90 % depth: 1-8 %) and at most
-#: SIDEBAND_MAX_SHARE (AM at full depth with a sine message: a weak tone between strong
-#: signals is not their carrier)
+#: factor SIDEBAND_HALVES (a strong tone's skirt falls off), holding SIDEBAND_SHARE of the
+#: carrier's power or more (less is a line to a 99 % power band; GNU Radio's AM at 30-90 %
+#: depth: 1-8 %) and at most SIDEBAND_MAX_SHARE (AM at full depth with a sine message: a
+#: weak tone between strong signals is not their carrier)
 SIDEBAND_MIRROR = 0.25
 SIDEBAND_HALVES = 4.0
 SIDEBAND_SHARE = 0.01

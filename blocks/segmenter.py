@@ -489,7 +489,8 @@ class SpectrumSegmenter(RateBlock):
         IMAGE_REJECTION_DB stronger), ENERGY_GUARD cells or more from the model's own cells,
         in runs of two cells or more, or alone where the cell held energy in the tile
         before too (a signal half a cell wide stays; a chirp's sweep or a strong signal's
-        flicker moves on). The model misses such signals (a few dB over the noise in a
+        flicker moves on) and is no line (``_not_lines``; with the tile-long PSDs at hand:
+        ``weak_tones`` or ``narrow``). The model misses such signals (a few dB over the noise in a
         cell, narrow against it) that the cell's frames show; counted as
         ``energy_cells``."""
         both = np.stack([power, power / bins])
@@ -524,7 +525,7 @@ class SpectrumSegmenter(RateBlock):
         per_cell = self.decim // self.fft   # a cell's bins, centred on it
         bin_ = (cell[:, None] * per_cell - per_cell // 2 + np.arange(per_cell)) % self.decim
         fine = whole[tile[:, None], bin_]
-        keep = lone.copy()
+        keep = np.zeros_like(lone)
         keep[tile, cell] = fine.max(axis=1) < LINE_PEAK * np.median(fine, axis=1)
         return keep
 
