@@ -237,19 +237,20 @@ RECENT_PFA = 1e-2
 
 
 class LongTones:
-    """CW tones too weak for one tile (a few dB in-band: under CellTones' gate and level),
-    on the tile-long PSDs (noise floor 1) averaged over the last 4, 8 and 16 tiles
+    """CW tones too weak for one tile (a few dB in-band: under CellTones' gate and level), on
+    the tile-long PSDs (noise floor 1) averaged over the last 4, 8 and 16 tiles
     (``WINDOWS``, up to ``tiles``), looked at once every STRIDE tiles. A tone is a run of
     at most ``max_bins`` bins whose mean over a window (or the sum of two bins beside, a
-    tone between them) stands over the noise (false-alarm probability ``pfa`` for a mean
-    of that many periodogram bins), ``contrast`` times the mean of the SPAN bins around
-    it and FLANK_RATIO of its excess over the bins FLANK bins out (a line, not a narrow
-    signal's hump), that still stands out over the last RECENT tiles (a tone that ended
-    is not held while the means forget it), not a strong line's IQ image (its mirror
-    ``image_rejection_db`` stronger); found so, it is reported for each of the STRIDE
-    tiles, and kept where it is ``guard`` cells or more from the model's own and not in
-    the DC cell (``outside``). Late by up to the window it needs where it starts
-    (CellTones sees strong tones at once)."""
+    tone between them) stands over the noise (false-alarm probability ``pfa`` for a mean of
+    that many periodogram bins), ``contrast`` times the mean of the SPAN bins around it (or
+    as many times as that level, where lower: a 16-tile mean's) and FLANK_RATIO of its
+    excess over the bins FLANK bins out (a line, not a narrow signal's hump), that still
+    stands out over the last RECENT tiles (over the noise, or nearer its mean than the
+    noise's: a tone that ended is not held while the means forget it), not a strong line's
+    IQ image (its mirror ``image_rejection_db`` stronger); found so, it is reported for
+    each of the STRIDE tiles, and kept where it is ``guard`` cells or more from the model's
+    own and not in the DC cell (``outside``). Late by up to the window it needs where it
+    starts (CellTones sees strong tones at once)."""
 
     def __init__(self, fft: int, tiles: int = 16, pfa: float = 1e-9,
                  contrast: float = 4.0, guard: int = 4, max_bins: int = 3,
@@ -325,7 +326,8 @@ class LongTones:
                                mean(hit - FLANK[1], hit - FLANK[0] + 1))
             # nor a strong line's IQ image (its mirror across DC, a bin either side)
             image = np.max([m[(size - hit + d) % size] for d in (-1, 0, 1)], axis=0)
-            ok = (m[hit] > self.contrast * local) & (flank - 1 < FLANK_RATIO * (m[hit] - 1)) \
+            rise = min(self.contrast, level)   # a long mean's noise level, if lower
+            ok = (m[hit] > rise * local) & (flank - 1 < FLANK_RATIO * (m[hit] - 1)) \
                 & (image < self.image_ratio * m[hit])
             for k in hit[ok].tolist():
                 best[k] = m
