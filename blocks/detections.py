@@ -839,18 +839,17 @@ def carrier_band(psd: np.ndarray, centre: float, n: int) -> tuple[int, int] | No
     a_l, a_r = mean(left, gap, widths) - floor, mean(right, gap, widths) - floor
     excess = 0.5 * (a_l + a_r)
     z = excess / (floor * np.sqrt(HANN_ENBW / n * (0.5 / count + 1 / outer)))
-    side_sd = floor * np.sqrt(HANN_ENBW / (n * count))
-    ok = (z >= SIDEBAND_Z) & (np.abs(a_l - a_r) <= SIDEBAND_MIRROR * excess +
-                              3 * np.sqrt(2) * side_sd)
-    for side in (left, right):   # (each half: twice a side's deviation)
+    # three deviations of a difference of two sides' means (or of a side's two halves)
+    slack = 3 * np.sqrt(2) * floor * np.sqrt(HANN_ENBW / (n * count))
+    ok = (z >= SIDEBAND_Z) & (np.abs(a_l - a_r) <= SIDEBAND_MIRROR * excess + slack)
+    for side in (left, right):
         near, far = mean(side, gap, half) - floor, mean(side, half, widths) - floor
-        slack = 3 * np.sqrt(2) * side_sd
         ok &= (near >= far / SIDEBAND_HALVES - slack) & (far >= near / SIDEBAND_HALVES - slack)
     carrier = np.sum(psd[c - CARRIER_BINS:c + CARRIER_BINS + 1]) - \
         (2 * CARRIER_BINS + 1) * floor
     sidebands = 2 * excess * count
     ok &= (sidebands >= SIDEBAND_SHARE * carrier) & \
-        (sidebands <= SIDEBAND_MAX_SHARE * carrier + 3 * np.sqrt(2) * side_sd * count)
+        (sidebands <= SIDEBAND_MAX_SHARE * carrier + slack * count)
     if not ok.any():
         return None
     width = int(widths[np.flatnonzero(ok)[np.argmax(z[ok])]])

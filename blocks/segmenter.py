@@ -479,20 +479,20 @@ class SpectrumSegmenter(RateBlock):
             group], power[group], found)
 
     def _energy_cells(self, power: np.ndarray, bins: np.ndarray, masks: np.ndarray,
-                      whole: np.ndarray | None = None) -> np.ndarray:
+                      whole: np.ndarray | None) -> np.ndarray:
         """Cells the model leaves that hold a weak signal by their energy: the cell's mean
         power over this tile and the previous stands ``energy_sigma`` deviations over the
-        noise (white-noise cells: mean 1, standard deviation 1 / sqrt(2 frames)) in units of
-        both its tile's floor and its bin's (``power`` / ``bins``: a floor fitted across the
-        band strays at its edges, a flat one where the receiver tilts it), under ENERGY_CAP
-        over its bin's, not a strong signal's IQ image (its mirror across DC at most
-        IMAGE_REJECTION_DB stronger), ENERGY_GUARD cells or more from the model's own cells,
-        in runs of two cells or more, or alone where the cell held energy in the tile
-        before too (a signal half a cell wide stays; a chirp's sweep or a strong signal's
-        flicker moves on) and is no line (``_not_lines``; with the tile-long PSDs at hand:
-        ``weak_tones`` or ``narrow``). The model misses such signals (a few dB over the noise in a
-        cell, narrow against it) that the cell's frames show; counted as
-        ``energy_cells``."""
+        noise (white-noise cells: mean 1, standard deviation 1 / sqrt(2 frames)) in units
+        of both its tile's floor and its bin's (``power`` / ``bins``: a floor fitted across
+        the band strays at its edges, a flat one where the receiver tilts it), under
+        ENERGY_CAP over its bin's, not a strong signal's IQ image (its mirror across DC at
+        most IMAGE_REJECTION_DB stronger), ENERGY_GUARD cells or more from the model's own
+        cells, in runs of two cells or more, or alone where the cell held energy in the
+        tile before too (a signal half a cell wide stays; a chirp's sweep or a strong
+        signal's flicker moves on) and is no line (``_not_lines``; with the tile-long PSDs
+        at hand: ``weak_tones`` or ``narrow``). The model misses such signals (a few dB
+        over the noise in a cell, narrow against it) that the cell's frames show; counted
+        as ``energy_cells``."""
         both = np.stack([power, power / bins])
         prev = np.concatenate([both[:, :1] if self._last_power is None else
                                self._last_power[:, None], both[:, :-1]], axis=1)
