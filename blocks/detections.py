@@ -60,6 +60,12 @@ VALLEY_BINS = 3
 #: runs either side of a notch that are one signal's halves (``halves``): widths within
 #: this share of each other, levels within HALVES_DB, the notch under HALVES_NOTCH of a width
 HALVES_WIDTH, HALVES_DB, HALVES_NOTCH = 0.25, 2.0, 0.1
+#: a gap splits two weak parts (median levels under ``side_db``) where both medians stand
+#: SIDE_DEVIATIONS deviations of the view's mean over its level, and no part of the run
+#: stands WEAK_RUN_DB over the noise (weak neighbours; a strong signal's weak stretches,
+#: a wide FSK's between its lobes, are its own)
+SIDE_DEVIATIONS = 5.0
+WEAK_RUN_DB = 8.0
 #: blocks whose ZOOM times finer PSD a track keeps one by one, for the parts
 #: time_segments cuts (2048 float32 values a block: up to 256 kB a track)
 FINER_ROWS = 32
@@ -279,16 +285,26 @@ class Track:
         np.maximum.at(high, block, highs)
         return low, high
 
-    def moves(self, by_block: bool = False) -> bool:
+    def moves(self) -> bool:
         """Whether its band moved from block to block (a chirp, a sweep, a hopper): the
-        centres of its runs spread wider than their median width; ``by_block``: of its
-        blocks' bands (``block_edges``; neighbours joined in one track that come and go
-        move its runs' centres, not its blocks')."""
+        centres of its runs spread wider than their median width (neighbours joined in one
+        track that come and go move them too: ``sweeps`` tells those apart)."""
         if not self.edges:
             return False
-        lows, highs = self.block_edges() if by_block else np.array(self.edges).T
+        lows, highs = np.array(self.edges).T
         p10, p90 = np.percentile(0.5 * (lows + highs), (10, 90))
         return bool(p90 - p10 > np.median(highs - lows))
+
+    def sweeps(self) -> bool:
+        """Whether both edges of its blocks' bands (``block_edges``) moved, each spreading
+        wider than their median width: a chirp's or a sweep's band, not a band that
+        neighbours joined for a while widened at one edge."""
+        if not self.edges:
+            return False
+        lows, highs = self.block_edges()
+        width = np.median(highs - lows)
+        return bool(all(np.subtract(*np.percentile(edge, (90, 10))) > width
+                        for edge in (lows, highs)))
 
     def overlaps(self, f_low: float, f_high: float) -> bool:
         return f_low <= self.f_high and f_high >= self.f_low
@@ -857,29 +873,37 @@ def carrier_band(psd: np.ndarray, centre: float, n: int) -> tuple[int, int] | No
 
 
 def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
-                valley_db: float, side_db: float = 5.0) -> list[tuple[int, int]]:
+                valley_db: float, side_db: float = 5.0, looks: int = 0
+                ) -> list[tuple[int, int]]:
     """Run [a, b) of the finer PSD ``zoom`` (noise power 1 per bin) cut where its bins fall
     under ``level`` for more than ``split_gap`` bins between parts whose median levels
     both stand ``side_db`` over the noise (a weak signal's own bins dip under the level by
-    chance), and at valleys ``valley_db`` deep (``split_at_valleys``) on the PSD averaged
-    over VALLEY_BINS (a notch narrower than that, a sweep's taper between two periodograms,
-    is not a gap between signals); parts of one bin dropped."""
+    chance), or, with ``looks`` (the periodograms each bin is the mean of) and no part of
+    the run WEAK_RUN_DB over the noise, both SIDE_DEVIATIONS deviations of such a mean over
+    ``level`` (weak neighbours a long track's mean holds apart), and at valleys
+    ``valley_db`` deep (``split_at_valleys``) on the PSD averaged over VALLEY_BINS (a notch
+    narrower than that, a sweep's taper between two periodograms, is not a gap between
+    signals); parts of one bin dropped."""
     # the run and the VALLEY_BINS // 2 bins either side that its average reaches
     lo0 = max(a - VALLEY_BINS // 2, 0)
     run = zoom[lo0:b + VALLEY_BINS // 2]
     db = 10 * np.log10(np.maximum(run, 1e-12))
     smooth = np.convolve(run, np.ones(VALLEY_BINS) / VALLEY_BINS, "same")
     smooth_db = 10 * np.log10(np.maximum(smooth, 1e-12))
-    parts = []   # in bins of ``run``
-    for lo, hi in merge_runs(zoom[a:b] > level, split_gap):
-        if hi - lo < 2:
-            continue
-        lo, hi = lo + a - lo0, hi + a - lo0
-        if parts and (min(np.median(db[parts[-1][0]:parts[-1][1]]), np.median(db[lo:hi])) <
-                      side_db or halves(db, parts[-1], (lo, hi))):
+    found = [(lo + a - lo0, hi + a - lo0)
+             for lo, hi in merge_runs(zoom[a:b] > level, split_gap) if hi - lo >= 2]
+    medians = [float(np.median(run[lo:hi])) for lo, hi in found]
+    stands = 10 ** (side_db / 10)
+    if looks and medians and max(medians) < 10 ** (WEAK_RUN_DB / 10):
+        stands = min(stands, level * (1 + SIDE_DEVIATIONS / np.sqrt(looks)))
+    parts, last = [], None   # in bins of ``run``; the last part's median
+    for (lo, hi), median in zip(found, medians):
+        if parts and (min(last, median) < stands or halves(db, parts[-1], (lo, hi))):
             parts[-1] = (parts[-1][0], hi)
+            last = float(np.median(run[parts[-1][0]:hi]))
         else:
             parts.append((lo, hi))
+            last = median
     cut = [(lo + lo0, hi + lo0) for p, q in parts
            for lo, hi in split_at_valleys(smooth_db, p, q, valley_db)]
     return cut or [(a, b)]
@@ -1142,13 +1166,17 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         view, r, view_n = track.zoom / track.spectra, ZOOM, n // ZOOM
     else:
         view, r, view_n = psd, 1, n
+    # a track whose band holds still (not a chirp's or a sweep's: neighbours that join it
+    # for a while move one of its edges) has weak neighbours its mean holds apart, and
+    # tiles that differ where they come and go
+    steady = not track.sweeps()
     parts = []   # on the view's bins; a run split_finer leaves whole stays whole
     for a, b in runs:
         a, b = finer_bins(a, b, r)
-        pieces = split_finer(view, noise_level(pfa, view_n), a, b, finer_gap,
-                             valley_db) if valley_db else []
+        pieces = split_finer(view, noise_level(pfa, view_n), a, b, finer_gap, valley_db,
+                             looks=view_n if steady else 0) if valley_db else []
         parts += pieces if len(pieces) > 1 else [(a, b)]
-    if block and track.rows and not track.moves(by_block=True):   # where tiles differ
+    if block and track.rows and steady:   # where tiles differ
         rows = np.stack([row for _, row in track.rows]).astype(np.float64)
         cuts = [m * r - r // 2 for a, b in runs
                 for _, m in split_by_presence(rows, psd, a, b, frames, pfa)[:-1]]

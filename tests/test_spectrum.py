@@ -535,10 +535,10 @@ def test_neighbours_that_come_and_go_in_one_track_each_get_their_tiles(monkeypat
     """Three QPSK signals side by side, their skirts touching: a burst (tiles 2-9 of 24),
     a continuous one and a second burst (tiles 12-22), which the coarse view joined in
     one track that meets up to three runs a tile. Their runs' centres spread wider than
-    a run is wide, which is how a chirp's look, yet each tile's band stays put
-    (``Track.moves(by_block=True)``), so ``split_by_presence`` cuts the group where its
-    tiles differ: three detections, each over its own tiles. Judged by the runs'
-    centres, one box over all three for all 24 tiles."""
+    a run is wide, which is how a chirp's look, yet its tiles' bands do not sweep
+    (``Track.sweeps``: one edge moves at a time), so ``split_by_presence`` cuts the group
+    where its tiles differ: three detections, each over its own tiles. Taken for a
+    sweep, one box over all three for all 24 tiles."""
     import cvstream.blocks.detections as detections
     from cvstream.blocks.detections import refine_edges
     tile, tiles = 8192, 24
@@ -551,13 +551,13 @@ def test_neighbours_that_come_and_go_in_one_track_each_get_their_tiles(monkeypat
         np.random.default_rng(3), tile, tiles, bands, lambda k: [(0.07, 0.123)] if k == 0 else
         [(0.07, 0.0895)] * (2 <= k < 10) + [(0.0905, 0.1105)] +
         [(0.1115, 0.1235)] * (12 <= k < 23))
-    assert track.moves() and not track.moves(by_block=True)
+    assert track.moves() and not track.sweeps()
     parts = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
     assert [(p.start // tile, p.stop // tile) for p in parts] == [(2, 10), (0, 24), (12, 23)]
     for part, (lo, hi), (_, width, _) in zip(parts, truth, bands):
         assert part.f_low == pytest.approx(lo, abs=0.15 * width)
         assert part.f_high == pytest.approx(hi, abs=0.15 * width)
-    monkeypatch.setattr(detections.Track, "moves", lambda self, by_block=False: True)
+    monkeypatch.setattr(detections.Track, "sweeps", lambda self: True)
     (one,) = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
     assert (one.start, one.stop) == (0, tiles * tile) and one.f_high > 0.12
 
@@ -650,6 +650,29 @@ def test_the_finer_view_cuts_gaps_between_strong_signals_only():
     narrow = np.r_[np.full(20, 10.0), np.ones(3), np.full(20, 10.0)]
     assert split_finer(narrow, level, 0, len(narrow), 2, 15.0) == [(0, 20), (23, 43)]
     assert split_finer(narrow, level, 0, len(narrow), 4, 15.0) == [(0, 43)]
+
+
+def test_a_long_mean_holds_weak_neighbours_apart_but_not_a_strong_signals_weak_stretch():
+    """Three neighbours at 3.4-4.5 dB (under split_finer's 5 dB) with eight bins of noise
+    between them, on a mean of 128 periodograms (noise deviation 0.09): one run by the
+    level alone, three parts where each median stands SIDE_DEVIATIONS deviations over the
+    level. A 12 dB signal with a 3.4 dB stretch past a gap (a wide FSK between its lobes)
+    stays one, as the run holds a part over WEAK_RUN_DB."""
+    from cvstream.blocks.detections import noise_level, split_finer
+    looks = 128
+    level = noise_level(1e-3, looks)
+    rng = np.random.default_rng(5)
+
+    def psd(*parts):   # (excess over the noise, bins) plateaus, eight noise bins apart
+        gap = np.zeros(8)
+        excess = np.concatenate([np.r_[np.full(w, e), gap] for e, w in parts])[:-8]
+        return excess + rng.gamma(looks, 1 / looks, len(excess))
+    weak = psd((1.2, 40), (1.5, 30), (1.8, 50))
+    assert split_finer(weak, level, 0, len(weak), 2, 15.0) == [(0, 136)]
+    assert split_finer(weak, level, 0, len(weak), 2, 15.0, looks=looks) == \
+        [(0, 40), (48, 78), (86, 136)]
+    strong = psd((15.0, 60), (1.2, 30))
+    assert split_finer(strong, level, 0, len(strong), 2, 15.0, looks=looks) == [(0, 98)]
 
 
 def test_an_ofdm_signals_centre_notch_does_not_cut_it():
@@ -780,12 +803,14 @@ def test_tracks_keep_a_swept_band_and_ignore_one_wide_block():
     assert len(ended) == 1
     assert (ended[0].start, ended[0].stop) == (0, 240)
     assert (ended[0].f_low, ended[0].f_high) == pytest.approx((0.10, 0.265))
+    assert ended[0].moves() and ended[0].sweeps()
     tracker = Tracker()
     for block in range(10):
         hi = 0.25 if block == 4 else 0.12
         tracker.update(block * 10, block * 10 + 10, [(0.10, hi, 20.0, "s")])
     (steady,) = tracker.flush()
     assert (steady.f_low, steady.f_high) == pytest.approx((0.10, 0.12))
+    assert not steady.sweeps()
 
 
 def test_short_weak_tracks_are_dropped_and_counted_short_strong_ones_kept():
