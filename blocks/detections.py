@@ -58,8 +58,9 @@ ZOOM = 2
 #: bins a valley between neighbours spans at least on that view (split_finer; odd)
 VALLEY_BINS = 3
 #: runs either side of a notch that are one signal's halves (``halves``): widths within
-#: this share of each other, levels within HALVES_DB, the notch under HALVES_NOTCH of a width
-HALVES_WIDTH, HALVES_DB, HALVES_NOTCH = 0.25, 2.0, 0.1
+#: this share of each other, levels within HALVES_DB (a multipath channel tilts an OFDM
+#: signal's band), the notch under HALVES_NOTCH of a width
+HALVES_WIDTH, HALVES_DB, HALVES_NOTCH = 0.25, 3.5, 0.1
 #: a gap splits two weak parts (median levels under ``side_db``) where both medians stand
 #: SIDE_DEVIATIONS deviations of the view's mean over its level, and no part of the run
 #: stands WEAK_RUN_DB over the noise (weak neighbours; a strong signal's weak stretches,

@@ -677,8 +677,9 @@ def test_a_long_mean_holds_weak_neighbours_apart_but_not_a_strong_signals_weak_s
 
 def test_an_ofdm_signals_centre_notch_does_not_cut_it():
     """An OFDM signal's unused centre carrier leaves a notch to the noise between two halves
-    as wide and as strong as each other (``halves``): one signal. Neighbours of unequal
-    widths, or of levels 6 dB apart, with the same gap between them are two."""
+    as wide and as strong as each other (``halves``; 3 dB apart: a multipath channel's
+    tilt): one signal. Neighbours of unequal widths, or of levels 6 dB apart, with the
+    same gap between them are two."""
     from cvstream.blocks.detections import noise_level, split_finer
     level = noise_level(1e-3, 64)
 
@@ -686,6 +687,8 @@ def test_an_ofdm_signals_centre_notch_does_not_cut_it():
         return np.r_[np.full(w1, 10 ** (db1 / 10)), np.ones(3), np.full(w2, 10 ** (db2 / 10))]
     ofdm = psd(40, 8.0, 40, 8.5)
     assert split_finer(ofdm, level, 0, len(ofdm), 2, 15.0) == [(0, 83)]
+    tilted = psd(40, 8.0, 40, 11.0)
+    assert split_finer(tilted, level, 0, len(tilted), 2, 15.0) == [(0, 83)]
     unequal = psd(20, 8.0, 40, 8.0)
     assert split_finer(unequal, level, 0, len(unequal), 2, 15.0) == [(0, 20), (23, 63)]
     stronger = psd(40, 8.0, 40, 14.0)
