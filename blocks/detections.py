@@ -62,9 +62,9 @@ VALLEY_BINS = 3
 #: signal's band), the notch under HALVES_NOTCH of a width
 HALVES_WIDTH, HALVES_DB, HALVES_NOTCH = 0.25, 3.5, 0.1
 #: a gap splits two weak parts (median levels under ``side_db``) where both medians stand
-#: SIDE_DEVIATIONS deviations of the view's mean over its level, and no part of the run
-#: stands WEAK_RUN_DB over the noise (weak neighbours; a strong signal's weak stretches,
-#: a wide FSK's between its lobes, are its own)
+#: 1 + SIDE_DEVIATIONS / sqrt(looks) times the level (the deviation of a mean of that many
+#: periodograms, each 1), and no part of the run stands WEAK_RUN_DB over the noise (weak
+#: neighbours; a strong signal's weak stretches, a wide FSK's between its lobes, are its own)
 SIDE_DEVIATIONS = 5.0
 WEAK_RUN_DB = 8.0
 #: blocks whose ZOOM times finer PSD a track keeps one by one, for the parts
