@@ -711,11 +711,12 @@ def join_line_spectra(runs: list[tuple[int, int]], min_lines: int = 3,
                       tolerance: float = 0.25, max_step: int = 1) -> list[tuple[int, int]]:
     """Runs ([start, stop) bins, in order) that form a comb joined into one: at least
     ``min_lines`` consecutive runs whose centres are equally spaced (within ``tolerance`` of
-    the first spacing), each narrower than half the spacing or as wide as the first run
-    (within ``tolerance``), each apart from the one before (runs that touch were cut
-    apart where their blocks differ: neighbours). A carrier modulated by a tone (FM, AM)
-    shows such lines, a periodic sweep such humps; neighbouring signals of their own
-    widths do not."""
+    the first spacing), each as wide as the first run (within ``tolerance``) or, where the
+    first is narrower than half the spacing, narrower than that too, each apart from the
+    one before (runs that touch were cut apart where their blocks differ: neighbours). A
+    carrier modulated by a tone (FM, AM) shows such lines, a periodic sweep such humps;
+    neighbouring signals of their own widths do not, nor a narrow one between two wide
+    ones that happen to be equally spaced."""
     centre = [0.5 * (a + b) for a, b in runs]
     width = [b - a for a, b in runs]
     out, i = [], 0
@@ -723,10 +724,11 @@ def join_line_spectra(runs: list[tuple[int, int]], min_lines: int = 3,
         j = i + 1
         if i + 1 < len(runs):
             spacing = centre[i + 1] - centre[i]
+            lines = width[i] <= 0.5 * spacing   # a comb of lines, else of humps
             while j < len(runs) and runs[j][0] > runs[j - 1][1] and abs(
                     (step := centre[j] - centre[j - 1]) - spacing * min(
                         max(round(step / spacing), 1), max_step)) <= tolerance * spacing and (
-                    width[j] <= 0.5 * spacing or abs(width[j] - width[i]) <=
+                    lines and width[j] <= 0.5 * spacing or abs(width[j] - width[i]) <=
                     tolerance * width[i]):
                 j += 1
         if j - i >= min_lines:

@@ -699,12 +699,16 @@ def test_a_line_spectrum_is_one_detection():
     """FM by a tone (index 3, lines 8 fine bins apart, 25 dB): its lines stand apart over
     the noise (11 runs), yet they are one signal (``join_line_spectra``), its edges the
     outermost lines above the noise (J5(3) is 27 dB under the carrier's share); three signals
-    of unequal widths at equal spacing are not a comb."""
+    of unequal widths at equal spacing are not a comb, nor a narrow one between two wide
+    ones (a comb is of lines or of humps as wide as each other, not both)."""
     from cvstream.blocks.detections import join_line_spectra, refine_edges
     assert join_line_spectra([(0, 2), (10, 12), (20, 23), (30, 32), (50, 80)]) == \
         [(0, 32), (50, 80)]
     assert join_line_spectra([(0, 20), (24, 36), (42, 58)]) == [(0, 20), (24, 36), (42, 58)]
     assert join_line_spectra([(0, 2), (10, 12), (50, 52)]) == [(0, 2), (10, 12), (50, 52)]
+    assert join_line_spectra([(303, 333), (340, 347), (354, 386)]) == \
+        [(303, 333), (340, 347), (354, 386)]
+    assert join_line_spectra([(340, 347), (354, 361), (368, 375)]) == [(340, 375)]
     # parts that touch were cut apart (``split_by_presence``): neighbours, never one comb
     assert join_line_spectra([(0, 20), (20, 40), (40, 60)]) == [(0, 20), (20, 40), (40, 60)]
     assert join_line_spectra([(0, 18), (20, 38), (40, 58)]) == [(0, 58)]
