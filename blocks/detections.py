@@ -712,11 +712,11 @@ def join_line_spectra(runs: list[tuple[int, int]], min_lines: int = 3,
     """Runs ([start, stop) bins, in order) that form a comb joined into one: at least
     ``min_lines`` consecutive runs whose centres are equally spaced (within ``tolerance`` of
     the first spacing), each as wide as the first run (within ``tolerance``) or, where the
-    first is narrower than half the spacing, narrower than that too, each apart from the
-    one before (runs that touch were cut apart where their blocks differ: neighbours). A
-    carrier modulated by a tone (FM, AM) shows such lines, a periodic sweep such humps;
-    neighbouring signals of their own widths do not, nor a narrow one between two wide
-    ones that happen to be equally spaced."""
+    first is narrower than half the spacing (lines), narrower than half the spacing too,
+    each apart from the one before (runs that touch were cut apart where their blocks
+    differ: neighbours). A carrier modulated by a tone (FM, AM) shows such lines, a
+    periodic sweep such humps; neighbouring signals of their own widths do not, nor a
+    narrow one between two wide ones that happen to be equally spaced."""
     centre = [0.5 * (a + b) for a, b in runs]
     width = [b - a for a, b in runs]
     out, i = [], 0
