@@ -246,13 +246,12 @@ class Track:
             excess = excess[excess.sum(axis=1) > 0]
             if len(excess):
                 lo, hi = middle_bands(excess)
-                p10, p90 = np.percentile(0.5 * (lo + hi - 1), (10, 90))
-                return float(p90 - p10) / (b - a), float(np.median(hi - lo)) / (b - a)
+                return (spread(0.5 * (lo + hi - 1)) / (b - a),
+                        float(np.median(hi - lo)) / (b - a))
         if not self.edges:
             return 0.0, 1.0
         lows, highs = np.array(self.edges).T
-        p10, p90 = np.percentile(0.5 * (lows + highs), (10, 90))
-        return float(p90 - p10) / bw, float(np.median(highs - lows)) / bw
+        return spread(0.5 * (lows + highs)) / bw, float(np.median(highs - lows)) / bw
 
     def span(self, rows: list, start: int, stop: int, finer: bool = False) -> "Track":
         """A copy of this track over [start, stop) only: those ``rows``, their summed fine
@@ -293,8 +292,7 @@ class Track:
         if not self.edges:
             return False
         lows, highs = np.array(self.edges).T
-        p10, p90 = np.percentile(0.5 * (lows + highs), (10, 90))
-        return bool(p90 - p10 > np.median(highs - lows))
+        return bool(spread(0.5 * (lows + highs)) > np.median(highs - lows))
 
     def sweeps(self) -> bool:
         """Whether both edges of its blocks' bands (``block_edges``) moved, each spreading
@@ -304,8 +302,7 @@ class Track:
             return False
         lows, highs = self.block_edges()
         width = np.median(highs - lows)
-        return bool(all(np.subtract(*np.percentile(edge, (90, 10))) > width
-                        for edge in (lows, highs)))
+        return bool(spread(lows) > width and spread(highs) > width)
 
     def overlaps(self, f_low: float, f_high: float) -> bool:
         return f_low <= self.f_high and f_high >= self.f_low
@@ -317,6 +314,13 @@ class Track:
     def shared_band(self, other: "Track") -> float:
         """Width of its band that ``other``'s band shares (negative: the gap)."""
         return min(self.f_high, other.f_high) - max(self.f_low, other.f_low)
+
+
+def spread(values: np.ndarray) -> float:
+    """The spread of ``values`` from their 10th to their 90th percentile (how far a
+    track's band moved, its outliers aside)."""
+    p10, p90 = np.percentile(values, (10, 90))
+    return float(p90 - p10)
 
 
 def band_bins(f_low: float, f_high: float, fine: int) -> tuple[int, int]:
