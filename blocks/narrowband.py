@@ -234,6 +234,11 @@ FLANK_RATIO = 0.1
 #: RECENT_PFA): a tone that ended is not held while the means forget it
 RECENT = 2
 RECENT_PFA = 1e-2
+#: the bins [a, b) about a bin that its contrast and flanks are measured on, as offsets:
+#: the SPAN bins around it and FLANK[0] to FLANK[1] bins above and below
+AROUND = np.array([[-(SPAN // 2), SPAN // 2 + 1], [FLANK[0], FLANK[1] + 1],
+                   [-FLANK[1], -FLANK[0] + 1]])
+MIRROR = np.array([[-1], [0], [1]])   # an IQ image's bins, about the mirror of a bin
 
 
 class LongTones:
@@ -263,40 +268,57 @@ class LongTones:
         self.history: np.ndarray | None = None   # the last tiles' PSDs
         self.seen = 0                             # tiles seen before this batch
 
-    def find(self, psd: np.ndarray) -> Lines:
+    def find(self, psd: np.ndarray, masks: np.ndarray | None = None) -> Lines:
         """The weak tones in ``psd`` ((tiles, size) tile-long PSDs in units of the noise
-        floor, DC-centred), one entry of ``Lines``' arrays per tone and tile (``outside``
-        then keeps those away from the model's cells)."""
+        floor, DC-centred), one entry of ``Lines``' arrays per tone and tile; with the
+        model's cells ``masks`` ((tiles, fft)), those ``outside`` them, each look searching
+        only the bins where ``outside`` may keep a tone (most of a busy band is not)."""
         count, size = psd.shape
         seen = psd if self.history is None else np.concatenate([self.history, psd])
         self.history = seen[-self.keep:]
         first, before = len(seen) - count, self.seen
         self.seen += count
+        free = None if masks is None else self._free(masks)
         found = []
         for last in range(STRIDE - 1 - before % STRIDE, count, STRIDE):
-            lines = self._lines(seen[:first + last + 1], before + last + 1, size)
             tiles = np.arange(max(last - STRIDE + 1, 0), last + 1)
+            zone = None if free is None else self._zone(free[tiles].any(axis=0), size)
+            if zone is not None and not zone.any():
+                continue
+            lines = self._lines(seen[:first + last + 1], before + last + 1, size, zone)
             found += [(t, *line) for t in tiles for line in lines]
         if not found:
             return empty_lines()
         tile, lo, hi, snr, centre, top, around = (np.array(v) for v in zip(*found))
-        return Lines(tile.astype(np.int64), lo, hi, snr, centre.astype(np.int64), top, around)
+        lines = Lines(tile.astype(np.int64), lo, hi, snr, centre.astype(np.int64), top, around)
+        return lines if free is None else _kept(lines, free, self.fft)
 
     def outside(self, lines: Lines, masks: np.ndarray) -> Lines:
         """The ``lines`` ``guard`` cells or more from the model's cells ``masks`` ((tiles,
         fft)) in their tile, and not in the DC cell (a receiver's own leakage)."""
-        if not len(lines.tile):
-            return lines
+        return _kept(lines, self._free(masks), self.fft) if len(lines.tile) else lines
+
+    def _free(self, masks: np.ndarray) -> np.ndarray:
+        """(tiles, fft): the cells where ``outside`` keeps a tone."""
         near = binary_dilation(masks, structure=np.ones((1, 2 * self.guard + 1), bool))
         near[:, self.fft // 2] = True
-        centre = 0.5 * (lines.f_low + lines.f_high)
-        cell = np.minimum(((centre + 0.5) * self.fft).astype(np.int64), self.fft - 1)
-        keep = ~near[lines.tile, cell]
-        return Lines(*(a[keep] for a in lines))
+        return ~near
 
-    def _lines(self, psd: np.ndarray, seen: int, size: int) -> list[tuple]:
+    def _zone(self, free: np.ndarray, size: int) -> np.ndarray:
+        """The bins a look searches where its tiles' free cells are ``free``: theirs and
+        those of the cells either side. A run of bins that reaches a free cell from outside
+        its neighbours is a cell wide there, too wide for a tone either way; one that stays
+        in a neighbour has its centre there, which ``outside`` drops."""
+        zone = free.copy()
+        zone[1:] |= free[:-1]
+        zone[:-1] |= free[1:]
+        return np.repeat(zone, size // self.fft)
+
+    def _lines(self, psd: np.ndarray, seen: int, size: int, zone: np.ndarray | None
+               ) -> list[tuple]:
         """(f_low, f_high, snr_db, centre, peak, around) of each tone at the last tile of
-        ``psd`` (the tiles' PSDs up to it; ``seen`` tiles in all)."""
+        ``psd`` (the tiles' PSDs up to it; ``seen`` tiles in all), in the bins ``zone``
+        (all where None)."""
         if seen < RECENT:
             return []
         recent = psd[-RECENT:].mean(axis=0)
@@ -309,23 +331,24 @@ class LongTones:
             summed = w
             m = total / w
             level = noise_level(self.pfa, w)
-            hit = np.flatnonzero((m > level) | (m + np.roll(m, 1) > 2 * noise_level(
-                self.pfa, 2 * w)))
+            over = m > level   # (or the sum of two bins beside over that of two bins)
+            over[1:] |= m[1:] + m[:-1] > 2 * noise_level(self.pfa, 2 * w)
+            over[0] |= m[0] + m[-1] > 2 * noise_level(self.pfa, 2 * w)
+            hit = np.flatnonzero(over if zone is None else over & zone)
             # (or, for a weak tone, nearer its mean than the noise's)
             recent_level = np.minimum(noise_level(RECENT_PFA, RECENT), 0.5 * (1 + m[hit]))
             hit = hit[recent[hit] > recent_level]
             if not len(hit):
                 continue
             csum = np.concatenate([[0.0], np.cumsum(m)])
-
-            def mean(a, b):   # mean of bins [a, b) per hit, clipped to the row
-                a, b = np.clip(a, 0, size), np.clip(b, 0, size)
-                return (csum[b] - csum[a]) / np.maximum(b - a, 1)
-            local = mean(hit - SPAN // 2, hit + SPAN // 2 + 1)
-            flank = np.maximum(mean(hit + FLANK[0], hit + FLANK[1] + 1),
-                               mean(hit - FLANK[1], hit - FLANK[0] + 1))
+            # the means of bins [a, b) around each hit (clipped to the row): the SPAN bins
+            # around it, and its flanks above and below
+            a = np.clip(hit + AROUND[:, :1], 0, size)
+            b = np.clip(hit + AROUND[:, 1:], 0, size)
+            local, above, below = (csum[b] - csum[a]) / np.maximum(b - a, 1)
+            flank = np.maximum(above, below)
             # nor a strong line's IQ image (its mirror across DC, a bin either side)
-            image = np.max([m[(size - hit + d) % size] for d in (-1, 0, 1)], axis=0)
+            image = m[(size - hit + MIRROR) % size].max(axis=0)
             rise = min(self.contrast, level)   # a long mean's noise level, if lower
             ok = (m[hit] > rise * local) & (flank - 1 < FLANK_RATIO * (m[hit] - 1)) \
                 & (image < self.image_ratio * m[hit])
@@ -350,6 +373,13 @@ class LongTones:
                         float(around_runs(m[None], np.zeros(1, np.int64), np.array([lo]),
                                           np.array([hi]), SPAN)[0])))
         return out
+
+
+def _kept(lines: Lines, free: np.ndarray, fft: int) -> Lines:
+    """The ``lines`` whose centre is in a cell ``free`` ((tiles, fft)) in their tile."""
+    centre = 0.5 * (lines.f_low + lines.f_high)
+    cell = np.minimum(((centre + 0.5) * fft).astype(np.int64), fft - 1)
+    return Lines(*(a[free[lines.tile, cell]] for a in lines))
 
 
 def merge_lines(first: Lines, second: Lines) -> Lines:

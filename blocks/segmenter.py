@@ -471,8 +471,8 @@ class SpectrumSegmenter(RateBlock):
                                      power[group], network[group],
                                      np.clip(follow, 0, self.fft - 1))
             if self._long_tones is not None and whole is not None:   # and weaker ones
-                found = merge_lines(found, self._long_tones.outside(
-                    self._long_tones.find(whole[group]), network[group]))
+                found = merge_lines(found, self._long_tones.find(whole[group],
+                                                                 network[group]))
         if found is None:
             return None
         return self._narrow_intervals(logits[group], (masks if self._narrow else network)[

@@ -1653,6 +1653,38 @@ def test_long_tones_keeps_lines_and_drops_humps_images_and_noise():
     assert len(finder.outside(found[-1], masks).tile) == len(got[6000]) // 4
 
 
+def test_long_tones_search_only_where_the_model_leaves_room():
+    """``LongTones.find`` given the model's cells searches only the bins where ``outside``
+    may keep a tone, and finds what ``outside`` keeps of the search of every bin, to the
+    last digit: lines beside cells the model holds in some tiles of a look and not in
+    others (kept for those others only), a line inside a wide signal's cells, a line
+    three bins wide whose centre is in a free cell and whose lowest bin is in the cell
+    below, beside the model's."""
+    from cvstream.blocks.narrowband import LongTones
+    rng = np.random.default_rng(9)
+    size, tiles, fft = 8192, 48, 256
+    psd = rng.exponential(size=(tiles, size)).astype(np.float32)
+    for line in (1000, 2500, 5000, 7000):
+        psd[:, line] += 8.0
+    psd[:, 4127:4130] += [4.0, 10.0, 6.0]        # cell 129 from 4128, its centre 4128.1
+    masks = np.zeros((tiles, fft), bool)
+    masks[np.arange(tiles) % 4 != 3, 1000 * fft // size + 2] = True   # all but 1 in 4 tiles
+    masks[:, 2500 * fft // size - 1:2500 * fft // size + 2] = True    # a wide signal's cells
+    masks[:, 124] = True                                               # 4 cells under 128
+    masks[:24, 7000 * fft // size + 3] = True                          # 7000: from tile 24 on
+    every, zoned = LongTones(fft=fft), LongTones(fft=fft)
+    kept = []
+    for k in range(0, tiles, 8):
+        want = every.outside(every.find(psd[k:k + 8]), masks[k:k + 8])
+        got = zoned.find(psd[k:k + 8], masks[k:k + 8])
+        assert all(np.array_equal(a, b) for a, b in zip(want, got))
+        kept += [(k + int(t), int(c)) for t, c in zip(got.tile, got.centre)]
+    centres = {c for _, c in kept}
+    assert centres == {1000, 4128, 5000, 7000}
+    assert {t % 4 for t, c in kept if c == 1000} == {3}
+    assert min(t for t, c in kept if c == 7000) >= 24
+
+
 def test_long_tones_hold_a_tone_four_times_the_noise_over_most_of_its_tiles():
     """A CW tone whose bin of the tile-long PSD averages 4 times the noise (3.4 dB in-band
     over 1/4000 of the band; one tile's bin fluctuates from under 1 to over 10), 64 tiles
