@@ -143,7 +143,8 @@ class SpectrumSegmenter(RateBlock):
     cfar_detector's, with ``label`` the modulation family, ``label_confidence`` the
     classifier's probability of it (``label_guess`` the best family where ``unknown``) and
     ``confidence`` the peak presence probability.
-    The model runs on a worker thread, overlapping the next batch's FFTs; with
+    The FFTs and the model run on a worker thread (``compute``), overlapping the last
+    batch's detections here; with
     ``replicas: N`` the FFTs and the model run on N copies (``compute``), the detections
     in stream order here (``absorb``). ``tones`` (on by default) zooms the cells the
     model leaves whose power stands out, each across its tile's frames, to a tile-long
@@ -270,8 +271,8 @@ class SpectrumSegmenter(RateBlock):
         self._coarse_seen: deque = deque(maxlen=64)  # the model's last detections sent
         self._narrow_waiting: list = []   # narrow tracks ended within a model track still open
         self._repeat_waiting: list = []   # detections within the band of a track still open
-        # the model runs on a worker thread (ONNX Runtime releases the GIL), so the next
-        # batch's FFTs and the previous batch's detections overlap with it on 2 cores
+        # the FFTs and the model run on a worker thread (they release the GIL), so the
+        # previous batch's detections overlap with them on 2 cores
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"cvstream-{self.name}")
         self._pending = None
         # samples (``work``) or results (``absorb``) past a call's last whole group
@@ -358,12 +359,12 @@ class SpectrumSegmenter(RateBlock):
         """The fine view's narrow signals in the tile-long PSDs ``whole``, where it looks."""
         return self._narrow.find(whole) if self._narrow and whole is not None else None
 
-    def _infer(self, tiles, x, floor) -> tuple:
-        """What the worker thread does while this one settles the batch before: the
-        model, and the fine view's tile-long PSDs and narrow signals (in stream order: one
-        worker)."""
-        whole = self._tile_long(x, floor)
-        return self._run_model(tiles), whole, self._lines_of(whole)
+    def _infer(self, x) -> tuple:
+        """What the worker thread does while this one settles the batch before:
+        ``compute``, and the fine view's narrow signals in its tile-long PSDs (in stream
+        order: one worker)."""
+        result = self.compute(x)
+        return result, self._lines_of(result[4])
 
     def work(self, x):
         self._update_radio()
@@ -390,14 +391,14 @@ class SpectrumSegmenter(RateBlock):
         return x[:whole], own
 
     def _submit(self, x: np.ndarray, own: bool = True) -> None:
-        """The batch's FFTs here, its model on the worker thread, and the last batch's
-        detections; ``own``: x is not a view of the input, which the runtime reuses."""
-        tiles, power, floor, bins = self.prepare(x)
-        # the samples are kept for the fine PSD of the tiles that turn out to hold a signal
-        x = (x if own else x.copy()) if self.refine else None
-        call = self._pool.submit(self._infer, tiles, x, floor)
+        """The batch's FFTs and model on the worker thread, and the last batch's
+        detections here; ``own``: x is not a view of the input, which the runtime reuses
+        (the worker reads it after this call; the fine PSDs of the tiles that turn out to
+        hold a signal, later still)."""
+        x = x if own else x.copy()
+        call = self._pool.submit(self._infer, x)
         self._collect()
-        self._pending = (call, power, floor, bins, x, tiles)
+        self._pending = (call, x)
 
     def _update_radio(self) -> None:
         bad = self._radio.update(self.input_tags)
@@ -408,10 +409,10 @@ class SpectrumSegmenter(RateBlock):
         """Turn the previous batch's model output into detections."""
         if self._pending is None:
             return
-        call, power, floor, bins, x, tiles = self._pending
-        self._pending = None
-        logits, whole, found = call.result()
-        self._detect(logits, power, floor, bins, x, whole, found, tiles)
+        (call, x), self._pending = self._pending, None
+        (logits, power, floor, bins, whole, tiles), found = call.result()
+        self._detect(logits, power, floor, bins, x if self.refine else None, whole, found,
+                     tiles)
 
     def _detect(self, logits, power, floor, bins, x, whole=None, found=None, tiles=None
                 ) -> None:
