@@ -23,9 +23,9 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.fft
-from scipy.ndimage import binary_dilation, uniform_filter1d
+from scipy.ndimage import uniform_filter1d
 
-from .detections import noise_level
+from .detections import dilate_rows, noise_level
 
 HANN_3DB_BINS = 1.44  # a unit Hann window's -3 dB width, in bins
 GUARD = 3             # bins either side of a run left out of its surroundings (its leakage)
@@ -161,7 +161,7 @@ class CellTones:
         before = np.concatenate([power[:1] if self.previous is None else self.previous[None],
                                  power[:-1]])
         self.previous = power[-1].copy()
-        near = binary_dilation(masks, structure=np.ones((1, 2 * self.guard + 1), bool))
+        near = dilate_rows(masks, self.guard)
         wanted = 0.5 * (power + before) > self.cell_level
         followed = np.zeros(self.fft, bool)
         if follow is not None and len(follow):
@@ -300,7 +300,7 @@ class LongTones:
 
     def _free(self, masks: np.ndarray) -> np.ndarray:
         """(tiles, fft): the cells where ``outside`` keeps a tone."""
-        near = binary_dilation(masks, structure=np.ones((1, 2 * self.guard + 1), bool))
+        near = dilate_rows(masks, self.guard)
         near[:, self.fft // 2] = True
         return ~near
 

@@ -13,8 +13,8 @@ from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
 from .detections import (FAMILY_FEATURES, ZOOM, RadioContext, Tracker, bin_edges,
-                         family_features, family_probabilities, refine_edges, row_runs,
-                         time_segments, to_message)
+                         dilate_rows, family_features, family_probabilities, refine_edges,
+                         row_runs, time_segments, to_message)
 from .narrowband import CellTones, LongTones, NarrowbandFinder, merge_lines
 from .onnx_model import load_model, make_session
 
@@ -502,8 +502,7 @@ class SpectrumSegmenter(RateBlock):
         level = 1 + self.energy_sigma / np.sqrt(2 * self.frames)
         cells = (flat > level) & (fitted > level) & (fitted < ENERGY_CAP)
         cells &= fitted[:, self._mirror] < fitted * 10 ** (IMAGE_REJECTION_DB / 10)
-        guard = np.ones((1, 2 * ENERGY_GUARD + 1), bool)
-        cells &= ~scipy.ndimage.binary_dilation(masks, structure=guard)
+        cells &= ~dilate_rows(masks, ENERGY_GUARD)
         paired = np.zeros_like(cells)
         paired[:, 1:] |= cells[:, :-1]
         paired[:, :-1] |= cells[:, 1:]
