@@ -4,9 +4,11 @@
     python bench/spectrum_bench.py [--scenes 256] [--repeat N]
 
 1. sigmf_source -> spectrum_segmenter -> sigmf_sink (annotations), on a synthesized 20 Msps
-   recording, end to end through the runtime: Msps; again without its search for weak
-   tones (``weak_tones: false``: what that search costs) and with its fine view for
-   narrow signals (``narrow: true``).
+   recording, end to end through the runtime: Msps, and the CPU the graph used as cores
+   busy at 20 Msps (the work itself: over 2, no split across threads or processes could
+   reach 20 Msps on two cores); again without its search for weak tones (``weak_tones:
+   false``: what that search costs) and with its fine view for narrow signals (``narrow:
+   true``).
 2. The same with cfar_detector.
 3. zmq_source (pull, overflow: drop) -> spectrum_segmenter -> zmq_msg_sink, a second
    process streaming the recording paced at 20 Msps on the same 2 cores: does the receiver
@@ -71,11 +73,12 @@ def _children_cpu() -> float:
     return use.ru_utime + use.ru_stime
 
 
-def run_graph(text: str) -> tuple[float, dict]:
+def run_graph(text: str) -> tuple[float, float, dict]:
+    """Run a graph: its wall and CPU seconds (this process, all threads) and its stats."""
     sched = Scheduler(load_graph_text(text))
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     sched.run()
-    return time.perf_counter() - t0, sched.snapshot()
+    return time.perf_counter() - t0, time.process_time() - cpu0, sched.snapshot()
 
 
 def receiver(port: int, graph: bool):
@@ -138,7 +141,7 @@ def main() -> None:
     print(f"recording: {n} samples ({n / 20e6:.2f} s at 20 Msps)")
     for det, extra in (("spectrum_segmenter", ""), ("spectrum_segmenter", "weak_tones: false"),
                        ("spectrum_segmenter", "narrow: true"), ("cfar_detector", "")):
-        secs, snap = run_graph(f"""
+        secs, cpu, snap = run_graph(f"""
 blocks:
   rec: {{type: sigmf_source, path: {meta}, chunk: 262144}}
   det: {{type: {det}, {extra}}}
@@ -146,11 +149,13 @@ blocks:
 connections: [rec -> det, rec -> out, det.detections -> out.annotations]
 """)
         b = snap["blocks"]["det"]
+        cores = cpu / (n / 20e6)   # CPU seconds per second of stream at 20 Msps
         name = f"{det} ({extra})" if extra else det
         print(f"sigmf_source -> {name:<19} -> sigmf_sink: {n / secs / 1e6:6.1f} Msps "
               f"({n / secs / 20e6:.2f}x 20 Msps, {n / secs / 56e6:.2f}x 56 Msps); work p50 "
               f"{b['work_p50_us'] / 1e3:.1f} ms p99 {b['work_p99_us'] / 1e3:.1f} ms, "
-              f"{b['messages_out']} detections")
+              f"{b['messages_out']} detections; its work: {cores:.2f} cores at 20 Msps"
+              + (" (over the two here: no split of it reaches 20 Msps)" if cores > 2 else ""))
     # label -> (sender command for a port, whether graphs/spectrum_zmq.yml receives)
     senders = {"cvstream": (lambda port: [sys.executable, "-m", "cvstream", "run",
                                           str(sender_graph(tmp, meta, port))], False)}
