@@ -496,10 +496,10 @@ class Tracker:
             track.label = max(track.votes, key=track.votes.get)
         if track.edges and not track.moves():
             lows, highs = np.array(track.edges).T
-            (track.f_low, low), (track.f_high, high) = (
-                quantiles(lows, (0.5, WINDOW_QUANTILE)).tolist(),
-                quantiles(highs, (0.5, 1 - WINDOW_QUANTILE)).tolist())
-            track.window = (low, high)
+            low = quantiles(lows, (0.5, WINDOW_QUANTILE))   # the median and the window's
+            high = quantiles(highs, (0.5, 1 - WINDOW_QUANTILE))
+            track.f_low, track.f_high = float(low[0]), float(high[0])
+            track.window = (float(low[1]), float(high[1]))
         return track
 
 

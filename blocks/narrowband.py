@@ -309,10 +309,7 @@ class LongTones:
         those of the cells either side. A run of bins that reaches a free cell from outside
         its neighbours is a cell wide there, too wide for a tone either way; one that stays
         in a neighbour has its centre there, which ``outside`` drops."""
-        zone = free.copy()
-        zone[1:] |= free[:-1]
-        zone[:-1] |= free[1:]
-        return np.repeat(zone, size // self.fft)
+        return np.repeat(dilate_rows(free[None], 1)[0], size // self.fft)
 
     def _lines(self, psd: np.ndarray, seen: int, size: int, zone: np.ndarray | None
                ) -> list[tuple]:
@@ -331,9 +328,10 @@ class LongTones:
             summed = w
             m = total / w
             level = noise_level(self.pfa, w)
+            pair = 2 * noise_level(self.pfa, 2 * w)
             over = m > level   # (or the sum of two bins beside over that of two bins)
-            over[1:] |= m[1:] + m[:-1] > 2 * noise_level(self.pfa, 2 * w)
-            over[0] |= m[0] + m[-1] > 2 * noise_level(self.pfa, 2 * w)
+            over[1:] |= m[1:] + m[:-1] > pair
+            over[0] |= m[0] + m[-1] > pair
             hit = np.flatnonzero(over if zone is None else over & zone)
             # (or, for a weak tone, nearer its mean than the noise's)
             recent_level = np.minimum(noise_level(RECENT_PFA, RECENT), 0.5 * (1 + m[hit]))

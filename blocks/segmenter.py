@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.fft
-import scipy.ndimage
 
 from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
