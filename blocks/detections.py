@@ -345,11 +345,15 @@ def dilate_rows(mask: np.ndarray, reach: int) -> np.ndarray:
 
 
 def band_bins(f_low: float, f_high: float, fine: int) -> tuple[int, int]:
-    """The bins [a, b) of a DC-centred ``fine``-point PSD inside the band [f_low, f_high]
-    (one at least); ``bin_edges`` the other way."""
-    a = min(max(int(np.ceil(f_low * fine)) + fine // 2, 0), fine - 1)
-    b = max(min(int(np.floor(f_high * fine)) + fine // 2 + 1, fine), a + 1)
-    return a, b
+    """The bins [a, b) of a DC-centred ``fine``-point PSD whose centres lie in the band
+    [f_low, f_high]; for a band that holds no bin's centre, the bin nearest its centre
+    (a CW tone's band, one bin of a finer PSD); ``bin_edges`` the other way."""
+    a, b = int(np.ceil(f_low * fine)), int(np.floor(f_high * fine)) + 1
+    if b <= a:
+        a = int(np.floor(0.5 * (f_low + f_high) * fine + 0.5))
+        b = a + 1
+    a = min(max(a + fine // 2, 0), fine - 1)
+    return a, max(min(b + fine // 2, fine), a + 1)
 
 
 def bin_edges(a, b, fft: int):

@@ -1867,3 +1867,19 @@ def test_the_detections_short_quantiles_and_row_dilation_match_numpy_and_scipy()
     for reach in (0, 1, 4, 70):
         want = binary_dilation(masks, structure=np.ones((1, 2 * reach + 1), bool))
         assert np.array_equal(dilate_rows(masks, reach), want)
+
+
+def test_band_bins_gives_a_band_under_one_bin_the_bin_that_holds_it():
+    """A tone's band (one bin of a tile-long PSD) read on a coarser PSD falls on the bin
+    nearest its centre, not the bin above it; a wider band keeps the bins whose centres lie
+    in it, and the band's ends stay inside the PSD."""
+    from cvstream.blocks.detections import band_bins, bin_edges
+    fine = 1024
+    for k in (-512, -3, 0, 7, 511):   # a band 1/5 of a bin wide, below and above a centre
+        for offset in (-0.4, -0.1, 0.1, 0.4):
+            lo = (k + offset - 0.1) / fine
+            assert band_bins(lo, lo + 0.2 / fine, fine) == (k + fine // 2, k + fine // 2 + 1)
+    assert band_bins(0.1, 0.2, fine) == (615, 717)   # bins 103..204 from DC
+    assert band_bins(-0.5, 0.5, fine) == (0, fine)
+    for a, b in ((0, 1), (3, 9), (1000, 1024)):   # bin_edges and back
+        assert band_bins(*(float(e) for e in bin_edges(a, b, fine)), fine) == (a, b)
