@@ -199,6 +199,18 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def seed_list(text: str) -> tuple:
+    """argparse type: "99,555" -> (99, 555), each a seed >= 0, in order, repeats dropped."""
+    try:
+        seeds = tuple(dict.fromkeys(int(v) for v in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of "
+                                         "seeds") from None
+    if min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: seeds must be >= 0")
+    return seeds
+
+
 def cmd_eval_spectrum(args) -> int:
     from cvstream.models import SHIPPED_DIR
     from cvstream.models.spectrum.evaluate import (format_labels, format_reliability,
@@ -219,7 +231,7 @@ def cmd_eval_spectrum(args) -> int:
         from cvstream.models.spectrum.independent import evaluate as evaluate_gr
         from cvstream.models.spectrum.independent import format_extras
         tables["gnuradio"], extras = evaluate_gr(
-            found, per_bucket=args.gr_scenes, seed=args.gr_seed,
+            found, per_bucket=args.gr_scenes, seeds=args.gr_seed,
             progress=progress_printer("evaluating (GNU Radio recordings)"))
         print("## recordings made by GNU Radio's blocks (never trained on)\n")
         print(format_table(tables["gnuradio"]) + "\n")
@@ -375,9 +387,10 @@ def add_parser(sub) -> None:
     p.add_argument("--floor-tilt", type=float, default=0.0, metavar="DB",
                    help="spectrum: the project's scenes with a noise floor tilted across the "
                    "band by up to +-DB (a receiver's filters); 0: white")
-    p.add_argument("--gr-seed", type=int, default=2026,
+    p.add_argument("--gr-seed", type=seed_list, default=(2026,), metavar="SEED[,SEED...]",
                    help="spectrum: seed of the GNU Radio recordings (2026: the README's "
-                   "test set; another seed gives a tuning set)")
+                   "test set; another seed gives another set; several, comma-separated: "
+                   "their sets pooled in one table)")
     p.set_defaults(func=cmd_eval)
     p = msub.add_parser("synth", help="write a synthetic dataset")
     synth = p.add_subparsers(dest="synth_kind", required=True)

@@ -93,3 +93,28 @@ def test_models_eval_spectrum_gnuradio_prints_the_tables(gnuradio, tmp_path):
     # generated once, then reused from the cache
     cached = list(tmp_path.glob("spectrum-gnuradio-*/done"))
     assert len(cached) == 1 and cached[0].parent.name.endswith("-5-1")  # the seed asked for
+
+
+def test_gnuradio_sets_of_several_seeds_pool_into_one_table(gnuradio, tmp_path, monkeypatch):
+    """``--gr-seed 7,8``: each set generated (and cached) once, the tables' counts the sums
+    of each set's, and progress over every recording of both."""
+    from cvstream.models.spectrum.evaluate import cfar_detect
+    monkeypatch.setenv("CVSTREAM_CACHE", str(tmp_path))
+    found = {"cfar": cfar_detect(pfa=1e-3)}
+    each = [independent.evaluate(found, per_bucket=1, seeds=seed)[1]["cfar"] for seed in (7, 8)]
+    seen = []
+    table, extras = independent.evaluate(found, per_bucket=1, seeds=[7, 8],
+                                          progress=lambda done, total: seen.append((done, total)))
+    pooled = extras["cfar"]
+    assert pooled["cw"] == [a + b for a, b in zip(each[0]["cw"], each[1]["cw"])]
+    for bucket in independent.GR_BUCKETS:
+        for key in ("narrow", "lenient"):
+            assert pooled[key][bucket] == [a + b for a, b in
+                                           zip(each[0][key][bucket], each[1][key][bucket])]
+    truth = sum(pooled["lenient"][b][1] for b in independent.GR_BUCKETS)
+    assert truth == sum(e["lenient"][b][1] for e in each for b in independent.GR_BUCKETS) > 0
+    assert seen[-1] == (6, 6) and [d for d, _ in seen[-6:]] == list(range(1, 7))
+    assert len(list(tmp_path.glob("spectrum-gnuradio-*/done"))) == 2   # generated once each
+    for bad, why in (("7,x", "not a comma-separated list of seeds"), ("-1", "seeds must be >= 0")):
+        res = run_cli("models", "eval", "spectrum", f"--gr-seed={bad}")
+        assert res.returncode == 2 and why in res.stderr.splitlines()[-1]

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,16 +67,21 @@ def recordings(out_dir: Path):
         yield tuple(info["bucket"]), x, info["rate"], truth, info["signals"]
 
 
-def evaluate(detectors: dict, per_bucket: int = 12, seed: int = 2026,
+def evaluate(detectors: dict, per_bucket: int = 12, seeds: int | Sequence[int] = 2026,
              progress=None) -> tuple[dict, dict]:
     """{bucket: {detector: metrics}} as ``evaluate.evaluate`` gives for the project's scenes,
     and extras per detector: CW-tone recall at >= 10 dB and recall of narrow signals (under
-    0.5 % of the band) per bucket."""
-    folder = generate(cache_dir(seed, per_bucket), per_bucket, seed, progress)
+    0.5 % of the band) per bucket; over the sets of all ``seeds`` pooled (each generated
+    once and cached)."""
+    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+    folders = [generate(cache_dir(seed, per_bucket), per_bucket, seed, progress)
+               for seed in seeds]
     tallies = {b: {name: Tally() for name in detectors} for b in GR_BUCKETS}
     extras = {name: {"cw": [0, 0], "narrow": {b: [0, 0] for b in GR_BUCKETS},
                      "lenient": {b: [0, 0, 0] for b in GR_BUCKETS}} for name in detectors}
-    for bucket, x, rate, truth, signals in recordings(folder):
+    total = len(folders) * per_bucket * len(GR_BUCKETS)
+    every = (r for folder in folders for r in recordings(folder))
+    for done, (bucket, x, rate, truth, signals) in enumerate(every, 1):
         for name, detect in detectors.items():
             pred = detect(x)
             tallies[bucket][name].add(truth, pred, len(x), rate=rate)
@@ -91,6 +97,8 @@ def evaluate(detectors: dict, per_bucket: int = 12, seed: int = 2026,
                 if s["f_high"] - s["f_low"] < 0.005:
                     extras[name]["narrow"][bucket][0] += i in hit
                     extras[name]["narrow"][bucket][1] += 1
+        if progress is not None:
+            progress(done, total)
     table = {f"{lo}..{hi} dB": {name: t.row() for name, t in rows.items()}
              for (lo, hi), rows in tallies.items()}
     return table, extras
