@@ -106,6 +106,7 @@ def test_gnuradio_sets_of_several_seeds_pool_into_one_table(gnuradio, tmp_path, 
     table, extras = independent.evaluate(found, per_bucket=1, seeds=[7, 8],
                                           progress=lambda done, total: seen.append((done, total)))
     pooled = extras["cfar"]
+    assert set(table) == {f"{lo}..{hi} dB" for lo, hi in independent.GR_BUCKETS}
     assert pooled["cw"] == [a + b for a, b in zip(each[0]["cw"], each[1]["cw"])]
     for bucket in independent.GR_BUCKETS:
         for key in ("narrow", "lenient"):
