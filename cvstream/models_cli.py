@@ -199,18 +199,6 @@ def cmd_synth(args) -> int:
     return 0
 
 
-def seed_list(text: str) -> tuple:
-    """argparse type: "99,555" -> (99, 555), each a seed >= 0, in order, repeats dropped."""
-    try:
-        seeds = tuple(dict.fromkeys(int(v) for v in text.split(",")))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of "
-                                         "seeds") from None
-    if min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: seeds must be >= 0")
-    return seeds
-
-
 def cmd_eval_spectrum(args) -> int:
     from cvstream.models import SHIPPED_DIR
     from cvstream.models.spectrum.evaluate import (format_labels, format_reliability,
@@ -257,16 +245,27 @@ def cmd_synth_radar(args) -> int:
     return 0
 
 
-def fista_budgets(text: str) -> tuple:
-    """argparse type: "60,500" -> (60, 500), each a positive count."""
+def int_list(text: str, what: str, least: int) -> tuple:
+    """"60,500" -> (60, 500): comma-separated integers of at least ``least``, in order,
+    repeats dropped; an argparse error naming ``what`` otherwise."""
     try:
-        budgets = tuple(sorted({int(v) for v in text.split(",")}))
+        values = tuple(dict.fromkeys(int(v) for v in text.split(",")))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of "
-                                         "iteration counts") from None
-    if not budgets or budgets[0] < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: iteration counts must be >= 1")
-    return budgets
+                                         f"{what}") from None
+    if min(values) < least:
+        raise argparse.ArgumentTypeError(f"{text!r}: {what} must be >= {least}")
+    return values
+
+
+def fista_budgets(text: str) -> tuple:
+    """argparse type: "500,60" -> (60, 500), each a positive count."""
+    return tuple(sorted(int_list(text, "iteration counts", 1)))
+
+
+def seed_list(text: str) -> tuple:
+    """argparse type: "99,555" -> (99, 555), each a seed >= 0."""
+    return int_list(text, "seeds", 0)
 
 
 def cmd_eval_radar(args) -> int:

@@ -101,7 +101,7 @@ def test_gnuradio_sets_of_several_seeds_pool_into_one_table(gnuradio, tmp_path, 
     from cvstream.models.spectrum.evaluate import cfar_detect
     monkeypatch.setenv("CVSTREAM_CACHE", str(tmp_path))
     found = {"cfar": cfar_detect(pfa=1e-3)}
-    each = [independent.evaluate(found, per_bucket=1, seeds=seed)[1]["cfar"] for seed in (7, 8)]
+    each = [independent.evaluate(found, per_bucket=1, seeds=[seed])[1]["cfar"] for seed in (7, 8)]
     seen = []
     table, extras = independent.evaluate(found, per_bucket=1, seeds=[7, 8],
                                           progress=lambda done, total: seen.append((done, total)))

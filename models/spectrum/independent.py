@@ -67,13 +67,12 @@ def recordings(out_dir: Path):
         yield tuple(info["bucket"]), x, info["rate"], truth, info["signals"]
 
 
-def evaluate(detectors: dict, per_bucket: int = 12, seeds: int | Sequence[int] = 2026,
+def evaluate(detectors: dict, per_bucket: int = 12, seeds: Sequence[int] = (2026,),
              progress=None) -> tuple[dict, dict]:
     """{bucket: {detector: metrics}} as ``evaluate.evaluate`` gives for the project's scenes,
     and extras per detector: CW-tone recall at >= 10 dB and recall of narrow signals (under
     0.5 % of the band) per bucket; over the sets of all ``seeds`` pooled (each generated
     once and cached)."""
-    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     folders = [generate(cache_dir(seed, per_bucket), per_bucket, seed, progress)
                for seed in seeds]
     tallies = {b: {name: Tally() for name in detectors} for b in GR_BUCKETS}
