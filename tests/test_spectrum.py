@@ -1163,8 +1163,9 @@ def test_frequency_features_tell_tone_fm_from_fsk():
     frequency (4th moment ~1.5) and a line spectrum (its strongest twentieth of bins holds
     most of the power); two-level FSK, rectangular or Gaussian, sits near 1 and spreads its
     power; a GMSK signal's spectrum is a smooth hump. The FM's frequency swings as a
-    sinusoid: its strongest line holds several times FSK's share, also where the deviation
-    is 30 times the tone and the PSD shows no lines."""
+    sinusoid: its strongest line stands out (log10 of peak over mean against ln(bins)
+    above 0.7), also where the deviation is 30 times the tone and the PSD shows no lines,
+    and in a band of 0.4 % (131 samples in band); FSK's stays under 0.45 at both widths."""
     from cvstream.blocks.detections import envelope_features
     from cvstream.models.spectrum import variety
     rng = np.random.default_rng(8)
@@ -1183,8 +1184,17 @@ def test_frequency_features_tell_tone_fm_from_fsk():
     assert 1.4 < feats["fm"][2] < 1.7 and feats["fm"][3] > 0.65
     assert feats["2fsk"][2] < 1.3 and feats["gmsk"][2] < 1.3
     assert feats["gmsk"][3] < 0.5
-    fsk_line = max(feats["2fsk"][4], feats["gmsk"][4])
-    assert feats["fm"][4] > 3 * fsk_line and feats["fm30"][4] > 2 * fsk_line
+    assert feats["fm"][4] > 0.7 and feats["fm30"][4] > 0.7
+    assert feats["2fsk"][4] < 0.45 and feats["gmsk"][4] < 0.45
+    bw, t = 0.004, np.arange(n)
+    narrow = {"fm": np.exp(5j * np.sin(2 * np.pi * bw / 12 * t)),
+              "2fsk": variety.fsk(rng, n, bw, levels=2, index=1.0, bt=0),
+              "gmsk": variety.fsk(rng, n, bw, levels=2, index=0.5, bt=0.3)}
+    for name, wave in narrow.items():
+        x = wave + rng.standard_normal((n, 2)) @ [1, 1j] * np.sqrt(bw * 10 ** (-20 / 10) / 2)
+        line = envelope_features([(k * 8192, x[k * 8192:(k + 1) * 8192]) for k in range(4)],
+                                 -bw / 2, bw / 2)[4]
+        assert (line > 0.7) if name == "fm" else (line < 0.45), (name, line)
     assert feats["fm30"][3] < feats["2fsk"][3]         # no lines in its PSD
     assert envelope_features([], 0.0, 0.1) == (0.0,) * 5
 
