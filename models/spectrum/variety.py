@@ -11,7 +11,7 @@ foreign. Here every emitter draws its own parameters:
   pulse (BT 0.25-1: GMSK and GFSK among them);
 - OFDM: 12-600 used carriers, cyclic prefix 1/4-1/32, QPSK/16QAM/64QAM carriers, a null at
   DC or not, boosted pilots or not;
-- AM: depth 0.1-1, with or without carrier; FM: index 0.5-10; both with a flat, one- or
+- AM: depth 0.1-1, with or without carrier; FM: index 0.5-30; both with a flat, one- or
   two-tone or voice-like (1/f-shaped, band-pass) message;
 - CW with a slow drift; chirps with saw or triangle sweeps;
 - new: LoRa-like chirp spread spectrum (``css``, spreading factor 6-10), direct-sequence
