@@ -530,7 +530,7 @@ def envelope_features(blocks: list, f_low: float, f_high: float
     - how far the instantaneous frequency's (about its mean, weighted by amplitude; the
       blocks one after the other) strongest spectral line stands above its mean, against
       the ln(bins) that the peak of a random spectrum of that length reaches, in log10: high
-      (1-2) for FM by a tone, whose frequency swings as a sinusoid, even where the PSD
+      (0.5-2) for FM by a tone, whose frequency swings as a sinusoid, even where the PSD
       cannot resolve its lines (a deviation many times the tone); low (0-0.4) for FSK,
       whose frequency steps with random data, whether a narrow band gives it a hundred
       samples or thousands (a plain power share would grow as the samples fall).
@@ -561,7 +561,7 @@ def envelope_features(blocks: list, f_low: float, f_high: float
     # over all blocks in a row (a narrow band's block holds only tens of samples)
     swing = np.abs(scipy.fft.rfft((weight * dev / (total / weight.shape[1])).ravel())[1:]) ** 2
     # the strongest line over the mean, against the ln(bins) a random spectrum's peak
-    # reaches: 0-0.4 for data at any length, ~1-2 for a tone's swing
+    # reaches: 0-0.4 for data at any length, 0.5-2 for a tone's swing
     peak_over_mean = swing.max() * len(swing) / max(swing.sum(), 1e-30)
     freq_line = np.log10(max(peak_over_mean, 1.0) / np.log(max(len(swing), 3)))
     bins = np.sort((spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float64), axis=1)
