@@ -204,7 +204,8 @@ class SpectrumSegmenter(RateBlock):
                   "every bin)")
     weak_tones = Param(bool, default=True, doc="with tones, also find CW tones too weak for "
                        "one tile on tile-long PSDs averaged over up to 16 tiles (costs a "
-                       "tenth to a sixth of the throughput)")
+                       "tenth to a quarter of the throughput; under 10 dB it finds two "
+                       "fifths more narrow signals: README)")
     max_batch = Param(int, default=32, min=1, doc="tiles per call at most (when the "
                       "stream is ahead: a call's fixed cost is spread over more tiles)")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")

@@ -204,7 +204,8 @@ def cmd_eval_spectrum(args) -> int:
     from cvstream.models.spectrum.evaluate import (format_labels, format_reliability,
                                                    format_side_by_side, format_table)
     from cvstream.models.spectrum.segmenter import detectors
-    found = detectors(args.model or str(SHIPPED_DIR), narrow=args.narrow)
+    found = detectors(args.model or str(SHIPPED_DIR), narrow=args.narrow,
+                      variants=args.variant)
     tables = {}
     if args.generator in ("project", "both"):
         from cvstream.models.spectrum.evaluate import evaluate
@@ -263,6 +264,23 @@ def fista_budgets(text: str) -> tuple:
     return tuple(sorted(int_list(text, "iteration counts", 1)))
 
 
+def block_params(text: str) -> dict:
+    """argparse type: "weak_tones=false,hold=4" -> {"weak_tones": False, "hold": 4} (each
+    value read as YAML reads it in a graph)."""
+    import yaml
+    params = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"{text!r}: expected PARAM=VALUE[,PARAM=VALUE...]")
+        try:
+            params[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise argparse.ArgumentTypeError(f"{text!r}: {key.strip()}: cannot read "
+                                             f"{value!r}") from None
+    return params
+
+
 def seed_list(text: str) -> tuple:
     """argparse type: "99,555" -> (99, 555), each a seed >= 0."""
     return int_list(text, "seeds", 0)
@@ -303,6 +321,8 @@ def cmd_eval(args) -> int:
     if args.generator not in allowed:
         raise CvstreamError(f"--generator {args.generator}: {args.family} scenes come from "
                             f"{' or '.join(allowed)}")
+    if args.variant and args.family != "spectrum":
+        raise CvstreamError("--variant applies to the spectrum family only")
     if args.family == "radar":
         return cmd_eval_radar(args)
     if args.family == "spectrum":
@@ -381,6 +401,11 @@ def add_parser(sub) -> None:
                    "PESQ at each aggressiveness, beside the other cancellers")
     p.add_argument("--narrow", action="store_true", help="spectrum: add a row for the "
                    "segmenter with its fine view for narrow signals (narrow: true)")
+    p.add_argument("--variant", type=block_params, action="append", default=[],
+                   metavar="PARAM=VALUE[,PARAM=VALUE...]",
+                   help="spectrum: add a row for the segmenter with these block parameters, "
+                   "values as a graph's YAML reads them (e.g. weak_tones=false: what a "
+                   "setting costs or buys on the same recordings); repeatable")
     p.add_argument("--gr-scenes", type=int, default=12,
                    help="spectrum: GNU Radio recordings per SNR bucket")
     p.add_argument("--floor-tilt", type=float, default=0.0, metavar="DB",

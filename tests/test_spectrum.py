@@ -1617,6 +1617,31 @@ def _tones_in_noise(rng, n: int, tones) -> np.ndarray:
     return x.astype(np.complex64)
 
 
+def test_eval_variant_rows_run_the_block_with_their_parameters():
+    """``cvstream models eval spectrum --variant weak_tones=false`` adds a row for the
+    segmenter with that parameter: its detector, on a 5 dB tone (too weak for one tile)
+    in noise, finds nothing where the shipped settings' row finds the tone; a variant the
+    block refuses (a misspelt parameter, a wrong value) ends the command with one line
+    naming the variant and the parameter, exit 2, before any recording is evaluated."""
+    from cvstream.models import SHIPPED_DIR
+    from cvstream.models.spectrum.segmenter import detectors
+    found = detectors(str(SHIPPED_DIR), variants=[{"weak_tones": False}])
+    assert list(found) == ["segmenter", "segmenter (weak_tones: false)", "real twin", "cfar"]
+    x = _tones_in_noise(np.random.default_rng(6), 262144, ((0.21017, 5),))
+    near = [[b for b in found[row](x) if abs(0.5 * (b.f_low + b.f_high) - 0.21017) < 1e-3]
+            for row in ("segmenter", "segmenter (weak_tones: false)")]
+    assert len(near[0]) == 1 and near[1] == []
+    for bad, why in (("wek_tones=false", "'wek_tones': unknown parameter (did you mean "
+                      "'weak_tones'?)"), ("weak_tones=maybe", "'weak_tones': expected true "
+                                                              "or false")):
+        res = run_cli("models", "eval", "spectrum", "--variant", bad)
+        assert res.returncode == 2 and not res.stdout
+        assert res.stderr.count("\n") == 1 and "--variant segmenter (" in res.stderr and \
+            why in res.stderr
+    res = run_cli("models", "eval", "spectrum", "--variant", "weak_tones")
+    assert res.returncode == 2 and "expected PARAM=VALUE" in res.stderr.splitlines()[-1]
+
+
 def test_weak_tones_are_found_in_the_cells_the_model_leaves():
     """Tones at 11 and 13 dB in-band (noise over 1/4000 of the band, as the GNU Radio set
     counts it: 1.5-3 dB over the noise in one model cell) are found by the

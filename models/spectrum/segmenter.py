@@ -24,6 +24,8 @@ parts) and has the same real parameter count (widths chosen by ``real_width_for`
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from cvstream.blocks.segmenter import normalize_tiles, unit_hann  # the block's preprocessing
@@ -201,18 +203,23 @@ def detector(path: str, **params):
     from .evaluate import boxes_from_messages
 
     def detect(x):
-        block = SpectrumSegmenter(model=path, **params)
+        block = SpectrumSegmenter(**{"model": path, **params})
         block.process(x)
         block.flush()
         return boxes_from_messages(block.take_messages())
     return detect
 
 
-def detectors(model_dir: str, narrow: bool = False) -> dict:
+def detectors(model_dir: str, narrow: bool = False, variants: Sequence[dict] = ()) -> dict:
     """The detectors of the evaluation tables: the directory's segmenter and its real twin
     (labels from the directory's family classifier, or the shipped one) and CFAR; with
-    ``narrow`` also the segmenter with its fine view for narrow signals (``narrow: true``)."""
+    ``narrow`` also the segmenter with its fine view for narrow signals (``narrow: true``),
+    and one more for each of ``variants`` (block parameters; refused, naming the variant,
+    where the block refuses them)."""
     import os
+
+    from cvstream.blocks.segmenter import SpectrumSegmenter
+    from cvstream.errors import CvstreamError
 
     from .evaluate import cfar_detect
     found = {}
@@ -224,6 +231,16 @@ def detectors(model_dir: str, narrow: bool = False) -> dict:
             found[label] = detector(path, **extra)
             if narrow and name == NAME:  # with the fine view for narrow signals
                 found[label + " + narrow"] = detector(path, narrow=True, **extra)
+            for params in variants if name == NAME else ():
+                shown = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}"
+                                  for k, v in params.items())
+                row = f"{label} ({shown})"
+                params = {**extra, **params}
+                try:   # checked here, not on the first recording
+                    SpectrumSegmenter(**{"model": path, **params}).check()
+                except CvstreamError as exc:
+                    raise CvstreamError(f"--variant {row}: {exc}") from None
+                found[row] = detector(path, **params)
     found["cfar"] = cfar_detect()
     return found
 
