@@ -265,20 +265,14 @@ def fista_budgets(text: str) -> tuple:
 
 
 def block_params(text: str) -> dict:
-    """argparse type: "weak_tones=false,hold=4" -> {"weak_tones": False, "hold": 4} (each
-    value read as YAML reads it in a graph)."""
-    import yaml
-    params = {}
-    for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise argparse.ArgumentTypeError(f"{text!r}: expected PARAM=VALUE[,PARAM=VALUE...]")
-        try:
-            params[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise argparse.ArgumentTypeError(f"{text!r}: {key.strip()}: cannot read "
-                                             f"{value!r}") from None
-    return params
+    """argparse type: "weak_tones=false,hold=4" -> {"weak_tones": False, "hold": 4}, values
+    read as ``--set`` reads them (``loader.parse_overrides``)."""
+    from .loader import parse_overrides
+    try:
+        return parse_overrides(text.split(","))
+    except CvstreamError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected PARAM=VALUE[,PARAM=VALUE...]"
+                                         ) from None
 
 
 def seed_list(text: str) -> tuple:

@@ -210,6 +210,11 @@ def detector(path: str, **params):
     return detect
 
 
+def _yaml_text(value) -> str:
+    """A parameter's value as a graph's YAML writes it (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def detectors(model_dir: str, narrow: bool = False, variants: Sequence[dict] = ()) -> dict:
     """The detectors of the evaluation tables: the directory's segmenter and its real twin
     (labels from the directory's family classifier, or the shipped one) and CFAR; with
@@ -229,12 +234,10 @@ def detectors(model_dir: str, narrow: bool = False, variants: Sequence[dict] = (
         path = os.path.join(model_dir, name + ".onnx")
         if os.path.exists(path):
             found[label] = detector(path, **extra)
-            if narrow and name == NAME:  # with the fine view for narrow signals
-                found[label + " + narrow"] = detector(path, narrow=True, **extra)
-            for params in variants if name == NAME else ():
-                shown = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}"
-                                  for k, v in params.items())
-                row = f"{label} ({shown})"
+            rows = ([(label + " + narrow", {"narrow": True})] if narrow else []) + [
+                (f"{label} ({', '.join(f'{k}: {_yaml_text(v)}' for k, v in params.items())})",
+                 params) for params in variants]
+            for row, params in rows if name == NAME else ():
                 params = {**extra, **params}
                 try:   # checked here, not on the first recording
                     SpectrumSegmenter(**{"model": path, **params}).check()
