@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 
+from . import allocator
 from .buffers import StreamBuffer
 from .chain import ChainRunner
 from .fusion import plan_chains
@@ -83,6 +84,7 @@ class Scheduler:
         return task.stats_for(name) if isinstance(task, ChainRunner) else task.stats
 
     def start(self) -> None:
+        allocator.tune()   # large arrays reuse mapped pages (allocator.py)
         self.started = time.perf_counter()
         if self.pool is not None:
             self.pool.start()
