@@ -319,12 +319,51 @@ class SpectrumSegmenter(RateBlock):
         return self.fine_psd(x, floor, self.decim) if \
             (self._narrow or self._long_tones) and x is not None else None
 
-    def compute(self, x):
+    def compute(self, x, track_psds: bool = True):
         """The stateless part (what replicas run): the tiles' FFTs and the model's output,
-        with each tile's cell power and noise floors and the tile-long PSDs."""
+        with each tile's cell power and noise floors, the tile-long PSDs and, with
+        ``track_psds``, the finer PSDs that settle the tracks' edges, for the tiles that may
+        hold a detection (``_track_psds``; ``_detect`` takes the rest)."""
         tiles, power, floor, bins = self.prepare(x)
-        return (self._run_model(tiles), power, floor, bins, self._tile_long(x, floor),
-                tiles if self._tones is not None else None)
+        logits = self._run_model(tiles)
+        whole = self._tile_long(x, floor)
+        psds = self._track_psds(x, floor, whole, self._may_hold(logits, power)) \
+            if track_psds else None
+        return (logits, power, floor, bins, whole, tiles if self._tones is not None else None,
+                psds)
+
+    def _may_hold(self, logits, power) -> np.ndarray:
+        """(tiles,) whether each tile may hold a detection: a cell whose presence, or whose
+        power over the noise, passes the level that ``_detect`` applies to its mean with
+        the tile before (so these hold every tile it finds busy; the batch's first tile,
+        whose tile before is in the last batch, always)."""
+        hot = (1 / (1 + np.exp(-logits[:, 0])) > self.threshold).any(axis=1)
+        if self.energy_sigma:
+            level = 1 + self.energy_sigma / np.sqrt(2 * self.frames)
+            hot[1:] |= (0.5 * (power[1:] + power[:-1]) > level).any(axis=1)
+        hot[1:] |= hot[:-1]
+        hot[0] = True
+        return hot
+
+    def _track_psds(self, x, floor, whole, which: np.ndarray) -> tuple | None:
+        """For the tiles ``which``, the ``refine``-point PSD and, where ``valley_db`` splits
+        on a view ZOOM times finer, that view and the tile-long PSD, each as (tiles, size)
+        with the other rows unset; and ``which``. The tiles that hold a detection feed them
+        to its track. None without ``refine``."""
+        if not self.refine:
+            return None
+        x = x.reshape(len(floor), -1)[which]
+        psds = [self.fine_psd(x, floor[which])]
+        if self._zoom:
+            psds.append(self.fine_psd(x, floor[which], self._zoom))
+            psds.append(whole[which] if whole is not None else
+                        self.fine_psd(x, floor[which], self.decim))
+        rows = []
+        for psd in psds:
+            row = np.empty((len(floor), psd.shape[1]), psd.dtype)
+            row[which] = psd
+            rows.append(row)
+        return which, *rows
 
     def absorb(self, result, x):
         """One batch's ``compute`` result into detections, in stream order (up to its last
@@ -350,20 +389,18 @@ class SpectrumSegmenter(RateBlock):
         return _tiles_of(result, slice(0, whole)), x[:whole * self.decim]
 
     def _absorb(self, result, x):
-        logits, power, floor, bins, whole, tiles = result
-        found = self._lines_of(whole)
-        self._detect(logits, power, floor, bins, x if self.refine else None, whole, found,
-                     tiles)
+        found = self._lines_of(result[4])
+        self._detect(*result, x=x, found=found)
 
     def _lines_of(self, whole):
         """The fine view's narrow signals in the tile-long PSDs ``whole``, where it looks."""
         return self._narrow.find(whole) if self._narrow and whole is not None else None
 
-    def _infer(self, x) -> tuple:
+    def _infer(self, x, track_psds: bool) -> tuple:
         """What the worker thread does while this one settles the batch before:
         ``compute``, and the fine view's narrow signals in its tile-long PSDs (in stream
         order: one worker)."""
-        result = self.compute(x)
+        result = self.compute(x, track_psds)
         return result, self._lines_of(result[4])
 
     def work(self, x):
@@ -396,7 +433,11 @@ class SpectrumSegmenter(RateBlock):
         (the worker reads it after this call; the fine PSDs of the tiles that turn out to
         hold a signal, later still)."""
         x = x if own else x.copy()
-        call = self._pool.submit(self._infer, x)
+        # the tracks' PSDs go to whichever thread waits on the other: to the worker where
+        # it finished the last batch before this thread came for it (the same numbers
+        # either way: each tile's PSD is its own FFTs)
+        idle = self._pending is not None and self._pending[0].done()
+        call = self._pool.submit(self._infer, x, idle)
         self._collect()
         self._pending = (call, x)
 
@@ -410,15 +451,15 @@ class SpectrumSegmenter(RateBlock):
         if self._pending is None:
             return
         (call, x), self._pending = self._pending, None
-        (logits, power, floor, bins, whole, tiles), found = call.result()
-        self._detect(logits, power, floor, bins, x if self.refine else None, whole, found,
-                     tiles)
+        result, found = call.result()
+        self._detect(*result, x=x, found=found)
 
-    def _detect(self, logits, power, floor, bins, x, whole=None, found=None, tiles=None
-                ) -> None:
-        """One batch's detections; ``whole`` and ``found``: its tile-long PSDs and the
-        fine view's narrow signals in them (``NarrowbandFinder.find``), where it looks;
-        ``tiles``: the model's input, whose cells the tones' zoom reads."""
+    def _detect(self, logits, power, floor, bins, whole=None, tiles=None, psds=None,
+                x=None, found=None) -> None:
+        """One batch's detections from its ``compute`` result (``whole``: its tile-long
+        PSDs; ``tiles``: the model's input, whose cells the tones' zoom reads; ``psds``:
+        the tracks' finer PSDs) and its samples ``x``; ``found``: the fine view's narrow
+        signals in ``whole`` (``NarrowbandFinder.find``), where it looks."""
         presence = 1 / (1 + np.exp(-logits[:, 0]))
         # causal smoothing: a cell counts with the mean of its tile and the previous one
         prev = np.concatenate([presence[:1] if self._last is None else self._last[None],
@@ -434,17 +475,13 @@ class SpectrumSegmenter(RateBlock):
         line = [None] * len(per_tile)
         blocks = [None] * len(per_tile)
         busy = [k for k, intervals in enumerate(per_tile) if intervals]
-        if x is not None:
+        if self.refine and busy:  # only tiles with a detection feed a track's PSD
+            rows = self._busy_psds(busy, x, floor, whole, psds)
             x = x.reshape(len(per_tile), -1)
-        if x is not None and busy:  # only tiles with a detection feed a track's PSD
-            rows = self.fine_psd(x[busy], floor[busy])
-            zooms, lines = [None] * len(busy), [None] * len(busy)
-            if self._zoom:
-                zooms = self.fine_psd(x[busy], floor[busy], self._zoom)
-                lines = whole[busy] if whole is not None else \
-                    self.fine_psd(x[busy], floor[busy], self.decim)   # (the fine view's)
-            for k, row, z, tile in zip(busy, rows, zooms, lines):
-                fine[k], zoom[k], line[k], blocks[k] = row, z, tile, x[k]
+            for k in busy:
+                fine[k], blocks[k] = rows[0][k], x[k]
+                if self._zoom:
+                    zoom[k], line[k] = rows[1][k], rows[2][k]
         step = TONE_GROUP if self._grouped else len(per_tile)
         for a in range(0, len(per_tile), step):   # the tones' search group by group
             b = min(a + step, len(per_tile))
@@ -458,6 +495,22 @@ class SpectrumSegmenter(RateBlock):
                                                                   narrow[k - a]))
                 self._emit_all(self._tracker.update(
                     start, self._pos, per_tile[k], fine[k], blocks[k], zoom[k], line[k]))
+
+    def _busy_psds(self, busy: list, x, floor, whole, psds) -> list:
+        """The tracks' PSDs (``_track_psds``' rows) of the tiles ``busy``: those the
+        worker took (``psds``), the rest taken here."""
+        need = np.zeros(len(floor), bool)
+        need[busy] = True
+        if psds is not None:
+            need &= ~psds[0]
+            if not need.any():
+                return psds[1:]
+        more = self._track_psds(x, floor, whole, need)[1:]
+        if psds is None:
+            return more
+        for row, extra in zip(psds[1:], more):
+            row[need] = extra[need]
+        return psds[1:]
 
     def _narrow_group(self, group: slice, logits, masks, network, power, bins, whole,
                       found, tiles) -> list | None:

@@ -1856,15 +1856,19 @@ def test_an_fsk_signals_lobes_are_joined_and_two_neighbours_are_not():
     assert len(join_one_envelope(_parts(x, [(-0.23, -0.203), (-0.197, -0.17)]))) == 2
 
 
-def _detections_in_calls(x, sizes, replica=False, grouped=True):
+def _detections_in_calls(x, sizes, replica=False, grouped=True, track_psds=None):
     """The segmenter's messages and counters for ``x`` handed over in calls of ``sizes``
     tiles (cycled); with ``replica``, each call's ``compute`` on a second copy of the
-    block and its ``absorb`` on the first, as ``replicas: N`` runs it."""
+    block and its ``absorb`` on the first, as ``replicas: N`` runs it; ``track_psds``
+    True or False: the tracks' PSDs always on its worker thread, or never (by default
+    where the worker waits on the block)."""
     seg, copy = SpectrumSegmenter(), SpectrumSegmenter()
     for block in (seg, copy):
         block.check()
         block.start()
     seg._grouped = grouped
+    if track_psds is not None:
+        seg._infer = lambda chunk, _: SpectrumSegmenter._infer(seg, chunk, track_psds)
     messages = []
     seg.emit = messages.append
     start, k = 0, 0
@@ -1897,6 +1901,9 @@ def test_detections_do_not_depend_on_how_the_stream_is_cut_into_calls():
     for sizes, replica in (([3, 5, 7, 11, 13], False), ([1], False), ([9, 30, 2], True)):
         messages, seen = _detections_in_calls(x, sizes, replica)
         assert messages == reference and seen == counters, (sizes, replica)
+    # nor on which thread the tracks' PSDs are taken (it follows which waits on the other)
+    for where in (True, False):
+        assert _detections_in_calls(x, [32], track_psds=where) == (reference, counters)
     messages, seen = _detections_in_calls(x, [3, 5, 7, 11, 13], grouped=False)
     assert messages != reference or seen != counters
 
