@@ -143,7 +143,8 @@ class SpectrumSegmenter(RateBlock):
     classifier's probability of it (``label_guess`` the best family where ``unknown``) and
     ``confidence`` the peak presence probability.
     The FFTs and the model run on a worker thread (``compute``), overlapping the last
-    batch's detections here; with
+    batch's detections here; the finer PSDs of the tiles that hold a detection go to
+    whichever of the two threads waits on the other (the same numbers either way); with
     ``replicas: N`` the FFTs and the model run on N copies (``compute``), the detections
     in stream order here (``absorb``). ``tones`` (on by default) zooms the cells the
     model leaves whose power stands out, each across its tile's frames, to a tile-long
