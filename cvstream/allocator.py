@@ -4,7 +4,7 @@ A block's call allocates arrays of megabytes (a batch of FFT frames, its powers,
 input) and frees them before the next. glibc serves blocks that large with ``mmap`` and
 returns them on ``free``, or trims its heap once the free space on top passes a few
 megabytes; either way the next call faults in new, zeroed pages, and a graph spends a
-tenth of its CPU time in the kernel doing so (``spectrum_segmenter``: bench/README). Once
+tenth of its CPU time in the kernel doing so (``spectrum_segmenter``: README, stop 60). Once
 per process, before a graph starts, ``tune`` raises the ``mmap`` threshold to its ceiling
 (32 MiB) and the trim threshold to 256 MiB, so those arrays come from and return to the
 heap, whose pages stay mapped. The price: up to 256 MiB of freed heap held per arena.
@@ -40,11 +40,11 @@ def _apply() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        version = libc.gnu_get_libc_version   # glibc only
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    except OSError:
         return False
-    version.restype = ctypes.c_char_p
+    if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
+        return False   # not glibc: its thresholds mean nothing there
+    mallopt = libc.mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and \
         bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
