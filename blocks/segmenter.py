@@ -348,22 +348,23 @@ class SpectrumSegmenter(RateBlock):
 
     def _track_psds(self, x, floor, whole, which: np.ndarray) -> tuple | None:
         """For the tiles ``which``, the ``refine``-point PSD and, where ``valley_db`` splits
-        on a view ZOOM times finer, that view and the tile-long PSD, each as (tiles, size)
-        with the other rows unset; and ``which``. The tiles that hold a detection feed them
-        to its track. None without ``refine``."""
+        on a view ZOOM times finer, that view and the tile-long PSD (``whole`` itself where
+        given), each as (tiles, size) with the other rows unset; and ``which``. The tiles
+        that hold a detection feed them to its track. None without ``refine``."""
         if not self.refine:
             return None
         x = x.reshape(len(floor), -1)[which]
-        psds = [self.fine_psd(x, floor[which])]
+        sizes = [self.refine]
         if self._zoom:
-            psds.append(self.fine_psd(x, floor[which], self._zoom))
-            psds.append(whole[which] if whole is not None else
-                        self.fine_psd(x, floor[which], self.decim))
+            sizes += [self._zoom] if whole is not None else [self._zoom, self.decim]
         rows = []
-        for psd in psds:
-            row = np.empty((len(floor), psd.shape[1]), psd.dtype)
+        for size in sizes:
+            psd = self.fine_psd(x, floor[which], size)
+            row = np.empty((len(floor), size), psd.dtype)
             row[which] = psd
             rows.append(row)
+        if self._zoom and whole is not None:   # the tile-long PSDs at hand: every row set
+            rows.append(whole)
         return which, *rows
 
     def absorb(self, result, x):
@@ -510,7 +511,8 @@ class SpectrumSegmenter(RateBlock):
         if psds is None:
             return more
         for row, extra in zip(psds[1:], more):
-            row[need] = extra[need]
+            if row is not extra:   # (``whole``: every row already set)
+                row[need] = extra[need]
         return psds[1:]
 
     def _narrow_group(self, group: slice, logits, masks, network, power, bins, whole,

@@ -197,10 +197,13 @@ def train(steps: int = 2500, seed: int = 0, scenes_per_step: int = 8, real: bool
 
 
 def detector(path: str, **params):
-    """A detect(x) -> [Box] for the evaluation, running the spectrum_segmenter block."""
+    """A detect(x) -> [Box] for the evaluation, running the spectrum_segmenter block; its
+    parameters are checked here (a ``CvstreamError`` naming the one refused), not on the
+    first recording."""
     from cvstream.blocks.segmenter import SpectrumSegmenter
 
     from .evaluate import boxes_from_messages
+    SpectrumSegmenter(**{"model": path, **params}).check()
 
     def detect(x):
         block = SpectrumSegmenter(**{"model": path, **params})
@@ -223,7 +226,6 @@ def detectors(model_dir: str, narrow: bool = False, variants: Sequence[dict] = (
     where the block refuses them)."""
     import os
 
-    from cvstream.blocks.segmenter import SpectrumSegmenter
     from cvstream.errors import CvstreamError
 
     from .evaluate import cfar_detect
@@ -232,18 +234,19 @@ def detectors(model_dir: str, narrow: bool = False, variants: Sequence[dict] = (
     extra = {"family": family} if os.path.exists(family) else {}
     for name, label in SEGMENTERS:
         path = os.path.join(model_dir, name + ".onnx")
-        if os.path.exists(path):
-            found[label] = detector(path, **extra)
-            rows = ([(label + " + narrow", {"narrow": True})] if narrow else []) + [
-                (f"{label} ({', '.join(f'{k}: {_yaml_text(v)}' for k, v in params.items())})",
-                 params) for params in variants]
-            for row, params in rows if name == NAME else ():
-                params = {**extra, **params}
-                try:   # checked here, not on the first recording
-                    SpectrumSegmenter(**{"model": path, **params}).check()
-                except CvstreamError as exc:
-                    raise CvstreamError(f"--variant {row}: {exc}") from None
-                found[row] = detector(path, **params)
+        if not os.path.exists(path):
+            continue
+        found[label] = detector(path, **extra)
+        if name != NAME:
+            continue
+        if narrow:   # with the fine view for narrow signals
+            found[label + " + narrow"] = detector(path, **extra, narrow=True)
+        for params in variants:
+            row = f"{label} ({', '.join(f'{k}: {_yaml_text(v)}' for k, v in params.items())})"
+            try:
+                found[row] = detector(path, **{**extra, **params})
+            except CvstreamError as exc:
+                raise CvstreamError(f"--variant {row}: {exc}") from None
     found["cfar"] = cfar_detect()
     return found
 
