@@ -96,6 +96,11 @@ def unit_hann(n: int) -> np.ndarray:
     return (w / np.sqrt(np.sum(w ** 2))).astype(np.float32)
 
 
+def presence_of(logits: np.ndarray) -> np.ndarray:
+    """(tiles, fft) presence probability of each cell from the model's logits."""
+    return 1 / (1 + np.exp(-logits[:, 0]))
+
+
 @functools.lru_cache(maxsize=8)
 def centring_window(n: int) -> np.ndarray:
     """unit_hann(n) x (-1)^k: its FFT comes out DC-centred (the spectrum shifted by n/2,
@@ -338,10 +343,9 @@ class SpectrumSegmenter(RateBlock):
         power over the noise, passes the level that ``_detect`` applies to its mean with
         the tile before (so these hold every tile it finds busy; the batch's first tile,
         whose tile before is in the last batch, always)."""
-        hot = (1 / (1 + np.exp(-logits[:, 0])) > self.threshold).any(axis=1)
+        hot = (presence_of(logits) > self.threshold).any(axis=1)
         if self.energy_sigma:
-            level = 1 + self.energy_sigma / np.sqrt(2 * self.frames)
-            hot[1:] |= (0.5 * (power[1:] + power[:-1]) > level).any(axis=1)
+            hot[1:] |= (0.5 * (power[1:] + power[:-1]) > self._energy_level).any(axis=1)
         hot[1:] |= hot[:-1]
         hot[0] = True
         return hot
@@ -462,7 +466,7 @@ class SpectrumSegmenter(RateBlock):
         PSDs; ``tiles``: the model's input, whose cells the tones' zoom reads; ``psds``:
         the tracks' finer PSDs) and its samples ``x``; ``found``: the fine view's narrow
         signals in ``whole`` (``NarrowbandFinder.find``), where it looks."""
-        presence = 1 / (1 + np.exp(-logits[:, 0]))
+        presence = presence_of(logits)
         # causal smoothing: a cell counts with the mean of its tile and the previous one
         prev = np.concatenate([presence[:1] if self._last is None else self._last[None],
                                presence[:-1]])
@@ -535,6 +539,12 @@ class SpectrumSegmenter(RateBlock):
         return self._narrow_intervals(logits[group], (masks if self._narrow else network)[
             group], power[group], found)
 
+    @property
+    def _energy_level(self) -> float:
+        """The mean cell power over two tiles (noise floor 1) that ``energy_sigma``
+        deviations of white noise reach: mean 1, deviation 1 / sqrt(2 frames)."""
+        return 1 + self.energy_sigma / np.sqrt(2 * self.frames)
+
     def _energy_cells(self, power: np.ndarray, bins: np.ndarray, masks: np.ndarray,
                       whole: np.ndarray | None) -> np.ndarray:
         """Cells the model leaves that hold a weak signal by their energy: the cell's mean
@@ -555,7 +565,7 @@ class SpectrumSegmenter(RateBlock):
                                self._last_power[:, None], both[:, :-1]], axis=1)
         self._last_power = both[:, -1].copy()
         flat, fitted = 0.5 * (both + prev)
-        level = 1 + self.energy_sigma / np.sqrt(2 * self.frames)
+        level = self._energy_level
         cells = (flat > level) & (fitted > level) & (fitted < ENERGY_CAP)
         cells &= fitted[:, self._mirror] < fitted * 10 ** (IMAGE_REJECTION_DB / 10)
         cells &= ~dilate_rows(masks, ENERGY_GUARD)
