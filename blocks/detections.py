@@ -206,12 +206,8 @@ class Track:
         track); ``own_blocks`` without rows, or where no block shows it (a weak signal)."""
         if not self.rows:
             return [self.own_blocks(block)]
-        a, b = self.band_bins(len(self.rows[0][1]))
         starts = np.array([t for t, _ in self.rows])
-        level = np.array([row[a:b].mean() for _, row in self.rows], np.float64)
-        excess = level - 1
-        on = (level > noise_level(pfa, frames * (b - a))) & \
-            (excess >= rise * quantiles(excess, 0.9))
+        on = self.held(frames, pfa, rise)
         runs, position = [], starts // block
         for k in np.flatnonzero(on):
             if runs and position[k] - position[runs[-1][-1]] <= hold + 1:
@@ -227,6 +223,14 @@ class Track:
         if not out and on.any():
             return []   # it holds its band only in blips shorter than min_blocks
         return out or [self.own_blocks(block)]
+
+    def held(self, frames: int, pfa: float = 1e-3, rise: float = 0.25) -> np.ndarray:
+        """Per row (``rows``), whether its own band holds it (``own_spans``' test)."""
+        a, b = self.band_bins(len(self.rows[0][1]))
+        level = np.array([row[a:b].mean() for _, row in self.rows], np.float64)
+        excess = level - 1
+        return (level > noise_level(pfa, frames * (b - a))) & \
+            (excess >= rise * quantiles(excess, 0.9))
 
     def band_bins(self, fine: int) -> tuple[int, int]:
         """The bins [a, b) of a DC-centred ``fine``-point PSD inside its band (one at least)."""
@@ -1153,6 +1157,68 @@ def _one_envelope(run: list) -> bool:
     return signal_kurtosis(envelope_features(blocks, low, high)[0], share) < ONE_ENVELOPE
 
 
+#: a CW tone at a wide part's edge (``apart_edge_tones``): the strongest bin of the
+#: block-long PSD within EDGE_TONE_BINS of the edge, a line there (one bin wide), with the
+#: rest's own band ending EDGE_TONE_GAP to EDGE_TONE_MAX_GAP bins short of it (0.07-0.6 %
+#: of the band at 8192 bins) and the line EDGE_TONE_RISE times the median bin between them
+EDGE_TONE_BINS = 8
+EDGE_TONE_GAP = 6
+EDGE_TONE_MAX_GAP = 48
+EDGE_TONE_RISE = 10.0
+#: ... the view's bins either side of the line's that its window's main lobe reaches
+EDGE_TONE_LOBE = 2
+
+
+def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
+                     line: np.ndarray, level: float, frames: int, power_share: float
+                     ) -> list[Track]:
+    """A part of a track (its ``edges`` in bins of ``view``, the PSD it was settled on)
+    and the CW tones at its edges, each a part of its own: a line of the block-long PSD
+    ``line`` (over ``level``, the noise's false-alarm level) at an edge, apart from the
+    rest of the part (its band, ``power_share`` of its power with the line's bins taken
+    out, ends a few bins short: EDGE_TONE_GAP to EDGE_TONE_MAX_GAP, EDGE_TONE_RISE under
+    the line) and there in blocks where the rest is not (MIN_SEGMENT blocks and
+    PRESENCE_SHARE of them or more, ``Track.held``): a tone 0.2 % of the band beside a
+    signal that comes and goes, or beside which it does, which a neighbour's skirt joins
+    to that signal's run. A signal's own line comes and goes with it and stays (as does a
+    tone beside a signal always there with it: nothing tells it from the signal's own
+    line)."""
+    r = len(line) // len(view)
+    lo, hi = edges
+    first, last = int(np.floor(lo * r)), int(np.ceil(hi * r))
+    if last - first < 4 * EDGE_TONE_GAP:
+        return [part]
+    for low in (True, False):
+        a = max(first - 2, 3) if low else last - EDGE_TONE_BINS
+        b = first + EDGE_TONE_BINS if low else min(last + 2, len(line) - 4)
+        k = a + int(np.argmax(line[a:b]))
+        if line[k] < level:
+            continue
+        t_lo, t_hi = line_edges(line, k - 3, k + 4, power_share, level)
+        if t_hi - t_lo > 1:
+            continue   # no line
+        masked = view.copy()
+        masked[max(int(t_lo - 3) // r - EDGE_TONE_LOBE, 0):
+               int(t_hi + 3) // r + EDGE_TONE_LOBE + 1] = 1.0
+        r_lo, r_hi = occupied_edges(masked, int(np.floor(lo)), int(np.ceil(hi)), power_share)
+        if not EDGE_TONE_GAP <= (r_lo * r - t_hi if low else t_lo - r_hi * r) <= \
+                EDGE_TONE_MAX_GAP:
+            continue
+        gap = line[int(t_hi) + 3:int(r_lo * r)] if low else \
+            line[int(np.ceil(r_hi * r)):int(t_lo) - 3]
+        if not len(gap) or line[k] < EDGE_TONE_RISE * np.median(gap):
+            continue
+        tone, rest = copy.copy(part), copy.copy(part)
+        tone.f_low, tone.f_high = (float(e) for e in bin_edges(t_lo, t_hi, len(line)))
+        rest.f_low, rest.f_high = (float(e) for e in bin_edges(r_lo, r_hi, len(view)))
+        if np.sum(tone.held(frames) & ~rest.held(frames)) < \
+                max(MIN_SEGMENT, PRESENCE_SHARE * len(part.rows)):
+            continue
+        return [tone] + apart_edge_tones(rest, view, (r_lo, r_hi), line, level, frames,
+                                         power_share)
+    return [part]
+
+
 def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
                  split_gap: int = 4, power_share: float = 0.999, block: int = 0,
                  valley_db: float = 0.0, hold: int = 4, finer_gap: int = 2,
@@ -1176,7 +1242,9 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     are its occupied bandwidth on the finest view: the band holding ``power_share`` of its
     power above the noise (99.9 %), which ignores window leakage and spectral skirts at
     high SNR (on the finer view a signal a few fine bins wide is not widened by the fine
-    window's main lobe). With ``block`` (samples per block), each detection then keeps the
+    window's main lobe); with ``block`` and the block-long PSD, a CW tone at a part's edge
+    that is there in blocks where the rest is not is a part of its own
+    (``apart_edge_tones``). With ``block`` (samples per block), each detection then keeps the
     blocks where its own band holds it (``Track.own_spans``, ``hold`` blocks of absence
     allowed): a burst beside a continuous neighbour ends when it does; parts that hold
     their band only in blips shorter than two blocks are not reported (``dropped(n)`` is
@@ -1256,7 +1324,11 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     for spectrum, (e_lo, e_hi) in bands:
         part = copy.copy(track)
         part.f_low, part.f_high = (float(e) for e in bin_edges(e_lo, e_hi, len(spectrum)))
-        out.append(part)
+        if block and line is not None and track.rows and e_hi - e_lo > 1:
+            out += apart_edge_tones(part, spectrum, (e_lo, e_hi), line, level, frames,
+                                    power_share)
+        else:
+            out.append(part)
     if not out:
         return [track]
     if block:

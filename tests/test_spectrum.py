@@ -531,6 +531,56 @@ def test_a_burst_touching_a_continuous_signal_is_cut_off_where_its_tiles_differ(
     assert one.f_low < truth[0][0] + 0.01 and one.f_high > truth[1][0]
 
 
+def _edge_tone_track(tone_blocks, gap_bins: int, blocks: int = 24):
+    """A wide part (2048-point view bins 900-1000, skirts sloping 8 bins down to the noise
+    either side) with a line ``gap_bins`` of the block-long PSD below its lower skirt, as
+    ``refine_edges`` hands it to ``apart_edge_tones``: the part in blocks 8-15, the line in
+    ``tone_blocks``; its 1024-point rows, 2048-point view, 8192-point line PSD (noise 1)."""
+    from cvstream.blocks.detections import Track, bin_edges
+    rng = np.random.default_rng(5)
+    view = np.ones(2048)
+    view[900:1000] = 100.0
+    skirt = 100.0 * 10 ** (-np.arange(1, 9) / 4)   # 20 dB over 8 bins
+    view[892:900], view[1000:1008] = skirt[::-1], skirt
+    line = np.repeat(view, 4)
+    tone = 4 * 892 - gap_bins
+    line[tone - 1:tone + 2] = [300.0, 1000.0, 300.0]
+    on = np.zeros(blocks, bool)
+    on[8:16] = True
+    rows = []
+    for k in range(blocks):
+        row = rng.gamma(64, 1 / 64, 1024)
+        if on[k]:
+            row = row + view.reshape(-1, 2).mean(axis=1) - 1
+        if k in tone_blocks:
+            row[tone // 8] += 250.0
+        rows.append((k * 8192, row))
+    lo, hi = bin_edges(tone - 1, 1008, 8192)
+    part = Track(0, blocks * 8192, float(lo), float(hi), 20.0)
+    part.rows, part.spectra = rows, blocks
+    return part, view, ((tone - 1) / 4, 1008.0), line, tone
+
+
+def test_a_cw_tone_beside_a_signal_that_comes_and_goes_gets_its_own_box():
+    """A continuous line 16 bins of the block-long PSD (0.2 % of the band) below a signal
+    that is there in a third of the blocks, the signal's skirt filling the gap so the view
+    holds them in one run: ``apart_edge_tones`` gives the line a one-bin box of its own
+    and the signal its band. A line that comes and goes with the signal (its own), or one
+    the signal's band runs up to, stays in the signal's box."""
+    from cvstream.blocks.detections import apart_edge_tones, noise_level
+    level = noise_level(1e-3, 24)
+    part, view, edges, line, tone = _edge_tone_track(range(24), 16)
+    tone_part, rest = apart_edge_tones(part, view, edges, line, level, 32, 0.999)
+    assert (tone_part.f_low + 0.5) * 8192 == pytest.approx(tone, abs=0.5)
+    assert (tone_part.f_high - tone_part.f_low) * 8192 == pytest.approx(1)
+    assert 892 <= (rest.f_low + 0.5) * 2048 <= 900   # its band, within its skirts
+    assert 1000 <= (rest.f_high + 0.5) * 2048 <= 1008
+    own, view, edges, line, _ = _edge_tone_track(range(8, 16), 16)
+    assert apart_edge_tones(own, view, edges, line, level, 32, 0.999) == [own]
+    close, view, edges, line, _ = _edge_tone_track(range(24), 2)
+    assert apart_edge_tones(close, view, edges, line, level, 32, 0.999) == [close]
+
+
 def test_neighbours_that_come_and_go_in_one_track_each_get_their_tiles(monkeypatch):
     """Three QPSK signals side by side, their skirts touching: a burst (tiles 2-9 of 24),
     a continuous one and a second burst (tiles 12-22), which the coarse view joined in
