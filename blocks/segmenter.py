@@ -130,9 +130,10 @@ class SpectrumSegmenter(RateBlock):
     strong neighbours touch (``valley_db``) and where the tiles that hold the two sides
     differ (a burst beside a continuous signal), comb-like line spectra kept whole, each
     trimmed to its 99.9 % power bandwidth on the finer PSD, neighbouring parts with one
-    constant envelope joined (an FSK's lobes); each detection then spans the
-    tiles where its own band holds it (``detections.refine_edges``). Two tracks can follow
-    one signal for a while and settle to its band: a detection that another one repeats
+    constant envelope joined (an FSK's lobes), a CW tone at a part's edge that is there in
+    tiles where the rest is not cut off as a detection of its own; each detection then
+    spans the tiles where its own band holds it (``detections.refine_edges``). Two tracks
+    can follow one signal for a while and settle to its band: a detection that another one repeats
     (half its time or more, frequency IoU REPEAT_IOU) is counted as
     ``repeated_detections``, not sent; one within the band of a track still open waits for
     that track's detections. The ``family``
