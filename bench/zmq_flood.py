@@ -50,7 +50,12 @@ connections: [rx -> slow, slow -> snk]
     sock = zmq.Context.instance().socket(zmq.PUSH)
     sock.setsockopt(zmq.SNDHWM, 1000)
     sock.bind(f"tcp://127.0.0.1:{port}")
-    time.sleep(1.5)
+    # the base once the receiver has started (its imports take seconds on a slow machine):
+    # its source connected, so the PUSH socket can send
+    if not sock.poll(30_000, zmq.POLLOUT):
+        proc.kill()
+        raise RuntimeError("the receiver did not connect within 30 s")
+    time.sleep(0.5)
     base = peak = rss_mb(proc.pid)
     payload = np.zeros(FRAME // 8, np.complex64).tobytes()
     oversize = np.zeros(FRAME // 2, np.complex64).tobytes()
