@@ -747,7 +747,8 @@ def split_at_valleys(db: np.ndarray, a: int, b: int, depth: float, edge: int = 2
 
 
 def join_line_spectra(runs: list[tuple[int, int]], min_lines: int = 3,
-                      tolerance: float = 0.25, max_step: int = 1) -> list[tuple[int, int]]:
+                      tolerance: float = 0.25, max_step: int = 1, min_humps: int = 3
+                      ) -> list[tuple[int, int]]:
     """Runs ([start, stop) bins, in order) that form a comb joined into one: at least
     ``min_lines`` consecutive runs whose centres are equally spaced (within ``tolerance`` of
     the first spacing), each as wide as the first run (within ``tolerance``) or, where the
@@ -755,7 +756,9 @@ def join_line_spectra(runs: list[tuple[int, int]], min_lines: int = 3,
     each apart from the one before (runs that touch were cut apart where their blocks
     differ: neighbours). A carrier modulated by a tone (FM, AM) shows such lines, a
     periodic sweep such humps; neighbouring signals of their own widths do not, nor a
-    narrow one between two wide ones that happen to be equally spaced."""
+    narrow one between two wide ones that happen to be equally spaced. A comb of humps
+    needs ``min_humps`` of them (in a band that holds still, three equally wide neighbours
+    packed at one gap look like a comb; four seldom)."""
     centre = [0.5 * (a + b) for a, b in runs]
     width = [b - a for a, b in runs]
     out, i = [], 0
@@ -770,7 +773,7 @@ def join_line_spectra(runs: list[tuple[int, int]], min_lines: int = 3,
                     lines and width[j] <= 0.5 * spacing or abs(width[j] - width[i]) <=
                     tolerance * width[i]):
                 j += 1
-        if j - i >= min_lines:
+        if j - i >= min_lines and (lines or j - i >= min_humps):
             out.append((runs[i][0], runs[j - 1][1]))
         else:
             out.append(runs[i])
@@ -779,11 +782,14 @@ def join_line_spectra(runs: list[tuple[int, int]], min_lines: int = 3,
     return out
 
 
+#: humps a comb needs on a track whose band holds still (``join_line_spectra``)
+STEADY_MIN_HUMPS = 4
 #: a comb of lines on the block-long PSD may miss every other line (an FM tone's Bessel nulls)
 LINE_COMB_STEP = 2
 
 
-def line_runs(runs: list[tuple[tuple[int, int], tuple[int, int]]]) -> list[tuple[int, int]]:
+def line_runs(runs: list[tuple[tuple[int, int], tuple[int, int]]], min_humps: int = 3
+              ) -> list[tuple[int, int]]:
     """The runs of the block-long PSD to take edges on, from (tight, whole) runs in order:
     each part of the finer view's, trimmed to its signal (tight) within the bins it covers
     (whole), or each piece of one it cut. Runs whose tight bands form a comb
@@ -791,18 +797,20 @@ def line_runs(runs: list[tuple[tuple[int, int], tuple[int, int]]]) -> list[tuple
     carrier's tone, a few of them in each part, where that view's window blurs them into
     humps as wide as their spacing; the others keep their whole runs."""
     out, tight = [], [t for t, _ in runs]
-    for lo, hi in join_line_spectra(tight, max_step=LINE_COMB_STEP):
+    for lo, hi in join_line_spectra(tight, max_step=LINE_COMB_STEP,
+                                   min_humps=min_humps):
         members = [w for t, w in runs if lo <= t[0] and t[1] <= hi]
         out.append((members[0][0], members[-1][1]) if len(members) > 1 else members[0])
     return out
 
 
-def comb_lines(line: np.ndarray, level: float, a: int, b: int, valley_db: float
-               ) -> list[tuple[int, int]]:
+def comb_lines(line: np.ndarray, level: float, a: int, b: int, valley_db: float,
+               min_humps: int = 3) -> list[tuple[int, int]]:
     """The lines of run [a, b) of the block-long PSD ``line`` where they form one comb
     (``join_line_spectra`` joins them all: an FM carrier's tone), else []."""
     pieces = split_finer(line, level, a, b, LINE_GAP, valley_db)
-    if len(pieces) < 3 or len(join_line_spectra(pieces, max_step=LINE_COMB_STEP)) > 1:
+    if len(pieces) < 3 or len(join_line_spectra(pieces, max_step=LINE_COMB_STEP,
+                                                min_humps=min_humps)) > 1:
         return []
     return pieces
 
@@ -1233,7 +1241,8 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     than ``finer_gap`` of its bins (0.1 % of the band at 2048 bins) and at valleys
     ``valley_db`` under both sides (``split_finer``: neighbours 0.2 % of the band apart,
     which the fine PSD's window blurs into one run). Runs that form a comb
-    (``join_line_spectra``: one signal's spectral lines) are joined. With ``block``, the
+    (``join_line_spectra``: one signal's spectral lines; on a track whose band holds still,
+    STEADY_MIN_HUMPS humps or more) are joined. With ``block``, the
     parts are also cut where the blocks that hold a run's two sides differ
     (``split_by_presence`` on the whole run: neighbours whose skirts touch, one of which
     comes or goes; ``cut_at``: added to the valley cuts, never undoing one). A part found mostly
@@ -1276,6 +1285,7 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     # for a while move one of its edges) has weak neighbours its mean holds apart, and
     # tiles that differ where they come and go
     steady = not track.sweeps()
+    min_humps = STEADY_MIN_HUMPS if steady else 3
     parts = []   # on the view's bins; a run split_finer leaves whole stays whole
     for a, b in runs:
         a, b = finer_bins(a, b, r)
@@ -1296,17 +1306,17 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     lines = []   # the runs on the line view since the last band on the finer view
 
     def settle_lines():
-        for lo, hi in line_runs(lines):
+        for lo, hi in line_runs(lines, min_humps):
             edges = line_edges(line, lo, hi, power_share, level)
             if edges[1] - edges[0] <= 1:   # a line: a carrier's band, if it has sidebands
                 edges = carrier_band(line, edges[0], track.spectra) or edges
             bands.append((line, edges))
         lines.clear()
 
-    for a, b in join_line_spectra(parts):
+    for a, b in join_line_spectra(parts, min_humps=min_humps):
         if line is not None and b - a > LINE_VIEW_BINS and valley_db:
             pieces = comb_lines(line, level, *finer_bins(a, b, len(line) // len(view)),
-                                valley_db)
+                                valley_db, min_humps)
             if pieces:   # a comb of lines, whose neighbours in the view may be its own
                 lines += [(piece, piece) for piece in pieces]
                 continue

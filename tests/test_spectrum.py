@@ -806,6 +806,42 @@ def test_an_fm_tones_lines_are_one_detection_across_the_finer_views_parts():
         block.stop()
 
 
+def test_three_equally_wide_neighbours_packed_at_one_gap_are_not_a_comb():
+    """Three continuous signals 2.2 % of the band wide, 0.25 % apart, at 7-15 dB in-band (a
+    packed band: GNU Radio's tight scenes joined such runs as one comb of humps). A comb of
+    humps on a band that holds still needs four of them (``STEADY_MIN_HUMPS``; three equally
+    wide neighbours at one gap are common, four seldom), lines still three; so each signal
+    is a detection of its own, its edges within 10 % of its width."""
+    from cvstream.blocks.detections import STEADY_MIN_HUMPS, join_line_spectra
+    humps = [(0, 18), (20, 38), (40, 58)]
+    assert join_line_spectra(humps) == [(0, 58)]
+    assert join_line_spectra(humps, min_humps=STEADY_MIN_HUMPS) == humps
+    assert join_line_spectra(humps + [(60, 78)], min_humps=STEADY_MIN_HUMPS) == [(0, 78)]
+    assert join_line_spectra([(0, 2), (10, 12), (20, 23)], min_humps=STEADY_MIN_HUMPS) == \
+        [(0, 23)]
+    n = 262144
+    t = np.arange(n)
+    for seed in range(2):
+        rng = np.random.default_rng(seed)
+        x = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)
+        truth = []
+        for kind, centre, snr_db in (("qpsk", 0.3, 12), ("16qam", 0.3245, 7),
+                                     ("qpsk", 0.349, 15)):
+            wave, bw = generate(rng, kind, n, 0.022)
+            x = x + np.sqrt(10 ** (snr_db / 10) * bw) * wave * np.exp(2j * np.pi * centre * t)
+            truth.append((centre - bw / 2, centre + bw / 2))
+        block = SpectrumSegmenter()
+        block.process(x.astype(np.complex64))
+        block.flush()
+        got = sorted(block.take_messages(), key=lambda m: m["freq_lower_edge"])
+        block.stop()
+        assert len(got) == 3
+        for m, (lo, hi) in zip(got, truth):
+            assert m["sample_count"] == n
+            assert m["freq_lower_edge"] == pytest.approx(lo, abs=0.1 * (hi - lo))
+            assert m["freq_upper_edge"] == pytest.approx(hi, abs=0.1 * (hi - lo))
+
+
 def test_a_sweep_is_not_cut_at_its_periodograms_seams(monkeypatch):
     """A chirp of the project's scenes (seed [11, 110, 1]: 0.20-0.43 of the band over eight
     tiles, part of it beside a QAM signal): where the model follows its upper part alone
