@@ -1096,6 +1096,34 @@ def signal_kurtosis(kurtosis: float, share: float) -> float:
     return (kurtosis - 4 * share * rest - 2 * rest * rest) / max(share * share, 1e-12)
 
 
+#: families whose spectra hold lines past their 99 % band (an FM's tone, an FSK's tones)
+LINE_FAMILIES = ("analog", "fsk")
+
+
+def sibling_lines(parts: list, block: int, flushed: bool) -> list[int]:
+    """Indices of those of one track's detections ``parts`` (classified) that are another
+    part's own lines: a ``tone`` within the width of a part of LINE_FAMILIES past its band,
+    that starts with it (to a ``block``, both after the stream's start) or ends with it
+    (before the stream's end: not ``flushed``). An FM's outer lines, which the comb of its
+    band leaves out, come and go with it; a CW tone bursting with a neighbour to the block
+    seldom does, and continuous ones (no start or end to share) are kept."""
+    out = []
+    for k, line in enumerate(parts):
+        if line.label != "tone":
+            continue
+        for other in parts:
+            width = other.f_high - other.f_low
+            if other.label not in LINE_FAMILIES or max(
+                    other.f_low - line.f_high, line.f_low - other.f_high) > width:
+                continue
+            starts = min(line.start, other.start) > 0 and abs(line.start - other.start) <= block
+            ends = not flushed and abs(line.stop - other.stop) <= block
+            if starts or ends:
+                out.append(k)
+                break
+    return out
+
+
 def join_one_envelope(parts: list) -> list:
     """``refine_edges``' parts of one track, with runs of neighbours joined where their
     joint band has one constant envelope on the samples of the blocks they all hold: the

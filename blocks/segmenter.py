@@ -13,7 +13,7 @@ from cvstream.errors import ParamError
 
 from .detections import (FAMILY_FEATURES, ZOOM, RadioContext, Tracker, bin_edges,
                          dilate_rows, family_features, family_probabilities, refine_edges,
-                         row_runs, time_segments, to_message)
+                         row_runs, sibling_lines, time_segments, to_message)
 from .narrowband import CellTones, LongTones, NarrowbandFinder, merge_lines
 from .onnx_model import load_model, make_session
 
@@ -144,7 +144,10 @@ class SpectrumSegmenter(RateBlock):
     ``detections.family_features``; with ``family: ""`` or ``refine: 0`` the label is the
     cell votes). Its probabilities are
     calibrated (the contract's ``postprocess.temperature``, fitted on held-out
-    detections); below ``min_label_confidence`` the label is ``unknown``. Detection messages as
+    detections); below ``min_label_confidence`` the label is ``unknown``. A ``tone`` cut
+    from the same track as an ``analog`` or ``fsk`` detection, beside it, that starts or
+    ends with it is that signal's own line (an FM's outer line): counted as
+    ``sibling_lines``, not sent (``detections.sibling_lines``). Detection messages as
     cfar_detector's, with ``label`` the modulation family, ``label_confidence`` the
     classifier's probability of it (``label_guess`` the best family where ``unknown``) and
     ``confidence`` the peak presence probability.
@@ -627,7 +630,7 @@ class SpectrumSegmenter(RateBlock):
             self._absorb(*held)
         if self._lines:
             self._emit_narrow(self._narrow_tracker.flush())
-        self._emit_all(self._tracker.flush())
+        self._emit_all(self._tracker.flush(), flushed=True)
 
     def _narrow_intervals(self, logits, masks, power, found) -> list[list[tuple]]:
         """Per tile, the narrow signals of the fine view as tracker intervals, labelled
@@ -743,7 +746,7 @@ class SpectrumSegmenter(RateBlock):
                                         valley_db=self.valley_db, hold=self.hold,
                                         dropped=dropped)]
 
-    def _emit_all(self, tracks):
+    def _emit_all(self, tracks, flushed: bool = False):
         if self._tracker.dropped_short:
             self.count("short_tracks", self._tracker.dropped_short)
             self._tracker.dropped_short = 0
@@ -752,7 +755,7 @@ class SpectrumSegmenter(RateBlock):
         tracks = [part for _, parts in split for part in parts]
         if self.refine:
             self._classify(tracks)
-            tracks = self._settle_repeats(tracks, split)
+            tracks = self._settle_repeats(self._without_sibling_lines(split, flushed), split)
         elif self._lines:
             self._coarse_seen.extend(tracks)
         for track in tracks:
@@ -760,6 +763,20 @@ class SpectrumSegmenter(RateBlock):
                                  track.score))
         if self._lines:
             self._release_narrow(split)
+
+    def _without_sibling_lines(self, split: list, flushed: bool) -> list:
+        """The detections of ``split`` ((track, its detections)) less those that are
+        another of the same track's own lines (``detections.sibling_lines``), counted as
+        ``sibling_lines``; a narrow signal on one is still inside the track."""
+        out = []
+        for _, parts in split:
+            lines = sibling_lines(parts, self.decim, flushed)
+            if lines:
+                self.count("sibling_lines", len(lines))
+                if self._lines:
+                    self._coarse_seen.extend(parts[k] for k in lines)
+            out += [part for k, part in enumerate(parts) if k not in lines]
+        return out
 
     def _settle_repeats(self, parts: list, split: list) -> list:
         """The detections to send now, of ``parts`` (those of the tracks that just ended,

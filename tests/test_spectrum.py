@@ -842,6 +842,40 @@ def test_three_equally_wide_neighbours_packed_at_one_gap_are_not_a_comb():
             assert m["freq_upper_edge"] == pytest.approx(hi, abs=0.1 * (hi - lo))
 
 
+def test_a_tone_cut_from_an_fm_track_that_comes_and_goes_with_it_is_its_line():
+    """GNU Radio's narrow FM bursts left their outer lines as ``tone`` detections beside
+    them, in the blocks they held. A tone cut from the same track as an ``analog`` or
+    ``fsk`` part, within that part's width past its band, that starts with it (both after
+    the stream's start) or ends with it (before the stream's end) is its line; one that
+    is not beside such a part, or is further off, or shares no start or end with it (a
+    continuous tone beside a continuous FM: both from the stream's start to its end), or
+    beside a PSK, stays."""
+    from cvstream.blocks.detections import Track, sibling_lines
+    block = 8192
+
+    def part(label, lo, hi, start=10 * block, stop=40 * block):
+        out = Track(start, stop, lo, hi, 20.0)
+        out.label = label
+        return out
+    fm = part("analog", 0.30, 0.31)
+    assert sibling_lines([fm, part("tone", 0.3152, 0.3153)], block, False) == [1]
+    assert sibling_lines([part("tone", 0.2950, 0.2951), fm], block, True) == [0]  # starts
+    assert sibling_lines([fm, part("tone", 0.3152, 0.3153, 0, 40 * block)], block,
+                         False) == [1]                                          # ends
+    assert sibling_lines([fm, part("tone", 0.3152, 0.3153, 0, 40 * block)], block,
+                         True) == []                        # ends only with the stream
+    assert sibling_lines([fm, part("tone", 0.3252, 0.3253)], block, False) == []  # far
+    assert sibling_lines([fm, part("tone", 0.3152, 0.3153, 20 * block, 30 * block)],
+                         block, False) == []                # its own time
+    assert sibling_lines([part("psk", 0.30, 0.31), part("tone", 0.3152, 0.3153)], block,
+                         False) == []
+    steady = part("analog", 0.30, 0.31, 0, 64 * block)
+    assert sibling_lines([steady, part("tone", 0.3152, 0.3153, 0, 64 * block)], block,
+                         True) == []                        # continuous, both
+    assert sibling_lines([part("fsk", 0.30, 0.31), part("tone", 0.3152, 0.3153),
+                          part("tone", 0.3172, 0.3173)], block, False) == [1, 2]
+
+
 def test_a_sweep_is_not_cut_at_its_periodograms_seams(monkeypatch):
     """A chirp of the project's scenes (seed [11, 110, 1]: 0.20-0.43 of the band over eight
     tiles, part of it beside a QAM signal): where the model follows its upper part alone
