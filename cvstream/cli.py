@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     except CvstreamError as exc:
         _say(str(exc))
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:   # before a run's own handler (loading the graph)
+        _say("interrupted")
         return EXIT_FAILED
     except BrokenPipeError:  # e.g. `cvstream blocks --schema | head`: the reader is gone
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -242,24 +242,37 @@ def test_second_interrupt_aborts_with_exit_one(graph_file):
 
 def test_zmq_sink_without_a_peer_stops_at_once(graph_file, tmp_path):
     """Interrupted while nobody takes its frames, a zmq_sink gives up at once (no 2 s wait
-    for a peer that is not there) and counts what it could not deliver."""
-    from conftest import free_port
+    for a peer that is not there) and counts what it could not deliver. A plain TCP socket
+    listens where it connects, to tell when the graph runs (its blocks have started), and
+    closes at once, before ZeroMQ's handshake. (A fixed wait raced the start on a slow
+    machine: interrupted while loading, the run exits 1.)"""
+    import socket
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(60)
+    port = listener.getsockname()[1]
     path = graph_file(f"""
     blocks:
       src: {{type: signal_source, chunk: 4096}}
       pace: {{type: throttle, rate: 1e6}}
-      tx: {{type: zmq_sink, address: "tcp://127.0.0.1:{free_port()}", pattern: push,
+      tx: {{type: zmq_sink, address: "tcp://127.0.0.1:{port}", pattern: push,
            bind: false, hwm: 4}}
     connections: [src -> pace, pace -> tx]
     """)
     stats = tmp_path / "s.json"
     proc = subprocess.Popen(cvstream_cmd("run", str(path), "--stats-json", str(stats)),
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(3.0)
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(20) == 0, proc.stderr.read()
-    assert time.monotonic() - t0 < 1.5
+    try:
+        conn, _ = listener.accept()   # the sink has connected: the graph runs
+        conn.close()
+        listener.close()              # gone: no peer to wait for
+        time.sleep(1.0)               # its frames fill the queue (hwm 4)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0, proc.stderr.read()
+        assert time.monotonic() - t0 < 1.5
+    finally:
+        proc.kill()
+        listener.close()
     counters = json.loads(stats.read_text())["blocks"]["tx"]["counters"]
     assert counters["undelivered_items"] > 0
 
