@@ -228,9 +228,14 @@ def test_second_interrupt_aborts_with_exit_one(graph_file):
       tx: {{type: zmq_sink, address: "tcp://127.0.0.1:{port}", pattern: push, hwm: 2}}
     connections: [src -> tx]
     """)
+    monitor = peer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
     proc = subprocess.Popen(cvstream_cmd("run", str(path)), stderr=subprocess.PIPE,
                             text=True)
-    time.sleep(3.0)
+    # the sink has bound and the peer joined: the graph runs (a fixed wait raced a slow
+    # machine's start-up), then its frames fill both queues
+    assert monitor.poll(60_000), "the sink never took the peer"
+    monitor.close(0)
+    time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)  # two pending SIGINTs would merge into one
     proc.send_signal(signal.SIGINT)
