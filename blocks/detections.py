@@ -815,6 +815,57 @@ def comb_lines(line: np.ndarray, level: float, a: int, b: int, valley_db: float,
     return pieces
 
 
+#: a signal whose block-long PSD stands within FLAT_DB of its median at its 90th
+#: percentile has no lines of its own (PSK, QAM, OFDM; an FM's or FSK's lines stand out)
+FLAT_DB = 2.5
+
+
+def flat(db: np.ndarray, a: int, b: int) -> bool:
+    """Whether run [a, b) of a PSD (dB) is a flat spectrum, one without lines (FLAT_DB)."""
+    return float(np.quantile(db[a:b], 0.9) - np.median(db[a:b])) <= FLAT_DB
+
+
+def tone_cuts(line: np.ndarray, level: float, a: int, b: int, valley_db: float
+              ) -> list[tuple[int, int]]:
+    """Run [a, b) of the block-long PSD ``line`` (a wide run the finer view left whole) cut
+    around each CW tone in a valley between two flat signals: of its pieces
+    (``split_finer``), a line (``line_edges``: one bin) whose neighbours are both wider,
+    FLAT_DB flat and not mirror images about it (``mirrored``: an AM carrier's
+    sidebands); neither neighbour's own line, as a flat spectrum has none. The parts
+    either side stay whole; [] where no tone is cut out."""
+    pieces = split_finer(line, level, a, b, LINE_GAP, valley_db)
+    if len(pieces) < 3:
+        return []
+    db = 10 * np.log10(np.maximum(line, 1e-12))
+
+    def is_line(lo: int, hi: int) -> bool:
+        e_lo, e_hi = line_edges(line, lo, hi, 0.999, level)
+        return e_hi - e_lo <= 1
+
+    cuts = [k for k in range(1, len(pieces) - 1)
+            if is_line(*pieces[k]) and all(not is_line(*p) and flat(db, *p)
+                                           for p in (pieces[k - 1], pieces[k + 1]))
+            and not mirrored(db, pieces[k - 1], pieces[k], pieces[k + 1])]
+    if not cuts:
+        return []
+    out, lo = [], a
+    for k in cuts:
+        out += [(lo, pieces[k - 1][1]), pieces[k]]
+        lo = pieces[k + 1][0]
+    return out + [(lo, b)]
+
+
+def mirrored(db: np.ndarray, left: tuple[int, int], centre: tuple[int, int],
+             right: tuple[int, int]) -> bool:
+    """Whether runs ``left`` and ``right`` of a PSD (dB) are mirror images about run
+    ``centre``: as wide as each other (to HALVES_WIDTH), as strong (median levels HALVES_DB
+    apart at most) and as far from it (to LINE_GAP bins); a carrier's two sidebands."""
+    w1, w2 = left[1] - left[0], right[1] - right[0]
+    level = abs(float(np.median(db[left[0]:left[1]]) - np.median(db[right[0]:right[1]])))
+    return abs(w1 - w2) <= HALVES_WIDTH * max(w1, w2) and level <= HALVES_DB and \
+        abs((centre[0] - left[1]) - (right[0] - centre[1])) <= LINE_GAP
+
+
 def occupied_edges(psd: np.ndarray, a: int, b: int, power_share: float
                    ) -> tuple[float, float]:
     """Fractional bin positions of the band of run [a, b) holding ``power_share`` of its
@@ -1201,8 +1252,24 @@ EDGE_TONE_BINS = 8
 EDGE_TONE_GAP = 6
 EDGE_TONE_MAX_GAP = 48
 EDGE_TONE_RISE = 10.0
+#: ... or, beside a flat rest (``flat``: no lines of its own), EDGE_TONE_FLAT_RISE times
+EDGE_TONE_FLAT_RISE = 5.0
+#: ... a burst holds its band in EDGE_TONE_BURST of the rows from its first to its last
+EDGE_TONE_BURST = 0.6
 #: ... the view's bins either side of the line's that its window's main lobe reaches
 EDGE_TONE_LOBE = 2
+
+
+def burst_rows(held: np.ndarray) -> np.ndarray | None:
+    """The rows from the first to the last that ``held`` marks, where it marks
+    EDGE_TONE_BURST of them or more (a CW burst holds its band from its start to its end;
+    an FM's outer lines flicker with its message), else None."""
+    rows = np.flatnonzero(held)
+    if not len(rows) or len(rows) < EDGE_TONE_BURST * (rows[-1] + 1 - rows[0]):
+        return None
+    span = np.zeros_like(held)
+    span[rows[0]:rows[-1] + 1] = True
+    return span
 
 
 def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
@@ -1215,10 +1282,12 @@ def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
     out, ends a few bins short: EDGE_TONE_GAP to EDGE_TONE_MAX_GAP, EDGE_TONE_RISE under
     the line) and there in blocks where the rest is not (MIN_SEGMENT blocks and
     PRESENCE_SHARE of them or more, ``Track.held``): a tone 0.2 % of the band beside a
-    signal that comes and goes, or beside which it does, which a neighbour's skirt joins
-    to that signal's run. A signal's own line comes and goes with it and stays (as does a
-    tone beside a signal always there with it: nothing tells it from the signal's own
-    line)."""
+    signal that comes and goes, which a neighbour's skirt joins to that signal's run.
+    Beside a flat rest (``flat``: PSK, QAM, OFDM, which hold no lines of their own) the line
+    need only stand EDGE_TONE_FLAT_RISE over the gap, and may instead be a burst
+    (``burst_rows``) that the rest outlasts by as many blocks. A signal's own line comes
+    and goes with it and stays (as does a tone beside a signal always there with it:
+    nothing tells it from the signal's own line)."""
     r = len(line) // len(view)
     lo, hi = edges
     first, last = int(np.floor(lo * r)), int(np.ceil(hi * r))
@@ -1242,13 +1311,21 @@ def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
             continue
         gap = line[int(t_hi) + 3:int(r_lo * r)] if low else \
             line[int(np.ceil(r_hi * r)):int(t_lo) - 3]
-        if not len(gap) or line[k] < EDGE_TONE_RISE * np.median(gap):
+        band = (int(np.ceil(r_lo * r)), int(np.floor(r_hi * r)))
+        lineless = band[1] - band[0] >= 4 * EDGE_TONE_GAP and flat(
+            10 * np.log10(np.maximum(line, 1e-12)), *band)
+        if not len(gap) or line[k] < (EDGE_TONE_FLAT_RISE if lineless else
+                                      EDGE_TONE_RISE) * np.median(gap):
             continue
         tone, rest = copy.copy(part), copy.copy(part)
         tone.f_low, tone.f_high = (float(e) for e in bin_edges(t_lo, t_hi, len(line)))
         rest.f_low, rest.f_high = (float(e) for e in bin_edges(r_lo, r_hi, len(view)))
-        if np.sum(tone.held(frames) & ~rest.held(frames)) < \
-                max(MIN_SEGMENT, PRESENCE_SHARE * len(part.rows)):
+        held, rest_held = tone.held(frames), rest.held(frames)
+        apart = np.sum(held & ~rest_held)   # there where the rest is not
+        if lineless:   # or a burst beside a flat rest that is there without it
+            span = burst_rows(held)
+            apart = max(apart, 0 if span is None else np.sum(rest_held & ~span))
+        if apart < max(MIN_SEGMENT, PRESENCE_SHARE * len(part.rows)):
             continue
         return [tone] + apart_edge_tones(rest, view, (r_lo, r_hi), line, level, frames,
                                          power_share)
@@ -1290,7 +1367,9 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     block-long PSD (``Track.line``; gaps of more than LINE_GAP bins; ``line_edges``: a tone
     one bin of 8192 wide), as is a wider one that is a comb of lines there
     (``comb_lines``); the lines of neighbouring parts that form one comb are joined
-    (``line_runs``: an FM tone's lines, which the finer view cuts at Bessel nulls). Where
+    (``line_runs``: an FM tone's lines, which the finer view cuts at Bessel nulls); a wider
+    run that is no comb is cut there around a CW tone in the valley between two flat
+    signals (``tone_cuts``). Where
     nothing stands out (a weak signal), the coarse edges stay. Neighbouring parts with one
     constant envelope are then joined (``join_one_envelope``: an FSK's lobes)."""
     if track.spectrum is None or not track.spectra:
@@ -1343,10 +1422,11 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
 
     for a, b in join_line_spectra(parts, min_humps=min_humps):
         if line is not None and b - a > LINE_VIEW_BINS and valley_db:
-            pieces = comb_lines(line, level, *finer_bins(a, b, len(line) // len(view)),
-                                valley_db, min_humps)
-            if pieces:   # a comb of lines, whose neighbours in the view may be its own
-                lines += [(piece, piece) for piece in pieces]
+            on_line = finer_bins(a, b, len(line) // len(view))
+            pieces = comb_lines(line, level, *on_line, valley_db, min_humps) or \
+                tone_cuts(line, level, *on_line, valley_db)
+            if pieces:   # a comb of lines (whose neighbours in the view may be its own),
+                lines += [(piece, piece) for piece in pieces]   # or tones cut out
                 continue
         if line is None or b - a > LINE_VIEW_BINS:
             settle_lines()

@@ -131,12 +131,13 @@ class SpectrumSegmenter(RateBlock):
     differ (a burst beside a continuous signal), comb-like line spectra kept whole, each
     trimmed to its 99.9 % power bandwidth on the finer PSD, neighbouring parts with one
     constant envelope joined (an FSK's lobes), a CW tone at a part's edge that is there in
-    tiles where the rest is not cut off as a detection of its own; each detection then
-    spans the tiles where its own band holds it (``detections.refine_edges``). Two tracks
-    can follow one signal for a while and settle to its band: a detection that another one repeats
-    (half its time or more, frequency IoU REPEAT_IOU) is counted as
-    ``repeated_detections``, not sent; one within the band of a track still open waits for
-    that track's detections. The ``family``
+    tiles where the rest is not (beside a flat spectrum, also a burst the rest outlasts)
+    and one in the valley between two flat spectra cut off as detections of their own;
+    each detection then spans the tiles where its own band holds it
+    (``detections.refine_edges``). Two tracks can follow one signal for a while and settle
+    to its band: a detection that another one repeats (half its time or more, frequency
+    IoU REPEAT_IOU) is counted as ``repeated_detections``, not sent; one within the band
+    of a track still open waits for that track's detections. The ``family``
     classifier then names each detection's modulation family from the shape of that fine
     PSD, its bandwidth, how its band moved and five statistics of its envelope and
     instantaneous frequency in its band, taken on the samples of its first tiles (more of
@@ -819,9 +820,10 @@ class SpectrumSegmenter(RateBlock):
     def _follows(self, narrow, part) -> bool:
         """Whether an open narrow track already follows ``part``, a line of the model's
         (one bin of the tile-long PSD: a carrier the model saw for a while): it holds the
-        line's centre over half its time or more and has held long enough to be sent."""
+        line's centre over half its time or more and has been seen in enough tiles to be
+        sent (else the tone would be lost to both)."""
         return (part.f_high - part.f_low) * self.decim <= 1.5 and \
-            narrow.stop - narrow.start >= NARROW_MIN_TILES * self.decim and \
+            len(narrow.edges) >= self._narrow_tracker.min_blocks and \
             self._covers(narrow, part)
 
     @staticmethod
