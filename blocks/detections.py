@@ -804,6 +804,33 @@ def line_runs(runs: list[tuple[tuple[int, int], tuple[int, int]]], min_humps: in
     return out
 
 
+def lines_of_one_comb(track: Track, runs: list, joined: tuple[int, int], size: int,
+                      frames: int) -> list[tuple[int, int]]:
+    """[joined], a run ``line_runs`` made of the (tight, whole) ``runs`` of a ``size``-bin
+    view, or its members' whole runs again where they are not one signal's comb: a
+    comb's lines mirrored about its centre (an AM carrier's two sidebands, an FM's Bessel
+    pairs) carry one message and come and go together; a line there as a burst
+    (``burst_rows``) whose mirror holds on past it, each for MIN_SEGMENT blocks and
+    PRESENCE_SHARE of the track's or more, is another CW tone beside them (tones packed at
+    one spacing look like a comb)."""
+    members = [(tight, whole) for tight, whole in runs
+               if joined[0] <= whole[0] and whole[1] <= joined[1]]
+    if len(members) < 3 or not track.rows:
+        return [joined]
+    held = []
+    for (a, b), _ in members:
+        part = copy.copy(track)
+        part.f_low, part.f_high = (float(e) for e in bin_edges(a, b, size))
+        held.append(part.held(frames))
+    need = max(MIN_SEGMENT, PRESENCE_SHARE * len(track.rows))
+    for k in range(len(members) // 2):
+        for one, mirror in ((held[k], held[-1 - k]), (held[-1 - k], held[k])):
+            span = burst_rows(one)
+            if span is not None and min(np.sum(one), np.sum(mirror & ~span)) >= need:
+                return [whole for _, whole in members]
+    return [joined]
+
+
 def comb_lines(line: np.ndarray, level: float, a: int, b: int, valley_db: float,
                min_humps: int = 3) -> list[tuple[int, int]]:
     """The lines of run [a, b) of the block-long PSD ``line`` where they form one comb
@@ -1367,10 +1394,11 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     block-long PSD (``Track.line``; gaps of more than LINE_GAP bins; ``line_edges``: a tone
     one bin of 8192 wide), as is a wider one that is a comb of lines there
     (``comb_lines``); the lines of neighbouring parts that form one comb are joined
-    (``line_runs``: an FM tone's lines, which the finer view cuts at Bessel nulls); a wider
-    run that is no comb is cut there around a CW tone in the valley between two flat
-    signals (``tone_cuts``). Where
-    nothing stands out (a weak signal), the coarse edges stay. Neighbouring parts with one
+    (``line_runs``: an FM tone's lines, which the finer view cuts at Bessel nulls), unless
+    mirrored lines of the comb differ in time (``lines_of_one_comb``: CW tones packed at
+    one spacing); a wider run that is no comb is cut there around a CW tone in the valley
+    between two flat signals (``tone_cuts``). Where nothing stands out (a weak signal),
+    the coarse edges stay. Neighbouring parts with one
     constant envelope are then joined (``join_one_envelope``: an FSK's lobes)."""
     if track.spectrum is None or not track.spectra:
         return [track]
@@ -1413,7 +1441,8 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     lines = []   # the runs on the line view since the last band on the finer view
 
     def settle_lines():
-        for lo, hi in line_runs(lines, min_humps):
+        for lo, hi in (run for joined in line_runs(lines, min_humps)
+                       for run in lines_of_one_comb(track, lines, joined, len(line), frames)):
             edges = line_edges(line, lo, hi, power_share, level)
             if edges[1] - edges[0] <= 1:   # a line: a carrier's band, if it has sidebands
                 edges = carrier_band(line, edges[0], track.spectra) or edges

@@ -128,7 +128,8 @@ class SpectrumSegmenter(RateBlock):
     edges (and a wider window, where a neighbour joined the track for part of its tiles),
     split where a gap shows two neighbours, cut again on a PSD twice as fine where
     strong neighbours touch (``valley_db``) and where the tiles that hold the two sides
-    differ (a burst beside a continuous signal), comb-like line spectra kept whole, each
+    differ (a burst beside a continuous signal), comb-like line spectra kept whole (not
+    where two mirrored lines differ in time: CW tones at one spacing), each
     trimmed to its 99.9 % power bandwidth on the finer PSD, neighbouring parts with one
     constant envelope joined (an FSK's lobes), a CW tone at a part's edge that is there in
     tiles where the rest is not (beside a flat spectrum, also a burst the rest outlasts)

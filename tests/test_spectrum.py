@@ -906,6 +906,38 @@ def test_a_strong_cw_burst_of_five_tiles_is_sent_once():
         assert abs(got[0]["sample_count"] - 5 * tile) <= 2 * tile
 
 
+def test_three_cw_tones_at_one_spacing_one_a_burst_are_not_one_comb():
+    """Three lines of the block-long PSD 24 bins apart (0.3 % of the band; GNU Radio's seed
+    8765 #4: three CW tones 0.22 % apart, the middle one strongest), which ``line_runs``
+    joins as one comb: an AM carrier's two sidebands. But a comb's mirrored lines carry
+    one message and come and go together; where the upper line is a burst (blocks 2-11 of
+    24) and the lower one holds on past it, they are three tones (``lines_of_one_comb``:
+    each line's own run again). All three always there, the upper one in scattered blocks
+    (a weak line's flicker) or a burst of two blocks: one comb."""
+    from cvstream.blocks.detections import Track, bin_edges, lines_of_one_comb
+    centres = (3632, 3656, 3680)
+    runs = [((c, c + 1), (c - 4, c + 5)) for c in centres]
+    joined = (runs[0][1][0], runs[-1][1][1])
+
+    def track(upper_blocks):
+        rng = np.random.default_rng(2)
+        rows = []
+        for k in range(24):
+            row = rng.gamma(64, 1 / 64, 1024)
+            row[[c // 8 for c in centres[:2]]] += 50.0
+            if k in upper_blocks:
+                row[centres[2] // 8] += 50.0
+            rows.append((k * 8192, row))
+        out = Track(0, 24 * 8192, *(float(e) for e in bin_edges(*joined, 8192)), 20.0)
+        out.rows, out.spectra = rows, 24
+        return out
+    wholes = [whole for _, whole in runs]
+    assert lines_of_one_comb(track(range(2, 12)), runs, joined, 8192, 32) == wholes
+    for upper in (range(24), (1, 5, 9, 14, 18, 22), (6, 7)):
+        assert lines_of_one_comb(track(upper), runs, joined, 8192, 32) == [joined]
+    assert lines_of_one_comb(track(range(2, 12)), runs[:2], joined, 8192, 32) == [joined]
+
+
 def test_a_tone_in_the_valley_between_two_flat_neighbours_is_a_detection_of_its_own():
     """An OFDM signal, a CW tone 0.2 % of the band past its edge and a QPSK signal 0.2 %
     past the tone (GNU Radio's packed scenes: seed 5678 #35 put a tone between two OFDM
