@@ -831,11 +831,10 @@ def lines_of_one_comb(track: Track, runs: list, joined: tuple[int, int], size: i
     return [joined]
 
 
-def comb_lines(line: np.ndarray, level: float, a: int, b: int, valley_db: float,
-               min_humps: int = 3) -> list[tuple[int, int]]:
-    """The lines of run [a, b) of the block-long PSD ``line`` where they form one comb
-    (``join_line_spectra`` joins them all: an FM carrier's tone), else []."""
-    pieces = split_finer(line, level, a, b, LINE_GAP, valley_db)
+def comb_lines(pieces: list[tuple[int, int]], min_humps: int = 3) -> list[tuple[int, int]]:
+    """The ``pieces`` of a run of the block-long PSD (``split_finer``) where they are the
+    lines of one comb (``join_line_spectra`` joins them all: an FM carrier's tone), else
+    []."""
     if len(pieces) < 3 or len(join_line_spectra(pieces, max_step=LINE_COMB_STEP,
                                                 min_humps=min_humps)) > 1:
         return []
@@ -847,20 +846,20 @@ def comb_lines(line: np.ndarray, level: float, a: int, b: int, valley_db: float,
 FLAT_DB = 2.5
 
 
-def flat(db: np.ndarray, a: int, b: int) -> bool:
-    """Whether run [a, b) of a PSD (dB) is a flat spectrum, one without lines (FLAT_DB)."""
-    return float(np.quantile(db[a:b], 0.9) - np.median(db[a:b])) <= FLAT_DB
+def flat(psd: np.ndarray) -> bool:
+    """Whether a run of a PSD is a flat spectrum, one without lines (FLAT_DB)."""
+    db = 10 * np.log10(np.maximum(psd, 1e-12))
+    return float(np.quantile(db, 0.9) - np.median(db)) <= FLAT_DB
 
 
-def tone_cuts(line: np.ndarray, level: float, a: int, b: int, valley_db: float
-              ) -> list[tuple[int, int]]:
+def tone_cuts(line: np.ndarray, level: float, pieces: list[tuple[int, int]], a: int,
+              b: int) -> list[tuple[int, int]]:
     """Run [a, b) of the block-long PSD ``line`` (a wide run the finer view left whole) cut
-    around each CW tone in a valley between two flat signals: of its pieces
+    around each CW tone in a valley between two flat signals: of its ``pieces``
     (``split_finer``), a line (``line_edges``: one bin) whose neighbours are both wider,
     FLAT_DB flat and not mirror images about it (``mirrored``: an AM carrier's
     sidebands); neither neighbour's own line, as a flat spectrum has none. The parts
     either side stay whole; [] where no tone is cut out."""
-    pieces = split_finer(line, level, a, b, LINE_GAP, valley_db)
     if len(pieces) < 3:
         return []
     db = 10 * np.log10(np.maximum(line, 1e-12))
@@ -870,7 +869,7 @@ def tone_cuts(line: np.ndarray, level: float, a: int, b: int, valley_db: float
         return e_hi - e_lo <= 1
 
     cuts = [k for k in range(1, len(pieces) - 1)
-            if is_line(*pieces[k]) and all(not is_line(*p) and flat(db, *p)
+            if is_line(*pieces[k]) and all(not is_line(*p) and flat(line[p[0]:p[1]])
                                            for p in (pieces[k - 1], pieces[k + 1]))
             and not mirrored(db, pieces[k - 1], pieces[k], pieces[k + 1])]
     if not cuts:
@@ -885,11 +884,9 @@ def tone_cuts(line: np.ndarray, level: float, a: int, b: int, valley_db: float
 def mirrored(db: np.ndarray, left: tuple[int, int], centre: tuple[int, int],
              right: tuple[int, int]) -> bool:
     """Whether runs ``left`` and ``right`` of a PSD (dB) are mirror images about run
-    ``centre``: as wide as each other (to HALVES_WIDTH), as strong (median levels HALVES_DB
-    apart at most) and as far from it (to LINE_GAP bins); a carrier's two sidebands."""
-    w1, w2 = left[1] - left[0], right[1] - right[0]
-    level = abs(float(np.median(db[left[0]:left[1]]) - np.median(db[right[0]:right[1]])))
-    return abs(w1 - w2) <= HALVES_WIDTH * max(w1, w2) and level <= HALVES_DB and \
+    ``centre``: ``alike`` and as far from it (to LINE_GAP bins); a carrier's two
+    sidebands."""
+    return alike(db, left, right) and \
         abs((centre[0] - left[1]) - (right[0] - centre[1])) <= LINE_GAP
 
 
@@ -1040,12 +1037,18 @@ def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
 def halves(db: np.ndarray, left: tuple[int, int], right: tuple[int, int]) -> bool:
     """Whether two runs either side of a narrow notch are the halves of one signal (an
     OFDM signal's unused centre carrier): as wide as each other (to HALVES_WIDTH), as
-    strong (median levels HALVES_DB apart at most), the notch under HALVES_NOTCH of their
-    width. Two neighbours seldom match so."""
+    strong (``alike``), the notch under HALVES_NOTCH of their width. Two neighbours seldom
+    match so."""
+    return alike(db, left, right) and right[0] - left[1] <= HALVES_NOTCH * min(
+        left[1] - left[0], right[1] - right[0])
+
+
+def alike(db: np.ndarray, left: tuple[int, int], right: tuple[int, int]) -> bool:
+    """Whether two runs of a PSD (dB) are as wide as each other (to HALVES_WIDTH) and as
+    strong (median levels HALVES_DB apart at most)."""
     w1, w2 = left[1] - left[0], right[1] - right[0]
     level = abs(float(np.median(db[left[0]:left[1]]) - np.median(db[right[0]:right[1]])))
-    return abs(w1 - w2) <= HALVES_WIDTH * max(w1, w2) and level <= HALVES_DB and \
-        right[0] - left[1] <= HALVES_NOTCH * min(w1, w2)
+    return abs(w1 - w2) <= HALVES_WIDTH * max(w1, w2) and level <= HALVES_DB
 
 
 def middle_bands(excess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1339,8 +1342,7 @@ def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
         gap = line[int(t_hi) + 3:int(r_lo * r)] if low else \
             line[int(np.ceil(r_hi * r)):int(t_lo) - 3]
         band = (int(np.ceil(r_lo * r)), int(np.floor(r_hi * r)))
-        lineless = band[1] - band[0] >= 4 * EDGE_TONE_GAP and flat(
-            10 * np.log10(np.maximum(line, 1e-12)), *band)
+        lineless = band[1] - band[0] >= 4 * EDGE_TONE_GAP and flat(line[band[0]:band[1]])
         if not len(gap) or line[k] < (EDGE_TONE_FLAT_RISE if lineless else
                                       EDGE_TONE_RISE) * np.median(gap):
             continue
@@ -1452,8 +1454,8 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     for a, b in join_line_spectra(parts, min_humps=min_humps):
         if line is not None and b - a > LINE_VIEW_BINS and valley_db:
             on_line = finer_bins(a, b, len(line) // len(view))
-            pieces = comb_lines(line, level, *on_line, valley_db, min_humps) or \
-                tone_cuts(line, level, *on_line, valley_db)
+            pieces = split_finer(line, level, *on_line, LINE_GAP, valley_db)
+            pieces = comb_lines(pieces, min_humps) or tone_cuts(line, level, pieces, *on_line)
             if pieces:   # a comb of lines (whose neighbours in the view may be its own),
                 lines += [(piece, piece) for piece in pieces]   # or tones cut out
                 continue

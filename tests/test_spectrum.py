@@ -946,20 +946,24 @@ def test_a_tone_in_the_valley_between_two_flat_neighbours_is_a_detection_of_its_
     no lines of their own (``tone_cuts``): three detections, the tone's one bin wide.
     Beside an FM's lines (a neighbour that is not flat) or between an AM carrier's mirrored
     sidebands the line stays inside."""
-    from cvstream.blocks.detections import tone_cuts
+    from cvstream.blocks.detections import LINE_GAP, split_finer, tone_cuts
+
+    def cuts(psd):
+        return tone_cuts(psd, 1.64, split_finer(psd, 1.64, 990, 1310, LINE_GAP, 15.0), 990,
+                         1310)
     rng = np.random.default_rng(3)
     psd = rng.uniform(0.8, 1.2, 8192)
     psd[1000:1200] *= 300
     psd[1214:1217] *= [60, 400, 60]   # a tone, spread over three bins by the window
     psd[1231:1300] *= 200
-    assert tone_cuts(psd, 1.64, 990, 1310, 15.0) == [(990, 1200), (1214, 1217), (1231, 1310)]
+    assert cuts(psd) == [(990, 1200), (1214, 1217), (1231, 1310)]
     peaky = psd.copy()
     peaky[1000:1200:6] *= 30          # a comb of lines (an FM's): not flat
-    assert tone_cuts(peaky, 1.64, 990, 1310, 15.0) == []
+    assert cuts(peaky) == []
     mirror = psd.copy()
     mirror[1231:1300] = psd[1131:1200]
     mirror[1000:1131] = 1.0           # sidebands as wide and strong, as far from it
-    assert tone_cuts(mirror, 1.64, 990, 1310, 15.0) == []
+    assert cuts(mirror) == []
     n = 262144
     t = np.arange(n)
     for seed in range(2):
