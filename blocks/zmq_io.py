@@ -88,9 +88,9 @@ def _count_refused_keys(block) -> None:
 
 def _close_sender(block, counter: str) -> None:
     """Close a sink's socket after delivering what is queued; count what could not be."""
-    _count_refused_keys(block)
     tx = getattr(block, "_tx", None)
     lost = tx.drain() if tx is not None else 0  # the gate counts the peers meanwhile
+    _count_refused_keys(block)
     if getattr(block, "_gate", None) is not None:
         PeerGate.shared().release(block._sock, block._gate)
         block._gate = None

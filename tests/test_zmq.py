@@ -408,15 +408,15 @@ def test_curve_encrypts_and_admits_only_known_client_keys(graph_file, tmp_path):
            curve_clients: "{tmp_path / 'clients'}"}}
     connections: [src -> tx]
     """, name="tx.yml")
-    mallory = receiver("mallory")
-    time.sleep(1.0)  # mallory knocks first (and keeps retrying)
     stats = tmp_path / "tx.json"
     sender = start(tx, "--stats-json", str(stats))
-    time.sleep(0.5)
+    listening(port)
+    # mallory knocks (again and again) until its idle_timeout; the sender waits for a peer
+    mallory = receiver("mallory")
+    assert mallory.wait(120) == 0, mallory.stderr.read()
     alice = receiver("alice")
     assert sender.wait(120) == 0, sender.stderr.read()
     assert alice.wait(120) == 0, alice.stderr.read()
-    assert mallory.wait(120) == 0, mallory.stderr.read()
     got = np.fromfile(tmp_path / "alice.cf32", np.complex64)
     assert got.tobytes() == data.tobytes()
     assert np.fromfile(tmp_path / "mallory.cf32", np.complex64).size == 0
