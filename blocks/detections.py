@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft
 import scipy.special
-from scipy.ndimage import binary_dilation
+from scipy.ndimage import binary_dilation, median_filter
 
 from cvstream.chunk import tag_number
 
@@ -852,6 +852,18 @@ def flat(psd: np.ndarray) -> bool:
     return float(np.quantile(db, 0.9) - np.median(db)) <= FLAT_DB
 
 
+#: ``smooth``: no bin of a spectrum SMOOTH_DB over the median of the SMOOTH_SPAN bins
+#: around it (GMSK, GFSK, PSK: no lines; an FM's, an AM's or OFDM pilots' lines stand out)
+SMOOTH_DB = 3.0
+SMOOTH_SPAN = 9
+
+
+def smooth(psd: np.ndarray) -> bool:
+    """Whether a run of a PSD holds no line (SMOOTH_DB, SMOOTH_SPAN), however it is shaped."""
+    around = median_filter(psd, SMOOTH_SPAN, mode="nearest")
+    return bool(np.all(psd <= 10 ** (SMOOTH_DB / 10) * around))
+
+
 def tone_cuts(line: np.ndarray, level: float, pieces: list[tuple[int, int]], a: int,
               b: int) -> list[tuple[int, int]]:
     """Run [a, b) of the block-long PSD ``line`` (a wide run the finer view left whole) cut
@@ -1286,6 +1298,9 @@ EDGE_TONE_RISE = 10.0
 EDGE_TONE_FLAT_RISE = 5.0
 #: ... a burst holds its band in EDGE_TONE_BURST of the rows from its first to its last
 EDGE_TONE_BURST = 0.6
+#: ... or, beside a rest that holds no line (``smooth``), be held in EDGE_TONE_STEADY of the
+#: part's blocks (a CW tone; an FM's outer lines flicker with its message)
+EDGE_TONE_STEADY = 0.9
 #: ... the view's bins either side of the line's that its window's main lobe reaches
 EDGE_TONE_LOBE = 2
 
@@ -1315,9 +1330,12 @@ def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
     signal that comes and goes, which a neighbour's skirt joins to that signal's run.
     Beside a flat rest (``flat``: PSK, QAM, OFDM, which hold no lines of their own) the line
     need only stand EDGE_TONE_FLAT_RISE over the gap, and may instead be a burst
-    (``burst_rows``) that the rest outlasts by as many blocks. A signal's own line comes
-    and goes with it and stays (as does a tone beside a signal always there with it:
-    nothing tells it from the signal's own line)."""
+    (``burst_rows``) that the rest outlasts by as many blocks. Beside a rest that holds no
+    line however it is shaped (``smooth``: GMSK, GFSK), a line EDGE_TONE_RISE over the gap
+    and held in EDGE_TONE_STEADY of the blocks is a CW tone even where the rest is always
+    there with it. A signal's own line comes and goes with it and stays (as does a tone
+    beside a signal with lines always there with it: nothing tells it from that signal's
+    own line)."""
     r = len(line) // len(view)
     lo, hi = edges
     first, last = int(np.floor(lo * r)), int(np.ceil(hi * r))
@@ -1342,7 +1360,8 @@ def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
         gap = line[int(t_hi) + 3:int(r_lo * r)] if low else \
             line[int(np.ceil(r_hi * r)):int(t_lo) - 3]
         band = (int(np.ceil(r_lo * r)), int(np.floor(r_hi * r)))
-        lineless = band[1] - band[0] >= 4 * EDGE_TONE_GAP and flat(line[band[0]:band[1]])
+        wide = band[1] - band[0] >= 4 * EDGE_TONE_GAP
+        lineless = wide and flat(line[band[0]:band[1]])
         if not len(gap) or line[k] < (EDGE_TONE_FLAT_RISE if lineless else
                                       EDGE_TONE_RISE) * np.median(gap):
             continue
@@ -1354,7 +1373,9 @@ def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
         if lineless:   # or a burst beside a flat rest that is there without it
             span = burst_rows(held)
             apart = max(apart, 0 if span is None else np.sum(rest_held & ~span))
-        if apart < max(MIN_SEGMENT, PRESENCE_SHARE * len(part.rows)):
+        if apart < max(MIN_SEGMENT, PRESENCE_SHARE * len(part.rows)) and not (
+                wide and np.mean(held) >= EDGE_TONE_STEADY
+                and line[k] >= EDGE_TONE_RISE * np.median(gap) and smooth(line[band[0]:band[1]])):
             continue
         return [tone] + apart_edge_tones(rest, view, (r_lo, r_hi), line, level, frames,
                                          power_share)

@@ -532,16 +532,16 @@ def test_a_burst_touching_a_continuous_signal_is_cut_off_where_its_tiles_differ(
 
 
 def _edge_tone_track(tone_blocks, gap_bins: int, blocks: int = 24,
-                     part_blocks=range(8, 16), peak: float = 1000.0):
-    """A wide part (2048-point view bins 900-1000, skirts sloping 8 bins down to the noise
-    either side) with a line ``gap_bins`` of the block-long PSD below its lower skirt
-    (``peak`` times the noise), as ``refine_edges`` hands it to ``apart_edge_tones``: the
-    part in ``part_blocks``, the line in ``tone_blocks``; its 1024-point rows, 2048-point
-    view, 8192-point line PSD (noise 1)."""
+                     part_blocks=range(8, 16), peak: float = 1000.0, band=100.0):
+    """A wide part (2048-point view bins 900-1000, ``band`` times the noise there, skirts
+    sloping 8 bins down to the noise either side) with a line ``gap_bins`` of the
+    block-long PSD below its lower skirt (``peak`` times the noise), as ``refine_edges``
+    hands it to ``apart_edge_tones``: the part in ``part_blocks``, the line in
+    ``tone_blocks``; its 1024-point rows, 2048-point view, 8192-point line PSD (noise 1)."""
     from cvstream.blocks.detections import Track, band_bins, bin_edges
     rng = np.random.default_rng(5)
     view = np.ones(2048)
-    view[900:1000] = 100.0
+    view[900:1000] = band
     skirt = 100.0 * 10 ** (-np.arange(1, 9) / 4)   # 20 dB over 8 bins
     view[892:900], view[1000:1008] = skirt[::-1], skirt
     line = np.repeat(view, 4)
@@ -610,6 +610,36 @@ def test_a_cw_burst_beside_a_flat_signal_always_there_gets_its_own_box():
     flicker, view, edges, line, _ = _edge_tone_track((2, 7, 13, 19, 23), 16,
                                                      part_blocks=every, peak=7.0)
     assert apart_edge_tones(flicker, view, edges, line, level, 32, 0.999) == [flicker]
+
+
+def test_a_cw_tone_beside_a_smooth_signal_always_there_gets_its_own_box(monkeypatch):
+    """A continuous line 16 bins of the block-long PSD below a continuous signal whose
+    spectrum is a hump with no line of its own (GMSK, GFSK: not flat, but smooth): held
+    in every block and 1000 times the noise in the gap, it is a CW tone of its own
+    (GNU Radio's seed 4242 #5: a tone 0.2 % of the band beside a GMSK signal, both there
+    throughout). Beside a hump that holds a line (an FM's, an AM's), or where the line
+    flickers (an FM's outer line), it stays in the signal's box."""
+    import cvstream.blocks.detections as detections
+    from cvstream.blocks.detections import apart_edge_tones, flat, noise_level, smooth
+    level = noise_level(1e-3, 24)
+    every = range(24)
+    hump = 10 ** (2 - np.abs(np.arange(100) - 49.5) / 50)   # 20 dB down to 10 at its edges
+    part, view, edges, line, tone = _edge_tone_track(every, 16, part_blocks=every, band=hump)
+    assert not flat(line[3600:4000]) and smooth(line[3600:4000])
+    tone_part, rest = apart_edge_tones(part, view, edges, line, level, 32, 0.999)
+    assert (tone_part.f_low + 0.5) * 8192 == pytest.approx(tone, abs=0.5)
+    assert tone_part.f_high - tone_part.f_low == pytest.approx(1 / 8192)
+    assert 892 <= (rest.f_low + 0.5) * 2048 <= 900 and 1000 <= (rest.f_high + 0.5) * 2048
+    lined = line.copy()
+    lined[3800] *= 5                                         # the hump's own line
+    assert not smooth(lined[3600:4000])
+    assert apart_edge_tones(part, view, edges, lined, level, 32, 0.999) == [part]
+    flicker, view, edges, line, _ = _edge_tone_track(range(0, 24, 2), 16, part_blocks=every,
+                                                     band=hump)
+    assert apart_edge_tones(flicker, view, edges, line, level, 32, 0.999) == [flicker]
+    monkeypatch.setattr(detections, "EDGE_TONE_STEADY", 1.01)   # the rule left out
+    part, view, edges, line, _ = _edge_tone_track(every, 16, part_blocks=every, band=hump)
+    assert apart_edge_tones(part, view, edges, line, level, 32, 0.999) == [part]
 
 
 def test_neighbours_that_come_and_go_in_one_track_each_get_their_tiles(monkeypatch):
