@@ -1359,11 +1359,13 @@ def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
             continue
         gap = line[int(t_hi) + 3:int(r_lo * r)] if low else \
             line[int(np.ceil(r_hi * r)):int(t_lo) - 3]
-        band = (int(np.ceil(r_lo * r)), int(np.floor(r_hi * r)))
-        wide = band[1] - band[0] >= 4 * EDGE_TONE_GAP
-        lineless = wide and flat(line[band[0]:band[1]])
-        if not len(gap) or line[k] < (EDGE_TONE_FLAT_RISE if lineless else
-                                      EDGE_TONE_RISE) * np.median(gap):
+        if not len(gap):
+            continue
+        band = line[int(np.ceil(r_lo * r)):int(np.floor(r_hi * r))]
+        wide = len(band) >= 4 * EDGE_TONE_GAP
+        lineless = wide and flat(band)
+        rise = line[k] / np.median(gap)
+        if rise < (EDGE_TONE_FLAT_RISE if lineless else EDGE_TONE_RISE):
             continue
         tone, rest = copy.copy(part), copy.copy(part)
         tone.f_low, tone.f_high = (float(e) for e in bin_edges(t_lo, t_hi, len(line)))
@@ -1373,9 +1375,9 @@ def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
         if lineless:   # or a burst beside a flat rest that is there without it
             span = burst_rows(held)
             apart = max(apart, 0 if span is None else np.sum(rest_held & ~span))
-        if apart < max(MIN_SEGMENT, PRESENCE_SHARE * len(part.rows)) and not (
-                wide and np.mean(held) >= EDGE_TONE_STEADY
-                and line[k] >= EDGE_TONE_RISE * np.median(gap) and smooth(line[band[0]:band[1]])):
+        steady = wide and np.mean(held) >= EDGE_TONE_STEADY and rise >= EDGE_TONE_RISE \
+            and smooth(band)   # always there, beside a rest that holds no line
+        if apart < max(MIN_SEGMENT, PRESENCE_SHARE * len(part.rows)) and not steady:
             continue
         return [tone] + apart_edge_tones(rest, view, (r_lo, r_hi), line, level, frames,
                                          power_share)
