@@ -57,6 +57,10 @@ class RadioContext:
 ZOOM = 2
 #: bins a valley between neighbours spans at least on that view (split_finer; odd)
 VALLEY_BINS = 3
+#: ``cut_near_noise``: a dip this close over the noise (6 dB) between parts whose median
+#: levels both stand this high over it (9 dB) is a gap between two signals
+NEAR_NOISE = 10 ** (6.0 / 10)
+NEAR_SIDES = 10 ** (10.0 / 10)
 #: runs either side of a notch that are one signal's halves (``halves``): widths within
 #: this share of each other, levels within HALVES_DB (a multipath channel tilts an OFDM
 #: signal's band), the notch under HALVES_NOTCH of a width
@@ -1015,7 +1019,8 @@ def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
     """Run [a, b) of the finer PSD ``zoom`` (noise power 1 per bin) cut where its bins fall
     under ``level`` for more than ``split_gap`` bins between parts whose median levels
     both stand ``side_db`` over the noise (a weak signal's own bins dip under the level by
-    chance), or, with ``looks`` (the periodograms each bin is the mean of) and no part of
+    chance), or under NEAR_NOISE between parts that both stand NEAR_SIDES over it
+    (``cut_near_noise``: strong neighbours whose skirts fill the gap), or, with ``looks`` (the periodograms each bin is the mean of) and no part of
     the run WEAK_RUN_DB over the noise, both SIDE_DEVIATIONS deviations of such a mean over
     ``level`` (weak neighbours a long track's mean holds apart), and at valleys
     ``valley_db`` deep (``split_at_valleys``) on the PSD averaged over VALLEY_BINS (a notch
@@ -1029,6 +1034,7 @@ def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
     smooth_db = 10 * np.log10(np.maximum(smooth, 1e-12))
     found = [(lo + a - lo0, hi + a - lo0)
              for lo, hi in merge_runs(zoom[a:b] > level, split_gap) if hi - lo >= 2]
+    found = [piece for lo, hi in found for piece in cut_near_noise(run, lo, hi, split_gap)]
     medians = [float(np.median(run[lo:hi])) for lo, hi in found]
     stands = 10 ** (side_db / 10)
     if looks and medians and max(medians) < 10 ** (WEAK_RUN_DB / 10):
@@ -1044,6 +1050,25 @@ def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
     cut = [(lo + lo0, hi + lo0) for p, q in parts
            for lo, hi in split_at_valleys(smooth_db, p, q, valley_db)]
     return cut or [(a, b)]
+
+
+def cut_near_noise(psd: np.ndarray, lo: int, hi: int, gap: int) -> list[tuple[int, int]]:
+    """The run [lo, hi) of a PSD (noise power 1 per bin) cut where it dips under NEAR_NOISE
+    for more than ``gap`` bins between parts whose median levels both stand NEAR_SIDES
+    over the noise (two strong neighbours whose skirts fill the gap between them just over
+    the noise); its outer edges kept."""
+    pieces = [(lo + p, lo + q) for p, q in merge_runs(psd[lo:hi] > NEAR_NOISE, gap)
+              if q - p >= 2]
+    if len(pieces) < 2:
+        return [(lo, hi)]
+    out = [pieces[0]]
+    for p, q in pieces[1:]:
+        if min(np.median(psd[out[-1][0]:out[-1][1]]), np.median(psd[p:q])) < NEAR_SIDES:
+            out[-1] = (out[-1][0], q)
+        else:
+            out.append((p, q))
+    out[0], out[-1] = (lo, out[0][1]), (out[-1][0], hi)
+    return out
 
 
 def halves(db: np.ndarray, left: tuple[int, int], right: tuple[int, int]) -> bool:
@@ -1395,7 +1420,8 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     more than ``split_gap`` bins apart are separate signals (neighbours the coarse view
     merged). Where the track also holds a PSD ZOOM times finer
     (``Track.zoom``) and ``valley_db`` is set, each run is cut again on it: at gaps of more
-    than ``finer_gap`` of its bins (0.1 % of the band at 2048 bins) and at valleys
+    than ``finer_gap`` of its bins (0.1 % of the band at 2048 bins), at dips under
+    NEAR_NOISE between parts NEAR_SIDES over the noise, and at valleys
     ``valley_db`` under both sides (``split_finer``: neighbours 0.2 % of the band apart,
     which the fine PSD's window blurs into one run). Runs that form a comb
     (``join_line_spectra``: one signal's spectral lines; on a track whose band holds still,

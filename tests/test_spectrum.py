@@ -786,6 +786,31 @@ def test_a_long_mean_holds_weak_neighbours_apart_but_not_a_strong_signals_weak_s
     assert split_finer(strong, level, 0, len(strong), 2, 15.0, looks=looks) == [(0, 98)]
 
 
+def test_strong_neighbours_whose_skirts_fill_the_gap_are_cut_at_the_dip_near_the_noise(
+        monkeypatch):
+    """Two plateaus 15 dB over the noise whose skirts fill the six bins between them at
+    3 dB (over the false-alarm level, so no gap by the level alone): two parts, cut where
+    the PSD dips under NEAR_NOISE (6 dB), outer edges kept. The same dip between plateaus
+    at 8 dB (under NEAR_SIDES, 9 dB: a weak signal's own shape) or a dip to 8 dB between
+    15 dB plateaus (a wide FSK between its lobes) leaves one run."""
+    from cvstream.blocks import detections
+    from cvstream.blocks.detections import noise_level, split_finer
+    level = noise_level(1e-3, 64)
+
+    def psd(side_db, dip_db):
+        side, dip = np.full(30, 10 ** (side_db / 10)), np.full(6, 10 ** (dip_db / 10))
+        return np.r_[side, dip, side]
+    assert level < 10 ** 0.3 < detections.NEAR_NOISE
+    strong = psd(15.0, 3.0)
+    assert split_finer(strong, level, 0, len(strong), 2, 15.0) == [(0, 30), (36, 66)]
+    for side_db, dip_db in ((8.0, 3.0), (15.0, 8.0)):
+        one = psd(side_db, dip_db)
+        assert split_finer(one, level, 0, len(one), 2, 15.0) == [(0, 66)]
+    # and the rule switched off (the old behaviour): the strong pair stays one run
+    monkeypatch.setattr(detections, "NEAR_NOISE", 0.0)
+    assert split_finer(strong, level, 0, len(strong), 2, 15.0) == [(0, 66)]
+
+
 def test_an_ofdm_signals_centre_notch_does_not_cut_it():
     """An OFDM signal's unused centre carrier leaves a notch to the noise between two halves
     as wide and as strong as each other (``halves``; 3 dB apart: a multipath channel's
