@@ -649,7 +649,9 @@ def test_neighbours_that_come_and_go_in_one_track_each_get_their_tiles(monkeypat
     a run is wide, which is how a chirp's look, yet its tiles' bands do not sweep
     (``Track.sweeps``: one edge moves at a time), so ``split_by_presence`` cuts the group
     where its tiles differ: three detections, each over its own tiles. Taken for a
-    sweep, one box over all three for all 24 tiles."""
+    sweep, the cut at the dips near the noise between them (``cut_near_noise``) still
+    parts them, each over its own tiles; with that off too, one box over all three for all
+    24 tiles."""
     import cvstream.blocks.detections as detections
     from cvstream.blocks.detections import refine_edges
     tile, tiles = 8192, 24
@@ -669,6 +671,9 @@ def test_neighbours_that_come_and_go_in_one_track_each_get_their_tiles(monkeypat
         assert part.f_low == pytest.approx(lo, abs=0.15 * width)
         assert part.f_high == pytest.approx(hi, abs=0.15 * width)
     monkeypatch.setattr(detections.Track, "sweeps", lambda self: True)
+    whole = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
+    assert [(p.start // tile, p.stop // tile) for p in whole] == [(2, 10), (0, 24), (12, 23)]
+    monkeypatch.setattr(detections, "NEAR_NOISE", 0.0)
     (one,) = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
     assert (one.start, one.stop) == (0, tiles * tile) and one.f_high > 0.12
 
