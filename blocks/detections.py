@@ -1193,16 +1193,17 @@ def clip_to_box(parts: list, box: tuple[int, int]) -> list:
 #: 1 for FSK, 1.2-1.45 for PSK, 1.5 for two independent signals of any kind) are one
 #: signal, if they lie at most ENVELOPE_GAP of the wider one's width apart and the joint
 #: band's signal share of its power is ENVELOPE_SHARE or more (under it the noise hides
-#: the envelope)
+#: the envelope; a wide FM's Bessel nulls part it into many slices that far apart)
 ONE_ENVELOPE = 1.15
-ENVELOPE_GAP = 1.0
+ENVELOPE_GAP = 2.0
 ENVELOPE_SHARE = 0.4
 #: ... each part at least this many bins of the fine PSD wide (not a line) and sharing
 #: this much of the shorter one's time
 ENVELOPE_MIN_BINS = 2
 ENVELOPE_TIME = 0.8
-#: ... and each holding this share of the strongest one's power or more (a weak neighbour
-#: barely moves a strong constant envelope; an FSK's lobes are alike)
+#: ... and each holding this share of the parts' mean power or more (a weak neighbour
+#: barely moves a strong constant envelope; an FSK's lobes are alike, an FM's slices
+#: differ more, but many of them)
 ENVELOPE_BALANCE = 0.2
 
 
@@ -1306,7 +1307,7 @@ def _one_envelope(run: list) -> bool:
     share = 1.0 - 1.0 / max(float(psd[a:b].mean()), 1.0)
     powers = [float(np.maximum(psd[slice(*part.band_bins(len(psd)))] - 1, 0).sum())
               for part in run]
-    if share < ENVELOPE_SHARE or min(powers) < ENVELOPE_BALANCE * max(powers):
+    if share < ENVELOPE_SHARE or min(powers) < ENVELOPE_BALANCE * np.mean(powers):
         return False
     return signal_kurtosis(envelope_features(blocks, low, high)[0], share) < ONE_ENVELOPE
 

@@ -2180,6 +2180,34 @@ def test_an_fsk_signals_lobes_are_joined_and_two_neighbours_are_not():
     assert len(join_one_envelope(_parts(x, [(-0.23, -0.203), (-0.197, -0.17)]))) == 2
 
 
+def test_a_wide_fms_slices_are_joined_across_its_nulls(monkeypatch):
+    """A sine-modulated FM (index 15, 6.4 % of the band, 8 dB in-band) whose spectrum's
+    Bessel nulls cut it into slices of unequal power: its whole band has one constant
+    envelope, so the slices are one detection (GNU Radio's FM at 11 dB was ten boxes). Six
+    slices, the weakest 0.17 of the strongest's power but 0.23 of their mean
+    (ENVELOPE_BALANCE is judged against the mean: an FM's slices differ, but there are many
+    of them); four slices, one gap 1.1 times the wider slice beside it (ENVELOPE_GAP 2).
+    With the old gap of one width, the four stay apart; with a stricter balance, the six."""
+    import cvstream.blocks.detections as detections
+    from cvstream.blocks.detections import join_one_envelope
+    rng = np.random.default_rng(5)
+    n = 65536
+    noise = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)
+    t = np.arange(n)
+    x = np.exp(1j * (15 * np.sin(2 * np.pi * 0.002 * t) - 2 * np.pi * 0.2 * t)) * \
+        np.sqrt(10 ** 0.8 * 0.064) + noise
+    six = [(-0.233, -0.227), (-0.223, -0.213), (-0.209, -0.2065), (-0.2025, -0.1925),
+           (-0.1885, -0.1785), (-0.173, -0.167)]
+    four = [(-0.233, -0.221), (-0.2075, -0.2005), (-0.194, -0.182), (-0.179, -0.167)]
+    for bands in (six, four):
+        joined = join_one_envelope(_parts(x, bands))
+        assert [(round(p.f_low, 3), round(p.f_high, 3)) for p in joined] == [(-0.233, -0.167)]
+    monkeypatch.setattr(detections, "ENVELOPE_GAP", 1.0)
+    assert len(join_one_envelope(_parts(x, four))) == 4
+    monkeypatch.setattr(detections, "ENVELOPE_BALANCE", 0.3)
+    assert len(join_one_envelope(_parts(x, six))) == 6
+
+
 def _detections_in_calls(x, sizes, replica=False, grouped=True, track_psds=None):
     """The segmenter's messages and counters for ``x`` handed over in calls of ``sizes``
     tiles (cycled); with ``replica``, each call's ``compute`` on a second copy of the
