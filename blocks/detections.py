@@ -58,7 +58,7 @@ ZOOM = 2
 #: bins a valley between neighbours spans at least on that view (split_finer; odd)
 VALLEY_BINS = 3
 #: ``cut_near_noise``: a dip this close over the noise (6 dB) between parts whose median
-#: levels both stand this high over it (9 dB) is a gap between two signals
+#: levels both stand this high over it (10 dB) is a gap between two signals
 NEAR_NOISE = 10 ** (6.0 / 10)
 NEAR_SIDES = 10 ** (10.0 / 10)
 #: runs either side of a notch that are one signal's halves (``halves``): widths within
@@ -1020,8 +1020,9 @@ def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
     under ``level`` for more than ``split_gap`` bins between parts whose median levels
     both stand ``side_db`` over the noise (a weak signal's own bins dip under the level by
     chance), or under NEAR_NOISE between parts that both stand NEAR_SIDES over it
-    (``cut_near_noise``: strong neighbours whose skirts fill the gap), or, with ``looks`` (the periodograms each bin is the mean of) and no part of
-    the run WEAK_RUN_DB over the noise, both SIDE_DEVIATIONS deviations of such a mean over
+    (``cut_near_noise``: strong neighbours whose skirts fill the gap), or, with ``looks``
+    (the periodograms each bin is the mean of) and no part of the run WEAK_RUN_DB over the
+    noise, both SIDE_DEVIATIONS deviations of such a mean over
     ``level`` (weak neighbours a long track's mean holds apart), and at valleys
     ``valley_db`` deep (``split_at_valleys``) on the PSD averaged over VALLEY_BINS (a notch
     narrower than that, a sweep's taper between two periodograms, is not a gap between

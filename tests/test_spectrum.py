@@ -796,7 +796,7 @@ def test_strong_neighbours_whose_skirts_fill_the_gap_are_cut_at_the_dip_near_the
     """Two plateaus 15 dB over the noise whose skirts fill the six bins between them at
     3 dB (over the false-alarm level, so no gap by the level alone): two parts, cut where
     the PSD dips under NEAR_NOISE (6 dB), outer edges kept. The same dip between plateaus
-    at 8 dB (under NEAR_SIDES, 9 dB: a weak signal's own shape) or a dip to 8 dB between
+    at 8 dB (under NEAR_SIDES, 10 dB: a weak signal's own shape) or a dip to 8 dB between
     15 dB plateaus (a wide FSK between its lobes) leaves one run."""
     from cvstream.blocks import detections
     from cvstream.blocks.detections import noise_level, split_finer
