@@ -1040,14 +1040,8 @@ def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
     stands = 10 ** (side_db / 10)
     if looks and medians and max(medians) < 10 ** (WEAK_RUN_DB / 10):
         stands = min(stands, level * (1 + SIDE_DEVIATIONS / np.sqrt(looks)))
-    parts, last = [], None   # in bins of ``run``; the last part's median
-    for (lo, hi), median in zip(found, medians):
-        if parts and (min(last, median) < stands or halves(db, parts[-1], (lo, hi))):
-            parts[-1] = (parts[-1][0], hi)
-            last = float(np.median(run[parts[-1][0]:hi]))
-        else:
-            parts.append((lo, hi))
-            last = median
+    parts = join_low_pieces(run, found, medians, stands,   # in bins of ``run``
+                            lambda left, right: halves(db, left, right))
     cut = [(lo + lo0, hi + lo0) for p, q in parts
            for lo, hi in split_at_valleys(smooth_db, p, q, valley_db)]
     return cut or [(a, b)]
@@ -1062,14 +1056,28 @@ def cut_near_noise(psd: np.ndarray, lo: int, hi: int, gap: int) -> list[tuple[in
               if q - p >= 2]
     if len(pieces) < 2:
         return [(lo, hi)]
-    out = [pieces[0]]
-    for p, q in pieces[1:]:
-        if min(np.median(psd[out[-1][0]:out[-1][1]]), np.median(psd[p:q])) < NEAR_SIDES:
-            out[-1] = (out[-1][0], q)
-        else:
-            out.append((p, q))
+    out = join_low_pieces(psd, pieces, [float(np.median(psd[p:q])) for p, q in pieces],
+                          NEAR_SIDES)
     out[0], out[-1] = (lo, out[0][1]), (out[-1][0], hi)
     return out
+
+
+def join_low_pieces(psd: np.ndarray, pieces: list[tuple[int, int]], medians: list[float],
+                    stands: float, joins=None) -> list[tuple[int, int]]:
+    """The runs ``pieces`` of a PSD (in order, ``medians`` their median levels), each
+    joined to the part before it where either's median level stands under ``stands`` (a
+    weak signal's own dip, or a skirt: not a gap between two signals) or where ``joins``
+    (part, piece) says they are one signal; a joined part's level is its own median."""
+    parts, last = [], 0.0   # and the last part's median level
+    for (lo, hi), median in zip(pieces, medians):
+        if parts and (min(last, median) < stands or
+                      (joins is not None and joins(parts[-1], (lo, hi)))):
+            parts[-1] = (parts[-1][0], hi)
+            last = float(np.median(psd[parts[-1][0]:hi]))
+        else:
+            parts.append((lo, hi))
+            last = median
+    return parts
 
 
 def halves(db: np.ndarray, left: tuple[int, int], right: tuple[int, int]) -> bool:
