@@ -906,6 +906,14 @@ def mirrored(db: np.ndarray, left: tuple[int, int], centre: tuple[int, int],
         abs((centre[0] - left[1]) - (right[0] - centre[1])) <= LINE_GAP
 
 
+def smooth_apart(line: np.ndarray, pieces: list[tuple[int, int]]) -> bool:
+    """Whether the ``pieces`` of a wide run on the block-long PSD ``line`` (``split_finer``)
+    are neighbours whose gap only that view resolves: two or more, each wider than two
+    lines (LINE_WIDTH) and ``smooth`` (an FM's or AM's lines between its nulls are not)."""
+    return len(pieces) > 1 and all(hi - lo >= 2 * LINE_WIDTH and smooth(line[lo:hi])
+                                   for lo, hi in pieces)
+
+
 def occupied_edges(psd: np.ndarray, a: int, b: int, power_share: float
                    ) -> tuple[float, float]:
     """Fractional bin positions of the band of run [a, b) holding ``power_share`` of its
@@ -1458,7 +1466,10 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     (``line_runs``: an FM tone's lines, which the finer view cuts at Bessel nulls), unless
     mirrored lines of the comb differ in time (``lines_of_one_comb``: CW tones packed at
     one spacing); a wider run that is no comb is cut there around a CW tone in the valley
-    between two flat signals (``tone_cuts``). Where nothing stands out (a weak signal),
+    between two flat signals (``tone_cuts``), or into the pieces that view parts at gaps
+    where they are all smooth and wider than lines (``smooth_apart``: neighbours 0.2 % of
+    the band apart, blurred into one run on the finer view, beside a wide signal that
+    came later). Where nothing stands out (a weak signal),
     the coarse edges stay. Neighbouring parts with one
     constant envelope are then joined (``join_one_envelope``: an FSK's lobes)."""
     if track.spectrum is None or not track.spectra:
@@ -1513,10 +1524,14 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     for a, b in join_line_spectra(parts, min_humps=min_humps):
         if line is not None and b - a > LINE_VIEW_BINS and valley_db:
             on_line = finer_bins(a, b, len(line) // len(view))
-            pieces = split_finer(line, level, *on_line, LINE_GAP, valley_db)
-            pieces = comb_lines(pieces, min_humps) or tone_cuts(line, level, pieces, *on_line)
+            split = split_finer(line, level, *on_line, LINE_GAP, valley_db)
+            pieces = comb_lines(split, min_humps) or tone_cuts(line, level, split, *on_line)
             if pieces:   # a comb of lines (whose neighbours in the view may be its own),
                 lines += [(piece, piece) for piece in pieces]   # or tones cut out
+                continue
+            if smooth_apart(line, split):   # neighbours only this view holds apart
+                settle_lines()
+                bands += [(line, occupied_edges(line, lo, hi, power_share)) for lo, hi in split]
                 continue
         if line is None or b - a > LINE_VIEW_BINS:
             settle_lines()

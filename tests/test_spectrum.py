@@ -511,7 +511,8 @@ def test_a_burst_touching_a_continuous_signal_is_cut_off_where_its_tiles_differ(
     ``valley_db`` to cut at): the burst's side of the run holds it in tiles where the
     other side is alone, so ``split_by_presence`` cuts the run at the notch between them,
     and each is a detection of its own, with its own tiles. Without the cut (a notch
-    required deeper than any), one detection over both."""
+    required deeper than any) and the block-long PSD's (``smooth_apart``, which parts
+    them too), one detection over both."""
     import cvstream.blocks.detections as detections
     tile = 8192
     track, frames, truth = _tracked_signals(
@@ -526,6 +527,9 @@ def test_a_burst_touching_a_continuous_signal_is_cut_off_where_its_tiles_differ(
         assert part.f_low == pytest.approx(lo, abs=0.25 * (hi - lo))
         assert part.f_high == pytest.approx(hi, abs=0.25 * (hi - lo))
     monkeypatch.setattr(detections, "PRESENCE_DIP_DB", np.inf)
+    assert len(detections.refine_edges(track, frames, margin=1 / 256, block=tile,
+                                       valley_db=15)) == 2
+    monkeypatch.setattr(detections, "smooth_apart", lambda line, pieces: False)
     (one,) = detections.refine_edges(track, frames, margin=1 / 256, block=tile,
                                      valley_db=15)
     assert one.f_low < truth[0][0] + 0.01 and one.f_high > truth[1][0]
@@ -1044,6 +1048,56 @@ def test_a_tone_in_the_valley_between_two_flat_neighbours_is_a_detection_of_its_
             reach = max(0.1 * (hi - lo), 2 / 8192)
             assert m["freq_lower_edge"] == pytest.approx(lo, abs=reach)
             assert m["freq_upper_edge"] == pytest.approx(hi, abs=reach)
+
+
+def _band_noise(rng, n: int, lo: float, hi: float, roll: float, snr_db: float):
+    """A noise-like signal over [lo, hi) of the band, in-band SNR ``snr_db``, its spectrum
+    falling off over ``roll`` across each edge (a raised cosine: GNU Radio's RRC
+    signals' skirts)."""
+    f = np.fft.fftfreq(n)
+    edge = np.clip(np.minimum(f - lo, hi - f) / roll + 0.5, 0.0, 1.0)
+    y = np.fft.ifft(np.fft.fft(_white(rng, n)) * np.sin(0.5 * np.pi * edge))
+    return y * np.sqrt(10 ** (snr_db / 10) * (hi - lo) / np.mean(np.abs(y) ** 2))
+
+
+def test_narrow_neighbours_beside_a_wide_signals_skirt_keep_their_own_boxes(monkeypatch):
+    """Two narrow signals 0.26 % and 0.23 % of the band wide, 0.2 % apart, and a wide one
+    0.4 % above them whose skirt falls off over 0.6 % of the band (GNU Radio's seed 4321
+    #23: a QPSK beside a BPSK and a 64QAM). The finer view blurs the three into one run,
+    too wide for the block-long PSD's narrow cuts; that PSD parts them at gaps into smooth
+    pieces wider than lines (``smooth_apart``): three detections, each within its band's
+    skirts. Without that cut, one box over all three. An FM's lines between its nulls
+    are pieces too narrow, and not smooth, to part."""
+    from cvstream.blocks import detections
+    from cvstream.blocks.detections import refine_edges
+    tile, n = 8192, 32 * 8192
+    rng = np.random.default_rng(7)
+    bands = [(-0.3827, -0.3801, 0.001, 28), (-0.3779, -0.3756, 0.001, 25),
+             (-0.3716, -0.3216, 0.006, 27)]
+    x = _white(rng, n) + sum(_band_noise(rng, n, *band) for band in bands)
+
+    def parts():
+        track, frames = _fine_track(x.astype(np.complex64), -0.385, -0.32, rows=True)
+        track.seen, track.edges = [k * tile for k in range(32)], [(-0.385, -0.32)] * 32
+        return sorted((p.f_low, p.f_high) for p in refine_edges(
+            track, frames, margin=1 / 256, block=tile, hold=4, valley_db=15.0))
+    got = parts()
+    assert len(got) == 3
+    for (f_low, f_high), (lo, hi, roll, _) in zip(got, bands):
+        assert lo - roll <= f_low <= lo + roll / 2 and hi - roll / 2 <= f_high <= hi + roll
+    monkeypatch.setattr(detections, "smooth_apart", lambda line, pieces: False)
+    (whole,) = parts()
+    assert whole[0] < bands[0][1] and whole[1] > bands[2][0]
+    monkeypatch.undo()
+    psd = rng.uniform(0.8, 1.2, 8192)
+    psd[1000:1020] *= 300
+    psd[1040:1080] *= 300
+    assert detections.smooth_apart(psd, [(1000, 1020), (1040, 1080)])
+    fm = psd.copy()
+    fm[1040:1080:8] *= 30                 # lines between its nulls: not smooth
+    assert not detections.smooth_apart(fm, [(1000, 1020), (1040, 1080)])
+    assert not detections.smooth_apart(psd, [(1000, 1020), (1040, 1044)])   # a line
+    assert not detections.smooth_apart(psd, [(1000, 1080)])
 
 
 def test_a_tone_cut_from_an_fm_track_that_comes_and_goes_with_it_is_its_line():
