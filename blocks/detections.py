@@ -1193,15 +1193,21 @@ def finer_bins(a: int, b: int, ratio: int) -> tuple[int, int]:
     return max(a * ratio - ratio // 2, 0), b * ratio - ratio // 2
 
 
+#: ``clip_to_box``: a run this share or more inside a track's box is cut to it
+CLIP_INSIDE = 0.75
+
+
 def clip_to_box(parts: list, box: tuple[int, int]) -> list:
-    """Runs found in a track's search window, on the bins of its box [a, b): a run mostly
-    inside the box is the track's signal and is cut to it (a wide signal's skirts, above
-    the noise of a long mean, do not widen it); one mostly outside is a neighbour the
-    coarse view merged into the track for part of its blocks, and stays whole."""
+    """Runs found in a track's search window, on the bins of its box [a, b): a run
+    CLIP_INSIDE or more inside the box is the track's signal and is cut to it (a wide
+    signal's skirts, above the noise of a long mean, do not widen it); one less inside is
+    a neighbour the coarse view merged into the track for part of its blocks (the box is
+    the median of its blocks' edges: a wide signal that came for half of them reaches
+    half out of it), and stays whole."""
     out = []
     for a, b in parts:
         lo, hi = max(a, box[0]), min(b, box[1])
-        out.append((lo, hi) if 2 * (hi - lo) >= b - a else (a, b))
+        out.append((lo, hi) if hi - lo >= CLIP_INSIDE * (b - a) else (a, b))
     return out
 
 
@@ -1446,9 +1452,9 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     STEADY_MIN_HUMPS humps or more) are joined. With ``block``, the
     parts are also cut where the blocks that hold a run's two sides differ
     (``split_by_presence`` on the whole run: neighbours whose skirts touch, one of which
-    comes or goes; ``cut_at``: added to the valley cuts, never undoing one). A part found mostly
-    inside the coarse edges is cut to them (``clip_to_box``); one mostly in the window
-    alone is a neighbour and stays whole. Each detection's edges
+    comes or goes; ``cut_at``: added to the valley cuts, never undoing one). A part found
+    three quarters or more inside the coarse edges is cut to them (``clip_to_box``); one
+    further out is a neighbour and stays whole. Each detection's edges
     are its occupied bandwidth on the finest view: the band holding ``power_share`` of its
     power above the noise (99.9 %), which ignores window leakage and spectral skirts at
     high SNR (on the finer view a signal a few fine bins wide is not widened by the fine

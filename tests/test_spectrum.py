@@ -255,9 +255,11 @@ def test_a_narrow_signal_then_a_wide_one_over_it_are_two_detections(monkeypatch)
     """A strong QPSK signal 2 % of the band wide for 14 tiles, then after one tile an OFDM
     signal 20 % wide over its band (the main job's picture had this): one track follows
     both (the gap is under ``hold``); cut where its band changes (``time_segments``), each
-    is a detection of its own with its own span and band. Without the cut, one box with
-    the wide band over the narrow one's time, which matches neither; a chirp sweeping its
-    band over the whole stream is not cut."""
+    is a detection of its own with its own span and band (the OFDM's whole band,
+    -0.022..0.182: the track's box, the median of its tiles' edges, reaches under three
+    quarters of it, so it is not cut to that, ``clip_to_box``). Without the cut, one box
+    with the wide band over the narrow one's time, which matches neither; a chirp sweeping
+    its band over the whole stream is not cut."""
     import cvstream.blocks.segmenter as segmenter
     rng = np.random.default_rng(21)
     tile = 8192
@@ -275,9 +277,9 @@ def test_a_narrow_signal_then_a_wide_one_over_it_are_two_detections(monkeypatch)
         return [(m["sample_start"] // tile, -(-(m["sample_start"] + m["sample_count"]) // tile),
                  round(m["freq_lower_edge"], 2), round(m["freq_upper_edge"], 2))
                 for m in block.take_messages()]
-    assert boxes(x) == [(0, 14, 0.09, 0.11), (15, 32, 0.02, 0.16)]
+    assert boxes(x) == [(0, 14, 0.09, 0.11), (15, 32, -0.02, 0.18)]
     monkeypatch.setattr(segmenter, "time_segments", lambda track, *a, **k: [track])
-    assert boxes(x) != [(0, 14, 0.09, 0.11), (15, 32, 0.02, 0.16)]   # neither holds
+    assert boxes(x) != [(0, 14, 0.09, 0.11), (15, 32, -0.02, 0.18)]   # neither holds
     monkeypatch.undo()
     sweep, bw = generate(rng, "chirp", len(x), 0.1)
     y, _ = scene(rng, SceneConfig(samples=32 * tile), n_signals=0)
@@ -1098,6 +1100,42 @@ def test_narrow_neighbours_beside_a_wide_signals_skirt_keep_their_own_boxes(monk
     assert not detections.smooth_apart(fm, [(1000, 1020), (1040, 1080)])
     assert not detections.smooth_apart(psd, [(1000, 1020), (1040, 1044)])   # a line
     assert not detections.smooth_apart(psd, [(1000, 1080)])
+
+
+def test_a_wide_signal_that_comes_beside_narrow_ones_halfway_keeps_its_whole_band(
+        monkeypatch):
+    """Two continuous narrow signals and a QPSK 5 % of the band wide beside them from the
+    middle of the stream on. The coarse view follows all three as one track, whose box
+    (the median of its tiles' edges) reaches only part of the way over the QPSK; the QPSK's
+    run, not three quarters inside it, is a neighbour and keeps its band (``clip_to_box``,
+    CLIP_INSIDE): three detections within 10 % of their widths, the QPSK from the middle.
+    A run half inside counted as the track's own, and the QPSK was cut at the box's edge
+    two fifths short of its upper one."""
+    from cvstream.blocks import detections
+    n = 32 * 8192
+    t = np.arange(n)
+    rng = np.random.default_rng(7)
+    x, truth = _white(rng, n), []
+    for kind, lo, width, snr_db, start in (("qpsk", -0.3827, 0.0026, 28, 0),
+                                           ("16qam", -0.3780, 0.0023, 25, 0),
+                                           ("qpsk", -0.3698, 0.05, 27, n // 2)):
+        wave, bw = generate(rng, kind, n, width)
+        x = x + np.sqrt(10 ** (snr_db / 10) * bw) * wave * \
+            np.exp(2j * np.pi * (lo + bw / 2) * t) * (t >= start)
+        truth.append((lo, lo + bw, start))
+
+    def edges():
+        got = _segmented(x)
+        assert len(got) == 3
+        for m, (lo, hi, start) in zip(got, truth):
+            assert m["sample_start"] == start and m["sample_count"] == n - start
+            assert m["freq_lower_edge"] == pytest.approx(lo, abs=0.1 * (hi - lo))
+        return [(m["freq_upper_edge"], hi) for m, (_, hi, _) in zip(got, truth)]
+    assert all(abs(got - hi) <= 0.1 * width for (got, hi), width in zip(
+        edges(), (0.0026, 0.0023, 0.05)))
+    monkeypatch.setattr(detections, "CLIP_INSIDE", 0.5)
+    got, hi = edges()[2]
+    assert hi - got > 0.3 * 0.05
 
 
 def test_a_tone_cut_from_an_fm_track_that_comes_and_goes_with_it_is_its_line():
