@@ -1473,9 +1473,9 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     mirrored lines of the comb differ in time (``lines_of_one_comb``: CW tones packed at
     one spacing); a wider run that is no comb is cut there around a CW tone in the valley
     between two flat signals (``tone_cuts``), or into the pieces that view parts at gaps
-    where they are all smooth and wider than lines (``smooth_apart``: neighbours 0.2 % of
-    the band apart, blurred into one run on the finer view, beside a wide signal that
-    came later). Where nothing stands out (a weak signal),
+    where they are all smooth and wider than lines (``smooth_apart``: narrow neighbours
+    0.2 % of the band apart beside a wide signal's skirt, blurred into one run on the
+    finer view). Where nothing stands out (a weak signal),
     the coarse edges stay. Neighbouring parts with one
     constant envelope are then joined (``join_one_envelope``: an FSK's lobes)."""
     if track.spectrum is None or not track.spectra:
