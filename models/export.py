@@ -1,7 +1,9 @@
 """Export a complex-valued torch network to ONNX with its cvstream contract.
 
-``export_model`` folds batch norms into 2x2 affines, exports (opset >= 17), runs
-``onnx.checker``, embeds the contract in the metadata and checks ONNX Runtime against torch
+``export_model`` folds batch norms into 2x2 affines, exports (opset >= 17), runs a
+stateless model's 1-D convolutions as 2-D ones (``graph_passes.conv1d_as_2d``: ONNX
+Runtime's faster kernels; a streaming model's stay 1-D, which keeps its chunk-by-chunk
+output bit for bit equal to a whole-signal run), runs ``onnx.checker``, embeds the contract in the metadata and checks ONNX Runtime against torch
 on fresh random input (max abs error <= ``tol``). ``quantize_int8`` makes a static int8 QDQ
 copy calibrated on data the caller provides.
 """
@@ -20,6 +22,7 @@ import torch
 from cvstream.contract import METADATA_KEY, Contract
 from cvstream.errors import CvstreamError
 
+from .graph_passes import conv1d_as_2d
 from .nn.norm import ComplexBatchNorm
 
 
@@ -114,6 +117,8 @@ def export_model(model: torch.nn.Module, contract: Contract | dict, path: str,
                           input_names=in_names + list(settings), output_names=out_names,
                           dynamic_axes=dynamic, do_constant_folding=constant_folding)
     proto = onnx.load(staged)
+    if not (contract.history or stateful):   # items on their own: any kernel's rounding
+        conv1d_as_2d(proto)
     for name, value in settings.items():
         proto.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(value), name))
     try:

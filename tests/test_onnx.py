@@ -61,6 +61,55 @@ def test_export_embeds_contract_and_matches_torch(fir_model):
                                                                         "interleaved")
 
 
+def test_one_dimensional_convolutions_run_as_two_dimensional_ones_with_the_same_output(
+        tmp_path, fir_model):
+    """conv1d_as_2d: strided, dilated, padded and grouped 1-D convolutions (and one without
+    a bias) become 2-D ones over a height-1 image; ONNX Runtime gives the same output to
+    float32 rounding. export_model rewrites a stateless model (the shipped segmenter), not
+    a streaming one (the FIR, history 7: its chunks stay bit for bit a whole-signal run)."""
+    import onnx
+    import onnxruntime as ort
+    from cvstream.models import resolve_model
+    from cvstream.models.graph_passes import conv1d_as_2d
+
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(
+        torch.nn.Conv1d(4, 6, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv1d(6, 6, 3, padding=4, dilation=4, groups=2),
+        torch.nn.Conv1d(6, 5, 5, stride=2, padding=(2,), bias=False)).eval()
+    x = np.random.default_rng(0).standard_normal((3, 4, 64)).astype(np.float32)
+    plain = str(tmp_path / "plain.onnx")
+    torch.onnx.export(net, (torch.from_numpy(x),), plain, dynamo=False, opset_version=17,
+                      input_names=["x"], output_names=["y"])
+    proto = onnx.load(plain)
+    assert conv1d_as_2d(proto) == 3
+    onnx.checker.check_model(proto, full_check=True)
+    kernels = {init.name: len(init.dims) for init in proto.graph.initializer}
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 3 and all(kernels[n.input[1]] == 4 for n in convs)
+    assert conv1d_as_2d(proto) == 0          # nothing left to rewrite
+    rewritten = str(tmp_path / "rewritten.onnx")
+    onnx.save(proto, rewritten)
+    got = ort.InferenceSession(rewritten, providers=["CPUExecutionProvider"]).run(
+        None, {"x": x})[0]
+    want = net(torch.from_numpy(x)).detach().numpy()
+    assert got.shape == want.shape == (3, 5, 32)
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+    def kernel_ranks(path):
+        model = onnx.load(path)
+        ranks = {init.name: len(init.dims) for init in model.graph.initializer}
+        return {ranks[n.input[1]] for n in model.graph.node if n.op_type == "Conv"}
+
+    assert kernel_ranks(fir_model[0]) == {3}
+    assert kernel_ranks(resolve_model("builtin:spectrum_segmenter")) == {4}
+    stateless = str(tmp_path / "stateless.onnx")
+    real = dict(dtype="float32", packing="none")   # items: the channels, of 64 values
+    export_model(net, dict(task="test_conv", name="conv", chunk=4, sample_rate=1.0,
+                           inputs=[dict(name="x", item_shape=[64], **real)],
+                           outputs=[dict(name="y", item_shape=[32], **real)]), stateless)
+    assert kernel_ranks(stateless) == {4}
+
+
 def test_an_export_that_fails_its_check_never_replaces_the_model(tmp_path):
     """A failed ONNX Runtime-against-torch check leaves the file at ``path`` as it was and
     keeps the export (the trained weights) as <stem>.rejected.onnx; a passing export
