@@ -26,7 +26,14 @@
    stream: the two cores are shared, so what the sender costs the receiver cannot use.
    ``--repeat N`` streams N times per sender and sums up the drops (this machine's speed
    moves from run to run).
-4. Latency: a tile's fill time plus one batch's processing (FFTs, model, detections).
+4. Where the segmenter's work goes, on the recording's first STAGE_SCENES scenes: its
+   stateless part (``compute``: FFTs, noise floors, the model, the PSDs that settle the
+   edges) and, of that, the model alone, then the detections (tracking, edges, tones,
+   labels) on compute's results, each stage on one thread in turn, as cores busy at 20
+   Msps; then compute on a second thread beside the detections, as the block runs them:
+   how much of the ideal overlap (the longer of the two) the two threads reach (both hold
+   Python's GIL between their NumPy calls).
+5. Latency: a tile's fill time plus one batch's processing (FFTs, model, detections).
 """
 from __future__ import annotations
 
@@ -35,6 +42,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +55,8 @@ from cvstream.scheduler import Scheduler
 from common import GR_PYTHON, free_port, gnuradio_available
 
 HERE = Path(__file__).parent
+#: scenes of the recording that the split into stages runs on (0.84 s at 20 Msps)
+STAGE_SCENES = 64
 
 
 def recording(tmp: Path, scenes: int) -> str:
@@ -176,6 +186,7 @@ connections: [rec -> det, rec -> out, det.detections -> out.annotations]
             print(f"{label} sender, {args.repeat} runs: nothing dropped in "
                   f"{sum(d == 0 for d in drops)}; dropped % per run: "
                   + " ".join(f"{d:.2f}" for d in drops))
+    stages(meta, min(args.scenes, STAGE_SCENES))
     from cvstream.blocks.segmenter import SpectrumSegmenter
     seg = SpectrumSegmenter()
     seg.start()
@@ -192,6 +203,55 @@ connections: [rec -> det, rec -> out, det.detections -> out.annotations]
         p50, p99 = np.percentile(times, [50, 99]) * 1e3
         print(f"latency, batches of {batch:>2} tiles: {part.size / 20e6 * 1e3:.2f} ms to "
               f"fill at 20 Msps + processing p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+
+
+def stages(meta: str, scenes: int, rounds: int = 3) -> None:
+    """Print where the segmenter's work goes (section 4 of the module's docstring): each
+    figure the least of ``rounds`` runs (this machine's speed moves from run to run)."""
+    from cvstream.blocks.segmenter import SpectrumSegmenter
+    seg = SpectrumSegmenter(rate=20e6)
+    x = np.fromfile(str(meta).replace("-meta", "-data"), np.complex64)[:scenes * 262144]
+    batches = [x[i:i + seg.decim * seg.max_batch]
+               for i in range(0, len(x), seg.decim * seg.max_batch)]
+    stream = len(x) / 20e6
+    seg.start()   # a first batch through both: lazy imports, FFT plans, the model's warm-up
+    seg._detect(*seg.compute(batches[0]), x=batches[0])
+    inputs = [seg.prepare(b)[0] for b in batches]
+
+    def cores(run, clock=time.thread_time) -> float:   # seconds per second of stream
+        t0 = clock()
+        run()
+        return (clock() - t0) / stream
+
+    def detect(results: list) -> int:   # from a fresh start: the detections sent
+        for result, b in zip(results, batches):
+            seg._detect(*result, x=b)
+        seg.finish()
+        return len(seg.take_messages())
+
+    compute, model, detections, together, sent = [], [], [], [], set()
+    for _ in range(rounds):
+        seg.start()
+        seg.take_messages()
+        results: list = []
+        compute.append(cores(lambda: results.extend(seg.compute(b) for b in batches)))
+        model.append(cores(lambda: [seg._run_model(t) for t in inputs]))
+        detections.append(cores(lambda: sent.add(detect(results))))
+        seg.start()   # again beside compute on a second thread, as the block runs them
+        worker = threading.Thread(target=lambda: [seg.compute(b) for b in batches])
+        together.append(cores(lambda: (worker.start(), sent.add(detect(results)),
+                                       worker.join()), time.perf_counter))
+    c, m, d, wall = min(compute), min(model), min(detections), min(together)
+    serial, best = c + d, max(c, d)
+    print(f"segmenter's work, one stage at a time on one thread ({scenes} scenes, cores "
+          f"busy at 20 Msps, least of {rounds} runs): FFTs, floors and PSDs {c - m:.2f}, "
+          f"model {m:.2f}, detections {d:.2f} (sent: {' / '.join(map(str, sorted(sent)))}); "
+          f"in all {serial:.2f}: {20 / serial:.1f} Msps on one core, {20 / best:.1f} at "
+          f"best on two")
+    print(f"compute on a second thread beside the detections: {20 / wall:.1f} Msps ("
+          f"{wall:.2f} s a second of stream against {serial:.2f} on one thread and {best:.2f} "
+          f"overlapped perfectly: {100 * (serial - wall) / max(serial - best, 1e-9):.0f} % "
+          f"of the overlap reached)")
 
 
 if __name__ == "__main__":
