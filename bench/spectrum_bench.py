@@ -218,7 +218,7 @@ def stages(meta: str, scenes: int, rounds: int = 3) -> None:
     seg._detect(*seg.compute(batches[0]), x=batches[0])
     inputs = [seg.prepare(b)[0] for b in batches]
 
-    def cores(run, clock=time.thread_time) -> float:   # seconds per second of stream
+    def cores(run, clock=time.process_time) -> float:   # seconds per second of stream
         t0 = clock()
         run()
         return (clock() - t0) / stream

@@ -3,9 +3,10 @@
 ``export_model`` folds batch norms into 2x2 affines, exports (opset >= 17), runs a
 stateless model's 1-D convolutions as 2-D ones (``graph_passes.conv1d_as_2d``: ONNX
 Runtime's faster kernels; a streaming model's stay 1-D, which keeps its chunk-by-chunk
-output bit for bit equal to a whole-signal run), runs ``onnx.checker``, embeds the contract in the metadata and checks ONNX Runtime against torch
-on fresh random input (max abs error <= ``tol``). ``quantize_int8`` makes a static int8 QDQ
-copy calibrated on data the caller provides.
+output bit for bit equal to a whole-signal run), runs ``onnx.checker``, embeds the contract
+in the metadata and checks ONNX Runtime against torch on fresh random input (max abs error
+<= ``tol``). ``quantize_int8`` makes a static int8 QDQ copy calibrated on data the caller
+provides.
 """
 from __future__ import annotations
 

@@ -95,6 +95,7 @@ def test_one_dimensional_convolutions_run_as_two_dimensional_ones_with_the_same_
     want = net(torch.from_numpy(x)).detach().numpy()
     assert got.shape == want.shape == (3, 5, 32)
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
     def kernel_ranks(path):
         model = onnx.load(path)
         ranks = {init.name: len(init.dims) for init in model.graph.initializer}
