@@ -215,7 +215,7 @@ def stages(meta: str, scenes: int, rounds: int = 3) -> None:
                for i in range(0, len(x), seg.decim * seg.max_batch)]
     stream = len(x) / 20e6
     seg.start()   # a first batch through both: lazy imports, FFT plans, the model's warm-up
-    seg._detect(*seg.compute(batches[0]), x=batches[0])
+    seg.absorb(seg.compute(batches[0]), batches[0])
     inputs = [seg.prepare(b)[0] for b in batches]
 
     def cores(run, clock=time.process_time) -> float:   # seconds per second of stream
@@ -225,7 +225,7 @@ def stages(meta: str, scenes: int, rounds: int = 3) -> None:
 
     def detect(results: list) -> int:   # from a fresh start: the detections sent
         for result, b in zip(results, batches):
-            seg._detect(*result, x=b)
+            seg.absorb(result, b)   # as replicas hand compute's results back
         seg.finish()
         return len(seg.take_messages())
 

@@ -27,7 +27,8 @@ def conv1d_as_2d(proto) -> int:
     nodes, rewritten = [], 0
     for node in graph.node:
         w = weights.get(node.input[1]) if node.op_type == "Conv" else None
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute} \
+            if w is not None else {}
         if w is None or len(w.dims) != 3 or attrs.get("auto_pad", b"NOTSET") != b"NOTSET":
             nodes.append(node)
             continue
@@ -35,7 +36,6 @@ def conv1d_as_2d(proto) -> int:
         kernel = numpy_helper.to_array(w)[:, :, None, :]
         w2 = numpy_helper.from_array(kernel, _unique_name(graph, f"{w.name}_2d"))
         graph.initializer.append(w2)
-        weights[w2.name] = w2
         inp, out = f"{node.output[0]}_2d_in", f"{node.output[0]}_2d_out"
         pads = attrs.get("pads", [0, 0])
         conv = helper.make_node(

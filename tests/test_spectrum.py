@@ -1115,10 +1115,10 @@ def test_a_wide_signal_that_comes_beside_narrow_ones_halfway_keeps_its_whole_ban
     n = 32 * 8192
     t = np.arange(n)
     rng = np.random.default_rng(7)
+    signals = (("qpsk", -0.3827, 0.0026, 28, 0), ("16qam", -0.3780, 0.0023, 25, 0),
+               ("qpsk", -0.3698, 0.05, 27, n // 2))
     x, truth = _white(rng, n), []
-    for kind, lo, width, snr_db, start in (("qpsk", -0.3827, 0.0026, 28, 0),
-                                           ("16qam", -0.3780, 0.0023, 25, 0),
-                                           ("qpsk", -0.3698, 0.05, 27, n // 2)):
+    for kind, lo, width, snr_db, start in signals:
         wave, bw = generate(rng, kind, n, width)
         x = x + np.sqrt(10 ** (snr_db / 10) * bw) * wave * \
             np.exp(2j * np.pi * (lo + bw / 2) * t) * (t >= start)
@@ -1131,11 +1131,11 @@ def test_a_wide_signal_that_comes_beside_narrow_ones_halfway_keeps_its_whole_ban
             assert m["sample_start"] == start and m["sample_count"] == n - start
             assert m["freq_lower_edge"] == pytest.approx(lo, abs=0.1 * (hi - lo))
         return [(m["freq_upper_edge"], hi) for m, (_, hi, _) in zip(got, truth)]
-    assert all(abs(got - hi) <= 0.1 * width for (got, hi), width in zip(
-        edges(), (0.0026, 0.0023, 0.05)))
+    widths = [width for _, _, width, _, _ in signals]
+    assert all(abs(got - hi) <= 0.1 * width for (got, hi), width in zip(edges(), widths))
     monkeypatch.setattr(detections, "CLIP_INSIDE", 0.5)
     got, hi = edges()[2]
-    assert hi - got > 0.3 * 0.05
+    assert hi - got > 0.3 * widths[2]
 
 
 def test_a_tone_cut_from_an_fm_track_that_comes_and_goes_with_it_is_its_line():
