@@ -29,6 +29,9 @@ from .detections import dilate_rows, noise_level
 
 HANN_3DB_BINS = 1.44  # a unit Hann window's -3 dB width, in bins
 GUARD = 3             # bins either side of a run left out of its surroundings (its leakage)
+#: ``CellTones``: a tone followed into a cell beside a signal is looked for this many
+#: sub-bins either side of where it was
+FOLLOW_SUBBINS = 2
 
 
 class Lines(NamedTuple):
@@ -126,7 +129,8 @@ class CellTones:
     from the model's own input: one ``frames``-point FFT for each cell looked at. A cell
     whose power over this tile and the one before
     stands ``sigma`` standard deviations over the noise (or that holds a tone being
-    followed), ``guard`` cells or more from the model's own, is transformed once more
+    followed), ``guard`` cells or more from the model's own (a tone followed for a while:
+    nearer too), is transformed once more
     across the tile's ``frames`` FFT frames: the cell's bin of each frame, through a Hann
     window, a zoom of the cell into ``frames`` sub-bins of 1/(fft x frames) of the band.
     A tone is one sub-bin standing ``level`` over the noise (false-alarm probability
@@ -136,7 +140,10 @@ class CellTones:
     its own near that cell's centre, and nearer an edge the cell beside on its side holds
     about as much and the other less), not in the DC cell (a receiver's own leakage), and
     not a strong line's IQ image (its mirror ``image_rejection_db`` stronger). Its place
-    between sub-bins is the centroid of its sub-bin and the two beside."""
+    between sub-bins is the centroid of its sub-bin and the two beside. A tone followed for
+    a while into a cell near the model's (a signal that starts beside it) is looked for
+    within FOLLOW_SUBBINS sub-bins of where it was: a neighbour's skirt may outshine it at
+    the cell's edge."""
 
     def __init__(self, fft: int, frames: int, sigma: float = 2.0,
                  pfa: float = 1e-4, contrast: float = 4.0, guard: int = 4,
@@ -151,27 +158,38 @@ class CellTones:
         self.previous: np.ndarray | None = None
 
     def find(self, stft: np.ndarray, scale: np.ndarray, power: np.ndarray,
-             masks: np.ndarray, follow: np.ndarray | None = None) -> Lines:
+             masks: np.ndarray, follow: np.ndarray | None = None,
+             held: np.ndarray | None = None) -> Lines:
         """The tones in ``stft`` ((tiles, frames, fft) DC-centred FFT frames, the model's
         input before it is viewed as real pairs), whose cells' power times ``scale`` (one
         per cell of each tile, or a scalar) is in units of the tile's noise floor, whose
         cells' mean power over that floor is ``power`` and the model's cells ``masks``; the
-        cells ``follow`` (of tones being followed) are zoomed in every tile, over the noise
-        or not."""
+        tones being followed, at ``follow`` (their centres in sub-bins from DC), are looked
+        for in every tile, over the noise or not, and those of them ``held`` (followed for
+        a while: a tone, not a flicker) beside the model's cells too."""
         before = np.concatenate([power[:1] if self.previous is None else self.previous[None],
                                  power[:-1]])
         self.previous = power[-1].copy()
         near = dilate_rows(masks, self.guard)
         wanted = 0.5 * (power + before) > self.cell_level
         followed = np.zeros(self.fft, bool)
+        expected = np.full(self.fft, -1)   # a followed tone's sub-bin in its cell
         if follow is not None and len(follow):
-            followed[follow] = True
+            at = np.round(np.asarray(follow, np.float64)).astype(np.int64)
+            cells = np.clip(np.floor_divide(at + self.frames // 2, self.frames)
+                            + self.fft // 2, 0, self.fft - 1)
+            followed[cells] = True
             wanted[:, followed] = True
+            held = np.ones(len(at), bool) if held is None else np.asarray(held, bool)
+            expected[cells[held]] = (at - (cells - self.fft // 2) * self.frames
+                                     + self.frames // 2)[held]
         wanted[:, self.fft // 2] = False   # DC: a receiver's own leakage
-        tile, cell = np.nonzero(wanted & ~near)
+        tile, cell = np.nonzero(wanted & (~near | (expected >= 0)))
         if not len(tile):
             return empty_lines()
         scale = np.broadcast_to(scale, power.shape)
+        # near the model's cells, a held tone's own sub-bins (beside the one it was in)
+        window = np.where(near[tile, cell], expected[cell], -1)
 
         def zoom(tile, cell):   # (C, frames) power of each cell across its tile's frames
             cell = cell % self.fft
@@ -179,7 +197,9 @@ class CellTones:
             power = np.abs(scipy.fft.fft(series, axis=1)) ** 2
             return np.fft.fftshift(power, axes=1) * scale[tile, cell][:, None]
         zoomed = zoom(tile, cell)
-        sub = zoomed.argmax(axis=1)
+        offsets = np.abs(np.arange(self.frames)[None, :] - window[:, None])
+        sub = np.where((window[:, None] < 0) | (offsets <= FOLLOW_SUBBINS), zoomed,
+                       -1.0).argmax(axis=1)
         top = zoomed[np.arange(len(tile)), sub]
         # the cell's other sub-bins, clear of the line's own window (two sub-bins a side)
         lobe = np.abs(np.arange(self.frames)[None, :] - sub[:, None]) <= 2
@@ -190,12 +210,13 @@ class CellTones:
         # the same sub-bin. Near its own cell's centre it is strongest there; nearer an
         # edge, the cell beside on its side holds about as much (down to a quarter) and the
         # one on the other side less (an alias of a tone in the cell below or above fails
-        # one of the two)
+        # one of the two). A held tone beside a signal is where it was: the signal fills
+        # the cell beside, and the test would lose the tone to it
         k, at = np.arange(int(ok.sum())), sub[ok] - self.frames // 2
         below, above = (zoom(tile[ok], cell[ok] + side)[k, sub[ok]] for side in (-1, 1))
         side, other = np.where(at > 0, above, below), np.where(at > 0, below, above)
         ok[ok] &= np.where(np.abs(at) < self.frames // 4, top[ok] >= np.maximum(below, above),
-                           (side >= other) & (top[ok] >= side / 4))
+                           (side >= other) & (top[ok] >= side / 4)) | (window[ok] >= 0)
         # nor is a strong line's IQ image (its mirror across DC)
         k = np.arange(int(ok.sum()))
         mirror = zoom(tile[ok], -cell[ok])[k, (self.frames - sub[ok]) % self.frames]

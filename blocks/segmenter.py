@@ -14,12 +14,14 @@ from cvstream.errors import ParamError
 from .detections import (FAMILY_FEATURES, ZOOM, RadioContext, Tracker, bin_edges,
                          dilate_rows, family_features, family_probabilities, refine_edges,
                          row_runs, sibling_lines, time_segments, to_message)
-from .narrowband import CellTones, LongTones, NarrowbandFinder, merge_lines
+from .narrowband import (FOLLOW_SUBBINS, CellTones, LongTones, NarrowbandFinder,
+                         merge_lines)
 from .onnx_model import load_model, make_session
 
 FLOOR_QUANTILE = 0.2
 INSIDE_RISE = 30.0  # a narrow peak on another signal: 15 dB over its surroundings
 QUIET_AROUND = 1.5  # mean power around a peak (noise floor 1) below which it stands alone
+FOLLOW_RISE = 4.0  # a tone followed beside a signal: 6 dB over the quieter side's cell
 REPEAT_IOU = 0.5  # frequency IoU at which a detection sharing another's time repeats it
 #: white-noise periodogram cells are exponential: their q-quantile is -ln(1 - q) x the mean
 FLOOR_RATIO = float(-np.log(1 - FLOOR_QUANTILE))
@@ -160,7 +162,8 @@ class SpectrumSegmenter(RateBlock):
     in stream order here (``absorb``). ``tones`` (on by default) zooms the cells the
     model leaves whose power stands out, each across its tile's frames, to a tile-long
     FFT's resolution, and follows the CW tones it finds there as narrow detections, one
-    bin of that FFT wide (``narrowband.CellTones``; counters as for ``narrow``);
+    bin of that FFT wide (``narrowband.CellTones``; counters as for ``narrow``; a tone
+    held for NARROW_MIN_TILES tiles stays followed while a signal comes beside it);
     ``weak_tones`` (on by default) adds those too weak for one tile, on tile-long PSDs
     averaged over up to LONG_TILES tiles (``narrowband.LongTones``: late by up to that
     many tiles where such a tone starts). The tones' search reads the stream in groups of
@@ -531,19 +534,25 @@ class SpectrumSegmenter(RateBlock):
         ``found`` (the whole batch is one group then), or the tones' search on the group,
         following the narrow tracks open now."""
         if self._tones is not None and tiles is not None:
-            follow = np.array([round(0.5 * (t.f_low + t.f_high) * self.fft) + self.fft // 2
-                               for t in self._narrow_tracker.open], np.int64)
             stft = tiles[group].view(np.complex64)[..., 0]   # the model's cells
+            follow, held = self._followed()
             found = self._tones.find(stft, bins[group] if self._per_bin else 1.0,
-                                     power[group], network[group],
-                                     np.clip(follow, 0, self.fft - 1))
+                                     power[group], network[group], follow, held)
             if self._long_tones is not None and whole is not None:   # and weaker ones
                 found = merge_lines(found, self._long_tones.find(whole[group],
                                                                  network[group]))
         if found is None:
             return None
         return self._narrow_intervals(logits[group], (masks if self._narrow else network)[
-            group], power[group], found)
+            group], power[group], found, follow[held] if self._tones is not None else None)
+
+    def _followed(self) -> tuple[np.ndarray, np.ndarray]:
+        """The centres of the narrow tracks open now, in bins of the tile-long FFT from DC
+        (the tones' search's sub-bins), and whether each has been seen in NARROW_MIN_TILES
+        tiles or more (a tone, not a flicker)."""
+        tracks = self._narrow_tracker.open
+        return (np.array([0.5 * (t.f_low + t.f_high) * self.decim for t in tracks]),
+                np.array([len(t.edges) >= NARROW_MIN_TILES for t in tracks], bool))
 
     @property
     def _energy_level(self) -> float:
@@ -634,19 +643,31 @@ class SpectrumSegmenter(RateBlock):
             self._emit_narrow(self._narrow_tracker.flush())
         self._emit_all(self._tracker.flush(), flushed=True)
 
-    def _narrow_intervals(self, logits, masks, power, found) -> list[list[tuple]]:
+    def _narrow_intervals(self, logits, masks, power, found, follow=None
+                          ) -> list[list[tuple]]:
         """Per tile, the narrow signals of the fine view as tracker intervals, labelled
         ``tone`` when no wider than a tone or by the model's votes in their cell. Where
         it sits on another signal (the bins around it are not noise, or the model finds a
         signal in its cell), a peak must rise INSIDE_RISE over that signal (the bins
         around it, and the cells two away): a tone on a wide signal, not that signal's
-        own spectral lines."""
+        own spectral lines. A tone followed for NARROW_MIN_TILES tiles or more (at
+        ``follow``, the tones' search's sub-bins) that a signal starts beside need only rise
+        FOLLOW_RISE over the quieter of the cells two away, where that one is noise
+        (QUIET_AROUND): beside that signal, not on it (a line that starts with a signal, at
+        its edge, is held to INSIDE_RISE)."""
         tile = found.tile
         cell = np.minimum(self.fft - 1, found.centre * self.fft // self.decim)
         crowded = (found.around > QUIET_AROUND) | masks[tile, cell]
-        beside = np.maximum(power[tile, np.maximum(cell - 2, 0)],
-                            power[tile, np.minimum(cell + 2, self.fft - 1)])
-        keep = ~crowded | (found.peak >= INSIDE_RISE * np.maximum(found.around, beside))
+        sides = np.stack([power[tile, np.maximum(cell - 2, 0)],
+                          power[tile, np.minimum(cell + 2, self.fft - 1)]])
+        keep = ~crowded | (found.peak >= INSIDE_RISE * np.maximum(found.around,
+                                                                  sides.max(axis=0)))
+        if follow is not None and len(follow):
+            centre = 0.5 * (found.f_low + found.f_high) * self.decim
+            near = np.abs(centre[:, None] - follow[None, :]).min(axis=1)
+            quiet = sides.min(axis=0)
+            keep |= (near <= FOLLOW_SUBBINS + 0.5) & (quiet < QUIET_AROUND) & \
+                (found.peak >= FOLLOW_RISE * quiet)
         out = [[] for _ in range(len(masks))]
         for k in np.flatnonzero(keep).tolist():
             if (found.f_high[k] - found.f_low[k]) * self.decim <= 3:

@@ -972,6 +972,44 @@ def test_a_strong_cw_burst_of_five_tiles_is_sent_once():
         assert abs(got[0]["sample_count"] - 5 * tile) <= 2 * tile
 
 
+def test_a_cw_tone_keeps_one_detection_while_a_signal_comes_and_goes_beside_it(monkeypatch):
+    """A CW tone 13 dB over the noise in its bin of a tile-long FFT, and a noise-like signal
+    at 16 dB in-band whose band starts 0.35 % of the band above it, for the middle third
+    of the stream (GNU Radio's seed 8765 #16: an AM beside a tone). The model's cells
+    then reach the tone's, whose zoom the neighbour fills at the cell's edge and in the
+    cell beside: the tones' search looks for a tone it has held for NARROW_MIN_TILES
+    tiles where it was, and lets it rise over the quieter side only. One tone detection
+    over the whole stream, a bin wide, and the neighbour's own box; without following
+    held tones there, the tone comes in pieces."""
+    from cvstream.blocks import segmenter
+    n, tile = 32 * 8192, 8192
+    t = np.arange(n)
+
+    def tones(seed: int) -> tuple[list, list]:
+        rng = np.random.default_rng(seed)
+        centre = -0.4418 + 0.013 * seed
+        x = _white(rng, n) + np.sqrt(10 ** 1.3 / tile) * \
+            np.exp(2j * np.pi * (centre * t + rng.random()))
+        on = (t >= n // 3) & (t < 2 * n // 3)
+        x = x + on * _band_noise(rng, n, centre + 0.0035, centre + 0.0088, 0.0003, 16)
+        got = _segmented(x)
+        near = [m for m in got if abs(m["freq_lower_edge"] - centre) < 0.001]
+        return near, [m for m in got if m not in near]
+    for seed in range(3):
+        near, rest = tones(seed)
+        assert len(near) == 1 and near[0]["label"] == "tone"
+        assert near[0]["sample_start"] == 0 and near[0]["sample_count"] == n
+        assert near[0]["freq_upper_edge"] - near[0]["freq_lower_edge"] <= 2 / tile
+        (wide,) = rest
+        assert abs(wide["sample_start"] - n // 3) <= 2 * tile
+        assert abs(wide["sample_start"] + wide["sample_count"] - 2 * n // 3) <= 2 * tile
+    monkeypatch.setattr(segmenter.SpectrumSegmenter, "_followed", lambda self: (
+        np.array([0.5 * (k.f_low + k.f_high) * self.decim for k in self._narrow_tracker.open]),
+        np.zeros(len(self._narrow_tracker.open), bool)))
+    near, _ = tones(0)
+    assert len(near) > 1 and all(m["sample_count"] < 0.8 * n for m in near)
+
+
 def test_three_cw_tones_at_one_spacing_one_a_burst_are_not_one_comb():
     """Three lines of the block-long PSD 24 bins apart (0.3 % of the band; GNU Radio's seed
     8765 #4: three CW tones 0.22 % apart, the middle one strongest), which ``line_runs``
