@@ -533,9 +533,11 @@ class SpectrumSegmenter(RateBlock):
         """The narrow intervals of the batch's tiles ``group``: the fine view's lines
         ``found`` (the whole batch is one group then), or the tones' search on the group,
         following the narrow tracks open now."""
+        held_tones = None
         if self._tones is not None and tiles is not None:
             stft = tiles[group].view(np.complex64)[..., 0]   # the model's cells
             follow, held = self._followed()
+            held_tones = follow[held]
             found = self._tones.find(stft, bins[group] if self._per_bin else 1.0,
                                      power[group], network[group], follow, held)
             if self._long_tones is not None and whole is not None:   # and weaker ones
@@ -544,7 +546,7 @@ class SpectrumSegmenter(RateBlock):
         if found is None:
             return None
         return self._narrow_intervals(logits[group], (masks if self._narrow else network)[
-            group], power[group], found, follow[held] if self._tones is not None else None)
+            group], power[group], found, held_tones)
 
     def _followed(self) -> tuple[np.ndarray, np.ndarray]:
         """The centres of the narrow tracks open now, in bins of the tile-long FFT from DC
