@@ -197,9 +197,12 @@ class CellTones:
             power = np.abs(scipy.fft.fft(series, axis=1)) ** 2
             return np.fft.fftshift(power, axes=1) * scale[tile, cell][:, None]
         zoomed = zoom(tile, cell)
-        offsets = np.abs(np.arange(self.frames)[None, :] - window[:, None])
-        sub = np.where((window[:, None] < 0) | (offsets <= FOLLOW_SUBBINS), zoomed,
-                       -1.0).argmax(axis=1)
+        if (window >= 0).any():   # a held tone's sub-bins only, where it has a window
+            offsets = np.abs(np.arange(self.frames)[None, :] - window[:, None])
+            sub = np.where((window[:, None] < 0) | (offsets <= FOLLOW_SUBBINS), zoomed,
+                           -1.0).argmax(axis=1)
+        else:
+            sub = zoomed.argmax(axis=1)
         top = zoomed[np.arange(len(tile)), sub]
         # the cell's other sub-bins, clear of the line's own window (two sub-bins a side)
         lobe = np.abs(np.arange(self.frames)[None, :] - sub[:, None]) <= 2

@@ -645,7 +645,7 @@ class SpectrumSegmenter(RateBlock):
             self._emit_narrow(self._narrow_tracker.flush())
         self._emit_all(self._tracker.flush(), flushed=True)
 
-    def _narrow_intervals(self, logits, masks, power, found, follow=None
+    def _narrow_intervals(self, logits, masks, power, found, held=None
                           ) -> list[list[tuple]]:
         """Per tile, the narrow signals of the fine view as tracker intervals, labelled
         ``tone`` when no wider than a tone or by the model's votes in their cell. Where
@@ -653,7 +653,7 @@ class SpectrumSegmenter(RateBlock):
         signal in its cell), a peak must rise INSIDE_RISE over that signal (the bins
         around it, and the cells two away): a tone on a wide signal, not that signal's
         own spectral lines. A tone followed for NARROW_MIN_TILES tiles or more (at
-        ``follow``, the tones' search's sub-bins) that a signal starts beside need only rise
+        ``held``, the tones' search's sub-bins) that a signal starts beside need only rise
         FOLLOW_RISE over the quieter of the cells two away, where that one is noise
         (QUIET_AROUND): beside that signal, not on it (a line that starts with a signal, at
         its edge, is held to INSIDE_RISE)."""
@@ -664,9 +664,9 @@ class SpectrumSegmenter(RateBlock):
                           power[tile, np.minimum(cell + 2, self.fft - 1)]])
         keep = ~crowded | (found.peak >= INSIDE_RISE * np.maximum(found.around,
                                                                   sides.max(axis=0)))
-        if follow is not None and len(follow):
+        if held is not None and len(held):
             centre = 0.5 * (found.f_low + found.f_high) * self.decim
-            near = np.abs(centre[:, None] - follow[None, :]).min(axis=1)
+            near = np.abs(centre[:, None] - held[None, :]).min(axis=1)
             quiet = sides.min(axis=0)
             keep |= (near <= FOLLOW_SUBBINS + 0.5) & (quiet < QUIET_AROUND) & \
                 (found.peak >= FOLLOW_RISE * quiet)

@@ -1003,9 +1003,9 @@ def test_a_cw_tone_keeps_one_detection_while_a_signal_comes_and_goes_beside_it(m
         (wide,) = rest
         assert abs(wide["sample_start"] - n // 3) <= 2 * tile
         assert abs(wide["sample_start"] + wide["sample_count"] - 2 * n // 3) <= 2 * tile
+    followed = segmenter.SpectrumSegmenter._followed
     monkeypatch.setattr(segmenter.SpectrumSegmenter, "_followed", lambda self: (
-        np.array([0.5 * (k.f_low + k.f_high) * self.decim for k in self._narrow_tracker.open]),
-        np.zeros(len(self._narrow_tracker.open), bool)))
+        followed(self)[0], np.zeros_like(followed(self)[1])))   # none held
     near, _ = tones(0)
     assert len(near) > 1 and all(m["sample_count"] < 0.8 * n for m in near)
 
