@@ -174,7 +174,9 @@ class SpectrumSegmenter(RateBlock):
     signals narrower than the model's cells (``narrowband.py``: lines that hold for
     NARROW_MIN_TILES tiles, not a strong line's IQ image; it runs on the model's worker
     thread; counters ``narrow_detections`` and ``narrow_inside``, those inside a detection
-    of the model's, not sent); ``energy_cells`` counts the cells the energy test added.
+    of the model's, not sent; a line of the model's that a narrow track followed over as
+    long a time is that track's, counted in ``repeated_detections``); ``energy_cells``
+    counts the cells the energy test added.
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
     to fill (with ``tones``, up to a group of TONE_GROUP), then up to one batch of
     processing; detections are sent when a signal ends
@@ -285,6 +287,7 @@ class SpectrumSegmenter(RateBlock):
                                        min_blocks=max(self.min_tiles, NARROW_MIN_TILES))
         self._coarse_seen: deque = deque(maxlen=64)  # the model's last detections sent
         self._narrow_waiting: list = []   # narrow tracks ended within a model track still open
+        self._followed_lines: list = []   # the model's lines a narrow track followed (not sent)
         self._repeat_waiting: list = []   # detections within the band of a track still open
         # the FFTs and the model run on a worker thread (they release the GIL), so the
         # previous batch's detections overlap with them on 2 cores
@@ -786,8 +789,11 @@ class SpectrumSegmenter(RateBlock):
         for track in tracks:
             self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq,
                                  track.score))
-        if self._lines:
-            self._release_narrow(split)
+        if self._lines:   # less the lines a narrow track followed: it is sent for them
+            followed = {id(part) for part in self._followed_lines}
+            self._followed_lines = []
+            self._release_narrow([(track, [p for p in its if id(p) not in followed])
+                                  for track, its in split])
 
     def _without_sibling_lines(self, split: list, flushed: bool) -> list:
         """The detections of ``split`` ((track, its detections)) less those that are
@@ -819,8 +825,9 @@ class SpectrumSegmenter(RateBlock):
                    for j, other in enumerate(parts)):
                 self.count("repeated_detections")
                 continue
-            if self._lines and any(self._follows(t, part) for t in self._narrow_tracker.open):
+            if self._lines and self._narrow_follows(part):
                 self.count("repeated_detections")
+                self._followed_lines.append(part)
                 continue
             if self._lines:   # narrow signals it holds are its, sent now or later
                 self._coarse_seen.append(part)
@@ -841,8 +848,17 @@ class SpectrumSegmenter(RateBlock):
                 out.append(part)
         return out
 
+    def _narrow_follows(self, part) -> bool:
+        """Whether a narrow track follows ``part``, a line of the model's (``_follows``): one
+        open now, or one ended and waiting on the model's tracks that lasted as long as
+        the line or longer (the stream's end closes both, the narrow ones first)."""
+        span = part.stop - part.start
+        return any(self._follows(t, part) for t in self._narrow_tracker.open) or any(
+            self._follows(t, part) and t.stop - t.start >= span
+            for t, _, _ in self._narrow_waiting)
+
     def _follows(self, narrow, part) -> bool:
-        """Whether an open narrow track already follows ``part``, a line of the model's
+        """Whether a narrow track already follows ``part``, a line of the model's
         (one bin of the tile-long PSD: a carrier the model saw for a while): it holds the
         line's centre over half its time or more and has been seen in enough tiles to be
         sent (else the tone would be lost to both)."""

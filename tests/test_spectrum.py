@@ -1010,6 +1010,36 @@ def test_a_cw_tone_keeps_one_detection_while_a_signal_comes_and_goes_beside_it(m
     assert len(near) > 1 and all(m["sample_count"] < 0.8 * n for m in near)
 
 
+def test_a_cw_tone_that_steps_up_keeps_one_detection_over_its_whole_time(monkeypatch):
+    """A CW tone 13 dB over the noise in its bin of a tile-long FFT for the first third of
+    the stream, 25 dB after (a fade that ends, an AGC step; GNU Radio's seed 5678 #13: a
+    steady tone that the model's cells take up a third of the way in). The tones' search
+    follows it from the start; the model's cells report it as a line once it is strong.
+    The stream's end closes both, the narrow track first, which then waited on the
+    model's track and was dropped as held by that track's line: the tone came out as the
+    line's stretch only. Now a line that a waiting narrow track followed over as long a
+    time is the narrow track's (``_narrow_follows``): one tone detection over the whole
+    stream, a bin wide."""
+    from cvstream.blocks import segmenter
+    n, tile = 32 * 8192, 8192
+    t = np.arange(n)
+
+    def tone(seed: int) -> list:
+        rng = np.random.default_rng(seed)
+        centre = 0.1 + 0.013 * seed + 0.3 / tile
+        power = np.where(t < n // 3, 10 ** 1.3, 10 ** 2.5) / tile
+        x = _white(rng, n) + np.sqrt(power) * np.exp(2j * np.pi * (centre * t + rng.random()))
+        return _segmented(x)
+    for seed in range(3):
+        (got,) = tone(seed)
+        assert got["label"] == "tone"
+        assert got["sample_start"] == 0 and got["sample_count"] == n
+        assert got["freq_upper_edge"] - got["freq_lower_edge"] <= 2 / tile
+    monkeypatch.setattr(segmenter.SpectrumSegmenter, "_narrow_follows", lambda self, part: any(
+        self._follows(t, part) for t in self._narrow_tracker.open))   # open ones only
+    assert all(m["sample_start"] >= n // 4 for m in tone(0))   # from where the line began
+
+
 def test_three_cw_tones_at_one_spacing_one_a_burst_are_not_one_comb():
     """Three lines of the block-long PSD 24 bins apart (0.3 % of the band; GNU Radio's seed
     8765 #4: three CW tones 0.22 % apart, the middle one strongest), which ``line_runs``
@@ -1913,7 +1943,10 @@ def test_narrow_view_finds_tones_the_model_cells_miss_with_their_true_width():
         block.flush()
         found[narrow] = block.take_messages()
     assert len([m for m in found[False] if abs(m["center_freq"] - 0.2) > 0.02]) <= 3
-    assert block.counters["narrow_inside"] >= 2      # the AM's carrier, a tone found twice
+    # the AM's carrier; a tone found twice (the model's line and the fine view's track: the
+    # longer is sent, the other counted as inside the line or as a repeat of it)
+    assert block.counters["narrow_inside"] >= 1
+    assert block.counters["narrow_inside"] + block.counters["repeated_detections"] >= 2
     assert [m for m in found[True] if abs(m["center_freq"] - 0.2) < 0.02] == \
         [m for m in found[False] if abs(m["center_freq"] - 0.2) < 0.02]   # the AM alone
     got = sorted((m for m in found[True] if abs(m["center_freq"] - 0.2) > 0.02),
@@ -1954,7 +1987,10 @@ def test_narrow_view_skips_iq_images_and_blips():
         got[f] = max(got.get(f, 0), m["sample_count"])
     assert set(got) == {round(-0.3 * 8192), round(0.15 * 8192)}   # no image, no blip
     assert got[round(-0.3 * 8192)] == got[round(0.15 * 8192)] == n   # the weak one whole
-    assert block.counters["narrow_detections"] == 1
+    # both whole from the fine view: the model's line of the strong one, which the fine
+    # view followed as long, is a repeat of it
+    assert block.counters["narrow_detections"] == 2
+    assert block.counters["repeated_detections"] >= 1
     assert block.counters["short_tracks"] >= 1
 
 
