@@ -71,6 +71,10 @@ HALVES_WIDTH, HALVES_DB, HALVES_NOTCH = 0.25, 3.5, 0.1
 #: neighbours; a strong signal's weak stretches, a wide FSK's between its lobes, are its own)
 SIDE_DEVIATIONS = 5.0
 WEAK_RUN_DB = 8.0
+#: ... or, where a part does, both stand so and the weaker is APART_MIN_BINS wide or more
+#: with few lines (``few_lines``): an AM's sidebands beside a strong neighbour, not an FM's
+#: outer lines (two or three bins) or its comb
+APART_MIN_BINS = 12
 #: blocks whose ZOOM times finer PSD a track keeps one by one, for the parts
 #: time_segments cuts (2048 float32 values a block: up to 256 kB a track)
 FINER_ROWS = 32
@@ -860,6 +864,16 @@ def flat(psd: np.ndarray) -> bool:
 #: around it (GMSK, GFSK, PSK: no lines; an FM's, an AM's or OFDM pilots' lines stand out)
 SMOOTH_DB = 3.0
 SMOOTH_SPAN = 9
+#: ``few_lines``: the share of a run's bins that may stand out so
+FEW_LINES_SHARE = 0.1
+
+
+def few_lines(psd: np.ndarray) -> bool:
+    """Whether at most FEW_LINES_SHARE of a run's bins stand SMOOTH_DB over the median of
+    the SMOOTH_SPAN bins around them (an AM's sidebands beside its carrier; not an FM's
+    comb of lines)."""
+    around = median_filter(psd, SMOOTH_SPAN, mode="nearest")
+    return float(np.mean(psd > 10 ** (SMOOTH_DB / 10) * around)) <= FEW_LINES_SHARE
 
 
 def smooth(psd: np.ndarray) -> bool:
@@ -1031,7 +1045,9 @@ def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
     (``cut_near_noise``: strong neighbours whose skirts fill the gap), or, with ``looks``
     (the periodograms each bin is the mean of) and no part of the run WEAK_RUN_DB over the
     noise, both SIDE_DEVIATIONS deviations of such a mean over
-    ``level`` (weak neighbours a long track's mean holds apart), and at valleys
+    ``level`` (weak neighbours a long track's mean holds apart; with a part that high, the
+    weaker APART_MIN_BINS wide or more and with ``few_lines``: an AM's sidebands beside a
+    strong neighbour), and at valleys
     ``valley_db`` deep (``split_at_valleys``) on the PSD averaged over VALLEY_BINS (a notch
     narrower than that, a sweep's taper between two periodograms, is not a gap between
     signals); parts of one bin dropped."""
@@ -1046,10 +1062,18 @@ def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
     found = [piece for lo, hi in found for piece in cut_near_noise(run, lo, hi, split_gap)]
     medians = [float(np.median(run[lo:hi])) for lo, hi in found]
     stands = 10 ** (side_db / 10)
+    held = level * (1 + SIDE_DEVIATIONS / np.sqrt(looks)) if looks else stands
     if looks and medians and max(medians) < 10 ** (WEAK_RUN_DB / 10):
-        stands = min(stands, level * (1 + SIDE_DEVIATIONS / np.sqrt(looks)))
+        stands = min(stands, held)
+
+    def apart(left, right):   # a weak neighbour without lines beside a strong signal
+        weaker, stronger = sorted((left, right), key=lambda p: float(np.median(run[slice(*p)])))
+        width = weaker[1] - weaker[0]
+        return width >= max(APART_MIN_BINS, stronger[1] - stronger[0]) and \
+            float(np.median(run[slice(*weaker)])) > held and few_lines(run[slice(*weaker)])
     parts = join_low_pieces(run, found, medians, stands,   # in bins of ``run``
-                            lambda left, right: halves(db, left, right))
+                            lambda left, right: halves(db, left, right),
+                            apart if looks else None)
     cut = [(lo + lo0, hi + lo0) for p, q in parts
            for lo, hi in split_at_valleys(smooth_db, p, q, valley_db)]
     return cut or [(a, b)]
@@ -1071,15 +1095,17 @@ def cut_near_noise(psd: np.ndarray, lo: int, hi: int, gap: int) -> list[tuple[in
 
 
 def join_low_pieces(psd: np.ndarray, pieces: list[tuple[int, int]], medians: list[float],
-                    stands: float, joins=None) -> list[tuple[int, int]]:
+                    stands: float, joins=None, apart=None) -> list[tuple[int, int]]:
     """The runs ``pieces`` of a PSD (in order, ``medians`` their median levels), each
     joined to the part before it where either's median level stands under ``stands`` (a
-    weak signal's own dip, or a skirt: not a gap between two signals) or where ``joins``
-    (part, piece) says they are one signal; a joined part's level is its own median."""
+    weak signal's own dip, or a skirt: not a gap between two signals) unless ``apart``
+    (part, piece) says they are two, or where ``joins`` (part, piece) says they are one
+    signal; a joined part's level is its own median."""
     parts, last = [], 0.0   # and the last part's median level
     for (lo, hi), median in zip(pieces, medians):
-        if parts and (min(last, median) < stands or
-                      (joins is not None and joins(parts[-1], (lo, hi)))):
+        low = parts and min(last, median) < stands and not (
+            apart is not None and apart(parts[-1], (lo, hi)))
+        if parts and (low or (joins is not None and joins(parts[-1], (lo, hi)))):
             parts[-1] = (parts[-1][0], hi)
             last = float(np.median(psd[parts[-1][0]:hi]))
         else:

@@ -797,6 +797,40 @@ def test_a_long_mean_holds_weak_neighbours_apart_but_not_a_strong_signals_weak_s
     assert split_finer(strong, level, 0, len(strong), 2, 15.0, looks=looks) == [(0, 98)]
 
 
+def test_a_long_mean_holds_a_weak_wide_neighbour_without_lines_apart_from_strong_ones():
+    """An AM's sidebands 4.5 dB over the noise over 80 bins, its carrier in their middle,
+    with eight bins of noise to a 12 dB signal 15 bins wide below and to another 11 bins
+    wide above (GNU Radio's seed 4321 #10: a GMSK, an AM and an FM that one run held),
+    on a mean of 512 periodograms: three parts, where the weaker of two neighbours is
+    wider than the stronger (and APART_MIN_BINS), stands SIDE_DEVIATIONS deviations over
+    the level and has few lines (``few_lines``); one run without the long mean. Not cut
+    off: an FM's comb of lines over a weak floor, a few weak bins beside a strong line,
+    and a strong signal's weak stretch narrower than it (a wide FSK between its lobes)."""
+    from cvstream.blocks.detections import noise_level, split_finer
+    looks = 512
+    level = noise_level(1e-3, looks)
+    rng = np.random.default_rng(9)
+
+    def psd(*parts):   # (excess over the noise per bin, in order) parts, 8 noise bins apart
+        gap = np.zeros(8)
+        excess = np.concatenate([np.r_[part, gap] for part in parts])[:-8]
+        return excess + rng.gamma(looks, 1 / looks, len(excess))
+    sidebands = np.full(80, 1.8)
+    sidebands[39:42] = (300, 1000, 300)   # the carrier
+    am = psd(np.full(15, 15.0), sidebands, np.full(11, 15.0))
+    assert split_finer(am, level, 0, len(am), 2, 15.0, looks=looks) == \
+        [(0, 15), (23, 103), (111, 122)]
+    assert split_finer(am, level, 0, len(am), 2, 15.0) == [(0, 122)]
+    comb = np.full(80, 1.0)
+    comb[::4] = 20.0   # an FM's lines, four bins apart, over a weak floor
+    fm = psd(np.full(15, 15.0), comb)
+    assert split_finer(fm, level, 0, len(fm), 2, 15.0, looks=looks) == [(0, 103)]
+    outer = psd(np.full(4, 15.0), np.full(6, 1.8))   # a strong line's few weak bins
+    assert split_finer(outer, level, 0, len(outer), 2, 15.0, looks=looks) == [(0, 18)]
+    stretch = psd(np.full(60, 15.0), np.full(30, 1.8))
+    assert split_finer(stretch, level, 0, len(stretch), 2, 15.0, looks=looks) == [(0, 98)]
+
+
 def test_strong_neighbours_whose_skirts_fill_the_gap_are_cut_at_the_dip_near_the_noise(
         monkeypatch):
     """Two plateaus 15 dB over the noise whose skirts fill the six bins between them at
