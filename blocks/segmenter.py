@@ -175,7 +175,8 @@ class SpectrumSegmenter(RateBlock):
     NARROW_MIN_TILES tiles, not a strong line's IQ image; it runs on the model's worker
     thread; counters ``narrow_detections`` and ``narrow_inside``, those inside a detection
     of the model's, not sent; a line of the model's that a narrow track followed over as
-    long a time is that track's, counted in ``repeated_detections``); ``energy_cells``
+    long a time is that track's, with the line's edges, and counted in
+    ``repeated_detections``); ``energy_cells``
     counts the cells the energy test added.
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
     to fill (with ``tones``, up to a group of TONE_GROUP), then up to one batch of
@@ -851,11 +852,16 @@ class SpectrumSegmenter(RateBlock):
     def _narrow_follows(self, part) -> bool:
         """Whether a narrow track follows ``part``, a line of the model's (``_follows``): one
         open now, or one ended and waiting on the model's tracks that lasted as long as
-        the line or longer (the stream's end closes both, the narrow ones first)."""
-        span = part.stop - part.start
-        return any(self._follows(t, part) for t in self._narrow_tracker.open) or any(
-            self._follows(t, part) and t.stop - t.start >= span
-            for t, _, _ in self._narrow_waiting)
+        the line or longer (the stream's end closes both, the narrow ones first), which
+        then takes the line's edges (the block-long PSD's, finer than its tiles')."""
+        if any(self._follows(t, part) for t in self._narrow_tracker.open):
+            return True
+        for narrow, _, _ in self._narrow_waiting:
+            if self._follows(narrow, part) and \
+                    narrow.stop - narrow.start >= part.stop - part.start:
+                narrow.f_low, narrow.f_high = part.f_low, part.f_high
+                return True
+        return False
 
     def _follows(self, narrow, part) -> bool:
         """Whether a narrow track already follows ``part``, a line of the model's

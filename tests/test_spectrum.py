@@ -1052,8 +1052,8 @@ def test_a_cw_tone_that_steps_up_keeps_one_detection_over_its_whole_time(monkeyp
     The stream's end closes both, the narrow track first, which then waited on the
     model's track and was dropped as held by that track's line: the tone came out as the
     line's stretch only. Now a line that a waiting narrow track followed over as long a
-    time is the narrow track's (``_narrow_follows``): one tone detection over the whole
-    stream, a bin wide."""
+    time is the narrow track's (``_narrow_follows``), with the line's edges: one tone
+    detection over the whole stream, a bin wide, at the tone."""
     from cvstream.blocks import segmenter
     n, tile = 32 * 8192, 8192
     t = np.arange(n)
@@ -1069,6 +1069,7 @@ def test_a_cw_tone_that_steps_up_keeps_one_detection_over_its_whole_time(monkeyp
         assert got["label"] == "tone"
         assert got["sample_start"] == 0 and got["sample_count"] == n
         assert got["freq_upper_edge"] - got["freq_lower_edge"] <= 2 / tile
+        assert abs(got["center_freq"] - (0.1 + 0.013 * seed + 0.3 / tile)) < 0.5 / tile
     monkeypatch.setattr(segmenter.SpectrumSegmenter, "_narrow_follows", lambda self, part: any(
         self._follows(t, part) for t in self._narrow_tracker.open))   # open ones only
     assert all(m["sample_start"] >= n // 4 for m in tone(0))   # from where the line began
