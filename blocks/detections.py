@@ -232,6 +232,26 @@ class Track:
             return []   # it holds its band only in blips shorter than min_blocks
         return out or [self.own_blocks(block)]
 
+    def unheld(self, spans: list, block: int, frames: int, pfa: float = 1e-3
+               ) -> "Track | None":
+        """The blocks of this part (an edge split of a track, ``refine_edges``) that none of
+        its ``spans`` (``own_spans``) holds but where its band still stands over the noise
+        (false-alarm probability ``pfa``, ``frames`` periodograms a block), as a part of
+        their own over their rows, if UNHELD_MIN_BLOCKS or more: a weaker signal that
+        shares the band with a stronger burst over it. ``block``: samples per block."""
+        if not self.rows:
+            return None
+        taken = {int(t) for span in spans for t, _ in span.rows}
+        a, b = self.band_bins(len(self.rows[0][1]))
+        level = noise_level(pfa, frames * (b - a))
+        rows = [(t, row) for t, row in self.rows
+                if int(t) not in taken and row[a:b].mean() > level]
+        if len(rows) < UNHELD_MIN_BLOCKS:
+            return None
+        part = self.span(rows, int(rows[0][0]), int(rows[-1][0]) + block)
+        part.window = None
+        return part
+
     def held(self, frames: int, pfa: float = 1e-3, rise: float = 0.25) -> np.ndarray:
         """Per row (``rows``), whether its own band holds it (``own_spans``' test)."""
         a, b = self.band_bins(len(self.rows[0][1]))
@@ -1138,11 +1158,63 @@ def middle_bands(excess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.argmax(share >= 0.1, axis=1), np.argmax(share >= 0.9, axis=1) + 1
 
 
+#: ``Track.unheld``: blocks a weaker signal under a part's burst must hold to be looked at
+UNHELD_MIN_BLOCKS = 6
+#: ``signals_beneath``: how far (fine bins) out of the part's band its detections may reach,
+#: and the frequency IoU over which one is the part itself (or two pieces are one band)
+UNHELD_SLACK_BINS = 2
+REPEAT_OVERLAP = 0.5
+
+
 #: consecutive tiles whose occupied band shares less than this (intersection over union)
 #: with the band a detection has held so far start a new one (``time_segments``)
 CHANGE_OVERLAP = 0.3
 #: tiles a part of a track so cut holds at least
 MIN_SEGMENT = 3
+
+
+def signals_beneath(part: Track, held: list, frames: int, margin: float, pfa: float,
+                    split_gap: int, power_share: float, block: int, valley_db: float,
+                    hold: int, finer_gap: int, dropped=None) -> list[Track]:
+    """The detections of a part's blocks that its spans ``held`` leave (``Track.unheld``: a
+    weaker signal in the band of a stronger burst), settled by ``refine_edges`` on their
+    own PSD (its other arguments): those inside the part's band (to UNHELD_SLACK_BINS bins
+    of its fine PSD) that are not the part itself (frequency IoU under REPEAT_OVERLAP),
+    their pieces either side of a burst joined across it (``bridge_pieces``)."""
+    rest = part.unheld(held, block, frames, pfa)
+    if rest is None:
+        return []
+    slack = UNHELD_SLACK_BINS / len(rest.rows[0][1])
+    found = [t for t in refine_edges(rest, frames, margin, pfa, split_gap, power_share,
+                                     block, valley_db, hold, finer_gap, dropped,
+                                     beneath=False)
+             if t.f_low >= part.f_low - slack and t.f_high <= part.f_high + slack and
+             t.shared_band(part) < REPEAT_OVERLAP * (max(t.f_high, part.f_high) -
+                                                     min(t.f_low, part.f_low))]
+    return bridge_pieces(found, held)
+
+
+def bridge_pieces(pieces: list[Track], spans: list[Track]) -> list[Track]:
+    """``pieces`` (detections) of one band (frequency IoU REPEAT_OVERLAP or more) whose gap
+    in time ``spans`` cover (a burst over the signal) joined into one across the gap."""
+    def covered(start: int, stop: int) -> bool:
+        at = start
+        for span in sorted(spans, key=lambda t: t.start):
+            if span.start <= at < span.stop:
+                at = span.stop
+        return at >= stop
+    out: list[Track] = []
+    for piece in sorted(pieces, key=lambda t: t.start):
+        for k, last in enumerate(out):
+            union = max(last.f_high, piece.f_high) - min(last.f_low, piece.f_low)
+            if last.shared_band(piece) >= REPEAT_OVERLAP * union and \
+                    last.stop <= piece.start and covered(last.stop, piece.start):
+                out[k] = copy.copy(last)
+                out[k].stop = piece.stop
+                break
+        else:
+            out.append(piece)
+    return out
 
 
 def time_segments(track: Track, frames: int, margin: float, pfa: float = 1e-3
@@ -1462,7 +1534,7 @@ def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
 def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
                  split_gap: int = 4, power_share: float = 0.999, block: int = 0,
                  valley_db: float = 0.0, hold: int = 4, finer_gap: int = 2,
-                 dropped=None) -> list[Track]:
+                 dropped=None, beneath: bool = True) -> list[Track]:
     """Settle a track's frequency edges on its fine PSD (noise power 1 per bin, the mean of
     ``frames`` periodograms per block it was seen in). Bins within ``margin`` of the coarse
     edges, or of its wider search window (``Track.window``), that stand above the noise
@@ -1490,7 +1562,10 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     blocks where its own band holds it (``Track.own_spans``, ``hold`` blocks of absence
     allowed): a burst beside a continuous neighbour ends when it does; parts that hold
     their band only in blips shorter than two blocks are not reported (``dropped(n)`` is
-    called with their number). A run at most
+    called with their number). With ``beneath``, a part's blocks that its spans leave but
+    where its band still stands over the noise are settled again on their own
+    (``signals_beneath``: a weaker signal in the band of a burst over it, one detection
+    across the burst). A run at most
     LINE_VIEW_BINS wide on the finer view is cut again and trimmed on the track's
     block-long PSD (``Track.line``; gaps of more than LINE_GAP bins; ``line_edges``: a tone
     one bin of 8192 wide), as is a wider one that is a comb of lines there
@@ -1590,6 +1665,12 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         spans = [part.own_spans(block, frames, hold) for part in out]
         if dropped is not None and not all(spans):
             dropped(sum(not found for found in spans))
-        out = join_one_envelope([span for found in spans for span in found])
+        found = [span for one in spans for span in one]
+        if beneath:   # weaker signals the parts' bursts held for a while
+            for part, held in zip(out, spans):
+                found += signals_beneath(part, held, frames, margin, pfa, split_gap,
+                                         power_share, block, valley_db, hold, finer_gap,
+                                         dropped)
+        out = join_one_envelope(found)
     return out
 

@@ -1075,6 +1075,41 @@ def test_a_cw_tone_that_steps_up_keeps_one_detection_over_its_whole_time(monkeyp
     assert all(m["sample_start"] >= n // 4 for m in tone(0))   # from where the line began
 
 
+def test_a_signal_that_a_wide_burst_covers_for_a_while_keeps_one_detection(monkeypatch):
+    """A signal 0.4 % of the band wide at 14 dB, there throughout, and a wide burst at 18 dB
+    over 6 % of the band around it for the middle third (GNU Radio's seed 8080 #4: an FM
+    beside a GFSK burst). One track follows both; its part that holds the burst's band is
+    held in the burst's blocks only, so the narrow signal's blocks before and after it were
+    dropped. Those blocks, where the band still stands over the noise, are now refined on
+    their own (``signals_beneath``), and the signal's pieces either side of the burst are
+    one detection (``bridge_pieces``): one box over the whole stream at the signal's band,
+    beside the burst's own and a continuous neighbour's; without, the signal is lost."""
+    from cvstream.blocks import detections
+    n, tile = 32 * 8192, 8192
+    t = np.arange(n)
+
+    def scene(seed: int) -> list:
+        rng = np.random.default_rng(seed)
+        lo = -0.3 + 0.15 * seed
+        burst = (t >= n // 3) & (t < 2 * n // 3)
+        x = _white(rng, n) + _band_noise(rng, n, lo + 0.02, lo + 0.024, 0.0003, 14) + \
+            burst * _band_noise(rng, n, lo, lo + 0.06, 0.0003, 18) + \
+            _band_noise(rng, n, lo - 0.02, lo - 0.005, 0.0003, 12)
+        return [(m["sample_start"], m["sample_start"] + m["sample_count"],
+                 m["freq_lower_edge"] - lo, m["freq_upper_edge"] - lo) for m in _segmented(x)]
+    for seed in range(3):
+        got = scene(seed)
+        assert len(got) == 3
+        (start, stop, low, high), = [g for g in got if g[3] - g[2] < 0.01]
+        assert (start, stop) == (0, n)
+        assert abs(low - 0.02) < 0.0015 and abs(high - 0.024) < 0.0015   # 1.5 fine bins
+        (start, stop, low, high), = [g for g in got if g[3] - g[2] > 0.05]
+        assert abs(start - n // 3) <= tile and abs(stop - 2 * n // 3) <= 2 * tile
+    monkeypatch.setattr(detections, "UNHELD_MIN_BLOCKS", n)   # never looked at
+    assert all(stop - start < n // 2 for start, stop, low, high in scene(1)
+               if abs(low - 0.02) < 0.002)
+
+
 def test_three_cw_tones_at_one_spacing_one_a_burst_are_not_one_comb():
     """Three lines of the block-long PSD 24 bins apart (0.3 % of the band; GNU Radio's seed
     8765 #4: three CW tones 0.22 % apart, the middle one strongest), which ``line_runs``
