@@ -176,8 +176,7 @@ class SpectrumSegmenter(RateBlock):
     thread; counters ``narrow_detections`` and ``narrow_inside``, those inside a detection
     of the model's, not sent; a line of the model's that a narrow track followed over as
     long a time is that track's, with the line's edges, and counted in
-    ``repeated_detections``); ``energy_cells``
-    counts the cells the energy test added.
+    ``repeated_detections``); ``energy_cells`` counts the cells the energy test added.
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
     to fill (with ``tones``, up to a group of TONE_GROUP), then up to one batch of
     processing; detections are sent when a signal ends
