@@ -968,6 +968,12 @@ LINE_GAP = 12
 #: narrower than this many bins there (99 % of its power), a detection is a line (a tone):
 #: the Hann window spreads one over three to four bins
 LINE_WIDTH = 4.5
+#: a line (a detection at most LINE_BINS bins of the block-long PSD wide: a tone) that
+#: ``refine_edges`` cuts beside another part of its track is a signal of its own where it
+#: holds for this many blocks (a carrier holds; an FM's outer line that surfaces for a few
+#: blocks does not), as a line of the segmenter's narrow view must
+LINE_MIN_BLOCKS = 5
+LINE_BINS = 1.5
 
 
 def line_edges(psd: np.ndarray, a: int, b: int, power_share: float, level: float
@@ -1561,11 +1567,11 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     (``apart_edge_tones``). With ``block`` (samples per block), each detection then keeps the
     blocks where its own band holds it (``Track.own_spans``, ``hold`` blocks of absence
     allowed): a burst beside a continuous neighbour ends when it does; parts that hold
-    their band only in blips shorter than two blocks are not reported (``dropped(n)`` is
-    called with their number). With ``beneath``, a part's blocks that its spans leave but
-    where its band still stands over the noise are settled again on their own
-    (``signals_beneath``: a weaker signal in the band of a burst over it, one detection
-    across the burst). A run at most
+    their band only in blips shorter than two blocks (a line beside another part:
+    LINE_MIN_BLOCKS) are not reported (``dropped(n)`` is called with their number). With
+    ``beneath``, a part's blocks that its spans leave but where its band still stands
+    over the noise are settled again on their own (``signals_beneath``: a weaker signal in
+    the band of a burst over it, one detection across the burst). A run at most
     LINE_VIEW_BINS wide on the finer view is cut again and trimmed on the track's
     block-long PSD (``Track.line``; gaps of more than LINE_GAP bins; ``line_edges``: a tone
     one bin of 8192 wide), as is a wider one that is a comb of lines there
@@ -1662,7 +1668,10 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     if not out:
         return [track]
     if block:
-        spans = [part.own_spans(block, frames, hold) for part in out]
+        lines_need = LINE_MIN_BLOCKS if len(out) > 1 else 2   # beside a part of its track
+        spans = [part.own_spans(block, frames, hold, lines_need if
+                                (part.f_high - part.f_low) * block <= LINE_BINS else 2)
+                 for part in out]
         if dropped is not None and not all(spans):
             dropped(sum(not found for found in spans))
         found = [span for one in spans for span in one]

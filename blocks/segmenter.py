@@ -11,9 +11,9 @@ import scipy.fft
 from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
-from .detections import (FAMILY_FEATURES, ZOOM, RadioContext, Tracker, bin_edges,
-                         dilate_rows, family_features, family_probabilities, refine_edges,
-                         row_runs, sibling_lines, time_segments, to_message)
+from .detections import (FAMILY_FEATURES, LINE_MIN_BLOCKS, ZOOM, RadioContext, Tracker,
+                         bin_edges, dilate_rows, family_features, family_probabilities,
+                         refine_edges, row_runs, sibling_lines, time_segments, to_message)
 from .narrowband import (FOLLOW_SUBBINS, CellTones, LongTones, NarrowbandFinder,
                          merge_lines)
 from .onnx_model import load_model, make_session
@@ -36,8 +36,9 @@ IMAGE_REJECTION_DB = 25.0
 #: its strongest bin of the tile-long PSD stands this many times its median bin
 LINE_PEAK = 15.0
 #: a line of the fine view is a signal when it holds for this many tiles (a carrier holds;
-#: a noise peak, a weak signal's flicker or a burst's one spectral line does not)
-NARROW_MIN_TILES = 5
+#: a noise peak, a weak signal's flicker or a burst's one spectral line does not), as a
+#: line that ``refine_edges`` cuts beside another part of a model's track must
+NARROW_MIN_TILES = LINE_MIN_BLOCKS
 #: ``weak_tones`` averages the tile-long PSDs over up to this many tiles
 LONG_TILES = 16
 #: the tones' search (the cells it follows, the weak tones' looks every STRIDE tiles)
@@ -135,7 +136,8 @@ class SpectrumSegmenter(RateBlock):
     trimmed to its 99.9 % power bandwidth on the finer PSD, neighbouring parts with one
     constant envelope joined (an FSK's lobes), a CW tone at a part's edge that is there in
     tiles where the rest is not (beside a flat spectrum, also a burst the rest outlasts)
-    and one in the valley between two flat spectra cut off as detections of their own;
+    and one in the valley between two flat spectra cut off as detections of their own
+    (where held for NARROW_MIN_TILES tiles, as the narrow view's lines);
     each detection then spans the tiles where its own band holds it
     (``detections.refine_edges``). Two tracks can follow one signal for a while and settle
     to its band: a detection that another one repeats (half its time or more, frequency

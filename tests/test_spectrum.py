@@ -537,6 +537,45 @@ def test_a_burst_touching_a_continuous_signal_is_cut_off_where_its_tiles_differ(
     assert one.f_low < truth[0][0] + 0.01 and one.f_high > truth[1][0]
 
 
+def test_a_line_held_for_fewer_blocks_than_a_tone_must_be_is_no_detection(monkeypatch):
+    """A CW burst 0.5 % of the band above a continuous QPSK signal, which one coarse track
+    followed with it: held for LINE_MIN_BLOCKS tiles or more it is a detection of its own,
+    one bin of the tile-long PSD wide, over its own tiles; held for fewer (an FM's outer
+    line that surfaces for a few tiles: GNU Radio's seed 31337 #31) it is not, as a line
+    of the narrow view must hold as long (NARROW_MIN_TILES), and ``dropped`` counts it.
+    Wider parts, and a line that is its track's only part (a short burst the model
+    followed, ``test_a_strong_cw_burst_of_five_tiles_is_sent_once``), need two blocks."""
+    from cvstream.blocks import detections
+    from cvstream.blocks.segmenter import NARROW_MIN_TILES
+    tile, first = 8192, 6
+    assert NARROW_MIN_TILES == detections.LINE_MIN_BLOCKS == 5
+
+    def settle(count):
+        track, frames, _ = _tracked_signals(
+            np.random.default_rng(3), tile, 24,
+            [(lambda n: np.full(len(n), 0.08), 0.03, lambda n: n >= 0),
+             (lambda n: np.full(len(n), 0.1), 0.0,
+              lambda n: (n >= first * tile) & (n < (first + count) * tile), "cw", 20)],
+            lambda k: [(0.0625, 0.1016)])
+        dropped = []
+        parts = detections.refine_edges(track, frames, margin=1 / 256, block=tile,
+                                        valley_db=15, dropped=dropped.append)
+        return [(p.start // tile, p.stop // tile, p.f_low, p.f_high) for p in parts], dropped
+
+    for count in (5, 6):
+        (wide, tone), dropped = settle(count)
+        assert wide[:2] == (0, 24) and not dropped
+        assert tone[:2] == (first, first + count)
+        assert (tone[3] - tone[2]) * tile == pytest.approx(1)
+        assert 0.5 * (tone[2] + tone[3]) == pytest.approx(0.1, abs=1 / tile)
+    for count in (3, 4):
+        (wide,), dropped = settle(count)
+        assert wide[:2] == (0, 24) and dropped == [1]
+    monkeypatch.setattr(detections, "LINE_MIN_BLOCKS", 2)   # as wider parts
+    (_, tone), _ = settle(3)
+    assert tone[:2] == (first, first + 3)
+
+
 def _edge_tone_track(tone_blocks, gap_bins: int, blocks: int = 24,
                      part_blocks=range(8, 16), peak: float = 1000.0, band=100.0):
     """A wide part (2048-point view bins 900-1000, ``band`` times the noise there, skirts
