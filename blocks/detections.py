@@ -347,6 +347,11 @@ class Track:
         """Width of its band that ``other``'s band shares (negative: the gap)."""
         return min(self.f_high, other.f_high) - max(self.f_low, other.f_low)
 
+    def band_iou(self, other: "Track") -> float:
+        """Its band's and ``other``'s intersection over their union (negative: apart)."""
+        union = max(self.f_high, other.f_high) - min(self.f_low, other.f_low)
+        return self.shared_band(other) / max(union, 1e-12)
+
 
 def spread(values: np.ndarray) -> float:
     """The spread of ``values`` from their 10th to their 90th percentile (how far a
@@ -1166,10 +1171,11 @@ def middle_bands(excess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 #: ``Track.unheld``: blocks a weaker signal under a part's burst must hold to be looked at
 UNHELD_MIN_BLOCKS = 6
-#: ``signals_beneath``: how far (fine bins) out of the part's band its detections may reach,
-#: and the frequency IoU over which one is the part itself (or two pieces are one band)
+#: ``signals_beneath``: how far (fine bins) out of the part's band its detections may reach
 UNHELD_SLACK_BINS = 2
-REPEAT_OVERLAP = 0.5
+#: the frequency IoU (``Track.band_iou``) from which two detections of one time are one
+#: signal's: the segmenter's repeats, ``signals_beneath``'s part itself, one band's pieces
+REPEAT_IOU = 0.5
 
 
 #: consecutive tiles whose occupied band shares less than this (intersection over union)
@@ -1185,7 +1191,7 @@ def signals_beneath(part: Track, held: list, frames: int, margin: float, pfa: fl
     """The detections of a part's blocks that its spans ``held`` leave (``Track.unheld``: a
     weaker signal in the band of a stronger burst), settled by ``refine_edges`` on their
     own PSD (its other arguments): those inside the part's band (to UNHELD_SLACK_BINS bins
-    of its fine PSD) that are not the part itself (frequency IoU under REPEAT_OVERLAP),
+    of its fine PSD) that are not the part itself (frequency IoU under REPEAT_IOU),
     their pieces either side of a burst joined across it (``bridge_pieces``)."""
     rest = part.unheld(held, block, frames, pfa)
     if rest is None:
@@ -1195,13 +1201,12 @@ def signals_beneath(part: Track, held: list, frames: int, margin: float, pfa: fl
                                      block, valley_db, hold, finer_gap, dropped,
                                      beneath=False)
              if t.f_low >= part.f_low - slack and t.f_high <= part.f_high + slack and
-             t.shared_band(part) < REPEAT_OVERLAP * (max(t.f_high, part.f_high) -
-                                                     min(t.f_low, part.f_low))]
+             t.band_iou(part) < REPEAT_IOU]
     return bridge_pieces(found, held)
 
 
 def bridge_pieces(pieces: list[Track], spans: list[Track]) -> list[Track]:
-    """``pieces`` (detections) of one band (frequency IoU REPEAT_OVERLAP or more) whose gap
+    """``pieces`` (detections) of one band (frequency IoU REPEAT_IOU or more) whose gap
     in time ``spans`` cover (a burst over the signal) joined into one across the gap."""
     def covered(start: int, stop: int) -> bool:
         at = start
@@ -1212,9 +1217,8 @@ def bridge_pieces(pieces: list[Track], spans: list[Track]) -> list[Track]:
     out: list[Track] = []
     for piece in sorted(pieces, key=lambda t: t.start):
         for k, last in enumerate(out):
-            union = max(last.f_high, piece.f_high) - min(last.f_low, piece.f_low)
-            if last.shared_band(piece) >= REPEAT_OVERLAP * union and \
-                    last.stop <= piece.start and covered(last.stop, piece.start):
+            if last.band_iou(piece) >= REPEAT_IOU and last.stop <= piece.start and \
+                    covered(last.stop, piece.start):
                 out[k] = copy.copy(last)
                 out[k].stop = piece.stop
                 break

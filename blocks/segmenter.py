@@ -11,9 +11,10 @@ import scipy.fft
 from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
-from .detections import (FAMILY_FEATURES, LINE_MIN_BLOCKS, ZOOM, RadioContext, Tracker,
-                         bin_edges, dilate_rows, family_features, family_probabilities,
-                         refine_edges, row_runs, sibling_lines, time_segments, to_message)
+from .detections import (FAMILY_FEATURES, LINE_MIN_BLOCKS, REPEAT_IOU, ZOOM, RadioContext,
+                         Tracker, bin_edges, dilate_rows, family_features,
+                         family_probabilities, refine_edges, row_runs, sibling_lines,
+                         time_segments, to_message)
 from .narrowband import (FOLLOW_SUBBINS, CellTones, LongTones, NarrowbandFinder,
                          merge_lines)
 from .onnx_model import load_model, make_session
@@ -22,7 +23,6 @@ FLOOR_QUANTILE = 0.2
 INSIDE_RISE = 30.0  # a narrow peak on another signal: 15 dB over its surroundings
 QUIET_AROUND = 1.5  # mean power around a peak (noise floor 1) below which it stands alone
 FOLLOW_RISE = 4.0  # a tone followed beside a signal: 6 dB over the quieter side's cell
-REPEAT_IOU = 0.5  # frequency IoU at which a detection sharing another's time repeats it
 #: white-noise periodogram cells are exponential: their q-quantile is -ln(1 - q) x the mean
 FLOOR_RATIO = float(-np.log(1 - FLOOR_QUANTILE))
 #: the energy test (``energy_sigma``) looks this many cells or more away from the model's own
@@ -877,9 +877,8 @@ class SpectrumSegmenter(RateBlock):
     def _repeats(other, part) -> bool:
         """Whether detection ``other`` shares at least half of ``part``'s time and its band
         (frequency IoU REPEAT_IOU)."""
-        union = max(other.f_high, part.f_high) - min(other.f_low, part.f_low)
         return other.shared_time(part) >= 0.5 * (part.stop - part.start) and \
-            other.shared_band(part) >= REPEAT_IOU * union
+            other.band_iou(part) >= REPEAT_IOU
 
     @staticmethod
     def _may_repeat(track, part) -> bool:
