@@ -146,7 +146,7 @@ class CellTones:
     the cell's edge."""
 
     def __init__(self, fft: int, frames: int, sigma: float = 2.0,
-                 pfa: float = 1e-4, contrast: float = 4.0, guard: int = 4,
+                 pfa: float = 1e-4, contrast: float = 4.0, guard: int = 3,
                  image_rejection_db: float = 25.0):
         self.fft, self.frames = fft, frames
         self.image_ratio = 10 ** (image_rejection_db / 10)
@@ -282,7 +282,7 @@ class LongTones:
     starts (CellTones sees strong tones at once)."""
 
     def __init__(self, fft: int, tiles: int = 16, pfa: float = 1e-9,
-                 contrast: float = 4.0, guard: int = 4, max_bins: int = 3,
+                 contrast: float = 4.0, guard: int = 3, max_bins: int = 3,
                  image_rejection_db: float = 25.0):
         self.fft, self.pfa = fft, pfa
         self.image_ratio = 10 ** (image_rejection_db / 10)

@@ -39,6 +39,11 @@ LINE_PEAK = 15.0
 #: a noise peak, a weak signal's flicker or a burst's one spectral line does not), as a
 #: line that ``refine_edges`` cuts beside another part of a model's track must
 NARROW_MIN_TILES = LINE_MIN_BLOCKS
+#: two narrow detections whose midpoint lies this near the centre of a wider detection (in
+#: bins of the tile-long FFT, or this share of its width, where more: its edges are a
+#: noisy power band's) are its own pair of lines
+MIRROR_BINS = 2.0
+MIRROR_SHARE = 0.05
 #: ``weak_tones`` averages the tile-long PSDs over up to this many tiles
 LONG_TILES = 16
 #: the tones' search (the cells it follows, the weak tones' looks every STRIDE tiles)
@@ -178,7 +183,12 @@ class SpectrumSegmenter(RateBlock):
     thread; counters ``narrow_detections`` and ``narrow_inside``, those inside a detection
     of the model's, not sent; a line of the model's that a narrow track followed over as
     long a time is that track's, with the line's edges, and counted in
-    ``repeated_detections``); ``energy_cells`` counts the cells the energy test added.
+    ``repeated_detections``; two narrow tracks that share their time, mirrored about the
+    centre of a wider detection of the model's (MIRROR_BINS, MIRROR_SHARE), are that
+    signal's own lines (an FM's pair beyond its 99 % band), counted as ``mirror_lines``,
+    not sent: a narrow track that may be one of such a pair waits for the model's tracks
+    that hold the pair's midpoint); ``energy_cells`` counts the cells the energy test
+    added.
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
     to fill (with ``tones``, up to a group of TONE_GROUP), then up to one batch of
     processing; detections are sent when a signal ends
@@ -289,6 +299,7 @@ class SpectrumSegmenter(RateBlock):
                                        min_blocks=max(self.min_tiles, NARROW_MIN_TILES))
         self._coarse_seen: deque = deque(maxlen=64)  # the model's last detections sent
         self._narrow_waiting: list = []   # narrow tracks ended within a model track still open
+        self._narrow_settled: deque = deque(maxlen=64)   # the last narrow tracks settled
         self._followed_lines: list = []   # the model's lines a narrow track followed (not sent)
         self._repeat_waiting: list = []   # detections within the band of a track still open
         # the FFTs and the model run on a worker thread (they release the GIL), so the
@@ -690,35 +701,67 @@ class SpectrumSegmenter(RateBlock):
             self.count("short_tracks", self._narrow_tracker.dropped_short)
             self._narrow_tracker.dropped_short = 0
         for track in tracks:
-            blockers = [t for t in self._tracker.open if self._covers(t, track)]
+            middles = [0.5 * (_centre(track) + _centre(other))
+                       for other in self._mirror_partners(track, tracks)]
+            blockers = [t for t in self._tracker.open if self._covers(t, track) or
+                        any(t.overlaps(m, m) for m in middles)]
             if blockers:   # decided when those tracks end, on their settled parts
                 self._narrow_waiting.append((track, blockers, []))
             else:
-                self._settle_narrow(track, [])
+                self._settle_narrow(track, [], tracks)
 
     def _release_narrow(self, ended: list) -> None:
         """Settle the narrow tracks whose model tracks have all ended; ``ended``: (track,
         its detections) of the model's tracks that just did."""
         waiting, self._narrow_waiting = self._narrow_waiting, []
+        released = [narrow for narrow, _, _ in waiting]
         for narrow, blockers, parts in waiting:
             parts += [part for track, its in ended if track in blockers for part in its]
             blockers = [t for t in blockers if t in self._tracker.open]   # by identity
             if blockers:
                 self._narrow_waiting.append((narrow, blockers, parts))
             else:
-                self._settle_narrow(narrow, parts)
+                self._settle_narrow(narrow, parts, released)
 
-    def _settle_narrow(self, track, parts: list) -> None:
+    def _settle_narrow(self, track, parts: list, ended: list) -> None:
         """Send a narrow track unless a detection of the model's holds it: one of
         ``parts``, the detections of the model tracks it ended within, at its centre, or
-        one of the last ones sent (``_covers``)."""
+        one of the last ones sent (``_covers``); or unless it and another narrow track
+        (open, or one of ``ended``, those settled with it) are a mirrored pair of lines
+        about such a detection's centre (``_mirrored``)."""
+        self._narrow_settled.append(track)
         if any(self._at_centre(part, track) for part in parts) or \
                 any(self._covers(part, track, exact=True) for part in self._coarse_seen):
             self.count("narrow_inside")
             return
+        if self._mirrored(track, parts + list(self._coarse_seen), ended):
+            self.count("mirror_lines")
+            return
         track.label = max(track.votes, key=track.votes.get) if track.votes else "tone"
         self.count("narrow_detections")
         self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq, 1.0))
+
+    def _mirror_partners(self, track, ended: list = ()) -> list:
+        """The narrow tracks (open, ``ended`` with it, waiting or lately settled) that
+        share half of ``track``'s time or of theirs, whichever is shorter: with it, a pair
+        that may be mirrored about a signal's centre."""
+        others = [*self._narrow_tracker.open, *ended,
+                  *(narrow for narrow, _, _ in self._narrow_waiting), *self._narrow_settled]
+        return [other for other in others if other is not track and track.shared_time(
+            other) >= 0.5 * min(track.stop - track.start, other.stop - other.start)]
+
+    def _mirrored(self, track, detections: list, ended: list) -> bool:
+        """Whether a narrow track and a partner (``_mirror_partners``) lie mirrored about
+        the centre (to MIRROR_BINS bins of the tile-long FFT or MIRROR_SHARE of its width)
+        of one of the model's ``detections`` wider than a line that shares their time: that
+        signal's own pair of lines (GNU Radio's FM: a pair beyond its 99 % band), not two
+        tones."""
+        wide = [d for d in detections if (d.f_high - d.f_low) * self.decim > MIRROR_BINS
+                and d.shared_time(track) > 0]
+        return any(abs(_centre(d) - 0.5 * (_centre(track) + _centre(other))) <=
+                   max(MIRROR_BINS / self.decim, MIRROR_SHARE * (d.f_high - d.f_low)) and
+                   d.shared_time(other) > 0
+                   for other in self._mirror_partners(track, ended) for d in wide)
 
     def _covers(self, track, narrow, exact: bool = False) -> bool:
         """Whether a detection of the model's holds a narrow signal over most of the
@@ -886,6 +929,10 @@ class SpectrumSegmenter(RateBlock):
         its time or more, and its band (the union of its runs) holds most of part's."""
         return track.shared_time(part) >= 0.5 * (part.stop - part.start) and \
             track.shared_band(part) >= 0.5 * (part.f_high - part.f_low)
+
+
+def _centre(track) -> float:
+    return 0.5 * (track.f_low + track.f_high)
 
 
 def _tiles_of(result, tiles: slice):

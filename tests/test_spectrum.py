@@ -1022,6 +1022,68 @@ def test_three_equally_wide_neighbours_packed_at_one_gap_are_not_a_comb():
             assert m["freq_upper_edge"] == pytest.approx(hi, abs=0.1 * (hi - lo))
 
 
+def test_a_cw_tone_four_cells_above_a_signal_is_found():
+    """A CW tone 13 dB over the noise in its bin of a tile-long FFT, in the model's cell
+    150 (of 256), and a 15 dB QPSK signal whose band ends in cell 145 (GNU Radio's seed
+    5678 #13: a tone 4 cells from an FM's): the tones' search looks at cells 3 or more
+    from the model's own (``guard``; at 4 the cells its skirt adds in some tiles hide the
+    tone in each of these draws), so the tone is a detection, one bin wide."""
+    from cvstream.models.spectrum.synth import generate
+    n, tile = 262144, 8192
+    t = np.arange(n)
+    for seed in (0, 1, 2):
+        rng = np.random.default_rng(seed)
+        wave, bw = generate(rng, "qpsk", n, 0.02)
+        x = _white(rng, n) + 10 ** 0.75 * np.sqrt(bw) * wave * np.exp(2j * np.pi * 0.06 * t)
+        x = x + np.sqrt(10 ** 1.3 / tile) * np.exp(2j * np.pi * (0.0865 * t + rng.random()))
+        got = [m for m in _segmented(x) if m["freq_lower_edge"] > 0.08]
+        assert len(got) == 1 and got[0]["label"] == "tone", got
+        assert got[0]["freq_lower_edge"] <= 0.0865 <= got[0]["freq_upper_edge"]
+        assert got[0]["bandwidth"] * tile <= 1.5
+
+
+def test_two_lines_mirrored_about_a_wider_signal_are_its_own(monkeypatch):
+    """An FM signal (a sine message, 8 dB in-band) and two lines 12 dB over the noise in
+    their bin of a tile-long FFT, 4 % of the band either side of its carrier over the whole
+    stream (GNU Radio's FM: such a pair beyond its 99 % band, seeds 777 #30 and 5678 #6):
+    the tones' search finds both, mirrored about the FM detection's centre (to a few % of
+    its width: its edges are a noisy power band's), so they are that signal's own lines,
+    counted as ``mirror_lines``, not sent. Lines 100 bins of that FFT (0.6 % of the band)
+    off the mirror are two tones, as is the mirrored pair without the rule."""
+    from cvstream.blocks import segmenter
+    n, tile = 262144, 8192
+    t = np.arange(n)
+
+    def detections(seed: int, skew_bins: int = 0) -> tuple[list, dict]:
+        rng = np.random.default_rng(seed)
+        fc, fm, dev = 0.1 + 0.02 * seed, 0.004, 0.02
+        phase = dev / fm * np.sin(2 * np.pi * fm * t + 6 * rng.random())
+        x = _white(rng, n) + np.sqrt(10 ** 0.8 * 2 * (dev + fm)) * \
+            np.exp(1j * (2 * np.pi * fc * t + phase))
+        for f in (fc - 0.04, fc + 0.04 + skew_bins / tile):
+            x = x + np.sqrt(10 ** 1.2 / tile) * np.exp(2j * np.pi * (f * t + rng.random()))
+        block = SpectrumSegmenter()
+        block.process(x.astype(np.complex64))
+        block.flush()
+        got = [(m["label"], m["freq_lower_edge"] - fc, m["bandwidth"])
+               for m in block.take_messages() if abs(m["center_freq"] - fc) < 0.06]
+        block.stop()
+        return got, block.counters
+
+    for seed in (0, 1, 2):
+        got, counters = detections(seed)
+        assert [label for label, _, _ in got] == ["analog"], got
+        assert counters["mirror_lines"] == 2 and "narrow_detections" not in counters
+    got, counters = detections(0, skew_bins=100)
+    tones = sorted(low for label, low, width in got if width * tile < 1.5)
+    assert tones == pytest.approx([-0.04, 0.04 + 100 / tile], abs=1 / tile)
+    assert counters["narrow_detections"] == 2 and "mirror_lines" not in counters
+    monkeypatch.setattr(segmenter, "MIRROR_BINS", -1.0)
+    monkeypatch.setattr(segmenter, "MIRROR_SHARE", -1.0)
+    got, counters = detections(1)
+    assert sorted(label for label, _, _ in got) == ["analog", "tone", "tone"]
+
+
 def test_a_strong_cw_burst_of_five_tiles_is_sent_once():
     """A CW burst 30 dB over the noise in its bin, five tiles long: the model finds its cell
     in some tiles and the tones' search the rest, so the model's detection and a narrow
