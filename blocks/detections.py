@@ -347,6 +347,11 @@ class Track:
         """Width of its band that ``other``'s band shares (negative: the gap)."""
         return min(self.f_high, other.f_high) - max(self.f_low, other.f_low)
 
+    @property
+    def centre(self) -> float:
+        """The centre of its band (normalized frequency)."""
+        return 0.5 * (self.f_low + self.f_high)
+
     def band_iou(self, other: "Track") -> float:
         """Its band's and ``other``'s intersection over their union (negative: apart)."""
         union = max(self.f_high, other.f_high) - min(self.f_low, other.f_low)
@@ -631,7 +636,7 @@ def family_features(track: Track) -> np.ndarray | None:
     psd = track.spectrum / track.spectra
     fine = len(psd)
     bw = max(track.f_high - track.f_low, 2 / fine)
-    centre = 0.5 * (track.f_low + track.f_high)
+    centre = track.centre
     freqs = centre + bw * np.linspace(-0.75, 0.75, FAMILY_PROFILE)
     bins = (np.arange(fine) - fine // 2) / fine
     db = 10 * np.log10(np.interp(freqs, bins, np.maximum(psd - 1, 1e-4)))

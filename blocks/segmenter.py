@@ -569,7 +569,7 @@ class SpectrumSegmenter(RateBlock):
         (the tones' search's sub-bins), and whether each has been seen in NARROW_MIN_TILES
         tiles or more (a tone, not a flicker)."""
         tracks = self._narrow_tracker.open
-        return (np.array([0.5 * (t.f_low + t.f_high) * self.decim for t in tracks]),
+        return (np.array([t.centre * self.decim for t in tracks]),
                 np.array([len(t.edges) >= NARROW_MIN_TILES for t in tracks], bool))
 
     @property
@@ -701,7 +701,7 @@ class SpectrumSegmenter(RateBlock):
             self.count("short_tracks", self._narrow_tracker.dropped_short)
             self._narrow_tracker.dropped_short = 0
         for track in tracks:
-            middles = [0.5 * (_centre(track) + _centre(other))
+            middles = [0.5 * (track.centre + other.centre)
                        for other in self._mirror_partners(track, tracks)]
             blockers = [t for t in self._tracker.open if self._covers(t, track) or
                         any(t.overlaps(m, m) for m in middles)]
@@ -758,7 +758,7 @@ class SpectrumSegmenter(RateBlock):
         tones."""
         wide = [d for d in detections if (d.f_high - d.f_low) * self.decim > MIRROR_BINS
                 and d.shared_time(track) > 0]
-        return any(abs(_centre(d) - 0.5 * (_centre(track) + _centre(other))) <=
+        return any(abs(d.centre - 0.5 * (track.centre + other.centre)) <=
                    max(MIRROR_BINS / self.decim, MIRROR_SHARE * (d.f_high - d.f_low)) and
                    d.shared_time(other) > 0
                    for other in self._mirror_partners(track, ended) for d in wide)
@@ -777,13 +777,13 @@ class SpectrumSegmenter(RateBlock):
             return False
         if exact:
             return self._at_centre(track, narrow)
-        centre, slack = 0.5 * (narrow.f_low + narrow.f_high), 1 / self.decim
+        centre, slack = narrow.centre, 1 / self.decim
         return track.overlaps(centre - slack, centre + slack)
 
     def _at_centre(self, track, narrow) -> bool:
         """Whether a detection's band holds a narrow one's centre (to a bin of the
         tile-long PSD)."""
-        centre, slack = 0.5 * (narrow.f_low + narrow.f_high), 1 / self.decim
+        centre, slack = narrow.centre, 1 / self.decim
         return track.f_low - slack <= centre <= track.f_high + slack
 
     def stop(self):
@@ -929,10 +929,6 @@ class SpectrumSegmenter(RateBlock):
         its time or more, and its band (the union of its runs) holds most of part's."""
         return track.shared_time(part) >= 0.5 * (part.stop - part.start) and \
             track.shared_band(part) >= 0.5 * (part.f_high - part.f_low)
-
-
-def _centre(track) -> float:
-    return 0.5 * (track.f_low + track.f_high)
 
 
 def _tiles_of(result, tiles: slice):
