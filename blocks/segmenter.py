@@ -185,10 +185,10 @@ class SpectrumSegmenter(RateBlock):
     long a time is that track's, with the line's edges, and counted in
     ``repeated_detections``; two narrow tracks that share their time, mirrored about the
     centre of a wider detection of the model's (MIRROR_BINS, MIRROR_SHARE), are that
-    signal's own lines (an FM's pair beyond its 99 % band), counted as ``mirror_lines``,
-    not sent: a narrow track that may be one of such a pair waits for the model's tracks
-    that hold the pair's midpoint); ``energy_cells`` counts the cells the energy test
-    added.
+    signal's own lines (an FM's pair at or past the edges of its 99 % band), counted as
+    ``mirror_lines``, not sent: a narrow track that may be one of such a pair waits for
+    the model's tracks that hold the pair's midpoint); ``energy_cells`` counts the cells
+    the energy test added.
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
     to fill (with ``tones``, up to a group of TONE_GROUP), then up to one batch of
     processing; detections are sent when a signal ends
@@ -754,8 +754,8 @@ class SpectrumSegmenter(RateBlock):
         """Whether a narrow track and a partner (``_mirror_partners``) lie mirrored about
         the centre (to MIRROR_BINS bins of the tile-long FFT or MIRROR_SHARE of its width)
         of one of the model's ``detections`` wider than a line that shares their time: that
-        signal's own pair of lines (GNU Radio's FM: a pair beyond its 99 % band), not two
-        tones."""
+        signal's own pair of lines (GNU Radio's FM: a pair at or past the edges of its 99 %
+        band), not two tones."""
         wide = [d for d in detections if (d.f_high - d.f_low) * self.decim > MIRROR_BINS
                 and d.shared_time(track) > 0]
         return any(abs(d.centre - 0.5 * (track.centre + other.centre)) <=

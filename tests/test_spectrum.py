@@ -1045,7 +1045,8 @@ def test_a_cw_tone_four_cells_above_a_signal_is_found():
 def test_two_lines_mirrored_about_a_wider_signal_are_its_own(monkeypatch):
     """An FM signal (a sine message, 8 dB in-band) and two lines 12 dB over the noise in
     their bin of a tile-long FFT, 4 % of the band either side of its carrier over the whole
-    stream (GNU Radio's FM: such a pair beyond its 99 % band, seeds 777 #30 and 5678 #6):
+    stream (GNU Radio's FM: such a pair past its 99 % band in seed 777 #30, at its edges
+    in 5678 #6):
     the tones' search finds both, mirrored about the FM detection's centre (to a few % of
     its width: its edges are a noisy power band's), so they are that signal's own lines,
     counted as ``mirror_lines``, not sent. Lines 100 bins of that FFT (0.6 % of the band)
