@@ -898,18 +898,21 @@ SMOOTH_SPAN = 9
 FEW_LINES_SHARE = 0.1
 
 
+def lines_in(psd: np.ndarray) -> np.ndarray:
+    """Per bin of a run of a PSD, whether it stands SMOOTH_DB over the median of the
+    SMOOTH_SPAN bins around it (a line)."""
+    return psd > 10 ** (SMOOTH_DB / 10) * median_filter(psd, SMOOTH_SPAN, mode="nearest")
+
+
 def few_lines(psd: np.ndarray) -> bool:
-    """Whether at most FEW_LINES_SHARE of a run's bins stand SMOOTH_DB over the median of
-    the SMOOTH_SPAN bins around them (an AM's sidebands beside its carrier; not an FM's
-    comb of lines)."""
-    around = median_filter(psd, SMOOTH_SPAN, mode="nearest")
-    return float(np.mean(psd > 10 ** (SMOOTH_DB / 10) * around)) <= FEW_LINES_SHARE
+    """Whether at most FEW_LINES_SHARE of a run's bins are lines (``lines_in``: an AM's
+    sidebands beside its carrier; not an FM's comb of lines)."""
+    return float(np.mean(lines_in(psd))) <= FEW_LINES_SHARE
 
 
 def smooth(psd: np.ndarray) -> bool:
-    """Whether a run of a PSD holds no line (SMOOTH_DB, SMOOTH_SPAN), however it is shaped."""
-    around = median_filter(psd, SMOOTH_SPAN, mode="nearest")
-    return bool(np.all(psd <= 10 ** (SMOOTH_DB / 10) * around))
+    """Whether a run of a PSD holds no line (``lines_in``), however it is shaped."""
+    return not lines_in(psd).any()
 
 
 def tone_cuts(line: np.ndarray, level: float, pieces: list[tuple[int, int]], a: int,
@@ -1677,8 +1680,8 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     if not out:
         return [track]
     if block:
-        lines_need = LINE_MIN_BLOCKS if len(out) > 1 else 2   # beside a part of its track
-        spans = [part.own_spans(block, frames, hold, lines_need if
+        beside = len(out) > 1   # a line beside another part holds as long as a tone
+        spans = [part.own_spans(block, frames, hold, LINE_MIN_BLOCKS if beside and
                                 (part.f_high - part.f_low) * block <= LINE_BINS else 2)
                  for part in out]
         if dropped is not None and not all(spans):

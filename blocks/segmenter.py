@@ -11,8 +11,8 @@ import scipy.fft
 from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
-from .detections import (FAMILY_FEATURES, LINE_MIN_BLOCKS, REPEAT_IOU, ZOOM, RadioContext,
-                         Tracker, bin_edges, dilate_rows, family_features,
+from .detections import (FAMILY_FEATURES, LINE_BINS, LINE_MIN_BLOCKS, REPEAT_IOU, ZOOM,
+                         RadioContext, Tracker, bin_edges, dilate_rows, family_features,
                          family_probabilities, refine_edges, row_runs, sibling_lines,
                          time_segments, to_message)
 from .narrowband import (FOLLOW_SUBBINS, CellTones, LongTones, NarrowbandFinder,
@@ -741,7 +741,7 @@ class SpectrumSegmenter(RateBlock):
         self.count("narrow_detections")
         self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq, 1.0))
 
-    def _mirror_partners(self, track, ended: list = ()) -> list:
+    def _mirror_partners(self, track, ended: list) -> list:
         """The narrow tracks (open, ``ended`` with it, waiting or lately settled) that
         share half of ``track``'s time or of theirs, whichever is shorter: with it, a pair
         that may be mirrored about a signal's centre."""
@@ -756,7 +756,7 @@ class SpectrumSegmenter(RateBlock):
         of one of the model's ``detections`` wider than a line that shares their time: that
         signal's own pair of lines (GNU Radio's FM: a pair at or past the edges of its 99 %
         band), not two tones."""
-        wide = [d for d in detections if (d.f_high - d.f_low) * self.decim > MIRROR_BINS
+        wide = [d for d in detections if (d.f_high - d.f_low) * self.decim > LINE_BINS
                 and d.shared_time(track) > 0]
         return any(abs(d.centre - 0.5 * (track.centre + other.centre)) <=
                    max(MIRROR_BINS / self.decim, MIRROR_SHARE * (d.f_high - d.f_low)) and
@@ -912,7 +912,7 @@ class SpectrumSegmenter(RateBlock):
         (one bin of the tile-long PSD: a carrier the model saw for a while): it holds the
         line's centre over half its time or more and has been seen in enough tiles to be
         sent (else the tone would be lost to both)."""
-        return (part.f_high - part.f_low) * self.decim <= 1.5 and \
+        return (part.f_high - part.f_low) * self.decim <= LINE_BINS and \
             len(narrow.edges) >= self._narrow_tracker.min_blocks and \
             self._covers(narrow, part)
 
