@@ -347,6 +347,11 @@ class Track:
         """Width of its band that ``other``'s band shares (negative: the gap)."""
         return min(self.f_high, other.f_high) - max(self.f_low, other.f_low)
 
+    def is_line(self, block: int) -> bool:
+        """Whether its band is at most LINE_BINS bins of a ``block``-point PSD wide (a
+        line: a tone)."""
+        return (self.f_high - self.f_low) * block <= LINE_BINS
+
     @property
     def centre(self) -> float:
         """The centre of its band (normalized frequency)."""
@@ -1682,8 +1687,7 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     if block:
         beside = len(out) > 1   # a line beside another part holds as long as a tone
         spans = [part.own_spans(block, frames, hold, LINE_MIN_BLOCKS if beside and
-                                (part.f_high - part.f_low) * block <= LINE_BINS else 2)
-                 for part in out]
+                                part.is_line(block) else 2) for part in out]
         if dropped is not None and not all(spans):
             dropped(sum(not found for found in spans))
         found = [span for one in spans for span in one]

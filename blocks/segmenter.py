@@ -11,7 +11,7 @@ import scipy.fft
 from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
-from .detections import (FAMILY_FEATURES, LINE_BINS, LINE_MIN_BLOCKS, REPEAT_IOU, ZOOM,
+from .detections import (FAMILY_FEATURES, LINE_MIN_BLOCKS, REPEAT_IOU, ZOOM,
                          RadioContext, Tracker, bin_edges, dilate_rows, family_features,
                          family_probabilities, refine_edges, row_runs, sibling_lines,
                          time_segments, to_message)
@@ -756,8 +756,8 @@ class SpectrumSegmenter(RateBlock):
         of one of the model's ``detections`` wider than a line that shares their time: that
         signal's own pair of lines (GNU Radio's FM: a pair at or past the edges of its 99 %
         band), not two tones."""
-        wide = [d for d in detections if (d.f_high - d.f_low) * self.decim > LINE_BINS
-                and d.shared_time(track) > 0]
+        wide = [d for d in detections if not d.is_line(self.decim) and
+                d.shared_time(track) > 0]
         return any(abs(d.centre - 0.5 * (track.centre + other.centre)) <=
                    max(MIRROR_BINS / self.decim, MIRROR_SHARE * (d.f_high - d.f_low)) and
                    d.shared_time(other) > 0
@@ -912,7 +912,7 @@ class SpectrumSegmenter(RateBlock):
         (one bin of the tile-long PSD: a carrier the model saw for a while): it holds the
         line's centre over half its time or more and has been seen in enough tiles to be
         sent (else the tone would be lost to both)."""
-        return (part.f_high - part.f_low) * self.decim <= LINE_BINS and \
+        return part.is_line(self.decim) and \
             len(narrow.edges) >= self._narrow_tracker.min_blocks and \
             self._covers(narrow, part)
 
