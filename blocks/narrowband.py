@@ -155,6 +155,10 @@ class CellTones:
         self.follow_level = noise_level(100 * pfa, 1)   # a tone being followed
         w = np.hanning(frames)
         self.zoom_window = (w / np.sqrt(np.sum(w ** 2))).astype(np.float32)
+        # one sub-bin of the zoom alone: row s of (sub-bin, frame) weights, the window times
+        # the DFT's, in the zoom's DC-centred order
+        turns = np.outer(np.arange(frames) - frames // 2, np.arange(frames)) / frames
+        self.sub_bin_weights = self.zoom_window * np.exp(-2j * np.pi * turns)
         self.previous: np.ndarray | None = None
 
     def find(self, stft: np.ndarray, scale: np.ndarray, power: np.ndarray,
@@ -196,6 +200,11 @@ class CellTones:
             series = stft[tile, :, cell] * self.zoom_window
             power = np.abs(scipy.fft.fft(series, axis=1)) ** 2
             return np.fft.fftshift(power, axes=1) * scale[tile, cell][:, None]
+
+        def sub_bin(tile, cell, sub):   # zoom(tile, cell)[k, sub[k]] for each k, alone
+            cell = cell % self.fft
+            value = np.einsum("cf,cf->c", stft[tile, :, cell], self.sub_bin_weights[sub])
+            return (value.real ** 2 + value.imag ** 2) * scale[tile, cell]
         zoomed = zoom(tile, cell)
         if (window >= 0).any():   # a held tone's sub-bins only, where it has a window
             offsets = np.abs(np.arange(self.frames)[None, :] - window[:, None])
@@ -215,14 +224,13 @@ class CellTones:
         # one on the other side less (an alias of a tone in the cell below or above fails
         # one of the two). A held tone beside a signal is where it was: the signal fills
         # the cell beside, and the test would lose the tone to it
-        k, at = np.arange(int(ok.sum())), sub[ok] - self.frames // 2
-        below, above = (zoom(tile[ok], cell[ok] + side)[k, sub[ok]] for side in (-1, 1))
+        at = sub[ok] - self.frames // 2
+        below, above = (sub_bin(tile[ok], cell[ok] + side, sub[ok]) for side in (-1, 1))
         side, other = np.where(at > 0, above, below), np.where(at > 0, below, above)
         ok[ok] &= np.where(np.abs(at) < self.frames // 4, top[ok] >= np.maximum(below, above),
                            (side >= other) & (top[ok] >= side / 4)) | (window[ok] >= 0)
         # nor is a strong line's IQ image (its mirror across DC)
-        k = np.arange(int(ok.sum()))
-        mirror = zoom(tile[ok], -cell[ok])[k, (self.frames - sub[ok]) % self.frames]
+        mirror = sub_bin(tile[ok], -cell[ok], (self.frames - sub[ok]) % self.frames)
         ok[ok] &= mirror < self.image_ratio * top[ok]
         tile, cell, sub, top, rest = tile[ok], cell[ok], sub[ok], top[ok], rest[ok]
         if not len(tile):
@@ -289,7 +297,7 @@ class LongTones:
         self.contrast, self.guard, self.max_bins = contrast, guard, max_bins
         self.windows = [w for w in WINDOWS if w <= tiles]
         self.keep = max(self.windows + [RECENT]) - 1
-        self.history: np.ndarray | None = None   # the last tiles' PSDs
+        self.history: list = []   # the last tiles' PSDs, a row each
         self.seen = 0                             # tiles seen before this batch
 
     def find(self, psd: np.ndarray, masks: np.ndarray | None = None) -> Lines:
@@ -298,7 +306,7 @@ class LongTones:
         model's cells ``masks`` ((tiles, fft)), those ``outside`` them, each look searching
         only the bins where ``outside`` may keep a tone (most of a busy band is not)."""
         count, size = psd.shape
-        seen = psd if self.history is None else np.concatenate([self.history, psd])
+        seen = self.history + list(psd)   # rows (views), not a copy of them all
         self.history = seen[-self.keep:]
         first, before = len(seen) - count, self.seen
         self.seen += count
@@ -335,20 +343,20 @@ class LongTones:
         in a neighbour has its centre there, which ``outside`` drops."""
         return np.repeat(dilate_rows(free[None], 1)[0], size // self.fft)
 
-    def _lines(self, psd: np.ndarray, seen: int, size: int, zone: np.ndarray | None
+    def _lines(self, psd: list, seen: int, size: int, zone: np.ndarray | None
                ) -> list[tuple]:
         """(f_low, f_high, snr_db, centre, peak, around) of each tone at the last tile of
-        ``psd`` (the tiles' PSDs up to it; ``seen`` tiles in all), in the bins ``zone``
-        (all where None)."""
+        ``psd`` (the tiles' PSDs up to it, a row each; ``seen`` tiles in all), in the bins
+        ``zone`` (all where None)."""
         if seen < RECENT:
             return []
-        recent = psd[-RECENT:].mean(axis=0)
+        recent = _sum_rows(psd[-RECENT:]) / RECENT
         best = {}   # bin -> the mean of the longest window that finds it there
         total, summed = recent * RECENT, RECENT   # the sum of the last ``summed`` tiles
         for w in self.windows:
             if w > seen:
                 break
-            total = total + psd[len(psd) - w:len(psd) - summed].sum(axis=0)
+            total = total + _sum_rows(psd[len(psd) - w:len(psd) - summed])
             summed = w
             m = total / w
             level = noise_level(self.pfa, w)
@@ -362,11 +370,12 @@ class LongTones:
             hit = hit[recent[hit] > recent_level]
             if not len(hit):
                 continue
-            csum = np.concatenate([[0.0], np.cumsum(m)])
+            csum = np.empty(size + 1)
+            csum[0], csum[1:] = 0.0, np.cumsum(m)
             # the means of bins [a, b) around each hit (clipped to the row): the SPAN bins
             # around it, and its flanks above and below
-            a = np.clip(hit + AROUND[:, :1], 0, size)
-            b = np.clip(hit + AROUND[:, 1:], 0, size)
+            a = np.minimum(np.maximum(hit + AROUND[:, :1], 0), size)
+            b = np.minimum(np.maximum(hit + AROUND[:, 1:], 0), size)
             local, above, below = (csum[b] - csum[a]) / np.maximum(b - a, 1)
             flank = np.maximum(above, below)
             # nor a strong line's IQ image (its mirror across DC, a bin either side)
@@ -395,6 +404,15 @@ class LongTones:
                         float(around_runs(m[None], np.zeros(1, np.int64), np.array([lo]),
                                           np.array([hi]), SPAN)[0])))
         return out
+
+
+def _sum_rows(rows: list) -> np.ndarray:
+    """The sum of a list of equal rows, one after the other (as a 2-d array's sum over its
+    first axis adds them), without stacking them first."""
+    total = rows[0] + rows[1] if len(rows) > 1 else rows[0].copy()
+    for row in rows[2:]:
+        total += row
+    return total
 
 
 def _kept(lines: Lines, free: np.ndarray, fft: int) -> Lines:
