@@ -255,7 +255,7 @@ class Track:
     def held(self, frames: int, pfa: float = 1e-3, rise: float = 0.25) -> np.ndarray:
         """Per row (``rows``), whether its own band holds it (``own_spans``' test)."""
         a, b = self.band_bins(len(self.rows[0][1]))
-        level = np.array([row[a:b].mean() for _, row in self.rows], np.float64)
+        level = np.array([row[a:b] for _, row in self.rows]).mean(axis=1).astype(np.float64)
         excess = level - 1
         return (level > noise_level(pfa, frames * (b - a))) & \
             (excess >= rise * quantiles(excess, 0.9))
@@ -283,7 +283,7 @@ class Track:
         if not self.edges:
             return 0.0, 1.0
         lows, highs = np.array(self.edges).T
-        return spread(0.5 * (lows + highs)) / bw, float(np.median(highs - lows)) / bw
+        return spread(0.5 * (lows + highs)) / bw, float(median_of(highs - lows)) / bw
 
     def span(self, rows: list, start: int, stop: int, finer: bool = False) -> "Track":
         """A copy of this track over [start, stop) only: those ``rows``, their summed fine
@@ -324,7 +324,7 @@ class Track:
         if not self.edges:
             return False
         lows, highs = np.array(self.edges).T
-        return bool(spread(0.5 * (lows + highs)) > np.median(highs - lows))
+        return bool(spread(0.5 * (lows + highs)) > median_of(highs - lows))
 
     def sweeps(self) -> bool:
         """Whether both edges of its blocks' bands (``block_edges``) moved, each spreading
@@ -333,7 +333,7 @@ class Track:
         if not self.edges:
             return False
         lows, highs = self.block_edges()
-        width = np.median(highs - lows)
+        width = median_of(highs - lows)
         return bool(spread(lows) > width and spread(highs) > width)
 
     def overlaps(self, f_low: float, f_high: float) -> bool:
@@ -378,6 +378,16 @@ def quantiles(values: np.ndarray, qs) -> np.ndarray:
     lo = np.minimum(at.astype(np.int64), len(v) - 1)
     hi = np.minimum(lo + 1, len(v) - 1)
     return v[lo] + (v[hi] - v[lo]) * (at - lo)
+
+
+def median_of(values: np.ndarray):
+    """``np.median`` of a 1-d array of finite floats (the same value and type), without
+    numpy's general machinery (which costs ten times the partition)."""
+    half = len(values) // 2
+    if len(values) % 2:
+        return np.partition(values, half)[half]
+    part = np.partition(values, (half - 1, half))
+    return (part[half - 1] + part[half]) / 2
 
 
 def dilate_rows(mask: np.ndarray, reach: int) -> np.ndarray:
@@ -726,7 +736,7 @@ def split_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, frames:
         return [(a, b)]
 
     def dip(m):   # dB under the median levels of both sides
-        level = min(np.median(psd[a:m]), np.median(psd[m:b]))
+        level = min(median_of(psd[a:m]), median_of(psd[m:b]))
         return 10 * np.log10(level / max(psd[m], 1e-12))
     # at the weakest bin among the cuts that part the longest run of blocks; where that
     # is no notch (it lies at the slope of one signal's edge), at the deepest notch among
@@ -738,7 +748,7 @@ def split_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, frames:
     m = int(best[np.argmin(psd[best])])
     if dip(m) < PRESENCE_DIP_DB:
         reach = apart >= need
-        if np.median(psd[a:b]) >= 10 ** (SKIRT_DB / 10):
+        if median_of(psd[a:b]) >= 10 ** (SKIRT_DB / 10):
             reach = binary_dilation(reach, np.ones(2 * NOTCH_REACH + 1, bool)) & ~turned
         some = a + cuts[reach]
         some = some[(psd[some] <= psd[some - 1]) & (psd[some] <= psd[some + 1])]
@@ -784,7 +794,7 @@ def split_at_valleys(db: np.ndarray, a: int, b: int, depth: float, edge: int = 2
     if b - a < 2 * edge + 1:
         return [(a, b)]
     m = a + edge + int(np.argmin(db[a + edge:b - edge]))
-    if min(np.median(db[a:m]), np.median(db[m + 1:b])) - db[m] < depth:
+    if min(median_of(db[a:m]), median_of(db[m + 1:b])) - db[m] < depth:
         return [(a, b)]
     return split_at_valleys(db, a, m, depth, edge) + split_at_valleys(db, m + 1, b, depth, edge)
 
@@ -892,7 +902,7 @@ FLAT_DB = 2.5
 def flat(psd: np.ndarray) -> bool:
     """Whether a run of a PSD is a flat spectrum, one without lines (FLAT_DB)."""
     db = 10 * np.log10(np.maximum(psd, 1e-12))
-    return float(np.quantile(db, 0.9) - np.median(db)) <= FLAT_DB
+    return float(np.quantile(db, 0.9) - median_of(db)) <= FLAT_DB
 
 
 #: ``smooth``: no bin of a spectrum SMOOTH_DB over the median of the SMOOTH_SPAN bins
@@ -1104,17 +1114,17 @@ def split_finer(zoom: np.ndarray, level: float, a: int, b: int, split_gap: int,
     found = [(lo + a - lo0, hi + a - lo0)
              for lo, hi in merge_runs(zoom[a:b] > level, split_gap) if hi - lo >= 2]
     found = [piece for lo, hi in found for piece in cut_near_noise(run, lo, hi, split_gap)]
-    medians = [float(np.median(run[lo:hi])) for lo, hi in found]
+    medians = [float(median_of(run[lo:hi])) for lo, hi in found]
     stands = 10 ** (side_db / 10)
     held = level * (1 + SIDE_DEVIATIONS / np.sqrt(looks)) if looks else stands
     if looks and medians and max(medians) < 10 ** (WEAK_RUN_DB / 10):
         stands = min(stands, held)
 
     def apart(left, right):   # a weak neighbour without lines beside a strong signal
-        weaker, stronger = sorted((left, right), key=lambda p: float(np.median(run[slice(*p)])))
+        weaker, stronger = sorted((left, right), key=lambda p: float(median_of(run[slice(*p)])))
         width = weaker[1] - weaker[0]
         return width >= max(APART_MIN_BINS, stronger[1] - stronger[0]) and \
-            float(np.median(run[slice(*weaker)])) > held and few_lines(run[slice(*weaker)])
+            float(median_of(run[slice(*weaker)])) > held and few_lines(run[slice(*weaker)])
     parts = join_low_pieces(run, found, medians, stands,   # in bins of ``run``
                             lambda left, right: halves(db, left, right),
                             apart if looks else None)
@@ -1132,7 +1142,7 @@ def cut_near_noise(psd: np.ndarray, lo: int, hi: int, gap: int) -> list[tuple[in
               if q - p >= 2]
     if len(pieces) < 2:
         return [(lo, hi)]
-    out = join_low_pieces(psd, pieces, [float(np.median(psd[p:q])) for p, q in pieces],
+    out = join_low_pieces(psd, pieces, [float(median_of(psd[p:q])) for p, q in pieces],
                           NEAR_SIDES)
     out[0], out[-1] = (lo, out[0][1]), (out[-1][0], hi)
     return out
@@ -1151,7 +1161,7 @@ def join_low_pieces(psd: np.ndarray, pieces: list[tuple[int, int]], medians: lis
             apart is not None and apart(parts[-1], (lo, hi)))
         if parts and (low or (joins is not None and joins(parts[-1], (lo, hi)))):
             parts[-1] = (parts[-1][0], hi)
-            last = float(np.median(psd[parts[-1][0]:hi]))
+            last = float(median_of(psd[parts[-1][0]:hi]))
         else:
             parts.append((lo, hi))
             last = median
@@ -1171,7 +1181,7 @@ def alike(db: np.ndarray, left: tuple[int, int], right: tuple[int, int]) -> bool
     """Whether two runs of a PSD (dB) are as wide as each other (to HALVES_WIDTH) and as
     strong (median levels HALVES_DB apart at most)."""
     w1, w2 = left[1] - left[0], right[1] - right[0]
-    level = abs(float(np.median(db[left[0]:left[1]]) - np.median(db[right[0]:right[1]])))
+    level = abs(float(median_of(db[left[0]:left[1]]) - median_of(db[right[0]:right[1]])))
     return abs(w1 - w2) <= HALVES_WIDTH * max(w1, w2) and level <= HALVES_DB
 
 
@@ -1534,7 +1544,7 @@ def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
         band = line[int(np.ceil(r_lo * r)):int(np.floor(r_hi * r))]
         wide = len(band) >= 4 * EDGE_TONE_GAP
         lineless = wide and flat(band)
-        rise = line[k] / np.median(gap)
+        rise = line[k] / median_of(gap)
         if rise < (EDGE_TONE_FLAT_RISE if lineless else EDGE_TONE_RISE):
             continue
         tone, rest = copy.copy(part), copy.copy(part)
