@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import copy
 import functools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -390,6 +391,17 @@ def median_of(values: np.ndarray):
     return (part[half - 1] + part[half]) / 2
 
 
+def quantile_of(values: np.ndarray, q: float):
+    """``np.quantile(values, q, axis=0)`` (linear between the sorted values; the same value
+    and type) for one quantile of finite floats, without numpy's general machinery."""
+    at = (len(values) - 1) * q
+    lo = min(math.floor(at), len(values) - 1)
+    hi = min(lo + 1, len(values) - 1)
+    part = np.partition(values, (lo, hi) if hi != lo else lo, axis=0)
+    low, step, t = part[lo], part[hi] - part[lo], at - lo
+    return part[hi] - step * (1 - t) if t >= 0.5 else low + step * t
+
+
 def dilate_rows(mask: np.ndarray, reach: int) -> np.ndarray:
     """A 2-d ``mask`` dilated along its rows by ``reach`` cells each way (what
     ``binary_dilation`` with a (1, 2 reach + 1) structure gives, at a quarter of the cost
@@ -676,6 +688,15 @@ def noise_levels(pfa: float, n: np.ndarray) -> np.ndarray:
     return scipy.special.gammainccinv(count, pfa) / count
 
 
+@functools.lru_cache(maxsize=64)
+def noise_level_table(pfa: float, step: int, count: int) -> np.ndarray:
+    """``noise_levels`` for the counts step, 2 step, ... count step (k step at index k - 1),
+    kept: ``split_by_presence`` asks for hundreds of them on every run it looks at."""
+    table = noise_levels(pfa, step * np.arange(1, count + 1))
+    table.flags.writeable = False
+    return table
+
+
 @functools.lru_cache(maxsize=256)
 def noise_level(pfa: float, n: int) -> float:
     """``noise_levels`` for one count (kept: the same few are asked for every block)."""
@@ -720,10 +741,11 @@ def split_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, frames:
     left = total[:, cuts] / cuts
     right = (total[:, -1:] - total[:, cuts]) / (b - a - cuts)
 
+    levels = noise_level_table(pfa, frames, 1 << (b - a).bit_length())
+
     def states(side, width):   # (present, absent) per block and cut
-        floor = noise_levels(pfa, frames * width) - 1
-        return (side > floor) & (side >= rise * np.percentile(side, 90, axis=0)), \
-            side <= floor
+        floor = levels[width - 1] - 1
+        return (side > floor) & (side >= rise * quantile_of(side, 0.9)), side <= floor
     (on_l, off_l), (on_r, off_r) = states(left, cuts), states(right, b - a - cuts)
     apart = longest_runs(on_l & off_r | on_r & off_l)   # blocks in a row, per cut
     only = (on_l & ~on_r).astype(np.int8) - (on_r & ~on_l)   # +1 left only, -1 right
@@ -902,7 +924,7 @@ FLAT_DB = 2.5
 def flat(psd: np.ndarray) -> bool:
     """Whether a run of a PSD is a flat spectrum, one without lines (FLAT_DB)."""
     db = 10 * np.log10(np.maximum(psd, 1e-12))
-    return float(np.quantile(db, 0.9) - median_of(db)) <= FLAT_DB
+    return float(quantile_of(db, 0.9) - median_of(db)) <= FLAT_DB
 
 
 #: ``smooth``: no bin of a spectrum SMOOTH_DB over the median of the SMOOTH_SPAN bins
