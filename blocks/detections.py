@@ -280,7 +280,7 @@ class Track:
             if len(excess):
                 lo, hi = middle_bands(excess)
                 return (spread(0.5 * (lo + hi - 1)) / (b - a),
-                        float(np.median(hi - lo)) / (b - a))
+                        float(median_of(hi - lo)) / (b - a))
         if not self.edges:
             return 0.0, 1.0
         lows, highs = np.array(self.edges).T
@@ -382,8 +382,8 @@ def quantiles(values: np.ndarray, qs) -> np.ndarray:
 
 
 def median_of(values: np.ndarray):
-    """``np.median`` of a 1-d array of finite floats (the same value and type), without
-    numpy's general machinery (which costs ten times the partition)."""
+    """``np.median`` of a 1-d array of finite numbers (the same value, and for floats the
+    same type), without numpy's general machinery (which costs ten times the partition)."""
     half = len(values) // 2
     if len(values) % 2:
         return np.partition(values, half)[half]
@@ -451,8 +451,8 @@ def row_runs(masks: np.ndarray, gap: int, min_len: int = 1
     if len(row) > 1:
         join = (row[1:] == row[:-1]) & (start[1:] - stop[:-1] <= gap)
         if join.any():
-            row, start, stop = row[np.r_[True, ~join]], start[np.r_[True, ~join]], \
-                stop[np.r_[~join, True]]
+            first, last = np.concatenate(([True], ~join)), np.concatenate((~join, [True]))
+            row, start, stop = row[first], start[first], stop[last]
     keep = stop - start >= min_len
     return row[keep], start[keep], stop[keep]
 
@@ -636,7 +636,7 @@ def envelope_features(blocks: list, f_low: float, f_high: float
     bins = np.sort((spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float64), axis=1)
     top = bins[:, -max(1, bins.shape[1] // 20):].sum(axis=1) / np.maximum(bins.sum(axis=1),
                                                                           1e-30)
-    medians = np.median(np.stack([kurtosis, line, freq_kurtosis, top]), axis=1)
+    medians = [median_of(v) for v in (kurtosis, line, freq_kurtosis, top)]
     return (*(float(v) for v in medians), float(freq_line))
 
 

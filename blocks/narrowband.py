@@ -53,8 +53,9 @@ def sparse_runs(mask: np.ndarray, gap: int = 1) -> tuple[np.ndarray, np.ndarray,
     if not len(cells):
         empty = np.zeros(0, np.int64)
         return empty, empty, empty
-    new = np.r_[True, (np.diff(cells) > gap + 1) | (cells[1:] // width != cells[:-1] // width)]
-    first, last = cells[new], cells[np.r_[new[1:], True]]
+    new = np.concatenate(([True], (np.diff(cells) > gap + 1)
+                          | (cells[1:] // width != cells[:-1] // width)))
+    first, last = cells[new], cells[np.concatenate((new[1:], [True]))]
     return first // width, first % width, last % width + 1
 
 
@@ -244,9 +245,10 @@ class CellTones:
         centre = (cell - self.fft // 2) * self.frames + sub + shift - self.frames // 2
         order = np.lexsort((centre, tile))
         tile, centre, top, rest = tile[order], centre[order], top[order], rest[order]
-        group = np.cumsum(np.r_[True, (tile[1:] != tile[:-1]) | (np.diff(centre) > 1)])
+        group = np.cumsum(np.concatenate(([True], (tile[1:] != tile[:-1])
+                                          | (np.diff(centre) > 1))))
         order = np.lexsort((-top, group))   # one tone seen in two cells: the stronger
-        keep = order[np.r_[True, group[order][1:] != group[order][:-1]]]
+        keep = order[np.concatenate(([True], group[order][1:] != group[order][:-1]))]
         tile, centre, top, rest = tile[keep], centre[keep], top[keep], rest[keep]
         return Lines(tile, (centre - 0.5) / fine, (centre + 0.5) / fine,
                      10 * np.log10(np.maximum(top - 1, 1e-3)),
@@ -388,9 +390,9 @@ class LongTones:
         if not best:
             return []
         bins = np.array(sorted(best))
-        starts = np.flatnonzero(np.r_[True, np.diff(bins) > 2])
+        starts = np.flatnonzero(np.concatenate(([True], np.diff(bins) > 2)))
         out = []
-        for a, b in zip(starts, np.r_[starts[1:], len(bins)]):
+        for a, b in zip(starts, np.concatenate((starts[1:], [len(bins)]))):
             lo, hi = int(bins[a]), int(bins[b - 1]) + 1
             if hi - lo > self.max_bins:
                 continue
