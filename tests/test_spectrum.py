@@ -2618,6 +2618,43 @@ def test_the_detections_short_quantiles_and_row_dilation_match_numpy_and_scipy()
         assert np.array_equal(dilate_rows(masks, reach), want)
 
 
+def test_the_detections_medians_quantiles_and_noise_levels_are_numpys_to_the_bit():
+    """The fast paths the detections take are numpy's and scipy's results exactly (their
+    detections must not move): ``median_of`` is ``np.median`` (value and type, odd and
+    even lengths, float32 and float64), ``quantile_of`` is ``np.quantile`` down a 2-d
+    array's columns and along a 1-d one, ``noise_level_table`` is ``noise_levels``, and
+    the tones' one sub-bin (``CellTones``' DFT bin) is the zoom's FFT bin to float32's
+    precision."""
+    import scipy.fft
+
+    from cvstream.blocks.detections import (median_of, noise_level_table, noise_levels,
+                                            quantile_of)
+    from cvstream.blocks.narrowband import CellTones
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 3, 8, 41, 64):
+        for dtype in (np.float32, np.float64):
+            v = (rng.exponential(size=n) * 30).astype(dtype)
+            want, got = np.median(v), median_of(v)
+            assert got == want and type(got) is type(want)
+            want, got = np.quantile(v, 0.9), quantile_of(v, 0.9)
+            assert got == want and type(got) is type(want)
+        rows = rng.normal(size=(n, 7)) * 5
+        for q in (0.1, 0.5, 0.9):
+            assert np.array_equal(quantile_of(rows, q), np.percentile(rows, 100 * q, axis=0))
+    table = noise_level_table(1e-3, 8, 64)
+    assert np.array_equal(table, noise_levels(1e-3, 8 * np.arange(1, 65)))
+    tones = CellTones(256, 32)
+    stft = (rng.normal(size=(3, 32, 256)) + 1j * rng.normal(size=(3, 32, 256))).astype(
+        np.complex64)
+    tile, cell, sub = np.array([0, 1, 2, 2]), np.array([0, 17, 128, 255]), np.array(
+        [0, 5, 16, 31])
+    zoom = np.fft.fftshift(np.abs(scipy.fft.fft(stft[tile, :, cell] * tones.zoom_window,
+                                                axis=1)) ** 2, axes=1)
+    one = np.einsum("cf,cf->c", stft[tile, :, cell], tones.sub_bin_weights[sub])
+    np.testing.assert_allclose(one.real ** 2 + one.imag ** 2, zoom[np.arange(4), sub],
+                               rtol=1e-5)
+
+
 def test_band_bins_gives_a_band_under_one_bin_the_bin_that_holds_it():
     """A tone's band (one bin of a tile-long PSD) read on a coarser PSD falls on the bin
     nearest its centre, not the bin above it; a wider band keeps the bins whose centres lie
