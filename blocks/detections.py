@@ -741,7 +741,7 @@ def split_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, frames:
     left = total[:, cuts] / cuts
     right = (total[:, -1:] - total[:, cuts]) / (b - a - cuts)
 
-    levels = noise_level_table(pfa, frames, 1 << (b - a).bit_length())
+    levels = noise_level_table(pfa, frames, 1 << int(b - a).bit_length())
 
     def states(side, width):   # (present, absent) per block and cut
         floor = levels[width - 1] - 1

@@ -300,13 +300,15 @@ class LongTones:
         self.windows = [w for w in WINDOWS if w <= tiles]
         self.keep = max(self.windows + [RECENT]) - 1
         self.history: list = []   # the last tiles' PSDs, a row each
-        self.seen = 0                             # tiles seen before this batch
+        self.seen = 0   # tiles seen before this batch
 
     def find(self, psd: np.ndarray, masks: np.ndarray | None = None) -> Lines:
         """The weak tones in ``psd`` ((tiles, size) tile-long PSDs in units of the noise
         floor, DC-centred), one entry of ``Lines``' arrays per tone and tile; with the
         model's cells ``masks`` ((tiles, fft)), those ``outside`` them, each look searching
-        only the bins where ``outside`` may keep a tone (most of a busy band is not)."""
+        only the bins where ``outside`` may keep a tone (most of a busy band is not). The
+        last tiles' rows are kept for the next call as they are, not copied: ``psd`` must
+        not be written to after."""
         count, size = psd.shape
         seen = self.history + list(psd)   # rows (views), not a copy of them all
         self.history = seen[-self.keep:]
