@@ -1,9 +1,13 @@
 """Helpers shared by the benchmark scripts."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
+from pathlib import Path
 
 #: Debian's gnuradio lives in the system Python, not the venv
 GR_PYTHON = "/usr/bin/python3"
@@ -18,3 +22,11 @@ def free_port() -> int:
 def gnuradio_available() -> bool:
     return os.path.exists(GR_PYTHON) and subprocess.run(
         [GR_PYTHON, "-c", "import gnuradio.zeromq"], capture_output=True).returncode == 0
+
+
+def scratch_dir(prefix: str = "cvstream-bench-") -> Path:
+    """A fresh temporary directory for a bench's recordings and outputs, removed when the
+    bench exits (a 20 Msps recording and the copies its graphs write take gigabytes)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, True)
+    return path

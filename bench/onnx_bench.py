@@ -12,9 +12,7 @@ Needs the train extra (torch) for part 2.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -27,6 +25,8 @@ from cvstream.blocks.sinks import NullSink
 from cvstream.contract import read_contract
 from cvstream.models import resolve_model
 from cvstream.scheduler import Scheduler
+
+from common import scratch_dir
 
 
 def timed(fn, seconds: float) -> float:
@@ -81,7 +81,7 @@ def conv_stack(seconds: float) -> None:
     chunk = 4096
     rng = np.random.default_rng(1)
     print(f"\n{'complex conv stack (4 x 16 ch, k=9), chunk 4096':<46}{'us/chunk':>9}{'Msps':>9}")
-    tmp = Path(tempfile.mkdtemp())
+    tmp = scratch_dir()
     for mode in ("4mult", "gauss"):
         torch.manual_seed(0)
         layers = [FromInterleaved()]

@@ -24,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from cvstream.blocks.sinks import NullSink
 from cvstream.blocks.zmq_io import ZmqSource
 from cvstream.scheduler import Scheduler
 
-from common import GR_PYTHON, free_port, gnuradio_available
+from common import GR_PYTHON, free_port, gnuradio_available, scratch_dir
 
 HERE = Path(__file__).parent
 
@@ -86,7 +85,7 @@ def gr_chain_seconds(data: Path, n: float, k: int) -> list[str]:
 
 
 def shapes(repeat: int, which: str = "ABC") -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="cvstream-rt-"))
+    tmp = scratch_dir("cvstream-rt-")
     data = tmp / "in.cf32"
     rng = np.random.default_rng(0)
     rng.standard_normal(2 << 20, dtype=np.float32).tofile(data)  # 1 Mi complex64 items

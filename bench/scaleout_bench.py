@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from common import scratch_dir
 
 RECORD = """
 blocks:
@@ -87,7 +88,7 @@ def main() -> None:
 
     if args.part == "hop":
         return hop_figures(args)
-    path = os.path.join(tempfile.mkdtemp(prefix="cvstream-scaleout-"), "sky.cf32")
+    path = os.path.join(scratch_dir("cvstream-scaleout-"), "sky.cf32")
     timed(RECORD % {"path": path}, False)  # 8 scenes of 20 Msps wideband IQ, played in a loop
     long, short = args.items, args.items // 8
     extra = long - short

@@ -12,15 +12,15 @@ sets the FFT frames per tile (the shipped model has 32; the README's ablation wa
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 from cvstream.blocks.onnx_model import make_session
 from cvstream.models.export import export_model
 from cvstream.models.spectrum import segmenter as seg
+
+from common import scratch_dir
 
 def msps(path: str, frames: int, seconds: float = 2.0) -> float:
     session = make_session(path, threads=1)
@@ -40,7 +40,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=seg.FRAMES, help="FFT frames per tile")
     frames = ap.parse_args().frames
-    tmp = Path(tempfile.mkdtemp())
+    tmp = scratch_dir()
     figures = {}
     for activation, width in seg.VARIANTS:
         path = str(tmp / f"{activation}_{width}.onnx")

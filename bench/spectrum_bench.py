@@ -41,7 +41,6 @@ import argparse
 import resource
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -52,7 +51,7 @@ from cvstream.loader import load_graph, load_graph_text
 from cvstream.models.spectrum.synth import SceneConfig, scene, write_sigmf
 from cvstream.scheduler import Scheduler
 
-from common import GR_PYTHON, free_port, gnuradio_available
+from common import GR_PYTHON, free_port, gnuradio_available, scratch_dir
 
 HERE = Path(__file__).parent
 #: scenes of the recording that the split into stages runs on (0.84 s at 20 Msps)
@@ -145,7 +144,7 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=256, help="262144-sample scenes recorded")
     ap.add_argument("--repeat", type=int, default=1, help="ZeroMQ runs per sender")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp())
+    tmp = scratch_dir()
     meta = recording(tmp, args.scenes)
     n = args.scenes * 262144
     print(f"recording: {n} samples ({n / 20e6:.2f} s at 20 Msps)")
