@@ -176,8 +176,10 @@ connections: [src -> h, h -> snk]
     r = subprocess.run(cvstream_cmd("run", str(path), "--ray", cluster.address),
                        capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 2
-    last = r.stderr.strip().splitlines()[-1]
-    assert "could not place" in last and "gpu_box" in last and "Traceback" not in r.stderr
+    # Ray's own processes forward their warnings (a disk nearly full) to stderr at any time
+    ours = [line for line in r.stderr.strip().splitlines() if "(raylet)" not in line]
+    assert "could not place" in ours[-1] and "gpu_box" in ours[-1]
+    assert "Traceback" not in r.stderr
 
 
 RESTART_ITEMS = 12_000_000  # 8 s at the pace: the kill lands mid-stream even on a loaded machine
