@@ -22,6 +22,7 @@ from cvstream.models.spectrum import segmenter as seg
 
 from common import scratch_dir
 
+
 def msps(path: str, frames: int, seconds: float = 2.0) -> float:
     session = make_session(path, threads=1)
     batch = 65536 // (frames * seg.FFT)
