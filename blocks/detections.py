@@ -259,7 +259,7 @@ class Track:
         level = np.array([row[a:b] for _, row in self.rows]).mean(axis=1).astype(np.float64)
         excess = level - 1
         return (level > noise_level(pfa, frames * (b - a))) & \
-            (excess >= rise * quantiles(excess, 0.9))
+            (excess >= rise * quantile_of(excess, 0.9))
 
     def band_bins(self, fine: int) -> tuple[int, int]:
         """The bins [a, b) of a DC-centred ``fine``-point PSD inside its band (one at least)."""
@@ -367,18 +367,7 @@ class Track:
 def spread(values: np.ndarray) -> float:
     """The spread of ``values`` from their 10th to their 90th percentile (how far a
     track's band moved, its outliers aside)."""
-    p10, p90 = quantiles(values, (0.1, 0.9))
-    return float(p90 - p10)
-
-
-def quantiles(values: np.ndarray, qs) -> np.ndarray:
-    """``np.quantile(values, qs)`` (linear between the sorted values) for a short 1-d
-    array, without numpy's general machinery (which costs 20 times the sort)."""
-    v = np.sort(np.asarray(values, np.float64))
-    at = np.asarray(qs, np.float64) * (len(v) - 1)
-    lo = np.minimum(at.astype(np.int64), len(v) - 1)
-    hi = np.minimum(lo + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (at - lo)
+    return float(quantile_of(values, 0.9) - quantile_of(values, 0.1))
 
 
 def median_of(values: np.ndarray):
@@ -569,10 +558,10 @@ class Tracker:
             track.label = max(track.votes, key=track.votes.get)
         if track.edges and not track.moves():
             lows, highs = np.array(track.edges).T
-            low = quantiles(lows, (0.5, WINDOW_QUANTILE))   # the median and the window's
-            high = quantiles(highs, (0.5, 1 - WINDOW_QUANTILE))
-            track.f_low, track.f_high = float(low[0]), float(high[0])
-            track.window = (float(low[1]), float(high[1]))
+            # the median band, and the window's
+            track.f_low, track.f_high = float(median_of(lows)), float(median_of(highs))
+            track.window = (float(quantile_of(lows, WINDOW_QUANTILE)),
+                            float(quantile_of(highs, 1 - WINDOW_QUANTILE)))
         return track
 
 
