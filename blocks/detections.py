@@ -955,7 +955,7 @@ def tone_cuts(line: np.ndarray, level: float, pieces: list[tuple[int, int]], a: 
 
     def is_line(lo: int, hi: int) -> bool:
         e_lo, e_hi = line_edges(line, lo, hi, 0.999, level)
-        return e_hi - e_lo <= 1
+        return one_bin(e_lo, e_hi)
 
     cuts = [k for k in range(1, len(pieces) - 1)
             if is_line(*pieces[k]) and all(not is_line(*p) and flat(line[p[0]:p[1]])
@@ -1013,6 +1013,46 @@ LINE_WIDTH = 4.5
 #: blocks does not), as a line of the segmenter's narrow view must
 LINE_MIN_BLOCKS = 5
 LINE_BINS = 1.5
+
+
+#: ``line_over_floor``'s local floor: the median of this many bins either side of a run
+LINE_FLOOR_BINS = 16
+#: ``refine_edges`` takes a tone over a local floor where that floor's excess over the
+#: noise is SKIRT_LOPSIDED times larger on one side than on the other, and SKIRT_MIN_EXCESS
+#: or more there (a neighbour's skirt; an AM's sidebands raise both sides alike)
+SKIRT_LOPSIDED = 3.0
+SKIRT_MIN_EXCESS = 0.5
+
+
+def line_over_floor(psd: np.ndarray, a: int, b: int, power_share: float, level: float,
+                    rise: float = 0.0, lopsided: float = 0.0) -> tuple[float, float] | None:
+    """A tone in run [a, b) of a PSD (noise 1 per bin) whose floor there stands over the
+    noise (a neighbour's skirt in some of the blocks summed, which ``line_edges`` counts
+    as the run's own power): ``line_edges`` of the run in units of its local floor (the
+    median of LINE_FLOOR_BINS bins on either side, the higher: a skirt falls off into the
+    run), where that finds one bin and the run's
+    peak stands ``rise`` times over the floor or more; with ``lopsided``, only where one
+    side's floor stands SKIRT_MIN_EXCESS over the noise or more and ``lopsided`` times
+    the other side's excess (a skirt; an AM carrier's sidebands raise both sides alike).
+    Else None."""
+    lo, hi = max(a - LINE_FLOOR_BINS, 0), min(b + LINE_FLOOR_BINS, len(psd))
+    if lo == a or hi == b:
+        return None
+    sides = sorted(float(median_of(side)) for side in (psd[lo:a], psd[b:hi]))
+    if sides[1] <= 0 or lopsided and \
+            sides[1] - 1 < max(lopsided * abs(sides[0] - 1), SKIRT_MIN_EXCESS):
+        return None
+    local = psd[a:b] / sides[1]
+    if local.max() < rise:
+        return None
+    t_lo, t_hi = line_edges(local, 0, b - a, power_share, level)
+    return (a + t_lo, a + t_hi) if one_bin(t_lo, t_hi) else None
+
+
+def one_bin(lo: float, hi: float) -> bool:
+    """Whether fractional bin edges [lo, hi) span one bin or less (``line_edges``' line,
+    whose edges a float sum may leave a hair over one bin apart)."""
+    return hi - lo <= 1 + 1e-9
 
 
 def line_edges(psd: np.ndarray, a: int, b: int, power_share: float, level: float
@@ -1226,7 +1266,8 @@ def signals_beneath(part: Track, held: list, frames: int, margin: float, pfa: fl
     weaker signal in the band of a stronger burst), settled by ``refine_edges`` on their
     own PSD (its other arguments): those inside the part's band (to UNHELD_SLACK_BINS bins
     of its fine PSD) that are not the part itself (frequency IoU under REPEAT_IOU),
-    their pieces either side of a burst joined across it (``bridge_pieces``)."""
+    their pieces either side of a burst joined across it (``bridge_pieces``); a tone
+    among them one bin of the part's block-long PSD wide (``line_beneath``)."""
     rest = part.unheld(held, block, frames, pfa)
     if rest is None:
         return []
@@ -1236,7 +1277,27 @@ def signals_beneath(part: Track, held: list, frames: int, margin: float, pfa: fl
                                      beneath=False)
              if t.f_low >= part.f_low - slack and t.f_high <= part.f_high + slack and
              t.band_iou(part) < REPEAT_IOU]
+    if part.line is not None:   # the rest keeps no block-long PSD of its own
+        fine = len(rest.rows[0][1])
+        for t in found:
+            if (t.f_high - t.f_low) * fine <= LINE_WIDTH:
+                edges = line_beneath(part.line / part.spectra, t.f_low, t.f_high,
+                                     part.spectra, pfa, power_share)
+                t.f_low, t.f_high = edges or (t.f_low, t.f_high)
     return bridge_pieces(found, held)
+
+
+def line_beneath(line: np.ndarray, f_low: float, f_high: float, spectra: int, pfa: float,
+                 power_share: float) -> tuple[float, float] | None:
+    """The edges of a tone in the band [f_low, f_high] of a detection of part of a track's
+    blocks (``signals_beneath``, settled on its fine PSD, whose window widens a tone to a
+    few bins) on the track's block-long PSD ``line`` (the mean of ``spectra``
+    periodograms), by ``line_over_floor`` (the band's floor may be a neighbour's skirt in
+    the track's other blocks); else None."""
+    a, b = band_bins(f_low, f_high, len(line))
+    edges = line_over_floor(line, a, b, power_share, noise_level(pfa, spectra))
+    return None if edges is None else \
+        tuple(float(e) for e in bin_edges(*edges, len(line)))
 
 
 def bridge_pieces(pieces: list[Track], spans: list[Track]) -> list[Track]:
@@ -1539,7 +1600,7 @@ def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
         if line[k] < level:
             continue
         t_lo, t_hi = line_edges(line, k - 3, k + 4, power_share, level)
-        if t_hi - t_lo > 1:
+        if not one_bin(t_lo, t_hi):
             continue   # no line
         masked = view.copy()
         masked[max(int(t_lo - 3) // r - EDGE_TONE_LOBE, 0):
@@ -1612,7 +1673,8 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     the band of a burst over it, one detection across the burst). A run at most
     LINE_VIEW_BINS wide on the finer view is cut again and trimmed on the track's
     block-long PSD (``Track.line``; gaps of more than LINE_GAP bins; ``line_edges``: a tone
-    one bin of 8192 wide), as is a wider one that is a comb of lines there
+    one bin of 8192 wide, also on one side's skirt of a neighbour: ``line_over_floor``),
+    as is a wider one that is a comb of lines there
     (``comb_lines``); the lines of neighbouring parts that form one comb are joined
     (``line_runs``: an FM tone's lines, which the finer view cuts at Bessel nulls), unless
     mirrored lines of the comb differ in time (``lines_of_one_comb``: CW tones packed at
@@ -1667,8 +1729,11 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         for lo, hi in (run for joined in line_runs(lines, min_humps)
                        for run in lines_of_one_comb(track, lines, joined, len(line), frames)):
             edges = line_edges(line, lo, hi, power_share, level)
-            if edges[1] - edges[0] <= 1:   # a line: a carrier's band, if it has sidebands
+            if one_bin(*edges):   # a line: a carrier's band, if it has sidebands
                 edges = carrier_band(line, edges[0], track.spectra) or edges
+            else:   # or a tone on one side's skirt of a neighbour (no AM carrier)
+                edges = line_over_floor(line, lo, hi, power_share, level, EDGE_TONE_RISE,
+                                        SKIRT_LOPSIDED) or edges
             bands.append((line, edges))
         lines.clear()
 
@@ -1698,7 +1763,7 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     for spectrum, (e_lo, e_hi) in bands:
         part = copy.copy(track)
         part.f_low, part.f_high = (float(e) for e in bin_edges(e_lo, e_hi, len(spectrum)))
-        if block and line is not None and track.rows and e_hi - e_lo > 1:
+        if block and line is not None and track.rows and not one_bin(e_lo, e_hi):
             out += apart_edge_tones(part, spectrum, (e_lo, e_hi), line, level, frames,
                                     power_share)
         else:

@@ -424,6 +424,49 @@ def test_carrier_band_takes_symmetric_sidebands_and_leaves_neighbours_and_skirts
         assert carrier_band(psd(sidebands, carrier=10.0), c, looks) is None
 
 
+def test_a_tone_on_a_neighbours_skirt_is_one_bin_and_an_am_carrier_is_not():
+    """On means of 32 periodograms (noise 1 per bin, five draws) a carrier of 100 (summed
+    over its bins) in a run of 20 bins whose lower side a neighbour's skirt raises (3 times
+    the noise, falling off into the run): ``line_edges`` counts the skirt as the run's
+    power (wider than two bins); ``line_over_floor`` takes the tone one bin wide at the
+    carrier. Sidebands 0.6 over the noise on both sides (an AM carrier's) and the noise
+    alone give none with the lopsided test (the first a bin without it); and
+    ``line_beneath`` finds the tone on a floor raised 8 times on both sides (a band of 16
+    bins around it: a fine PSD's few bins)."""
+    from cvstream.blocks.detections import (EDGE_TONE_RISE, SKIRT_LOPSIDED, line_beneath,
+                                            line_edges, line_over_floor, noise_level)
+    rng = np.random.default_rng(4)
+    size, looks, c = 8192, 32, 3000
+    k = np.arange(size)
+    level = noise_level(1e-3, looks)
+
+    def psd(shape, carrier=100.0):
+        p = rng.gamma(looks, 1 / looks, size) * (1 + shape)
+        p[c - 1:c + 2] += carrier * np.array([0.25, 0.5, 0.25])
+        return p
+
+    skirt = np.where(k < c - 2, 2.0 * np.clip((c - 2 - k) / 8, 0, 1), 0.0)
+    sidebands = 0.6 * ((np.abs(k - c) >= 2) & (np.abs(k - c) <= 60))
+    a, b = c - 10, c + 10
+
+    def tone(p, lopsided=SKIRT_LOPSIDED):
+        return line_over_floor(p, a, b, 0.999, level, EDGE_TONE_RISE, lopsided)
+    for _ in range(5):
+        p = psd(skirt)
+        lo, hi = line_edges(p, a, b, 0.999, level)
+        assert hi - lo > 2
+        lo, hi = tone(p)
+        assert hi - lo == pytest.approx(1.0) and 0.5 * (lo + hi) == pytest.approx(c + 0.5,
+                                                                                abs=0.2)
+        assert tone(psd(sidebands)) is None and tone(psd(0.0)) is None
+        lo, hi = tone(psd(sidebands), lopsided=0.0)
+        assert hi - lo == pytest.approx(1.0)
+        f_lo, f_hi = line_beneath(psd(7.0), (c - 8 - size // 2) / size,
+                                  (c + 8 - size // 2) / size, looks, 1e-3, 0.999)
+        assert (f_hi - f_lo) * size == pytest.approx(1.0)
+        assert 0.5 * (f_lo + f_hi) * size + size // 2 == pytest.approx(c, abs=0.2)
+
+
 def test_refined_edges_split_neighbours_and_hug_each_signal():
     """Two QPSK signals 1 % of the band apart, the second only in the last 8 of 16 tiles,
     at a coarse box spanning both: the fine PSD gives two detections whose edges sit within
