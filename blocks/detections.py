@@ -1016,7 +1016,9 @@ LINE_BINS = 1.5
 
 
 #: ``line_over_floor``'s local floor: the median of this many bins either side of a run
+#: of at most LINE_FLOOR_MAX_BINS (a tone and a neighbour's skirt, not a signal's band)
 LINE_FLOOR_BINS = 16
+LINE_FLOOR_MAX_BINS = 48
 #: ``refine_edges`` takes a tone over a local floor where that floor's excess over the
 #: noise is SKIRT_LOPSIDED times larger on one side than on the other, and SKIRT_MIN_EXCESS
 #: or more there (a neighbour's skirt; an AM's sidebands raise both sides alike)
@@ -1026,19 +1028,23 @@ SKIRT_MIN_EXCESS = 0.5
 
 def line_over_floor(psd: np.ndarray, a: int, b: int, power_share: float, level: float,
                     rise: float = 0.0, lopsided: float = 0.0) -> tuple[float, float] | None:
-    """A tone in run [a, b) of a PSD (noise 1 per bin) whose floor there stands over the
-    noise (a neighbour's skirt in some of the blocks summed, which ``line_edges`` counts
+    """A tone in run [a, b) of a PSD (noise 1 per bin; at most LINE_FLOOR_MAX_BINS wide)
+    whose floor there stands over the noise (a neighbour's skirt in some of the blocks summed, which ``line_edges`` counts
     as the run's own power): ``line_edges`` of the run in units of its local floor (the
-    median of LINE_FLOOR_BINS bins on either side, the higher: a skirt falls off into the
-    run), where that finds one bin and the run's
+    median of LINE_FLOOR_BINS bins on either side, as far out from the run's peak past the
+    run, the higher: a skirt falls off into the run), where that finds one bin and the run's
     peak stands ``rise`` times over the floor or more; with ``lopsided``, only where one
     side's floor stands SKIRT_MIN_EXCESS over the noise or more and ``lopsided`` times
     the other side's excess (a skirt; an AM carrier's sidebands raise both sides alike).
     Else None."""
-    lo, hi = max(a - LINE_FLOOR_BINS, 0), min(b + LINE_FLOOR_BINS, len(psd))
-    if lo == a or hi == b:
+    if b - a > LINE_FLOOR_MAX_BINS:
         return None
-    sides = sorted(float(median_of(side)) for side in (psd[lo:a], psd[b:hi]))
+    k = a + int(np.argmax(psd[a:b]))
+    reach = max(k - a, b - 1 - k) + 1   # the sides as far out from the peak, past the run
+    if k - reach - LINE_FLOOR_BINS < 0 or k + reach + LINE_FLOOR_BINS > len(psd):
+        return None
+    sides = sorted(float(median_of(side)) for side in (
+        psd[k - reach - LINE_FLOOR_BINS:k - reach], psd[k + reach:k + reach + LINE_FLOOR_BINS]))
     if sides[1] <= 0 or lopsided and \
             sides[1] - 1 < max(lopsided * abs(sides[0] - 1), SKIRT_MIN_EXCESS):
         return None

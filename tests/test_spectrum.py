@@ -429,8 +429,9 @@ def test_a_tone_on_a_neighbours_skirt_is_one_bin_and_an_am_carrier_is_not():
     over its bins) in a run of 20 bins whose lower side a neighbour's skirt raises (3 times
     the noise, falling off into the run): ``line_edges`` counts the skirt as the run's
     power (wider than two bins); ``line_over_floor`` takes the tone one bin wide at the
-    carrier. Sidebands 0.6 over the noise on both sides (an AM carrier's) and the noise
-    alone give none with the lopsided test (the first a bin without it); and
+    carrier, but not in a run of 60 bins (a signal's band). Sidebands 0.6 over the noise on
+    both sides (an AM carrier's) and the noise alone give none with the lopsided test (the
+    first a bin without it); and
     ``line_beneath`` finds the tone on a floor raised 8 times on both sides (a band of 16
     bins around it: a fine PSD's few bins)."""
     from cvstream.blocks.detections import (EDGE_TONE_RISE, SKIRT_LOPSIDED, line_beneath,
@@ -459,6 +460,8 @@ def test_a_tone_on_a_neighbours_skirt_is_one_bin_and_an_am_carrier_is_not():
         assert hi - lo == pytest.approx(1.0) and 0.5 * (lo + hi) == pytest.approx(c + 0.5,
                                                                                 abs=0.2)
         assert tone(psd(sidebands)) is None and tone(psd(0.0)) is None
+        assert line_over_floor(p, c - 30, c + 30, 0.999, level, EDGE_TONE_RISE,
+                               SKIRT_LOPSIDED) is None   # a signal's band, not a line's run
         lo, hi = tone(psd(sidebands), lopsided=0.0)
         assert hi - lo == pytest.approx(1.0)
         f_lo, f_hi = line_beneath(psd(7.0), (c - 8 - size // 2) / size,
