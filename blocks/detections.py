@@ -1029,14 +1029,14 @@ SKIRT_MIN_EXCESS = 0.5
 def line_over_floor(psd: np.ndarray, a: int, b: int, power_share: float, level: float,
                     rise: float = 0.0, lopsided: float = 0.0) -> tuple[float, float] | None:
     """A tone in run [a, b) of a PSD (noise 1 per bin; at most LINE_FLOOR_MAX_BINS wide)
-    whose floor there stands over the noise (a neighbour's skirt in some of the blocks summed, which ``line_edges`` counts
-    as the run's own power): ``line_edges`` of the run in units of its local floor (the
-    median of LINE_FLOOR_BINS bins on either side, as far out from the run's peak past the
-    run, the higher: a skirt falls off into the run), where that finds one bin and the run's
-    peak stands ``rise`` times over the floor or more; with ``lopsided``, only where one
-    side's floor stands SKIRT_MIN_EXCESS over the noise or more and ``lopsided`` times
-    the other side's excess (a skirt; an AM carrier's sidebands raise both sides alike).
-    Else None."""
+    whose floor there stands over the noise (a neighbour's skirt in some of the blocks
+    summed, which ``line_edges`` counts as the run's own power): ``line_edges`` of the
+    run in units of its local floor (the median of LINE_FLOOR_BINS bins on either side,
+    as far out from the run's peak past the run, the higher: a skirt falls off into the
+    run), where that finds one bin and the run's peak stands ``rise`` times over the
+    floor or more; with ``lopsided``, only where one side's floor stands
+    SKIRT_MIN_EXCESS over the noise or more and ``lopsided`` times the other side's
+    excess (a skirt; an AM carrier's sidebands raise both sides alike). Else None."""
     if b - a > LINE_FLOOR_MAX_BINS:
         return None
     k = a + int(np.argmax(psd[a:b]))

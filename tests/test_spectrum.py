@@ -425,15 +425,15 @@ def test_carrier_band_takes_symmetric_sidebands_and_leaves_neighbours_and_skirts
 
 
 def test_a_tone_on_a_neighbours_skirt_is_one_bin_and_an_am_carrier_is_not():
-    """On means of 32 periodograms (noise 1 per bin, five draws) a carrier of 100 (summed
-    over its bins) in a run of 20 bins whose lower side a neighbour's skirt raises (3 times
-    the noise, falling off into the run): ``line_edges`` counts the skirt as the run's
-    power (wider than two bins); ``line_over_floor`` takes the tone one bin wide at the
-    carrier, but not in a run of 60 bins (a signal's band). Sidebands 0.6 over the noise on
-    both sides (an AM carrier's) and the noise alone give none with the lopsided test (the
-    first a bin without it); and
-    ``line_beneath`` finds the tone on a floor raised 8 times on both sides (a band of 16
-    bins around it: a fine PSD's few bins)."""
+    """On means of 32 periodograms (noise 1 per bin, five draws) a carrier of 100
+    (summed over its bins) in a run of 20 bins whose lower side a neighbour's skirt
+    raises (3 times the noise, falling off into the run): ``line_edges`` counts the
+    skirt as the run's power (wider than two bins); ``line_over_floor`` takes the tone
+    one bin wide at the carrier, but not in a run of 60 bins (a signal's band).
+    Sidebands 0.6 over the noise on both sides (an AM carrier's) and the noise alone
+    give none with the lopsided test (the first a bin without it); and ``line_beneath``
+    finds the tone on a floor raised 8 times on both sides (a band of 16 bins around it:
+    a fine PSD's few bins)."""
     from cvstream.blocks.detections import (EDGE_TONE_RISE, SKIRT_LOPSIDED, line_beneath,
                                             line_edges, line_over_floor, noise_level)
     rng = np.random.default_rng(4)
