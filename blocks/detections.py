@@ -1031,12 +1031,14 @@ def line_over_floor(psd: np.ndarray, a: int, b: int, power_share: float, level: 
     """A tone in run [a, b) of a PSD (noise 1 per bin; at most LINE_FLOOR_MAX_BINS wide)
     whose floor there stands over the noise (a neighbour's skirt in some of the blocks
     summed, which ``line_edges`` counts as the run's own power): ``line_edges`` of the
-    run in units of its local floor (the median of LINE_FLOOR_BINS bins on either side,
-    as far out from the run's peak past the run, the higher: a skirt falls off into the
-    run), where that finds one bin and the run's peak stands ``rise`` times over the
-    floor or more; with ``lopsided``, only where one side's floor stands
-    SKIRT_MIN_EXCESS over the noise or more and ``lopsided`` times the other side's
-    excess (a skirt; an AM carrier's sidebands raise both sides alike). Else None."""
+    run in units of its local floor, where that finds one bin and the run's peak stands
+    ``rise`` times over the floor or more. The floor is the median of LINE_FLOOR_BINS
+    bins on either side, as far out from the run's peak past the run, the higher (a
+    skirt falls off into the run), or else the median of the run's own bins less the
+    line's (a neighbour's flat top beyond the run, higher than the line, with its skirt
+    under it). With ``lopsided``, only where one side's floor stands SKIRT_MIN_EXCESS
+    over the noise or more and ``lopsided`` times the other side's excess (a skirt; an
+    AM carrier's sidebands raise both sides alike). Else None."""
     if b - a > LINE_FLOOR_MAX_BINS:
         return None
     k = a + int(np.argmax(psd[a:b]))
@@ -1048,11 +1050,15 @@ def line_over_floor(psd: np.ndarray, a: int, b: int, power_share: float, level: 
     if sides[1] <= 0 or lopsided and \
             sides[1] - 1 < max(lopsided * abs(sides[0] - 1), SKIRT_MIN_EXCESS):
         return None
-    local = psd[a:b] / sides[1]
-    if local.max() < rise:
-        return None
-    t_lo, t_hi = line_edges(local, 0, b - a, power_share, level)
-    return (a + t_lo, a + t_hi) if one_bin(t_lo, t_hi) else None
+    own = np.concatenate([psd[a:max(k - 1, a)], psd[k + 2:b]])   # the run less the line
+    for floor in [sides[1]] + ([float(median_of(own))] if len(own) else []):
+        local = psd[a:b] / floor
+        if local.max() < rise:
+            continue
+        t_lo, t_hi = line_edges(local, 0, b - a, power_share, level)
+        if one_bin(t_lo, t_hi):
+            return a + t_lo, a + t_hi
+    return None
 
 
 def one_bin(lo: float, hi: float) -> bool:
@@ -1606,6 +1612,9 @@ def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
         if line[k] < level:
             continue
         t_lo, t_hi = line_edges(line, k - 3, k + 4, power_share, level)
+        if not one_bin(t_lo, t_hi):   # or a line on the part's skirt
+            t_lo, t_hi = line_over_floor(line, k - 3, k + 4, power_share, level,
+                                         EDGE_TONE_RISE, SKIRT_LOPSIDED) or (t_lo, t_hi)
         if not one_bin(t_lo, t_hi):
             continue   # no line
         masked = view.copy()

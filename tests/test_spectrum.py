@@ -431,9 +431,12 @@ def test_a_tone_on_a_neighbours_skirt_is_one_bin_and_an_am_carrier_is_not():
     skirt as the run's power (wider than two bins); ``line_over_floor`` takes the tone
     one bin wide at the carrier, but not in a run of 60 bins (a signal's band).
     Sidebands 0.6 over the noise on both sides (an AM carrier's) and the noise alone
-    give none with the lopsided test (the first a bin without it); and ``line_beneath``
-    finds the tone on a floor raised 8 times on both sides (a band of 16 bins around it:
-    a fine PSD's few bins)."""
+    give none with the lopsided test (the first a bin without it). Beside a neighbour's
+    flat top 30 times the noise, outside the run and over the line, with a skirt 2.5
+    times the noise in the run: one bin, on the run's own floor, in 18 of 20 draws or
+    more (a noise bin over the level widens it, as it does ``line_edges``). And
+    ``line_beneath`` finds the tone on a floor raised 8 times on both sides (a band of
+    16 bins around it: a fine PSD's few bins)."""
     from cvstream.blocks.detections import (EDGE_TONE_RISE, SKIRT_LOPSIDED, line_beneath,
                                             line_edges, line_over_floor, noise_level)
     rng = np.random.default_rng(4)
@@ -448,6 +451,7 @@ def test_a_tone_on_a_neighbours_skirt_is_one_bin_and_an_am_carrier_is_not():
 
     skirt = np.where(k < c - 2, 2.0 * np.clip((c - 2 - k) / 8, 0, 1), 0.0)
     sidebands = 0.6 * ((np.abs(k - c) >= 2) & (np.abs(k - c) <= 60))
+    plateau = np.where(k < c - 10, 29.0, np.where(k < c + 10, 1.5, 0.0))
     a, b = c - 10, c + 10
 
     def tone(p, lopsided=SKIRT_LOPSIDED):
@@ -468,6 +472,15 @@ def test_a_tone_on_a_neighbours_skirt_is_one_bin_and_an_am_carrier_is_not():
                                   (c + 8 - size // 2) / size, looks, 1e-3, 0.999)
         assert (f_hi - f_lo) * size == pytest.approx(1.0)
         assert 0.5 * (f_lo + f_hi) * size + size // 2 == pytest.approx(c, abs=0.2)
+    found = 0   # beside a flat top, on the run's own floor (a noise bin may widen it)
+    for _ in range(20):
+        p = psd(plateau)
+        lo, hi = line_edges(p, a, b, 0.999, level)
+        assert hi - lo > 2
+        edges = tone(p)
+        found += edges is not None and 0.5 * (edges[0] + edges[1]) == pytest.approx(c + 0.5,
+                                                                                     abs=0.2)
+    assert found >= 18
 
 
 def test_refined_edges_split_neighbours_and_hug_each_signal():
