@@ -1586,20 +1586,21 @@ def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
                      ) -> list[Track]:
     """A part of a track (its ``edges`` in bins of ``view``, the PSD it was settled on)
     and the CW tones at its edges, each a part of its own: a line of the block-long PSD
-    ``line`` (over ``level``, the noise's false-alarm level) at an edge, apart from the
-    rest of the part (its band, ``power_share`` of its power with the line's bins taken
-    out, ends a few bins short: EDGE_TONE_GAP to EDGE_TONE_MAX_GAP, EDGE_TONE_RISE under
-    the line) and there in blocks where the rest is not (MIN_SEGMENT blocks and
-    PRESENCE_SHARE of them or more, ``Track.held``): a tone 0.2 % of the band beside a
-    signal that comes and goes, which a neighbour's skirt joins to that signal's run.
-    Beside a flat rest (``flat``: PSK, QAM, OFDM, which hold no lines of their own) the line
-    need only stand EDGE_TONE_FLAT_RISE over the gap, and may instead be a burst
-    (``burst_rows``) that the rest outlasts by as many blocks. Beside a rest that holds no
-    line however it is shaped (``smooth``: GMSK, GFSK), a line EDGE_TONE_RISE over the gap
-    and held in EDGE_TONE_STEADY of the blocks is a CW tone even where the rest is always
-    there with it. A signal's own line comes and goes with it and stays (as does a tone
-    beside a signal with lines always there with it: nothing tells it from that signal's
-    own line)."""
+    ``line`` (over ``level``, the noise's false-alarm level; also on the part's skirt,
+    ``line_over_floor``) at an edge, apart from the rest of the part (its band,
+    ``power_share`` of its power with the line's bins taken out, ends a few bins short:
+    EDGE_TONE_GAP to EDGE_TONE_MAX_GAP, EDGE_TONE_RISE under the line) and there in
+    blocks where the rest is not (MIN_SEGMENT blocks and PRESENCE_SHARE of them or more,
+    ``Track.held``): a tone 0.2 % of the band beside a signal that comes and goes, which
+    a neighbour's skirt joins to that signal's run. Beside a flat rest (``flat``: PSK,
+    QAM, OFDM, which hold no lines of their own) the line need only stand
+    EDGE_TONE_FLAT_RISE over the gap, and may instead be a burst (``burst_rows``) that
+    the rest outlasts by as many blocks. Beside a rest that holds no line however it is
+    shaped (``smooth``: GMSK, GFSK), a line EDGE_TONE_RISE over the gap and held in
+    EDGE_TONE_STEADY of the blocks is a CW tone even where the rest is always there with
+    it. A signal's own line comes and goes with it and stays (as does a tone beside a
+    signal with lines always there with it: nothing tells it from that signal's own
+    line)."""
     r = len(line) // len(view)
     lo, hi = edges
     first, last = int(np.floor(lo * r)), int(np.ceil(hi * r))
