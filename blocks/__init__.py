@@ -4,8 +4,8 @@ exports each block class under its own name: ``from cvstream.blocks import FFT``
 from cvstream.block import Block
 
 from . import (aec, aec_demo, audio_io, basic, cfar, fft, file_io,  # noqa: F401
-               kalman_echo, nlms, npy_io, onnx_model, plots, radar_imaging, radar_io, segmenter, sigmf_io,
-               signal_source, sinks, spectrum_synth, stft, zmq_io)
+               kalman_echo, nlms, npy_io, onnx_model, plots, radar_imaging, radar_io,
+               segmenter, sigmf_io, signal_source, sinks, spectrum_synth, stft, zmq_io)
 
 
 def _block_classes() -> dict[str, type[Block]]:

@@ -64,8 +64,9 @@ class OnnxModel(RateBlock):
     Ports come from the model's contract (names = ONNX tensor names): typically ``inp`` ->
     ``out``. The runtime hands the model exactly ``chunk`` new items plus ``history`` old
     ones; the network returns outputs for the chunk, or for all of those items and the
-    runtime keeps the last ``out_items`` (so a causal convolution network needs no slicing); complex64 items go to ONNX Runtime as float32 pairs without a copy. Stateful models
-    get their state outputs fed back chunk after chunk. ``cvstream validate`` refuses
+    runtime keeps the last ``out_items`` (so a causal convolution network needs no
+    slicing); complex64 items go to ONNX Runtime as float32 pairs without a copy. Stateful
+    models get their state outputs fed back chunk after chunk. ``cvstream validate`` refuses
     upstream dtype, item shape or sample rate that the contract does not accept.
     When behind, stateless models batch up to ``max_batch`` chunks in one call; calls slower
     than ``deadline`` per chunk are counted as ``deadline_misses`` (never dropped).

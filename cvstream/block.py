@@ -126,7 +126,8 @@ class Block:
                 else t for name, t in out.items()}
 
     def file_problems(self) -> list[tuple[str, str]]:
-        """(field, message) for input files that cannot be read or outputs that cannot be written."""
+        """(field, message) for input files that cannot be read or outputs that cannot be
+        written."""
         problems = []
         for key, decl in self._param_decls.items():
             value = self.params.get(key)
