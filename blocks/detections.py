@@ -1019,7 +1019,7 @@ LINE_BINS = 1.5
 #: of at most LINE_FLOOR_MAX_BINS (a tone and a neighbour's skirt, not a signal's band)
 LINE_FLOOR_BINS = 16
 LINE_FLOOR_MAX_BINS = 48
-#: ``refine_edges`` takes a tone over a local floor where that floor's excess over the
+#: ``line_over_floor`` takes a tone beside a neighbour where its floor's excess over the
 #: noise is SKIRT_LOPSIDED times larger on one side than on the other, and SKIRT_MIN_EXCESS
 #: or more there (a neighbour's skirt; an AM's sidebands raise both sides alike)
 SKIRT_LOPSIDED = 3.0
@@ -1027,18 +1027,18 @@ SKIRT_MIN_EXCESS = 0.5
 
 
 def line_over_floor(psd: np.ndarray, a: int, b: int, power_share: float, level: float,
-                    rise: float = 0.0, lopsided: float = 0.0) -> tuple[float, float] | None:
+                    skirt: bool = True) -> tuple[float, float] | None:
     """A tone in run [a, b) of a PSD (noise 1 per bin; at most LINE_FLOOR_MAX_BINS wide)
     whose floor there stands over the noise (a neighbour's skirt in some of the blocks
     summed, which ``line_edges`` counts as the run's own power): ``line_edges`` of the
-    run in units of its local floor, where that finds one bin and the run's peak stands
-    ``rise`` times over the floor or more. The floor is the median of LINE_FLOOR_BINS
-    bins on either side, as far out from the run's peak past the run, the higher (a
-    skirt falls off into the run), or else the median of the run's own bins less the
-    line's (a neighbour's flat top beyond the run, higher than the line, with its skirt
-    under it). With ``lopsided``, only where one side's floor stands SKIRT_MIN_EXCESS
-    over the noise or more and ``lopsided`` times the other side's excess (a skirt; an
-    AM carrier's sidebands raise both sides alike). Else None."""
+    run in units of its local floor, where that finds one bin. The floor is the median of
+    LINE_FLOOR_BINS bins on either side, as far out from the run's peak past the run, the
+    higher (a skirt falls off into the run), or else the median of the run's own bins
+    less the line's (a neighbour's flat top beyond the run, higher than the line, with
+    its skirt under it). With ``skirt`` (a line beside a neighbour), only where the run's
+    peak stands EDGE_TONE_RISE times over the floor or more and one side's floor stands
+    SKIRT_MIN_EXCESS over the noise or more and SKIRT_LOPSIDED times the other side's
+    excess (a skirt; an AM carrier's sidebands raise both sides alike). Else None."""
     if b - a > LINE_FLOOR_MAX_BINS:
         return None
     k = a + int(np.argmax(psd[a:b]))
@@ -1047,9 +1047,10 @@ def line_over_floor(psd: np.ndarray, a: int, b: int, power_share: float, level: 
         return None
     sides = sorted(float(median_of(side)) for side in (
         psd[k - reach - LINE_FLOOR_BINS:k - reach], psd[k + reach:k + reach + LINE_FLOOR_BINS]))
-    if sides[1] <= 0 or lopsided and \
-            sides[1] - 1 < max(lopsided * abs(sides[0] - 1), SKIRT_MIN_EXCESS):
+    if sides[1] <= 0 or skirt and \
+            sides[1] - 1 < max(SKIRT_LOPSIDED * abs(sides[0] - 1), SKIRT_MIN_EXCESS):
         return None
+    rise = EDGE_TONE_RISE if skirt else 0.0
     own = np.concatenate([psd[a:max(k - 1, a)], psd[k + 2:b]])   # the run less the line
     for floor in [sides[1]] + ([float(median_of(own))] if len(own) else []):
         local = psd[a:b] / floor
@@ -1289,13 +1290,13 @@ def signals_beneath(part: Track, held: list, frames: int, margin: float, pfa: fl
                                      beneath=False)
              if t.f_low >= part.f_low - slack and t.f_high <= part.f_high + slack and
              t.band_iou(part) < REPEAT_IOU]
-    if part.line is not None:   # the rest keeps no block-long PSD of its own
-        fine = len(rest.rows[0][1])
-        for t in found:
-            if (t.f_high - t.f_low) * fine <= LINE_WIDTH:
-                edges = line_beneath(part.line / part.spectra, t.f_low, t.f_high,
-                                     part.spectra, pfa, power_share)
-                t.f_low, t.f_high = edges or (t.f_low, t.f_high)
+    fine = len(rest.rows[0][1])
+    narrow = [t for t in found if (t.f_high - t.f_low) * fine <= LINE_WIDTH]
+    if narrow and part.line is not None:   # the rest keeps no block-long PSD of its own
+        line = part.line / part.spectra
+        for t in narrow:
+            edges = line_beneath(line, t.f_low, t.f_high, part.spectra, pfa, power_share)
+            t.f_low, t.f_high = edges or (t.f_low, t.f_high)
     return bridge_pieces(found, held)
 
 
@@ -1307,7 +1308,7 @@ def line_beneath(line: np.ndarray, f_low: float, f_high: float, spectra: int, pf
     periodograms), by ``line_over_floor`` (the band's floor may be a neighbour's skirt in
     the track's other blocks); else None."""
     a, b = band_bins(f_low, f_high, len(line))
-    edges = line_over_floor(line, a, b, power_share, noise_level(pfa, spectra))
+    edges = line_over_floor(line, a, b, power_share, noise_level(pfa, spectra), skirt=False)
     return None if edges is None else \
         tuple(float(e) for e in bin_edges(*edges, len(line)))
 
@@ -1614,8 +1615,8 @@ def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
             continue
         t_lo, t_hi = line_edges(line, k - 3, k + 4, power_share, level)
         if not one_bin(t_lo, t_hi):   # or a line on the part's skirt
-            t_lo, t_hi = line_over_floor(line, k - 3, k + 4, power_share, level,
-                                         EDGE_TONE_RISE, SKIRT_LOPSIDED) or (t_lo, t_hi)
+            t_lo, t_hi = line_over_floor(line, k - 3, k + 4, power_share, level) or \
+                (t_lo, t_hi)
         if not one_bin(t_lo, t_hi):
             continue   # no line
         masked = view.copy()
@@ -1748,8 +1749,7 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
             if one_bin(*edges):   # a line: a carrier's band, if it has sidebands
                 edges = carrier_band(line, edges[0], track.spectra) or edges
             else:   # or a tone on one side's skirt of a neighbour (no AM carrier)
-                edges = line_over_floor(line, lo, hi, power_share, level, EDGE_TONE_RISE,
-                                        SKIRT_LOPSIDED) or edges
+                edges = line_over_floor(line, lo, hi, power_share, level) or edges
             bands.append((line, edges))
         lines.clear()
 

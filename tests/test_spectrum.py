@@ -431,14 +431,14 @@ def test_a_tone_on_a_neighbours_skirt_is_one_bin_and_an_am_carrier_is_not():
     skirt as the run's power (wider than two bins); ``line_over_floor`` takes the tone
     one bin wide at the carrier, but not in a run of 60 bins (a signal's band).
     Sidebands 0.6 over the noise on both sides (an AM carrier's) and the noise alone
-    give none with the lopsided test (the first a bin without it). Beside a neighbour's
-    flat top 30 times the noise, outside the run and over the line, with a skirt 2.5
-    times the noise in the run: one bin, on the run's own floor, in 18 of 20 draws or
-    more (a noise bin over the level widens it, as it does ``line_edges``). And
+    give none with the skirt's tests (the first a bin without them). Beside a
+    neighbour's flat top 30 times the noise, outside the run and over the line, with a
+    skirt 2.5 times the noise in the run: one bin, on the run's own floor, in 18 of 20
+    draws or more (a noise bin over the level widens it, as it does ``line_edges``). And
     ``line_beneath`` finds the tone on a floor raised 8 times on both sides (a band of
     16 bins around it: a fine PSD's few bins)."""
-    from cvstream.blocks.detections import (EDGE_TONE_RISE, SKIRT_LOPSIDED, line_beneath,
-                                            line_edges, line_over_floor, noise_level)
+    from cvstream.blocks.detections import (line_beneath, line_edges, line_over_floor,
+                                            noise_level)
     rng = np.random.default_rng(4)
     size, looks, c = 8192, 32, 3000
     k = np.arange(size)
@@ -454,8 +454,8 @@ def test_a_tone_on_a_neighbours_skirt_is_one_bin_and_an_am_carrier_is_not():
     plateau = np.where(k < c - 10, 29.0, np.where(k < c + 10, 1.5, 0.0))
     a, b = c - 10, c + 10
 
-    def tone(p, lopsided=SKIRT_LOPSIDED):
-        return line_over_floor(p, a, b, 0.999, level, EDGE_TONE_RISE, lopsided)
+    def tone(p, skirt=True):
+        return line_over_floor(p, a, b, 0.999, level, skirt)
     for _ in range(5):
         p = psd(skirt)
         lo, hi = line_edges(p, a, b, 0.999, level)
@@ -464,9 +464,8 @@ def test_a_tone_on_a_neighbours_skirt_is_one_bin_and_an_am_carrier_is_not():
         assert hi - lo == pytest.approx(1.0) and 0.5 * (lo + hi) == pytest.approx(c + 0.5,
                                                                                 abs=0.2)
         assert tone(psd(sidebands)) is None and tone(psd(0.0)) is None
-        assert line_over_floor(p, c - 30, c + 30, 0.999, level, EDGE_TONE_RISE,
-                               SKIRT_LOPSIDED) is None   # a signal's band, not a line's run
-        lo, hi = tone(psd(sidebands), lopsided=0.0)
+        assert line_over_floor(p, c - 30, c + 30, 0.999, level) is None   # a signal's band
+        lo, hi = tone(psd(sidebands), skirt=False)
         assert hi - lo == pytest.approx(1.0)
         f_lo, f_hi = line_beneath(psd(7.0), (c - 8 - size // 2) / size,
                                   (c + 8 - size // 2) / size, looks, 1e-3, 0.999)
