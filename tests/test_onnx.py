@@ -22,7 +22,8 @@ class FIRNet(torch.nn.Module):
     def __init__(self):
         super().__init__()
         torch.manual_seed(1)
-        self.body = torch.nn.Sequential(cnn.FromInterleaved(), cnn.ComplexConv(1, 2, 8, causal=True),
+        self.body = torch.nn.Sequential(cnn.FromInterleaved(),
+                                        cnn.ComplexConv(1, 2, 8, causal=True),
                                         cnn.ComplexBatchNorm(2), cnn.ComplexConv(2, 1, 1),
                                         cnn.ToInterleaved())
 

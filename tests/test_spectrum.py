@@ -856,8 +856,9 @@ def test_valleys_split_touching_neighbours():
 
 def test_the_finer_view_cuts_gaps_between_strong_signals_only():
     """``split_finer`` on a PSD (noise 1 per bin): two plateaus 10 dB over the noise with
-    six bins of noise between them are two (three bins: two at a gap of 2, one at 4); the same at 4 dB (a weak signal's own bins dip
-    under the level by chance) stay one; a one-bin part is dropped."""
+    six bins of noise between them are two (three bins: two at a gap of 2, one at 4); the
+    same at 4 dB (a weak signal's own bins dip under the level by chance) stay one; a
+    one-bin part is dropped."""
     from cvstream.blocks.detections import noise_level, split_finer
     level = noise_level(1e-3, 64)
     for db, parts in ((10.0, [(0, 20), (26, 46)]), (4.0, [(0, 46)])):
@@ -2367,7 +2368,8 @@ def test_weak_tones_are_found_in_the_cells_the_model_leaves():
     counts it: 1.5-3 dB over the noise in one model cell) are found by the
     cells' zoom (``tones``, on by default) one bin of a tile-long FFT wide, at their
     frequency to a third of that bin and over most of the recording (the weaker takes a
-    few tiles to be picked up), where the model's cells alone miss them; a 45 dB tone's IQ image at 15 dB (30 dB under it) is not a signal."""
+    few tiles to be picked up), where the model's cells alone miss them; a 45 dB tone's IQ
+    image at 15 dB (30 dB under it) is not a signal."""
     rng = np.random.default_rng(5)
     n = 262144
     x = _tones_in_noise(rng, n, ((0.10031, 11), (-0.20017, 13), (0.3, 45), (-0.3, 15)))

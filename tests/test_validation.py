@@ -179,7 +179,8 @@ blocks:
 def test_missing_graph_file():
     res = run_cli("validate", "/nonexistent.yml")
     assert res.returncode == 2
-    assert res.stderr.strip() == "/nonexistent.yml: cannot read flow graph: No such file or directory"
+    assert res.stderr.strip() == \
+        "/nonexistent.yml: cannot read flow graph: No such file or directory"
 
 
 

@@ -9,9 +9,10 @@ shape's amplitude (0.5..1) and, by default, its own uniformly random phase; ``ph
 other surface models per shape (``PHASES``): one phase for the whole shape, a smooth phase
 (a random tilt and curvature across it, a mirror-like surface) and a rough one (smooth plus
 per-voxel jitter), optionally with a per-voxel amplitude texture. The held-out families
-(``UNSEEN_SHAPES``) are in neither training set. The sweep is the Born forward model of that reflectivity plus complex white noise at a
-measurement SNR (mean sweep power over noise power) drawn from ``snr_db``. The label is the
-reflectivity magnitude normalized to max 1. Deterministic from the seed.
+(``UNSEEN_SHAPES``) are in neither training set. The sweep is the Born forward model of
+that reflectivity plus complex white noise at a measurement SNR (mean sweep power over
+noise power) drawn from ``snr_db``. The label is the reflectivity magnitude normalized to
+max 1. Deterministic from the seed.
 """
 from __future__ import annotations
 

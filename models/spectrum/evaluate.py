@@ -344,7 +344,8 @@ def format_side_by_side(tables: dict) -> str:
     """Detection F1 and label accuracy per bucket and detector, one column per generator."""
     gens = list(tables)
     lines = ["SNR bucket | detector | " + " | ".join(f"det F1 ({g})" for g in gens) + " | "
-             + " | ".join(f"label acc ({g})" for g in gens), "|".join(["---"] * (2 + 2 * len(gens)))]
+             + " | ".join(f"label acc ({g})" for g in gens),
+             "|".join(["---"] * (2 + 2 * len(gens)))]
     buckets = [b for b in tables[gens[0]] if all(b in tables[g] for g in gens)]
     for bucket in buckets:
         for name in tables[gens[0]][bucket]:

@@ -14,9 +14,10 @@ block computes, matched to the truth at IoU >= 0.5), so the classifier learns wh
 detector really delivers: every other scene from the fixed synthesizer, the others
 randomized (``variety``: other pulse shapes, indices, numerologies, messages, new families
 and receiver habits), 3000 scenes in all. Its probabilities are then calibrated by one
-temperature (the logits divided by it before the softmax), fitted on half of the held-out detections by
-likelihood and checked on the other half (expected calibration error); the block calls a
-detection ``unknown`` when the calibrated probability of its best family is low.
+temperature (the logits divided by it before the softmax), fitted on half of the held-out
+detections by likelihood and checked on the other half (expected calibration error); the
+block calls a detection ``unknown`` when the calibrated probability of its best family is
+low.
 
     cvstream models train spectrum_family [--seed 0]   (needs the shipped segmenter; then
                                                         stores the segmenters' evaluation)

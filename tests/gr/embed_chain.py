@@ -57,7 +57,8 @@ ref_back = whole(ISTFT(size=128, hop=32, window="hann", output="complex"),
                  whole(STFT(size=128, hop=32, window="hann"), x))
 ref_sky = np.concatenate(list(SpectrumSynthSource(samples=16384, scenes=2, seed=3,
                                                   chunk=5000).read()))
-np.savez(sys.argv[2], ref_gain=ref_gain, ref_spec=ref_spec, ref_back=ref_back, ref_sky=ref_sky, gain=np.array(gain_sink.data(), np.complex64),
+np.savez(sys.argv[2], ref_gain=ref_gain, ref_spec=ref_spec, ref_back=ref_back, ref_sky=ref_sky,
+         gain=np.array(gain_sink.data(), np.complex64),
          spec=np.array(spec_sink.data(), np.float32).reshape(-1, 64),
          back=np.array(back_sink.data(), np.complex64),
          sky=np.array(sky_sink.data(), np.complex64),
