@@ -7,7 +7,8 @@
    recording, end to end through the runtime: Msps, and the CPU the graph used as cores
    busy at 20 Msps (the work itself: over 2, no split across threads or processes could
    reach 20 Msps on two cores); again without its search for weak tones (``weak_tones:
-   false``: what that search costs) and with its fine view for narrow signals (``narrow:
+   false``: what that search costs), without any search for tones in the cells the model
+   leaves (``tones: false``) and with its fine view for narrow signals (``narrow:
    true``).
 2. The same with cfar_detector.
 3. zmq_source (pull, overflow: drop) -> spectrum_segmenter -> zmq_msg_sink, a second
@@ -149,6 +150,7 @@ def main() -> None:
     n = args.scenes * 262144
     print(f"recording: {n} samples ({n / 20e6:.2f} s at 20 Msps)")
     for det, extra in (("spectrum_segmenter", ""), ("spectrum_segmenter", "weak_tones: false"),
+                       ("spectrum_segmenter", "tones: false"),
                        ("spectrum_segmenter", "narrow: true"), ("cfar_detector", "")):
         secs, cpu, snap = run_graph(f"""
 blocks:
