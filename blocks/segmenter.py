@@ -338,7 +338,7 @@ class SpectrumSegmenter(RateBlock):
         size = size or self.refine
         spec = scipy.fft.fft(x.reshape(-1, size) * centring_window(size), axis=1,
                              overwrite_x=True)
-        pairs = spec.view(np.float32)   # (real, imag) pairs, squared in place and summed
+        pairs = spec.view(spec.real.dtype)   # (real, imag) pairs, squared in place, summed
         pairs *= pairs
         fine = (pairs[:, 0::2] + pairs[:, 1::2]).reshape(len(floor), -1, size)
         # one periodogram a tile (the tile-long PSD) needs no mean
