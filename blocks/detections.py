@@ -1272,6 +1272,46 @@ CHANGE_OVERLAP = 0.3
 MIN_SEGMENT = 3
 
 
+#: ``raised_plateaus``: a narrow signal inside a wide one's band stands RAISED_DB or more
+#: over the wide one's level on both sides (on its PSD smoothed over RAISED_SMOOTH bins), at
+#: least RAISED_MIN_BINS wide, at most half the band and RAISED_CLEAR bins or more in from its
+#: edges; the sides within RAISED_SIDE_DB of the band's median (a flat top, not a valley
+#: between an FSK's lobes) and its own top flat within RAISED_FLAT_DB (not a line)
+RAISED_DB, RAISED_SMOOTH, RAISED_MIN_BINS, RAISED_CLEAR = 3.0, 5, 8, 8
+RAISED_SIDE_DB, RAISED_FLAT_DB = 1.5, 4.0
+#: ... over a band whose median stands RAISED_FLOOR_DB over the noise (a weak one's level
+#: wanders by more than a plateau's rise)
+RAISED_FLOOR_DB = 6.0
+
+
+def raised_plateaus(psd: np.ndarray, a: int, b: int) -> list[tuple[int, int]]:
+    """The bins [lo, hi) of each narrow signal inside the band [a, b) of a wide one on
+    ``psd`` (noise 1 per bin): a flat run standing RAISED_DB over the wide signal's level on
+    both sides (constants above), with steep sides: the wide one's multipath ripples and
+    an FSK's lobes rise gradually or stand at the band's edge."""
+    db = median_filter(10 * np.log10(np.maximum(psd[a:b], 1e-12)), RAISED_SMOOTH,
+                       mode="nearest")
+    level = float(np.median(db))
+    if level < RAISED_FLOOR_DB:
+        return []
+    out = []
+    for lo, hi in merge_runs(db > level + RAISED_DB, 2):
+        width = hi - lo
+        if not RAISED_MIN_BINS <= width <= (b - a) // 2 or lo < RAISED_CLEAR or \
+                hi > b - a - RAISED_CLEAR:
+            continue
+        side = max(RAISED_MIN_BINS, width // 2)   # the wide signal either side, 2 bins out
+        left = float(np.median(db[max(0, lo - 2 - side):lo - 2]))
+        right = float(np.median(db[hi + 2:hi + 2 + side]))
+        top = db[lo + 1:hi - 1]
+        if min(left, right) < level - RAISED_SIDE_DB or abs(left - right) > 2 * RAISED_SIDE_DB \
+                or float(np.median(top)) - max(left, right) < RAISED_DB or \
+                float(np.quantile(top, 0.9) - np.quantile(top, 0.1)) > RAISED_FLAT_DB:
+            continue
+        out.append((a + lo, a + hi))
+    return out
+
+
 def signals_beneath(part: Track, held: list, frames: int, margin: float, pfa: float,
                     split_gap: int, power_share: float, block: int, valley_db: float,
                     hold: int, finer_gap: int, dropped=None) -> list[Track]:

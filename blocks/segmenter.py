@@ -1,6 +1,7 @@
 """spectrum_segmenter: a complex-valued CNN over STFT tiles -> detections with labels."""
 from __future__ import annotations
 
+import copy
 import functools
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -12,9 +13,9 @@ from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
 from .detections import (FAMILY_FEATURES, LINE_MIN_BLOCKS, REPEAT_IOU, ZOOM,
-                         RadioContext, Tracker, bin_edges, dilate_rows, family_features,
-                         family_probabilities, refine_edges, row_runs, sibling_lines,
-                         time_segments, to_message)
+                         RadioContext, Tracker, band_bins, bin_edges, dilate_rows,
+                         family_features, family_probabilities, raised_plateaus,
+                         refine_edges, row_runs, sibling_lines, time_segments, to_message)
 from .narrowband import (FOLLOW_SUBBINS, CellTones, LongTones, NarrowbandFinder,
                          merge_lines)
 from .onnx_model import load_model, make_session
@@ -51,6 +52,9 @@ LONG_TILES = 16
 #: call's tiles past its last whole group wait for the next call, so what the block finds
 #: does not depend on how the stream was cut into calls
 TONE_GROUP = 8
+#: families whose spectrum is flat across their band: a plateau raised inside one is another
+#: signal (``_inner_signals``); an FSK's lobes, an FM's lines or a chirp's sweep are their own
+FLAT_FAMILIES = ("ofdm", "qam", "psk")
 
 
 def noise_floor(tiles: np.ndarray) -> np.ndarray:
@@ -158,7 +162,11 @@ class SpectrumSegmenter(RateBlock):
     detections); below ``min_label_confidence`` the label is ``unknown``. A ``tone`` cut
     from the same track as an ``analog`` or ``fsk`` detection, beside it, that starts or
     ends with it is that signal's own line (an FM's outer line): counted as
-    ``sibling_lines``, not sent (``detections.sibling_lines``). Detection messages as
+    ``sibling_lines``, not sent (``detections.sibling_lines``). Inside a detection of a
+    flat-topped family (FLAT_FAMILIES: OFDM, QAM, PSK), a flat plateau standing 3 dB or
+    more over its level on both sides with steep edges is a narrow signal inside it, sent
+    as a detection of its own over the same tiles and classified (counted as
+    ``inner_signals``; ``detections.raised_plateaus``). Detection messages as
     cfar_detector's, with ``label`` the modulation family, ``label_confidence`` the
     classifier's probability of it (``label_guess`` the best family where ``unknown``) and
     ``confidence`` the peak presence probability.
@@ -831,6 +839,7 @@ class SpectrumSegmenter(RateBlock):
         tracks = [part for _, parts in split for part in parts]
         if self.refine:
             self._classify(tracks)
+            self._inner_signals(split)
             tracks = self._settle_repeats(self._without_sibling_lines(split, flushed), split)
         elif self._lines:
             self._coarse_seen.extend(tracks)
@@ -842,6 +851,27 @@ class SpectrumSegmenter(RateBlock):
             self._followed_lines = []
             self._release_narrow([(track, [p for p in its if id(p) not in followed])
                                   for track, its in split])
+
+    def _inner_signals(self, split: list) -> None:
+        """Add to each track's detections in ``split`` ((track, its detections)) the narrow
+        signals inside the band of one labelled a flat-topped family (FLAT_FAMILIES), each a
+        plateau over it on its finest view (``detections.raised_plateaus``) with its time,
+        classified; counted as ``inner_signals``."""
+        found = []
+        for _, parts in split:
+            for part in [p for p in parts if p.label in FLAT_FAMILIES and p.spectra]:
+                view = (part.spectrum if part.zoom is None else part.zoom) / part.spectra
+                for lo, hi in raised_plateaus(view, *band_bins(part.f_low, part.f_high,
+                                                                len(view))):
+                    inner = copy.copy(part)
+                    inner.f_low, inner.f_high = (float(e) for e in bin_edges(lo, hi,
+                                                                             len(view)))
+                    inner.label_confidence = inner.guess = None
+                    parts.append(inner)
+                    found.append(inner)
+        if found:
+            self._classify(found)
+            self.count("inner_signals", len(found))
 
     def _without_sibling_lines(self, split: list, flushed: bool) -> list:
         """The detections of ``split`` ((track, its detections)) less those that are

@@ -424,6 +424,75 @@ def test_carrier_band_takes_symmetric_sidebands_and_leaves_neighbours_and_skirts
         assert carrier_band(psd(sidebands, carrier=10.0), c, looks) is None
 
 
+def test_a_raised_flat_plateau_inside_a_wide_band_is_a_signal_in_flat_families_only():
+    """``raised_plateaus`` on a PSD (noise 1 per bin, a mean of 16 periodograms): a band
+    300 bins wide at 10 dB holding a 30-bin plateau 6 dB over it: that plateau, its edges
+    within 2 bins, in each of ten draws; the same band without it, with a +-2 dB ripple
+    across it (multipath), with a 2-bin line 20 dB over it, or at 4 dB (a weak band's level
+    wanders): none; a plateau at the band's edge is the band's own shoulder: none. The
+    segmenter looks for them inside detections labelled a flat-topped family only
+    (``FLAT_FAMILIES``: an FSK's lobes over the valleys between them are its own): the
+    plateau is a detection of its own inside an ``ofdm`` one, not inside an ``fsk`` one."""
+    from cvstream.blocks.detections import Track, bin_edges, raised_plateaus
+    rng = np.random.default_rng(3)
+    bins = np.arange(512)
+
+    def psd(level_db):   # noise plus a signal of level_db per bin (an array or a scalar)
+        clean = 1 + np.where((bins >= 100) & (bins < 400), 10 ** (np.asarray(level_db) / 10), 0)
+        return clean * rng.gamma(16, 1 / 16, 512)
+
+    inner = np.where((bins >= 240) & (bins < 270), 16.0, 10.0)
+    for _ in range(10):
+        (lo, hi), = raised_plateaus(psd(inner), 100, 400)
+        assert abs(lo - 240) <= 2 and abs(hi - 270) <= 2
+    assert raised_plateaus(psd(10 + 2 * np.sin(2 * np.pi * bins / 150)), 100, 400) == []
+    line = psd(10.0)
+    line[250:252] *= 100
+    assert raised_plateaus(line, 100, 400) == []
+    assert raised_plateaus(psd(inner - 6.0), 100, 400) == []
+    assert raised_plateaus(psd(np.where(bins >= 370, 16.0, 10.0)), 100, 400) == []
+    block = SpectrumSegmenter()
+    block.start()
+    for label in ("ofdm", "fsk"):
+        part = Track(0, 8192, *(float(e) for e in bin_edges(100, 400, 512)), 10.0, label)
+        part.spectrum, part.spectra = psd(inner), 1
+        split = [(part, [part])]
+        block._inner_signals(split)
+        parts = split[0][1]
+        assert len(parts) == (2 if label == "ofdm" else 1)
+        if len(parts) == 2:
+            want = bin_edges(240, 270, 512)
+            assert abs(parts[1].f_low - want[0]) <= 2 / 512
+            assert abs(parts[1].f_high - want[1]) <= 2 / 512
+            assert (parts[1].start, parts[1].stop) == (0, 8192)
+    assert block.counters["inner_signals"] == 1
+    block.stop()
+
+
+def test_the_main_jobs_qam_signal_inside_an_ofdm_band_is_a_detection_of_its_own():
+    """The main job's third scene (``graphs/spectrum_demo.yml``: seed 1, 20 Msps): a QAM
+    signal 0.5 MHz wide stands about 4 dB over a 4.6 MHz OFDM signal around it for 10 ms;
+    besides the OFDM's detection it is one of its own, labelled qam, its edges within 50 kHz
+    of 2446.75 and 2447.25 MHz, over the OFDM's time (``_inner_signals``, counted)."""
+    from cvstream.blocks.spectrum_synth import SpectrumSynthSource
+    sky = SpectrumSynthSource(rate=20e6, freq=2.45e9, scenes=4, seed=1, snr_min=0, snr_max=30)
+    x = np.concatenate(list(sky.read())).astype(np.complex64)
+    block = SpectrumSegmenter(rate=20e6, freq=2.45e9)
+    block.process(x)
+    block.flush()
+    got = block.take_messages()
+    inner = [m for m in got if 2446.6e6 < m["freq_lower_edge"] < m["freq_upper_edge"]
+             < 2447.4e6 and m["sample_start"] < 0.03 * 20e6]
+    assert len(inner) == 1 and inner[0]["label"] == "qam"
+    assert abs(inner[0]["freq_lower_edge"] - 2446.75e6) < 50e3
+    assert abs(inner[0]["freq_upper_edge"] - 2447.25e6) < 50e3
+    ofdm = [m for m in got if m["freq_lower_edge"] < 2445e6 and m["freq_upper_edge"] > 2448e6]
+    assert len(ofdm) == 1 and ofdm[0]["label"] == "ofdm"
+    assert inner[0]["sample_start"] == ofdm[0]["sample_start"]
+    assert block.counters.get("inner_signals") == 1
+    block.stop()
+
+
 def test_a_tone_on_a_neighbours_skirt_is_one_bin_and_an_am_carrier_is_not():
     """On means of 32 periodograms (noise 1 per bin, five draws) a carrier of 100
     (summed over its bins) in a run of 20 bins whose lower side a neighbour's skirt
