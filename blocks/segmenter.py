@@ -855,8 +855,8 @@ class SpectrumSegmenter(RateBlock):
     def _inner_signals(self, split: list) -> None:
         """Add to each track's detections in ``split`` ((track, its detections)) the narrow
         signals inside the band of one labelled a flat-topped family (FLAT_FAMILIES), each a
-        plateau over it on its finest view (``detections.raised_plateaus``) with its time,
-        classified; counted as ``inner_signals``."""
+        plateau over it on its finest view (``detections.raised_plateaus``) with its time
+        and the plateau's SNR, classified; counted as ``inner_signals``."""
         found = []
         for _, parts in split:
             for part in [p for p in parts if p.label in FLAT_FAMILIES and p.spectra]:
@@ -867,6 +867,9 @@ class SpectrumSegmenter(RateBlock):
                     inner.f_low, inner.f_high = (float(e) for e in bin_edges(lo, hi,
                                                                              len(view)))
                     inner.label_confidence = inner.guess = None
+                    # its SNR: the plateau's mean excess over the noise (not the wide one's)
+                    excess = float(np.mean(view[lo:hi])) - 1.0
+                    inner.peak_snr_db = 10 * np.log10(max(excess, 1e-3))
                     parts.append(inner)
                     found.append(inner)
         if found:

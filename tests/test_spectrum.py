@@ -465,6 +465,7 @@ def test_a_raised_flat_plateau_inside_a_wide_band_is_a_signal_in_flat_families_o
             assert abs(parts[1].f_low - want[0]) <= 2 / 512
             assert abs(parts[1].f_high - want[1]) <= 2 / 512
             assert (parts[1].start, parts[1].stop) == (0, 8192)
+            assert abs(parts[1].peak_snr_db - 16.0) < 0.5   # its own, not the band's 10 dB
     assert block.counters["inner_signals"] == 1
     block.stop()
 
