@@ -55,6 +55,9 @@ TONE_GROUP = 8
 #: families whose spectrum is flat across their band: a plateau raised inside one is another
 #: signal (``_inner_signals``); an FSK's lobes, an FM's lines or a chirp's sweep are their own
 FLAT_FAMILIES = ("ofdm", "qam", "psk")
+#: an inner signal goes on in a detection that starts within this many tiles of its end, in
+#: its band (frequency IoU REPEAT_IOU), of a track open when it ended: the wide one ended first
+CONTINUE_TILES = 2
 
 
 def noise_floor(tiles: np.ndarray) -> np.ndarray:
@@ -166,7 +169,9 @@ class SpectrumSegmenter(RateBlock):
     flat-topped family (FLAT_FAMILIES: OFDM, QAM, PSK), a flat plateau standing 3 dB or
     more over its level on both sides with steep edges is a narrow signal inside it, sent
     as a detection of its own over the same tiles and classified (counted as
-    ``inner_signals``; ``detections.raised_plateaus``). Detection messages as
+    ``inner_signals``; ``detections.raised_plateaus``); where it outlasts the wide one, the
+    detection in its band that starts as the wide one ends continues it (counted as
+    ``continued_inner``, not sent). Detection messages as
     cfar_detector's, with ``label`` the modulation family, ``label_confidence`` the
     classifier's probability of it (``label_guess`` the best family where ``unknown``) and
     ``confidence`` the peak presence probability.
@@ -310,6 +315,7 @@ class SpectrumSegmenter(RateBlock):
         self._narrow_settled: deque = deque(maxlen=64)   # the last narrow tracks settled
         self._followed_lines: list = []   # the model's lines a narrow track followed (not sent)
         self._repeat_waiting: list = []   # detections within the band of a track still open
+        self._continuing: list = []   # (inner signal, the open tracks that may continue it)
         # the FFTs and the model run on a worker thread (they release the GIL), so the
         # previous batch's detections overlap with them on 2 cores
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"cvstream-{self.name}")
@@ -867,6 +873,7 @@ class SpectrumSegmenter(RateBlock):
                     inner.f_low, inner.f_high = (float(e) for e in bin_edges(lo, hi,
                                                                              len(view)))
                     inner.label_confidence = inner.guess = None
+                    inner.inner = True
                     # its SNR: the plateau's mean excess over the noise (not the wide one's)
                     excess = float(np.mean(view[lo:hi])) - 1.0
                     inner.peak_snr_db = 10 * np.log10(max(excess, 1e-3))
@@ -898,7 +905,9 @@ class SpectrumSegmenter(RateBlock):
         signal's own band. So a detection repeats another that shares most of its time
         and its band (``_repeats``): of two that end together the longer is sent; one
         within the band of a track still open waits for that track's detections, and is
-        counted as ``repeated_detections``, not sent, if one of them repeats it."""
+        counted as ``repeated_detections``, not sent, if one of them repeats it. An inner
+        signal first waits for the tracks that may continue it (``_continue_inner``)."""
+        parts = self._continue_inner(parts)
         out = []
         for k, part in enumerate(parts):
             if any(j != k and self._repeats(other, part) and
@@ -928,6 +937,45 @@ class SpectrumSegmenter(RateBlock):
             else:
                 out.append(part)
         return out
+
+    def _continue_inner(self, parts: list) -> list:
+        """``parts`` with each inner signal (``_inner_signals``) joined to the detection
+        that continues it (``_continues``: the wide signal around it ended first and it goes
+        on alone), counted as ``continued_inner``, not sent: one of the same track, or of a
+        track open now that starts within CONTINUE_TILES tiles of its end in its band, for
+        which it waits (left out of ``parts`` until those tracks have ended)."""
+        parts = list(parts)
+        waiting, self._continuing = self._continuing, []
+        for inner, tracks in waiting:
+            for part in [p for p in parts if self._continues(inner, p)]:
+                inner.stop = max(inner.stop, part.stop)
+                parts.remove(part)
+                self.count("continued_inner")
+            tracks = [t for t in tracks if t in self._tracker.open]
+            if tracks:
+                self._continuing.append((inner, tracks))
+            else:
+                parts.append(inner)
+        waited = {id(inner) for inner, _ in waiting}
+        for inner in [p for p in parts if p.inner and id(p) not in waited]:
+            # a part cut from the same track after the wide one ended (time_segments)
+            for part in [p for p in parts if not p.inner and self._continues(inner, p)]:
+                inner.stop = max(inner.stop, part.stop)
+                parts.remove(part)
+                self.count("continued_inner")
+            tracks = [t for t in self._tracker.open
+                      if abs(t.start - inner.stop) <= CONTINUE_TILES * self.decim
+                      and t.shared_band(inner) >= 0.5 * (inner.f_high - inner.f_low)]
+            if tracks:
+                self._continuing.append((inner, tracks))
+                parts.remove(inner)
+        return parts
+
+    def _continues(self, inner, part) -> bool:
+        """Whether detection ``part`` goes on where inner signal ``inner`` ended: it starts
+        within CONTINUE_TILES tiles of its end, in its band (frequency IoU REPEAT_IOU)."""
+        return abs(part.start - inner.stop) <= CONTINUE_TILES * self.decim and \
+            part.band_iou(inner) >= REPEAT_IOU
 
     def _narrow_follows(self, part) -> bool:
         """Whether a narrow track follows ``part``, a line of the model's (``_follows``): one

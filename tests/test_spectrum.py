@@ -472,9 +472,11 @@ def test_a_raised_flat_plateau_inside_a_wide_band_is_a_signal_in_flat_families_o
 
 def test_the_main_jobs_qam_signal_inside_an_ofdm_band_is_a_detection_of_its_own():
     """The main job's third scene (``graphs/spectrum_demo.yml``: seed 1, 20 Msps): a QAM
-    signal 0.5 MHz wide stands about 4 dB over a 4.6 MHz OFDM signal around it for 10 ms;
-    besides the OFDM's detection it is one of its own, labelled qam, its edges within 50 kHz
-    of 2446.75 and 2447.25 MHz, over the OFDM's time (``_inner_signals``, counted)."""
+    signal 0.5 MHz wide (26-39 ms) stands about 4 dB over a 4.6 MHz OFDM signal around it
+    for 10 ms; besides the OFDM's detection it is one of its own, labelled qam, its edges
+    within 50 kHz of 2446.75 and 2447.25 MHz, from the OFDM's start to its own end
+    (``_inner_signals``, counted; the piece of the same track after the OFDM ends continues
+    it, ``_continue_inner``, and is not sent)."""
     from cvstream.blocks.spectrum_synth import SpectrumSynthSource
     sky = SpectrumSynthSource(rate=20e6, freq=2.45e9, scenes=4, seed=1, snr_min=0, snr_max=30)
     x = np.concatenate(list(sky.read())).astype(np.complex64)
@@ -490,7 +492,42 @@ def test_the_main_jobs_qam_signal_inside_an_ofdm_band_is_a_detection_of_its_own(
     ofdm = [m for m in got if m["freq_lower_edge"] < 2445e6 and m["freq_upper_edge"] > 2448e6]
     assert len(ofdm) == 1 and ofdm[0]["label"] == "ofdm"
     assert inner[0]["sample_start"] == ofdm[0]["sample_start"]
+    end = (inner[0]["sample_start"] + inner[0]["sample_count"]) / 20e6
+    assert 0.038 < end < 0.0405 and end > (ofdm[0]["sample_start"] + ofdm[0]["sample_count"]
+                                           ) / 20e6 + 0.001
     assert block.counters.get("inner_signals") == 1
+    assert block.counters.get("continued_inner") == 1
+    block.stop()
+
+
+def test_an_inner_signal_waits_for_the_track_that_continues_it():
+    """An inner signal (a narrow one cut out inside a wide one's band) that ends when the
+    wide one does waits, unsent, while a track open in its band started within
+    CONTINUE_TILES tiles of its end; when that track ends, its detection that starts there
+    in the inner signal's band is joined to it (not sent), and one elsewhere is sent as
+    it is; an inner signal with no such track is sent at once."""
+    from cvstream.blocks.detections import Track
+    from cvstream.blocks.segmenter import CONTINUE_TILES
+    block = SpectrumSegmenter()
+    block.start()
+    tile = block.decim
+    inner = Track(0, 100 * tile, 0.10, 0.11, 20.0, "qam")
+    inner.inner = True
+    later = Track(101 * tile, 120 * tile, 0.099, 0.111, 20.0, "ofdm")
+    elsewhere = Track(101 * tile, 120 * tile, 0.30, 0.32, 20.0, "psk")
+    block._tracker.open = [later, elsewhere]
+    assert block._continue_inner([inner]) == []
+    block._tracker.open = [elsewhere]
+    assert block._continue_inner([later]) == [inner]
+    assert (inner.start, inner.stop) == (0, 120 * tile)
+    assert block.counters["continued_inner"] == 1
+    block._tracker.open = []
+    assert block._continue_inner([elsewhere]) == [elsewhere]
+    alone = Track(0, 100 * tile, 0.20, 0.21, 20.0, "qam")
+    alone.inner = True
+    far = Track((101 + 2 * CONTINUE_TILES) * tile, 120 * tile, 0.199, 0.211, 20.0, "ofdm")
+    block._tracker.open = [far]
+    assert block._continue_inner([alone]) == [alone]
     block.stop()
 
 
