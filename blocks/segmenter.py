@@ -940,17 +940,14 @@ class SpectrumSegmenter(RateBlock):
 
     def _continue_inner(self, parts: list) -> list:
         """``parts`` with each inner signal (``_inner_signals``) joined to the detection
-        that continues it (``_continues``: the wide signal around it ended first and it goes
-        on alone), counted as ``continued_inner``, not sent: one of the same track, or of a
-        track open now that starts within CONTINUE_TILES tiles of its end in its band, for
-        which it waits (left out of ``parts`` until those tracks have ended)."""
+        that continues it (``_join_continuation``: the wide signal around it ended first and
+        it goes on alone): one of the same track, or of a track open now that starts within
+        CONTINUE_TILES tiles of its end in its band, for which it waits (left out of
+        ``parts`` until those tracks have ended)."""
         parts = list(parts)
         waiting, self._continuing = self._continuing, []
         for inner, tracks in waiting:
-            for part in [p for p in parts if self._continues(inner, p)]:
-                inner.stop = max(inner.stop, part.stop)
-                parts.remove(part)
-                self.count("continued_inner")
+            self._join_continuation(inner, parts)
             tracks = [t for t in tracks if t in self._tracker.open]
             if tracks:
                 self._continuing.append((inner, tracks))
@@ -958,24 +955,27 @@ class SpectrumSegmenter(RateBlock):
                 parts.append(inner)
         waited = {id(inner) for inner, _ in waiting}
         for inner in [p for p in parts if p.inner and id(p) not in waited]:
-            # a part cut from the same track after the wide one ended (time_segments)
-            for part in [p for p in parts if not p.inner and self._continues(inner, p)]:
-                inner.stop = max(inner.stop, part.stop)
-                parts.remove(part)
-                self.count("continued_inner")
-            tracks = [t for t in self._tracker.open
-                      if abs(t.start - inner.stop) <= CONTINUE_TILES * self.decim
+            self._join_continuation(inner, parts)   # a later part of the same track
+            tracks = [t for t in self._tracker.open if self._starts_at_end(inner, t.start)
                       and t.shared_band(inner) >= 0.5 * (inner.f_high - inner.f_low)]
             if tracks:
                 self._continuing.append((inner, tracks))
                 parts.remove(inner)
         return parts
 
-    def _continues(self, inner, part) -> bool:
-        """Whether detection ``part`` goes on where inner signal ``inner`` ended: it starts
-        within CONTINUE_TILES tiles of its end, in its band (frequency IoU REPEAT_IOU)."""
-        return abs(part.start - inner.stop) <= CONTINUE_TILES * self.decim and \
-            part.band_iou(inner) >= REPEAT_IOU
+    def _join_continuation(self, inner, parts: list) -> None:
+        """Join to inner signal ``inner`` the detections of ``parts`` that go on where it
+        ended: they start within CONTINUE_TILES tiles of its end, in its band (frequency
+        IoU REPEAT_IOU); taken out of ``parts`` and counted as ``continued_inner``."""
+        for part in [p for p in parts if not p.inner and self._starts_at_end(inner, p.start)
+                     and p.band_iou(inner) >= REPEAT_IOU]:
+            inner.stop = max(inner.stop, part.stop)
+            parts.remove(part)
+            self.count("continued_inner")
+
+    def _starts_at_end(self, inner, start: int) -> bool:
+        """Whether sample ``start`` lies within CONTINUE_TILES tiles of ``inner``'s end."""
+        return abs(start - inner.stop) <= CONTINUE_TILES * self.decim
 
     def _narrow_follows(self, part) -> bool:
         """Whether a narrow track follows ``part``, a line of the model's (``_follows``): one
