@@ -1313,6 +1313,30 @@ def raised_plateaus(psd: np.ndarray, a: int, b: int) -> list[tuple[int, int]]:
     return out
 
 
+def raised_since(rows: list, start: int, f_low: float, f_high: float, block: int,
+                 hold: int) -> int:
+    """Where a narrow signal found inside a wide one from ``start`` on (``raised_plateaus``)
+    began, if before: the start of the run of ``rows`` ((start, fine PSD) per block, as
+    ``Track.rows``) just before ``start``, at most ``hold`` blocks apart, in which its band
+    [f_low, f_high] stands RAISED_DB over the bins either side (as wide as half the band,
+    RAISED_MIN_BINS / 2 or more, 2 bins out) and RAISED_FLOOR_DB over the noise (median
+    levels): the narrow signal alone, before the wide one came up around it."""
+    earlier = sorted(((t, psd) for t, psd in rows if t < start), key=lambda r: -r[0])
+    for t, psd in earlier:
+        if start - t > (hold + 1) * block:
+            break
+        db = 10 * np.log10(np.maximum(psd, 1e-12))
+        lo, hi = band_bins(f_low, f_high, len(db))
+        side = max(RAISED_MIN_BINS // 2, (hi - lo) // 2)
+        level = float(np.median(db[lo:hi]))
+        sides = [db[max(0, lo - 2 - side):max(0, lo - 2)], db[hi + 2:hi + 2 + side]]
+        if level < RAISED_FLOOR_DB or any(
+                len(s) < 2 or level - float(np.median(s)) < RAISED_DB for s in sides):
+            break
+        start = t
+    return start
+
+
 def signals_beneath(part: Track, held: list, frames: int, margin: float, pfa: float,
                     split_gap: int, power_share: float, block: int, valley_db: float,
                     hold: int, finer_gap: int, dropped=None) -> list[Track]:

@@ -14,7 +14,7 @@ from cvstream.errors import ParamError
 
 from .detections import (FAMILY_FEATURES, LINE_MIN_BLOCKS, REPEAT_IOU, ZOOM,
                          RadioContext, Tracker, band_bins, bin_edges, dilate_rows,
-                         family_features, family_probabilities, raised_plateaus,
+                         family_features, family_probabilities, raised_plateaus, raised_since,
                          refine_edges, row_runs, sibling_lines, time_segments, to_message)
 from .narrowband import (FOLLOW_SUBBINS, CellTones, LongTones, NarrowbandFinder,
                          merge_lines)
@@ -168,7 +168,8 @@ class SpectrumSegmenter(RateBlock):
     ``sibling_lines``, not sent (``detections.sibling_lines``). Inside a detection of a
     flat-topped family (FLAT_FAMILIES: OFDM, QAM, PSK), a flat plateau standing 3 dB or
     more over its level on both sides with steep edges is a narrow signal inside it, sent
-    as a detection of its own over the same tiles and classified (counted as
+    as a detection of its own over the same tiles (and the track's tiles before them where
+    its band stood alone, ``detections.raised_since``) and classified (counted as
     ``inner_signals``; ``detections.raised_plateaus``); where it outlasts the wide one, the
     detection in its band that starts as the wide one ends continues it (counted as
     ``continued_inner``, not sent). Detection messages as
@@ -862,9 +863,10 @@ class SpectrumSegmenter(RateBlock):
         """Add to each track's detections in ``split`` ((track, its detections)) the narrow
         signals inside the band of one labelled a flat-topped family (FLAT_FAMILIES), each a
         plateau over it on its finest view (``detections.raised_plateaus``) with its time
+        (from where its band stood alone before the wide one, ``detections.raised_since``)
         and the plateau's SNR, classified; counted as ``inner_signals``."""
         found = []
-        for _, parts in split:
+        for track, parts in split:
             for part in [p for p in parts if p.label in FLAT_FAMILIES and p.spectra]:
                 view = (part.spectrum if part.zoom is None else part.zoom) / part.spectra
                 for lo, hi in raised_plateaus(view, *band_bins(part.f_low, part.f_high,
@@ -877,6 +879,9 @@ class SpectrumSegmenter(RateBlock):
                     # its SNR: the plateau's mean excess over the noise (not the wide one's)
                     excess = float(np.mean(view[lo:hi])) - 1.0
                     inner.peak_snr_db = 10 * np.log10(max(excess, 1e-3))
+                    # where it was there alone before the wide one came up around it
+                    inner.start = raised_since(track.rows, inner.start, inner.f_low,
+                                               inner.f_high, self.decim, self.hold)
                     parts.append(inner)
                     found.append(inner)
         if found:

@@ -470,13 +470,46 @@ def test_a_raised_flat_plateau_inside_a_wide_band_is_a_signal_in_flat_families_o
     block.stop()
 
 
+def test_an_inner_signal_starts_where_it_stood_alone_before_the_wide_one():
+    """``raised_since``: rows of a track (a PSD per block, noise 1 per bin, a mean of 8
+    periodograms) before an inner signal's start (block 10) in which its band (bins
+    240-270) stands 10 dB over noise either side move its start back, across missing rows
+    up to ``hold`` blocks; a row where the wide signal is already there around it (the
+    band level with its sides), one where the band is noise, or a gap longer than
+    ``hold`` ends the search; with no such row it stays."""
+    from cvstream.blocks.detections import bin_edges, raised_since
+    rng = np.random.default_rng(5)
+    bins = np.arange(512)
+    block, f_low, f_high = 8192, *(float(e) for e in bin_edges(240, 270, 512))
+
+    def row(alone: bool, wide: bool = False):
+        level = np.where((bins >= 240) & (bins < 270), 10.0, 0.0)
+        if wide:
+            level = np.where((bins >= 100) & (bins < 400), 10.0, 0.0)
+        return (1 + level) * rng.gamma(8, 1 / 8, 512) if alone or wide else \
+            rng.gamma(8, 1 / 8, 512)
+
+    alone = [(k * block, row(True)) for k in range(6, 10)]
+    assert raised_since(alone, 10 * block, f_low, f_high, block, 6) == 6 * block
+    wide_first = [(k * block, row(False, wide=True)) for k in range(4, 8)] + \
+        [(k * block, row(True)) for k in (8, 9)]
+    assert raised_since(wide_first, 10 * block, f_low, f_high, block, 6) == 8 * block
+    noise_first = [(k * block, row(False)) for k in range(4, 8)] + [(9 * block, row(True))]
+    assert raised_since(noise_first, 10 * block, f_low, f_high, block, 6) == 9 * block
+    gaps = [(1 * block, row(True)), (6 * block, row(True))]   # 3 then 4 blocks missing
+    assert raised_since(gaps, 10 * block, f_low, f_high, block, 3) == 6 * block
+    assert raised_since(gaps, 10 * block, f_low, f_high, block, 4) == 1 * block
+    assert raised_since([], 10 * block, f_low, f_high, block, 6) == 10 * block
+
+
 def test_the_main_jobs_qam_signal_inside_an_ofdm_band_is_a_detection_of_its_own():
     """The main job's third scene (``graphs/spectrum_demo.yml``: seed 1, 20 Msps): a QAM
     signal 0.5 MHz wide (26-39 ms) stands about 4 dB over a 4.6 MHz OFDM signal around it
     for 10 ms; besides the OFDM's detection it is one of its own, labelled qam, its edges
-    within 50 kHz of 2446.75 and 2447.25 MHz, from the OFDM's start to its own end
-    (``_inner_signals``, counted; the piece of the same track after the OFDM ends continues
-    it, ``_continue_inner``, and is not sent)."""
+    within 50 kHz of 2446.75 and 2447.25 MHz, from its own start (where it stands alone
+    before the OFDM, ``raised_since``) to its own end (``_inner_signals``, counted; the
+    piece of the same track after the OFDM ends continues it, ``_continue_inner``, and is
+    not sent)."""
     from cvstream.blocks.spectrum_synth import SpectrumSynthSource
     sky = SpectrumSynthSource(rate=20e6, freq=2.45e9, scenes=4, seed=1, snr_min=0, snr_max=30)
     x = np.concatenate(list(sky.read())).astype(np.complex64)
@@ -491,7 +524,9 @@ def test_the_main_jobs_qam_signal_inside_an_ofdm_band_is_a_detection_of_its_own(
     assert abs(inner[0]["freq_upper_edge"] - 2447.25e6) < 50e3
     ofdm = [m for m in got if m["freq_lower_edge"] < 2445e6 and m["freq_upper_edge"] > 2448e6]
     assert len(ofdm) == 1 and ofdm[0]["label"] == "ofdm"
-    assert inner[0]["sample_start"] == ofdm[0]["sample_start"]
+    # from its own start (26.2 ms, alone for 1.2 ms before the OFDM came up around it)
+    assert 0.0258 < inner[0]["sample_start"] / 20e6 < 0.0267
+    assert inner[0]["sample_start"] < ofdm[0]["sample_start"] - 2 * block.decim
     end = (inner[0]["sample_start"] + inner[0]["sample_count"]) / 20e6
     assert 0.038 < end < 0.0405 and end > (ofdm[0]["sample_start"] + ofdm[0]["sample_count"]
                                            ) / 20e6 + 0.001
