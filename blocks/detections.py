@@ -1476,19 +1476,36 @@ def finer_bins(a: int, b: int, ratio: int) -> tuple[int, int]:
 
 #: ``clip_to_box``: a run this share or more inside a track's box is cut to it
 CLIP_INSIDE = 0.75
+#: ... except on a side where CLIP_MIN_BINS or more past it stand within CLIP_DB of its
+#: level inside, taken on CLIP_LEVEL_BINS or more
+CLIP_DB, CLIP_MIN_BINS, CLIP_LEVEL_BINS = 3.0, 2, 8
 
 
-def clip_to_box(parts: list, box: tuple[int, int]) -> list:
-    """Runs found in a track's search window, on the bins of its box [a, b): a run
-    CLIP_INSIDE or more inside the box is the track's signal and is cut to it (a wide
-    signal's skirts, above the noise of a long mean, do not widen it); one less inside is
-    a neighbour the coarse view merged into the track for part of its blocks (the box is
-    the median of its blocks' edges: a wide signal that came for half of them reaches
-    half out of it), and stays whole."""
+def clip_to_box(parts: list, box: tuple[int, int], view: np.ndarray) -> list:
+    """Runs found in a track's search window, on the bins of its box [a, b) of the PSD
+    ``view``: a run CLIP_INSIDE or more inside the box is the track's signal and is cut to
+    it (a wide signal's skirts, above the noise of a long mean, do not widen it), except
+    on a side where the bins it holds past the box (CLIP_MIN_BINS or more) stand within
+    CLIP_DB of its level inside (medians, on CLIP_LEVEL_BINS or more): the same signal,
+    whose edge cells the model left in most blocks; one less inside is a neighbour the coarse view merged into
+    the track for part of its blocks (the box is the median of its blocks' edges: a wide
+    signal that came for half of them reaches half out of it), and stays whole."""
     out = []
     for a, b in parts:
         lo, hi = max(a, box[0]), min(b, box[1])
-        out.append((lo, hi) if hi - lo >= CLIP_INSIDE * (b - a) else (a, b))
+        if hi - lo < CLIP_INSIDE * (b - a):
+            out.append((a, b))
+            continue
+        if hi - lo < CLIP_LEVEL_BINS:   # too few bins for its level
+            out.append((lo, hi))
+            continue
+        db = 10 * np.log10(np.maximum(view[a:b], 1e-12))
+        level = float(np.median(db[lo - a:hi - a])) - CLIP_DB
+        if lo - a >= CLIP_MIN_BINS and float(np.median(db[:lo - a])) >= level:
+            lo = a
+        if b - hi >= CLIP_MIN_BINS and float(np.median(db[hi - a:])) >= level:
+            hi = b
+        out.append((lo, hi))
     return out
 
 
@@ -1738,8 +1755,9 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     parts are also cut where the blocks that hold a run's two sides differ
     (``split_by_presence`` on the whole run: neighbours whose skirts touch, one of which
     comes or goes; ``cut_at``: added to the valley cuts, never undoing one). A part found
-    three quarters or more inside the coarse edges is cut to them (``clip_to_box``); one
-    further out is a neighbour and stays whole. Each detection's edges
+    three quarters or more inside the coarse edges is cut to them (``clip_to_box``; not
+    where it stands past them within 3 dB of its level inside: the same signal, its edge
+    cells missed by the model); one further out is a neighbour and stays whole. Each detection's edges
     are its occupied bandwidth on the finest view: the band holding ``power_share`` of its
     power above the noise (99.9 %), which ignores window leakage and spectral skirts at
     high SNR (on the finer view a signal a few fine bins wide is not widened by the fine
@@ -1801,7 +1819,7 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         parts = cut_at(parts, cuts, PRESENCE_EDGE * r)
     if track.window is not None and box.any():
         edges = np.flatnonzero(box)
-        parts = clip_to_box(parts, finer_bins(edges[0], edges[-1] + 1, r))
+        parts = clip_to_box(parts, finer_bins(edges[0], edges[-1] + 1, r), view)
     line = track.line / track.spectra if track.line is not None else None
     level = noise_level(pfa, track.spectra)
     bands = []   # (spectrum, edges in its bins)

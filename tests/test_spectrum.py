@@ -1543,6 +1543,28 @@ def test_narrow_neighbours_beside_a_wide_signals_skirt_keep_their_own_boxes(monk
     assert not detections.smooth_apart(psd, [(1000, 1080)])
 
 
+def test_a_run_cut_to_its_tracks_box_keeps_the_bins_past_it_at_its_own_level():
+    """``clip_to_box`` on a PSD (noise 1 per bin): a flat band (bins 100-300, 10 dB) whose
+    track's box the model's cells left 20 bins short on each side (120-280) keeps its
+    whole band; with skirts 8 dB under it past the box it is cut to the box, side by side;
+    a run less than three quarters inside the box (a neighbour) stays whole either way."""
+    from cvstream.blocks.detections import clip_to_box
+    rng = np.random.default_rng(9)
+    bins = np.arange(512)
+
+    def psd(low_db, high_db):
+        level = np.select([(bins >= 120) & (bins < 280), (bins >= 100) & (bins < 120),
+                           (bins >= 280) & (bins < 300)], [10.0, low_db, high_db], -np.inf)
+        return (1 + 10 ** (level / 10)) * rng.gamma(32, 1 / 32, 512)
+
+    box = (120, 280)
+    assert clip_to_box([(100, 300)], box, psd(10.0, 10.0)) == [(100, 300)]
+    assert clip_to_box([(100, 300)], box, psd(2.0, 2.0)) == [(120, 280)]
+    assert clip_to_box([(100, 300)], box, psd(10.0, 2.0)) == [(100, 280)]
+    assert clip_to_box([(100, 300)], box, psd(2.0, 10.0)) == [(120, 300)]
+    assert clip_to_box([(60, 140)], box, psd(2.0, 2.0)) == [(60, 140)]
+
+
 def test_a_wide_signal_that_comes_beside_narrow_ones_halfway_keeps_its_whole_band(
         monkeypatch):
     """Two continuous narrow signals and a QPSK 5 % of the band wide beside them from the
@@ -1551,7 +1573,8 @@ def test_a_wide_signal_that_comes_beside_narrow_ones_halfway_keeps_its_whole_ban
     run, not three quarters inside it, is a neighbour and keeps its band (``clip_to_box``,
     CLIP_INSIDE): three detections within 10 % of their widths, the QPSK from the middle.
     A run half inside counted as the track's own, and the QPSK was cut at the box's edge
-    two fifths short of its upper one."""
+    two fifths short of its upper one (where the level past the box is not looked at,
+    CLIP_DB)."""
     from cvstream.blocks import detections
     n = 32 * 8192
     t = np.arange(n)
@@ -1575,6 +1598,7 @@ def test_a_wide_signal_that_comes_beside_narrow_ones_halfway_keeps_its_whole_ban
     widths = [width for _, _, width, _, _ in signals]
     assert all(abs(got - hi) <= 0.1 * width for (got, hi), width in zip(edges(), widths))
     monkeypatch.setattr(detections, "CLIP_INSIDE", 0.5)
+    monkeypatch.setattr(detections, "CLIP_DB", -1e9)
     got, hi = edges()[2]
     assert hi - got > 0.3 * widths[2]
 
