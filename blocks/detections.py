@@ -1487,9 +1487,10 @@ def clip_to_box(parts: list, box: tuple[int, int], view: np.ndarray) -> list:
     it (a wide signal's skirts, above the noise of a long mean, do not widen it), except
     on a side where the bins it holds past the box (CLIP_MIN_BINS or more) stand within
     CLIP_DB of its level inside (medians, on CLIP_LEVEL_BINS or more): the same signal,
-    whose edge cells the model left in most blocks; one less inside is a neighbour the coarse view merged into
-    the track for part of its blocks (the box is the median of its blocks' edges: a wide
-    signal that came for half of them reaches half out of it), and stays whole."""
+    whose edge cells the model left in most blocks; one less inside is a neighbour the
+    coarse view merged into the track for part of its blocks (the box is the median of its
+    blocks' edges: a wide signal that came for half of them reaches half out of it), and
+    stays whole."""
     out = []
     for a, b in parts:
         lo, hi = max(a, box[0]), min(b, box[1])
@@ -1757,12 +1758,12 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     comes or goes; ``cut_at``: added to the valley cuts, never undoing one). A part found
     three quarters or more inside the coarse edges is cut to them (``clip_to_box``; not
     where it stands past them within 3 dB of its level inside: the same signal, its edge
-    cells missed by the model); one further out is a neighbour and stays whole. Each detection's edges
-    are its occupied bandwidth on the finest view: the band holding ``power_share`` of its
-    power above the noise (99.9 %), which ignores window leakage and spectral skirts at
-    high SNR (on the finer view a signal a few fine bins wide is not widened by the fine
-    window's main lobe); with ``block`` and the block-long PSD, a CW tone at a part's edge
-    that is there in blocks where the rest is not is a part of its own
+    cells missed by the model); one further out is a neighbour and stays whole. Each
+    detection's edges are its occupied bandwidth on the finest view: the band holding
+    ``power_share`` of its power above the noise (99.9 %), which ignores window leakage and
+    spectral skirts at high SNR (on the finer view a signal a few fine bins wide is not
+    widened by the fine window's main lobe); with ``block`` and the block-long PSD, a CW
+    tone at a part's edge that is there in blocks where the rest is not is a part of its own
     (``apart_edge_tones``). With ``block`` (samples per block), each detection then keeps the
     blocks where its own band holds it (``Track.own_spans``, ``hold`` blocks of absence
     allowed): a burst beside a continuous neighbour ends when it does; parts that hold

@@ -1565,6 +1565,27 @@ def test_a_run_cut_to_its_tracks_box_keeps_the_bins_past_it_at_its_own_level():
     assert clip_to_box([(60, 140)], box, psd(2.0, 2.0)) == [(60, 140)]
 
 
+def test_the_main_jobs_first_ofdm_signal_gets_its_whole_band():
+    """The main job's first scene (``graphs/spectrum_demo.yml``: seed 1, 20 Msps): an OFDM
+    signal at 2456.22-2459.44 MHz, 7 dB per bin over the noise, whose edge cells the model
+    leaves in most tiles (its track's box: 2456.45-2459.10 MHz). Its flat band past the box
+    stands at its level inside, so it is not cut to the box (``clip_to_box``, CLIP_DB):
+    its edges within 50 kHz of the truth's (it was 2456.35-2459.18 MHz)."""
+    from cvstream.blocks.spectrum_synth import SpectrumSynthSource
+    sky = SpectrumSynthSource(rate=20e6, freq=2.45e9, scenes=1, seed=1, snr_min=0, snr_max=30)
+    x = np.concatenate(list(sky.read())).astype(np.complex64)
+    truth = [m for m in sky.take_messages() if m["label"] == "ofdm"]
+    assert len(truth) == 1
+    block = SpectrumSegmenter(rate=20e6, freq=2.45e9)
+    block.process(x)
+    block.flush()
+    got = [m for m in block.take_messages() if m["freq_upper_edge"] > 2456e6]
+    block.stop()
+    assert len(got) == 1 and got[0]["label"] == "ofdm"
+    for edge in ("freq_lower_edge", "freq_upper_edge"):
+        assert abs(got[0][edge] - truth[0][edge]) < 50e3
+
+
 def test_a_wide_signal_that_comes_beside_narrow_ones_halfway_keeps_its_whole_band(
         monkeypatch):
     """Two continuous narrow signals and a QPSK 5 % of the band wide beside them from the
