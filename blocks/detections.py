@@ -255,12 +255,22 @@ class Track:
         return part
 
     def held(self, frames: int, pfa: float = 1e-3, rise: float = 0.25) -> np.ndarray:
-        """Per row (``rows``), whether its own band holds it (``own_spans``' test)."""
-        a, b = self.band_bins(len(self.rows[0][1]))
-        level = np.array([row[a:b] for _, row in self.rows]).mean(axis=1).astype(np.float64)
-        excess = level - 1
-        return (level > noise_level(pfa, frames * (b - a))) & \
-            (excess >= rise * quantile_of(excess, 0.9))
+        """Per row (``rows``), whether its own band holds it (``own_spans``' test). A band
+        narrower than a bin of the rows (a CW tone) must also hold it on the rows' views
+        ZOOM times finer, where it kept one for every row (``finer_rows``) and where that
+        leaves any row: a neighbour's skirt in the tone's coarser bin is not the tone."""
+        size = len(self.rows[0][1])
+        held = _band_held([row for _, row in self.rows], self.band_bins(size), frames, pfa,
+                          rise)
+        if (self.f_high - self.f_low) * size < 1 and self.finer_rows:
+            finer = {int(t): row for t, row in self.finer_rows}
+            if all(int(t) in finer for t, _ in self.rows):
+                rows = [finer[int(t)] for t, _ in self.rows]
+                both = held & _band_held(rows, self.band_bins(len(rows[0])),
+                                         frames * size // len(rows[0]), pfa, rise)
+                if both.any():
+                    return both
+        return held
 
     def band_bins(self, fine: int) -> tuple[int, int]:
         """The bins [a, b) of a DC-centred ``fine``-point PSD inside its band (one at least)."""
@@ -363,6 +373,18 @@ class Track:
         """Its band's and ``other``'s intersection over their union (negative: apart)."""
         union = max(self.f_high, other.f_high) - min(self.f_low, other.f_low)
         return self.shared_band(other) / max(union, 1e-12)
+
+
+def _band_held(rows: list, band: tuple[int, int], frames: int, pfa: float, rise: float
+               ) -> np.ndarray:
+    """``Track.held``'s test on PSD ``rows`` (``frames`` periodograms each): the mean of
+    each over ``band`` ([a, b) bins) stands above the noise (false-alarm probability
+    ``pfa``) and at ``rise`` or more of the 90th percentile of their excess over it."""
+    a, b = band
+    level = np.array([row[a:b] for row in rows]).mean(axis=1).astype(np.float64)
+    excess = level - 1
+    return (level > noise_level(pfa, frames * (b - a))) & \
+        (excess >= rise * quantile_of(excess, 0.9))
 
 
 def spread(values: np.ndarray) -> float:
@@ -1764,14 +1786,15 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     spectral skirts at high SNR (on the finer view a signal a few fine bins wide is not
     widened by the fine window's main lobe); with ``block`` and the block-long PSD, a CW
     tone at a part's edge that is there in blocks where the rest is not is a part of its own
-    (``apart_edge_tones``). With ``block`` (samples per block), each detection then keeps the
-    blocks where its own band holds it (``Track.own_spans``, ``hold`` blocks of absence
-    allowed): a burst beside a continuous neighbour ends when it does; parts that hold
-    their band only in blips shorter than two blocks (a line beside another part:
-    LINE_MIN_BLOCKS) are not reported (``dropped(n)`` is called with their number). With
-    ``beneath``, a part's blocks that its spans leave but where its band still stands
-    over the noise are settled again on their own (``signals_beneath``: a weaker signal in
-    the band of a burst over it, one detection across the burst). A run at most
+    (``apart_edge_tones``). With ``block`` (samples per block), each detection then keeps
+    the blocks where its own band holds it (``Track.own_spans``, ``hold`` blocks of absence
+    allowed; a CW tone's also on the view twice finer, ``Track.held``): a burst beside a
+    continuous neighbour ends when it does; parts that hold their band only in blips shorter
+    than two blocks (a line beside another part: LINE_MIN_BLOCKS) are not reported
+    (``dropped(n)`` is called with their number). With ``beneath``, a part's blocks that its
+    spans leave but where its band still stands over the noise are settled again on their
+    own (``signals_beneath``: a weaker signal in the band of a burst over it, one detection
+    across the burst). A run at most
     LINE_VIEW_BINS wide on the finer view is cut again and trimmed on the track's
     block-long PSD (``Track.line``; gaps of more than LINE_GAP bins; ``line_edges``: a tone
     one bin of 8192 wide, also on one side's skirt of a neighbour: ``line_over_floor``),
