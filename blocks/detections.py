@@ -1323,9 +1323,9 @@ def raised_plateaus(psd: np.ndarray, a: int, b: int) -> list[tuple[int, int]]:
         if not RAISED_MIN_BINS <= width <= (b - a) // 2 or lo < RAISED_CLEAR or \
                 hi > b - a - RAISED_CLEAR:
             continue
-        side = max(RAISED_MIN_BINS, width // 2)   # the wide signal either side, 2 bins out
-        left = float(np.median(db[max(0, lo - 2 - side):lo - 2]))
-        right = float(np.median(db[hi + 2:hi + 2 + side]))
+        # the wide signal either side
+        left, right = (float(np.median(s)) for s in
+                       beside(db, lo, hi, max(RAISED_MIN_BINS, width // 2)))
         top = db[lo + 1:hi - 1]
         if min(left, right) < level - RAISED_SIDE_DB or abs(left - right) > 2 * RAISED_SIDE_DB \
                 or float(np.median(top)) - max(left, right) < RAISED_DB or \
@@ -1335,25 +1335,33 @@ def raised_plateaus(psd: np.ndarray, a: int, b: int) -> list[tuple[int, int]]:
     return out
 
 
+def beside(db: np.ndarray, lo: int, hi: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``side`` bins of ``db`` either side of run [lo, hi), 2 bins out (its edges'
+    leakage left out), clipped to the array."""
+    return db[max(0, lo - 2 - side):max(0, lo - 2)], db[hi + 2:hi + 2 + side]
+
+
 def raised_since(rows: list, start: int, f_low: float, f_high: float, block: int,
                  hold: int) -> int:
     """Where a narrow signal found inside a wide one from ``start`` on (``raised_plateaus``)
-    began, if before: the start of the run of ``rows`` ((start, fine PSD) per block, as
-    ``Track.rows``) just before ``start``, at most ``hold`` blocks apart, in which its band
-    [f_low, f_high] stands RAISED_DB over the bins either side (as wide as half the band,
-    RAISED_MIN_BINS / 2 or more, 2 bins out) and RAISED_FLOOR_DB over the noise (median
-    levels): the narrow signal alone, before the wide one came up around it."""
-    earlier = sorted(((t, psd) for t, psd in rows if t < start), key=lambda r: -r[0])
-    for t, psd in earlier:
+    began, if before: the start of the run of ``rows`` ((start, fine PSD) per block, in time
+    order, as ``Track.rows``) just before ``start``, at most ``hold`` blocks apart, in which
+    its band [f_low, f_high] stands RAISED_DB over the bins either side (as wide as half the
+    band, RAISED_MIN_BINS / 2 or more, 2 bins out) and RAISED_FLOOR_DB over the noise
+    (median levels): the narrow signal alone, before the wide one came up around it."""
+    if not rows:
+        return start
+    lo, hi = band_bins(f_low, f_high, len(rows[0][1]))
+    side = max(RAISED_MIN_BINS // 2, (hi - lo) // 2)
+    for t, psd in reversed(rows):
+        if t >= start:
+            continue
         if start - t > (hold + 1) * block:
             break
         db = 10 * np.log10(np.maximum(psd, 1e-12))
-        lo, hi = band_bins(f_low, f_high, len(db))
-        side = max(RAISED_MIN_BINS // 2, (hi - lo) // 2)
         level = float(np.median(db[lo:hi]))
-        sides = [db[max(0, lo - 2 - side):max(0, lo - 2)], db[hi + 2:hi + 2 + side]]
-        if level < RAISED_FLOOR_DB or any(
-                len(s) < 2 or level - float(np.median(s)) < RAISED_DB for s in sides):
+        if level < RAISED_FLOOR_DB or any(len(s) < 2 or level - float(np.median(s)) < RAISED_DB
+                                          for s in beside(db, lo, hi, side)):
             break
         start = t
     return start
