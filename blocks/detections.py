@@ -1312,8 +1312,7 @@ def raised_plateaus(psd: np.ndarray, a: int, b: int) -> list[tuple[int, int]]:
     ``psd`` (noise 1 per bin): a flat run standing RAISED_DB over the wide signal's level on
     both sides (constants above), with steep sides: the wide one's multipath ripples and
     an FSK's lobes rise gradually or stand at the band's edge."""
-    db = median_filter(10 * np.log10(np.maximum(psd[a:b], 1e-12)), RAISED_SMOOTH,
-                       mode="nearest")
+    db = plateau_db(psd, a, b)
     level = float(np.median(db))
     if level < RAISED_FLOOR_DB:
         return []
@@ -1333,6 +1332,44 @@ def raised_plateaus(psd: np.ndarray, a: int, b: int) -> list[tuple[int, int]]:
             continue
         out.append((a + lo, a + hi))
     return out
+
+
+def plateau_db(psd: np.ndarray, a: int, b: int) -> np.ndarray:
+    """Bins [a, b) of ``psd`` in dB, smoothed over RAISED_SMOOTH bins (a median: a line or
+    a noise spike does not move it), as ``raised_plateaus`` reads a wide signal's band."""
+    return median_filter(10 * np.log10(np.maximum(psd[a:b], 1e-12)), RAISED_SMOOTH,
+                         mode="nearest")
+
+
+#: ``roll_off_edges``: a narrow signal inside a wide one reaches out from its plateau to
+#: where its excess over the wide one falls to ROLL_OFF_SHARE of the plateau's (a raised
+#: cosine's outer tenth), at most ROLL_OFF_REACH of the plateau's width on either side
+ROLL_OFF_SHARE, ROLL_OFF_REACH = 0.1, 0.25
+
+
+def roll_off_edges(psd: np.ndarray, a: int, b: int, plateau: tuple[int, int]
+                   ) -> tuple[int, int]:
+    """The bins [lo, hi) of a narrow signal inside the band [a, b) of a wide one on
+    ``psd``, from its ``plateau`` (``raised_plateaus``) out over its pulse shaping's
+    roll-off, which stands on the wide one's level: to where its excess over the level
+    beside it falls to ROLL_OFF_SHARE of the plateau's (constants above). A raised-cosine
+    spectrum's flat top is 1 - beta times its symbol rate wide, its band 1 + beta times;
+    this reaches 1 + 0.6 beta (an edge as sharp as a step stays where it is)."""
+    db = plateau_db(psd, a, b)
+    lo, hi = plateau[0] - a, plateau[1] - a
+    width = hi - lo
+    reach = int(ROLL_OFF_REACH * width)
+    top = 10 ** (float(np.median(db[lo + 1:hi - 1])) / 10)
+    floors = []
+    for side in beside(db, lo, hi, max(RAISED_MIN_BINS, width // 2)):
+        level = 10 ** (float(np.median(side)) / 10)
+        floors.append(10 * np.log10(level + ROLL_OFF_SHARE * (top - level)))
+    first, last = max(lo - reach, 0), min(hi + reach, len(db))
+    while lo > first and db[lo - 1] > floors[0]:
+        lo -= 1
+    while hi < last and db[hi] > floors[1]:
+        hi += 1
+    return a + lo, a + hi
 
 
 def beside(db: np.ndarray, lo: int, hi: int, side: int) -> tuple[np.ndarray, np.ndarray]:

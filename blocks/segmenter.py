@@ -15,7 +15,8 @@ from cvstream.errors import ParamError
 from .detections import (FAMILY_FEATURES, LINE_MIN_BLOCKS, REPEAT_IOU, ZOOM,
                          RadioContext, Tracker, band_bins, bin_edges, dilate_rows,
                          family_features, family_probabilities, raised_plateaus, raised_since,
-                         refine_edges, row_runs, sibling_lines, time_segments, to_message)
+                         refine_edges, roll_off_edges, row_runs, sibling_lines, time_segments,
+                         to_message)
 from .narrowband import (FOLLOW_SUBBINS, CellTones, LongTones, NarrowbandFinder,
                          merge_lines)
 from .onnx_model import load_model, make_session
@@ -864,13 +865,15 @@ class SpectrumSegmenter(RateBlock):
         signals inside the band of one labelled a flat-topped family (FLAT_FAMILIES), each a
         plateau over it on its finest view (``detections.raised_plateaus``) with its time
         (from where its band stood alone before the wide one, ``detections.raised_since``)
-        and the plateau's SNR, classified; counted as ``inner_signals``."""
-        found = []
+        and the plateau's SNR, classified on the plateau (the shape the family classifier
+        learnt), then reported out over its roll-off (``detections.roll_off_edges``);
+        counted as ``inner_signals``."""
+        found, plateaus = [], []
         for track, parts in split:
             for part in [p for p in parts if p.label in FLAT_FAMILIES and p.spectra]:
                 view = (part.spectrum if part.zoom is None else part.zoom) / part.spectra
-                for lo, hi in raised_plateaus(view, *band_bins(part.f_low, part.f_high,
-                                                                len(view))):
+                band = band_bins(part.f_low, part.f_high, len(view))
+                for lo, hi in raised_plateaus(view, *band):
                     inner = copy.copy(part)
                     inner.f_low, inner.f_high = (float(e) for e in bin_edges(lo, hi,
                                                                              len(view)))
@@ -884,8 +887,12 @@ class SpectrumSegmenter(RateBlock):
                                                inner.f_high, self.decim, self.hold)
                     parts.append(inner)
                     found.append(inner)
+                    plateaus.append((view, band, (lo, hi)))
         if found:
             self._classify(found)
+            for inner, (view, band, plateau) in zip(found, plateaus):
+                inner.f_low, inner.f_high = (float(e) for e in bin_edges(
+                    *roll_off_edges(view, *band, plateau), len(view)))
             self.count("inner_signals", len(found))
 
     def _without_sibling_lines(self, split: list, flushed: bool) -> list:
