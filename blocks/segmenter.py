@@ -170,8 +170,9 @@ class SpectrumSegmenter(RateBlock):
     flat-topped family (FLAT_FAMILIES: OFDM, QAM, PSK), a flat plateau standing 3 dB or
     more over its level on both sides with steep edges is a narrow signal inside it, sent
     as a detection of its own over the same tiles (and the track's tiles before them where
-    its band stood alone, ``detections.raised_since``) and classified (counted as
-    ``inner_signals``; ``detections.raised_plateaus``); where it outlasts the wide one, the
+    its band stood alone, ``detections.raised_since``), classified, and reported out over
+    its roll-off (counted as ``inner_signals``; ``detections.raised_plateaus``,
+    ``roll_off_edges``); where it outlasts the wide one, the
     detection in its band that starts as the wide one ends continues it (counted as
     ``continued_inner``, not sent). Detection messages as
     cfar_detector's, with ``label`` the modulation family, ``label_confidence`` the
