@@ -172,12 +172,11 @@ class SpectrumSegmenter(RateBlock):
     as a detection of its own over the same tiles (and the track's tiles before them where
     its band stood alone, ``detections.raised_since``), classified, and reported out over
     its roll-off (counted as ``inner_signals``; ``detections.raised_plateaus``,
-    ``roll_off_edges``); where it outlasts the wide one, the
-    detection in its band that starts as the wide one ends continues it (counted as
-    ``continued_inner``, not sent). Detection messages as
-    cfar_detector's, with ``label`` the modulation family, ``label_confidence`` the
-    classifier's probability of it (``label_guess`` the best family where ``unknown``) and
-    ``confidence`` the peak presence probability.
+    ``roll_off_edges``); where it outlasts the wide one, the detection in its band that
+    starts as the wide one ends continues it (counted as ``continued_inner``, not sent).
+    Detection messages as cfar_detector's, with ``label`` the modulation family,
+    ``label_confidence`` the classifier's probability of it (``label_guess`` the best
+    family where ``unknown``) and ``confidence`` the peak presence probability.
     The FFTs and the model run on a worker thread (``compute``), overlapping the last
     batch's detections here; the finer PSDs of the tiles that hold a detection go to
     whichever of the two threads waits on the other (the same numbers either way); with
