@@ -9,7 +9,7 @@ import scipy.stats
 
 from cvstream import In, MsgOut, Param, RateBlock, register
 
-from .detections import RadioContext, Tracker, bin_edges, merge_runs, to_message
+from .tracks import RadioContext, Tracker, bin_edges, merge_runs, to_message
 
 
 def cfar_factor(pfa: float, frames: int, train_cells: int) -> float:
@@ -27,7 +27,7 @@ class CfarDetector(RateBlock):
     compares each bin with ``alpha`` times the mean of ``train`` bins on each side (beyond
     ``guard`` bins; alpha set for false-alarm probability ``pfa``), merges detected bins
     (gaps up to ``merge_gap``) and follows signals across blocks. A detection message is
-    sent when a signal ends (or at end of stream); see ``blocks/detections.py`` for fields.
+    sent when a signal ends (or at end of stream); see ``blocks/tracks.py`` for fields.
     Frequencies are absolute in Hz from rx_rate / rx_freq tags or the ``rate`` / ``freq``
     parameters (normalized when unknown).
     Ports: in (complex64) -> detections (message). Latency: one block (fft * average).

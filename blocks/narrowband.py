@@ -25,7 +25,7 @@ import numpy as np
 import scipy.fft
 from scipy.ndimage import uniform_filter1d
 
-from .detections import dilate_rows, noise_level
+from .tracks import dilate_rows, noise_level
 
 HANN_3DB_BINS = 1.44  # a unit Hann window's -3 dB width, in bins
 GUARD = 3             # bins either side of a run left out of its surroundings (its leakage)
@@ -46,7 +46,7 @@ class Lines(NamedTuple):
 
 
 def sparse_runs(mask: np.ndarray, gap: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``detections.row_runs`` (runs joined across gaps of at most ``gap``) for a 2-d mask
+    """``tracks.row_runs`` (runs joined across gaps of at most ``gap``) for a 2-d mask
     with few cells set, from those cells alone (a tile-long row is thousands of bins)."""
     width = mask.shape[1]
     cells = np.flatnonzero(mask)

@@ -11,7 +11,7 @@ from cvstream import In, MsgIn, Param, Sink, register
 from cvstream.errors import CvstreamError
 from cvstream.params import OUTPUT_FILE
 
-from .detections import RadioContext
+from .tracks import RadioContext
 
 
 def need_matplotlib(block_type: str) -> None:

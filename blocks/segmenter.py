@@ -12,14 +12,14 @@ import scipy.fft
 from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
-from .detections import (FAMILY_FEATURES, LINE_MIN_BLOCKS, REPEAT_IOU, ZOOM,
-                         RadioContext, Tracker, band_bins, bin_edges, dilate_rows,
-                         family_features, family_probabilities, raised_plateaus, raised_since,
-                         refine_edges, roll_off_edges, row_runs, sibling_lines, time_segments,
-                         to_message)
+from .detections import (LINE_MIN_BLOCKS, REPEAT_IOU, ZOOM, raised_plateaus, raised_since,
+                         refine_edges, roll_off_edges, sibling_lines, time_segments)
+from .family_features import FAMILY_FEATURES, family_features, family_probabilities
 from .narrowband import (FOLLOW_SUBBINS, CellTones, LongTones, NarrowbandFinder,
                          merge_lines)
 from .onnx_model import load_model, make_session
+from .tracks import (RadioContext, Tracker, band_bins, bin_edges, dilate_rows, row_runs,
+                     to_message)
 
 FLOOR_QUANTILE = 0.2
 INSIDE_RISE = 30.0  # a narrow peak on another signal: 15 dB over its surroundings
@@ -160,7 +160,7 @@ class SpectrumSegmenter(RateBlock):
     PSD, its bandwidth, how its band moved and five statistics of its envelope and
     instantaneous frequency in its band, taken on the samples of its first tiles (more of
     them for a narrow band; a detection cut from a track, on its own tiles;
-    ``detections.family_features``; with ``family: ""`` or ``refine: 0`` the label is the
+    ``family_features.family_features``; with ``family: ""`` or ``refine: 0`` the label is the
     cell votes). Its probabilities are
     calibrated (the contract's ``postprocess.temperature``, fitted on held-out
     detections); below ``min_label_confidence`` the label is ``unknown``. A ``tone`` cut

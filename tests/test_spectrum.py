@@ -10,7 +10,7 @@ from conftest import run_cli
 from cvstream.blocks.cfar import CfarDetector, cfar_factor
 from cvstream.blocks.segmenter import SpectrumSegmenter
 from cvstream.errors import ParamError
-from cvstream.blocks.detections import merge_runs
+from cvstream.blocks.tracks import merge_runs
 from cvstream.models.spectrum import evaluate as ev
 from cvstream.models.spectrum.synth import SceneConfig, cell_labels, scene
 from cvstream.models.spectrum.waveforms import CLASSES, MODULATIONS, generate
@@ -146,7 +146,8 @@ def _fine_track(x, f_low, f_high, rows: bool = False, track=None):
     """A Track over all of x (or ``track``, as a tracker settled it) with the segmenter's
     fine PSD accumulated, as the block does (``rows``: each tile's own kept too, as the
     block's tracker does)."""
-    from cvstream.blocks.detections import ZOOM, Track
+    from cvstream.blocks.detections import ZOOM
+    from cvstream.blocks.tracks import Track
     from cvstream.blocks.segmenter import SpectrumSegmenter
     block = SpectrumSegmenter()
     _, _, floor, _ = block.prepare(x)
@@ -341,7 +342,8 @@ def test_line_edges_give_a_tone_one_bin_and_a_narrow_signal_its_width():
     0.3 bin off a bin centre is one bin wide around it (the window spreads it over three
     or four; the noise bins of the run, under the false-alarm level, do not count); a QPSK
     signal six bins wide is no line: at least 5 bins wide, centred."""
-    from cvstream.blocks.detections import line_edges, noise_level
+    from cvstream.blocks.detections import line_edges
+    from cvstream.blocks.tracks import noise_level
     rng = np.random.default_rng(3)
     n = 4 * 8192
     noise = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)
@@ -433,7 +435,8 @@ def test_a_raised_flat_plateau_inside_a_wide_band_is_a_signal_in_flat_families_o
     segmenter looks for them inside detections labelled a flat-topped family only
     (``FLAT_FAMILIES``: an FSK's lobes over the valleys between them are its own): the
     plateau is a detection of its own inside an ``ofdm`` one, not inside an ``fsk`` one."""
-    from cvstream.blocks.detections import Track, bin_edges, raised_plateaus
+    from cvstream.blocks.detections import raised_plateaus
+    from cvstream.blocks.tracks import Track, bin_edges
     rng = np.random.default_rng(3)
     bins = np.arange(512)
 
@@ -515,7 +518,8 @@ def test_an_inner_signal_starts_where_it_stood_alone_before_the_wide_one():
     up to ``hold`` blocks; a row where the wide signal is already there around it (the
     band level with its sides), one where the band is noise, or a gap longer than
     ``hold`` ends the search; with no such row it stays."""
-    from cvstream.blocks.detections import bin_edges, raised_since
+    from cvstream.blocks.detections import raised_since
+    from cvstream.blocks.tracks import bin_edges
     rng = np.random.default_rng(5)
     bins = np.arange(512)
     block, f_low, f_high = 8192, *(float(e) for e in bin_edges(240, 270, 512))
@@ -580,7 +584,7 @@ def test_an_inner_signal_waits_for_the_track_that_continues_it():
     CONTINUE_TILES tiles of its end; when that track ends, its detection that starts there
     in the inner signal's band is joined to it (not sent), and one elsewhere is sent as
     it is; an inner signal with no such track is sent at once."""
-    from cvstream.blocks.detections import Track
+    from cvstream.blocks.tracks import Track
     from cvstream.blocks.segmenter import CONTINUE_TILES
     block = SpectrumSegmenter()
     block.start()
@@ -618,8 +622,8 @@ def test_a_tone_on_a_neighbours_skirt_is_one_bin_and_an_am_carrier_is_not():
     draws or more (a noise bin over the level widens it, as it does ``line_edges``). And
     ``line_beneath`` finds the tone on a floor raised 8 times on both sides (a band of
     16 bins around it: a fine PSD's few bins)."""
-    from cvstream.blocks.detections import (line_beneath, line_edges, line_over_floor,
-                                            noise_level)
+    from cvstream.blocks.detections import line_beneath, line_edges, line_over_floor
+    from cvstream.blocks.tracks import noise_level
     rng = np.random.default_rng(4)
     size, looks, c = 8192, 32, 3000
     k = np.arange(size)
@@ -699,7 +703,7 @@ def _tracked_signals(rng, tile, tiles, bands, runs, rows: bool = True):
     meets the runs ``runs(k)`` in tile k (one, or several the coarse view joined), its
     fine PSD summed (with ``rows``, each of the segmenter's tiles kept too, as its tracker
     does); (track, frames, true edges)."""
-    from cvstream.blocks.detections import Tracker
+    from cvstream.blocks.tracks import Tracker
     cfg = SceneConfig(samples=tiles * tile, snr_db=(20, 20), burst_probability=0.0,
                       modulations=("qpsk",))
     x, _ = scene(rng, cfg, n_signals=0)
@@ -822,7 +826,7 @@ def _edge_tone_track(tone_blocks, gap_bins: int, blocks: int = 24,
     block-long PSD below its lower skirt (``peak`` times the noise), as ``refine_edges``
     hands it to ``apart_edge_tones``: the part in ``part_blocks``, the line in
     ``tone_blocks``; its 1024-point rows, 2048-point view, 8192-point line PSD (noise 1)."""
-    from cvstream.blocks.detections import Track, band_bins, bin_edges
+    from cvstream.blocks.tracks import Track, band_bins, bin_edges
     rng = np.random.default_rng(5)
     view = np.ones(2048)
     view[900:1000] = band
@@ -853,7 +857,8 @@ def test_a_cw_tone_beside_a_signal_that_comes_and_goes_gets_its_own_box():
     holds them in one run: ``apart_edge_tones`` gives the line a one-bin box of its own
     and the signal its band. A line that comes and goes with the signal (its own), or one
     inside the signal's band, stays in the signal's box."""
-    from cvstream.blocks.detections import apart_edge_tones, noise_level
+    from cvstream.blocks.detections import apart_edge_tones
+    from cvstream.blocks.tracks import noise_level
     level = noise_level(1e-3, 24)
     part, view, edges, line, tone = _edge_tone_track(range(24), 16)
     tone_part, rest = apart_edge_tones(part, view, edges, line, level, 32, 0.999)
@@ -877,7 +882,8 @@ def test_a_cw_burst_beside_a_flat_signal_always_there_gets_its_own_box():
     one of them), there as long as the rest, or there in scattered blocks (an FM's outer
     line flickers with its message, and its body can be as flat: the test set's seed 2026
     #25), the line stays in the signal's box."""
-    from cvstream.blocks.detections import EDGE_TONE_FLAT_RISE, apart_edge_tones, noise_level
+    from cvstream.blocks.detections import EDGE_TONE_FLAT_RISE, apart_edge_tones
+    from cvstream.blocks.tracks import noise_level
     level = noise_level(1e-3, 24)
     every = range(24)
     part, view, edges, line, tone = _edge_tone_track(range(2, 12), 16, part_blocks=every,
@@ -904,7 +910,8 @@ def test_a_cw_tone_beside_a_smooth_signal_always_there_gets_its_own_box(monkeypa
     throughout). Beside a hump that holds a line (an FM's, an AM's), or where the line
     flickers (an FM's outer line), it stays in the signal's box."""
     import cvstream.blocks.detections as detections
-    from cvstream.blocks.detections import apart_edge_tones, flat, noise_level, smooth
+    from cvstream.blocks.detections import apart_edge_tones, flat, smooth
+    from cvstream.blocks.tracks import noise_level
     level = noise_level(1e-3, 24)
     every = range(24)
     hump = 10 ** (2 - np.abs(np.arange(100) - 49.5) / 50)   # 20 dB down to 10 at its edges
@@ -938,6 +945,7 @@ def test_neighbours_that_come_and_go_in_one_track_each_get_their_tiles(monkeypat
     24 tiles."""
     import cvstream.blocks.detections as detections
     from cvstream.blocks.detections import refine_edges
+    from cvstream.blocks.tracks import Track
     tile, tiles = 8192, 24
     bands = [(lambda n: np.full(len(n), 0.08), 0.02,
               lambda n: (n >= 2 * tile) & (n < 10 * tile)),
@@ -954,7 +962,7 @@ def test_neighbours_that_come_and_go_in_one_track_each_get_their_tiles(monkeypat
     for part, (lo, hi), (_, width, _) in zip(parts, truth, bands):
         assert part.f_low == pytest.approx(lo, abs=0.15 * width)
         assert part.f_high == pytest.approx(hi, abs=0.15 * width)
-    monkeypatch.setattr(detections.Track, "sweeps", lambda self: True)
+    monkeypatch.setattr(Track, "sweeps", lambda self: True)
     whole = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
     assert [(p.start // tile, p.stop // tile) for p in whole] == [(2, 10), (0, 24), (12, 23)]
     monkeypatch.setattr(detections, "NEAR_NOISE", 0.0)
@@ -1040,7 +1048,8 @@ def test_the_finer_view_cuts_gaps_between_strong_signals_only():
     six bins of noise between them are two (three bins: two at a gap of 2, one at 4); the
     same at 4 dB (a weak signal's own bins dip under the level by chance) stay one; a
     one-bin part is dropped."""
-    from cvstream.blocks.detections import noise_level, split_finer
+    from cvstream.blocks.detections import split_finer
+    from cvstream.blocks.tracks import noise_level
     level = noise_level(1e-3, 64)
     for db, parts in ((10.0, [(0, 20), (26, 46)]), (4.0, [(0, 46)])):
         psd = np.r_[np.full(20, 10 ** (db / 10)), np.ones(6), np.full(20, 10 ** (db / 10))]
@@ -1059,7 +1068,8 @@ def test_a_long_mean_holds_weak_neighbours_apart_but_not_a_strong_signals_weak_s
     level alone, three parts where each median stands SIDE_DEVIATIONS deviations over the
     level. A 12 dB signal with a 3.4 dB stretch past a gap (a wide FSK between its lobes)
     stays one, as the run holds a part over WEAK_RUN_DB."""
-    from cvstream.blocks.detections import noise_level, split_finer
+    from cvstream.blocks.detections import split_finer
+    from cvstream.blocks.tracks import noise_level
     looks = 128
     level = noise_level(1e-3, looks)
     rng = np.random.default_rng(5)
@@ -1085,7 +1095,8 @@ def test_a_long_mean_holds_a_weak_wide_neighbour_without_lines_apart_from_strong
     the level and has few lines (``few_lines``); one run without the long mean. Not cut
     off: an FM's comb of lines over a weak floor, a few weak bins beside a strong line,
     and a strong signal's weak stretch narrower than it (a wide FSK between its lobes)."""
-    from cvstream.blocks.detections import noise_level, split_finer
+    from cvstream.blocks.detections import split_finer
+    from cvstream.blocks.tracks import noise_level
     looks = 512
     level = noise_level(1e-3, looks)
     rng = np.random.default_rng(9)
@@ -1118,7 +1129,8 @@ def test_strong_neighbours_whose_skirts_fill_the_gap_are_cut_at_the_dip_near_the
     at 8 dB (under NEAR_SIDES, 10 dB: a weak signal's own shape) or a dip to 8 dB between
     15 dB plateaus (a wide FSK between its lobes) leaves one run."""
     from cvstream.blocks import detections
-    from cvstream.blocks.detections import noise_level, split_finer
+    from cvstream.blocks.detections import split_finer
+    from cvstream.blocks.tracks import noise_level
     level = noise_level(1e-3, 64)
 
     def psd(side_db, dip_db):
@@ -1140,7 +1152,8 @@ def test_an_ofdm_signals_centre_notch_does_not_cut_it():
     as wide and as strong as each other (``halves``; 3 dB apart: a multipath channel's
     tilt): one signal. Neighbours of unequal widths, or of levels 6 dB apart, with the
     same gap between them are two."""
-    from cvstream.blocks.detections import noise_level, split_finer
+    from cvstream.blocks.detections import split_finer
+    from cvstream.blocks.tracks import noise_level
     level = noise_level(1e-3, 64)
 
     def psd(w1, db1, w2, db2):
@@ -1427,7 +1440,7 @@ def test_a_signal_that_a_wide_burst_covers_for_a_while_keeps_one_detection(monke
     their own (``signals_beneath``), and the signal's pieces either side of the burst are
     one detection (``bridge_pieces``): one box over the whole stream at the signal's band,
     beside the burst's own and a continuous neighbour's; without, the signal is lost."""
-    from cvstream.blocks import detections
+    from cvstream.blocks import tracks
     n, tile = 32 * 8192, 8192
     t = np.arange(n)
 
@@ -1448,7 +1461,7 @@ def test_a_signal_that_a_wide_burst_covers_for_a_while_keeps_one_detection(monke
         assert abs(low - 0.02) < 0.0015 and abs(high - 0.024) < 0.0015   # 1.5 fine bins
         (start, stop, low, high), = [g for g in got if g[3] - g[2] > 0.05]
         assert abs(start - n // 3) <= tile and abs(stop - 2 * n // 3) <= 2 * tile
-    monkeypatch.setattr(detections, "UNHELD_MIN_BLOCKS", n)   # never looked at
+    monkeypatch.setattr(tracks, "UNHELD_MIN_BLOCKS", n)   # never looked at
     assert all(stop - start < n // 2 for start, stop, low, high in scene(1)
                if abs(low - 0.02) < 0.002)
 
@@ -1461,7 +1474,8 @@ def test_three_cw_tones_at_one_spacing_one_a_burst_are_not_one_comb():
     24) and the lower one holds on past it, they are three tones (``lines_of_one_comb``:
     each line's own run again). All three always there, the upper one in scattered blocks
     (a weak line's flicker) or a burst of two blocks: one comb."""
-    from cvstream.blocks.detections import Track, bin_edges, lines_of_one_comb
+    from cvstream.blocks.detections import lines_of_one_comb
+    from cvstream.blocks.tracks import Track, bin_edges
     centres = (3632, 3656, 3680)
     runs = [((c, c + 1), (c - 4, c + 5)) for c in centres]
     joined = (runs[0][1][0], runs[-1][1][1])
@@ -1590,7 +1604,7 @@ def test_a_tone_beside_a_neighbours_skirt_ends_where_its_finer_view_does():
     all of them, the tone's bin of the view twice finer (``finer_rows``) only in the first
     8, so the tone holds those 8. Where the finer view holds it in none, or lacks rows,
     or the band is wider than a coarse bin, the coarse test alone decides."""
-    from cvstream.blocks.detections import Track
+    from cvstream.blocks.tracks import Track
     rng = np.random.default_rng(4)
     f = (700 - 512) / 1024
     tone = Track(0, 20 * 8192, f - 0.5 / 8192, f + 0.5 / 8192, 20.0, "tone")
@@ -1703,7 +1717,8 @@ def test_a_tone_cut_from_an_fm_track_that_comes_and_goes_with_it_is_its_line():
     is not beside such a part, or is further off, or shares no start or end with it (a
     continuous tone beside a continuous FM: both from the stream's start to its end), or
     beside a PSK, stays."""
-    from cvstream.blocks.detections import Track, sibling_lines
+    from cvstream.blocks.detections import sibling_lines
+    from cvstream.blocks.tracks import Track
     block = 8192
 
     def part(label, lo, hi, start=10 * block, stop=40 * block):
@@ -1775,7 +1790,7 @@ def test_tracks_keep_a_swept_band_and_ignore_one_wide_block():
     """A chirp seen as a narrow run moving across the band (restarting at the bottom after
     each sweep) is one detection covering the swept band; a steady signal that one block
     saw merged with a neighbour keeps its own edges."""
-    from cvstream.blocks.detections import Tracker
+    from cvstream.blocks.tracks import Tracker
     tracker = Tracker(hold=1)
     ended = []
     for block in range(24):
@@ -1799,7 +1814,7 @@ def test_short_weak_tracks_are_dropped_and_counted_short_strong_ones_kept():
     """With min_blocks 2, weak_blocks 4 and weak_db 15: a 3-block track peaking at 12 dB
     (a weak signal's flicker) is dropped and counted, one peaking at 20 dB (a short burst)
     and a 5-block one at 12 dB are reported, a 1-block one is dropped whatever its SNR."""
-    from cvstream.blocks.detections import Tracker
+    from cvstream.blocks.tracks import Tracker
     tracker = Tracker(min_blocks=2, weak_blocks=4, weak_db=15.0)
     tracks = {(0.10, 0.11): (3, 12.0), (0.20, 0.21): (3, 20.0), (0.30, 0.31): (5, 12.0),
               (0.40, 0.41): (1, 30.0)}
@@ -1816,7 +1831,7 @@ def test_a_signal_that_never_ends_is_reported_in_pieces():
     """A carrier present in every block: the tracker holds at most max_blocks blocks of it,
     reports each piece as it fills, and the pieces tile the stream without gaps (memory
     stays bounded however long the stream runs)."""
-    from cvstream.blocks.detections import Tracker
+    from cvstream.blocks.tracks import Tracker
     tracker = Tracker(max_blocks=100)
     pieces = []
     for block in range(1050):
@@ -2104,7 +2119,7 @@ def test_shipped_segmenter_boxes_every_signal_with_refined_edges():
 def test_tracks_with_equal_fields_are_distinct_signals():
     """Two signals can share every field of a track (start, stop, band, PSD): each is its
     own track, and finding one among open tracks does not compare their PSD arrays."""
-    from cvstream.blocks.detections import Track
+    from cvstream.blocks.tracks import Track
     psd = np.ones(8)
     a, b = (Track(0, 4, 0.1, 0.2, 10.0, spectrum=psd.copy(), spectra=1) for _ in range(2))
     assert a != b and a == a
@@ -2114,8 +2129,8 @@ def test_tracks_with_equal_fields_are_distinct_signals():
 def test_family_features_see_shape_and_motion():
     """A chirp's blocks sweep its band; a steady signal's stay: the motion features tell
     them apart, and the profile is its PSD's shape below the peak."""
-    from cvstream.blocks.detections import FAMILY_FEATURES, FAMILY_PROFILE, Track, \
-        family_features
+    from cvstream.blocks.family_features import FAMILY_FEATURES, FAMILY_PROFILE, family_features
+    from cvstream.blocks.tracks import Track
     psd = np.ones(1024)
     psd[600:640] = 100.0                       # 20 dB above the noise, 40 bins wide
     lo, hi = (600 - 512 - 0.5) / 1024, (640 - 512 - 0.5) / 1024
@@ -2156,7 +2171,7 @@ def test_frequency_features_tell_tone_fm_from_fsk():
     sinusoid: its strongest line stands out (log10 of peak over mean against ln(bins)
     above 0.7), also where the deviation is 30 times the tone and the PSD shows no lines,
     and in a band of 0.4 % (131 samples in band); FSK's stays under 0.45 at both widths."""
-    from cvstream.blocks.detections import envelope_features
+    from cvstream.blocks.family_features import envelope_features
     from cvstream.models.spectrum import variety
     rng = np.random.default_rng(8)
     n = 4 * 8192
@@ -2195,8 +2210,8 @@ def test_envelope_features_tell_qam_from_psk(kind):
     track's first tiles: QAM's 4th moment stands above PSK's, BPSK's squared envelope
     holds a line, and the track keeps copies of its first blocks only: SAMPLE_LIMIT samples
     or more, until ENVELOPE_IN_BAND of them fall in its band."""
-    from cvstream.blocks.detections import (ENVELOPE_IN_BAND, SAMPLE_LIMIT, Track,
-                                            envelope_features)
+    from cvstream.blocks.family_features import envelope_features
+    from cvstream.blocks.tracks import ENVELOPE_IN_BAND, SAMPLE_LIMIT, Track
     from cvstream.models.spectrum.waveforms import linear
     rng = np.random.default_rng(3)
     wave, bw = linear(rng, 16 * 4096, 0.05, kind)
@@ -2222,8 +2237,8 @@ def test_a_part_cut_later_from_a_track_has_its_own_samples():
     constant-envelope burst: the part cut over the burst takes its envelope statistics from
     the burst's own blocks (4th moment ~1), not from the track's first blocks (~2). Later
     blocks are kept thinned, never more than LATER_BLOCKS."""
-    from cvstream.blocks.detections import (FAMILY_PROFILE, LATER_BLOCKS, SAMPLE_LIMIT, Track,
-                                            family_features)
+    from cvstream.blocks.family_features import FAMILY_PROFILE, family_features
+    from cvstream.blocks.tracks import LATER_BLOCKS, SAMPLE_LIMIT, Track
     rng = np.random.default_rng(4)
     block, count = 8192, 40
     psd = np.ones(1024)
@@ -2258,8 +2273,7 @@ def test_a_narrow_track_keeps_enough_in_band_samples():
     more of its first blocks, until ENVELOPE_IN_BAND of its samples fall in its band (2 %
     of the band: 13 blocks of 8192), up to NARROW_SAMPLE_BLOCKS (0.4 % of the band), and
     then its statistics go on into its later, thinned blocks."""
-    from cvstream.blocks.detections import (ENVELOPE_IN_BAND, NARROW_SAMPLE_BLOCKS,
-                                            SAMPLE_LIMIT, Track)
+    from cvstream.blocks.tracks import ENVELOPE_IN_BAND, NARROW_SAMPLE_BLOCKS, SAMPLE_LIMIT, Track
     block = 8192
     x = np.ones(block, np.complex64)
     tracks = {width: Track(0, 1, 0.0, width, 10.0) for width in (0.1, 0.02, 0.004)}
@@ -2305,7 +2319,7 @@ def test_family_classifier_training_path_and_block(tmp_path):
 def test_shipped_family_classifier_names_the_families():
     """The shipped classifier's contract and held-out accuracy, and its labels on the
     four-signal scene (16QAM may pass for PSK: the two share one spectral shape)."""
-    from cvstream.blocks.detections import FAMILY_FEATURES
+    from cvstream.blocks.family_features import FAMILY_FEATURES
     from cvstream.contract import read_contract
     from cvstream.models import resolve_model
     from cvstream.models.spectrum.segmenter import detector
@@ -2326,7 +2340,7 @@ def test_temperature_fit_and_reliability():
     """The temperature fit finds the one that generated the labels; the reliability bins
     and the expected calibration error count as they say."""
     from cvstream.models.spectrum.evaluate import expected_calibration_error, reliability
-    from cvstream.blocks.detections import family_probabilities
+    from cvstream.blocks.family_features import family_probabilities
     from cvstream.models.spectrum.family import calibration_error, fit_temperature
     rng = np.random.default_rng(4)
     logits = 3 * rng.standard_normal((20000, 7))
@@ -2487,7 +2501,7 @@ def test_a_narrow_signal_within_an_open_track_waits_for_its_detections():
     """A narrow track that ends inside the band of a model track still open is settled
     when that track ends, on the detections it gives: sent when none holds its centre (the
     track's band shrank away from it), counted in ``narrow_inside`` when one does."""
-    from cvstream.blocks.detections import Track
+    from cvstream.blocks.tracks import Track
     tile = 8192
     for part_band, sent in (((0.10, 0.12), True), ((0.10, 0.13), False)):
         block = SpectrumSegmenter(narrow=True)
@@ -2512,7 +2526,8 @@ def test_a_part_cut_in_time_sums_its_own_finer_views():
     each part sums the ZOOM times finer PSDs of its own blocks, so that neighbours only that
     view resolves are split in each part as in a whole track (the block-long PSD is the
     whole track's only)."""
-    from cvstream.blocks.detections import Track, time_segments
+    from cvstream.blocks.detections import time_segments
+    from cvstream.blocks.tracks import Track
     tile, fine = 8192, 1024
     track = Track(0, 0, -0.5, 0.5, 20.0)
     for k in range(16):
@@ -2540,7 +2555,7 @@ def test_a_detection_another_track_repeats_is_sent_once():
     time or more, frequency IoU >= 0.5); a narrow signal inside that band over the same
     time, which no detection repeats, is sent when the track ends. Of two ending together,
     the longer one is sent."""
-    from cvstream.blocks.detections import Track
+    from cvstream.blocks.tracks import Track
     tile = 8192
     block = SpectrumSegmenter()
     block.start()
@@ -2792,7 +2807,7 @@ def _fsk(rng, n, rate, h, centre):
 def _parts(x, bands, start=0, block=8192):
     """One track's parts over ``bands`` ((f_low, f_high) pairs) as ``refine_edges`` leaves
     them: each with the blocks' 1024-point PSDs (noise floor 1) and samples."""
-    from cvstream.blocks.detections import Track
+    from cvstream.blocks.tracks import Track
     seg = SpectrumSegmenter(refine=1024)
     seg.check()
     tiles = len(x) // block
@@ -2917,12 +2932,12 @@ def test_detections_do_not_depend_on_how_the_stream_is_cut_into_calls():
 
 
 def test_the_detections_short_quantiles_and_row_dilation_match_numpy_and_scipy():
-    """``detections.quantile_of`` (the tracks' percentiles) is ``np.quantile`` and
+    """``tracks.quantile_of`` (the tracks' percentiles) is ``np.quantile`` and
     ``dilate_rows`` (the guards around the model's cells) is ``binary_dilation`` along
     rows, on odd and even lengths, one value, the ends, and rows empty or full."""
     from scipy.ndimage import binary_dilation
 
-    from cvstream.blocks.detections import dilate_rows, quantile_of
+    from cvstream.blocks.tracks import dilate_rows, quantile_of
     rng = np.random.default_rng(3)
     for n in (1, 2, 5, 8, 41):
         v = rng.normal(size=n)
@@ -2945,8 +2960,7 @@ def test_the_detections_medians_quantiles_and_noise_levels_are_numpys_to_the_bit
     precision."""
     import scipy.fft
 
-    from cvstream.blocks.detections import (median_of, noise_level_table, noise_levels,
-                                            quantile_of)
+    from cvstream.blocks.tracks import median_of, noise_level_table, noise_levels, quantile_of
     from cvstream.blocks.narrowband import CellTones
     rng = np.random.default_rng(4)
     for n in (1, 2, 3, 8, 41, 64):
@@ -2977,7 +2991,7 @@ def test_band_bins_gives_a_band_under_one_bin_the_bin_that_holds_it():
     """A tone's band (one bin of a tile-long PSD) read on a coarser PSD falls on the bin
     nearest its centre, not the bin above it; a wider band keeps the bins whose centres lie
     in it, and the band's ends stay inside the PSD."""
-    from cvstream.blocks.detections import band_bins, bin_edges
+    from cvstream.blocks.tracks import band_bins, bin_edges
     fine = 1024
     for k in (-512, -3, 0, 7, 511):   # a band 1/5 of a bin wide, below and above a centre
         for offset in (-0.4, -0.1, 0.1, 0.4):

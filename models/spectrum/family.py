@@ -4,7 +4,7 @@ and its envelope.
 The segmenter's cells say where; their class scores, voted over a detection, said "psk"
 for nearly everything (a tile's 256-bin cells see too little of a signal's shape). This
 small network sees one detection at a time, after the fine PSD settled its edges: the
-PSD's shape over its band (``blocks.detections.family_features``), its bandwidth, SNR, how
+PSD's shape over its band (``blocks.family_features``), its bandwidth, SNR, how
 its band moved, and two envelope statistics of its first tiles' in-band samples (4th
 moment and squared-envelope line: PSK and QAM share one spectral shape, not one
 envelope). It runs once per detection, so it costs the stream little.
@@ -28,8 +28,8 @@ import os
 
 import numpy as np
 
-from cvstream.blocks.detections import (FAMILY_FEATURES, family_features,
-                                        family_probabilities)
+from cvstream.blocks.family_features import (FAMILY_FEATURES, family_features,
+                                             family_probabilities)
 from cvstream.blocks.segmenter import SpectrumSegmenter
 
 from .evaluate import Box, expected_calibration_error, match, reliability
