@@ -10,6 +10,8 @@ import scipy.fft
 from .tracks import Track, median_of
 
 
+#: points of a detection's PSD profile the classifier sees (over its band and a quarter
+#: band either side), and the values it sees in all (the profile and nine more)
 FAMILY_PROFILE = 32
 FAMILY_FEATURES = FAMILY_PROFILE + 9
 
