@@ -651,16 +651,22 @@ def raised_plateaus(psd: np.ndarray, a: int, b: int) -> list[tuple[int, int]]:
         if not RAISED_MIN_BINS <= width <= (b - a) // 2 or lo < RAISED_CLEAR or \
                 hi > b - a - RAISED_CLEAR:
             continue
-        # the wide signal either side
-        left, right = (float(np.median(s)) for s in
-                       beside(db, lo, hi, max(RAISED_MIN_BINS, width // 2)))
-        top = db[lo + 1:hi - 1]
+        left, right, top = plateau_levels(db, lo, hi)
         if min(left, right) < level - RAISED_SIDE_DB or abs(left - right) > 2 * RAISED_SIDE_DB \
                 or float(np.median(top)) - max(left, right) < RAISED_DB or \
                 float(np.quantile(top, 0.9) - np.quantile(top, 0.1)) > RAISED_FLAT_DB:
             continue
         out.append((a + lo, a + hi))
     return out
+
+
+def plateau_levels(db: np.ndarray, lo: int, hi: int) -> tuple[float, float, np.ndarray]:
+    """Of a run [lo, hi) of ``plateau_db``: the wide signal's level either side of it (the
+    medians of as many bins as half the run, RAISED_MIN_BINS or more, ``beside``) and its
+    top (the run less its edge bins), in dB."""
+    left, right = (float(np.median(s)) for s in
+                   beside(db, lo, hi, max(RAISED_MIN_BINS, (hi - lo) // 2)))
+    return left, right, db[lo + 1:hi - 1]
 
 
 def plateau_db(psd: np.ndarray, a: int, b: int) -> np.ndarray:
@@ -686,13 +692,11 @@ def roll_off_edges(psd: np.ndarray, a: int, b: int, plateau: tuple[int, int]
     this reaches 1 + 0.6 beta (an edge as sharp as a step stays where it is)."""
     db = plateau_db(psd, a, b)
     lo, hi = plateau[0] - a, plateau[1] - a
-    width = hi - lo
-    reach = int(ROLL_OFF_REACH * width)
-    top = 10 ** (float(np.median(db[lo + 1:hi - 1])) / 10)
-    floors = []
-    for side in beside(db, lo, hi, max(RAISED_MIN_BINS, width // 2)):
-        level = 10 ** (float(np.median(side)) / 10)
-        floors.append(10 * np.log10(level + ROLL_OFF_SHARE * (top - level)))
+    reach = int(ROLL_OFF_REACH * (hi - lo))
+    *sides, top = plateau_levels(db, lo, hi)
+    top = 10 ** (float(np.median(top)) / 10)
+    floors = [10 * np.log10(level + ROLL_OFF_SHARE * (top - level))
+              for level in (10 ** (side / 10) for side in sides)]
     first, last = max(lo - reach, 0), min(hi + reach, len(db))
     while lo > first and db[lo - 1] > floors[0]:
         lo -= 1
