@@ -12,9 +12,10 @@ import scipy.fft
 from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
-from .detections import (LINE_MIN_BLOCKS, REPEAT_IOU, ZOOM, raised_plateaus, raised_since,
-                         refine_edges, roll_off_edges, sibling_lines, time_segments)
+from .detections import REPEAT_IOU, ZOOM, refine_edges, sibling_lines, time_segments
 from .family_features import FAMILY_FEATURES, family_features, family_probabilities
+from .inner_signals import raised_plateaus, raised_since, roll_off_edges
+from .lines import LINE_MIN_BLOCKS
 from .narrowband import (FOLLOW_SUBBINS, CellTones, LongTones, NarrowbandFinder,
                          merge_lines)
 from .onnx_model import load_model, make_session
@@ -170,8 +171,8 @@ class SpectrumSegmenter(RateBlock):
     flat-topped family (FLAT_FAMILIES: OFDM, QAM, PSK), a flat plateau standing 3 dB or
     more over its level on both sides with steep edges is a narrow signal inside it, sent
     as a detection of its own over the same tiles (and the track's tiles before them where
-    its band stood alone, ``detections.raised_since``), classified, and reported out over
-    its roll-off (counted as ``inner_signals``; ``detections.raised_plateaus``,
+    its band stood alone, ``inner_signals.raised_since``), classified, and reported out over
+    its roll-off (counted as ``inner_signals``; ``inner_signals.raised_plateaus``,
     ``roll_off_edges``); where it outlasts the wide one, the detection in its band that
     starts as the wide one ends continues it (counted as ``continued_inner``, not sent).
     Detection messages as cfar_detector's, with ``label`` the modulation family,
@@ -863,10 +864,10 @@ class SpectrumSegmenter(RateBlock):
     def _inner_signals(self, split: list) -> None:
         """Add to each track's detections in ``split`` ((track, its detections)) the narrow
         signals inside the band of one labelled a flat-topped family (FLAT_FAMILIES), each a
-        plateau over it on its finest view (``detections.raised_plateaus``) with its time
-        (from where its band stood alone before the wide one, ``detections.raised_since``)
+        plateau over it on its finest view (``inner_signals.raised_plateaus``) with its time
+        (from where its band stood alone before the wide one, ``inner_signals.raised_since``)
         and the plateau's SNR, classified on the plateau (the shape the family classifier
-        learnt), then reported out over its roll-off (``detections.roll_off_edges``);
+        learnt), then reported out over its roll-off (``inner_signals.roll_off_edges``);
         counted as ``inner_signals``."""
         found, plateaus = [], []
         for track, parts in split:

@@ -342,7 +342,7 @@ def test_line_edges_give_a_tone_one_bin_and_a_narrow_signal_its_width():
     0.3 bin off a bin centre is one bin wide around it (the window spreads it over three
     or four; the noise bins of the run, under the false-alarm level, do not count); a QPSK
     signal six bins wide is no line: at least 5 bins wide, centred."""
-    from cvstream.blocks.detections import line_edges
+    from cvstream.blocks.lines import line_edges
     from cvstream.blocks.tracks import noise_level
     rng = np.random.default_rng(3)
     n = 4 * 8192
@@ -371,7 +371,7 @@ def test_a_carrier_with_weak_sidebands_gets_their_band_and_a_cw_tone_stays_a_lin
     over it, and a CW tone at 25 dB (noise over 1/4000 of the band): the AM's detection
     spans its sidebands (0.004 of the band, to 20 %), not its carrier's bin alone, which
     it is without the sideband search (``carrier_band``); the tone stays one bin wide."""
-    import cvstream.blocks.detections as detections
+    import cvstream.blocks.lines as spectral_lines
     rng = np.random.default_rng(3)
     n = 262144
     t = np.arange(n)
@@ -393,7 +393,7 @@ def test_a_carrier_with_weak_sidebands_gets_their_band_and_a_cw_tone_stays_a_lin
     assert tone["bandwidth"] * 8192 == pytest.approx(1.0)
     assert am["bandwidth"] == pytest.approx(0.004, rel=0.2)
     assert am["center_freq"] == pytest.approx(0.15, abs=2 / 8192)
-    monkeypatch.setattr(detections, "SIDEBAND_Z", np.inf)
+    monkeypatch.setattr(spectral_lines, "SIDEBAND_Z", np.inf)
     assert found()[1]["bandwidth"] * 8192 == pytest.approx(1.0)
 
 
@@ -404,7 +404,7 @@ def test_carrier_band_takes_symmetric_sidebands_and_leaves_neighbours_and_skirts
     power) give the band within 25 %; a neighbour on one side only, a skirt falling off as
     1/f^2 (a strong tone's phase noise, 0.3 % of its power), the noise alone, and the same
     sidebands beside a carrier of 10 (three times what AM can put in them) give none."""
-    from cvstream.blocks.detections import carrier_band
+    from cvstream.blocks.lines import carrier_band
     rng = np.random.default_rng(8)
     size, looks, c = 8192, 32, 3000
     d = np.abs(np.arange(size) - c)
@@ -435,7 +435,7 @@ def test_a_raised_flat_plateau_inside_a_wide_band_is_a_signal_in_flat_families_o
     segmenter looks for them inside detections labelled a flat-topped family only
     (``FLAT_FAMILIES``: an FSK's lobes over the valleys between them are its own): the
     plateau is a detection of its own inside an ``ofdm`` one, not inside an ``fsk`` one."""
-    from cvstream.blocks.detections import raised_plateaus
+    from cvstream.blocks.inner_signals import raised_plateaus
     from cvstream.blocks.tracks import Track, bin_edges
     rng = np.random.default_rng(3)
     bins = np.arange(512)
@@ -481,7 +481,7 @@ def test_an_inner_signal_reaches_out_over_its_roll_off():
     or more wider than the top, in each of ten draws. A plateau with sheer sides keeps its
     edges (within a bin), and one beside a step in the wide band 1 dB up goes no further
     into it than a quarter of its width (ROLL_OFF_REACH)."""
-    from cvstream.blocks.detections import ROLL_OFF_REACH, raised_plateaus, roll_off_edges
+    from cvstream.blocks.inner_signals import ROLL_OFF_REACH, raised_plateaus, roll_off_edges
     rng = np.random.default_rng(11)
     bins = np.arange(512)
     f = np.abs(bins - 255.0)
@@ -518,7 +518,7 @@ def test_an_inner_signal_starts_where_it_stood_alone_before_the_wide_one():
     up to ``hold`` blocks; a row where the wide signal is already there around it (the
     band level with its sides), one where the band is noise, or a gap longer than
     ``hold`` ends the search; with no such row it stays."""
-    from cvstream.blocks.detections import raised_since
+    from cvstream.blocks.inner_signals import raised_since
     from cvstream.blocks.tracks import bin_edges
     rng = np.random.default_rng(5)
     bins = np.arange(512)
@@ -622,7 +622,8 @@ def test_a_tone_on_a_neighbours_skirt_is_one_bin_and_an_am_carrier_is_not():
     draws or more (a noise bin over the level widens it, as it does ``line_edges``). And
     ``line_beneath`` finds the tone on a floor raised 8 times on both sides (a band of
     16 bins around it: a fine PSD's few bins)."""
-    from cvstream.blocks.detections import line_beneath, line_edges, line_over_floor
+    from cvstream.blocks.detections import line_beneath
+    from cvstream.blocks.lines import line_edges, line_over_floor
     from cvstream.blocks.tracks import noise_level
     rng = np.random.default_rng(4)
     size, looks, c = 8192, 32, 3000
@@ -759,6 +760,7 @@ def test_a_burst_touching_a_continuous_signal_is_cut_off_where_its_tiles_differ(
     required deeper than any) and the block-long PSD's (``smooth_apart``, which parts
     them too), one detection over both."""
     import cvstream.blocks.detections as detections
+    import cvstream.blocks.psd_runs as psd_runs
     tile = 8192
     track, frames, truth = _tracked_signals(
         np.random.default_rng(8), tile, 24,
@@ -771,7 +773,7 @@ def test_a_burst_touching_a_continuous_signal_is_cut_off_where_its_tiles_differ(
     for part, (lo, hi) in zip((wide, burst), truth):
         assert part.f_low == pytest.approx(lo, abs=0.25 * (hi - lo))
         assert part.f_high == pytest.approx(hi, abs=0.25 * (hi - lo))
-    monkeypatch.setattr(detections, "PRESENCE_DIP_DB", np.inf)
+    monkeypatch.setattr(psd_runs, "PRESENCE_DIP_DB", np.inf)
     assert len(detections.refine_edges(track, frames, margin=1 / 256, block=tile,
                                        valley_db=15)) == 2
     monkeypatch.setattr(detections, "smooth_apart", lambda line, pieces: False)
@@ -857,7 +859,7 @@ def test_a_cw_tone_beside_a_signal_that_comes_and_goes_gets_its_own_box():
     holds them in one run: ``apart_edge_tones`` gives the line a one-bin box of its own
     and the signal its band. A line that comes and goes with the signal (its own), or one
     inside the signal's band, stays in the signal's box."""
-    from cvstream.blocks.detections import apart_edge_tones
+    from cvstream.blocks.lines import apart_edge_tones
     from cvstream.blocks.tracks import noise_level
     level = noise_level(1e-3, 24)
     part, view, edges, line, tone = _edge_tone_track(range(24), 16)
@@ -882,7 +884,7 @@ def test_a_cw_burst_beside_a_flat_signal_always_there_gets_its_own_box():
     one of them), there as long as the rest, or there in scattered blocks (an FM's outer
     line flickers with its message, and its body can be as flat: the test set's seed 2026
     #25), the line stays in the signal's box."""
-    from cvstream.blocks.detections import EDGE_TONE_FLAT_RISE, apart_edge_tones
+    from cvstream.blocks.lines import EDGE_TONE_FLAT_RISE, apart_edge_tones
     from cvstream.blocks.tracks import noise_level
     level = noise_level(1e-3, 24)
     every = range(24)
@@ -909,8 +911,9 @@ def test_a_cw_tone_beside_a_smooth_signal_always_there_gets_its_own_box(monkeypa
     (GNU Radio's seed 4242 #5: a tone 0.2 % of the band beside a GMSK signal, both there
     throughout). Beside a hump that holds a line (an FM's, an AM's), or where the line
     flickers (an FM's outer line), it stays in the signal's box."""
-    import cvstream.blocks.detections as detections
-    from cvstream.blocks.detections import apart_edge_tones, flat, smooth
+    import cvstream.blocks.lines as spectral_lines
+    from cvstream.blocks.lines import apart_edge_tones
+    from cvstream.blocks.psd_runs import flat, smooth
     from cvstream.blocks.tracks import noise_level
     level = noise_level(1e-3, 24)
     every = range(24)
@@ -928,7 +931,7 @@ def test_a_cw_tone_beside_a_smooth_signal_always_there_gets_its_own_box(monkeypa
     flicker, view, edges, line, _ = _edge_tone_track(range(0, 24, 2), 16, part_blocks=every,
                                                      band=hump)
     assert apart_edge_tones(flicker, view, edges, line, level, 32, 0.999) == [flicker]
-    monkeypatch.setattr(detections, "EDGE_TONE_STEADY", 1.01)   # the rule left out
+    monkeypatch.setattr(spectral_lines, "EDGE_TONE_STEADY", 1.01)   # the rule left out
     part, view, edges, line, _ = _edge_tone_track(every, 16, part_blocks=every, band=hump)
     assert apart_edge_tones(part, view, edges, line, level, 32, 0.999) == [part]
 
@@ -943,7 +946,7 @@ def test_neighbours_that_come_and_go_in_one_track_each_get_their_tiles(monkeypat
     sweep, the cut at the dips near the noise between them (``cut_near_noise``) still
     parts them, each over its own tiles; with that off too, one box over all three for all
     24 tiles."""
-    import cvstream.blocks.detections as detections
+    import cvstream.blocks.psd_runs as psd_runs
     from cvstream.blocks.detections import refine_edges
     from cvstream.blocks.tracks import Track
     tile, tiles = 8192, 24
@@ -965,7 +968,7 @@ def test_neighbours_that_come_and_go_in_one_track_each_get_their_tiles(monkeypat
     monkeypatch.setattr(Track, "sweeps", lambda self: True)
     whole = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
     assert [(p.start // tile, p.stop // tile) for p in whole] == [(2, 10), (0, 24), (12, 23)]
-    monkeypatch.setattr(detections, "NEAR_NOISE", 0.0)
+    monkeypatch.setattr(psd_runs, "NEAR_NOISE", 0.0)
     (one,) = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
     assert (one.start, one.stop) == (0, tiles * tile) and one.f_high > 0.12
 
@@ -978,7 +981,7 @@ def test_a_burst_past_a_strong_neighbours_skirt_is_cut_at_the_notch(monkeypatch)
     is taken: the FM hugs its band over all 24 tiles and the burst is a detection over its
     own. Without the reach, the cut falls inside the burst (at its centre's notch) and the
     FM's box runs into it."""
-    import cvstream.blocks.detections as detections
+    import cvstream.blocks.psd_runs as psd_runs
     from cvstream.blocks.detections import refine_edges
     tile = 8192
     track, frames, _ = _tracked_signals(
@@ -991,7 +994,7 @@ def test_a_burst_past_a_strong_neighbours_skirt_is_cut_at_the_notch(monkeypatch)
     assert (fm.start, fm.stop, burst.start, burst.stop) == (0, 24 * tile, 8 * tile, 17 * tile)
     assert 0.068 < fm.f_low < fm.f_high < 0.0905 and 0.087 < burst.f_low < 0.092
     assert burst.f_high > 0.13
-    monkeypatch.setattr(detections, "NOTCH_REACH", 0)
+    monkeypatch.setattr(psd_runs, "NOTCH_REACH", 0)
     fm, *_ = refine_edges(track, frames, margin=1 / 256, block=tile, valley_db=15)
     assert fm.f_high > 0.1
 
@@ -1018,7 +1021,8 @@ def test_valleys_split_touching_neighbours():
     again on the twice-as-fine PSD, each part's edges within 15 % of its band; the valley
     rule cuts a dip 19 dB under both sides' medians, not a plateau's ripple or a shallow
     dip."""
-    from cvstream.blocks.detections import refine_edges, split_at_valleys
+    from cvstream.blocks.detections import refine_edges
+    from cvstream.blocks.psd_runs import split_at_valleys
     db = np.r_[np.full(10, 25.0), [12.0, 5.0, 11.0], np.full(8, 24.0)]
     assert split_at_valleys(db, 0, len(db), 15) == [(0, 11), (12, 21)]
     assert split_at_valleys(db, 0, len(db), 21) == [(0, len(db))]
@@ -1048,7 +1052,7 @@ def test_the_finer_view_cuts_gaps_between_strong_signals_only():
     six bins of noise between them are two (three bins: two at a gap of 2, one at 4); the
     same at 4 dB (a weak signal's own bins dip under the level by chance) stay one; a
     one-bin part is dropped."""
-    from cvstream.blocks.detections import split_finer
+    from cvstream.blocks.psd_runs import split_finer
     from cvstream.blocks.tracks import noise_level
     level = noise_level(1e-3, 64)
     for db, parts in ((10.0, [(0, 20), (26, 46)]), (4.0, [(0, 46)])):
@@ -1068,7 +1072,7 @@ def test_a_long_mean_holds_weak_neighbours_apart_but_not_a_strong_signals_weak_s
     level alone, three parts where each median stands SIDE_DEVIATIONS deviations over the
     level. A 12 dB signal with a 3.4 dB stretch past a gap (a wide FSK between its lobes)
     stays one, as the run holds a part over WEAK_RUN_DB."""
-    from cvstream.blocks.detections import split_finer
+    from cvstream.blocks.psd_runs import split_finer
     from cvstream.blocks.tracks import noise_level
     looks = 128
     level = noise_level(1e-3, looks)
@@ -1095,7 +1099,7 @@ def test_a_long_mean_holds_a_weak_wide_neighbour_without_lines_apart_from_strong
     the level and has few lines (``few_lines``); one run without the long mean. Not cut
     off: an FM's comb of lines over a weak floor, a few weak bins beside a strong line,
     and a strong signal's weak stretch narrower than it (a wide FSK between its lobes)."""
-    from cvstream.blocks.detections import split_finer
+    from cvstream.blocks.psd_runs import split_finer
     from cvstream.blocks.tracks import noise_level
     looks = 512
     level = noise_level(1e-3, looks)
@@ -1128,22 +1132,22 @@ def test_strong_neighbours_whose_skirts_fill_the_gap_are_cut_at_the_dip_near_the
     the PSD dips under NEAR_NOISE (6 dB), outer edges kept. The same dip between plateaus
     at 8 dB (under NEAR_SIDES, 10 dB: a weak signal's own shape) or a dip to 8 dB between
     15 dB plateaus (a wide FSK between its lobes) leaves one run."""
-    from cvstream.blocks import detections
-    from cvstream.blocks.detections import split_finer
+    from cvstream.blocks import psd_runs
+    from cvstream.blocks.psd_runs import split_finer
     from cvstream.blocks.tracks import noise_level
     level = noise_level(1e-3, 64)
 
     def psd(side_db, dip_db):
         side, dip = np.full(30, 10 ** (side_db / 10)), np.full(6, 10 ** (dip_db / 10))
         return np.r_[side, dip, side]
-    assert level < 10 ** 0.3 < detections.NEAR_NOISE
+    assert level < 10 ** 0.3 < psd_runs.NEAR_NOISE
     strong = psd(15.0, 3.0)
     assert split_finer(strong, level, 0, len(strong), 2, 15.0) == [(0, 30), (36, 66)]
     for side_db, dip_db in ((8.0, 3.0), (15.0, 8.0)):
         one = psd(side_db, dip_db)
         assert split_finer(one, level, 0, len(one), 2, 15.0) == [(0, 66)]
     # and the rule switched off (the old behaviour): the strong pair stays one run
-    monkeypatch.setattr(detections, "NEAR_NOISE", 0.0)
+    monkeypatch.setattr(psd_runs, "NEAR_NOISE", 0.0)
     assert split_finer(strong, level, 0, len(strong), 2, 15.0) == [(0, 66)]
 
 
@@ -1152,7 +1156,7 @@ def test_an_ofdm_signals_centre_notch_does_not_cut_it():
     as wide and as strong as each other (``halves``; 3 dB apart: a multipath channel's
     tilt): one signal. Neighbours of unequal widths, or of levels 6 dB apart, with the
     same gap between them are two."""
-    from cvstream.blocks.detections import split_finer
+    from cvstream.blocks.psd_runs import split_finer
     from cvstream.blocks.tracks import noise_level
     level = noise_level(1e-3, 64)
 
@@ -1174,7 +1178,8 @@ def test_a_line_spectrum_is_one_detection():
     outermost lines above the noise (J5(3) is 27 dB under the carrier's share); three signals
     of unequal widths at equal spacing are not a comb, nor a narrow one between two wide
     ones (a comb is of lines or of humps as wide as each other, not both)."""
-    from cvstream.blocks.detections import join_line_spectra, refine_edges
+    from cvstream.blocks.detections import refine_edges
+    from cvstream.blocks.lines import join_line_spectra
     assert join_line_spectra([(0, 2), (10, 12), (20, 23), (30, 32), (50, 80)]) == \
         [(0, 32), (50, 80)]
     assert join_line_spectra([(0, 20), (24, 36), (42, 58)]) == [(0, 20), (24, 36), (42, 58)]
@@ -1204,7 +1209,7 @@ def test_an_fm_tones_lines_are_one_detection_across_the_finer_views_parts():
     block-long PSD they are one comb (``line_runs``, ``comb_lines``; a line may be missing
     where J_k(index) is near 0), so the carrier is one ``analog`` detection over Carson's
     band, its outermost lines within two of the tone's spacings past it."""
-    from cvstream.blocks.detections import join_line_spectra
+    from cvstream.blocks.lines import join_line_spectra
     runs = [(0, 2), (10, 12), (30, 32), (40, 42)]           # the third line missing
     assert join_line_spectra(runs) == runs
     assert join_line_spectra(runs, max_step=2) == [(0, 42)]
@@ -1250,7 +1255,7 @@ def test_three_equally_wide_neighbours_packed_at_one_gap_are_not_a_comb():
     humps on a band that holds still needs four of them (``STEADY_MIN_HUMPS``; three equally
     wide neighbours at one gap are common, four seldom), lines still three; so each signal
     is a detection of its own, its edges within 10 % of its width."""
-    from cvstream.blocks.detections import STEADY_MIN_HUMPS, join_line_spectra
+    from cvstream.blocks.lines import STEADY_MIN_HUMPS, join_line_spectra
     humps = [(0, 18), (20, 38), (40, 58)]
     assert join_line_spectra(humps) == [(0, 58)]
     assert join_line_spectra(humps, min_humps=STEADY_MIN_HUMPS) == humps
@@ -1474,7 +1479,7 @@ def test_three_cw_tones_at_one_spacing_one_a_burst_are_not_one_comb():
     24) and the lower one holds on past it, they are three tones (``lines_of_one_comb``:
     each line's own run again). All three always there, the upper one in scattered blocks
     (a weak line's flicker) or a burst of two blocks: one comb."""
-    from cvstream.blocks.detections import lines_of_one_comb
+    from cvstream.blocks.lines import lines_of_one_comb
     from cvstream.blocks.tracks import Track, bin_edges
     centres = (3632, 3656, 3680)
     runs = [((c, c + 1), (c - 4, c + 5)) for c in centres]
@@ -1507,7 +1512,8 @@ def test_a_tone_in_the_valley_between_two_flat_neighbours_is_a_detection_of_its_
     no lines of their own (``tone_cuts``): three detections, the tone's one bin wide.
     Beside an FM's lines (a neighbour that is not flat) or between an AM carrier's mirrored
     sidebands the line stays inside."""
-    from cvstream.blocks.detections import LINE_GAP, split_finer, tone_cuts
+    from cvstream.blocks.lines import LINE_GAP, tone_cuts
+    from cvstream.blocks.psd_runs import split_finer
 
     def cuts(psd):
         return tone_cuts(psd, 1.64, split_finer(psd, 1.64, 990, 1310, LINE_GAP, 15.0), 990,
@@ -1633,7 +1639,7 @@ def test_a_run_cut_to_its_tracks_box_keeps_the_bins_past_it_at_its_own_level():
     track's box the model's cells left 20 bins short on each side (120-280) keeps its
     whole band; with skirts 8 dB under it past the box it is cut to the box, side by side;
     a run less than three quarters inside the box (a neighbour) stays whole either way."""
-    from cvstream.blocks.detections import clip_to_box
+    from cvstream.blocks.psd_runs import clip_to_box
     rng = np.random.default_rng(9)
     bins = np.arange(512)
 
@@ -1681,7 +1687,7 @@ def test_a_wide_signal_that_comes_beside_narrow_ones_halfway_keeps_its_whole_ban
     A run half inside counted as the track's own, and the QPSK was cut at the box's edge
     two fifths short of its upper one (where the level past the box is not looked at,
     CLIP_DB)."""
-    from cvstream.blocks import detections
+    from cvstream.blocks import psd_runs
     n = 32 * 8192
     t = np.arange(n)
     rng = np.random.default_rng(7)
@@ -1703,8 +1709,8 @@ def test_a_wide_signal_that_comes_beside_narrow_ones_halfway_keeps_its_whole_ban
         return [(m["freq_upper_edge"], hi) for m, (_, hi, _) in zip(got, truth)]
     widths = [width for _, _, width, _, _ in signals]
     assert all(abs(got - hi) <= 0.1 * width for (got, hi), width in zip(edges(), widths))
-    monkeypatch.setattr(detections, "CLIP_INSIDE", 0.5)
-    monkeypatch.setattr(detections, "CLIP_DB", -1e9)
+    monkeypatch.setattr(psd_runs, "CLIP_INSIDE", 0.5)
+    monkeypatch.setattr(psd_runs, "CLIP_DB", -1e9)
     got, hi = edges()[2]
     assert hi - got > 0.3 * widths[2]
 
@@ -1752,19 +1758,19 @@ def test_a_sweep_is_not_cut_at_its_periodograms_seams(monkeypatch):
     Its summed finer PSD has narrow notches where the sweep crossed two periodograms'
     tapered seams; valleys are looked for on the PSD averaged over VALLEY_BINS bins, else
     each notch cuts it (into pieces, most of them too short in time to report)."""
-    import cvstream.blocks.detections as detections
+    import cvstream.blocks.psd_runs as psd_runs
     rng = np.random.default_rng([11, 110, 1])
     cfg = SceneConfig(samples=262144, snr_db=(10, 20))
     x, labels = scene(rng, cfg, n_signals=int(rng.integers(1, cfg.max_signals + 1)))
     assert [s.label for s in labels] == ["qam", "tone", "chirp"]
 
     def upper(valley_bins):
-        monkeypatch.setattr(detections, "VALLEY_BINS", valley_bins)
+        monkeypatch.setattr(psd_runs, "VALLEY_BINS", valley_bins)
         block = SpectrumSegmenter()
         block.process(x)
         block.flush()
         return [m for m in block.take_messages() if m["freq_upper_edge"] > 0.35]
-    (one,) = upper(detections.VALLEY_BINS)
+    (one,) = upper(psd_runs.VALLEY_BINS)
     low = one["freq_lower_edge"]
     assert 0.3 < low < 0.36
     assert one["freq_upper_edge"] == pytest.approx(labels[2].f_high, abs=0.005)
