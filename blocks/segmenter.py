@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -16,6 +15,7 @@ from .detections import REPEAT_IOU, ZOOM, refine_edges, sibling_lines, time_segm
 from .family_features import FAMILY_FEATURES, family_features, family_probabilities
 from .inner_signals import raised_plateaus, raised_since, roll_off_edges
 from .lines import LINE_MIN_BLOCKS
+from .narrow_tracks import SENT, NarrowTracks
 from .narrowband import (FOLLOW_SUBBINS, CellTones, LongTones, NarrowbandFinder,
                          merge_lines)
 from .onnx_model import load_model, make_session
@@ -42,11 +42,6 @@ LINE_PEAK = 15.0
 #: a noise peak, a weak signal's flicker or a burst's one spectral line does not), as a
 #: line that ``refine_edges`` cuts beside another part of a model's track must
 NARROW_MIN_TILES = LINE_MIN_BLOCKS
-#: two narrow detections whose midpoint lies this near the centre of a wider detection (in
-#: bins of the tile-long FFT, or this share of its width, where more: its edges are a
-#: noisy power band's) are its own pair of lines
-MIRROR_BINS = 2.0
-MIRROR_SHARE = 0.05
 #: ``weak_tones`` averages the tile-long PSDs over up to this many tiles
 LONG_TILES = 16
 #: the tones' search (the cells it follows, the weak tones' looks every STRIDE tiles)
@@ -200,10 +195,10 @@ class SpectrumSegmenter(RateBlock):
     of the model's, not sent; a line of the model's that a narrow track followed over as
     long a time is that track's, with the line's edges, and counted in
     ``repeated_detections``; two narrow tracks that share their time, mirrored about the
-    centre of a wider detection of the model's (MIRROR_BINS, MIRROR_SHARE), are that
-    signal's own lines (an FM's pair at or past the edges of its 99 % band), counted as
-    ``mirror_lines``, not sent: a narrow track that may be one of such a pair waits for
-    the model's tracks that hold the pair's midpoint); ``energy_cells`` counts the cells
+    centre of a wider detection of the model's, are that signal's own lines (an FM's
+    pair at or past the edges of its 99 % band), counted as ``mirror_lines``, not sent: a
+    narrow track that may be one of such a pair waits for the model's tracks that hold the
+    pair's midpoint; ``narrow_tracks.NarrowTracks``); ``energy_cells`` counts the cells
     the energy test added.
     Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
     to fill (with ``tones``, up to a group of TONE_GROUP), then up to one batch of
@@ -311,12 +306,9 @@ class SpectrumSegmenter(RateBlock):
         self._long_tones = LongTones(self.fft, LONG_TILES) \
             if self._tones is not None and self.weak_tones else None
         self._lines = self._narrow is not None or self._tones is not None
-        self._narrow_tracker = Tracker(vote_labels=True, hold=self.hold,
-                                       min_blocks=max(self.min_tiles, NARROW_MIN_TILES))
-        self._coarse_seen: deque = deque(maxlen=64)  # the model's last detections sent
-        self._narrow_waiting: list = []   # narrow tracks ended within a model track still open
-        self._narrow_settled: deque = deque(maxlen=64)   # the last narrow tracks settled
-        self._followed_lines: list = []   # the model's lines a narrow track followed (not sent)
+        self._narrow_tracks = NarrowTracks(self.decim, self.hold,
+                                           max(self.min_tiles, NARROW_MIN_TILES),
+                                           NARROW_MIN_TILES)
         self._repeat_waiting: list = []   # detections within the band of a track still open
         self._continuing: list = []   # (inner signal, the open tracks that may continue it)
         # the FFTs and the model run on a worker thread (they release the GIL), so the
@@ -542,8 +534,8 @@ class SpectrumSegmenter(RateBlock):
                 start = self._pos
                 self._pos += self.decim
                 if narrow is not None:
-                    self._emit_narrow(self._narrow_tracker.update(start, self._pos,
-                                                                  narrow[k - a]))
+                    self._emit_narrow(self._narrow_tracks.tracker.update(
+                        start, self._pos, narrow[k - a]))
                 self._emit_all(self._tracker.update(
                     start, self._pos, per_tile[k], fine[k], blocks[k], zoom[k], line[k]))
 
@@ -572,7 +564,7 @@ class SpectrumSegmenter(RateBlock):
         held_tones = None
         if self._tones is not None and tiles is not None:
             stft = tiles[group].view(np.complex64)[..., 0]   # the model's cells
-            follow, held = self._followed()
+            follow, held = self._narrow_tracks.followed()
             held_tones = follow[held]
             found = self._tones.find(stft, bins[group] if self._per_bin else 1.0,
                                      power[group], network[group], follow, held)
@@ -583,14 +575,6 @@ class SpectrumSegmenter(RateBlock):
             return None
         return self._narrow_intervals(logits[group], (masks if self._narrow else network)[
             group], power[group], found, held_tones)
-
-    def _followed(self) -> tuple[np.ndarray, np.ndarray]:
-        """The centres of the narrow tracks open now, in bins of the tile-long FFT from DC
-        (the tones' search's sub-bins), and whether each has been seen in NARROW_MIN_TILES
-        tiles or more (a tone, not a flicker)."""
-        tracks = self._narrow_tracker.open
-        return (np.array([t.centre * self.decim for t in tracks]),
-                np.array([len(t.edges) >= NARROW_MIN_TILES for t in tracks], bool))
 
     @property
     def _energy_level(self) -> float:
@@ -678,7 +662,7 @@ class SpectrumSegmenter(RateBlock):
             held, self._held = self._held, None
             self._absorb(*held)
         if self._lines:
-            self._emit_narrow(self._narrow_tracker.flush())
+            self._emit_narrow(self._narrow_tracks.tracker.flush())
         self._emit_all(self._tracker.flush(), flushed=True)
 
     def _narrow_intervals(self, logits, masks, power, found, held=None
@@ -717,94 +701,19 @@ class SpectrumSegmenter(RateBlock):
         return out
 
     def _emit_narrow(self, tracks) -> None:
-        if self._narrow_tracker.dropped_short:
-            self.count("short_tracks", self._narrow_tracker.dropped_short)
-            self._narrow_tracker.dropped_short = 0
-        for track in tracks:
-            middles = [0.5 * (track.centre + other.centre)
-                       for other in self._mirror_partners(track, tracks)]
-            blockers = [t for t in self._tracker.open if self._covers(t, track) or
-                        any(t.overlaps(m, m) for m in middles)]
-            if blockers:   # decided when those tracks end, on their settled parts
-                self._narrow_waiting.append((track, blockers, []))
-            else:
-                self._settle_narrow(track, [], tracks)
+        """Settle the narrow tracks that just ended (``narrow_tracks.NarrowTracks``)."""
+        tracker = self._narrow_tracks.tracker
+        if tracker.dropped_short:
+            self.count("short_tracks", tracker.dropped_short)
+            tracker.dropped_short = 0
+        self._send_narrow(self._narrow_tracks.ended(tracks, self._tracker.open))
 
-    def _release_narrow(self, ended: list) -> None:
-        """Settle the narrow tracks whose model tracks have all ended; ``ended``: (track,
-        its detections) of the model's tracks that just did."""
-        waiting, self._narrow_waiting = self._narrow_waiting, []
-        released = [narrow for narrow, _, _ in waiting]
-        for narrow, blockers, parts in waiting:
-            parts += [part for track, its in ended if track in blockers for part in its]
-            blockers = [t for t in blockers if t in self._tracker.open]   # by identity
-            if blockers:
-                self._narrow_waiting.append((narrow, blockers, parts))
-            else:
-                self._settle_narrow(narrow, parts, released)
-
-    def _settle_narrow(self, track, parts: list, ended: list) -> None:
-        """Send a narrow track unless a detection of the model's holds it: one of
-        ``parts``, the detections of the model tracks it ended within, at its centre, or
-        one of the last ones sent (``_covers``); or unless it and another narrow track
-        (open, or one of ``ended``, those settled with it) are a mirrored pair of lines
-        about such a detection's centre (``_mirrored``)."""
-        self._narrow_settled.append(track)
-        if any(self._at_centre(part, track) for part in parts) or \
-                any(self._covers(part, track, exact=True) for part in self._coarse_seen):
-            self.count("narrow_inside")
-            return
-        if self._mirrored(track, parts + list(self._coarse_seen), ended):
-            self.count("mirror_lines")
-            return
-        track.label = max(track.votes, key=track.votes.get) if track.votes else "tone"
-        self.count("narrow_detections")
-        self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq, 1.0))
-
-    def _mirror_partners(self, track, ended: list) -> list:
-        """The narrow tracks (open, ``ended`` with it, waiting or lately settled) that
-        share half of ``track``'s time or of theirs, whichever is shorter: with it, a pair
-        that may be mirrored about a signal's centre."""
-        others = [*self._narrow_tracker.open, *ended,
-                  *(narrow for narrow, _, _ in self._narrow_waiting), *self._narrow_settled]
-        return [other for other in others if other is not track and track.shared_time(
-            other) >= 0.5 * min(track.stop - track.start, other.stop - other.start)]
-
-    def _mirrored(self, track, detections: list, ended: list) -> bool:
-        """Whether a narrow track and a partner (``_mirror_partners``) lie mirrored about
-        the centre (to MIRROR_BINS bins of the tile-long FFT or MIRROR_SHARE of its width)
-        of one of the model's ``detections`` wider than a line that shares their time: that
-        signal's own pair of lines (GNU Radio's FM: a pair at or past the edges of its 99 %
-        band), not two tones."""
-        wide = [d for d in detections if not d.is_line(self.decim) and
-                d.shared_time(track) > 0]
-        return any(abs(d.centre - 0.5 * (track.centre + other.centre)) <=
-                   max(MIRROR_BINS / self.decim, MIRROR_SHARE * (d.f_high - d.f_low)) and
-                   d.shared_time(other) > 0
-                   for other in self._mirror_partners(track, ended) for d in wide)
-
-    def _covers(self, track, narrow, exact: bool = False) -> bool:
-        """Whether a detection of the model's holds a narrow signal over most of the
-        narrow one's time and at its centre (to a bin of the tile-long PSD): that
-        detection's carrier (AM, FM), one of its lines (FM, FSK), or the same tone, which
-        the model's detection reports with its width. ``exact``: on its settled edges (a
-        detection sent, which also covers a narrow signal that starts within ``hold``
-        tiles of its end: the same tone, followed on after the model lost it); otherwise
-        on the band of a track still open (it may hold it)."""
-        shared = track.shared_time(narrow)
-        after = exact and 0 <= narrow.start - track.stop <= self.hold * self.decim
-        if shared < 0.5 * (narrow.stop - narrow.start) and not after:
-            return False
-        if exact:
-            return self._at_centre(track, narrow)
-        centre, slack = narrow.centre, 1 / self.decim
-        return track.overlaps(centre - slack, centre + slack)
-
-    def _at_centre(self, track, narrow) -> bool:
-        """Whether a detection's band holds a narrow one's centre (to a bin of the
-        tile-long PSD)."""
-        centre, slack = narrow.centre, 1 / self.decim
-        return track.f_low - slack <= centre <= track.f_high + slack
+    def _send_narrow(self, settled: list) -> None:
+        """Count each narrow track settled by what became of it, and send those SENT."""
+        for verdict, track in settled:
+            self.count(verdict)
+            if verdict == SENT:
+                self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq, 1.0))
 
     def stop(self):
         if getattr(self, "_pool", None) is not None:
@@ -851,15 +760,12 @@ class SpectrumSegmenter(RateBlock):
             self._inner_signals(split)
             tracks = self._settle_repeats(self._without_sibling_lines(split, flushed), split)
         elif self._lines:
-            self._coarse_seen.extend(tracks)
+            self._narrow_tracks.seen.extend(tracks)
         for track in tracks:
             self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq,
                                  track.score))
-        if self._lines:   # less the lines a narrow track followed: it is sent for them
-            followed = {id(part) for part in self._followed_lines}
-            self._followed_lines = []
-            self._release_narrow([(track, [p for p in its if id(p) not in followed])
-                                  for track, its in split])
+        if self._lines:
+            self._send_narrow(self._narrow_tracks.release(split, self._tracker.open))
 
     def _inner_signals(self, split: list) -> None:
         """Add to each track's detections in ``split`` ((track, its detections)) the narrow
@@ -906,7 +812,7 @@ class SpectrumSegmenter(RateBlock):
             if lines:
                 self.count("sibling_lines", len(lines))
                 if self._lines:
-                    self._coarse_seen.extend(parts[k] for k in lines)
+                    self._narrow_tracks.seen.extend(parts[k] for k in lines)
             out += [part for k, part in enumerate(parts) if k not in lines]
         return out
 
@@ -928,12 +834,11 @@ class SpectrumSegmenter(RateBlock):
                    for j, other in enumerate(parts)):
                 self.count("repeated_detections")
                 continue
-            if self._lines and self._narrow_follows(part):
+            if self._lines and self._narrow_tracks.claims(part):
                 self.count("repeated_detections")
-                self._followed_lines.append(part)
                 continue
             if self._lines:   # narrow signals it holds are its, sent now or later
-                self._coarse_seen.append(part)
+                self._narrow_tracks.seen.append(part)
             blockers = [t for t in self._tracker.open if self._may_repeat(t, part)]
             if blockers:
                 self._repeat_waiting.append((part, blockers, []))
@@ -989,29 +894,6 @@ class SpectrumSegmenter(RateBlock):
     def _starts_at_end(self, inner, start: int) -> bool:
         """Whether sample ``start`` lies within CONTINUE_TILES tiles of ``inner``'s end."""
         return abs(start - inner.stop) <= CONTINUE_TILES * self.decim
-
-    def _narrow_follows(self, part) -> bool:
-        """Whether a narrow track follows ``part``, a line of the model's (``_follows``): one
-        open now, or one ended and waiting on the model's tracks that lasted as long as
-        the line or longer (the stream's end closes both, the narrow ones first), which
-        then takes the line's edges (the block-long PSD's, finer than its tiles')."""
-        if any(self._follows(t, part) for t in self._narrow_tracker.open):
-            return True
-        for narrow, _, _ in self._narrow_waiting:
-            if self._follows(narrow, part) and \
-                    narrow.stop - narrow.start >= part.stop - part.start:
-                narrow.f_low, narrow.f_high = part.f_low, part.f_high
-                return True
-        return False
-
-    def _follows(self, narrow, part) -> bool:
-        """Whether a narrow track already follows ``part``, a line of the model's
-        (one bin of the tile-long PSD: a carrier the model saw for a while): it holds the
-        line's centre over half its time or more and has been seen in enough tiles to be
-        sent (else the tone would be lost to both)."""
-        return part.is_line(self.decim) and \
-            len(narrow.edges) >= self._narrow_tracker.min_blocks and \
-            self._covers(narrow, part)
 
     @staticmethod
     def _repeats(other, part) -> bool:

@@ -1309,7 +1309,7 @@ def test_two_lines_mirrored_about_a_wider_signal_are_its_own(monkeypatch):
     its width: its edges are a noisy power band's), so they are that signal's own lines,
     counted as ``mirror_lines``, not sent. Lines 100 bins of that FFT (0.6 % of the band)
     off the mirror are two tones, as is the mirrored pair without the rule."""
-    from cvstream.blocks import segmenter
+    import cvstream.blocks.narrow_tracks as narrow_tracks
     n, tile = 262144, 8192
     t = np.arange(n)
 
@@ -1337,8 +1337,8 @@ def test_two_lines_mirrored_about_a_wider_signal_are_its_own(monkeypatch):
     tones = sorted(low for label, low, width in got if width * tile < 1.5)
     assert tones == pytest.approx([-0.04, 0.04 + 100 / tile], abs=1 / tile)
     assert counters["narrow_detections"] == 2 and "mirror_lines" not in counters
-    monkeypatch.setattr(segmenter, "MIRROR_BINS", -1.0)
-    monkeypatch.setattr(segmenter, "MIRROR_SHARE", -1.0)
+    monkeypatch.setattr(narrow_tracks, "MIRROR_BINS", -1.0)
+    monkeypatch.setattr(narrow_tracks, "MIRROR_SHARE", -1.0)
     got, counters = detections(1)
     assert sorted(label for label, _, _ in got) == ["analog", "tone", "tone"]
 
@@ -1376,7 +1376,7 @@ def test_a_cw_tone_keeps_one_detection_while_a_signal_comes_and_goes_beside_it(m
     over the whole stream, a bin wide, and the neighbour's own box; without following
     held tones there, the tone comes in pieces (the piece beside the neighbour, which
     holds its band in a few blocks only, may be dropped)."""
-    from cvstream.blocks import segmenter
+    from cvstream.blocks.narrow_tracks import NarrowTracks
     n, tile = 32 * 8192, 8192
     t = np.arange(n)
 
@@ -1398,8 +1398,8 @@ def test_a_cw_tone_keeps_one_detection_while_a_signal_comes_and_goes_beside_it(m
         (wide,) = rest
         assert abs(wide["sample_start"] - n // 3) <= 2 * tile
         assert abs(wide["sample_start"] + wide["sample_count"] - 2 * n // 3) <= 2 * tile
-    followed = segmenter.SpectrumSegmenter._followed
-    monkeypatch.setattr(segmenter.SpectrumSegmenter, "_followed", lambda self: (
+    followed = NarrowTracks.followed
+    monkeypatch.setattr(NarrowTracks, "followed", lambda self: (
         followed(self)[0], np.zeros_like(followed(self)[1])))   # none held
     near, _ = tones(0)
     assert near and all(m["sample_count"] < 0.8 * n for m in near)   # pieces at most
@@ -1413,9 +1413,9 @@ def test_a_cw_tone_that_steps_up_keeps_one_detection_over_its_whole_time(monkeyp
     The stream's end closes both, the narrow track first, which then waited on the
     model's track and was dropped as held by that track's line: the tone came out as the
     line's stretch only. Now a line that a waiting narrow track followed over as long a
-    time is the narrow track's (``_narrow_follows``), with the line's edges: one tone
-    detection over the whole stream, a bin wide, at the tone."""
-    from cvstream.blocks import segmenter
+    time is the narrow track's (``NarrowTracks.follows_line``), with the line's edges:
+    one tone detection over the whole stream, a bin wide, at the tone."""
+    from cvstream.blocks.narrow_tracks import NarrowTracks
     n, tile = 32 * 8192, 8192
     t = np.arange(n)
 
@@ -1431,8 +1431,8 @@ def test_a_cw_tone_that_steps_up_keeps_one_detection_over_its_whole_time(monkeyp
         assert got["sample_start"] == 0 and got["sample_count"] == n
         assert got["freq_upper_edge"] - got["freq_lower_edge"] <= 2 / tile
         assert abs(got["center_freq"] - (0.1 + 0.013 * seed + 0.3 / tile)) < 0.5 / tile
-    monkeypatch.setattr(segmenter.SpectrumSegmenter, "_narrow_follows", lambda self, part: any(
-        self._follows(t, part) for t in self._narrow_tracker.open))   # open ones only
+    monkeypatch.setattr(NarrowTracks, "follows_line", lambda self, part: any(
+        self._follows(t, part) for t in self.tracker.open))   # open ones only
     assert all(m["sample_start"] >= n // 4 for m in tone(0))   # from where the line began
 
 
@@ -2505,26 +2505,23 @@ def test_narrow_view_skips_iq_images_and_blips():
 
 def test_a_narrow_signal_within_an_open_track_waits_for_its_detections():
     """A narrow track that ends inside the band of a model track still open is settled
-    when that track ends, on the detections it gives: sent when none holds its centre (the
-    track's band shrank away from it), counted in ``narrow_inside`` when one does."""
+    when that track ends, on the detections it gives: sent (labelled by its votes) when
+    none holds its centre (the track's band shrank away from it), INSIDE (counted in
+    ``narrow_inside``) when one does."""
+    from cvstream.blocks.narrow_tracks import INSIDE, SENT, NarrowTracks
     from cvstream.blocks.tracks import Track
     tile = 8192
-    for part_band, sent in (((0.10, 0.12), True), ((0.10, 0.13), False)):
-        block = SpectrumSegmenter(narrow=True)
-        block.start()
+    for part_band, verdict in (((0.10, 0.12), SENT), ((0.10, 0.13), INSIDE)):
+        narrow = NarrowTracks(tile, hold=6, min_blocks=5, held_blocks=5)
         wide = Track(0, 20 * tile, 0.10, 0.14, 20.0, label="psk")
-        block._tracker.open.append(wide)
+        model_open = [wide]
         tone = Track(2 * tile, 12 * tile, 0.125, 0.125 + 1 / tile, 15.0, votes={"tone": 1.0})
-        block._emit_narrow([tone])
-        assert block.take_messages() == [] and len(block._narrow_waiting) == 1
-        block._tracker.open.remove(wide)
+        assert narrow.ended([tone], model_open) == [] and len(narrow.waiting) == 1
+        model_open.remove(wide)
         part = Track(0, 20 * tile, *part_band, 20.0, label="psk")
-        block._release_narrow([(wide, [part])])
-        got = block.take_messages()
-        assert block._narrow_waiting == []
-        assert [m["label"] for m in got] == (["tone"] if sent else [])
-        assert block.counters.get("narrow_inside", 0) == (0 if sent else 1)
-        block.stop()
+        assert narrow.release([(wide, [part])], model_open) == [(verdict, tone)]
+        assert narrow.waiting == []
+        assert tone.label == ("tone" if verdict == SENT else "signal")   # as it came
 
 
 def test_a_part_cut_in_time_sums_its_own_finer_views():
