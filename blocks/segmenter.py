@@ -11,7 +11,7 @@ import scipy.fft
 from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
-from .detections import REPEAT_IOU, ZOOM, refine_edges, sibling_lines, time_segments
+from .detections import ZOOM, refine_edges, sibling_lines, time_segments
 from .family_features import FAMILY_FEATURES, family_features, family_probabilities
 from .inner_signals import raised_plateaus, raised_since, roll_off_edges
 from .lines import LINE_MIN_BLOCKS
@@ -19,6 +19,7 @@ from .narrow_tracks import SENT, NarrowTracks
 from .narrowband import (FOLLOW_SUBBINS, CellTones, LongTones, NarrowbandFinder,
                          merge_lines)
 from .onnx_model import load_model, make_session
+from .repeats import Repeats
 from .tracks import (RadioContext, Tracker, band_bins, bin_edges, dilate_rows, row_runs,
                      to_message)
 
@@ -52,9 +53,6 @@ TONE_GROUP = 8
 #: families whose spectrum is flat across their band: a plateau raised inside one is another
 #: signal (``_inner_signals``); an FSK's lobes, an FM's lines or a chirp's sweep are their own
 FLAT_FAMILIES = ("ofdm", "qam", "psk")
-#: an inner signal goes on in a detection that starts within this many tiles of its end, in
-#: its band (frequency IoU REPEAT_IOU), of a track open when it ended: the wide one ended first
-CONTINUE_TILES = 2
 
 
 def noise_floor(tiles: np.ndarray) -> np.ndarray:
@@ -151,9 +149,9 @@ class SpectrumSegmenter(RateBlock):
     (``detections.refine_edges``). Two tracks can follow one signal for a while and settle
     to its band: a detection that another one repeats (half its time or more, frequency
     IoU REPEAT_IOU) is counted as ``repeated_detections``, not sent; one within the band
-    of a track still open waits for that track's detections. The ``family``
-    classifier then names each detection's modulation family from the shape of that fine
-    PSD, its bandwidth, how its band moved and five statistics of its envelope and
+    of a track still open waits for that track's detections (``repeats.Repeats``). The
+    ``family`` classifier then names each detection's modulation family from the shape of
+    that fine PSD, its bandwidth, how its band moved and five statistics of its envelope and
     instantaneous frequency in its band, taken on the samples of its first tiles (more of
     them for a narrow band; a detection cut from a track, on its own tiles;
     ``family_features.family_features``; with ``family: ""`` or ``refine: 0`` the label is the
@@ -309,8 +307,7 @@ class SpectrumSegmenter(RateBlock):
         self._narrow_tracks = NarrowTracks(self.decim, self.hold,
                                            max(self.min_tiles, NARROW_MIN_TILES),
                                            NARROW_MIN_TILES)
-        self._repeat_waiting: list = []   # detections within the band of a track still open
-        self._continuing: list = []   # (inner signal, the open tracks that may continue it)
+        self._repeats = Repeats(self.decim, self.count)   # detections held back
         # the FFTs and the model run on a worker thread (they release the GIL), so the
         # previous batch's detections overlap with them on 2 cores
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"cvstream-{self.name}")
@@ -758,7 +755,9 @@ class SpectrumSegmenter(RateBlock):
         if self.refine:
             self._classify(tracks)
             self._inner_signals(split)
-            tracks = self._settle_repeats(self._without_sibling_lines(split, flushed), split)
+            tracks = self._repeats.settle(self._without_sibling_lines(split, flushed), split,
+                                          self._tracker.open,
+                                          self._narrow_tracks if self._lines else None)
         elif self._lines:
             self._narrow_tracks.seen.extend(tracks)
         for track in tracks:
@@ -815,99 +814,6 @@ class SpectrumSegmenter(RateBlock):
                     self._narrow_tracks.seen.extend(parts[k] for k in lines)
             out += [part for k, part in enumerate(parts) if k not in lines]
         return out
-
-    def _settle_repeats(self, parts: list, split: list) -> list:
-        """The detections to send now, of ``parts`` (those of the tracks that just ended,
-        ``split``: (track, its detections)) and of those waiting. Two tracks can follow one
-        signal for a while (each on a run of cells: a weak signal's flicker, neighbours
-        the coarse view joined in one tile and not the next), and each settles to the
-        signal's own band. So a detection repeats another that shares most of its time
-        and its band (``_repeats``): of two that end together the longer is sent; one
-        within the band of a track still open waits for that track's detections, and is
-        counted as ``repeated_detections``, not sent, if one of them repeats it. An inner
-        signal first waits for the tracks that may continue it (``_continue_inner``)."""
-        parts = self._continue_inner(parts)
-        out = []
-        for k, part in enumerate(parts):
-            if any(j != k and self._repeats(other, part) and
-                   (other.stop - other.start, -j) > (part.stop - part.start, -k)
-                   for j, other in enumerate(parts)):
-                self.count("repeated_detections")
-                continue
-            if self._lines and self._narrow_tracks.claims(part):
-                self.count("repeated_detections")
-                continue
-            if self._lines:   # narrow signals it holds are its, sent now or later
-                self._narrow_tracks.seen.append(part)
-            blockers = [t for t in self._tracker.open if self._may_repeat(t, part)]
-            if blockers:
-                self._repeat_waiting.append((part, blockers, []))
-            else:
-                out.append(part)
-        waiting, self._repeat_waiting = self._repeat_waiting, []
-        for part, blockers, seen in waiting:   # tracks compare by identity
-            seen += [p for track, its in split if track in blockers for p in its]
-            blockers = [t for t in blockers if t in self._tracker.open]
-            if blockers:
-                self._repeat_waiting.append((part, blockers, seen))
-            elif any(self._repeats(other, part) for other in seen):
-                self.count("repeated_detections")
-            else:
-                out.append(part)
-        return out
-
-    def _continue_inner(self, parts: list) -> list:
-        """``parts`` with each inner signal (``_inner_signals``) joined to the detection
-        that continues it (``_join_continuation``: the wide signal around it ended first and
-        it goes on alone): one of the same track, or of a track open now that starts within
-        CONTINUE_TILES tiles of its end in its band, for which it waits (left out of
-        ``parts`` until those tracks have ended)."""
-        parts = list(parts)
-        waiting, self._continuing = self._continuing, []
-        for inner, tracks in waiting:
-            self._join_continuation(inner, parts)
-            tracks = [t for t in tracks if t in self._tracker.open]
-            if tracks:
-                self._continuing.append((inner, tracks))
-            else:
-                parts.append(inner)
-        waited = {id(inner) for inner, _ in waiting}
-        for inner in [p for p in parts if p.inner and id(p) not in waited]:
-            self._join_continuation(inner, parts)   # a later part of the same track
-            tracks = [t for t in self._tracker.open if self._starts_at_end(inner, t.start)
-                      and t.shared_band(inner) >= 0.5 * (inner.f_high - inner.f_low)]
-            if tracks:
-                self._continuing.append((inner, tracks))
-                parts.remove(inner)
-        return parts
-
-    def _join_continuation(self, inner, parts: list) -> None:
-        """Join to inner signal ``inner`` the detections of ``parts`` that go on where it
-        ended: they start within CONTINUE_TILES tiles of its end, in its band (frequency
-        IoU REPEAT_IOU); taken out of ``parts`` and counted as ``continued_inner``."""
-        for part in [p for p in parts if not p.inner and self._starts_at_end(inner, p.start)
-                     and p.band_iou(inner) >= REPEAT_IOU]:
-            inner.stop = max(inner.stop, part.stop)
-            parts.remove(part)
-            self.count("continued_inner")
-
-    def _starts_at_end(self, inner, start: int) -> bool:
-        """Whether sample ``start`` lies within CONTINUE_TILES tiles of ``inner``'s end."""
-        return abs(start - inner.stop) <= CONTINUE_TILES * self.decim
-
-    @staticmethod
-    def _repeats(other, part) -> bool:
-        """Whether detection ``other`` shares at least half of ``part``'s time and its band
-        (frequency IoU REPEAT_IOU)."""
-        return other.shared_time(part) >= 0.5 * (part.stop - part.start) and \
-            other.band_iou(part) >= REPEAT_IOU
-
-    @staticmethod
-    def _may_repeat(track, part) -> bool:
-        """Whether a track still open may report ``part`` again: it has followed half of
-        its time or more, and its band (the union of its runs) holds most of part's."""
-        return track.shared_time(part) >= 0.5 * (part.stop - part.start) and \
-            track.shared_band(part) >= 0.5 * (part.f_high - part.f_low)
 
 
 def _tiles_of(result, tiles: slice):

@@ -551,7 +551,7 @@ def test_the_main_jobs_qam_signal_inside_an_ofdm_band_is_a_detection_of_its_own(
     within 40 kHz of its true 2446.61 and 2447.39 MHz (its plateau's, 2446.75 and 2447.26,
     out over its roll-off, ``roll_off_edges``), from its own start (where it stands alone
     before the OFDM, ``raised_since``) to its own end (``_inner_signals``, counted; the
-    piece of the same track after the OFDM ends continues it, ``_continue_inner``, and is
+    piece of the same track after the OFDM ends continues it, ``Repeats.continue_inner``, and is
     not sent)."""
     from cvstream.blocks.spectrum_synth import SpectrumSynthSource
     sky = SpectrumSynthSource(rate=20e6, freq=2.45e9, scenes=4, seed=1, snr_min=0, snr_max=30)
@@ -584,29 +584,26 @@ def test_an_inner_signal_waits_for_the_track_that_continues_it():
     CONTINUE_TILES tiles of its end; when that track ends, its detection that starts there
     in the inner signal's band is joined to it (not sent), and one elsewhere is sent as
     it is; an inner signal with no such track is sent at once."""
+    from collections import Counter
+
+    from cvstream.blocks.repeats import CONTINUE_TILES, Repeats
     from cvstream.blocks.tracks import Track
-    from cvstream.blocks.segmenter import CONTINUE_TILES
-    block = SpectrumSegmenter()
-    block.start()
-    tile = block.decim
+    tile = 8192
+    counts = Counter()
+    repeats = Repeats(tile, lambda name, n=1: counts.update({name: n}))
     inner = Track(0, 100 * tile, 0.10, 0.11, 20.0, "qam")
     inner.inner = True
     later = Track(101 * tile, 120 * tile, 0.099, 0.111, 20.0, "ofdm")
     elsewhere = Track(101 * tile, 120 * tile, 0.30, 0.32, 20.0, "psk")
-    block._tracker.open = [later, elsewhere]
-    assert block._continue_inner([inner]) == []
-    block._tracker.open = [elsewhere]
-    assert block._continue_inner([later]) == [inner]
+    assert repeats.continue_inner([inner], [later, elsewhere]) == []
+    assert repeats.continue_inner([later], [elsewhere]) == [inner]
     assert (inner.start, inner.stop) == (0, 120 * tile)
-    assert block.counters["continued_inner"] == 1
-    block._tracker.open = []
-    assert block._continue_inner([elsewhere]) == [elsewhere]
+    assert counts == {"continued_inner": 1}
+    assert repeats.continue_inner([elsewhere], []) == [elsewhere]
     alone = Track(0, 100 * tile, 0.20, 0.21, 20.0, "qam")
     alone.inner = True
     far = Track((101 + 2 * CONTINUE_TILES) * tile, 120 * tile, 0.199, 0.211, 20.0, "ofdm")
-    block._tracker.open = [far]
-    assert block._continue_inner([alone]) == [alone]
-    block.stop()
+    assert repeats.continue_inner([alone], [far]) == [alone]
 
 
 def test_a_tone_on_a_neighbours_skirt_is_one_bin_and_an_am_carrier_is_not():
@@ -2558,26 +2555,28 @@ def test_a_detection_another_track_repeats_is_sent_once():
     time or more, frequency IoU >= 0.5); a narrow signal inside that band over the same
     time, which no detection repeats, is sent when the track ends. Of two ending together,
     the longer one is sent."""
+    from collections import Counter
+
+    from cvstream.blocks.repeats import Repeats
     from cvstream.blocks.tracks import Track
     tile = 8192
-    block = SpectrumSegmenter()
-    block.start()
+    counts = Counter()
+    repeats = Repeats(tile, lambda name, n=1: counts.update({name: n}))
     wide = Track(0, 20 * tile, 0.05, 0.20, 20.0)            # open: a signal and a neighbour
-    block._tracker.open.append(wide)
+    model_open = [wide]
     short = Track(0, 11 * tile, 0.100, 0.140, 12.0)           # the signal, for 11 tiles
     inside = Track(0, 11 * tile, 0.105, 0.108, 12.0)          # a narrow one inside its band
     elsewhere = Track(0, 11 * tile, 0.30, 0.34, 12.0)         # no open track over it
-    sent = block._settle_repeats([short, inside, elsewhere], [])
-    assert sent == [elsewhere] and len(block._repeat_waiting) == 2
-    block._tracker.open.remove(wide)
+    sent = repeats.settle([short, inside, elsewhere], [], model_open)
+    assert sent == [elsewhere] and len(repeats.waiting) == 2
+    model_open.remove(wide)
     its = [Track(0, 32 * tile, 0.101, 0.140, 20.0), Track(0, 32 * tile, 0.06, 0.09, 20.0)]
-    sent = block._settle_repeats(its, [(wide, its)])
-    assert sent == its + [inside] and block._repeat_waiting == []
-    assert block.counters["repeated_detections"] == 1
+    sent = repeats.settle(its, [(wide, its)], model_open)
+    assert sent == its + [inside] and repeats.waiting == []
+    assert counts["repeated_detections"] == 1
     long, piece = Track(0, 30 * tile, 0.3, 0.34, 9.0), Track(5 * tile, 9 * tile, 0.3, 0.33, 9.0)
-    assert block._settle_repeats([piece, long], []) == [long]
-    assert block.counters["repeated_detections"] == 2
-    block.stop()
+    assert repeats.settle([piece, long], [], model_open) == [long]
+    assert counts["repeated_detections"] == 2
 
 
 def test_a_carrier_the_model_sees_for_a_while_is_sent_once():
