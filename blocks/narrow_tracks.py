@@ -26,15 +26,16 @@ SENT, INSIDE, MIRRORED = "narrow_detections", "narrow_inside", "mirror_lines"
 
 class NarrowTracks:
     """The narrow tracks of a stream cut into blocks of ``block`` samples (the tile-long
-    FFT's size): followed by ``tracker`` (``hold`` blocks of absence allowed), held once
-    seen in ``held_blocks`` blocks (a tone, not a flicker). ``ended`` and ``release``
+    FFT's size): followed by ``tracker`` (``hold`` blocks of absence allowed; tracks
+    shorter than ``min_blocks`` are counted in its ``dropped_short``, not settled), held
+    once seen in ``held_blocks`` blocks (a tone, not a flicker). ``ended`` and ``release``
     return the tracks they settle as (what became of it: SENT, INSIDE or MIRRORED, track)
     pairs, in order."""
 
     def __init__(self, block: int, hold: int, min_blocks: int, held_blocks: int):
         self.tracker = Tracker(vote_labels=True, hold=hold, min_blocks=min_blocks)
         self.block, self.hold, self.held_blocks = block, hold, held_blocks
-        self.seen: deque = deque(maxlen=64)      # the model's last detections sent
+        self.seen: deque = deque(maxlen=64)   # the model's last detections: sent, or lines
         self.waiting: list = []   # narrow tracks ended within a model track still open
         self.settled: deque = deque(maxlen=64)   # the last narrow tracks settled
         self.followed_lines: list = []   # the model's lines a narrow track followed (not sent)
