@@ -217,7 +217,7 @@ def stages(meta: str, scenes: int, rounds: int = 3) -> None:
     stream = len(x) / 20e6
     seg.start()   # a first batch through both: lazy imports, FFT plans, the model's warm-up
     seg.absorb(seg.compute(batches[0]), batches[0])
-    inputs = [seg.prepare(b)[0] for b in batches]
+    inputs = [seg.spectra.prepare(b)[0] for b in batches]
 
     def cores(run, clock=time.process_time) -> float:   # seconds per second of stream
         t0 = clock()

@@ -7,7 +7,7 @@ view, ``narrow``). All give their lines as ``Lines``.
 
 ``NarrowbandFinder``: per tile of ``size`` samples, the tile-long PSD (one ``size``-point
 FFT through a unit-energy Hann window, in units of the tile's noise floor: the segmenter's
-``fine_psd``, which its tracks' block-long views share), averaged with the previous
+``TileSpectra.fine_psd``, which its tracks' block-long views share), averaged with the previous
 tile's. A run of bins is a narrow signal when it stands ``level`` above the noise floor
 (false-alarm probability ``pfa`` for a mean of two periodogram bins), ``contrast`` above
 the mean of the ``span`` bins around it (a peak on a wide signal's shoulder is not one),

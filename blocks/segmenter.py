@@ -2,43 +2,27 @@
 from __future__ import annotations
 
 import copy
-import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import scipy.fft
 
 from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
+from .cell_intervals import model_intervals, narrow_intervals
 from .detections import ZOOM, refine_edges, sibling_lines, time_segments
+from .energy_cells import IMAGE_REJECTION_DB, EnergyCells, energy_level
 from .family_features import FAMILY_FEATURES, family_features, family_probabilities
 from .inner_signals import raised_plateaus, raised_since, roll_off_edges
 from .lines import LINE_MIN_BLOCKS
 from .narrow_tracks import SENT, NarrowTracks
-from .narrowband import (FOLLOW_SUBBINS, CellTones, LongTones, NarrowbandFinder,
-                         merge_lines)
+from .narrowband import CellTones, LongTones, NarrowbandFinder, merge_lines
 from .onnx_model import load_model, make_session
 from .repeats import Repeats
-from .tracks import (RadioContext, Tracker, band_bins, bin_edges, dilate_rows, row_runs,
-                     to_message)
+from .tile_groups import TileGroups
+from .tile_spectra import TileSpectra
+from .tracks import RadioContext, Tracker, band_bins, bin_edges, to_message
 
-FLOOR_QUANTILE = 0.2
-INSIDE_RISE = 30.0  # a narrow peak on another signal: 15 dB over its surroundings
-QUIET_AROUND = 1.5  # mean power around a peak (noise floor 1) below which it stands alone
-FOLLOW_RISE = 4.0  # a tone followed beside a signal: 6 dB over the quieter side's cell
-#: white-noise periodogram cells are exponential: their q-quantile is -ln(1 - q) x the mean
-FLOOR_RATIO = float(-np.log(1 - FLOOR_QUANTILE))
-#: the energy test (``energy_sigma``) looks this many cells or more away from the model's own
-ENERGY_GUARD = 4
-#: and at cells under this power over their bin's floor (10 dB): what stands higher and the
-#: model leaves is a strong signal's skirt or line, not a weak signal it missed
-ENERGY_CAP = 10.0
-#: nor at a strong signal's IQ image: receivers reject images by some 25-40 dB
-IMAGE_REJECTION_DB = 25.0
-#: a cell the energy test finds alone holds a line (a CW tone), not a narrow signal, where
-#: its strongest bin of the tile-long PSD stands this many times its median bin
-LINE_PEAK = 15.0
 #: a line of the fine view is a signal when it holds for this many tiles (a carrier holds;
 #: a noise peak, a weak signal's flicker or a burst's one spectral line does not), as a
 #: line that ``refine_edges`` cuts beside another part of a model's track must
@@ -55,69 +39,9 @@ TONE_GROUP = 8
 FLAT_FAMILIES = ("ofdm", "qam", "psk")
 
 
-def noise_floor(tiles: np.ndarray) -> np.ndarray:
-    """The noise power per cell of each (frames, fft) tile, from the 20th percentile of the
-    cell powers, which stays on the noise even when signals fill most of the band (a median
-    would not above 50 %); taken over every other frame: half the work, the same estimate."""
-    sample = tiles[:, ::2].reshape(len(tiles), -1)
-    power = sample.real ** 2 + sample.imag ** 2
-    k = int(FLOOR_QUANTILE * power.shape[1])
-    return np.partition(power, k, axis=1)[:, k] / FLOOR_RATIO + 1e-20
-
-
-def noise_floor_per_bin(tiles: np.ndarray, rise_db: float = 3.0, rounds: int = 4
-                        ) -> np.ndarray:
-    """The noise power of each bin of each (frames, fft) tile, as a floor that may tilt or
-    bow across the band (a receiver's filters, a tilted front end): per bin the 20th
-    percentile of the tile's frames (every other one), then a quadratic in dB across the
-    band fitted to those levels, refitted without the bins standing ``rise_db`` above it
-    (signals), ``rounds`` times. (tiles, fft)."""
-    sample = tiles[:, ::2]
-    power = sample.real ** 2 + sample.imag ** 2
-    k = int(FLOOR_QUANTILE * power.shape[1])
-    db = 10 * np.log10(np.partition(power, k, axis=1)[:, k] / FLOOR_RATIO + 1e-20)
-    x = np.linspace(-1.0, 1.0, tiles.shape[2])
-    basis = np.stack([np.ones_like(x), x, x * x])                    # (3, fft)
-    products = (basis[:, None] * basis[None]).reshape(9, -1).T       # (fft, 9)
-    keep = np.ones(db.shape, bool)
-    for _ in range(rounds):
-        w = keep.astype(np.float64)
-        gram = (w @ products).reshape(-1, 3, 3)
-        rhs = ((w * db) @ basis.T)[..., None]
-        coef = np.linalg.solve(gram + 1e-9 * np.eye(3), rhs)[..., 0]
-        fit = coef @ basis
-        keep = db < fit + rise_db
-        keep[keep.sum(axis=1) < tiles.shape[2] // 8] = True         # mostly signal: all bins
-    return (10 ** (fit / 10)).astype(np.float32)
-
-
-def normalize_tiles(tiles: np.ndarray, per_bin: bool = False) -> np.ndarray:
-    """Scale each (frames, fft) tile so that noise cells have unit power, as the model was
-    trained: one scale per tile (contract normalization ``noise_floor``) or one per bin
-    (``noise_floor_per_bin``)."""
-    if per_bin:
-        return tiles * (1 / np.sqrt(noise_floor_per_bin(tiles)))[:, None, :]
-    return tiles * (1 / np.sqrt(noise_floor(tiles))).astype(np.float32)[:, None, None]
-
-
-def unit_hann(n: int) -> np.ndarray:
-    """A symmetric Hann window scaled to unit energy (white noise keeps its power per bin)."""
-    w = np.hanning(n)
-    return (w / np.sqrt(np.sum(w ** 2))).astype(np.float32)
-
-
 def presence_of(logits: np.ndarray) -> np.ndarray:
     """(tiles, fft) presence probability of each cell from the model's logits."""
     return 1 / (1 + np.exp(-logits[:, 0]))
-
-
-@functools.lru_cache(maxsize=8)
-def centring_window(n: int) -> np.ndarray:
-    """unit_hann(n) x (-1)^k: its FFT comes out DC-centred (the spectrum shifted by n/2,
-    which is fftshift for even n) without a second pass over the data. Shared, read-only."""
-    w = unit_hann(n) * np.where(np.arange(n) % 2, -1, 1).astype(np.float32)
-    w.flags.writeable = False
-    return w
 
 
 @register("spectrum_segmenter")
@@ -259,8 +183,6 @@ class SpectrumSegmenter(RateBlock):
         self.max_chunks = self.max_batch
         self.classes = c.class_names[1:]
         self._per_bin = c.normalization == "noise_floor_per_bin"
-        self._win = centring_window(self.fft)
-        self._mirror = np.r_[0, np.arange(self.fft - 1, 0, -1)]  # bin of -f, DC-centred
         self._zoom = 0
         if self.refine:
             if self.refine < self.fft or self.decim % self.refine:
@@ -269,6 +191,9 @@ class SpectrumSegmenter(RateBlock):
             # the view ZOOM times finer that splits close neighbours (valley_db)
             self._zoom = self.refine * ZOOM if self.valley_db and \
                 self.decim % (self.refine * ZOOM) == 0 else 0
+        self.spectra = TileSpectra(self.fft, self.frames, self._per_bin,
+                                   self._per_bin or bool(self.energy_sigma), self.refine,
+                                   self._zoom)
         if self.narrow and not self.refine:
             raise ParamError("narrow", "the narrowband view needs the samples that refine "
                              "keeps (refine > 0)")
@@ -295,8 +220,8 @@ class SpectrumSegmenter(RateBlock):
                                    self.freq)
         self._pos = 0
         self._last = None
-        self._last_power = None   # the previous tile's cell power over its floors
-        self._last_cells = None   # and its cells that held energy
+        self._energy = EnergyCells(self.energy_sigma, self.fft, self.frames) \
+            if self.energy_sigma else None
         self._narrow = NarrowbandFinder(self.decim, image_rejection_db=IMAGE_REJECTION_DB) \
             if self.narrow else None
         self._tones = CellTones(self.fft, self.frames) if self.tones and not self.narrow \
@@ -314,41 +239,7 @@ class SpectrumSegmenter(RateBlock):
         self._pending = None
         # samples (``work``) or results (``absorb``) past a call's last whole group
         self._grouped = self._tones is not None
-        self._carry: np.ndarray | None = None
-        self._held: tuple | None = None
-
-    def prepare(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Whole tiles of x as the model's input, the (tiles, fft) mean cell power in units of
-        the noise floor, each tile's noise floor and each bin's floor in units of its tile's
-        (``noise_floor_per_bin``; None where neither the model nor the energy test needs
-        it)."""
-        tiles = scipy.fft.fft(x.reshape(-1, self.fft) * self._win, axis=1, overwrite_x=True)
-        tiles = tiles.astype(np.complex64, copy=False).reshape(-1, self.frames, self.fft)
-        floor = noise_floor(tiles)
-        power = np.einsum("ktf,ktf->kf", tiles.real, tiles.real)
-        power += np.einsum("ktf,ktf->kf", tiles.imag, tiles.imag)
-        power /= self.frames * floor[:, None]
-        bins = noise_floor_per_bin(tiles) if self._per_bin or self.energy_sigma else None
-        if self._per_bin:   # the model's input flat across the band; the rest per tile
-            tiles *= (1 / np.sqrt(bins))[:, None, :]
-        else:
-            tiles *= (1 / np.sqrt(floor)).astype(np.float32)[:, None, None]
-        if bins is not None:
-            bins /= floor[:, None]
-        return tiles.view(np.float32).reshape(*tiles.shape, 2), power, floor, bins
-
-    def fine_psd(self, x: np.ndarray, floor: np.ndarray, size: int = 0) -> np.ndarray:
-        """(tiles, size) PSD of whole tiles of x at a finer resolution (``refine`` points by
-        default), in units of each tile's noise floor (unit-energy windows keep white noise
-        at the same power per bin at any FFT size, so the coarse floor carries over)."""
-        size = size or self.refine
-        spec = scipy.fft.fft(x.reshape(-1, size) * centring_window(size), axis=1,
-                             overwrite_x=True)
-        pairs = spec.view(spec.real.dtype)   # (real, imag) pairs, squared in place, summed
-        pairs *= pairs
-        fine = (pairs[:, 0::2] + pairs[:, 1::2]).reshape(len(floor), -1, size)
-        # one periodogram a tile (the tile-long PSD) needs no mean
-        return (fine[:, 0] if fine.shape[1] == 1 else fine.mean(axis=1)) / floor[:, None]
+        self._groups = TileGroups(self.decim, TONE_GROUP if self._grouped else 1)
 
     def _run_model(self, tiles: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self.contract.inputs[0].name: tiles})[0][:, 0]
@@ -356,18 +247,18 @@ class SpectrumSegmenter(RateBlock):
     def _tile_long(self, x, floor) -> np.ndarray | None:
         """Every tile's tile-long PSD, where the fine view looks for narrow signals or
         ``weak_tones`` for weak tones (the busy tiles' block-long views then share it)."""
-        return self.fine_psd(x, floor, self.decim) if \
+        return self.spectra.fine_psd(x, floor, self.decim) if \
             (self._narrow or self._long_tones) and x is not None else None
 
     def compute(self, x, track_psds: bool = True):
         """The stateless part (what replicas run): the tiles' FFTs and the model's output,
         with each tile's cell power and noise floors, the tile-long PSDs and, with
         ``track_psds``, the finer PSDs that settle the tracks' edges, for the tiles that may
-        hold a detection (``_track_psds``; ``_detect`` takes the rest)."""
-        tiles, power, floor, bins = self.prepare(x)
+        hold a detection (``TileSpectra.track_psds``; ``_detect`` takes the rest)."""
+        tiles, power, floor, bins = self.spectra.prepare(x)
         logits = self._run_model(tiles)
         whole = self._tile_long(x, floor)
-        psds = self._track_psds(x, floor, whole, self._may_hold(logits, power)) \
+        psds = self.spectra.track_psds(x, floor, whole, self._may_hold(logits, power)) \
             if track_psds else None
         return (logits, power, floor, bins, whole, tiles if self._tones is not None else None,
                 psds)
@@ -379,54 +270,19 @@ class SpectrumSegmenter(RateBlock):
         whose tile before is in the last batch, always)."""
         hot = (presence_of(logits) > self.threshold).any(axis=1)
         if self.energy_sigma:
-            hot[1:] |= (0.5 * (power[1:] + power[:-1]) > self._energy_level).any(axis=1)
+            level = energy_level(self.energy_sigma, self.frames)
+            hot[1:] |= (0.5 * (power[1:] + power[:-1]) > level).any(axis=1)
         hot[1:] |= hot[:-1]
         hot[0] = True
         return hot
-
-    def _track_psds(self, x, floor, whole, which: np.ndarray) -> tuple | None:
-        """For the tiles ``which``, the ``refine``-point PSD and, where ``valley_db`` splits
-        on a view ZOOM times finer, that view and the tile-long PSD (``whole`` itself where
-        given), each as (tiles, size) with the other rows unset; and ``which``. The tiles
-        that hold a detection feed them to its track. None without ``refine``."""
-        if not self.refine:
-            return None
-        x = x.reshape(len(floor), -1)[which]
-        sizes = [self.refine]
-        if self._zoom:
-            sizes += [self._zoom] if whole is not None else [self._zoom, self.decim]
-        rows = []
-        for size in sizes:
-            psd = self.fine_psd(x, floor[which], size)
-            row = np.empty((len(floor), size), psd.dtype)
-            row[which] = psd
-            rows.append(row)
-        if self._zoom and whole is not None:   # the tile-long PSDs at hand: every row set
-            rows.append(whole)
-        return which, *rows
 
     def absorb(self, result, x):
         """One batch's ``compute`` result into detections, in stream order (up to its last
         whole TONE_GROUP tiles; the rest waits for the next, as in ``work``)."""
         self._update_radio()
-        result, x = self._whole_group_results(result, x)
+        result, x = self._groups.results(result, x)
         if result is not None:
             self._absorb(result, x)
-
-    def _whole_group_results(self, result, x) -> tuple:
-        """A batch's ``compute`` result and samples after those held from the last one, up
-        to the last whole TONE_GROUP tiles (the rest held); (None, None) if none."""
-        if self._held is not None:
-            result = _join_tiles(self._held[0], result)
-            x = np.concatenate([self._held[1], x])
-            self._held = None
-        count = len(result[0])
-        whole = self._whole_tiles(count)
-        if whole < count:
-            self._held = (_tiles_of(result, slice(whole, count)), x[whole * self.decim:])
-        if not whole:
-            return None, None
-        return _tiles_of(result, slice(0, whole)), x[:whole * self.decim]
 
     def _absorb(self, result, x):
         found = self._lines_of(result[4])
@@ -445,27 +301,9 @@ class SpectrumSegmenter(RateBlock):
 
     def work(self, x):
         self._update_radio()
-        x, own = self._whole_groups(x)
+        x, own = self._groups.samples(x)
         if len(x):
             self._submit(x, own)
-
-    def _whole_tiles(self, count: int) -> int:
-        """Of ``count`` tiles, those up to the last whole TONE_GROUP (all of them where no
-        tones are searched)."""
-        return count // TONE_GROUP * TONE_GROUP if self._grouped else count
-
-    def _whole_groups(self, x: np.ndarray) -> tuple[np.ndarray, bool]:
-        """x after the samples held from the last call, up to its last whole TONE_GROUP
-        tiles (the rest held for the next call; ``finish`` takes it), and whether it is
-        this block's own array (joined to what was held) or a view of the input."""
-        own = self._carry is not None
-        if own:
-            x = np.concatenate([self._carry, x])
-            self._carry = None
-        whole = self._whole_tiles(len(x) // self.decim) * self.decim
-        if whole < len(x):
-            self._carry = x[whole:].copy()
-        return x[:whole], own
 
     def _submit(self, x: np.ndarray, own: bool = True) -> None:
         """The batch's FFTs and model on the worker thread, and the last batch's
@@ -509,7 +347,8 @@ class SpectrumSegmenter(RateBlock):
         network = masks.copy()   # the tones' guard: the energy test's cells may not last
         if self.energy_sigma:
             masks |= self._energy_cells(power, bins, masks, whole)
-        per_tile = self._intervals(logits, masks, power, presence)
+        per_tile = model_intervals(logits, masks, power, presence, self.classes,
+                                   self.merge_gap, self.min_bins)
         fine = [None] * len(per_tile)
         zoom = [None] * len(per_tile)
         line = [None] * len(per_tile)
@@ -537,7 +376,7 @@ class SpectrumSegmenter(RateBlock):
                     start, self._pos, per_tile[k], fine[k], blocks[k], zoom[k], line[k]))
 
     def _busy_psds(self, busy: list, x, floor, whole, psds) -> list:
-        """The tracks' PSDs (``_track_psds``' rows) of the tiles ``busy``: those the
+        """The tracks' PSDs (``TileSpectra.track_psds``' rows) of the tiles ``busy``: those the
         worker took (``psds``), the rest taken here."""
         need = np.zeros(len(floor), bool)
         need[busy] = True
@@ -545,7 +384,7 @@ class SpectrumSegmenter(RateBlock):
             need &= ~psds[0]
             if not need.any():
                 return psds[1:]
-        more = self._track_psds(x, floor, whole, need)[1:]
+        more = self.spectra.track_psds(x, floor, whole, need)[1:]
         if psds is None:
             return more
         for row, extra in zip(psds[1:], more):
@@ -570,132 +409,29 @@ class SpectrumSegmenter(RateBlock):
                                                                  network[group]))
         if found is None:
             return None
-        return self._narrow_intervals(logits[group], (masks if self._narrow else network)[
-            group], power[group], found, held_tones)
+        return narrow_intervals(logits[group], (masks if self._narrow else network)[group],
+                                power[group], found, self.classes, self.decim, held_tones)
 
-    @property
-    def _energy_level(self) -> float:
-        """The mean cell power over two tiles (noise floor 1) that ``energy_sigma``
-        deviations of white noise reach: mean 1, deviation 1 / sqrt(2 frames)."""
-        return 1 + self.energy_sigma / np.sqrt(2 * self.frames)
-
-    def _energy_cells(self, power: np.ndarray, bins: np.ndarray, masks: np.ndarray,
-                      whole: np.ndarray | None) -> np.ndarray:
-        """Cells the model leaves that hold a weak signal by their energy: the cell's mean
-        power over this tile and the previous stands ``energy_sigma`` deviations over the
-        noise (white-noise cells: mean 1, standard deviation 1 / sqrt(2 frames)) in units
-        of both its tile's floor and its bin's (``power`` / ``bins``: a floor fitted across
-        the band strays at its edges, a flat one where the receiver tilts it), under
-        ENERGY_CAP over its bin's, not a strong signal's IQ image (its mirror across DC at
-        most IMAGE_REJECTION_DB stronger), ENERGY_GUARD cells or more from the model's own
-        cells, in runs of two cells or more, or alone where the cell held energy in the
-        tile before too (a signal half a cell wide stays; a chirp's sweep or a strong
-        signal's flicker moves on) and is no line (``_not_lines``; with the tile-long PSDs
-        at hand: ``weak_tones`` or ``narrow``). The model misses such signals (a few dB
-        over the noise in a cell, narrow against it) that the cell's frames show; counted
-        as ``energy_cells``."""
-        both = np.stack([power, power / bins])
-        prev = np.concatenate([both[:, :1] if self._last_power is None else
-                               self._last_power[:, None], both[:, :-1]], axis=1)
-        self._last_power = both[:, -1].copy()
-        flat, fitted = 0.5 * (both + prev)
-        level = self._energy_level
-        cells = (flat > level) & (fitted > level) & (fitted < ENERGY_CAP)
-        cells &= fitted[:, self._mirror] < fitted * 10 ** (IMAGE_REJECTION_DB / 10)
-        cells &= ~dilate_rows(masks, ENERGY_GUARD)
-        paired = np.zeros_like(cells)
-        paired[:, 1:] |= cells[:, :-1]
-        paired[:, :-1] |= cells[:, 1:]
-        before = np.concatenate([np.zeros_like(cells[:1]) if self._last_cells is None else
-                                 self._last_cells[None], cells[:-1]])
-        self._last_cells = cells[-1].copy()
-        cells &= paired | self._not_lines(before & cells & ~paired, whole)
+    def _energy_cells(self, power, bins, masks, whole) -> np.ndarray:
+        """The batch's cells that the energy test adds (``energy_cells.EnergyCells``),
+        counted as ``energy_cells``."""
+        cells = self._energy.find(power, bins, masks, whole)
         found = int(cells.sum())
         if found:
             self.count("energy_cells", found)
         return cells
 
-    def _not_lines(self, lone: np.ndarray, whole: np.ndarray | None) -> np.ndarray:
-        """Of the cells ``lone``, those whose power the tile-long PSDs ``whole`` do not
-        show in one line (a CW tone, which the tones' search reports at its width): their
-        strongest bin under LINE_PEAK times their median bin; none without ``whole``."""
-        if whole is None or not lone.any():
-            return np.zeros_like(lone)
-        tile, cell = np.nonzero(lone)
-        per_cell = self.decim // self.fft   # a cell's bins, centred on it
-        bin_ = (cell[:, None] * per_cell - per_cell // 2 + np.arange(per_cell)) % self.decim
-        fine = whole[tile[:, None], bin_]
-        keep = np.zeros_like(lone)
-        keep[tile, cell] = fine.max(axis=1) < LINE_PEAK * np.median(fine, axis=1)
-        return keep
-
-    def _intervals(self, logits, masks, power, presence) -> list[list[tuple]]:
-        """Per tile, (f_low, f_high, snr_db, label, confidence) of each run of present
-        cells: the label from the run's summed class scores, the SNR from its mean power
-        (noise floor 1), the confidence its peak presence; vectorized over the batch."""
-        per_tile = [[] for _ in range(len(logits))]
-        row, a, b = row_runs(masks, self.merge_gap, self.min_bins)
-        if not len(row):
-            return per_tile
-        scores = np.cumsum(logits[:, 1:], axis=2, dtype=np.float64)
-        scores = np.concatenate([np.zeros(scores.shape[:2] + (1,)), scores], axis=2)
-        labels = np.argmax(scores[row, :, b] - scores[row, :, a], axis=1)
-        energy = np.concatenate([np.zeros((len(power), 1)), np.cumsum(power, axis=1)], axis=1)
-        snr = 10 * np.log10(np.maximum((energy[row, b] - energy[row, a]) / (b - a) - 1, 1e-3))
-        bounds = np.stack([row * self.fft + a, row * self.fft + b], axis=1).ravel()
-        peak = np.maximum.reduceat(np.append(presence.ravel(), 0), bounds)[::2]
-        low, high = bin_edges(a, b, self.fft)
-        for k, lo, hi, s, c, p in zip(row.tolist(), low.tolist(), high.tolist(), snr.tolist(),
-                                      labels.tolist(), peak.tolist()):
-            per_tile[k].append((lo, hi, s, self.classes[c], p))
-        return per_tile
-
     def finish(self):
-        if self._carry is not None:   # the stream's last, partial group
-            carry, self._carry = self._carry, None
-            self._submit(carry)
+        carried = self._groups.take_carried()   # the stream's last, partial group
+        if carried is not None:
+            self._submit(carried)
         self._collect()
-        if self._held is not None:
-            held, self._held = self._held, None
+        held = self._groups.take_held()
+        if held is not None:
             self._absorb(*held)
         if self._lines:
             self._emit_narrow(self._narrow_tracks.tracker.flush())
         self._emit_all(self._tracker.flush(), flushed=True)
-
-    def _narrow_intervals(self, logits, masks, power, found, held=None
-                          ) -> list[list[tuple]]:
-        """Per tile, the narrow signals of the fine view as tracker intervals, labelled
-        ``tone`` when no wider than a tone or by the model's votes in their cell. Where
-        it sits on another signal (the bins around it are not noise, or the model finds a
-        signal in its cell), a peak must rise INSIDE_RISE over that signal (the bins
-        around it, and the cells two away): a tone on a wide signal, not that signal's
-        own spectral lines. A tone followed for NARROW_MIN_TILES tiles or more (at
-        ``held``, the tones' search's sub-bins) that a signal starts beside need only rise
-        FOLLOW_RISE over the quieter of the cells two away, where that one is noise
-        (QUIET_AROUND): beside that signal, not on it (a line that starts with a signal, at
-        its edge, is held to INSIDE_RISE)."""
-        tile = found.tile
-        cell = np.minimum(self.fft - 1, found.centre * self.fft // self.decim)
-        crowded = (found.around > QUIET_AROUND) | masks[tile, cell]
-        sides = np.stack([power[tile, np.maximum(cell - 2, 0)],
-                          power[tile, np.minimum(cell + 2, self.fft - 1)]])
-        keep = ~crowded | (found.peak >= INSIDE_RISE * np.maximum(found.around,
-                                                                  sides.max(axis=0)))
-        if held is not None and len(held):
-            centre = 0.5 * (found.f_low + found.f_high) * self.decim
-            near = np.abs(centre[:, None] - held[None, :]).min(axis=1)
-            quiet = sides.min(axis=0)
-            keep |= (near <= FOLLOW_SUBBINS + 0.5) & (quiet < QUIET_AROUND) & \
-                (found.peak >= FOLLOW_RISE * quiet)
-        out = [[] for _ in range(len(masks))]
-        for k in np.flatnonzero(keep).tolist():
-            if (found.f_high[k] - found.f_low[k]) * self.decim <= 3:
-                label = "tone"
-            else:
-                label = self.classes[int(np.argmax(logits[tile[k], 1:, cell[k]]))]
-            out[tile[k]].append((float(found.f_low[k]), float(found.f_high[k]),
-                                 float(found.snr_db[k]), label, 1.0))
-        return out
 
     def _emit_narrow(self, tracks) -> None:
         """Settle the narrow tracks that just ended (``narrow_tracks.NarrowTracks``)."""
@@ -815,21 +551,3 @@ class SpectrumSegmenter(RateBlock):
             out += [part for k, part in enumerate(parts) if k not in lines]
         return out
 
-
-def _tiles_of(result, tiles: slice):
-    """A ``compute`` result (arrays with one row per tile, None, tuples of them) cut to
-    ``tiles``."""
-    if result is None:
-        return None
-    if isinstance(result, tuple):
-        return tuple(_tiles_of(part, tiles) for part in result)
-    return result[tiles]
-
-
-def _join_tiles(first, second):
-    """Two ``compute`` results one after the other, as one."""
-    if first is None:
-        return None
-    if isinstance(first, tuple):
-        return tuple(_join_tiles(a, b) for a, b in zip(first, second))
-    return np.concatenate([first, second])

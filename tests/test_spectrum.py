@@ -150,10 +150,10 @@ def _fine_track(x, f_low, f_high, rows: bool = False, track=None):
     from cvstream.blocks.tracks import Track
     from cvstream.blocks.segmenter import SpectrumSegmenter
     block = SpectrumSegmenter()
-    _, _, floor, _ = block.prepare(x)
-    fine = block.fine_psd(x, floor)
-    zoom = block.fine_psd(x, floor, block.refine * ZOOM)
-    line = block.fine_psd(x, floor, block.decim)
+    _, _, floor, _ = block.spectra.prepare(x)
+    fine = block.spectra.fine_psd(x, floor)
+    zoom = block.spectra.fine_psd(x, floor, block.refine * ZOOM)
+    line = block.spectra.fine_psd(x, floor, block.decim)
     track = track or Track(0, len(x), f_low, f_high, 20.0)
     for k, (row, finer, tile) in enumerate(zip(fine, zoom, line)):
         track.add_spectrum(row, finer, k * block.decim if rows else None, tile)
@@ -223,14 +223,16 @@ def test_a_narrow_signal_gets_its_width_from_the_block_long_psd():
     assert 0.85 < widths[0] < 1.15 and 1.2 < widths[1] < 1.6 and widths[2] > 1.8
 
 
-def test_a_weak_signal_half_a_cell_wide_is_found_by_its_lone_energy_cells():
+def test_a_weak_signal_half_a_cell_wide_is_found_by_its_lone_energy_cells(monkeypatch):
     """A QPSK signal 0.2 % of the band wide (half a model cell) at 5 dB in-band SNR over
     32 tiles of the synthesizer's noise: the model leaves it and its energy fills one cell
     a tile, a lone cell that holds from tile to tile (not a line: its bins of the
     tile-long PSD peak under LINE_PEAK times their median). One detection, its band within
     0.8-1.5 times the signal's and centred on it, over 24 of the 32 tiles or more; with
     lone cells refused (as before), nothing (two draws)."""
+    from cvstream.blocks.energy_cells import EnergyCells
     from cvstream.models.spectrum.synth import SceneConfig, scene
+    not_lines = EnergyCells.not_lines
     for seed in (1, 2):
         rng = np.random.default_rng(seed)
         x, _ = scene(rng, SceneConfig(samples=32 * 8192), n_signals=0)
@@ -240,9 +242,9 @@ def test_a_weak_signal_half_a_cell_wide_is_found_by_its_lone_energy_cells():
             np.complex64)
         found = {}
         for lone in (True, False):
+            monkeypatch.setattr(EnergyCells, "not_lines", not_lines if lone else
+                                lambda self, cells, whole: np.zeros_like(cells))
             block = SpectrumSegmenter()
-            if not lone:
-                block._not_lines = lambda cells, whole: np.zeros_like(cells)
             block.process(y)
             block.flush()
             found[lone] = block.take_messages()
@@ -319,7 +321,7 @@ def test_the_energy_test_skips_a_strong_signals_iq_image(monkeypatch):
     """A QPSK signal 35 dB over the noise in its band at 0.1 and its IQ image 33 dB under
     it at -0.1 (a receiver's image rejection): the image stands over the noise by energy
     but is no signal; with the image rule off it is found over the whole stream."""
-    import cvstream.blocks.segmenter as segmenter
+    import cvstream.blocks.energy_cells as energy_cells
     rng = np.random.default_rng(5)
     x, _ = scene(rng, SceneConfig(samples=24 * 8192), n_signals=0)
     n = np.arange(len(x))
@@ -333,7 +335,7 @@ def test_the_energy_test_skips_a_strong_signals_iq_image(monkeypatch):
         block.flush()
         return [round(m["center_freq"], 2) for m in block.take_messages()]
     assert centres() == [0.1]
-    monkeypatch.setattr(segmenter, "IMAGE_REJECTION_DB", 100.0)
+    monkeypatch.setattr(energy_cells, "IMAGE_REJECTION_DB", 100.0)
     assert sorted(centres()) == [-0.1, 0.1]
 
 
@@ -1970,7 +1972,8 @@ def test_segmenter_training_is_reproducible_from_its_seed():
 def test_block_tiles_are_the_training_tiles(tmp_path):
     """The block's FFTs (window x (-1)^n, no fftshift pass) equal the training pipeline's
     tiles, and its per-bin power is their mean cell power."""
-    from cvstream.blocks.segmenter import SpectrumSegmenter, noise_floor, normalize_tiles
+    from cvstream.blocks.segmenter import SpectrumSegmenter
+    from cvstream.blocks.tile_spectra import noise_floor, normalize_tiles
     from cvstream.models.spectrum import segmenter as seg
     x, _ = scene(np.random.default_rng(8), SceneConfig(samples=4 * seg.TILE))
     raw = seg.stft_tiles(x)
@@ -1980,7 +1983,7 @@ def test_block_tiles_are_the_training_tiles(tmp_path):
     c = seg.contract()
     c["normalization"] = "noise_floor"
     export_model(seg.build(), c, path)
-    tiles, power, floor, _ = SpectrumSegmenter(model=path, family="").prepare(x)
+    tiles, power, floor, _ = SpectrumSegmenter(model=path, family="").spectra.prepare(x)
     want = normalize_tiles(raw)
     np.testing.assert_allclose(tiles[..., 0] + 1j * tiles[..., 1], want, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(power, np.mean(np.abs(want) ** 2, axis=1), rtol=1e-4)
@@ -1988,7 +1991,7 @@ def test_block_tiles_are_the_training_tiles(tmp_path):
     # tile's one floor
     block = SpectrumSegmenter()
     assert block.contract.normalization == seg.NORMALIZATION == "noise_floor_per_bin"
-    tiles, power, floor, _ = block.prepare(x)
+    tiles, power, floor, _ = block.spectra.prepare(x)
     want = normalize_tiles(raw, per_bin=True)
     np.testing.assert_allclose(tiles[..., 0] + 1j * tiles[..., 1], want, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(floor, noise_floor(raw), rtol=1e-6)
@@ -2001,7 +2004,7 @@ def test_per_bin_noise_floor_follows_a_tilted_floor():
     under strong signals: the per-bin floor is within 0.6 dB of the true density on
     average at the free bins (a quadratic leaves the ripple: at most 2 dB), the one
     scale per tile off by more than twice that; on white noise it is flat within 1 dB."""
-    from cvstream.blocks.segmenter import noise_floor, noise_floor_per_bin
+    from cvstream.blocks.tile_spectra import noise_floor, noise_floor_per_bin
     from cvstream.models.spectrum import segmenter as seg, variety
     rng = np.random.default_rng(2)
     n = 8 * seg.TILE
@@ -2400,8 +2403,8 @@ def test_refine_size_must_fit_the_tile():
     noise = ((rng.standard_normal(32 * 8192) + 1j * rng.standard_normal(32 * 8192))
              / np.sqrt(2)).astype(np.complex64)
     block = SpectrumSegmenter()
-    _, _, floor, _ = block.prepare(noise)
-    fine = block.fine_psd(noise, floor)
+    _, _, floor, _ = block.spectra.prepare(noise)
+    fine = block.spectra.fine_psd(noise, floor)
     assert fine.shape == (32, 1024)
     assert np.mean(fine) == pytest.approx(1.0, rel=0.1)
 
@@ -2813,7 +2816,7 @@ def _parts(x, bands, start=0, block=8192):
     seg = SpectrumSegmenter(refine=1024)
     seg.check()
     tiles = len(x) // block
-    rows = seg.fine_psd(x[:tiles * block].astype(np.complex64), np.ones(tiles))
+    rows = seg.spectra.fine_psd(x[:tiles * block].astype(np.complex64), np.ones(tiles))
     parts = []
     for lo, hi in bands:
         part = Track(start, start + tiles * block, lo, hi, 10.0)

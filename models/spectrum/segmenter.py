@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cvstream.blocks.segmenter import normalize_tiles, unit_hann  # the block's preprocessing
+from cvstream.blocks.tile_spectra import normalize_tiles, unit_hann  # the block's preprocessing
 
 from .synth import SceneConfig, cell_labels, scene
 from .waveforms import CLASSES
