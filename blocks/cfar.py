@@ -9,7 +9,8 @@ import scipy.stats
 
 from cvstream import In, MsgOut, Param, RateBlock, register
 
-from .tracks import RadioContext, Tracker, bin_edges, merge_runs, to_message
+from .tracker import Tracker
+from .tracks import RadioContext, bin_edges, merge_runs, to_message
 
 
 def cfar_factor(pfa: float, frames: int, train_cells: int) -> float:

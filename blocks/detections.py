@@ -21,7 +21,8 @@ from .lines import (LINE_GAP, LINE_MIN_BLOCKS, LINE_VIEW_BINS, LINE_WIDTH, STEAD
                     tone_cuts)
 from .psd_runs import (MIN_SEGMENT, PRESENCE_EDGE, clip_to_box, cut_at, finer_bins,
                        occupied_edges, split_by_presence, split_finer)
-from .tracks import Track, band_bins, bin_edges, merge_runs, middle_bands, noise_level
+from .psd_stats import middle_bands, noise_level
+from .tracks import Track, band_bins, bin_edges, merge_runs
 
 
 #: how much finer than the fine PSD the view is that splits close neighbours (refine_edges)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from .tracks import Track, median_of
+from .psd_stats import median_of
+from .tracks import Track
 
 
 #: points of a detection's PSD profile the classifier sees (over its band and a quarter

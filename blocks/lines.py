@@ -10,7 +10,8 @@ import copy
 import numpy as np
 
 from .psd_runs import MIN_SEGMENT, PRESENCE_SHARE, alike, flat, occupied_edges, smooth
-from .tracks import Track, bin_edges, median_of
+from .psd_stats import median_of
+from .tracks import Track, bin_edges
 
 
 def join_line_spectra(runs: list[tuple[int, int]], min_lines: int = 3,

@@ -12,7 +12,8 @@ from collections import deque
 
 import numpy as np
 
-from .tracks import Track, Tracker
+from .tracker import Tracker
+from .tracks import Track
 
 #: two narrow detections whose midpoint lies this near the centre of a wider detection (in
 #: bins of the tile-long FFT, or this share of its width, where more: its edges are a

@@ -25,7 +25,8 @@ import numpy as np
 import scipy.fft
 from scipy.ndimage import uniform_filter1d
 
-from .tracks import dilate_rows, noise_level
+from .psd_stats import noise_level
+from .tracks import dilate_rows
 
 HANN_3DB_BINS = 1.44  # a unit Hann window's -3 dB width, in bins
 GUARD = 3             # bins either side of a run left out of its surroundings (its leakage)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import binary_dilation, median_filter
 
-from .tracks import median_of, merge_runs, noise_level_table, quantile_of
+from .psd_stats import median_of, noise_level_table, quantile_of
+from .tracks import merge_runs
 
 
 #: bins a valley between neighbours spans at least on that view (split_finer; odd)

@@ -21,7 +21,8 @@ from .onnx_model import load_model, make_session
 from .repeats import Repeats
 from .tile_groups import TileGroups
 from .tile_spectra import TileSpectra
-from .tracks import RadioContext, Tracker, band_bins, bin_edges, to_message
+from .tracker import Tracker
+from .tracks import RadioContext, band_bins, bin_edges, to_message
 
 #: a line of the fine view is a signal when it holds for this many tiles (a carrier holds;
 #: a noise peak, a weak signal's flicker or a burst's one spectral line does not), as a
