@@ -49,83 +49,92 @@ def presence_of(logits: np.ndarray) -> np.ndarray:
 class SpectrumSegmenter(RateBlock):
     """Find and classify the signals in wideband IQ with a complex-valued segmentation model.
 
-    Cuts the stream into tiles of ``frames`` FFTs (sizes from the model's contract; the
-    model works in normalized frequency, so any sample rate is served), runs the model on up
-    to ``max_batch`` tiles per call, and turns its per-cell presence and class outputs into
-    detections: bins above ``threshold`` (smoothed over two tiles), and cells away from
-    those whose power stands ``energy_sigma`` deviations over their bin's noise floor (weak
-    signals the model leaves), merged into runs, labelled
-    by the run's mean class scores, followed across tiles (``hold`` tiles of absence
-    allowed; tracks shorter than ``min_tiles``, and those shorter than ``weak_tiles`` that
-    never stand ``weak_snr_db`` over the noise, are counted as ``short_tracks``, not sent).
-    When a track ends, a finer PSD (``refine``-point FFTs of the same samples, summed over
-    the track's tiles) settles its frequency edges: the bins above the noise near the coarse
-    edges (and a wider window, where a neighbour joined the track for part of its tiles),
-    split where a gap shows two neighbours, cut again on a PSD twice as fine where
-    strong neighbours touch (``valley_db``) and where the tiles that hold the two sides
-    differ (a burst beside a continuous signal), comb-like line spectra kept whole (not
-    where two mirrored lines differ in time: CW tones at one spacing), each
-    trimmed to its 99.9 % power bandwidth on the finer PSD, neighbouring parts with one
-    constant envelope joined (an FSK's lobes), a CW tone at a part's edge that is there in
-    tiles where the rest is not (beside a flat spectrum, also a burst the rest outlasts)
-    and one in the valley between two flat spectra cut off as detections of their own
-    (where held for NARROW_MIN_TILES tiles, as the narrow view's lines);
-    each detection then spans the tiles where its own band holds it
-    (``detections.refine_edges``). Two tracks can follow one signal for a while and settle
-    to its band: a detection that another one repeats (half its time or more, frequency
-    IoU REPEAT_IOU) is counted as ``repeated_detections``, not sent; one within the band
-    of a track still open waits for that track's detections (``repeats.Repeats``). The
-    ``family`` classifier then names each detection's modulation family from the shape of
-    that fine PSD, its bandwidth, how its band moved and five statistics of its envelope and
-    instantaneous frequency in its band, taken on the samples of its first tiles (more of
-    them for a narrow band; a detection cut from a track, on its own tiles;
-    ``family_features.family_features``; with ``family: ""`` or ``refine: 0`` the label is the
-    cell votes). Its probabilities are
-    calibrated (the contract's ``postprocess.temperature``, fitted on held-out
-    detections); below ``min_label_confidence`` the label is ``unknown``. A ``tone`` cut
-    from the same track as an ``analog`` or ``fsk`` detection, beside it, that starts or
-    ends with it is that signal's own line (an FM's outer line): counted as
-    ``sibling_lines``, not sent (``detections.sibling_lines``). Inside a detection of a
-    flat-topped family (FLAT_FAMILIES: OFDM, QAM, PSK), a flat plateau standing 3 dB or
-    more over its level on both sides with steep edges is a narrow signal inside it, sent
-    as a detection of its own over the same tiles (and the track's tiles before them where
-    its band stood alone, ``inner_signals.raised_since``), classified, and reported out over
-    its roll-off (counted as ``inner_signals``; ``inner_signals.raised_plateaus``,
-    ``roll_off_edges``); where it outlasts the wide one, the detection in its band that
-    starts as the wide one ends continues it (counted as ``continued_inner``, not sent).
+    The stream is cut into tiles of ``frames`` FFTs (sizes from the model's contract; the
+    model works in normalized frequency, so any sample rate is served), and the model runs
+    on up to ``max_batch`` tiles a call. From its per-cell presence and class outputs:
+
+    - Cells: bins above ``threshold`` (smoothed over two tiles), and cells away from those
+      whose power stands ``energy_sigma`` deviations over their bin's noise floor (weak
+      signals the model leaves; counted as ``energy_cells``), merged into runs, labelled by
+      the run's mean class scores.
+    - Tracks: runs followed across tiles (``hold`` tiles of absence allowed); tracks shorter
+      than ``min_tiles``, and those shorter than ``weak_tiles`` that never stand
+      ``weak_snr_db`` over the noise, are counted as ``short_tracks``, not sent.
+    - Edges: when a track ends, a finer PSD (``refine``-point FFTs of the same samples,
+      summed over the track's tiles) settles its band: the bins above the noise near the
+      coarse edges (a wider window where a neighbour joined the track for part of its
+      tiles), split where a gap shows two neighbours, cut again on a PSD twice as fine
+      where strong neighbours touch (``valley_db``) and where the tiles that hold the two
+      sides differ (a burst beside a continuous signal); comb-like line spectra kept whole
+      (not where two mirrored lines differ in time: CW tones at one spacing); each part
+      trimmed to its 99.9 % power bandwidth; neighbouring parts with one constant envelope
+      joined (an FSK's lobes); a CW tone at a part's edge that is there in tiles where the
+      rest is not (beside a flat spectrum, also a burst the rest outlasts), and one in the
+      valley between two flat spectra, cut off as detections of their own (where held for
+      NARROW_MIN_TILES tiles, as the narrow view's lines). Each detection then spans the
+      tiles where its own band holds it (``detections.refine_edges``).
+    - Repeats: two tracks can follow one signal for a while and settle to its band. A
+      detection that another one repeats (half its time or more, frequency IoU
+      REPEAT_IOU) is counted as ``repeated_detections``, not sent; one within the band of a
+      track still open waits for that track's detections (``repeats.Repeats``).
+    - Labels: the ``family`` classifier names each detection's modulation family from the
+      shape of its fine PSD, its bandwidth, how its band moved and five statistics of its
+      envelope and instantaneous frequency in its band, taken on the samples of its first
+      tiles (more of them for a narrow band; a detection cut from a track, on its own
+      tiles; ``family_features.family_features``; with ``family: ""`` or ``refine: 0`` the
+      label is the cell votes). Its probabilities are calibrated (the contract's
+      ``postprocess.temperature``, fitted on held-out detections); below
+      ``min_label_confidence`` the label is ``unknown``. A ``tone`` cut from the same track
+      as an ``analog`` or ``fsk`` detection, beside it, that starts or ends with it is that
+      signal's own line (an FM's outer line): counted as ``sibling_lines``, not sent
+      (``detections.sibling_lines``).
+    - Inner signals: inside a detection of a flat-topped family (FLAT_FAMILIES: OFDM, QAM,
+      PSK), a flat plateau standing 3 dB or more over its level on both sides with steep
+      edges is a narrow signal inside it, sent as a detection of its own over the same
+      tiles (and the track's tiles before them where its band stood alone,
+      ``inner_signals.raised_since``), classified, and reported out over its roll-off
+      (counted as ``inner_signals``; ``inner_signals.raised_plateaus``,
+      ``roll_off_edges``); where it outlasts the wide one, the detection in its band that
+      starts as the wide one ends continues it (counted as ``continued_inner``, not sent).
+
+    Narrow signals, narrower than the model's cells:
+
+    - ``tones`` (on by default) zooms the cells the model leaves whose power stands out,
+      each across its tile's frames, to a tile-long FFT's resolution, and follows the CW
+      tones it finds there as narrow detections, one bin of that FFT wide
+      (``narrowband.CellTones``; a tone held for NARROW_MIN_TILES tiles stays followed
+      while a signal comes beside it). ``weak_tones`` (on by default) adds those too weak
+      for one tile, on tile-long PSDs averaged over up to LONG_TILES tiles
+      (``narrowband.LongTones``: late by up to that many tiles where such a tone starts).
+      The tones' search reads the stream in groups of TONE_GROUP tiles from its start, and
+      a call's tiles past its last whole group wait for the next call: the detections are
+      the same however the stream arrives (a file's chunks, ZeroMQ frames, replicas'
+      calls).
+    - ``narrow: true`` (which replaces ``tones``) adds a tile-long FFT view of every bin
+      (``narrowband.NarrowbandFinder``: lines that hold for NARROW_MIN_TILES tiles, not a
+      strong line's IQ image), run on the model's worker thread.
+    - Either way (``narrow_tracks.NarrowTracks``): narrow tracks sent are counted as
+      ``narrow_detections``, those inside a detection of the model's as ``narrow_inside``
+      (not sent); a line of the model's that a narrow track followed over as long a time is
+      that track's, with the line's edges, and counted in ``repeated_detections``; two
+      narrow tracks that share their time, mirrored about the centre of a wider detection
+      of the model's, are that signal's own lines (an FM's pair at or past the edges of its
+      99 % band), counted as ``mirror_lines``, not sent: a narrow track that may be one of
+      such a pair waits for the model's tracks that hold the pair's midpoint.
+
+    Threads: the FFTs and the model run on a worker thread (``compute``), overlapping the
+    last batch's detections here; the finer PSDs of the tiles that hold a detection go to
+    whichever of the two threads waits on the other (the same numbers either way); with
+    ``replicas: N`` the FFTs and the model run on N copies (``compute``), the detections in
+    stream order here (``absorb``).
+
     Detection messages as cfar_detector's, with ``label`` the modulation family,
     ``label_confidence`` the classifier's probability of it (``label_guess`` the best
     family where ``unknown``) and ``confidence`` the peak presence probability.
-    The FFTs and the model run on a worker thread (``compute``), overlapping the last
-    batch's detections here; the finer PSDs of the tiles that hold a detection go to
-    whichever of the two threads waits on the other (the same numbers either way); with
-    ``replicas: N`` the FFTs and the model run on N copies (``compute``), the detections
-    in stream order here (``absorb``). ``tones`` (on by default) zooms the cells the
-    model leaves whose power stands out, each across its tile's frames, to a tile-long
-    FFT's resolution, and follows the CW tones it finds there as narrow detections, one
-    bin of that FFT wide (``narrowband.CellTones``; counters as for ``narrow``; a tone
-    held for NARROW_MIN_TILES tiles stays followed while a signal comes beside it);
-    ``weak_tones`` (on by default) adds those too weak for one tile, on tile-long PSDs
-    averaged over up to LONG_TILES tiles (``narrowband.LongTones``: late by up to that
-    many tiles where such a tone starts). The tones' search reads the stream in groups of
-    TONE_GROUP tiles from its start, and a call's tiles past its last whole group wait for
-    the next call: the detections are the same however the stream arrives (a file's
-    chunks, ZeroMQ frames, replicas' calls).
-    ``narrow: true`` (which replaces ``tones``) adds a tile-long FFT view for
-    signals narrower than the model's cells (``narrowband.py``: lines that hold for
-    NARROW_MIN_TILES tiles, not a strong line's IQ image; it runs on the model's worker
-    thread; counters ``narrow_detections`` and ``narrow_inside``, those inside a detection
-    of the model's, not sent; a line of the model's that a narrow track followed over as
-    long a time is that track's, with the line's edges, and counted in
-    ``repeated_detections``; two narrow tracks that share their time, mirrored about the
-    centre of a wider detection of the model's, are that signal's own lines (an FM's
-    pair at or past the edges of its 99 % band), counted as ``mirror_lines``, not sent: a
-    narrow track that may be one of such a pair waits for the model's tracks that hold the
-    pair's midpoint; ``narrow_tracks.NarrowTracks``); ``energy_cells`` counts the cells
-    the energy test added.
-    Ports: in (complex64) -> detections (message). Latency: one tile (fft x frames samples)
-    to fill (with ``tones``, up to a group of TONE_GROUP), then up to one batch of
-    processing; detections are sent when a signal ends
+
+    Ports: in (complex64) -> detections (message).
+    Latency: one tile (fft x frames samples) to fill (with ``tones``, up to a group of
+    TONE_GROUP), then up to one batch of processing; detections are sent when a signal ends
     (one within the band of a track still open, when that track ends).
     Example: ``seg: {type: spectrum_segmenter, model: "builtin:spectrum_segmenter"}``
     """
