@@ -9,7 +9,8 @@
    reach 20 Msps on two cores); again without its search for weak tones (``weak_tones:
    false``: what that search costs), without any search for tones in the cells the model
    leaves (``tones: false``) and with its fine view for narrow signals (``narrow:
-   true``).
+   true``). For the first, the CPU of its threads: the block's own (the detections), its
+   worker (FFTs and the model) and the rest; the busier of the first two bounds the rate.
 2. The same with cfar_detector.
 3. zmq_source (pull, overflow: drop) -> spectrum_segmenter -> zmq_msg_sink, a second
    process streaming the recording paced at 20 Msps on the same 2 cores: does the receiver
@@ -39,6 +40,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -83,12 +85,75 @@ def _children_cpu() -> float:
     return use.ru_utime + use.ru_stime
 
 
-def run_graph(text: str) -> tuple[float, float, dict]:
-    """Run a graph: its wall and CPU seconds (this process, all threads) and its stats."""
+def run_graph(text: str, threads: dict | None = None) -> tuple[float, float, dict]:
+    """Run a graph: its wall and CPU seconds (this process, all threads) and its stats;
+    ``threads``, where given, gets each thread's CPU seconds over the run by its name."""
     sched = Scheduler(load_graph_text(text))
     t0, cpu0 = time.perf_counter(), time.process_time()
-    sched.run()
+    with ThreadCpu() as per_thread:
+        sched.run()
+    if threads is not None:
+        threads.update(per_thread.seconds)
     return time.perf_counter() - t0, time.process_time() - cpu0, sched.snapshot()
+
+
+class ThreadCpu:
+    """The CPU seconds each thread of this process used while it was open, by thread
+    name (Linux's /proc/self/task, read every ``every`` s: a graph's threads end with it,
+    so each keeps its last reading). Empty where /proc is not there."""
+
+    def __init__(self, every: float = 0.05):
+        self.every, self.seconds = every, {}
+        self._done = threading.Event()
+        self._last: dict = {}   # thread id -> (name, CPU seconds)
+
+    @staticmethod
+    def _cpu(tid: int) -> float | None:
+        try:
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _read(self) -> None:
+        for t in threading.enumerate():
+            if t is getattr(self, "_thread", None):
+                continue   # not its own reading
+            cpu = self._cpu(t.native_id) if t.native_id else None
+            if cpu is not None:
+                self._last[t.native_id] = (t.name, cpu)
+
+    def _poll(self) -> None:
+        while not self._done.wait(self.every):
+            self._read()
+
+    def __enter__(self):
+        self._read()
+        self._before = dict(self._last)
+        self._thread = threading.Thread(target=self._poll, daemon=True, name="thread-cpu")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+        for tid, (name, cpu) in self._last.items():
+            used = cpu - self._before.get(tid, (name, 0.0))[1]
+            if used > 0:
+                self.seconds[name] = self.seconds.get(name, 0.0) + used
+        return False
+
+
+def print_threads(threads: dict, stream: float) -> None:
+    """Where the segmenter's graph spent its CPU, as cores busy at 20 Msps: the block's
+    own thread (the detections), its worker (FFTs and the model) and the rest (source,
+    sink, scheduler). The busier of the first two bounds the graph's rate."""
+    det = threads.get("cvstream:det", 0.0)
+    worker = sum(v for k, v in threads.items() if k.startswith("cvstream-det"))
+    rest = sum(threads.values()) - det - worker
+    print(f"  its threads, cores busy at 20 Msps: the detections {det / stream:.2f}, the "
+          f"FFTs and model {worker / stream:.2f}, the rest (source, sink, scheduler) "
+          f"{rest / stream:.2f}")
 
 
 def receiver(port: int, graph: bool):
@@ -152,13 +217,14 @@ def main() -> None:
     for det, extra in (("spectrum_segmenter", ""), ("spectrum_segmenter", "weak_tones: false"),
                        ("spectrum_segmenter", "tones: false"),
                        ("spectrum_segmenter", "narrow: true"), ("cfar_detector", "")):
+        threads: dict = {}
         secs, cpu, snap = run_graph(f"""
 blocks:
   rec: {{type: sigmf_source, path: {meta}, chunk: 262144}}
   det: {{type: {det}, {extra}}}
   out: {{type: sigmf_sink, path: {tmp / 'out.sigmf-meta'}}}
 connections: [rec -> det, rec -> out, det.detections -> out.annotations]
-""")
+""", threads)
         b = snap["blocks"]["det"]
         cores = cpu / (n / 20e6)   # CPU seconds per second of stream at 20 Msps
         name = f"{det} ({extra})" if extra else det
@@ -167,6 +233,8 @@ connections: [rec -> det, rec -> out, det.detections -> out.annotations]
               f"{b['work_p50_us'] / 1e3:.1f} ms p99 {b['work_p99_us'] / 1e3:.1f} ms, "
               f"{b['messages_out']} detections; its work: {cores:.2f} cores at 20 Msps"
               + (" (over the two here: no split of it reaches 20 Msps)" if cores > 2 else ""))
+        if det == "spectrum_segmenter" and not extra and threads:
+            print_threads(threads, n / 20e6)
     # label -> (sender command for a port, whether graphs/spectrum_zmq.yml receives)
     senders = {"cvstream": (lambda port: [sys.executable, "-m", "cvstream", "run",
                                           str(sender_graph(tmp, meta, port))], False)}
