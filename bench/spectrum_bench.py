@@ -40,6 +40,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import subprocess
@@ -87,10 +88,14 @@ def _children_cpu() -> float:
 
 def run_graph(text: str, threads: dict | None = None) -> tuple[float, float, dict]:
     """Run a graph: its wall and CPU seconds (this process, all threads) and its stats;
-    ``threads``, where given, gets each thread's CPU seconds over the run by its name."""
+    ``threads``, where given, gets each thread's CPU seconds over the run by its name
+    (read by a thread of its own, whose CPU the process's figure then includes). The
+    files written before it (the recording, the last run's output) are flushed to disk
+    first, so that the kernel does not write them back on this run's cores."""
+    os.sync()
     sched = Scheduler(load_graph_text(text))
     t0, cpu0 = time.perf_counter(), time.process_time()
-    with ThreadCpu() as per_thread:
+    with ThreadCpu() if threads is not None else contextlib.nullcontext() as per_thread:
         sched.run()
     if threads is not None:
         threads.update(per_thread.seconds)
@@ -217,7 +222,7 @@ def main() -> None:
     for det, extra in (("spectrum_segmenter", ""), ("spectrum_segmenter", "weak_tones: false"),
                        ("spectrum_segmenter", "tones: false"),
                        ("spectrum_segmenter", "narrow: true"), ("cfar_detector", "")):
-        threads: dict = {}
+        threads: dict | None = {} if det == "spectrum_segmenter" and not extra else None
         secs, cpu, snap = run_graph(f"""
 blocks:
   rec: {{type: sigmf_source, path: {meta}, chunk: 262144}}
@@ -233,7 +238,7 @@ connections: [rec -> det, rec -> out, det.detections -> out.annotations]
               f"{b['work_p50_us'] / 1e3:.1f} ms p99 {b['work_p99_us'] / 1e3:.1f} ms, "
               f"{b['messages_out']} detections; its work: {cores:.2f} cores at 20 Msps"
               + (" (over the two here: no split of it reaches 20 Msps)" if cores > 2 else ""))
-        if det == "spectrum_segmenter" and not extra and threads:
+        if threads:
             print_threads(threads, n / 20e6)
     # label -> (sender command for a port, whether graphs/spectrum_zmq.yml receives)
     senders = {"cvstream": (lambda port: [sys.executable, "-m", "cvstream", "run",
