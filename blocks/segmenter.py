@@ -11,7 +11,7 @@ from cvstream.errors import ParamError
 
 from .cell_intervals import model_intervals, narrow_intervals
 from .detections import ZOOM, refine_edges, sibling_lines, time_segments
-from .energy_cells import IMAGE_REJECTION_DB, EnergyCells, energy_level
+from .energy_cells import IMAGE_REJECTION_DB, EnergyCells
 from .family_features import FAMILY_FEATURES, family_features, family_probabilities
 from .inner_signals import raised_plateaus, raised_since, roll_off_edges
 from .lines import LINE_MIN_BLOCKS
@@ -192,18 +192,17 @@ class SpectrumSegmenter(RateBlock):
         self.decim = self.fft * self.frames
         self.max_chunks = self.max_batch
         self.classes = c.class_names[1:]
-        self._per_bin = c.normalization == "noise_floor_per_bin"
-        self._zoom = 0
+        per_bin = c.normalization == "noise_floor_per_bin"
+        zoom = 0
         if self.refine:
             if self.refine < self.fft or self.decim % self.refine:
                 raise ParamError("refine", f"{self.refine} must be at least the model's FFT "
                                  f"size {self.fft} and divide its tile of {self.decim} samples")
             # the view ZOOM times finer that splits close neighbours (valley_db)
-            self._zoom = self.refine * ZOOM if self.valley_db and \
+            zoom = self.refine * ZOOM if self.valley_db and \
                 self.decim % (self.refine * ZOOM) == 0 else 0
-        self.spectra = TileSpectra(self.fft, self.frames, self._per_bin,
-                                   self._per_bin or bool(self.energy_sigma), self.refine,
-                                   self._zoom)
+        self.spectra = TileSpectra(self.fft, self.frames, per_bin,
+                                   per_bin or bool(self.energy_sigma), self.refine, zoom)
         if self.narrow and not self.refine:
             raise ParamError("narrow", "the narrowband view needs the samples that refine "
                              "keeps (refine > 0)")
@@ -280,8 +279,7 @@ class SpectrumSegmenter(RateBlock):
         whose tile before is in the last batch, always)."""
         hot = (presence_of(logits) > self.threshold).any(axis=1)
         if self.energy_sigma:
-            level = energy_level(self.energy_sigma, self.frames)
-            hot[1:] |= (0.5 * (power[1:] + power[:-1]) > level).any(axis=1)
+            hot[1:] |= (0.5 * (power[1:] + power[:-1]) > self._energy.level).any(axis=1)
         hot[1:] |= hot[:-1]
         hot[0] = True
         return hot
@@ -369,7 +367,7 @@ class SpectrumSegmenter(RateBlock):
             x = x.reshape(len(per_tile), -1)
             for k in busy:
                 fine[k], blocks[k] = rows[0][k], x[k]
-                if self._zoom:
+                if self.spectra.zoom:
                     zoom[k], line[k] = rows[1][k], rows[2][k]
         step = TONE_GROUP if self._grouped else len(per_tile)
         for a in range(0, len(per_tile), step):   # the tones' search group by group
@@ -412,7 +410,7 @@ class SpectrumSegmenter(RateBlock):
             stft = tiles[group].view(np.complex64)[..., 0]   # the model's cells
             follow, held = self._narrow_tracks.followed()
             held_tones = follow[held]
-            found = self._tones.find(stft, bins[group] if self._per_bin else 1.0,
+            found = self._tones.find(stft, bins[group] if self.spectra.per_bin else 1.0,
                                      power[group], network[group], follow, held)
             if self._long_tones is not None and whole is not None:   # and weaker ones
                 found = merge_lines(found, self._long_tones.find(whole[group],
