@@ -17,8 +17,8 @@ import numpy as np
 from .family_features import envelope_features
 from .lines import (LINE_GAP, LINE_MIN_BLOCKS, LINE_VIEW_BINS, LINE_WIDTH, STEADY_MIN_HUMPS,
                     apart_edge_tones, carrier_band, comb_lines, join_line_spectra, line_edges,
-                    line_over_floor, line_runs, lines_of_one_comb, one_bin, smooth_apart,
-                    tone_cuts)
+                    line_over_floor, line_runs, lines_of_one_comb, lone_lines, one_bin,
+                    smooth_apart, tone_cuts)
 from .psd_runs import (MIN_SEGMENT, PRESENCE_EDGE, clip_to_box, cut_at, finer_bins,
                        occupied_edges, split_by_presence, split_finer)
 from .psd_stats import middle_bands, noise_level
@@ -199,6 +199,9 @@ def signal_kurtosis(kurtosis: float, share: float) -> float:
 
 #: families whose spectra hold lines past their 99 % band (an FM's tone, an FSK's tones)
 LINE_FAMILIES = ("analog", "fsk")
+#: a lone line (``lines.lone_lines``) this share of such a part's width past its band or
+#: nearer is the part's own
+LONE_REACH = 0.25
 
 
 def sibling_lines(parts: list, block: int, flushed: bool) -> list[int]:
@@ -207,16 +210,25 @@ def sibling_lines(parts: list, block: int, flushed: bool) -> list[int]:
     that starts with it (to a ``block``, both after the stream's start) or ends with it
     (before the stream's end: not ``flushed``). An FM's outer lines, which the comb of its
     band leaves out, come and go with it; a CW tone bursting with a neighbour to the block
-    seldom does, and continuous ones (no start or end to share) are kept."""
+    seldom does, and continuous ones (no start or end to share) are kept. A ``lone`` line
+    (``lines.lone_lines``), whatever its label, is one too where it holds for fewer than
+    LINE_MIN_BLOCKS blocks or lies within LONE_REACH of such a part's width past its band,
+    whenever it comes (an FM's outer lines surface with its message)."""
     out = []
     for k, line in enumerate(parts):
-        if line.label != "tone":
+        if line.lone and line.stop - line.start < LINE_MIN_BLOCKS * block:
+            out.append(k)
+            continue
+        if line.label != "tone" and not line.lone:
             continue
         for other in parts:
             width = other.f_high - other.f_low
-            if other.label not in LINE_FAMILIES or max(
-                    other.f_low - line.f_high, line.f_low - other.f_high) > width:
+            past = max(other.f_low - line.f_high, line.f_low - other.f_high)
+            if other.label not in LINE_FAMILIES or past > width:
                 continue
+            if line.lone and past <= LONE_REACH * width:
+                out.append(k)
+                break
             starts = min(line.start, other.start) > 0 and abs(line.start - other.start) <= block
             ends = not flushed and abs(line.stop - other.stop) <= block
             if starts or ends:
@@ -294,6 +306,21 @@ def _one_envelope(run: list) -> bool:
     return signal_kurtosis(envelope_features(blocks, low, high)[0], share) < ONE_ENVELOPE
 
 
+def _lone_lines(track: Track, line: np.ndarray, bands: list, margin: float,
+                power_share: float) -> list[tuple[float, float]]:
+    """``lines.lone_lines`` over the track's whole reach (every block's edges, ``margin``
+    past them) on its block-long PSD ``line``, beside its ``bands`` ((spectrum, edges)),
+    less any in the DC cell (half a ``margin`` either side of DC: a receiver's leakage)."""
+    size = len(line)
+    lows, highs = np.array(track.edges).T
+    a = max(int((lows.min() - margin + 0.5) * size), 0)
+    b = min(int(np.ceil((highs.max() + margin + 0.5) * size)), size)
+    parts = [(lo * size / len(spectrum), hi * size / len(spectrum))
+             for spectrum, (lo, hi) in bands]
+    return [(lo, hi) for lo, hi in lone_lines(line, a, b, parts, track.spectra, power_share)
+            if abs(0.5 * (lo + hi) - size // 2) >= 0.5 * margin * size]
+
+
 def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
                  split_gap: int = 4, power_share: float = 0.999, block: int = 0,
                  valley_db: float = 0.0, hold: int = 4, finer_gap: int = 2,
@@ -342,8 +369,10 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     between two flat signals (``tone_cuts``), or into the pieces that view parts at gaps
     where they are all smooth and wider than lines (``smooth_apart``: narrow neighbours
     0.2 % of the band apart beside a wide signal's skirt, blurred into one run on the
-    finer view). Where nothing stands out (a weak signal),
-    the coarse edges stay. Neighbouring parts with one
+    finer view). A tone in the track's reach (every block's edges) that no run holds, there
+    in too few of its blocks for their mean to show it on the fine PSD, is a part of its own
+    (``lone_lines`` on the block-long PSD; ``Track.lone``). Where nothing stands out (a weak
+    signal), the coarse edges stay. Neighbouring parts with one
     constant envelope are then joined (``join_one_envelope``: an FSK's lobes)."""
     if track.spectrum is None or not track.spectra:
         return [track]
@@ -416,11 +445,17 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         pieces = split_finer(line, level, a, b, LINE_GAP, valley_db) if valley_db else []
         lines += [(piece, piece) for piece in pieces] if len(pieces) > 1 else \
             [(pieces[0] if pieces else (a, b), (a, b))]
+    lone_from = len(bands)
     if line is not None:
         settle_lines()
+        lone_from = len(bands)
+        if block and valley_db:
+            bands += [(line, edges) for edges in _lone_lines(track, line, bands, margin,
+                                                             power_share)]
     out = []
-    for spectrum, (e_lo, e_hi) in bands:
+    for k, (spectrum, (e_lo, e_hi)) in enumerate(bands):
         part = copy.copy(track)
+        part.lone = k >= lone_from
         part.f_low, part.f_high = (float(e) for e in bin_edges(e_lo, e_hi, len(spectrum)))
         if block and line is not None and track.rows and not one_bin(e_lo, e_hi):
             out += apart_edge_tones(part, spectrum, (e_lo, e_hi), line, level, frames,

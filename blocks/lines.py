@@ -10,7 +10,7 @@ import copy
 import numpy as np
 
 from .psd_runs import MIN_SEGMENT, PRESENCE_SHARE, alike, flat, occupied_edges, smooth
-from .psd_stats import median_of
+from .psd_stats import median_of, noise_level
 from .tracks import Track, bin_edges
 
 
@@ -409,3 +409,57 @@ def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
         return [tone] + apart_edge_tones(rest, view, (r_lo, r_hi), line, level, frames,
                                          power_share)
     return [part]
+
+
+#: ``lone_lines``: a tone within a track's reach that none of its parts holds (one present in
+#: a few of the track's blocks, which the fine PSD's mean over them all dilutes under its
+#: noise level) stands over the noise of the block-long PSD at this false-alarm probability
+#: (searched over hundreds of bins a track) ...
+LONE_PFA = 1e-7
+#: ... LONE_CONTRAST times the mean of the bins from the main lobe out to LONE_SPAN either
+#: side (a line, not a signal's band), at most LONE_MAX_BINS bins wide over the noise ...
+LONE_CONTRAST = 3.0
+LONE_SPAN = 24
+LONE_MAX_BINS = 3
+#: ... with no line at its mirror about the centre of a part wider than two lines within
+#: LONE_MIRROR_REACH of the part's widths of it (an FM's outer lines come in pairs)
+LONE_MIRROR_REACH = 1.5
+
+
+def lone_lines(line: np.ndarray, a: int, b: int, parts: list[tuple[float, float]], n: int,
+               power_share: float) -> list[tuple[float, float]]:
+    """The edges (``line_edges``, one bin) of the tones in bins [a, b) of a block-long PSD
+    ``line`` (noise 1 per bin, the mean of ``n`` periodograms) that are LINE_GAP bins or
+    more from each of the track's ``parts`` (their edges in its bins) and pass the tests
+    above (LONE_PFA, LONE_CONTRAST, LONE_MIRROR_REACH)."""
+    level = noise_level(LONE_PFA, n)
+    hit = [k for k in (np.flatnonzero(line[a:b] > level) + a).tolist()
+           if all(k < lo - LINE_GAP or k >= hi + LINE_GAP for lo, hi in parts)]
+    out = []
+    for run in np.split(np.array(hit, np.int64), np.flatnonzero(np.diff(hit) > 2) + 1):
+        if not len(run) or run[-1] + 1 - run[0] > LONE_MAX_BINS:
+            continue
+        lo, hi = int(run[0]), int(run[-1]) + 1
+        if lo < LONE_SPAN or hi + LONE_SPAN > len(line):
+            continue
+        around = np.concatenate((line[lo - LONE_SPAN:lo - 3], line[hi + 3:hi + LONE_SPAN]))
+        if line[lo:hi].max() < LONE_CONTRAST * float(np.mean(around)):
+            continue
+        edges = line_edges(line, lo - 2, hi + 2, power_share, level)
+        if one_bin(*edges) and not _mirrored(line, 0.5 * (edges[0] + edges[1]), parts, level):
+            out.append(edges)
+    return out
+
+
+def _mirrored(line: np.ndarray, k: float, parts: list[tuple[float, float]], level: float
+              ) -> bool:
+    """Whether bin ``k`` of ``line`` has a line over ``level`` (within two bins) at its
+    mirror about the centre of one of ``parts`` (edges in its bins) wider than two lines,
+    within LONE_MIRROR_REACH of that part's widths."""
+    for lo, hi in parts:
+        centre = 0.5 * (lo + hi)
+        mirror = int(round(2 * centre - k))
+        if hi - lo >= 2 * LINE_WIDTH and abs(k - centre) <= LONE_MIRROR_REACH * (hi - lo) \
+                and 2 <= mirror < len(line) - 2 and line[mirror - 2:mirror + 3].max() > level:
+            return True
+    return False

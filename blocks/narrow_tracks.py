@@ -87,11 +87,22 @@ class NarrowTracks:
     def claims(self, part: Track) -> bool:
         """Whether ``part``, a detection of the model's about to be sent, is a line that a
         narrow track follows (``follows_line``): then that track is sent for it, and the
-        line is not."""
-        if self.follows_line(part):
+        line is not. A ``lone`` line (``lines.lone_lines``: a tone the model's track only
+        reached) is also one where a narrow track, open, waiting or settled, holds its
+        centre at any time within ``hold`` blocks of its own (``_shares_tone``)."""
+        if self.follows_line(part) or part.lone and self._shares_tone(part):
             self.followed_lines.append(part)
             return True
         return False
+
+    def _shares_tone(self, part: Track) -> bool:
+        """Whether a narrow track (open, waiting or settled) holds the centre of ``part``
+        (to a bin of the tile-long PSD) within ``hold`` blocks of its time."""
+        slack = self.hold * self.block
+        return any(narrow.start - slack < part.stop and part.start < narrow.stop + slack
+                   and self._at_centre(narrow, part)
+                   for narrow in [*self.tracker.open, *self.settled,
+                                  *(track for track, _, _ in self.waiting)])
 
     def follows_line(self, part: Track) -> bool:
         """Whether a narrow track follows ``part``, a line of the model's (``_follows``): one

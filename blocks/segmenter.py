@@ -71,8 +71,11 @@ class SpectrumSegmenter(RateBlock):
       joined (an FSK's lobes); a CW tone at a part's edge that is there in tiles where the
       rest is not (beside a flat spectrum, also a burst the rest outlasts), and one in the
       valley between two flat spectra, cut off as detections of their own (where held for
-      NARROW_MIN_TILES tiles, as the narrow view's lines). Each detection then spans the
-      tiles where its own band holds it (``detections.refine_edges``).
+      NARROW_MIN_TILES tiles, as the narrow view's lines); a tone in the track's reach
+      that no part holds, there in too few of its tiles to show on the fine PSD's mean,
+      is one too (``lines.lone_lines``; a narrow track that holds it has it). Each
+      detection then spans the tiles where its own band holds it
+      (``detections.refine_edges``).
     - Repeats: two tracks can follow one signal for a while and settle to its band. A
       detection that another one repeats (half its time or more, frequency IoU
       REPEAT_IOU) is counted as ``repeated_detections``, not sent; one within the band of a
@@ -87,7 +90,8 @@ class SpectrumSegmenter(RateBlock):
       ``min_label_confidence`` the label is ``unknown``. A ``tone`` cut from the same track
       as an ``analog`` or ``fsk`` detection, beside it, that starts or ends with it is that
       signal's own line (an FM's outer line): counted as ``sibling_lines``, not sent
-      (``detections.sibling_lines``).
+      (``detections.sibling_lines``); so is a lone tone near such a detection whenever it
+      comes, or held for fewer than NARROW_MIN_TILES tiles.
     - Inner signals: inside a detection of a flat-topped family (FLAT_FAMILIES: OFDM, QAM,
       PSK), a flat plateau standing 3 dB or more over its level on both sides with steep
       edges is a narrow signal inside it, sent as a detection of its own over the same

@@ -107,6 +107,7 @@ class Track:
     guess: str | None = None               # its best family, where the label is "unknown"
     window: tuple | None = None  # (f_low, f_high) refine_edges searches, if wider
     inner: bool = False  # a narrow signal cut out inside a wide one's band
+    lone: bool = False   # a tone in its reach that none of its parts held (lone_lines)
 
     def add_spectrum(self, psd: np.ndarray | None, zoom: np.ndarray | None = None,
                      start: int | None = None, line: np.ndarray | None = None) -> None:

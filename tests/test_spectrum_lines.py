@@ -197,6 +197,73 @@ def test_a_line_held_for_fewer_blocks_than_a_tone_must_be_is_no_detection(monkey
     assert tone[:2] == (first, first + 3)
 
 
+def test_a_short_tone_in_a_tracks_reach_that_none_of_its_parts_holds_is_a_lone_line():
+    """A CW tone (10 dB) in 5 of a track's 24 blocks, 0.014 of the band above a continuous
+    QPSK signal that the coarse view joined it to in those blocks only: too few blocks for
+    the track's search window (``WINDOW_QUANTILE``) to reach it, and the wide part's fine
+    run stops short of it (GNU Radio's seed 5678 #13, a tone beside an FM, was missed
+    so). ``lone_lines`` finds it on the block-long PSD over the track's whole reach: one
+    bin at its frequency over its own blocks, marked ``lone``. Not where the coarse view
+    never reached it, nor a pair mirrored about the wide part's centre (an FM's outer
+    lines), nor a line in the DC cell."""
+    from cvstream.blocks import detections
+    tile = 8192
+
+    def settle(tones, shift=0.0, reach=True):
+        on = [(lambda n: (n >= 8 * tile) & (n < 13 * tile))] * len(tones)
+        bands = [(lambda n: np.full(len(n), 0.08 + shift), 0.03, lambda n: n >= 0)] + [
+            (lambda n, f=f: np.full(len(n), f + shift), 0.0, when, "cw", 10)
+            for f, when in zip(tones, on)]
+        low = 0.0508 if reach and len(tones) > 1 else 0.0625   # the mirror's cells too
+        high = 0.1094 if reach else 0.1016
+        track, frames, _ = tracked_signals(
+            np.random.default_rng(3), tile, 24, bands,
+            lambda k: [(low + shift, high + shift) if 8 <= k < 13 else
+                       (0.0625 + shift, 0.1016 + shift)])
+        parts = detections.refine_edges(track, frames, margin=1 / 256, block=tile,
+                                        valley_db=15)
+        return [(p.start // tile, p.stop // tile, p.f_low, p.f_high, p.lone) for p in parts]
+
+    (wide, tone) = settle([0.108])
+    assert wide[:2] == (0, 24) and wide[3] < 0.095 and not wide[4]
+    assert tone[:2] == (8, 13) and tone[4]
+    assert (tone[3] - tone[2]) * tile == pytest.approx(1)
+    assert 0.5 * (tone[2] + tone[3]) == pytest.approx(0.108, abs=1 / tile)
+    assert len(settle([0.108], reach=False)) == 1
+    assert len(settle([0.108, 0.052])) == 1
+    assert len(settle([0.108], shift=-0.108)) == 1                  # at DC
+    (_, tone) = settle([0.108], shift=-0.105)
+    assert 0.5 * (tone[2] + tone[3]) == pytest.approx(0.003, abs=1 / tile) and tone[4]
+
+
+def test_a_lone_line_short_or_near_an_fm_is_its_line_whatever_its_label():
+    """A ``lone`` line (``lines.lone_lines``) is dropped where it holds for fewer than
+    LINE_MIN_BLOCKS blocks, and within LONE_REACH of an ``analog`` or ``fsk`` part's width
+    past its band even when both are there throughout (an FM's outer lines surface with
+    its message), whatever its label; further off, or beside a PSK, it stays."""
+    from cvstream.blocks.detections import LINE_MIN_BLOCKS, LONE_REACH, sibling_lines
+    from cvstream.blocks.tracks import Track
+    block = 8192
+
+    def part(label, lo, hi, blocks=32, lone=False):
+        out = Track(0, blocks * block, lo, hi, 20.0)
+        out.label, out.lone = label, lone
+        return out
+    fm = part("analog", 0.30, 0.31)
+    near = 0.31 + 0.9 * LONE_REACH * 0.01
+    far = 0.31 + 1.5 * LONE_REACH * 0.01
+    assert sibling_lines([fm, part("tone", near, near + 1e-4, lone=True)], block, True) == [1]
+    assert sibling_lines([fm, part("fsk", near, near + 1e-4, lone=True)], block, True) == [1]
+    assert sibling_lines([fm, part("tone", near, near + 1e-4)], block, True) == []
+    assert sibling_lines([fm, part("tone", far, far + 1e-4, lone=True)], block, True) == []
+    assert sibling_lines([part("psk", 0.30, 0.31), part("tone", near, near + 1e-4,
+                                                        lone=True)], block, True) == []
+    short = part("tone", 0.4, 0.4001, blocks=LINE_MIN_BLOCKS - 1, lone=True)
+    assert sibling_lines([part("psk", 0.30, 0.31), short], block, True) == [1]
+    held = part("tone", 0.4, 0.4001, blocks=LINE_MIN_BLOCKS, lone=True)
+    assert sibling_lines([part("psk", 0.30, 0.31), held], block, True) == []
+
+
 def _edge_tone_track(tone_blocks, gap_bins: int, blocks: int = 24,
                      part_blocks=range(8, 16), peak: float = 1000.0, band=100.0):
     """A wide part (2048-point view bins 900-1000, ``band`` times the noise there, skirts
