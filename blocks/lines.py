@@ -433,10 +433,13 @@ def lone_lines(line: np.ndarray, a: int, b: int, parts: list[tuple[float, float]
     more from each of the track's ``parts`` (their edges in its bins) and pass the tests
     above (LONE_PFA, LONE_CONTRAST, LONE_MIRROR_REACH)."""
     level = noise_level(LONE_PFA, n)
-    hit = [k for k in (np.flatnonzero(line[a:b] > level) + a).tolist()
-           if all(k < lo - LINE_GAP or k >= hi + LINE_GAP for lo, hi in parts)]
+    over = line[a:b] > level
+    for lo, hi in parts:   # bins k with lo - LINE_GAP <= k < hi + LINE_GAP are theirs
+        over[max(int(np.ceil(lo - LINE_GAP)) - a, 0):max(int(np.ceil(hi + LINE_GAP)) - a, 0)] \
+            = False
+    hit = np.flatnonzero(over) + a
     out = []
-    for run in np.split(np.array(hit, np.int64), np.flatnonzero(np.diff(hit) > 2) + 1):
+    for run in np.split(hit, np.flatnonzero(np.diff(hit) > 2) + 1):
         if not len(run) or run[-1] + 1 - run[0] > LONE_MAX_BINS:
             continue
         lo, hi = int(run[0]), int(run[-1]) + 1
