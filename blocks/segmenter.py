@@ -133,8 +133,9 @@ class SpectrumSegmenter(RateBlock):
 
     Threads: the FFTs and the model run on a worker thread (``compute``), overlapping the
     detections here, IN_FLIGHT batches ahead of them (its next batch queued while one
-    computes, so that it never idles on this thread's detections); the finer PSDs of the tiles that hold a detection go to
-    whichever of the two threads waits on the other (the same numbers either way); with
+    computes, so that it never idles on this thread's detections); the finer PSDs of the
+    tiles that hold a detection go to whichever of the two threads waits on the other (the
+    same numbers either way); with
     ``replicas: N`` the FFTs and the model run on N copies (``compute``), the detections in
     stream order here (``absorb``).
 
@@ -144,8 +145,8 @@ class SpectrumSegmenter(RateBlock):
 
     Ports: in (complex64) -> detections (message).
     Latency: one tile (fft x frames samples) to fill (with ``tones``, up to a group of
-    TONE_GROUP), then up to IN_FLIGHT batches of processing; detections are sent when a signal ends
-    (one within the band of a track still open, when that track ends).
+    TONE_GROUP), then up to IN_FLIGHT batches of processing; detections are sent when a
+    signal ends (one within the band of a track still open, when that track ends).
     Example: ``seg: {type: spectrum_segmenter, model: "builtin:spectrum_segmenter"}``
     """
 
@@ -325,9 +326,9 @@ class SpectrumSegmenter(RateBlock):
 
     def _submit(self, x: np.ndarray, own: bool = True) -> None:
         """The batch's FFTs and model on the worker thread, and the detections of the
-        batches before the last IN_FLIGHT here; ``own``: x is not a view of the input, which the runtime reuses
-        (the worker reads it after this call; the fine PSDs of the tiles that turn out to
-        hold a signal, later still)."""
+        batches before the last IN_FLIGHT here; ``own``: x is not a view of the input,
+        which the runtime reuses (the worker reads it after this call; the fine PSDs of the
+        tiles that turn out to hold a signal, later still)."""
         x = x if own else x.copy()
         # the tracks' PSDs go to whichever thread waits on the other: to the worker where
         # it finished its batches before this thread came with the next (the same numbers
