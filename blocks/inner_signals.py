@@ -3,11 +3,13 @@ signal's level (``raised_plateaus``), its edges out over its roll-off (``roll_of
 and since when it stood alone in the track's blocks (``raised_since``)."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from scipy.ndimage import median_filter
 
 from .psd_runs import beside
-from .tracks import band_bins, merge_runs
+from .tracks import band_bins, bin_edges, merge_runs
 
 
 #: ``raised_plateaus``: a narrow signal inside a wide one's band stands RAISED_DB or more
@@ -115,3 +117,38 @@ def raised_since(rows: list, start: int, f_low: float, f_high: float, block: int
             break
         start = t
     return start
+
+
+def add_inner_signals(split: list, families: tuple, block: int, hold: int, classify) -> int:
+    """Add to each track's detections in ``split`` ((track, its detections)) the narrow
+    signals inside the band of one labelled one of ``families`` (flat-topped), each a
+    plateau over it on its finest view (``raised_plateaus``) with its time (from where its
+    band stood alone before the wide one, ``raised_since``; ``block`` samples a block,
+    ``hold`` blocks apart at most) and the plateau's SNR, labelled by ``classify`` on the
+    plateau (the shape the family classifier learnt), then reported out over its roll-off
+    (``roll_off_edges``). Returns how many."""
+    found, plateaus = [], []
+    for track, parts in split:
+        for part in [p for p in parts if p.label in families and p.spectra]:
+            view = (part.spectrum if part.zoom is None else part.zoom) / part.spectra
+            band = band_bins(part.f_low, part.f_high, len(view))
+            for lo, hi in raised_plateaus(view, *band):
+                inner = copy.copy(part)
+                inner.f_low, inner.f_high = (float(e) for e in bin_edges(lo, hi, len(view)))
+                inner.label_confidence = inner.guess = None
+                inner.inner = True
+                # its SNR: the plateau's mean excess over the noise (not the wide one's)
+                excess = float(np.mean(view[lo:hi])) - 1.0
+                inner.peak_snr_db = 10 * np.log10(max(excess, 1e-3))
+                # where it was there alone before the wide one came up around it
+                inner.start = raised_since(track.rows, inner.start, inner.f_low,
+                                           inner.f_high, block, hold)
+                parts.append(inner)
+                found.append(inner)
+                plateaus.append((view, band, (lo, hi)))
+    if found:
+        classify(found)
+        for inner, (view, band, plateau) in zip(found, plateaus):
+            inner.f_low, inner.f_high = (float(e) for e in bin_edges(
+                *roll_off_edges(view, *band, plateau), len(view)))
+    return len(found)

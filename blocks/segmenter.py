@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import collections
-import copy
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -13,8 +12,8 @@ from cvstream.errors import ParamError
 from .cell_intervals import model_intervals, narrow_intervals
 from .detections import ZOOM, refine_edges, sibling_lines, time_segments
 from .energy_cells import IMAGE_REJECTION_DB, EnergyCells
-from .family_features import FAMILY_FEATURES, family_features, family_probabilities
-from .inner_signals import raised_plateaus, raised_since, roll_off_edges
+from .family_labels import FamilyLabels
+from .inner_signals import add_inner_signals
 from .lines import LINE_MIN_BLOCKS
 from .narrow_tracks import SENT, NarrowTracks
 from .narrowband import CellTones, LongTones, NarrowbandFinder, merge_lines
@@ -23,7 +22,7 @@ from .repeats import Repeats
 from .tile_groups import TileGroups
 from .tile_spectra import TileSpectra
 from .tracker import Tracker
-from .tracks import RadioContext, band_bins, bin_edges, to_message
+from .tracks import RadioContext, to_message
 
 #: a line of the fine view is a signal when it holds for this many tiles (a carrier holds;
 #: a noise peak, a weak signal's flicker or a burst's one spectral line does not), as a
@@ -217,14 +216,8 @@ class SpectrumSegmenter(RateBlock):
         if self.narrow and not self.refine:
             raise ParamError("narrow", "the narrowband view needs the samples that refine "
                              "keeps (refine > 0)")
-        if self.family:
-            self._family_path, fc = load_model(self.family, "spectrum_family", param="family")
-            if fc.inputs[0].item_shape != [FAMILY_FEATURES]:
-                raise ParamError("family", f"'{self._family_path}' takes "
-                                 f"{fc.inputs[0].item_shape} features, this block gives "
-                                 f"{FAMILY_FEATURES}")
-            self._families = fc.class_names
-            self._temperature = float(fc.postprocess.get("temperature", 1.0))
+        self._labels = FamilyLabels(self.family, self.min_label_confidence) \
+            if self.family else None
 
     def output_types(self, in_types):
         t = in_types.get("inp")
@@ -233,7 +226,8 @@ class SpectrumSegmenter(RateBlock):
 
     def start(self):
         self._session = make_session(self.path, self.threads)
-        self._family_session = make_session(self._family_path, 1) if self.family else None
+        if self._labels is not None:
+            self._labels.start()
         self._tracker = Tracker(vote_labels=True, hold=self.hold, min_blocks=self.min_tiles,
                                 weak_blocks=self.weak_tiles, weak_db=self.weak_snr_db)
         self._radio = RadioContext(self.rate or getattr(self, "_upstream_rate", 0.0),
@@ -373,7 +367,7 @@ class SpectrumSegmenter(RateBlock):
         blocks = [None] * len(per_tile)
         busy = [k for k, intervals in enumerate(per_tile) if intervals]
         if self.refine and busy:  # only tiles with a detection feed a track's PSD
-            rows = self._busy_psds(busy, x, floor, whole, psds)
+            rows = self.spectra.busy_psds(busy, x, floor, whole, psds)
             x = x.reshape(len(per_tile), -1)
             for k in busy:
                 fine[k], blocks[k] = rows[0][k], x[k]
@@ -392,23 +386,6 @@ class SpectrumSegmenter(RateBlock):
                         start, self._pos, narrow[k - a]))
                 self._emit_all(self._tracker.update(
                     start, self._pos, per_tile[k], fine[k], blocks[k], zoom[k], line[k]))
-
-    def _busy_psds(self, busy: list, x, floor, whole, psds) -> list:
-        """The tracks' PSDs (``TileSpectra.track_psds``' rows) of the tiles ``busy``: those the
-        worker took (``psds``), the rest taken here."""
-        need = np.zeros(len(floor), bool)
-        need[busy] = True
-        if psds is not None:
-            need &= ~psds[0]
-            if not need.any():
-                return psds[1:]
-        more = self.spectra.track_psds(x, floor, whole, need)[1:]
-        if psds is None:
-            return more
-        for row, extra in zip(psds[1:], more):
-            if row is not extra:   # (``whole``: every row already set)
-                row[need] = extra[need]
-        return psds[1:]
 
     def _narrow_group(self, group: slice, logits, masks, network, power, bins, whole,
                       found, tiles) -> list | None:
@@ -471,21 +448,11 @@ class SpectrumSegmenter(RateBlock):
             self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _classify(self, tracks) -> None:
-        """Each detection's family from its fine PSD (the ``family`` model), where it has
-        one; the network's cell votes otherwise."""
-        features = [family_features(t) for t in tracks] if self._family_session else []
-        known = [i for i, f in enumerate(features) if f is not None]
-        if not known:
-            return
-        x = np.stack([features[i] for i in known])[:, None, :]
-        logits = self._family_session.run(None, {"features": x})[0][:, 0]
-        for i, row in zip(known, family_probabilities(logits, self._temperature)):
-            best = self._families[int(np.argmax(row))]
-            tracks[i].label_confidence = float(row.max())
-            if row.max() >= self.min_label_confidence:
-                tracks[i].label = best
-            else:
-                tracks[i].label, tracks[i].guess = "unknown", best
+        """Each detection's family from its fine PSD (the ``family`` model,
+        ``family_labels.FamilyLabels``), where it has one; the network's cell votes
+        otherwise."""
+        if self._labels is not None:
+            self._labels.label(tracks)
 
     def _refine(self, track, dropped=None) -> list:
         """The track's detections on its fine PSD (``detections.refine_edges``); ``dropped``
@@ -522,38 +489,13 @@ class SpectrumSegmenter(RateBlock):
 
     def _inner_signals(self, split: list) -> None:
         """Add to each track's detections in ``split`` ((track, its detections)) the narrow
-        signals inside the band of one labelled a flat-topped family (FLAT_FAMILIES), each a
-        plateau over it on its finest view (``inner_signals.raised_plateaus``) with its time
-        (from where its band stood alone before the wide one, ``inner_signals.raised_since``)
-        and the plateau's SNR, classified on the plateau (the shape the family classifier
-        learnt), then reported out over its roll-off (``inner_signals.roll_off_edges``);
-        counted as ``inner_signals``."""
-        found, plateaus = [], []
-        for track, parts in split:
-            for part in [p for p in parts if p.label in FLAT_FAMILIES and p.spectra]:
-                view = (part.spectrum if part.zoom is None else part.zoom) / part.spectra
-                band = band_bins(part.f_low, part.f_high, len(view))
-                for lo, hi in raised_plateaus(view, *band):
-                    inner = copy.copy(part)
-                    inner.f_low, inner.f_high = (float(e) for e in bin_edges(lo, hi,
-                                                                             len(view)))
-                    inner.label_confidence = inner.guess = None
-                    inner.inner = True
-                    # its SNR: the plateau's mean excess over the noise (not the wide one's)
-                    excess = float(np.mean(view[lo:hi])) - 1.0
-                    inner.peak_snr_db = 10 * np.log10(max(excess, 1e-3))
-                    # where it was there alone before the wide one came up around it
-                    inner.start = raised_since(track.rows, inner.start, inner.f_low,
-                                               inner.f_high, self.decim, self.hold)
-                    parts.append(inner)
-                    found.append(inner)
-                    plateaus.append((view, band, (lo, hi)))
+        signals inside the band of one labelled a flat-topped family
+        (``inner_signals.add_inner_signals``), classified on their plateaus; counted as
+        ``inner_signals``."""
+        found = add_inner_signals(split, FLAT_FAMILIES, self.decim, self.hold,
+                                  self._classify)
         if found:
-            self._classify(found)
-            for inner, (view, band, plateau) in zip(found, plateaus):
-                inner.f_low, inner.f_high = (float(e) for e in bin_edges(
-                    *roll_off_edges(view, *band, plateau), len(view)))
-            self.count("inner_signals", len(found))
+            self.count("inner_signals", found)
 
     def _without_sibling_lines(self, split: list, flushed: bool) -> list:
         """The detections of ``split`` ((track, its detections)) less those that are

@@ -141,3 +141,21 @@ class TileSpectra:
         if self.zoom and whole is not None:   # the tile-long PSDs at hand: every row set
             rows.append(whole)
         return which, *rows
+
+    def busy_psds(self, busy: list, x, floor, whole, psds: tuple | None) -> list:
+        """The tracks' PSDs (``track_psds``' rows) of the tiles ``busy``: those already
+        taken (``psds``, ``track_psds``' result on another thread, or None), the rest taken
+        now into the same rows."""
+        need = np.zeros(len(floor), bool)
+        need[busy] = True
+        if psds is not None:
+            need &= ~psds[0]
+            if not need.any():
+                return psds[1:]
+        more = self.track_psds(x, floor, whole, need)[1:]
+        if psds is None:
+            return more
+        for row, extra in zip(psds[1:], more):
+            if row is not extra:   # (``whole``: every row already set)
+                row[need] = extra[need]
+        return psds[1:]
