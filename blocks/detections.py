@@ -445,13 +445,12 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         pieces = split_finer(line, level, a, b, LINE_GAP, valley_db) if valley_db else []
         lines += [(piece, piece) for piece in pieces] if len(pieces) > 1 else \
             [(pieces[0] if pieces else (a, b), (a, b))]
-    lone_from = len(bands)
     if line is not None:
         settle_lines()
-        lone_from = len(bands)
-        if block and valley_db:
-            bands += [(line, edges) for edges in _lone_lines(track, line, bands, margin,
-                                                             power_share)]
+    lone_from = len(bands)
+    if line is not None and block and valley_db:
+        bands += [(line, edges) for edges in _lone_lines(track, line, bands, margin,
+                                                         power_share)]
     out = []
     for k, (spectrum, (e_lo, e_hi)) in enumerate(bands):
         part = copy.copy(track)

@@ -9,6 +9,7 @@ import copy
 
 import numpy as np
 
+from .narrowband import around_runs
 from .psd_runs import MIN_SEGMENT, PRESENCE_SHARE, alike, flat, occupied_edges, smooth
 from .psd_stats import median_of, noise_level
 from .tracks import Track, bin_edges
@@ -416,10 +417,11 @@ def apart_edge_tones(part: Track, view: np.ndarray, edges: tuple[float, float],
 #: noise level) stands over the noise of the block-long PSD at this false-alarm probability
 #: (searched over hundreds of bins a track) ...
 LONE_PFA = 1e-7
-#: ... LONE_CONTRAST times the mean of the bins from the main lobe out to LONE_SPAN either
-#: side (a line, not a signal's band), at most LONE_MAX_BINS bins wide over the noise ...
+#: ... LONE_CONTRAST times the mean of the LONE_SPAN bins around it past its main lobe
+#: (``narrowband.around_runs``: a line, not a signal's band), at most LONE_MAX_BINS bins
+#: wide over the noise ...
 LONE_CONTRAST = 3.0
-LONE_SPAN = 24
+LONE_SPAN = 42
 LONE_MAX_BINS = 3
 #: ... with no line at its mirror about the centre of a part wider than two lines within
 #: LONE_MIRROR_REACH of the part's widths of it (an FM's outer lines come in pairs)
@@ -443,12 +445,11 @@ def lone_lines(line: np.ndarray, a: int, b: int, parts: list[tuple[float, float]
         if not len(run) or run[-1] + 1 - run[0] > LONE_MAX_BINS:
             continue
         lo, hi = int(run[0]), int(run[-1]) + 1
-        if lo < LONE_SPAN or hi + LONE_SPAN > len(line):
+        around = around_runs(line[None], np.zeros(1, np.int64), run[:1], run[-1:] + 1,
+                             LONE_SPAN)[0]
+        if line[lo:hi].max() < LONE_CONTRAST * around:
             continue
-        around = np.concatenate((line[lo - LONE_SPAN:lo - 3], line[hi + 3:hi + LONE_SPAN]))
-        if line[lo:hi].max() < LONE_CONTRAST * float(np.mean(around)):
-            continue
-        edges = line_edges(line, lo - 2, hi + 2, power_share, level)
+        edges = line_edges(line, max(lo - 2, 0), min(hi + 2, len(line)), power_share, level)
         if one_bin(*edges) and not _mirrored(line, 0.5 * (edges[0] + edges[1]), parts, level):
             out.append(edges)
     return out
