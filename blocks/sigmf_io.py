@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -259,7 +260,9 @@ class SigMFSink(Sink):
     message that cannot be an annotation is counted (``bad_annotations``), not written.
     Sample rate and centre frequency come from parameters or the rx_rate / rx_freq tags; an
     ``rx_freq`` or ``rx_time`` tag later in the stream starts a new capture segment there
-    (``core:frequency``, ``core:datetime``). The metadata passes the SigMF validator.
+    (``core:frequency``, ``core:datetime``). Message fields SigMF has no key for are
+    written as ``cvstream:`` keys, the namespaces used declared in ``core:extensions``; the
+    metadata passes the SigMF validator.
     Ports: in (complex64), annotations (message, optional). Latency: none.
     Example: ``rec: {type: sigmf_sink, path: out.sigmf-meta, rate: 20e6}``
     """
@@ -342,8 +345,11 @@ class SigMFSink(Sink):
 
 def write_meta(path: str, rate, captures: list[dict], annotations, description="",
                author="") -> None:
-    """Write a cf32_le .sigmf-meta file (the data file sits beside it), checked with the
-    SigMF validator first."""
+    """Write a cf32_le .sigmf-meta file (the data file sits beside it), its extension
+    namespaces declared (``declared_extensions``), checked with the SigMF validator first:
+    the global object, the captures and one annotation of each shape
+    (``one_of_each_shape``; ``annotation_from_message`` checked each one's core fields),
+    so that the check stays a fraction of a second for a day's annotations."""
     from cvstream import __version__
     glob = {"core:datatype": "cf32_le", "core:version": "1.2.0",
             "core:recorder": f"cvstream {__version__}"}
@@ -355,9 +361,45 @@ def write_meta(path: str, rate, captures: list[dict], annotations, description="
         glob["core:author"] = author
     meta = {"global": glob, "captures": captures,
             "annotations": sorted(annotations, key=lambda a: a["core:sample_start"])}
-    problem = _schema_problem(meta)
-    if problem:
+    extensions = declared_extensions(meta)
+    if extensions:
+        glob["core:extensions"] = extensions
+    shapes = one_of_each_shape(meta["annotations"])
+    problem = _schema_problem(dict(meta, annotations=[meta["annotations"][k] for k in shapes]))
+    if problem:   # named by the annotation's place in the file
+        problem = re.sub(r"^annotations/(\d+)",
+                         lambda m: f"annotations/{shapes[int(m.group(1))]}", problem)
         raise CvstreamError(f"'{path}': invalid SigMF metadata: {problem}")
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(meta, fh, indent=2)
         fh.write("\n")
+
+
+#: the version of the ``cvstream:`` SigMF extension namespace: the annotation fields a
+#: detection message carries beyond SigMF's own (``cvstream:confidence``,
+#: ``cvstream:snr_db``...) and the synthesizer's truth (``cvstream:modulation``)
+CVSTREAM_EXTENSION = "1.0.0"
+
+
+def declared_extensions(meta: dict) -> list[dict]:
+    """The ``core:extensions`` entries that a SigMF document's keys need: every namespace
+    but ``core`` must be declared. ``cvstream`` at CVSTREAM_EXTENSION; another namespace
+    (a message's own ``ns:key`` fields, passed through) as optional, of a version cvstream
+    cannot know ("unspecified")."""
+    used = {key.split(":")[0] for section in (meta["global"], *meta["captures"],
+                                              *meta["annotations"])
+            for key in section if ":" in key} - {"core"}
+    return [{"name": name, "version": CVSTREAM_EXTENSION if name == "cvstream"
+             else "unspecified", "optional": True} for name in sorted(used)]
+
+
+def one_of_each_shape(annotations: list[dict]) -> list[int]:
+    """The indices of the first annotation of each shape (its keys and their values'
+    types), in order."""
+    seen, out = set(), []
+    for k, ann in enumerate(annotations):
+        shape = tuple(sorted((key, type(value).__name__) for key, value in ann.items()))
+        if shape not in seen:
+            seen.add(shape)
+            out.append(k)
+    return out

@@ -90,3 +90,50 @@ def test_bad_annotation_messages_are_counted_not_fatal(graph_file, tmp_path):
     validate(meta)
     assert [a["core:label"] for a in meta["annotations"]] == ["ok"]
     assert sink.counters == {"bad_annotations": 2}
+
+
+def test_written_extension_namespaces_are_declared(tmp_path):
+    """The cvstream: fields a detection carries and a peer's own namespaced ones are
+    declared in core:extensions, so the validator has no undeclared namespace to warn of
+    (a ValidationError in its future versions); a file without them declares none."""
+    import warnings
+
+    from cvstream.blocks.sigmf_io import CVSTREAM_EXTENSION, SigMFSink
+    sink = SigMFSink(path=str(tmp_path / "a.sigmf-meta"), rate=1e6)
+    sink.process(np.zeros(10, np.complex64))
+    sink.on_message("annotations", {"sample_start": 2, "sample_count": 3, "snr_db": 9.5,
+                                    "ntia-sensor:antenna": "dipole"})
+    sink.stop()
+    meta = json.loads((tmp_path / "a.sigmf-meta").read_text())
+    assert meta["global"]["core:extensions"] == [
+        {"name": "cvstream", "version": CVSTREAM_EXTENSION, "optional": True},
+        {"name": "ntia-sensor", "version": "unspecified", "optional": True}]
+    assert meta["annotations"][0]["cvstream:snr_db"] == 9.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate(meta)
+    plain = SigMFSink(path=str(tmp_path / "b.sigmf-meta"), rate=1e6)
+    plain.process(np.zeros(10, np.complex64))
+    plain.on_message("annotations", {"sample_start": 2, "label": "x"})
+    plain.stop()
+    assert "core:extensions" not in json.loads((tmp_path / "b.sigmf-meta").read_text())["global"]
+
+
+def test_each_annotation_shape_is_validated_however_many_come_before(tmp_path):
+    """write_meta checks one annotation of each shape: a field of the wrong type that only
+    the schema knows (core:generator is text) is refused in the 10001st annotation too,
+    naming it, and nothing is written."""
+    import pytest
+
+    from cvstream.blocks.sigmf_io import one_of_each_shape, write_meta
+    from cvstream.errors import CvstreamError
+    good = [{"core:sample_start": k, "core:label": "a"} for k in range(10_000)]
+    bad = {"core:sample_start": 10_000, "core:label": "a", "core:generator": 5}
+    assert one_of_each_shape(good + [bad]) == [0, 10_000]
+    path = tmp_path / "c.sigmf-meta"
+    write_meta(str(path), 1e6, [{"core:sample_start": 0}], good)
+    assert len(json.loads(path.read_text())["annotations"]) == 10_000
+    path.unlink()
+    with pytest.raises(CvstreamError, match="annotations/10000/core:generator"):
+        write_meta(str(path), 1e6, [{"core:sample_start": 0}], good + [bad])
+    assert not path.exists()

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from cvstream.blocks.sigmf_io import CVSTREAM_EXTENSION
+
 from .waveforms import CLASSES, FAMILY, MIN_BW, MODULATIONS, TONE_BW, generate
 
 
@@ -158,7 +160,8 @@ def write_sigmf(base: str, x: np.ndarray, labels: list[SignalLabel], rate: float
     meta = {"global": {"core:datatype": "cf32_le", "core:sample_rate": rate,
                        "core:version": "1.2.0", "core:recorder": "cvstream synth spectrum",
                        "core:description": "synthetic wideband scene; SNR in-band",
-                       "core:extensions": [{"name": "cvstream", "version": "1.0.0",
+                       "core:extensions": [{"name": "cvstream",
+                                            "version": CVSTREAM_EXTENSION,
                                             "optional": True}]},
             "captures": [{"core:sample_start": 0, "core:frequency": center_freq}],
             "annotations": ann}
