@@ -34,7 +34,9 @@
    labels) on compute's results, each stage on one thread in turn, as cores busy at 20
    Msps; then compute on a second thread beside the detections, as the block runs them:
    how much of the ideal overlap (the longer of the two) the two threads reach (both hold
-   Python's GIL between their NumPy calls).
+   Python's GIL between their NumPy calls); then each in a process of its own at once (no
+   shared GIL): the most a split across two processes could reach here, as the two
+   stages slow each other through the shared memory and caches even so.
 5. Latency: a tile's fill time plus one batch's processing (FFTs, model, detections).
 """
 from __future__ import annotations
@@ -261,6 +263,7 @@ connections: [rec -> det, rec -> out, det.detections -> out.annotations]
                   f"{sum(d == 0 for d in drops)}; dropped % per run: "
                   + " ".join(f"{d:.2f}" for d in drops))
     stages(meta, min(args.scenes, STAGE_SCENES))
+    in_two_processes(meta, min(args.scenes, STAGE_SCENES))
     from cvstream.blocks.segmenter import SpectrumSegmenter
     seg = SpectrumSegmenter()
     seg.start()
@@ -282,14 +285,7 @@ connections: [rec -> det, rec -> out, det.detections -> out.annotations]
 def stages(meta: str, scenes: int, rounds: int = 3) -> None:
     """Print where the segmenter's work goes (section 4 of the module's docstring): each
     figure the least of ``rounds`` runs (this machine's speed moves from run to run)."""
-    from cvstream.blocks.segmenter import SpectrumSegmenter
-    seg = SpectrumSegmenter(rate=20e6)
-    x = np.fromfile(str(meta).replace("-meta", "-data"), np.complex64)[:scenes * 262144]
-    batches = [x[i:i + seg.decim * seg.max_batch]
-               for i in range(0, len(x), seg.decim * seg.max_batch)]
-    stream = len(x) / 20e6
-    seg.start()   # a first batch through both: lazy imports, FFT plans, the model's warm-up
-    seg.absorb(seg.compute(batches[0]), batches[0])
+    seg, batches, stream = _stage_setup(meta, scenes)
     inputs = [seg.spectra.prepare(b)[0] for b in batches]
 
     def cores(run, clock=time.process_time) -> float:   # seconds per second of stream
@@ -327,6 +323,68 @@ def stages(meta: str, scenes: int, rounds: int = 3) -> None:
           f"overlapped perfectly: {100 * (serial - wall) / max(serial - best, 1e-9):.0f} % "
           f"of the overlap reached)")
 
+
+def _stage_setup(meta: str, scenes: int):
+    """A started segmenter, warmed up by a first batch through both stages (lazy imports,
+    FFT plans, the model's first run), the batches of the recording's first ``scenes``
+    scenes and the seconds of stream they hold at 20 Msps."""
+    from cvstream.blocks.segmenter import SpectrumSegmenter
+    seg = SpectrumSegmenter(rate=20e6)
+    x = np.fromfile(str(meta).replace("-meta", "-data"), np.complex64)[:scenes * 262144]
+    step = seg.decim * seg.max_batch
+    batches = [x[i:i + step] for i in range(0, len(x), step)]
+    seg.start()
+    seg.absorb(seg.compute(batches[0]), batches[0])
+    seg.start()
+    seg.take_messages()
+    return seg, batches, len(x) / 20e6
+
+
+def _stage_process(stage: str, meta: str, scenes: int, go, stop, queue) -> None:
+    """One stage (``compute`` or ``detections``) in this process, from ``go`` until ``stop``
+    (events), over the batches again and again: puts its wall seconds per second of stream
+    it went through."""
+    seg, batches, stream = _stage_setup(meta, scenes)
+    results = [seg.compute(b) for b in batches] if stage == "detections" else None
+    queue.put("ready")
+    go.wait()
+    t0, done = time.perf_counter(), 0
+    while not stop.is_set():
+        k = done % len(batches)
+        if results is None:
+            seg.compute(batches[k])
+        else:
+            if k == 0:
+                seg.start()   # the recording again, from a fresh start
+            seg.absorb(results[k], batches[k])
+        done += 1
+    queue.put((time.perf_counter() - t0) / (done * stream / len(batches)))
+
+
+def in_two_processes(meta: str, scenes: int, seconds: float = 6.0) -> None:
+    """Print section 4's last figure: compute and the detections each in a process of its
+    own, both busy for the same ``seconds``."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    go, stop = ctx.Event(), ctx.Event()
+    queues = {stage: ctx.Queue() for stage in ("compute", "detections")}
+    procs = [ctx.Process(target=_stage_process, args=(stage, meta, scenes, go, stop, q))
+             for stage, q in queues.items()]
+    for proc in procs:
+        proc.start()
+    for q in queues.values():
+        q.get()   # both set up
+    go.set()
+    time.sleep(seconds)
+    stop.set()
+    wall = {stage: q.get() for stage, q in queues.items()}
+    for proc in procs:
+        proc.join()
+    worst = max(wall.values())
+    print(f"compute and the detections each in a process of its own, both busy for "
+          f"{seconds:.0f} s (no shared GIL): {wall['compute']:.2f} and "
+          f"{wall['detections']:.2f} s a second of stream: {20 / worst:.1f} Msps at best for "
+          f"a split across two processes (before any cost of moving the data between them)")
 
 if __name__ == "__main__":
     main()
