@@ -20,92 +20,12 @@ from cvstream.messages import MessageError, decode_json, dumps
 from cvstream.params import SHAPE
 from cvstream.zmq_wire import MAGIC, VERSION, FrameError, decode_header, encode_header
 
-from .zmq_sockets import Curve, Links, PeerGate, RateLimitedLog, Receiver, Sender, \
-    endpoint_problem, open_sender, warn_if_open
+from .zmq_params import (CurveParams, EndParams, bound_endpoint, check_endpoint,
+                         close_sender, count_refused_keys, send_end)
+from .zmq_sockets import Links, RateLimitedLog, Receiver, Sender, open_sender, warn_if_open
 
 
-STOP_QUIET = 2.0  # s: a stopping graph's eos receiver waits this long for more data
 HEAD_START = MAGIC.to_bytes(2, "little") + bytes([VERSION])  # a tag header's first bytes
-
-
-class CurveParams:
-    """ZeroMQ CURVE parameters, shared by the zmq blocks: encryption, and on a server the
-    clients it admits (``refused_keys`` counts the others)."""
-
-    curve_key = Param(str, default="", doc="this end's secret certificate (NAME.key_secret "
-                      "from 'cvstream keys new NAME'): CURVE on")
-    curve_server = Param(str, default="", doc="the server's public certificate (NAME.key): "
-                         "this end is the CURVE client")
-    curve_clients = Param(str, default="", doc="CURVE server: a directory of the public "
-                          "certificates of the clients admitted (empty: any client)")
-
-    def _check_curve(self) -> None:
-        self._curve = Curve.of(self)
-
-
-class EndParams:
-    """End of stream over ZeroMQ, between cvstream peers (GNU Radio sends no such thing): a
-    sender sends one empty frame after its last item when its stream ends (not when the graph
-    aborts); a receiver ends its stream there, and a graph asked to stop keeps receiving
-    until it comes (or nothing came for STOP_QUIET s), so what was sent drains through
-    (the links between the fragments of a distributed run work so)."""
-
-    eos = Param(bool, default=False, doc="send / end at an end-of-stream frame (an empty "
-                "frame; cvstream peers only)")
-
-    @property
-    def ends_by_peer(self) -> bool:
-        return self.eos
-
-    def _quiet_for(self, seconds: float) -> bool:
-        """A receiver's stream ends after ``idle_timeout`` without data, or, once the graph
-        is stopping, after STOP_QUIET without data when the end frame has not come."""
-        if self.idle_timeout and seconds > self.idle_timeout:
-            return True
-        return self.eos and self.stopping and seconds > STOP_QUIET
-
-
-def _bound_endpoint(sock, block) -> str:
-    """The endpoint peers reach: with bind to port ``*``, the port ZeroMQ chose."""
-    if block.bind:
-        return sock.getsockopt_string(zmq.LAST_ENDPOINT)
-    return block.address
-
-
-def _send_end(block) -> None:
-    """The end-of-stream frame, after everything queued, unless the graph aborted."""
-    runtime = block._runtime
-    if block.eos and getattr(block, "_tx", None) is not None and not (
-            runtime is not None and runtime.abort.is_set()):
-        block._tx.send([b""], 0)
-
-
-def _count_refused_keys(block) -> None:
-    entry = getattr(block, "_gate", None)
-    if entry is not None and entry.refused_keys:
-        block.counters["refused_keys"] = entry.refused_keys
-
-
-def _close_sender(block, counter: str) -> None:
-    """Close a sink's socket after delivering what is queued; count what could not be."""
-    tx = getattr(block, "_tx", None)
-    lost = tx.drain() if tx is not None else 0  # the gate counts the peers meanwhile
-    _count_refused_keys(block)
-    if getattr(block, "_gate", None) is not None:
-        PeerGate.shared().release(block._sock, block._gate)
-        block._gate = None
-    if tx is not None:
-        lost += tx.close()
-        if lost:
-            block.count(counter, lost)
-    elif getattr(block, "_sock", None) is not None:
-        block._sock.close(0)
-
-
-def _check_endpoint(block) -> None:
-    problem = endpoint_problem(block.address, block.bind)
-    if problem:
-        raise ParamError("address", problem)
 
 
 @register("zmq_source")
@@ -171,7 +91,7 @@ class ZmqSource(EndParams, CurveParams, Source):
             self.type = PortType(canonical_dtype(self.dtype), normalize_shape(self.shape))
         except ValueError as exc:
             raise ParamError("dtype", str(exc)) from None
-        _check_endpoint(self)
+        check_endpoint(self)
         self._check_curve()
 
     @property
@@ -183,7 +103,7 @@ class ZmqSource(EndParams, CurveParams, Source):
         warn_if_open(self, self._curve)
         self._links = Links(kind, self.address, self.bind, self.hwm, self.key,
                             self.max_frame, self.max_peers, self._curve)
-        self.endpoint = _bound_endpoint(self._links.sock, self)
+        self.endpoint = bound_endpoint(self._links.sock, self)
         self._rx = Receiver(self._links.sock, topic=kind == zmq.SUB)
         self._log = RateLimitedLog(f"zmq_source '{self.name}'")
         self._end_seen = False
@@ -340,7 +260,7 @@ class ZmqSink(EndParams, CurveParams, Sink):
     drop = Param(bool, default=False, doc="PUB: drop at the high-water mark (counted)")
 
     def check(self):
-        _check_endpoint(self)
+        check_endpoint(self)
         self._check_curve()
 
     def start(self):
@@ -348,7 +268,7 @@ class ZmqSink(EndParams, CurveParams, Sink):
         warn_if_open(self, self._curve)
         self._sock, self._gate = open_sender(kind, self.address, self.bind, self.hwm,
                                              self._curve)
-        self.endpoint = _bound_endpoint(self._sock, self)
+        self.endpoint = bound_endpoint(self._sock, self)
         if kind == zmq.PUB:
             self._sock.setsockopt(zmq.XPUB_NODROP, 1)
         # with eos the peer is part of the same run: it gets all the time it needs
@@ -360,13 +280,13 @@ class ZmqSink(EndParams, CurveParams, Sink):
         frames = [memoryview(data).cast("B")]
         if self.pass_tags:
             frames = [encode_header(self.offset, self.input_tags) + data.tobytes()]
-        _count_refused_keys(self)
+        count_refused_keys(self)
         if not self._tx.send(frames, len(x)):
             self.count("dropped_items", len(x))
 
     def stop(self):
-        _send_end(self)
-        _close_sender(self, "undelivered_items")
+        send_end(self)
+        close_sender(self, "undelivered_items")
 
 
 def decode_message(raw: bytes, fmt: str) -> dict:
@@ -404,7 +324,7 @@ class ZmqMsgSink(EndParams, CurveParams, Sink):
     hwm = Param(int, default=1000, doc="send high-water mark in messages")
 
     def check(self):
-        _check_endpoint(self)
+        check_endpoint(self)
         self._check_curve()
 
     def start(self):
@@ -412,7 +332,7 @@ class ZmqMsgSink(EndParams, CurveParams, Sink):
         warn_if_open(self, self._curve)
         self._sock, self._gate = open_sender(kind, self.address, self.bind, self.hwm,
                                              self._curve)
-        self.endpoint = _bound_endpoint(self._sock, self)
+        self.endpoint = bound_endpoint(self._sock, self)
         self._tx = Sender(self._sock, self, drop=False,
                           stop_timeout=float("inf") if self.eos else 2.0, gate=self._gate)
         self._log = RateLimitedLog(f"zmq_msg_sink '{self.name}'")
@@ -424,13 +344,13 @@ class ZmqMsgSink(EndParams, CurveParams, Sink):
             self.count("unencodable_messages")
             self._log(f"message not sent: {exc}")
             return
-        _count_refused_keys(self)
+        count_refused_keys(self)
         if not self._tx.send([raw], 1):
             self.count("dropped_messages")
 
     def stop(self):
-        _send_end(self)
-        _close_sender(self, "undelivered_messages")
+        send_end(self)
+        close_sender(self, "undelivered_messages")
 
 
 @register("zmq_msg_source")
@@ -462,7 +382,7 @@ class ZmqMsgSource(EndParams, CurveParams, Source):
                          doc="end of stream after this long without messages (0: never)")
 
     def check(self):
-        _check_endpoint(self)
+        check_endpoint(self)
         self._check_curve()
 
     def start(self):
@@ -470,7 +390,7 @@ class ZmqMsgSource(EndParams, CurveParams, Source):
         warn_if_open(self, self._curve)
         self._links = Links(kind, self.address, self.bind, self.hwm, "", self.max_message,
                             self.max_peers, self._curve)
-        self.endpoint = _bound_endpoint(self._links.sock, self)
+        self.endpoint = bound_endpoint(self._links.sock, self)
         self._rx = Receiver(self._links.sock, topic=kind == zmq.SUB)
         self._log = RateLimitedLog(f"zmq_msg_source '{self.name}'")
         self._last = time.monotonic()
