@@ -3,14 +3,17 @@
 
     python bench/spectrum_bench.py [--scenes 256] [--repeat N]
 
-1. sigmf_source -> spectrum_segmenter -> sigmf_sink (annotations), on a synthesized 20 Msps
+1. sigmf_source -> spectrum_segmenter -> sigmf_annotations (graphs/spectrum_sigmf.yml:
+   metadata beside the recording, its samples not copied), on a synthesized 20 Msps
    recording, end to end through the runtime: Msps, and the CPU the graph used as cores
    busy at 20 Msps (the work itself: over 2, no split across threads or processes could
    reach 20 Msps on two cores); again without its search for weak tones (``weak_tones:
    false``: what that search costs), without any search for tones in the cells the model
    leaves (``tones: false``) and with its fine view for narrow signals (``narrow:
-   true``). For the first, the CPU of its threads: the block's own (the detections), its
-   worker (FFTs and the model) and the rest; the busier of the first two bounds the rate.
+   true``), and once writing a copy of the samples with the annotations (``sigmf_sink``,
+   as the graph did before stop 81: 160 MB/s more to write). For the first, the CPU of
+   its threads: the block's own (the detections), its worker (FFTs and the model) and the
+   rest; the busier of the first two bounds the rate.
 2. The same with cfar_detector.
 3. zmq_source (pull, overflow: drop) -> spectrum_segmenter -> zmq_msg_sink, a second
    process streaming the recording paced at 20 Msps on the same 2 cores: does the receiver
@@ -221,21 +224,30 @@ def main() -> None:
     meta = recording(tmp, args.scenes)
     n = args.scenes * 262144
     print(f"recording: {n} samples ({n / 20e6:.2f} s at 20 Msps)")
-    for det, extra in (("spectrum_segmenter", ""), ("spectrum_segmenter", "weak_tones: false"),
-                       ("spectrum_segmenter", "tones: false"),
-                       ("spectrum_segmenter", "narrow: true"), ("cfar_detector", "")):
-        threads: dict | None = {} if det == "spectrum_segmenter" and not extra else None
+    annotate = f"{{type: sigmf_annotations, recording: {meta}, path: out.sigmf-meta}}"
+    copy = f"{{type: sigmf_sink, path: {tmp / 'copy.sigmf-meta'}}}"
+    for det, extra, sink in (
+            ("spectrum_segmenter", "", annotate),
+            ("spectrum_segmenter", "", copy),
+            ("spectrum_segmenter", "weak_tones: false", annotate),
+            ("spectrum_segmenter", "tones: false", annotate),
+            ("spectrum_segmenter", "narrow: true", annotate), ("cfar_detector", "", annotate)):
+        threads: dict | None = {} if det == "spectrum_segmenter" and not extra and \
+            sink is annotate else None
+        samples = "rec -> out, det.detections -> out.annotations" if sink is copy else \
+            "det.detections -> out"
         secs, cpu, snap = run_graph(f"""
 blocks:
   rec: {{type: sigmf_source, path: {meta}, chunk: 262144}}
   det: {{type: {det}, {extra}}}
-  out: {{type: sigmf_sink, path: {tmp / 'out.sigmf-meta'}}}
-connections: [rec -> det, rec -> out, det.detections -> out.annotations]
+  out: {sink}
+connections: [rec -> det, {samples}]
 """, threads)
         b = snap["blocks"]["det"]
         cores = cpu / (n / 20e6)   # CPU seconds per second of stream at 20 Msps
         name = f"{det} ({extra})" if extra else det
-        print(f"sigmf_source -> {name:<19} -> sigmf_sink: {n / secs / 1e6:6.1f} Msps "
+        out = "sigmf_sink (samples copied too)" if sink is copy else "sigmf_annotations"
+        print(f"sigmf_source -> {name:<19} -> {out}: {n / secs / 1e6:6.1f} Msps "
               f"({n / secs / 20e6:.2f}x 20 Msps, {n / secs / 56e6:.2f}x 56 Msps); work p50 "
               f"{b['work_p50_us'] / 1e3:.1f} ms p99 {b['work_p99_us'] / 1e3:.1f} ms, "
               f"{b['messages_out']} detections; its work: {cores:.2f} cores at 20 Msps"

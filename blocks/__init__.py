@@ -5,14 +5,16 @@ from cvstream.block import Block
 
 from . import (aec, aec_demo, audio_io, basic, cfar, fft, file_io,  # noqa: F401
                kalman_echo, nlms, npy_io, onnx_model, plots, radar_imaging, radar_io,
-               segmenter, sigmf_io, signal_source, sinks, spectrum_synth, stft, zmq_io)
+               segmenter, sigmf_annotations, sigmf_io, signal_source, sinks,
+               spectrum_synth, stft, zmq_io)
 
 
 def _block_classes() -> dict[str, type[Block]]:
     out = {}
     for module in (aec, aec_demo, audio_io, basic, cfar, fft, file_io, kalman_echo, nlms,
                    npy_io,
-                   onnx_model, plots, radar_imaging, radar_io, segmenter, sigmf_io,
+                   onnx_model, plots, radar_imaging, radar_io, segmenter, sigmf_annotations,
+                   sigmf_io,
                    signal_source, sinks, spectrum_synth, stft, zmq_io):
         for name, obj in vars(module).items():
             if isinstance(obj, type) and issubclass(obj, Block) and obj.type_name and \

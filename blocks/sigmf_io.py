@@ -345,11 +345,8 @@ class SigMFSink(Sink):
 
 def write_meta(path: str, rate, captures: list[dict], annotations, description="",
                author="") -> None:
-    """Write a cf32_le .sigmf-meta file (the data file sits beside it), its extension
-    namespaces declared (``declared_extensions``), checked with the SigMF validator first:
-    the global object, the captures and one annotation of each shape
-    (``one_of_each_shape``; ``annotation_from_message`` checked each one's core fields),
-    so that the check stays a fraction of a second for a day's annotations."""
+    """Write a cf32_le .sigmf-meta file (the data file sits beside it): ``write_checked_meta``
+    of its global object, ``captures`` and ``annotations``."""
     from cvstream import __version__
     glob = {"core:datatype": "cf32_le", "core:version": "1.2.0",
             "core:recorder": f"cvstream {__version__}"}
@@ -359,11 +356,24 @@ def write_meta(path: str, rate, captures: list[dict], annotations, description="
         glob["core:description"] = description
     if author:
         glob["core:author"] = author
-    meta = {"global": glob, "captures": captures,
-            "annotations": sorted(annotations, key=lambda a: a["core:sample_start"])}
-    extensions = declared_extensions(meta)
-    if extensions:
-        glob["core:extensions"] = extensions
+    write_checked_meta(path, {"global": glob, "captures": captures,
+                              "annotations": annotations})
+
+
+def write_checked_meta(path: str, meta: dict) -> None:
+    """Write SigMF metadata ``meta`` to ``path``: its annotations in sample order, its
+    extension namespaces declared (``declared_extensions``, beside those it declares), and
+    checked with the SigMF validator first: the global object, the captures and one
+    annotation of each shape (``one_of_each_shape``; ``annotation_from_message`` checked
+    each one's core fields), so that the check stays a fraction of a second for a day's
+    annotations. A problem raises CvstreamError naming the field, and nothing is written."""
+    meta = dict(meta, annotations=sorted(meta["annotations"],
+                                         key=lambda a: a["core:sample_start"]))
+    declared = list(meta["global"].get("core:extensions", []))
+    names = {ext.get("name") for ext in declared if isinstance(ext, dict)}
+    declared += [ext for ext in declared_extensions(meta) if ext["name"] not in names]
+    if declared:
+        meta["global"] = dict(meta["global"], **{"core:extensions": declared})
     shapes = one_of_each_shape(meta["annotations"])
     problem = _schema_problem(dict(meta, annotations=[meta["annotations"][k] for k in shapes]))
     if problem:   # named by the annotation's place in the file

@@ -137,3 +137,55 @@ def test_each_annotation_shape_is_validated_however_many_come_before(tmp_path):
     with pytest.raises(CvstreamError, match="annotations/10000/core:generator"):
         write_meta(str(path), 1e6, [{"core:sample_start": 0}], good + [bad])
     assert not path.exists()
+
+
+def test_annotations_written_beside_a_recording_read_its_samples(graph_file, tmp_path):
+    """sigmf_annotations writes metadata for a recording's own samples: core:dataset names
+    its data file, its global object and captures kept, its annotations with the new ones
+    in order, the cvstream extension declared; sigmf_source reads the same samples through
+    it; a bad message is counted; a bare file name goes beside the recording; its own
+    metadata file, or a file in another folder (core:dataset is a file name), is refused as
+    the output, naming the parameter."""
+    import warnings
+
+    import pytest
+
+    from cvstream.blocks.sigmf_annotations import SigMFAnnotations
+    from cvstream.errors import ParamError
+    x = (np.arange(5000) * (1 + 1j)).astype(np.complex64)
+    x.tofile(tmp_path / "rec.sigmf-data")
+    meta = _meta(tmp_path, "rec", {"core:sample_rate": 1e6},
+                 [{"core:sample_start": 0, "core:frequency": 915e6}],
+                 [{"core:sample_start": 3000, "core:label": "theirs"}])
+    out = tmp_path / "ann.sigmf-meta"
+    block = SigMFAnnotations(recording=str(meta), path=str(out))
+    block.start()
+    block.on_message("annotations", {"sample_start": 100, "sample_count": 50,
+                                     "label": "qam", "snr_db": 12.5})
+    block.on_message("annotations", {"label": "no start"})
+    block.stop()
+    doc = json.loads(out.read_text())
+    assert doc["global"]["core:dataset"] == "rec.sigmf-data"
+    assert doc["global"]["core:sample_rate"] == 1e6
+    assert doc["captures"] == [{"core:sample_start": 0, "core:frequency": 915e6}]
+    assert [(a["core:sample_start"], a["core:label"]) for a in doc["annotations"]] == \
+        [(100, "qam"), (3000, "theirs")]
+    assert doc["annotations"][0]["cvstream:snr_db"] == 12.5
+    assert doc["global"]["core:extensions"][0]["name"] == "cvstream"
+    assert block.counters == {"bad_annotations": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate(doc)
+    data, _ = _read(graph_file, tmp_path, out)
+    assert np.array_equal(data, x)
+    assert not out.with_suffix(".sigmf-data").exists()
+    bare = SigMFAnnotations(recording=str(meta), path="bare.sigmf-meta")   # beside it
+    bare.start()
+    bare.stop()
+    assert json.loads((tmp_path / "bare.sigmf-meta").read_text())["annotations"] == \
+        [{"core:sample_start": 3000, "core:label": "theirs"}]
+    with pytest.raises(ParamError, match="path"):
+        SigMFAnnotations(recording=str(meta), path=str(meta))
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(ParamError, match="recording's folder"):
+        SigMFAnnotations(recording=str(meta), path=str(tmp_path / "elsewhere" / "a"))

@@ -363,7 +363,8 @@ def test_tile_labels_follow_the_boxes():
 
 def test_spectrum_sigmf_graph_on_a_ci16_recording(tmp_path):
     """graphs/spectrum_sigmf.yml on a ci16 recording at 2.4 Msps centred on 100 MHz: the
-    strong signal comes back as an annotation with absolute edges in Hz and a label."""
+    strong signal comes back as an annotation with absolute edges in Hz and a label, in
+    metadata that names the recording's data file rather than a copy of it."""
     from cvstream.blocks.formats import FORMATS
     x, labels = scene(np.random.default_rng([3, 3]), SceneConfig(
         samples=16 * 4096, snr_db=(25, 25), burst_probability=0.0, max_bw=0.1), n_signals=1)
@@ -377,7 +378,10 @@ def test_spectrum_sigmf_graph_on_a_ci16_recording(tmp_path):
                   "--set", f"input={tmp_path / 'rec.sigmf-meta'}",
                   "--set", f"output={tmp_path / 'out.sigmf-meta'}")
     assert res.returncode == 0, res.stderr
-    ann = json.loads((tmp_path / "out.sigmf-meta").read_text())["annotations"]
+    out = json.loads((tmp_path / "out.sigmf-meta").read_text())
+    assert out["global"]["core:dataset"] == "rec.sigmf-data"   # annotated, not copied
+    assert not (tmp_path / "out.sigmf-data").exists()
+    ann = out["annotations"]
     lab = labels[0]
     lo, hi = 100e6 + lab.f_low * 2.4e6, 100e6 + lab.f_high * 2.4e6
     hits = [a for a in ann if a["core:freq_lower_edge"] < hi and a["core:freq_upper_edge"] > lo]
@@ -385,7 +389,9 @@ def test_spectrum_sigmf_graph_on_a_ci16_recording(tmp_path):
     assert abs(hits[0]["core:freq_lower_edge"] - lo) < 0.1 * 2.4e6
     bad = run_cli("run", str(GRAPHS / "spectrum_sigmf.yml"),
                   "--set", f"input={tmp_path / 'missing.sigmf-meta'}")
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    lines = bad.stderr.strip().splitlines()   # a line for each block that reads it
+    assert bad.returncode == 2 and len(lines) == 2 and \
+        all("missing.sigmf-meta' does not exist" in line for line in lines)
 
 
 def test_shipped_segmenter_boxes_every_signal_with_refined_edges():
