@@ -9,11 +9,10 @@ import json
 import os
 
 from cvstream import MsgIn, Param, Sink, register
-from cvstream.errors import CvstreamError, ParamError
+from cvstream.errors import ParamError
 from cvstream.params import INPUT_FILE, OUTPUT_FILE
 
-from .sigmf_io import (annotation_from_message, meta_path, read_recording,
-                       write_checked_meta)
+from .sigmf_io import meta_path, read_recording, take_annotation, write_checked_meta
 
 
 @register("sigmf_annotations")
@@ -61,10 +60,7 @@ class SigMFAnnotations(Sink):
         self._annotations: list[dict] = []
 
     def on_message(self, port, msg):
-        try:
-            self._annotations.append(annotation_from_message(msg))
-        except CvstreamError:
-            self.count("bad_annotations")
+        take_annotation(self, msg, self._annotations)
 
     def stop(self):
         if getattr(self, "_annotations", None) is None:

@@ -235,6 +235,15 @@ def annotation_from_message(msg: dict) -> dict:
     return out
 
 
+def take_annotation(block, msg: dict, annotations: list[dict]) -> None:
+    """A sink's message as an annotation appended to ``annotations``, or counted on the
+    block as ``bad_annotations`` where it cannot be one."""
+    try:
+        annotations.append(annotation_from_message(msg))
+    except CvstreamError:
+        block.count("bad_annotations")
+
+
 def validate_annotation(ann: dict) -> None:
     for key in ("core:sample_start", "core:sample_count"):
         value = ann.get(key, 0)
@@ -329,10 +338,7 @@ class SigMFSink(Sink):
         return cap
 
     def on_message(self, port, msg):
-        try:
-            self._annotations.append(annotation_from_message(msg))
-        except CvstreamError:
-            self.count("bad_annotations")
+        take_annotation(self, msg, self._annotations)
 
     def stop(self):
         fh = getattr(self, "_fh", None)
