@@ -10,8 +10,9 @@
    reach 20 Msps on two cores); again without its search for weak tones (``weak_tones:
    false``: what that search costs), without any search for tones in the cells the model
    leaves (``tones: false``) and with its fine view for narrow signals (``narrow:
-   true``), and once writing a copy of the samples with the annotations (``sigmf_sink``,
-   as the graph did before stop 81: 160 MB/s more to write). For the first, the CPU of
+   true``), once writing a copy of the samples with the annotations (``sigmf_sink``, as
+   the graph did before stop 81: 160 MB/s more to write), and once with the block's
+   default batches of 32 tiles rather than the graph's 64. For the first, the CPU of
    its threads: the block's own (the detections), its worker (FFTs and the model) and the
    rest; the busier of the first two bounds the rate.
 2. The same with cfar_detector.
@@ -40,7 +41,8 @@
    Python's GIL between their NumPy calls); then each in a process of its own at once (no
    shared GIL): the most a split across two processes could reach here, as the two
    stages slow each other through the shared memory and caches even so.
-5. Latency: a tile's fill time plus one batch's processing (FFTs, model, detections).
+5. Latency: a tile's fill time plus one batch's processing (FFTs, model, detections), for
+   batches of 1, 32 (the block's default) and 64 tiles (graphs/spectrum_sigmf.yml's).
 """
 from __future__ import annotations
 
@@ -226,14 +228,14 @@ def main() -> None:
     print(f"recording: {n} samples ({n / 20e6:.2f} s at 20 Msps)")
     annotate = f"{{type: sigmf_annotations, recording: {meta}, path: out.sigmf-meta}}"
     copy = f"{{type: sigmf_sink, path: {tmp / 'copy.sigmf-meta'}}}"
+    graph_seg = "spectrum_segmenter, max_batch: 64"   # as graphs/spectrum_sigmf.yml has it
     for det, extra, sink in (
-            ("spectrum_segmenter", "", annotate),
-            ("spectrum_segmenter", "", copy),
-            ("spectrum_segmenter", "weak_tones: false", annotate),
-            ("spectrum_segmenter", "tones: false", annotate),
-            ("spectrum_segmenter", "narrow: true", annotate), ("cfar_detector", "", annotate)):
-        threads: dict | None = {} if det == "spectrum_segmenter" and not extra and \
-            sink is annotate else None
+            (graph_seg, "", annotate), (graph_seg, "", copy),
+            (graph_seg, "weak_tones: false", annotate), (graph_seg, "tones: false", annotate),
+            (graph_seg, "narrow: true", annotate),
+            ("spectrum_segmenter", "max_batch: 32", annotate), ("cfar_detector", "", annotate)):
+        threads: dict | None = {} if det == graph_seg and not extra and sink is annotate \
+            else None
         samples = "rec -> out, det.detections -> out.annotations" if sink is copy else \
             "det.detections -> out"
         secs, cpu, snap = run_graph(f"""
@@ -245,7 +247,7 @@ connections: [rec -> det, {samples}]
 """, threads)
         b = snap["blocks"]["det"]
         cores = cpu / (n / 20e6)   # CPU seconds per second of stream at 20 Msps
-        name = f"{det} ({extra})" if extra else det
+        name = det.split(",")[0] + (f" ({extra})" if extra else "")
         out = "sigmf_sink (samples copied too)" if sink is copy else "sigmf_annotations"
         print(f"sigmf_source -> {name:<19} -> {out}: {n / secs / 1e6:6.1f} Msps "
               f"({n / secs / 20e6:.2f}x 20 Msps, {n / secs / 56e6:.2f}x 56 Msps); work p50 "
@@ -277,11 +279,11 @@ connections: [rec -> det, {samples}]
     stages(meta, min(args.scenes, STAGE_SCENES))
     in_two_processes(meta, min(args.scenes, STAGE_SCENES))
     from cvstream.blocks.segmenter import SpectrumSegmenter
-    seg = SpectrumSegmenter()
+    seg = SpectrumSegmenter(max_batch=64)   # the graph's batches and the default's 32
     seg.start()
     x = np.fromfile(str(meta).replace("-meta", "-data"),
                     np.complex64)[:seg.decim * seg.max_batch]
-    for batch in (1, seg.max_batch):
+    for batch in (1, 32, seg.max_batch):
         part = x[:seg.decim * batch]
         times = []
         for _ in range(30):
