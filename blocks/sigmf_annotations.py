@@ -21,10 +21,10 @@ class SigMFAnnotations(Sink):
     of an existing recording (``recording``), which stay where they are: the new file goes
     in the recording's folder (``path`` a bare file name, or a path there),
     ``core:dataset`` names its data file, and its global object, captures and annotations
-    are kept. The annotations'
-    sample indices are the stream's offsets, as ``sigmf_source`` reading that recording
-    gives them. Messages take the fields ``sigmf_sink`` takes; one that cannot be an
-    annotation is counted (``bad_annotations``), not written.
+    are kept. The annotations' sample indices are the stream's offsets, as
+    ``sigmf_source`` reading that recording gives them. Messages take the fields
+    ``sigmf_sink`` takes; one that cannot be an annotation is counted
+    (``bad_annotations``), not written.
     Ports: annotations (message). Latency: the file is written when the graph stops.
     Example: ``out: {type: sigmf_annotations, recording: rec.sigmf-meta, path:
     detections.sigmf-meta}``
@@ -71,7 +71,7 @@ class SigMFAnnotations(Sink):
         glob = dict(doc["global"], **{"core:dataset": os.path.basename(rec.data)})
         if self.description:
             glob["core:description"] = self.description
+        ours = doc.get("annotations", []) + self._annotations
         write_checked_meta(self._out, {"global": glob, "captures": doc["captures"],
-                                 "annotations": doc.get("annotations", []) +
-                                 self._annotations})
+                                       "annotations": ours})
         self._annotations = None
