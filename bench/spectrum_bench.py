@@ -19,7 +19,8 @@
 3. zmq_source (pull, overflow: drop) -> spectrum_segmenter -> zmq_msg_sink, a second
    process streaming the recording paced at 20 Msps on the same 2 cores: does the receiver
    keep up (items dropped, counted)? As in graphs/spectrum_zmq.yml, the source gathers
-   for 4 ms after a frame arrives and its buffer holds 0.5 s (10 M samples), so scheduling
+   for 4 ms after a frame arrives, the segmenter batches up to 64 tiles when behind, and
+   the source's buffer holds 0.5 s (10 M samples), so scheduling
    jitter is absorbed but a receiver slower than 20 Msps on average still drops; the peak
    backlog (the buffer's highest fill) shows how close it came. Once with a cvstream
    sender (sigmf_source -> throttle -> zmq_sink) and, where Debian's gnuradio is
@@ -180,7 +181,7 @@ def receiver(port: int, graph: bool):
 blocks:
   sdr: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull, idle_timeout: 5,
         rate: 20e6, overflow: drop, gather: 0.004}}
-  seg: {{type: spectrum_segmenter}}
+  seg: {{type: spectrum_segmenter, max_batch: 64}}
   out: {{type: zmq_msg_sink, address: "tcp://127.0.0.1:{out_port}", pattern: pub}}
 connections: [{{src: sdr, dst: seg, buffer: 10485760}}, seg.detections -> out]
 """)
