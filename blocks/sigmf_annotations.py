@@ -5,7 +5,6 @@ another name describes, which SigMF provides for), and the recording's annotatio
 detections added."""
 from __future__ import annotations
 
-import json
 import os
 
 from cvstream import MsgIn, Param, Sink, register
@@ -66,8 +65,7 @@ class SigMFAnnotations(Sink):
         if getattr(self, "_annotations", None) is None:
             return
         rec = read_recording(self.recording)
-        with open(rec.meta, encoding="utf-8") as fh:
-            doc = json.load(fh)
+        doc = rec.doc
         glob = dict(doc["global"], **{"core:dataset": os.path.basename(rec.data)})
         if self.description:
             glob["core:description"] = self.description

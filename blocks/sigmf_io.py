@@ -51,9 +51,14 @@ class Recording:
     meta: str
     data: str
     fmt: str
-    info: dict
+    doc: dict   # the metadata as read: global object, captures, annotations
     segments: list[Segment]
     end: int  # bytes of the dataset that hold samples (core:trailing_bytes left out)
+
+    @property
+    def info(self) -> dict:
+        """The global object."""
+        return self.doc["global"]
 
     @property
     def sample_rate(self) -> float | None:
@@ -89,7 +94,7 @@ def read_recording(path: str) -> Recording:
         raise CvstreamError(f"'{meta}': data file '{data}' is missing")
     end = os.path.getsize(data) - int(info.get("core:trailing_bytes", 0))
     fmt = DATATYPES[datatype]
-    return Recording(meta, data, fmt, info, _segments(meta, doc["captures"], fmt), end)
+    return Recording(meta, data, fmt, doc, _segments(meta, doc["captures"], fmt), end)
 
 
 def _schema_problem(doc) -> str | None:
