@@ -22,7 +22,6 @@ microphone means a changed echo path, whose echo the floor would let through).
 from __future__ import annotations
 
 import numpy as np
-import scipy.signal
 
 QUIET_DB = (-28.0, -20.0)   # output / microphone: full boost below the first, none above
 ECHO_DB = -35.0             # echo estimate / microphone: boost from here, full 10 dB above
@@ -86,5 +85,6 @@ def _smoothed(p: np.ndarray, last: float) -> tuple[np.ndarray, float]:
     s = FLOOR_SMOOTHING
     if len(p) == 0:
         return p, last
+    import scipy.signal   # here: half a second to import, kept off startup
     out = scipy.signal.lfilter([1 - s], [1, -s], p, zi=[s * last])[0]
     return out, float(out[-1])

@@ -4,8 +4,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 import scipy.ndimage
-import scipy.signal
-import scipy.stats
 
 from cvstream import In, MsgOut, Param, RateBlock, register
 
@@ -17,6 +15,7 @@ def cfar_factor(pfa: float, frames: int, train_cells: int) -> float:
     """Threshold factor alpha for P(cell > alpha * mean(training cells)) = pfa, when every
     PSD bin is the mean of ``frames`` periodograms of white noise: the ratio is
     F-distributed with (2 frames, 2 frames train_cells) degrees of freedom."""
+    import scipy.stats   # here: half a second to import, kept off startup
     return float(scipy.stats.f.isf(pfa, 2 * frames, 2 * frames * train_cells))
 
 
@@ -51,6 +50,8 @@ class CfarDetector(RateBlock):
         self.decim = self.fft * self.average
         self.alpha = cfar_factor(self.pfa, self.average, 2 * self.train)
         # a bin of averaged white-noise periodograms is Gamma(average, 1/average) distributed
+        import scipy.signal
+        import scipy.stats
         self._alpha_floor = float(scipy.stats.gamma.isf(self.pfa, self.average,
                                                         scale=1 / self.average))
         self._median_ratio = float(scipy.stats.gamma.median(self.average,
@@ -84,6 +85,7 @@ class CfarDetector(RateBlock):
         cells that earlier passes did not flag (censored CA-CFAR), so a wide signal does not
         raise its own threshold; where too few training cells remain, the band's median
         noise floor stands in."""
+        import scipy.signal
         half = len(self._kernel) // 2
         support = (self._kernel > 0).astype(np.float32)[None, :]
         # first pass: cells far above the band's noise floor (median-based) are censored

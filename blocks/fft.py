@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 
 from cvstream import In, Out, Param, RateBlock, register
 from cvstream.dtypes import PortType
@@ -37,6 +36,7 @@ class FFT(RateBlock):
         if self.history < 0:
             from cvstream.errors import ParamError
             raise ParamError("hop", f"{self.hop} is larger than size {self.size}")
+        import scipy.signal   # here: half a second to import, kept off startup
         name = "boxcar" if self.window == "rect" else self.window
         w = scipy.signal.get_window(name, self.size, fftbins=True)
         self._win = (w / np.sqrt(np.sum(w**2))).astype(np.float32)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 
 from cvstream import In, Out, Param, RateBlock, register
 from cvstream.dtypes import PortType
@@ -12,6 +11,7 @@ from cvstream.errors import CvstreamError, ParamError
 
 def analysis_window(name: str, size: int) -> np.ndarray:
     """sqrt-Hann (periodic) gives perfect reconstruction with itself at 50 % overlap."""
+    import scipy.signal   # here: half a second to import, kept off startup
     if name == "sqrt_hann":
         return np.sqrt(scipy.signal.get_window("hann", size, fftbins=True)).astype(np.float32)
     return scipy.signal.get_window(name, size, fftbins=True).astype(np.float32)
