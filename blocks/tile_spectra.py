@@ -128,16 +128,19 @@ class TileSpectra:
         that hold a detection feed them to its track. None without ``refine``."""
         if not self.refine:
             return None
-        x = x.reshape(len(floor), -1)[which]
+        every = bool(which.all())   # (a busy band: no rows to pick out and put back)
+        x = x.reshape(len(floor), -1) if every else x.reshape(len(floor), -1)[which]
         sizes = [self.refine]
         if self.zoom:
             sizes += [self.zoom] if whole is not None else [self.zoom, self.decim]
         rows = []
         for size in sizes:
-            psd = self.fine_psd(x, floor[which], size)
-            row = np.empty((len(floor), size), psd.dtype)
-            row[which] = psd
-            rows.append(row)
+            psd = self.fine_psd(x, floor if every else floor[which], size)
+            if not every:
+                row = np.empty((len(floor), size), psd.dtype)
+                row[which] = psd
+                psd = row
+            rows.append(psd)
         if self.zoom and whole is not None:   # the tile-long PSDs at hand: every row set
             rows.append(whole)
         return which, *rows
