@@ -4,46 +4,52 @@
     python bench/spectrum_bench.py [--scenes 256] [--repeat N]
 
 1. sigmf_source -> spectrum_segmenter -> sigmf_annotations (graphs/spectrum_sigmf.yml:
-   metadata beside the recording, its samples not copied), on a synthesized 20 Msps
-   recording, end to end through the runtime: Msps, and the CPU the graph used as cores
-   busy at 20 Msps (the work itself: over 2, no split across threads or processes could
-   reach 20 Msps on two cores); again without its search for weak tones (``weak_tones:
-   false``: what that search costs), without any search for tones in the cells the model
-   leaves (``tones: false``) and with its fine view for narrow signals (``narrow:
-   true``), once writing a copy of the samples with the annotations (``sigmf_sink``, as
-   the graph did before stop 81: 160 MB/s more to write), and once with the block's
-   default batches of 32 tiles rather than the graph's 64. For the first, the CPU of
-   its threads: the block's own (the detections), its worker (FFTs and the model) and the
-   rest; the busier of the first two bounds the rate.
+   metadata beside the recording, its samples not copied; batches of 64 tiles, the FFTs
+   and the model in a worker process), on a synthesized 20 Msps recording, end to end
+   through the runtime, the worker's start included: Msps, and the CPU the graph used
+   (its worker process too) as cores busy at 20 Msps (the work itself: over 2, no split
+   across threads or processes could reach 20 Msps on two cores); again without its
+   search for weak tones (``weak_tones: false``: what that search costs), without any
+   search for tones in the cells the model leaves (``tones: false``) and with its fine
+   view for narrow signals (``narrow: true``), once writing a copy of the samples with
+   the annotations (``sigmf_sink``, as the graph did before stop 81: 160 MB/s more to
+   write), once with the FFTs and the model on a worker thread (``worker: thread``, as
+   the graph had it before stop 82) and once with the block's defaults (a thread,
+   batches of 32 tiles). For the first, where its CPU went: the block's own thread (the
+   detections), its worker process, its worker thread (which serves while the process
+   starts) and the rest; the busier of the first two bounds the rate.
 2. The same with cfar_detector.
 3. zmq_source (pull, overflow: drop) -> spectrum_segmenter -> zmq_msg_sink, a second
    process streaming the recording paced at 20 Msps on the same 2 cores: does the receiver
-   keep up (items dropped, counted)? As in graphs/spectrum_zmq.yml, the source gathers
-   for 4 ms after a frame arrives, the segmenter batches up to 64 tiles when behind, and
-   the source's buffer holds 0.5 s (10 M samples), so scheduling
-   jitter is absorbed but a receiver slower than 20 Msps on average still drops; the peak
-   backlog (the buffer's highest fill) shows how close it came. Once with a cvstream
-   sender (sigmf_source -> throttle -> zmq_sink) and, where Debian's gnuradio is
-   installed, with GNU Radio's (file_source -> throttle -> zeromq push_sink,
+   keep up (items dropped, counted)? As in graphs/spectrum_zmq.yml, the source gathers for
+   4 ms after a frame arrives, the segmenter batches up to 64 tiles when behind (its FFTs
+   and model in a worker process), and the source's buffer holds 0.5 s (10 M samples), so
+   scheduling jitter is absorbed but a receiver slower than 20 Msps on average still
+   drops; the peak backlog (the buffer's highest fill) shows how close it came. Once with
+   a cvstream sender (sigmf_source -> throttle -> zmq_sink) and, where Debian's gnuradio
+   is installed, with GNU Radio's (file_source -> throttle -> zeromq push_sink,
    `gr_flowgraphs.py file_tx`): once as it comes (a frame per scheduler call, a few
    thousand samples) and once with 64 K-sample frames (`set_output_multiple` on the
    throttle); then graphs/spectrum_zmq.yml itself (SUB, tag header; ``seg.rate`` set, as
    the recording carries no rx_rate tag) fed by GNU Radio's pub_sink with the tag header
-   (`gr_flowgraphs.py file_pub`). Prints the CPU both processes used per second of
-   stream: the two cores are shared, so what the sender costs the receiver cannot use.
-   ``--repeat N`` streams N times per sender and sums up the drops (this machine's speed
-   moves from run to run).
+   (`gr_flowgraphs.py file_pub`). Prints the CPU the receiver (its worker process
+   included) and the sender used per second of stream: the two cores are shared, so what
+   the sender costs the receiver cannot use. ``--repeat N`` streams N times per sender and
+   sums up the drops (this machine's speed moves from run to run).
 4. Where the segmenter's work goes, on the recording's first STAGE_SCENES scenes: its
    stateless part (``compute``: FFTs, noise floors, the model, the PSDs that settle the
    edges) and, of that, the model alone, then the detections (tracking, edges, tones,
    labels) on compute's results, each stage on one thread in turn, as cores busy at 20
-   Msps; then compute on a second thread beside the detections, as the block runs them:
+   Msps; then compute on a second thread beside the detections, as the block runs them
+   with ``worker: thread``:
    how much of the ideal overlap (the longer of the two) the two threads reach (both hold
    Python's GIL between their NumPy calls); then each in a process of its own at once (no
    shared GIL): the most a split across two processes could reach here, as the two
    stages slow each other through the shared memory and caches even so.
 5. Latency: a tile's fill time plus one batch's processing (FFTs, model, detections), for
-   batches of 1, 32 (the block's default) and 64 tiles (graphs/spectrum_sigmf.yml's).
+   batches of 1, 32 (the block's default) and 64 tiles (graphs/spectrum_sigmf.yml's), on
+   the worker thread, and for 64 tiles in the worker process (the samples and results
+   copied through shared memory).
 """
 from __future__ import annotations
 
@@ -89,25 +95,29 @@ connections: [rec -> pace, pace -> tx]
 
 
 def _children_cpu() -> float:
-    """CPU seconds used by the finished child processes (the senders)."""
+    """CPU seconds used by the finished child processes (the senders, the segmenter's
+    worker processes)."""
     use = resource.getrusage(resource.RUSAGE_CHILDREN)
     return use.ru_utime + use.ru_stime
 
 
 def run_graph(text: str, threads: dict | None = None) -> tuple[float, float, dict]:
-    """Run a graph: its wall and CPU seconds (this process, all threads) and its stats;
+    """Run a graph: its wall and CPU seconds (this process, all threads, and the worker
+    processes it started and ended) and its stats;
     ``threads``, where given, gets each thread's CPU seconds over the run by its name
     (read by a thread of its own, whose CPU the process's figure then includes). The
     files written before it (the recording, the last run's output) are flushed to disk
     first, so that the kernel does not write them back on this run's cores."""
     os.sync()
     sched = Scheduler(load_graph_text(text))
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    t0, cpu0, children0 = time.perf_counter(), time.process_time(), _children_cpu()
     with ThreadCpu() if threads is not None else contextlib.nullcontext() as per_thread:
         sched.run()
+    wall, children = time.perf_counter() - t0, _children_cpu() - children0
     if threads is not None:
         threads.update(per_thread.seconds)
-    return time.perf_counter() - t0, time.process_time() - cpu0, sched.snapshot()
+        threads["worker process"] = children
+    return wall, time.process_time() - cpu0 + children, sched.snapshot()
 
 
 class ThreadCpu:
@@ -159,14 +169,16 @@ class ThreadCpu:
 
 def print_threads(threads: dict, stream: float) -> None:
     """Where the segmenter's graph spent its CPU, as cores busy at 20 Msps: the block's
-    own thread (the detections), its worker (FFTs and the model) and the rest (source,
-    sink, scheduler). The busier of the first two bounds the graph's rate."""
+    own thread (the detections), its worker process (FFTs and the model, start-up
+    included), its worker thread (the same, while the process starts) and the rest
+    (source, sink, scheduler). The busier of the first two bounds the graph's rate."""
     det = threads.get("cvstream:det", 0.0)
     worker = sum(v for k, v in threads.items() if k.startswith("cvstream-det"))
-    rest = sum(threads.values()) - det - worker
-    print(f"  its threads, cores busy at 20 Msps: the detections {det / stream:.2f}, the "
-          f"FFTs and model {worker / stream:.2f}, the rest (source, sink, scheduler) "
-          f"{rest / stream:.2f}")
+    process = threads.get("worker process", 0.0)
+    rest = sum(threads.values()) - det - worker - process
+    print(f"  where, cores busy at 20 Msps: the detections {det / stream:.2f}, the worker "
+          f"process {process / stream:.2f}, the worker thread {worker / stream:.2f}, the "
+          f"rest (source, sink, scheduler) {rest / stream:.2f}")
 
 
 def receiver(port: int, graph: bool):
@@ -181,7 +193,7 @@ def receiver(port: int, graph: bool):
 blocks:
   sdr: {{type: zmq_source, address: "tcp://127.0.0.1:{port}", pattern: pull, idle_timeout: 5,
         rate: 20e6, overflow: drop, gather: 0.004}}
-  seg: {{type: spectrum_segmenter, max_batch: 64}}
+  seg: {{type: spectrum_segmenter, max_batch: 64, worker: process}}
   out: {{type: zmq_msg_sink, address: "tcp://127.0.0.1:{out_port}", pattern: pub}}
 connections: [{{src: sdr, dst: seg, buffer: 10485760}}, seg.detections -> out]
 """)
@@ -196,14 +208,15 @@ def zmq_run(label: str, command, n: int, graph: bool = False) -> float:
     cpu0, children0 = time.process_time(), _children_cpu()
     sender = subprocess.Popen(command(port))
     sched.wait()
+    worker = _children_cpu() - children0   # the segmenter's worker process, ended with it
     try:  # a sender that outlived its receiver would block on a full socket
         sender.wait(timeout=10)
     except subprocess.TimeoutExpired:
         sender.kill()
         sender.wait()
         print(f"{label} sender still running 10 s after the receiver ended: killed")
-    rx_cores = (time.process_time() - cpu0) / (n / 20e6)
-    tx_cores = (_children_cpu() - children0) / (n / 20e6)
+    rx_cores = (time.process_time() - cpu0 + worker) / (n / 20e6)
+    tx_cores = (_children_cpu() - children0 - worker) / (n / 20e6)
     full = sched.snapshot()
     snap = full["blocks"]
     backlog = next(b["max_fill"] for name, b in full["buffers"].items() if name.startswith("sdr"))
@@ -229,11 +242,13 @@ def main() -> None:
     print(f"recording: {n} samples ({n / 20e6:.2f} s at 20 Msps)")
     annotate = f"{{type: sigmf_annotations, recording: {meta}, path: out.sigmf-meta}}"
     copy = f"{{type: sigmf_sink, path: {tmp / 'copy.sigmf-meta'}}}"
-    graph_seg = "spectrum_segmenter, max_batch: 64"   # as graphs/spectrum_sigmf.yml has it
+    # as graphs/spectrum_sigmf.yml has it
+    graph_seg = "spectrum_segmenter, max_batch: 64, worker: process"
     for det, extra, sink in (
             (graph_seg, "", annotate), (graph_seg, "", copy),
             (graph_seg, "weak_tones: false", annotate), (graph_seg, "tones: false", annotate),
             (graph_seg, "narrow: true", annotate),
+            ("spectrum_segmenter, max_batch: 64", "worker: thread", annotate),
             ("spectrum_segmenter", "max_batch: 32", annotate), ("cfar_detector", "", annotate)):
         threads: dict | None = {} if det == graph_seg and not extra and sink is annotate \
             else None
@@ -279,22 +294,31 @@ connections: [rec -> det, {samples}]
                   + " ".join(f"{d:.2f}" for d in drops))
     stages(meta, min(args.scenes, STAGE_SCENES))
     in_two_processes(meta, min(args.scenes, STAGE_SCENES))
+    latency(meta)
+
+
+def latency(meta: str) -> None:
+    """Print section 5 of the module's docstring."""
     from cvstream.blocks.segmenter import SpectrumSegmenter
-    seg = SpectrumSegmenter(max_batch=64)   # the graph's batches and the default's 32
-    seg.start()
-    x = np.fromfile(str(meta).replace("-meta", "-data"),
-                    np.complex64)[:seg.decim * seg.max_batch]
-    for batch in (1, 32, seg.max_batch):
-        part = x[:seg.decim * batch]
-        times = []
-        for _ in range(30):
-            t0 = time.perf_counter()
-            seg.work(part)
-            seg.finish()  # wait for the model and the detections of this batch
-            times.append(time.perf_counter() - t0)
-        p50, p99 = np.percentile(times, [50, 99]) * 1e3
-        print(f"latency, batches of {batch:>2} tiles: {part.size / 20e6 * 1e3:.2f} ms to "
-              f"fill at 20 Msps + processing p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    for worker, batches in (("thread", (1, 32, 64)), ("process", (64,))):
+        seg = SpectrumSegmenter(max_batch=64, worker=worker)
+        seg.start()
+        seg._pool.ready(wait=60)   # started: its start is not a batch's latency
+        x = np.fromfile(str(meta).replace("-meta", "-data"),
+                        np.complex64)[:seg.decim * seg.max_batch]
+        for batch in batches:
+            part = x[:seg.decim * batch]
+            times = []
+            for _ in range(30):
+                t0 = time.perf_counter()
+                seg.work(part)
+                seg.finish()  # wait for the model and the detections of this batch
+                times.append(time.perf_counter() - t0)
+            p50, p99 = np.percentile(times, [50, 99]) * 1e3
+            print(f"latency, batches of {batch:>2} tiles on the worker {worker}: "
+                  f"{part.size / 20e6 * 1e3:.2f} ms to fill at 20 Msps + processing p50 "
+                  f"{p50:.2f} ms, p99 {p99:.2f} ms")
+        seg.stop()
 
 
 def stages(meta: str, scenes: int, rounds: int = 3) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import collections
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -10,6 +9,7 @@ from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
 from .cell_intervals import model_intervals, narrow_intervals
+from .compute_worker import KINDS, ComputeWorker
 from .detections import ZOOM, refine_edges, sibling_lines, time_segments
 from .energy_cells import IMAGE_REJECTION_DB, EnergyCells
 from .family_labels import FamilyLabels
@@ -39,6 +39,13 @@ TONE_GROUP = 8
 #: so that it never waits on them (with one, the detections' thread waited on the worker
 #: for 8-10 % of the bench's graph, which ran at 8.6-11.0 Msps against 10.4-11.7)
 IN_FLIGHT = 2
+#: tiles the model runs on a call at most: on this project's 2-core machine, 8-16 tiles
+#: cost 0.34-0.37 s a second of 20 Msps stream, 32 tiles 0.41 and 64 tiles 0.49 (its
+#: activations outgrow a core's 2 MB cache; README, stop 82)
+MODEL_TILES = 16
+#: where ``compute``'s result holds the model's input (the tones' zoom reads it while
+#: ``_detect`` settles its batch, and nothing keeps it)
+TILES = 5
 #: families whose spectrum is flat across their band: a plateau raised inside one is another
 #: signal (``_inner_signals``); an FSK's lobes, an FM's lines or a chirp's sweep are their own
 FLAT_FAMILIES = ("ofdm", "qam", "psk")
@@ -134,7 +141,9 @@ class SpectrumSegmenter(RateBlock):
     detections here, IN_FLIGHT batches ahead of them (its next batch queued while one
     computes, so that it never idles on this thread's detections); the finer PSDs of the
     tiles that hold a detection go to whichever of the two threads waits on the other (the
-    same numbers either way); with
+    same numbers either way); ``worker: process`` runs ``compute`` in a process of its
+    own instead (``compute_worker.ComputeWorker``: the same detections, counted as
+    ``process_batches``); with
     ``replicas: N`` the FFTs and the model run on N copies (``compute``), the detections in
     stream order here (``absorb``).
 
@@ -191,6 +200,10 @@ class SpectrumSegmenter(RateBlock):
     max_batch = Param(int, default=32, min=1, doc="tiles per call at most (when the "
                       "stream is ahead: a call's fixed cost is spread over more tiles)")
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
+    worker = Param(str, default="thread", choices=KINDS,
+                   doc="where the FFTs and the model run: a thread, or a process of their own "
+                       "(Linux; no GIL shared with the detections: faster on two cores or "
+                       "more; the thread serves while it starts, under a second)")
     rate = Param(float, default=0.0, min=0.0, unit="Hz", doc="sample rate (0: rx_rate tag)")
     freq = Param(float, default=0.0, unit="Hz", doc="centre frequency (default: rx_freq)")
 
@@ -225,6 +238,7 @@ class SpectrumSegmenter(RateBlock):
         return {}
 
     def start(self):
+        self.stop()   # (a restart: the last worker goes)
         self._session = make_session(self.path, self.threads)
         if self._labels is not None:
             self._labels.start()
@@ -247,16 +261,31 @@ class SpectrumSegmenter(RateBlock):
                                            max(self.min_tiles, NARROW_MIN_TILES),
                                            NARROW_MIN_TILES)
         self._repeats = Repeats(self.decim, self.count)   # detections held back
-        # the FFTs and the model run on a worker thread (they release the GIL), so the
-        # earlier batches' detections overlap with them on 2 cores
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"cvstream-{self.name}")
+        # the FFTs and the model run on a worker thread or process, so the earlier
+        # batches' detections overlap with them on 2 cores (a copy in a process needs no
+        # labels: the detections here take them)
+        self._pool = ComputeWorker(
+            self, self.worker, max_samples=self.decim * (self.max_batch + TONE_GROUP),
+            in_flight=IN_FLIGHT, result_bytes=self._result_bytes,
+            overrides=dict(worker="thread", family=""), views=(TILES,))
         self._pending = collections.deque()   # (the worker's call, its samples)
         # samples (``work``) or results (``absorb``) past a call's last whole group
         self._grouped = self._tones is not None
         self._groups = TileGroups(self.decim, TONE_GROUP if self._grouped else 1)
 
+    def _result_bytes(self, samples: int) -> int:
+        """The most that ``compute``'s result for ``samples`` samples takes (8 bytes an
+        element: its arrays are float32 or less but one), with room for alignment."""
+        per_tile = (self.frames * 2 + len(self.classes) + 4) * self.fft + 2 * self.decim \
+            + 2 + (self.refine * (1 + ZOOM) if self.refine else 0)
+        return 8 * (samples // self.decim) * per_tile + 64 * 64
+
     def _run_model(self, tiles: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self.contract.inputs[0].name: tiles})[0][:, 0]
+        """The model's logits for ``tiles``, run MODEL_TILES tiles a call: its
+        activations for a batch of 64 outgrow a core's cache (the same numbers)."""
+        name = self.contract.inputs[0].name
+        return np.concatenate([self._session.run(None, {name: tiles[k:k + MODEL_TILES]})[0]
+                               for k in range(0, len(tiles), MODEL_TILES)])[:, 0]
 
     def _tile_long(self, x, floor) -> np.ndarray | None:
         """Every tile's tile-long PSD, where the fine view looks for narrow signals or
@@ -328,7 +357,7 @@ class SpectrumSegmenter(RateBlock):
         # it finished its batches before this thread came with the next (the same numbers
         # either way: each tile's PSD is its own FFTs)
         idle = bool(self._pending) and self._pending[-1][0].done()
-        self._pending.append((self._pool.submit(self._infer, x, idle), x))
+        self._pending.append((self._pool.submit(x, idle), x))
         self._collect(IN_FLIGHT)
 
     def _update_radio(self) -> None:
@@ -341,8 +370,9 @@ class SpectrumSegmenter(RateBlock):
         for the last ``keep`` batches submitted."""
         while len(self._pending) > keep:
             call, x = self._pending.popleft()
-            result, found = call.result()
-            self._detect(*result, x=x, found=found)
+            result, found = call.result()   # found: None where the worker left it here
+            self._detect(*result, x=x, found=found if found is not None else
+                         self._lines_of(result[4]))
 
     def _detect(self, logits, power, floor, bins, whole=None, tiles=None, psds=None,
                 x=None, found=None) -> None:
@@ -445,7 +475,8 @@ class SpectrumSegmenter(RateBlock):
 
     def stop(self):
         if getattr(self, "_pool", None) is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
+            self._pool = None
 
     def _classify(self, tracks) -> None:
         """Each detection's family from its fine PSD (the ``family`` model,

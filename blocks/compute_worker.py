@@ -1,0 +1,70 @@
+"""Where a block's stateless ``compute`` runs beside its own detections: on a worker
+thread, or in a process of its own (``process_worker.ProcessWorker``), which shares no GIL
+with the block's thread. Two busy threads of one process slow each other down each time
+the GIL changes hands (README, stop 82). The process starts in the background; until it
+is up, and for a batch too big for its slots, the thread serves. The block takes the
+results in the order it submitted the batches."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .process_worker import ProcessWorker
+
+KINDS = ("thread", "process")
+
+
+class ComputeWorker:
+    """Runs ``block``'s batches of up to ``max_samples`` samples, ``in_flight`` at a time.
+
+    - ``kind`` "thread": ``block._infer(x, track_psds)`` (``compute``'s result and what
+      else the block leaves to its worker) on a thread.
+    - ``kind`` "process": ``compute(x, track_psds)`` in a copy of the block in a process
+      of its own (its parameters with ``overrides``; ``result_bytes(n)``: the most a
+      result for ``n`` samples takes; ``views``: ``ProcessWorker``'s). The block counts
+      the batches computed there as ``process_batches``.
+
+    ``submit`` returns a call whose ``result()`` is (compute's result, the rest or None)."""
+
+    def __init__(self, block, kind: str, max_samples: int, in_flight: int,
+                 result_bytes=None, overrides: dict | None = None, views: tuple = ()):
+        self._block = block
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"cvstream-{block.name}")
+        self._process = ProcessWorker(block, max_samples, result_bytes(max_samples),
+                                      in_flight + 1, overrides, views) \
+            if kind == "process" else None
+
+    def ready(self, wait: float = 0.0) -> bool:
+        """Whether its process is up (waiting up to ``wait`` seconds for it to start); True
+        without one."""
+        return self._process is None or self._process.ready(wait)
+
+    def submit(self, x: np.ndarray, track_psds: bool):
+        """Compute batch ``x`` (``track_psds``: the tracks' PSDs too)."""
+        process = self._process
+        if process is None:
+            return self._thread.submit(self._block._infer, x, track_psds)
+        if len(x) <= process.max_samples and process.ready():
+            self._block.count("process_batches")
+            return Pair(process.submit(x, track_psds))
+        # on the thread meanwhile: compute alone, as the process would
+        return self._thread.submit(lambda: (self._block.compute(x, track_psds), None))
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True, cancel_futures=True)
+        if self._process is not None:
+            self._process.close()
+
+
+class Pair:
+    """A process's call, whose ``result()`` is (compute's result, None), as a thread's."""
+
+    def __init__(self, call):
+        self._call = call
+
+    def done(self) -> bool:
+        return self._call.done()
+
+    def result(self) -> tuple:
+        return self._call.result(), None

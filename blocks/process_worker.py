@@ -1,0 +1,270 @@
+"""A block's stateless ``compute`` in a process of its own: no GIL shared with the graph's
+threads, so on two cores a block's own Python work (the segmenter's detections) and its
+FFTs and model run side by side (threads in one process slow each other: bench/
+spectrum_bench.py, section 4). Batches go in and results come back through shared memory
+slots, one per call in flight; a socket pair carries which slot and the results' layout.
+
+    worker = ProcessWorker(block, max_samples, result_bytes, slots=3)   # starts it
+    worker.ready()                 # False while the process still starts
+    call = worker.submit(x)        # as concurrent.futures: call.done(), call.result()
+    worker.close()
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import socket
+import subprocess
+import sys
+import traceback
+from multiprocessing.connection import Connection
+
+import numpy as np
+
+from cvstream.errors import CvstreamError
+
+#: seconds a closing worker gets to finish before it is stopped
+CLOSE_TIMEOUT = 5.0
+ALIGN = 64   # bytes: each array of a result starts on a cache line
+
+
+def pack(values, memory: memoryview) -> tuple | None:
+    """Write the arrays of a (nested) tuple of arrays, None and small picklable values into
+    ``memory``, one after the other; the layout that ``unpack`` rebuilds it from, or None
+    where they do not fit. An array that is another earlier in it is written once."""
+    offset = 0
+    seen: dict[int, int] = {}   # id(array) -> where it was written
+
+    def one(value):
+        nonlocal offset
+        if isinstance(value, tuple):   # a NamedTuple keeps its class
+            return ("tuple", [one(v) for v in value],
+                    type(value) if hasattr(value, "_fields") else None)
+        if not isinstance(value, np.ndarray):
+            return ("value", value)
+        if id(value) in seen:
+            return ("same", seen[id(value)])
+        start = -(-offset // ALIGN) * ALIGN
+        offset = start + value.nbytes
+        if offset <= len(memory):
+            np.ndarray(value.shape, value.dtype, memory, start)[...] = value
+        seen[id(value)] = start
+        return ("array", start, value.shape, value.dtype.str)
+    layout = one(values)
+    return layout if offset <= len(memory) else None
+
+
+def unpack(layout: tuple, memory: memoryview, views: tuple = ()):
+    """The values ``pack`` wrote, the arrays copied out of ``memory`` (its slot is
+    reused) but for the items ``views`` of a top-level tuple, left in it."""
+    copies: dict[int, np.ndarray] = {}
+
+    def one(entry, view: bool = False):
+        kind = entry[0]
+        if kind == "tuple":
+            values = [one(e, k in views and entry is layout) for k, e in enumerate(entry[1])]
+            return entry[2](*values) if entry[2] is not None else tuple(values)
+        if kind == "value":
+            return entry[1]
+        if kind == "same":
+            return copies[entry[1]]
+        _, start, shape, dtype = entry
+        array = np.ndarray(shape, np.dtype(dtype), memory, start)
+        copies[start] = array if view else array.copy()
+        return copies[start]
+    return one(layout)
+
+
+class ProcessWorker:
+    """A copy of ``block`` (its class and parameters, with ``overrides``), started in a
+    fresh interpreter, that runs ``compute(x, track_psds)`` on each batch submitted, in
+    order.
+    ``max_samples``: the complex64 samples a batch holds at most; ``result_bytes``: what a
+    result's arrays take at most (a bigger one is computed here, by ``block``);
+    ``slots``: calls in flight at most; ``views``: the items of ``compute``'s result (a
+    tuple) that its caller only reads before it submits again, handed out as views of
+    their slot instead of copies (the call ``slots`` later rewrites them). Starting takes
+    the new interpreter's imports and the model's load (under a second): ``ready`` says
+    when it is up; a batch submitted before waits for it."""
+
+    def __init__(self, block, max_samples: int, result_bytes: int, slots: int,
+                 overrides: dict | None = None, views: tuple = ()):
+        self.block, self.max_samples, self.views = block, max_samples, views
+        self._inputs = [Slot(max_samples * 8) for _ in range(slots)]
+        self._outputs = [Slot(result_bytes) for _ in range(slots)]
+        # a fresh interpreter on a socket pair, not multiprocessing's spawn: that would
+        # import the host's __main__ again (a script without a main guard runs twice); the
+        # slots go to it as open files, so it needs no names (nor a resource tracker)
+        mine, theirs = socket.socketpair()
+        slots_fds = [m.fd for m in self._inputs + self._outputs]
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", f"from cvstream.blocks.process_worker import serve; "
+             f"serve({theirs.fileno()})"], pass_fds=(theirs.fileno(), *slots_fds))
+        theirs.close()
+        self._conn = Connection(mine.detach())
+        self._sent = self._received = 0
+        self._answers: dict[int, tuple] = {}
+        self._started = False
+        try:
+            self._conn.send((type(block), dict(block.params, **(overrides or {})),
+                             [(m.fd, m.size) for m in self._inputs],
+                             [(m.fd, m.size) for m in self._outputs]))
+        except BaseException:
+            self.close()
+            raise
+
+    def ready(self, wait: float = 0.0) -> bool:
+        """Whether the process has started (waiting up to ``wait`` seconds for it); a start
+        that failed raises CvstreamError."""
+        if not self._started and self._conn.poll(wait):
+            self._check_started()
+        return self._started
+
+    def _check_started(self) -> None:
+        answer = self._recv()
+        if answer[0] == "error":
+            raise CvstreamError(f"its worker process could not start: {answer[1]}")
+        self._started = True
+
+    def submit(self, x: np.ndarray, track_psds: bool) -> "Call":
+        """Compute ``x`` (at most ``max_samples`` complex64 samples) there; the result of
+        the call ``slots`` before this one must have been taken."""
+        slot = self._sent % len(self._inputs)
+        np.ndarray(x.shape, np.complex64, self._inputs[slot].buf)[...] = x
+        try:
+            self._conn.send((slot, len(x), track_psds))
+        except OSError:
+            raise self._ended() from None
+        self._sent += 1
+        return Call(self, self._sent - 1, slot, (x, track_psds))
+
+    def _recv(self) -> tuple:
+        try:
+            return self._conn.recv()
+        except (EOFError, OSError):
+            raise self._ended() from None
+
+    def _ended(self) -> CvstreamError:
+        try:
+            code = self._proc.wait(CLOSE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            code = "none yet"
+        return CvstreamError(f"its worker process ended (exit code {code})")
+
+    def _poll(self, wait: bool) -> None:
+        if not self._started:
+            if not (wait or self._conn.poll()):
+                return
+            self._check_started()
+        while self._received < self._sent and (wait or self._conn.poll()):
+            self._answers[self._received] = self._recv()
+            self._received += 1
+            wait = False
+
+    def done(self, index: int) -> bool:
+        self._poll(False)
+        return index < self._received
+
+    def result(self, index: int, slot: int, args: tuple):
+        while index >= self._received:
+            self._poll(True)
+        answer = self._answers.pop(index)
+        if answer[0] == "error":
+            raise CvstreamError(f"its worker process failed: {answer[1]}")
+        if answer[0] == "too_big":   # outgrew its slot: computed here instead
+            return self.block.compute(*args)
+        return unpack(answer[1], self._outputs[slot].buf, self.views)
+
+    def close(self) -> None:
+        """Stop the process (it finishes the batch in hand; one still starting is killed)
+        and free the slots."""
+        if self._proc.poll() is None and not self._started:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.poll() is None:
+            try:
+                self._conn.send(None)
+            except OSError:
+                pass
+            try:
+                self._proc.wait(CLOSE_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._conn.close()
+        for slot in self._inputs + self._outputs:
+            slot.close()
+        self._inputs = self._outputs = []
+
+
+class Slot:
+    """``size`` bytes of memory that a child process can map too: an anonymous file
+    (Linux's memfd), freed when the last process that maps it lets go, however it ends."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.fd = os.memfd_create("cvstream-worker-slot")
+        os.ftruncate(self.fd, size)
+        self._map = mmap.mmap(self.fd, size)
+        self.buf = memoryview(self._map)
+
+    def close(self) -> None:
+        """Unmap it here (where no array still views it: else when the last one goes)."""
+        os.close(self.fd)
+        try:
+            self.buf.release()
+            self._map.close()
+        except BufferError:
+            pass
+
+
+class Call:
+    """One submitted batch: ``done()`` and ``result()`` as a concurrent.futures.Future."""
+
+    def __init__(self, worker: ProcessWorker, index: int, slot: int, args: tuple):
+        self._worker, self._index, self._slot, self._args = worker, index, slot, args
+
+    def done(self) -> bool:
+        return self._worker.done(self._index)
+
+    def result(self):
+        return self._worker.result(self._index, self._slot, self._args)
+
+
+def serve(fd: int) -> None:
+    """The worker process, on its end of the socket pair: the block's class and
+    parameters and the slots ((open file, size) each) first; the block started, then each
+    (slot, samples, track_psds) request answered with ("ok", layout), ("too_big",) or ("error",
+    text), until None or the parent's end closes."""
+    conn = Connection(fd)
+    block_class, params, inputs, outputs = conn.recv()
+    try:
+        block = block_class(**params)
+        block.start()
+        ins, outs = _attach(inputs), _attach(outputs)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready",))
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            break
+        if request is None:
+            break
+        slot, n, track_psds = request
+        try:
+            x = np.ndarray((n,), np.complex64, ins[slot])   # not rewritten till answered
+            layout = pack(block.compute(x, track_psds), outs[slot])
+            conn.send(("ok", layout) if layout is not None else ("too_big",))
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            conn.send(("error", f"{type(exc).__name__}: {exc} ({where.filename}:"
+                                f"{where.lineno})"))
+    block.stop()
+
+
+def _attach(slots: list[tuple[int, int]]) -> list[memoryview]:
+    """The parent's shared memory slots, (file, size) each, mapped here."""
+    return [memoryview(mmap.mmap(fd, size)) for fd, size in slots]

@@ -1,0 +1,117 @@
+"""spectrum_segmenter's FFTs and model in a process of their own (``worker: process``):
+the same numbers and detections as on its worker thread, and a worker that fails or dies
+is a one-line error, not a hang."""
+import contextlib
+
+import numpy as np
+import pytest
+
+from cvstream.blocks.process_worker import ProcessWorker
+from cvstream.blocks.segmenter import TILES, SpectrumSegmenter
+from cvstream.errors import CvstreamError
+from cvstream.models.spectrum.synth import SceneConfig, scene
+
+#: seconds a worker process may take to start (imports, the model) on a busy CI machine
+START = 60
+
+
+def scenes(count: int) -> np.ndarray:
+    """``count`` scenes of the synthesizer (262144 samples, 32 tiles each)."""
+    return np.concatenate([scene(np.random.default_rng([5, k]), SceneConfig())[0]
+                           for k in range(count)]).astype(np.complex64)
+
+
+def assert_same(got, want) -> None:
+    """Two ``compute`` results (tuples of arrays, None) hold the same numbers."""
+    if isinstance(want, tuple):
+        assert isinstance(got, tuple) and len(got) == len(want)
+        for a, b in zip(got, want):
+            assert_same(a, b)
+    elif want is None:
+        assert got is None
+    else:
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert np.array_equal(got, want)
+
+
+@pytest.fixture
+def block():
+    seg = SpectrumSegmenter(rate=20e6)
+    seg.start()
+    yield seg
+    seg.stop()
+
+
+@contextlib.contextmanager
+def started(block, x, result_bytes=None):
+    """A ProcessWorker for ``block``'s batches as long as ``x``, up and running; closed
+    after."""
+    worker = ProcessWorker(block, len(x), result_bytes or block._result_bytes(len(x)),
+                           slots=2, overrides={"family": ""}, views=(TILES,))
+    try:
+        assert worker.ready(START)
+        yield worker
+    finally:
+        worker.close()
+
+
+def test_compute_in_a_process_equals_compute_here(block):
+    x = scenes(2)
+    with started(block, x) as worker:
+        calls = [worker.submit(x, psds) for psds in (True, False)]
+        for call, psds in zip(calls, (True, False)):
+            got = call.result()
+            assert_same(got, block.compute(x, psds))
+            assert got[6] is None if not psds else got[6][1].flags.owndata
+            # the model's input is read where it lies (until the slot is written again)
+            assert not got[TILES].flags.owndata
+        # the slots go round: a third call reuses the first's
+        assert_same(worker.submit(x[: len(x) // 2], True).result(),
+                    block.compute(x[: len(x) // 2], True))
+
+
+def test_a_result_too_big_for_its_slot_is_computed_here(block):
+    x = scenes(1)
+    with started(block, x, result_bytes=4096) as worker:
+        assert_same(worker.submit(x, True).result(), block.compute(x, True))
+
+
+def test_a_worker_process_that_dies_is_a_one_line_error(block):
+    x = scenes(1)
+    with started(block, x) as worker:
+        worker._proc.kill()   # as the kernel's OOM killer would
+        with pytest.raises(CvstreamError, match=r"^its worker process ended \(exit code -9\)$"):
+            worker.submit(x, True).result()
+
+
+def test_a_worker_process_that_fails_names_the_error_in_one_line(block):
+    x = scenes(1)
+    with started(block, x) as worker:
+        # a batch of the wrong length: a tile cut short, which compute cannot reshape
+        with pytest.raises(CvstreamError) as err:
+            worker.submit(x[:1000], True).result()
+        assert str(err.value).startswith("its worker process failed: ValueError")
+        assert "\n" not in str(err.value) and "tile_spectra.py:" in str(err.value)
+        # and it goes on with the next batch
+        assert_same(worker.submit(x, True).result(), block.compute(x, True))
+    assert worker._proc.poll() == 0   # closed: the process ended of itself
+
+
+def test_the_segmenter_in_a_process_finds_what_it_finds_on_a_thread():
+    x = scenes(12)
+    found = {}
+    for kind in ("thread", "process"):
+        seg = SpectrumSegmenter(rate=20e6, worker=kind, max_batch=16)
+        try:
+            seg.process(x[:65536])   # starts it: this batch on the thread
+            assert seg._pool.ready(START)
+            for k in range(65536, len(x), 131072):   # as a graph's chunks come
+                seg.process(x[k:k + 131072])
+            seg.flush()
+            found[kind] = seg.take_messages()
+            counted = seg.counters.get("process_batches", 0)
+        finally:
+            seg.stop()
+        assert counted == (0 if kind == "thread" else -(-(len(x) - 65536) // 131072))
+    assert len(found["thread"]) >= 10
+    assert found["process"] == found["thread"]
