@@ -26,6 +26,10 @@ from cvstream.errors import CvstreamError
 #: seconds a closing worker gets to finish before it is stopped
 CLOSE_TIMEOUT = 5.0
 ALIGN = 64   # bytes: each array of a result starts on a cache line
+#: glibc's malloc in the worker: a batch's arrays (megabytes each, freed when it is done)
+#: come from a heap that keeps its memory, not fresh pages from the kernel each batch
+#: (mmap'd above the threshold, or the heap's top given back past the trim threshold)
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 
 def pack(values, memory: memoryview) -> tuple | None:
@@ -99,7 +103,8 @@ class ProcessWorker:
         slots_fds = [m.fd for m in self._inputs + self._outputs]
         self._proc = subprocess.Popen(
             [sys.executable, "-c", f"from cvstream.blocks.process_worker import serve; "
-             f"serve({theirs.fileno()})"], pass_fds=(theirs.fileno(), *slots_fds))
+             f"serve({theirs.fileno()})"], pass_fds=(theirs.fileno(), *slots_fds),
+            env=dict(os.environ, **MALLOC_ENV))
         theirs.close()
         self._conn = Connection(mine.detach())
         self._sent = self._received = 0

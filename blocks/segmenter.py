@@ -202,8 +202,9 @@ class SpectrumSegmenter(RateBlock):
     threads = Param(int, default=0, min=0, doc="ONNX Runtime threads (0: auto)")
     worker = Param(str, default="thread", choices=KINDS,
                    doc="where the FFTs and the model run: a thread, or a process of their own "
-                       "(Linux; no GIL shared with the detections: faster on two cores or "
-                       "more; the thread serves while it starts, under a second)")
+                       "(Linux; no GIL shared with the detections and the graph's other "
+                       "blocks: fewer drops from a live stream on two cores; the thread "
+                       "serves while it starts, under a second)")
     rate = Param(float, default=0.0, min=0.0, unit="Hz", doc="sample rate (0: rx_rate tag)")
     freq = Param(float, default=0.0, unit="Hz", doc="centre frequency (default: rx_freq)")
 
