@@ -10,19 +10,19 @@ from cvstream.errors import ParamError
 
 from .cell_intervals import model_intervals, narrow_intervals
 from .compute_worker import KINDS, ComputeWorker
-from .detections import ZOOM, refine_edges, sibling_lines, time_segments
+from .detections import ZOOM
 from .energy_cells import IMAGE_REJECTION_DB, EnergyCells
 from .family_labels import FamilyLabels
-from .inner_signals import add_inner_signals
 from .lines import LINE_MIN_BLOCKS
-from .narrow_tracks import SENT, NarrowTracks
+from .narrow_tracks import NarrowTracks
 from .narrowband import CellTones, LongTones, NarrowbandFinder, merge_lines
 from .onnx_model import load_model, make_session
 from .repeats import Repeats
+from .segmenter_output import SettledDetections
 from .tile_groups import TileGroups
 from .tile_spectra import TileSpectra
 from .tracker import Tracker
-from .tracks import RadioContext, to_message
+from .tracks import RadioContext
 
 #: a line of the fine view is a signal when it holds for this many tiles (a carrier holds;
 #: a noise peak, a weak signal's flicker or a burst's one spectral line does not), as a
@@ -46,9 +46,6 @@ MODEL_TILES = 16
 #: where ``compute``'s result holds the model's input (the tones' zoom reads it while
 #: ``_detect`` settles its batch, and nothing keeps it)
 TILES = 5
-#: families whose spectrum is flat across their band: a plateau raised inside one is another
-#: signal (``_inner_signals``); an FSK's lobes, an FM's lines or a chirp's sweep are their own
-FLAT_FAMILIES = ("ofdm", "qam", "psk")
 
 
 def presence_of(logits: np.ndarray) -> np.ndarray:
@@ -57,7 +54,7 @@ def presence_of(logits: np.ndarray) -> np.ndarray:
 
 
 @register("spectrum_segmenter")
-class SpectrumSegmenter(RateBlock):
+class SpectrumSegmenter(SettledDetections, RateBlock):
     """Find and classify the signals in wideband IQ with a complex-valued segmentation model.
 
     The stream is cut into tiles of ``frames`` FFTs (sizes from the model's contract; the
@@ -103,12 +100,12 @@ class SpectrumSegmenter(RateBlock):
       signal's own line (an FM's outer line): counted as ``sibling_lines``, not sent
       (``detections.sibling_lines``); so is a lone tone near such a detection whenever it
       comes, or held for fewer than NARROW_MIN_TILES tiles.
-    - Inner signals: inside a detection of a flat-topped family (FLAT_FAMILIES: OFDM, QAM,
-      PSK), a flat plateau standing 3 dB or more over its level on both sides with steep
-      edges is a narrow signal inside it, sent as a detection of its own over the same
-      tiles (and the track's tiles before them where its band stood alone,
-      ``inner_signals.raised_since``), classified, and reported out over its roll-off
-      (counted as ``inner_signals``; ``inner_signals.raised_plateaus``,
+    - Inner signals: inside a detection of a flat-topped family
+      (``segmenter_output.FLAT_FAMILIES``: OFDM, QAM, PSK), a flat plateau standing 3 dB or
+      more over its level on both sides with steep edges is a narrow signal inside it, sent
+      as a detection of its own over the same tiles (and the track's tiles before them where
+      its band stood alone, ``inner_signals.raised_since``), classified, and reported out
+      over its roll-off (counted as ``inner_signals``; ``inner_signals.raised_plateaus``,
       ``roll_off_edges``); where it outlasts the wide one, the detection in its band that
       starts as the wide one ends continues it (counted as ``continued_inner``, not sent).
 
@@ -459,87 +456,7 @@ class SpectrumSegmenter(RateBlock):
             self._emit_narrow(self._narrow_tracks.tracker.flush())
         self._emit_all(self._tracker.flush(), flushed=True)
 
-    def _emit_narrow(self, tracks) -> None:
-        """Settle the narrow tracks that just ended (``narrow_tracks.NarrowTracks``)."""
-        tracker = self._narrow_tracks.tracker
-        if tracker.dropped_short:
-            self.count("short_tracks", tracker.dropped_short)
-            tracker.dropped_short = 0
-        self._send_narrow(self._narrow_tracks.ended(tracks, self._tracker.open))
-
-    def _send_narrow(self, settled: list) -> None:
-        """Count each narrow track settled by what became of it, and send those SENT."""
-        for verdict, track in settled:
-            self.count(verdict)
-            if verdict == SENT:
-                self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq, 1.0))
-
     def stop(self):
         if getattr(self, "_pool", None) is not None:
             self._pool.close()
             self._pool = None
-
-    def _classify(self, tracks) -> None:
-        """Each detection's family from its fine PSD (the ``family`` model,
-        ``family_labels.FamilyLabels``), where it has one; the network's cell votes
-        otherwise."""
-        if self._labels is not None:
-            self._labels.label(tracks)
-
-    def _refine(self, track, dropped=None) -> list:
-        """The track's detections on its fine PSD (``detections.refine_edges``); ``dropped``
-        is called with the number of its parts too short to report."""
-        if not self.refine:
-            return [track]
-        frames = self.decim // self.refine
-        parts = time_segments(track, frames, margin=1 / self.fft)
-        return [out for part in parts
-                for out in refine_edges(part, frames, margin=1 / self.fft, block=self.decim,
-                                        valley_db=self.valley_db, hold=self.hold,
-                                        dropped=dropped)]
-
-    def _emit_all(self, tracks, flushed: bool = False):
-        if self._tracker.dropped_short:
-            self.count("short_tracks", self._tracker.dropped_short)
-            self._tracker.dropped_short = 0
-        split = [(track, self._refine(track, lambda n: self.count("short_tracks", n))
-                  if self.refine else [track]) for track in tracks]
-        tracks = [part for _, parts in split for part in parts]
-        if self.refine:
-            self._classify(tracks)
-            self._inner_signals(split)
-            tracks = self._repeats.settle(self._without_sibling_lines(split, flushed), split,
-                                          self._tracker.open,
-                                          self._narrow_tracks if self._lines else None)
-        elif self._lines:
-            self._narrow_tracks.seen.extend(tracks)
-        for track in tracks:
-            self.emit(to_message(track, self._radio.rate or 1.0, self._radio.freq,
-                                 track.score))
-        if self._lines:
-            self._send_narrow(self._narrow_tracks.release(split, self._tracker.open))
-
-    def _inner_signals(self, split: list) -> None:
-        """Add to each track's detections in ``split`` ((track, its detections)) the narrow
-        signals inside the band of one labelled a flat-topped family
-        (``inner_signals.add_inner_signals``), classified on their plateaus; counted as
-        ``inner_signals``."""
-        found = add_inner_signals(split, FLAT_FAMILIES, self.decim, self.hold,
-                                  self._classify)
-        if found:
-            self.count("inner_signals", found)
-
-    def _without_sibling_lines(self, split: list, flushed: bool) -> list:
-        """The detections of ``split`` ((track, its detections)) less those that are
-        another of the same track's own lines (``detections.sibling_lines``), counted as
-        ``sibling_lines``; a narrow signal on one is still inside the track."""
-        out = []
-        for _, parts in split:
-            lines = sibling_lines(parts, self.decim, flushed)
-            if lines:
-                self.count("sibling_lines", len(lines))
-                if self._lines:
-                    self._narrow_tracks.seen.extend(parts[k] for k in lines)
-            out += [part for k, part in enumerate(parts) if k not in lines]
-        return out
-

@@ -83,7 +83,7 @@ def test_a_narrow_signal_then_a_wide_one_over_it_are_two_detections(monkeypatch)
     quarters of it, so it is not cut to that, ``clip_to_box``). Without the cut, one box
     with the wide band over the narrow one's time, which matches neither; a chirp sweeping
     its band over the whole stream is not cut."""
-    import cvstream.blocks.segmenter as segmenter
+    import cvstream.blocks.segmenter_output as segmenter_output
     rng = np.random.default_rng(21)
     tile = 8192
     x, _ = scene(rng, SceneConfig(samples=32 * tile), n_signals=0)
@@ -101,7 +101,7 @@ def test_a_narrow_signal_then_a_wide_one_over_it_are_two_detections(monkeypatch)
                  round(m["freq_lower_edge"], 2), round(m["freq_upper_edge"], 2))
                 for m in block.take_messages()]
     assert boxes(x) == [(0, 14, 0.09, 0.11), (15, 32, -0.02, 0.18)]
-    monkeypatch.setattr(segmenter, "time_segments", lambda track, *a, **k: [track])
+    monkeypatch.setattr(segmenter_output, "time_segments", lambda track, *a, **k: [track])
     assert boxes(x) != [(0, 14, 0.09, 0.11), (15, 32, -0.02, 0.18)]   # neither holds
     monkeypatch.undo()
     sweep, bw = generate(rng, "chirp", len(x), 0.1)
