@@ -22,8 +22,9 @@ class ComputeWorker:
       else the block leaves to its worker) on a thread.
     - ``kind`` "process": ``compute(x, track_psds)`` in a copy of the block in a process
       of its own (its parameters with ``overrides``; ``result_bytes(n)``: the most a
-      result for ``n`` samples takes; ``views``: ``ProcessWorker``'s). The block counts
-      the batches computed there as ``process_batches``.
+      result for ``n`` samples takes; ``views``: ``ProcessWorker``'s), started at the
+      first batch (a replica, whose ``compute`` is called directly, starts none). The
+      block counts the batches computed there as ``process_batches``.
 
     ``submit`` returns a call whose ``result()`` is (compute's result, the rest or None)."""
 
@@ -31,20 +32,26 @@ class ComputeWorker:
                  result_bytes=None, overrides: dict | None = None, views: tuple = ()):
         self._block = block
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"cvstream-{block.name}")
-        self._process = ProcessWorker(block, max_samples, result_bytes(max_samples),
-                                      in_flight + 1, overrides, views) \
+        self._start = (lambda: ProcessWorker(block, max_samples, result_bytes(max_samples),
+                                             in_flight + 1, overrides, views)) \
             if kind == "process" else None
+        self._process = None
 
     def ready(self, wait: float = 0.0) -> bool:
-        """Whether its process is up (waiting up to ``wait`` seconds for it to start); True
-        without one."""
-        return self._process is None or self._process.ready(wait)
+        """Whether its process is up (started now if not yet, and waited for up to ``wait``
+        seconds); True without one."""
+        return self._start is None or self._started().ready(wait)
+
+    def _started(self) -> ProcessWorker:
+        if self._process is None:
+            self._process = self._start()
+        return self._process
 
     def submit(self, x: np.ndarray, track_psds: bool):
         """Compute batch ``x`` (``track_psds``: the tracks' PSDs too)."""
-        process = self._process
-        if process is None:
+        if self._start is None:
             return self._thread.submit(self._block._infer, x, track_psds)
+        process = self._started()
         if len(x) <= process.max_samples and process.ready():
             self._block.count("process_batches")
             return Pair(process.submit(x, track_psds))

@@ -115,3 +115,17 @@ def test_the_segmenter_in_a_process_finds_what_it_finds_on_a_thread():
         assert counted == (0 if kind == "thread" else -(-(len(x) - 65536) // 131072))
     assert len(found["thread"]) >= 10
     assert found["process"] == found["thread"]
+
+
+def test_a_replica_that_only_computes_starts_no_worker_process():
+    """Replicas call ``compute`` on copies of the block: no batch is submitted, so no
+    process is started for them (it starts with the first batch submitted)."""
+    seg = SpectrumSegmenter(rate=20e6, worker="process")
+    seg.start()
+    try:
+        seg.compute(scenes(1))
+        assert seg._pool._process is None
+        seg.work(scenes(1))   # a batch submitted: now it starts
+        assert seg._pool._process is not None
+    finally:
+        seg.stop()
