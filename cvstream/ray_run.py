@@ -1,18 +1,17 @@
 """``cvstream run graph.yml --ray auto|ADDRESS``: each fragment of the graph runs as a Ray
 actor, each replicated block's copies as Ray actors of their own.
 
-Ray places, launches, watches and restarts the actors; the stream itself never goes through
-Ray between fragments: links are ZeroMQ sockets (``fragments.py``). A replicated block's
-calls do go through Ray (its object store carries the arrays): ``RayReplicas`` deals them to
-the least-loaded live copy and replays, from the calls it keeps until their results arrive,
-the calls of a copy that died while Ray restarts it (counted: ``replica_failures``,
-``replayed_calls``). A fragment of stateless sync and rate blocks that dies is restarted
-by Ray and started again on its links (bound ends at the same addresses): the stream's
-offsets go on from where its senders are, so what it held is a gap counted downstream as
-``lost_items``. Any other fragment holds state a restart would lose (a file position, open
-detections): its death fails the run with one line naming it.
+Ray places, launches, watches and restarts the actors; the stream itself never goes
+through Ray between fragments: links are ZeroMQ sockets (``fragments.py``). A replicated
+block's calls do go through Ray (its object store carries the arrays):
+``ray_replicas.RayReplicas`` deals them to the least-loaded live copy and replays the
+calls of a copy that died. A fragment of stateless sync and rate blocks that dies is
+restarted by Ray and started again on its links (bound ends at the same addresses): the
+stream's offsets go on from where its senders are, so what it held is a gap counted
+downstream as ``lost_items``. Any other fragment holds state a restart would lose (a file
+position, open detections): its death fails the run with one line naming it.
 
-Only this module imports Ray (the ``ray`` extra).
+Only this module and ``ray_replicas.py`` import Ray (the ``ray`` extra).
 """
 from __future__ import annotations
 
@@ -20,9 +19,7 @@ import os
 import importlib
 import shutil
 import tempfile
-import threading
 import time
-from concurrent.futures import Future
 
 from .errors import CvstreamError
 from .fragments import LinkEnd, bind_address, fragment_graph, plan, write_public_certificate
@@ -32,7 +29,6 @@ NAMESPACE = "cvstream"
 #: s for Ray to place and start every actor
 PLACE_TIMEOUT = float(os.environ.get("CVSTREAM_RAY_PLACE_TIMEOUT", "60"))
 BIND_TIMEOUT = 20.0  # s for a fragment's bound link ends to report their ports
-MAX_REPLAYS = 8  # a call replayed more often than this fails the block
 
 
 def _ray(address: str):
@@ -142,6 +138,7 @@ class FragmentActor:
                     end.curve_peer = folder if end.bind else cert
             sub = fragment_graph(graph, p, self.fragment, ends)
             resources = p.resources.get(self.fragment, {})
+            from .ray_replicas import RayReplicas
             self.sched = Scheduler(sub, replicas=lambda block, n: RayReplicas(
                 block, n, resources, self.run_id, self.cwd, self.imports))
         except CvstreamError as exc:
@@ -194,98 +191,9 @@ def _end_block(p, link_id: str, fragment: str) -> str:
     return link.sender() if link.src_fragment == fragment else link.receiver()
 
 
-class ReplicaActor:
-    """One copy of a replicated block: runs its ``compute``."""
-
-    def __init__(self, cwd: str, imports: list[str], type_name: str, name: str,
-                 params: dict):
-        _prepare_process(cwd, imports)
-        from .registry import lookup
-        self.block = lookup(type_name)(name=name, **params)
-        self.block.start()
-
-    def compute(self, *arrays):
-        from .replicas import compute_counted
-        return compute_counted(self.block, arrays)
-
-    def pid(self) -> int:
-        return os.getpid()
-
-
 def fragment_name(run_id: str, fragment: str) -> str:
     """The Ray actor name of a fragment (namespace ``cvstream``)."""
     return f"{run_id}:{fragment}"
-
-
-def replica_name(run_id: str, block: str, i: int) -> str:
-    """The Ray actor name of copy ``i`` of ``block`` (namespace ``cvstream``)."""
-    return f"{run_id}:{block}:{i}"
-
-
-class RayReplicas:
-    """N copies of a block as Ray actors; a call goes to the copy with the fewest calls in
-    flight, and a call whose copy died is replayed on another (Ray restarts the dead one)."""
-
-    def __init__(self, block, n: int, resources: dict, run_id: str, cwd: str,
-                 imports: list[str]):
-        import ray
-        self.ray = ray
-        options = _actor_options(resources)
-        cls = ray.remote(max_restarts=-1, max_task_retries=0)(ReplicaActor)
-        self.actors = [cls.options(name=replica_name(run_id, block.name, i),
-                                   namespace=NAMESPACE, **options)
-                       .remote(cwd, imports, block.type_name, block.name, block.params)
-                       for i in range(n)]
-        try:
-            ray.get([a.pid.remote() for a in self.actors], timeout=PLACE_TIMEOUT)
-        except ray.exceptions.GetTimeoutError:
-            self.close()
-            raise CvstreamError(f"Ray could not place its {n} replicas within "
-                                f"{PLACE_TIMEOUT:g} s (each asks {options}; the cluster has "
-                                f"{ray.available_resources()} free)") from None
-        self.load = [0] * n
-        self.suspect = [False] * n
-        self.counters = {"replica_failures": 0, "replayed_calls": 0}
-        self._lock = threading.Lock()
-
-    def submit(self, arrays) -> Future:
-        future: Future = Future()
-        self._send(arrays, future, 0)
-        return future
-
-    def _send(self, arrays, future: Future, attempt: int, avoid: int = -1) -> None:
-        with self._lock:
-            order = sorted(range(len(self.actors)),
-                           key=lambda i: (i == avoid, self.suspect[i], self.load[i]))
-            i = order[0]
-            self.load[i] += 1
-        ref = self.actors[i].compute.remote(*arrays)
-        ref.future().add_done_callback(
-            lambda f: self._done(f, i, arrays, future, attempt))
-
-    def _done(self, f, i: int, arrays, future: Future, attempt: int) -> None:
-        from ray.exceptions import RayActorError, RayTaskError
-        with self._lock:
-            self.load[i] -= 1
-        exc = f.exception()
-        if exc is None:
-            self.suspect[i] = False
-            future.set_result(f.result())
-        elif isinstance(exc, RayActorError) and attempt < MAX_REPLAYS:
-            with self._lock:
-                if not self.suspect[i]:
-                    self.suspect[i] = True
-                    self.counters["replica_failures"] += 1
-                self.counters["replayed_calls"] += 1
-            self._send(arrays, future, attempt + 1, avoid=i)
-        elif isinstance(exc, RayTaskError):
-            future.set_exception(exc.cause if exc.cause is not None else exc)
-        else:
-            future.set_exception(CvstreamError(f"replica {i}: {str(exc).splitlines()[0]}"))
-
-    def close(self) -> None:
-        for actor in self.actors:
-            self.ray.kill(actor, no_restart=True)
 
 
 def _say_link(link, endpoint: str, server_key: str | None) -> None:

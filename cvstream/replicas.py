@@ -5,7 +5,7 @@ A block's ``compute`` (its stateless part; ``work`` itself for a ``stateless`` b
 on a replica; ``absorb`` (the stateful rest) runs in order on the block in the graph, with
 the offset and tags of that call. Where the copies live is a ``Replicas`` pool: threads in
 this process (``ThreadReplicas``, the default), or Ray actors on other hosts
-(``cvstream.ray_run.RayReplicas``). Up to ``2 N`` calls are in flight; their inputs are
+(``cvstream.ray_replicas.RayReplicas``). Up to ``2 N`` calls are in flight; their inputs are
 kept until their results arrive, so a pool can replay the calls of a replica that died.
 """
 from __future__ import annotations
