@@ -1,12 +1,12 @@
 """A block's stateless ``compute`` in a process of its own: no GIL shared with the graph's
-threads, so on two cores a block's own Python work (the segmenter's detections) and its
-FFTs and model run side by side (threads in one process slow each other: bench/
-spectrum_bench.py, section 4). Batches go in and results come back through shared memory
-slots, one per call in flight; a socket pair carries which slot and the results' layout.
+threads, so a block's own Python work (the segmenter's detections) and its FFTs and model
+run side by side without paying each time the GIL changes hands (README, stop 82). Batches
+go in and results come back through shared memory slots, one per call in flight; a socket
+pair carries which slot and the results' layout.
 
     worker = ProcessWorker(block, max_samples, result_bytes, slots=3)   # starts it
-    worker.ready()                 # False while the process still starts
-    call = worker.submit(x)        # as concurrent.futures: call.done(), call.result()
+    worker.ready()                     # False while the process still starts
+    call = worker.submit(x, True)      # as concurrent.futures: call.done(), call.result()
     worker.close()
 """
 from __future__ import annotations
@@ -82,9 +82,8 @@ def unpack(layout: tuple, memory: memoryview, views: tuple = ()):
 class ProcessWorker:
     """A copy of ``block`` (its class and parameters, with ``overrides``), started in a
     fresh interpreter, that runs ``compute(x, track_psds)`` on each batch submitted, in
-    order.
-    ``max_samples``: the complex64 samples a batch holds at most; ``result_bytes``: what a
-    result's arrays take at most (a bigger one is computed here, by ``block``);
+    order. ``max_samples``: the complex64 samples a batch holds at most; ``result_bytes``:
+    what a result's arrays take at most (a bigger one is computed here, by ``block``);
     ``slots``: calls in flight at most; ``views``: the items of ``compute``'s result (a
     tuple) that its caller only reads before it submits again, handed out as views of
     their slot instead of copies (the call ``slots`` later rewrites them). Starting takes
@@ -239,8 +238,8 @@ class Call:
 def serve(fd: int) -> None:
     """The worker process, on its end of the socket pair: the block's class and
     parameters and the slots ((open file, size) each) first; the block started, then each
-    (slot, samples, track_psds) request answered with ("ok", layout), ("too_big",) or ("error",
-    text), until None or the parent's end closes."""
+    (slot, samples, track_psds) request answered with ("ok", layout), ("too_big",) or
+    ("error", text), until None or the parent's end closes."""
     conn = Connection(fd)
     block_class, params, inputs, outputs = conn.recv()
     try:

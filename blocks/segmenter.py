@@ -272,8 +272,8 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
         self._groups = TileGroups(self.decim, TONE_GROUP if self._grouped else 1)
 
     def _result_bytes(self, samples: int) -> int:
-        """The most that ``compute``'s result for ``samples`` samples takes (8 bytes an
-        element: its arrays are float32 or less but one), with room for alignment."""
+        """The most that ``compute``'s result for ``samples`` samples takes, with room to
+        spare (8 bytes an element, where most are float32) and for alignment."""
         per_tile = (self.frames * 2 + len(self.classes) + 4) * self.fft + 2 * self.decim \
             + 2 + (self.refine * (1 + ZOOM) if self.refine else 0)
         return 8 * (samples // self.decim) * per_tile + 64 * 64
