@@ -6,6 +6,7 @@ is up, and for a batch too big for its slots, the thread serves. The block takes
 results in the order it submitted the batches."""
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -13,6 +14,13 @@ import numpy as np
 from .process_worker import ProcessWorker
 
 KINDS = ("thread", "process")
+
+
+def unavailable(kind: str) -> str | None:
+    """Why a worker of ``kind`` cannot run on this system (None where it can)."""
+    if kind == "process" and not hasattr(os, "memfd_create"):
+        return "a worker process needs Linux (memfd_create); use thread here"
+    return None
 
 
 class ComputeWorker:

@@ -9,7 +9,7 @@ from cvstream import In, MsgOut, Param, RateBlock, register
 from cvstream.errors import ParamError
 
 from .cell_intervals import model_intervals, narrow_intervals
-from .compute_worker import KINDS, ComputeWorker
+from .compute_worker import KINDS, ComputeWorker, unavailable
 from .detections import ZOOM
 from .energy_cells import IMAGE_REJECTION_DB, EnergyCells
 from .family_labels import FamilyLabels
@@ -206,6 +206,8 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
     freq = Param(float, default=0.0, unit="Hz", doc="centre frequency (default: rx_freq)")
 
     def check(self):
+        if unavailable(self.worker):
+            raise ParamError("worker", unavailable(self.worker))
         self.path, c = load_model(self.model, "spectrum_segmentation", needs="stft")
         stft = c.preprocess["stft"]
         self.contract = c

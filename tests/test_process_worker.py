@@ -129,3 +129,16 @@ def test_a_replica_that_only_computes_starts_no_worker_process():
         assert seg._pool._process is not None
     finally:
         seg.stop()
+
+
+def test_a_worker_process_where_there_is_no_memfd_is_a_parameter_error(monkeypatch):
+    """Without Linux's memfd (macOS, Windows) ``worker: process`` is refused up front, with
+    the parameter named."""
+    import os
+
+    from cvstream.errors import ParamError
+    monkeypatch.delattr(os, "memfd_create")
+    with pytest.raises(ParamError, match="needs Linux") as err:
+        SpectrumSegmenter(worker="process")
+    assert err.value.field == "worker"
+    SpectrumSegmenter(worker="thread")   # the thread needs nothing
