@@ -4,19 +4,21 @@
     python bench/spectrum_bench.py [--scenes 256] [--repeat N]
 
 1. sigmf_source -> spectrum_segmenter -> sigmf_annotations (graphs/spectrum_sigmf.yml:
-   metadata beside the recording, its samples not copied; batches of 64 tiles), on a
-   synthesized 20 Msps recording, end to end through the runtime: Msps, and the CPU the
-   graph used (a worker process's too) as cores busy at 20 Msps (the work itself: over
-   2, no split across threads or processes could reach 20 Msps on two cores); again
-   without its search for weak tones (``weak_tones: false``: what that search costs),
-   without any search for tones in the cells the model leaves (``tones: false``) and with
-   its fine view for narrow signals (``narrow: true``), once writing a copy of the
-   samples with the annotations (``sigmf_sink``, as the graph did before stop 81: 160
-   MB/s more to write), once with the FFTs and the model in a worker process (``worker:
-   process``, its start included) and once with the block's defaults (batches of 32
-   tiles). For the first and the worker process, where the CPU went: the block's own
-   thread (the detections), its worker process, its worker thread (which serves while
-   the process starts) and the rest; the busier of the first two bounds the rate.
+   metadata beside the recording, its samples not copied; batches of 64 tiles, the FFTs
+   and the model in a worker process), on a synthesized 20 Msps recording, end to end
+   through the runtime, the worker's start included: Msps, and the CPU the graph used
+   (its worker process's too) as cores busy at 20 Msps (the work itself: over 2, no split
+   across threads or processes could reach 20 Msps on two cores); again without its
+   search for weak tones (``weak_tones: false``: what that search costs), without any
+   search for tones in the cells the model leaves (``tones: false``) and with its fine
+   view for narrow signals (``narrow: true``), once writing a copy of the samples with
+   the annotations (``sigmf_sink``, as the graph did before stop 81: 160 MB/s more to
+   write), once with the FFTs and the model on a worker thread (``worker: thread``, as
+   the graph had it before stop 82) and once with the block's defaults (a worker thread,
+   batches of 32 tiles). For the first and the worker thread, where the CPU went: the
+   block's own thread (the detections), its worker process, its worker thread (which
+   serves while the process starts) and the rest; the busier of the first two bounds the
+   rate.
 2. The same with cfar_detector.
 3. zmq_source (pull, overflow: drop) -> spectrum_segmenter -> zmq_msg_sink, a second
    process streaming the recording paced at 20 Msps on the same 2 cores: does the receiver
@@ -241,14 +243,16 @@ def main() -> None:
     print(f"recording: {n} samples ({n / 20e6:.2f} s at 20 Msps)")
     annotate = f"{{type: sigmf_annotations, recording: {meta}, path: out.sigmf-meta}}"
     copy = f"{{type: sigmf_sink, path: {tmp / 'copy.sigmf-meta'}}}"
-    graph_seg = "spectrum_segmenter, max_batch: 64"   # as graphs/spectrum_sigmf.yml has it
+    # as graphs/spectrum_sigmf.yml has it
+    graph_seg = "spectrum_segmenter, max_batch: 64, worker: process"
+    on_thread = "spectrum_segmenter, max_batch: 64"
     for det, extra, sink in (
             (graph_seg, "", annotate), (graph_seg, "", copy),
             (graph_seg, "weak_tones: false", annotate), (graph_seg, "tones: false", annotate),
-            (graph_seg, "narrow: true", annotate), (graph_seg, "worker: process", annotate),
+            (graph_seg, "narrow: true", annotate), (on_thread, "worker: thread", annotate),
             ("spectrum_segmenter", "max_batch: 32", annotate), ("cfar_detector", "", annotate)):
-        threads: dict | None = {} if det == graph_seg and extra in ("", "worker: process") \
-            and sink is annotate else None
+        threads: dict | None = {} if extra in ("", "worker: thread") and \
+            det != "cfar_detector" and sink is annotate else None
         samples = "rec -> out, det.detections -> out.annotations" if sink is copy else \
             "det.detections -> out"
         secs, cpu, snap = run_graph(f"""

@@ -56,13 +56,14 @@ class ComputeWorker:
         return self._process
 
     def submit(self, x: np.ndarray, track_psds: bool):
-        """Compute batch ``x`` (``track_psds``: the tracks' PSDs too)."""
+        """Compute batch ``x`` (``track_psds``: the tracks' PSDs too; always in the process,
+        where the block's thread would take them only after waiting for its result)."""
         if self._start is None:
             return self._thread.submit(self._block._infer, x, track_psds)
         process = self._started()
         if len(x) <= process.max_samples and process.ready():
             self._block.count("process_batches")
-            return Pair(process.submit(x, track_psds))
+            return Pair(process.submit(x, True))
         # on the thread meanwhile: compute alone, as the process would
         return self._thread.submit(lambda: (self._block.compute(x, track_psds), None))
 

@@ -139,8 +139,9 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
     computes, so that it never idles on this thread's detections); the finer PSDs of the
     tiles that hold a detection go to whichever of the two threads waits on the other (the
     same numbers either way); ``worker: process`` runs ``compute`` in a process of its
-    own instead (``compute_worker.ComputeWorker``: the same detections, counted as
-    ``process_batches``); with
+    own instead, the finer PSDs of every tile that may hold a detection included (this
+    thread would take them only after waiting for it; ``compute_worker.ComputeWorker``:
+    the same detections, its batches counted as ``process_batches``); with
     ``replicas: N`` the FFTs and the model run on N copies (``compute``), the detections in
     stream order here (``absorb``).
 
