@@ -28,11 +28,12 @@ class ComputeWorker:
 
     - ``kind`` "thread": ``block._infer(x, track_psds)`` (``compute``'s result and what
       else the block leaves to its worker) on a thread.
-    - ``kind`` "process": ``compute(x, track_psds)`` in a copy of the block in a process
-      of its own (its parameters with ``overrides``; ``result_bytes(n)``: the most a
-      result for ``n`` samples takes; ``views``: ``ProcessWorker``'s), started at the
-      first batch (a replica, whose ``compute`` is called directly, starts none). The
-      block counts the batches computed there as ``process_batches``.
+    - ``kind`` "process": ``compute(x, True)`` (the tracks' PSDs always) in a copy of the
+      block in a process of its own (its parameters with ``overrides``;
+      ``result_bytes(n)``: the most a result for ``n`` samples takes; ``views``:
+      ``ProcessWorker``'s), started at the first batch (a replica, whose ``compute`` is
+      called directly, starts none). The block counts the batches computed there as
+      ``process_batches``.
 
     ``submit`` returns a call whose ``result()`` is (compute's result, the rest or None)."""
 
