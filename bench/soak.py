@@ -2,14 +2,14 @@
 memory, drops and latency minute by minute.
 
 A sender process (file_source repeating a synthetic recording -> throttle -> zmq_sink PUSH
-with the tag header) feeds graphs/spectrum_zmq.yml, run in this process (PULL instead of SUB,
-so no start-up frames are missed); a SUB socket here timestamps the detections. Each minute
-prints the receiver's resident memory, the samples received, dropped at a full buffer and
-lost on the wire, the detections and their latency (arrival time minus the time the
-detection's last sample was due from the paced sender; the stream's start is estimated as
-the earliest moment the received count allows, so the figure is a lower bound), and the
-segmenter's work time. At the end: the memory drift from minute 2 on, as a least-squares
-slope.
+with the tag header) feeds graphs/spectrum_zmq.yml, run in this process (PULL instead of
+SUB, so no start-up frames are missed); a SUB socket here timestamps the detections. Each
+minute prints the receiver's resident memory and its worker process's, the samples
+received, dropped at a full buffer and lost on the wire, the detections and their latency
+(arrival time minus the time the detection's last sample was due from the paced sender;
+the stream's start is estimated as the earliest moment the received count allows, so the
+figure is a lower bound), and the segmenter's work time. At the end: the memory drift
+(both together) from minute 2 on, as a least-squares slope.
 
     python bench/soak.py                 # 10 minutes at 10 Msps, bursts of many kinds
     python bench/soak.py --minutes 3 --rate 20e6 --signal carrier
@@ -39,12 +39,28 @@ from spectrum_bench import recording
 HERE = Path(__file__).parent
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+def rss_mb(pid: str = "self") -> float:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:   # it ended meanwhile
+        pass
     return float("nan")
+
+
+def workers_rss_mb(sender: int) -> float:
+    """The resident memory of this process's children but the sender: the segmenter's
+    worker process (0 with none)."""
+    pids = set()
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            pids.update((task / "children").read_text().split())
+        except OSError:
+            pass
+    pids.discard(str(sender))
+    return sum(rss_mb(pid) for pid in pids)
 
 
 def carrier_recording(tmp: Path) -> str:
@@ -124,7 +140,7 @@ def main() -> None:
     sender = subprocess.Popen(sender_command(data, iq, args.rate, tmp))
     print(f"soak: {args.minutes:g} min at {args.rate / 1e6:g} Msps of {args.signal}, "
           f"graphs/spectrum_zmq.yml (PULL), sender pid {sender.pid}", flush=True)
-    print(f"{'min':>5} {'RSS MB':>8} {'Msamples':>9} {'dropped':>9} {'lost':>7} "
+    print(f"{'min':>5} {'RSS MB':>8} {'worker MB':>9} {'Msamples':>9} {'dropped':>9} {'lost':>7} "
           f"{'dets':>6} {'lat p50 ms':>10} {'lat p99 ms':>10} {'work p99 ms':>11}", flush=True)
     t_start = time.monotonic()
     first_data = None
@@ -144,9 +160,11 @@ def main() -> None:
             dets = clock.take()
             lat = [1e3 * (t - (first_data + s / args.rate)) for t, s in dets] or [float("nan")]
             counters = snap["sdr"]["counters"]
-            row = (round((time.monotonic() - t_start) / 60, 2), rss_mb())
+            worker = workers_rss_mb(sender.pid)
+            row = (round((time.monotonic() - t_start) / 60, 2), rss_mb() + worker)
             history.append(row)
-            print(f"{row[0]:>5.1f} {row[1]:>8.1f} {snap['sdr']['items_out'] / 1e6:>9.1f} "
+            print(f"{row[0]:>5.1f} {row[1] - worker:>8.1f} {worker:>9.1f} "
+                  f"{snap['sdr']['items_out'] / 1e6:>9.1f} "
                   f"{counters.get('dropped_items', 0):>9} {counters.get('lost_items', 0):>7} "
                   f"{len(dets):>6} {np.percentile(lat, 50):>10.1f} "
                   f"{np.percentile(lat, 99):>10.1f} {snap['seg']['work_p99_us'] / 1e3:>11.2f}",
@@ -160,7 +178,7 @@ def main() -> None:
     late = [(m, r) for m, r in history if m >= 2]
     if len(late) >= 2:
         slope = np.polyfit(*zip(*late), 1)[0]
-        print(f"memory drift from minute 2 on: {slope:+.2f} MB/min "
+        print(f"memory drift (with the worker process's) from minute 2 on: {slope:+.2f} MB/min "
               f"({late[0][1]:.1f} -> {late[-1][1]:.1f} MB)")
 
 
