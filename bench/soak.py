@@ -22,7 +22,6 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ import zmq
 from cvstream.loader import load_graph
 from cvstream.scheduler import Scheduler
 
-from common import free_port
+from common import free_port, scratch_dir
 from spectrum_bench import recording
 
 HERE = Path(__file__).parent
@@ -125,7 +124,7 @@ def main() -> None:
     parser.add_argument("--signal", choices=("scenes", "carrier"), default="scenes",
                         help="synthetic scenes of bursts, or one endless carrier")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="cvstream-soak-"))
+    tmp = scratch_dir("cvstream-soak-")   # removed when it exits
     if args.signal == "carrier":
         data = carrier_recording(tmp)
     else:
