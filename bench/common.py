@@ -13,6 +13,18 @@ from pathlib import Path
 GR_PYTHON = "/usr/bin/python3"
 
 
+def rss_mb(pid: int | str = "self") -> float:
+    """A process's resident memory in MB (NaN once it has ended)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

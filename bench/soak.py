@@ -32,21 +32,10 @@ import zmq
 from cvstream.loader import load_graph
 from cvstream.scheduler import Scheduler
 
-from common import free_port, scratch_dir
+from common import free_port, rss_mb, scratch_dir
 from spectrum_bench import recording
 
 HERE = Path(__file__).parent
-
-
-def rss_mb(pid: str = "self") -> float:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:   # it ended meanwhile
-        pass
-    return float("nan")
 
 
 def workers_rss_mb(sender: int) -> float:

@@ -20,17 +20,9 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from common import free_port
+from common import free_port, rss_mb
 
 FRAME = 8 << 20
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def flood(max_frame: int, hwm: int) -> tuple[float, float, int, int]:
