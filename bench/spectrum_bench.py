@@ -66,6 +66,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cvstream.blocks import fft_rows
 from cvstream.loader import load_graph, load_graph_text
 from cvstream.models.spectrum.synth import SceneConfig, scene, write_sigmf
 from cvstream.scheduler import Scheduler
@@ -240,7 +241,9 @@ def main() -> None:
     tmp = scratch_dir()
     meta = recording(tmp, args.scenes)
     n = args.scenes * 262144
-    print(f"recording: {n} samples ({n / 20e6:.2f} s at 20 Msps)")
+    print(f"recording: {n} samples ({n / 20e6:.2f} s at 20 Msps); the segmenter's FFTs: "
+          f"{fft_rows.backend()} (pocketfft without the fftw extra or with "
+          f"CVSTREAM_FFT=pocketfft)")
     annotate = f"{{type: sigmf_annotations, recording: {meta}, path: out.sigmf-meta}}"
     copy = f"{{type: sigmf_sink, path: {tmp / 'copy.sigmf-meta'}}}"
     # as graphs/spectrum_sigmf.yml has it

@@ -6,34 +6,46 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import scipy.fft
+
+from .fft_rows import fft_rows, power_rows
 
 FLOOR_QUANTILE = 0.2
 #: white-noise periodogram cells are exponential: their q-quantile is -ln(1 - q) x the mean
 FLOOR_RATIO = float(-np.log(1 - FLOOR_QUANTILE))
 
 
-def noise_floor(tiles: np.ndarray) -> np.ndarray:
+def cell_power(tiles: np.ndarray) -> np.ndarray:
+    """|tiles|^2 (float32), cell by cell."""
+    pairs = tiles.view(np.float32)
+    pairs = pairs * pairs
+    return pairs[..., 0::2] + pairs[..., 1::2]
+
+
+def noise_floor(tiles: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
     """The noise power per cell of each (frames, fft) tile, from the 20th percentile of the
     cell powers, which stays on the noise even when signals fill most of the band (a median
-    would not above 50 %); taken over every other frame: half the work, the same estimate."""
-    sample = tiles[:, ::2].reshape(len(tiles), -1)
-    power = sample.real ** 2 + sample.imag ** 2
-    k = int(FLOOR_QUANTILE * power.shape[1])
-    return np.partition(power, k, axis=1)[:, k] / FLOOR_RATIO + 1e-20
+    would not above 50 %); taken over every other frame: half the work, the same estimate.
+    ``cells``: the tiles' ``cell_power``, where at hand."""
+    sample = cell_power(tiles[:, ::2]) if cells is None else cells[:, ::2]
+    sample = sample.reshape(len(sample), -1)
+    k = int(FLOOR_QUANTILE * sample.shape[1])
+    return np.partition(sample, k, axis=1)[:, k] / FLOOR_RATIO + 1e-20
 
 
-def noise_floor_per_bin(tiles: np.ndarray, rise_db: float = 3.0, rounds: int = 4
-                        ) -> np.ndarray:
+def noise_floor_per_bin(tiles: np.ndarray, rise_db: float = 3.0, rounds: int = 4,
+                        cells: np.ndarray | None = None) -> np.ndarray:
     """The noise power of each bin of each (frames, fft) tile, as a floor that may tilt or
     bow across the band (a receiver's filters, a tilted front end): per bin the 20th
     percentile of the tile's frames (every other one), then a quadratic in dB across the
     band fitted to those levels, refitted without the bins standing ``rise_db`` above it
-    (signals), ``rounds`` times. (tiles, fft)."""
-    sample = tiles[:, ::2]
-    power = sample.real ** 2 + sample.imag ** 2
-    k = int(FLOOR_QUANTILE * power.shape[1])
-    db = 10 * np.log10(np.partition(power, k, axis=1)[:, k] / FLOOR_RATIO + 1e-20)
+    (signals), ``rounds`` times. (tiles, fft). ``cells``: the tiles' ``cell_power``, where
+    at hand."""
+    sample = cell_power(tiles[:, ::2]) if cells is None else cells[:, ::2]
+    k = int(FLOOR_QUANTILE * sample.shape[1])
+    # (each bin's frames made contiguous first: sorting them so beats partitioning a
+    # strided axis, for the same order statistic)
+    low = np.sort(np.ascontiguousarray(sample.transpose(0, 2, 1)), axis=2)[..., k]
+    db = 10 * np.log10(low / FLOOR_RATIO + 1e-20)
     x = np.linspace(-1.0, 1.0, tiles.shape[2])
     basis = np.stack([np.ones_like(x), x, x * x])                    # (3, fft)
     products = (basis[:, None] * basis[None]).reshape(9, -1).T       # (fft, 9)
@@ -93,13 +105,12 @@ class TileSpectra:
         the noise floor, each tile's noise floor and each bin's floor in units of its tile's
         (``noise_floor_per_bin``; None where neither the model nor the energy test needs
         it)."""
-        tiles = scipy.fft.fft(x.reshape(-1, self.fft) * self.window, axis=1, overwrite_x=True)
-        tiles = tiles.astype(np.complex64, copy=False).reshape(-1, self.frames, self.fft)
-        floor = noise_floor(tiles)
-        power = np.einsum("ktf,ktf->kf", tiles.real, tiles.real)
-        power += np.einsum("ktf,ktf->kf", tiles.imag, tiles.imag)
+        tiles = fft_rows(x, self.window).reshape(-1, self.frames, self.fft)
+        cells = cell_power(tiles)
+        floor = noise_floor(tiles, cells)
+        power = cells.sum(axis=1)
         power /= self.frames * floor[:, None]
-        bins = noise_floor_per_bin(tiles) if self.bin_floors else None
+        bins = noise_floor_per_bin(tiles, cells=cells) if self.bin_floors else None
         if self.per_bin:   # the model's input flat across the band; the rest per tile
             tiles *= (1 / np.sqrt(bins))[:, None, :]
         else:
@@ -113,11 +124,7 @@ class TileSpectra:
         default), in units of each tile's noise floor (unit-energy windows keep white noise
         at the same power per bin at any FFT size, so the coarse floor carries over)."""
         size = size or self.refine
-        spec = scipy.fft.fft(x.reshape(-1, size) * centring_window(size), axis=1,
-                             overwrite_x=True)
-        pairs = spec.view(spec.real.dtype)   # (real, imag) pairs, squared in place, summed
-        pairs *= pairs
-        fine = (pairs[:, 0::2] + pairs[:, 1::2]).reshape(len(floor), -1, size)
+        fine = power_rows(x, centring_window(size)).reshape(len(floor), -1, size)
         # one periodogram a tile (the tile-long PSD) needs no mean
         return (fine[:, 0] if fine.shape[1] == 1 else fine.mean(axis=1)) / floor[:, None]
 
