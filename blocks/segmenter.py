@@ -15,7 +15,8 @@ from .energy_cells import IMAGE_REJECTION_DB, EnergyCells
 from .family_labels import FamilyLabels
 from .lines import LINE_MIN_BLOCKS
 from .narrow_tracks import NarrowTracks
-from .narrowband import CellTones, LongTones, NarrowbandFinder, merge_lines
+from .long_tones import LongTones
+from .narrowband import CellTones, NarrowbandFinder, merge_lines
 from .onnx_model import load_model, make_session
 from .repeats import Repeats
 from .segmenter_output import SettledDetections
@@ -117,7 +118,7 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
       (``narrowband.CellTones``; a tone held for NARROW_MIN_TILES tiles stays followed
       while a signal comes beside it). ``weak_tones`` (on by default) adds those too weak
       for one tile, on tile-long PSDs averaged over up to LONG_TILES tiles
-      (``narrowband.LongTones``: late by up to that many tiles where such a tone starts).
+      (``long_tones.LongTones``: late by up to that many tiles where such a tone starts).
       The tones' search reads the stream in groups of TONE_GROUP tiles from its start, and
       a call's tiles past its last whole group wait for the next call: the detections are
       the same however the stream arrives (a file's chunks, ZeroMQ frames, replicas'

@@ -511,7 +511,7 @@ def test_long_tones_keeps_lines_and_drops_humps_images_and_noise():
     lines are found, the weak one at its place to a third of a bin, for every tile from
     its first 8 on (a look every STRIDE tiles reports the tiles since the last), the
     short one within the looks that see it; the image, the hump and the noise are not."""
-    from cvstream.blocks.narrowband import STRIDE, LongTones
+    from cvstream.blocks.long_tones import STRIDE, LongTones
     rng = np.random.default_rng(4)
     size, tiles = 8192, 32
     psd = rng.exponential(size=(tiles, size)).astype(np.float32)
@@ -544,7 +544,7 @@ def test_long_tones_search_only_where_the_model_leaves_room():
     others (kept for those others only), a line inside a wide signal's cells, a line
     three bins wide whose centre is in a free cell and whose lowest bin is in the cell
     below, beside the model's."""
-    from cvstream.blocks.narrowband import LongTones
+    from cvstream.blocks.long_tones import LongTones
     rng = np.random.default_rng(9)
     size, tiles, fft = 8192, 48, 256
     psd = rng.exponential(size=(tiles, size)).astype(np.float32)
@@ -577,7 +577,7 @@ def test_long_tones_hold_a_tone_four_times_the_noise_over_most_of_its_tiles():
     but over the noise's level for that mean (3.3 at 1e-9), and the last two tiles often
     under the noise's 1 % level (3.3) but nearer the tone's mean than the noise's:
     without either rule, 60 and 104."""
-    from cvstream.blocks.narrowband import LongTones
+    from cvstream.blocks.long_tones import LongTones
     rng = np.random.default_rng(4)
     tiles, size, tone = 64, 8192, 3000
     hits = others = 0
