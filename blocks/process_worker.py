@@ -30,6 +30,9 @@ ALIGN = 64   # bytes: each array of a result starts on a cache line
 #: come from a heap that keeps its memory, not fresh pages from the kernel each batch
 #: (mmap'd above the threshold, or the heap's top given back past the trim threshold)
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+#: and one BLAS thread (its matrices are 3 x 3): OpenBLAS's pool of one thread a core
+#: costs about 0.2 s of CPU as it starts (where the user set none)
+BLAS_ENV = {"OPENBLAS_NUM_THREADS": "1"}
 
 
 def pack(values, memory: memoryview) -> tuple | None:
@@ -103,7 +106,7 @@ class ProcessWorker:
         self._proc = subprocess.Popen(
             [sys.executable, "-c", f"from cvstream.blocks.process_worker import serve; "
              f"serve({theirs.fileno()})"], pass_fds=(theirs.fileno(), *slots_fds),
-            env=dict(os.environ, **MALLOC_ENV))
+            env={**BLAS_ENV, **os.environ, **MALLOC_ENV})
         theirs.close()
         self._conn = Connection(mine.detach())
         self._sent = self._received = 0
