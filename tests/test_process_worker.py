@@ -84,6 +84,21 @@ def test_a_result_too_big_for_its_slot_is_computed_here(block):
         assert_same(worker.submit(x, True).result(), block.compute(x, True))
 
 
+def test_a_worker_process_runs_one_blas_thread_unless_told_otherwise(block, monkeypatch):
+    """OpenBLAS's pool of a thread a core costs CPU at each start, for 3 x 3 matrices."""
+    def blas_threads(worker) -> str | None:
+        env = open(f"/proc/{worker._proc.pid}/environ", "rb").read().split(b"\0")
+        return next((v.split(b"=", 1)[1].decode() for v in env
+                     if v.startswith(b"OPENBLAS_NUM_THREADS=")), None)
+    x = scenes(1)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    with started(block, x) as worker:
+        assert blas_threads(worker) == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")   # the user's own setting stands
+    with started(block, x) as worker:
+        assert blas_threads(worker) == "2"
+
+
 def test_a_worker_process_that_dies_is_a_one_line_error(block):
     x = scenes(1)
     with started(block, x) as worker:
