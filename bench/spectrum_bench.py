@@ -6,15 +6,16 @@
 1. sigmf_source -> spectrum_segmenter -> sigmf_annotations (graphs/spectrum_sigmf.yml:
    metadata beside the recording, its samples not copied; batches of 64 tiles, the FFTs
    and the model in a worker process), on a synthesized 20 Msps recording, end to end
-   through the runtime, the worker's start included: Msps, and the CPU the graph used
-   (its worker process's too) as cores busy at 20 Msps (the work itself: over 2, no split
-   across threads or processes could reach 20 Msps on two cores); again without its
-   search for weak tones (``weak_tones: false``: what that search costs), without any
-   search for tones in the cells the model leaves (``tones: false``) and with its fine
-   view for narrow signals (``narrow: true``), once writing a copy of the samples with
-   the annotations (``sigmf_sink``, as the graph did before stop 81: 160 MB/s more to
-   write), once with the FFTs and the model on a worker thread (``worker: thread``, as
-   the graph had it before stop 82) and once with the block's defaults (a worker thread,
+   through the runtime, the worker's start included: Msps (and, from a run on the
+   recording's first half, the rate once started and what starting costs), and the CPU the
+   graph used (its worker process's too) as cores busy at 20 Msps (the work itself: over
+   2, no split across threads or processes could reach 20 Msps on two cores); again
+   without its search for weak tones (``weak_tones: false``: what that search costs),
+   without any search for tones in the cells the model leaves (``tones: false``) and with
+   its fine view for narrow signals (``narrow: true``), once writing a copy of the samples
+   with the annotations (``sigmf_sink``, as the graph did before stop 81: 160 MB/s more to
+   write), once with the FFTs and the model on a worker thread (``worker: thread``, as the
+   graph had it before stop 82) and once with the block's defaults (a worker thread,
    batches of 32 tiles). For the first and the worker thread, where the CPU went: the
    block's own thread (the detections), its worker process, its worker thread (which
    serves while the process starts) and the rest; the busier of the first two bounds the
@@ -120,6 +121,25 @@ def run_graph(text: str, threads: dict | None = None) -> tuple[float, float, dic
         threads.update(per_thread.seconds)
         threads["worker process"] = children
     return wall, time.process_time() - cpu0 + children, sched.snapshot()
+
+
+def steady(meta: str, n: int, whole: float) -> None:
+    """The graph of section 1 again on the recording's first half (``head``): its rate once
+    started, from the half that the whole run adds, and what starting and draining cost
+    (the worker process's start, the first batches on its thread, the last ones)."""
+    half = n // 2
+    secs, _, _ = run_graph(f"""
+blocks:
+  rec: {{type: sigmf_source, path: {meta}, chunk: 262144}}
+  first: {{type: head, n: {half}}}
+  det: {{type: spectrum_segmenter, max_batch: 64, worker: process}}
+  out: {{type: sigmf_annotations, recording: {meta}, path: half.sigmf-meta}}
+connections: [rec -> first, first -> det, det.detections -> out]
+""")
+    rate = (n - half) / max(whole - secs, 1e-9)
+    print(f"  on the recording's first half: {secs:.2f} s against {whole:.2f} s for all of it: "
+          f"{rate / 1e6:.1f} Msps once started ({rate / 20e6:.2f}x 20 Msps; one pair of runs, "
+          f"a few % either way), {whole - n / rate:.2f} s to start and drain")
 
 
 class ThreadCpu:
@@ -276,6 +296,8 @@ connections: [rec -> det, {samples}]
               + (" (over the two here: no split of it reaches 20 Msps)" if cores > 2 else ""))
         if threads:
             print_threads(threads, n / 20e6)
+        if det == graph_seg and not extra and sink is annotate:
+            steady(meta, n, secs)
     # label -> (sender command for a port, whether graphs/spectrum_zmq.yml receives)
     senders = {"cvstream": (lambda port: [sys.executable, "-m", "cvstream", "run",
                                           str(sender_graph(tmp, meta, port))], False)}
