@@ -35,7 +35,9 @@ class ComputeWorker:
       called directly, starts none). The block counts the batches computed there as
       ``process_batches``.
 
-    ``submit`` returns a call whose ``result()`` is (compute's result, the rest or None)."""
+    ``submit`` returns a call whose ``result()`` is (compute's result, the rest or None)
+    and whose ``samples`` are the batch's, as long as the block needs them (in the
+    process's slot, or x itself, copied unless the caller owns it)."""
 
     def __init__(self, block, kind: str, max_samples: int, in_flight: int,
                  result_bytes=None, overrides: dict | None = None, views: tuple = ()):
@@ -56,17 +58,22 @@ class ComputeWorker:
             self._process = self._start()
         return self._process
 
-    def submit(self, x: np.ndarray, track_psds: bool):
+    def submit(self, x: np.ndarray, track_psds: bool, own: bool = True):
         """Compute batch ``x`` (``track_psds``: the tracks' PSDs too; always in the process,
-        where the block's thread would take them only after waiting for its result)."""
-        if self._start is None:
-            return self._thread.submit(self._block._infer, x, track_psds)
-        process = self._started()
-        if len(x) <= process.max_samples and process.ready():
+        where the block's thread would take them only after waiting for its result);
+        ``own``: x is the caller's to keep (not a view of a buffer it reuses), so the
+        thread reads it as it is; else the thread reads a copy, the process its slot."""
+        process = self._started() if self._start is not None else None
+        if process is not None and len(x) <= process.max_samples and process.ready():
             self._block.count("process_batches")
             return Pair(process.submit(x, True))
-        # on the thread meanwhile: compute alone, as the process would
-        return self._thread.submit(lambda: (self._block.compute(x, track_psds), None))
+        x = x if own else x.copy()
+        if process is None:
+            call = self._thread.submit(self._block._infer, x, track_psds)
+        else:   # on the thread meanwhile: compute alone, as the process would
+            call = self._thread.submit(lambda: (self._block.compute(x, track_psds), None))
+        call.samples = x
+        return call
 
     def close(self) -> None:
         self._thread.shutdown(wait=True, cancel_futures=True)
@@ -79,6 +86,7 @@ class Pair:
 
     def __init__(self, call):
         self._call = call
+        self.samples = call.samples
 
     def done(self) -> bool:
         return self._call.done()

@@ -135,15 +135,18 @@ class ProcessWorker:
 
     def submit(self, x: np.ndarray, track_psds: bool) -> "Call":
         """Compute ``x`` (at most ``max_samples`` complex64 samples) there; the result of
-        the call ``slots`` before this one must have been taken."""
+        the call ``slots`` before this one must have been taken. The call's ``samples``
+        are x in its slot, as they stay until that call ``slots`` later: x itself may go
+        (a view of a buffer its caller reuses)."""
         slot = self._sent % len(self._inputs)
-        np.ndarray(x.shape, np.complex64, self._inputs[slot].buf)[...] = x
+        samples = np.ndarray(x.shape, np.complex64, self._inputs[slot].buf)
+        samples[...] = x
         try:
             self._conn.send((slot, len(x), track_psds))
         except OSError:
             raise self._ended() from None
         self._sent += 1
-        return Call(self, self._sent - 1, slot, (x, track_psds))
+        return Call(self, self._sent - 1, slot, (samples, track_psds))
 
     def _recv(self) -> tuple:
         try:
@@ -226,10 +229,12 @@ class Slot:
 
 
 class Call:
-    """One submitted batch: ``done()`` and ``result()`` as a concurrent.futures.Future."""
+    """One submitted batch: ``done()`` and ``result()`` as a concurrent.futures.Future;
+    ``samples``: its samples in their slot."""
 
     def __init__(self, worker: ProcessWorker, index: int, slot: int, args: tuple):
         self._worker, self._index, self._slot, self._args = worker, index, slot, args
+        self.samples = args[0]
 
     def done(self) -> bool:
         return self._worker.done(self._index)

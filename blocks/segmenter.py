@@ -350,16 +350,16 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
             self._submit(x, own)
 
     def _submit(self, x: np.ndarray, own: bool = True) -> None:
-        """The batch's FFTs and model on the worker thread, and the detections of the
-        batches before the last IN_FLIGHT here; ``own``: x is not a view of the input,
-        which the runtime reuses (the worker reads it after this call; the fine PSDs of the
-        tiles that turn out to hold a signal, later still)."""
-        x = x if own else x.copy()
+        """The batch's FFTs and model on the worker, and the detections of the batches
+        before the last IN_FLIGHT here; ``own``: x is not a view of the input, which the
+        runtime reuses (the worker reads it after this call, and the detections later
+        still: a copy of it, or the copy in the worker process's slot)."""
         # the tracks' PSDs go to whichever thread waits on the other: to the worker where
         # it finished its batches before this thread came with the next (the same numbers
         # either way: each tile's PSD is its own FFTs)
         idle = bool(self._pending) and self._pending[-1][0].done()
-        self._pending.append((self._pool.submit(x, idle), x))
+        call = self._pool.submit(x, idle, own)
+        self._pending.append((call, call.samples))
         self._collect(IN_FLIGHT)
 
     def _update_radio(self) -> None:
