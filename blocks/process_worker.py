@@ -136,8 +136,8 @@ class ProcessWorker:
     def submit(self, x: np.ndarray, track_psds: bool) -> "Call":
         """Compute ``x`` (at most ``max_samples`` complex64 samples) there; the result of
         the call ``slots`` before this one must have been taken. The call's ``samples``
-        are x in its slot, as they stay until that call ``slots`` later: x itself may go
-        (a view of a buffer its caller reuses)."""
+        are x as copied into its slot, where they stay until the call ``slots`` later
+        rewrites it (x itself may be a view of a buffer its caller reuses)."""
         slot = self._sent % len(self._inputs)
         samples = np.ndarray(x.shape, np.complex64, self._inputs[slot].buf)
         samples[...] = x
