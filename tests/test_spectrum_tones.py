@@ -537,6 +537,37 @@ def test_long_tones_keeps_lines_and_drops_humps_images_and_noise():
     assert len(finder.outside(found[-1], masks).tile) == len(got[6000]) // 4
 
 
+def test_long_tones_carry_their_looks_from_call_to_call():
+    """The looks' sums carry over from call to call: tiles in calls of 4, 12, 4, 8 and 4
+    (the segmenter's calls are whole groups of 8) give the same lines, tile for tile, as
+    calls of 8 (a line 6 over the noise, one of 3 from tile 12 on); calls of 3, 5, 7, 1,
+    9, 6 and 1 give those of them whose tile is in the call that makes the look."""
+    from cvstream.blocks.long_tones import LongTones
+    rng = np.random.default_rng(7)
+    size, tiles = 8192, 32
+    psd = rng.exponential(size=(tiles, size)).astype(np.float32)
+    psd[:, 1500] += 6.0
+    psd[12:, 5200] += 3.0
+
+    def lines(sizes):
+        finder, first, out = LongTones(fft=256), 0, {}
+        for n in sizes:
+            found = finder.find(psd[first:first + n])
+            for t, c, f_low, snr in zip(found.tile, found.centre, found.f_low, found.snr_db):
+                out[first + int(t), int(c)] = (f_low, snr)
+            first += n
+        return out
+
+    whole = lines([8] * 4)
+    assert {c for _, c in whole} == {1500, 5200}
+    for sizes in ([4, 12, 4, 8, 4], [3, 5, 7, 1, 9, 6, 1]):
+        pieces = lines(sizes)
+        assert set(pieces) <= set(whole) and len(pieces) > len(whole) // 2
+        assert (len(pieces) == len(whole)) == (sizes[0] == 4)
+        for key, (f_low, snr) in pieces.items():
+            assert f_low == pytest.approx(whole[key][0]) and snr == pytest.approx(whole[key][1])
+
+
 def test_long_tones_search_only_where_the_model_leaves_room():
     """``LongTones.find`` given the model's cells searches only the bins where ``outside``
     may keep a tone, and finds what ``outside`` keeps of the search of every bin, to the
