@@ -35,9 +35,9 @@ class ComputeWorker:
       called directly, starts none). The block counts the batches computed there as
       ``process_batches``.
 
-    ``submit`` returns a call whose ``result()`` is (compute's result, the rest or None)
-    and whose ``samples`` are the batch's, as long as the block needs them (in the
-    process's slot, or x itself, copied unless the caller owns it)."""
+    ``submit`` returns a call whose ``result()`` is (compute's result, the rest or None),
+    and the batch's samples as long as the block needs them (in the process's slot, or x
+    itself, copied unless the caller owns it)."""
 
     def __init__(self, block, kind: str, max_samples: int, in_flight: int,
                  result_bytes=None, overrides: dict | None = None, views: tuple = ()):
@@ -66,14 +66,13 @@ class ComputeWorker:
         process = self._started() if self._start is not None else None
         if process is not None and len(x) <= process.max_samples and process.ready():
             self._block.count("process_batches")
-            return Pair(process.submit(x, True))
+            call = process.submit(x, True)
+            return Pair(call), call.samples
         x = x if own else x.copy()
         if process is None:
-            call = self._thread.submit(self._block._infer, x, track_psds)
-        else:   # on the thread meanwhile: compute alone, as the process would
-            call = self._thread.submit(lambda: (self._block.compute(x, track_psds), None))
-        call.samples = x
-        return call
+            return self._thread.submit(self._block._infer, x, track_psds), x
+        # on the thread meanwhile: compute alone, as the process would
+        return self._thread.submit(lambda: (self._block.compute(x, track_psds), None)), x
 
     def close(self) -> None:
         self._thread.shutdown(wait=True, cancel_futures=True)
@@ -86,7 +85,6 @@ class Pair:
 
     def __init__(self, call):
         self._call = call
-        self.samples = call.samples
 
     def done(self) -> bool:
         return self._call.done()

@@ -76,17 +76,22 @@ def power_rows(x: np.ndarray, window: np.ndarray) -> np.ndarray:
     n = len(window)
     if pyfftw is None:
         spec = scipy.fft.fft(x.reshape(-1, n) * window, axis=1, overwrite_x=True)
-        return _squared(spec)
+        return squared(spec, in_place=True)
     power = np.empty((x.size // n, n), np.float32)
     for a, rows in _chunks(x, n):
         plan = _plan(len(rows), n, scratch=True)
         np.multiply(rows, window, out=plan.input_array)
-        _squared(plan(), power[a:a + len(rows)])
+        squared(plan(), power[a:a + len(rows)], in_place=True)
     return power
 
 
-def _squared(spec: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """|spec|^2 (into ``out`` where given), squaring spec's (real, imag) pairs in place."""
+def squared(spec: np.ndarray, out: np.ndarray | None = None, in_place: bool = False
+            ) -> np.ndarray:
+    """|spec|^2 of a complex array whose last axis is contiguous (into ``out`` where given),
+    from its (real, imag) pairs: squared in place where ``in_place`` (spec is spent)."""
     pairs = spec.view(spec.real.dtype)
-    pairs *= pairs
-    return np.add(pairs[:, 0::2], pairs[:, 1::2], out=out)
+    if in_place:
+        pairs *= pairs
+    else:
+        pairs = pairs * pairs
+    return np.add(pairs[..., 0::2], pairs[..., 1::2], out=out)

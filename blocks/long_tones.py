@@ -26,7 +26,7 @@ RECENT_PFA = 1e-2
 #: offsets of the SPAN bins about a bin (its contrast's), and of its flanks below and above
 OFFSETS = np.arange(-(SPAN // 2), SPAN // 2 + 1)
 FLANKS = np.concatenate([np.arange(-FLANK[1], -FLANK[0] + 1), np.arange(FLANK[0], FLANK[1] + 1)])
-ROUGH_FLANKS = FLANKS[[0, 5, 6, 11]]   # the first and last bin of each
+ROUGH_FLANKS = FLANKS.reshape(2, -1)[:, [0, -1]].ravel()   # the first and last bin of each
 MIRROR = np.array([-1, 0, 1])   # an IQ image's bins, about the mirror of a bin
 PAD = SPAN // 2
 

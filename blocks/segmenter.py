@@ -358,8 +358,7 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
         # it finished its batches before this thread came with the next (the same numbers
         # either way: each tile's PSD is its own FFTs)
         idle = bool(self._pending) and self._pending[-1][0].done()
-        call = self._pool.submit(x, idle, own)
-        self._pending.append((call, call.samples))
+        self._pending.append(self._pool.submit(x, idle, own))
         self._collect(IN_FLIGHT)
 
     def _update_radio(self) -> None:

@@ -7,26 +7,19 @@ import functools
 
 import numpy as np
 
-from .fft_rows import fft_rows, power_rows
+from .fft_rows import fft_rows, power_rows, squared
 
 FLOOR_QUANTILE = 0.2
 #: white-noise periodogram cells are exponential: their q-quantile is -ln(1 - q) x the mean
 FLOOR_RATIO = float(-np.log(1 - FLOOR_QUANTILE))
 
 
-def cell_power(tiles: np.ndarray) -> np.ndarray:
-    """|tiles|^2 (float32), cell by cell."""
-    pairs = tiles.view(np.float32)
-    pairs = pairs * pairs
-    return pairs[..., 0::2] + pairs[..., 1::2]
-
-
 def noise_floor(tiles: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
     """The noise power per cell of each (frames, fft) tile, from the 20th percentile of the
     cell powers, which stays on the noise even when signals fill most of the band (a median
     would not above 50 %); taken over every other frame: half the work, the same estimate.
-    ``cells``: the tiles' ``cell_power``, where at hand."""
-    sample = cell_power(tiles[:, ::2]) if cells is None else cells[:, ::2]
+    ``cells``: the tiles' cell powers (``squared``), where at hand."""
+    sample = squared(tiles[:, ::2]) if cells is None else cells[:, ::2]
     sample = sample.reshape(len(sample), -1)
     k = int(FLOOR_QUANTILE * sample.shape[1])
     return np.partition(sample, k, axis=1)[:, k] / FLOOR_RATIO + 1e-20
@@ -38,9 +31,9 @@ def noise_floor_per_bin(tiles: np.ndarray, rise_db: float = 3.0, rounds: int = 4
     bow across the band (a receiver's filters, a tilted front end): per bin the 20th
     percentile of the tile's frames (every other one), then a quadratic in dB across the
     band fitted to those levels, refitted without the bins standing ``rise_db`` above it
-    (signals), ``rounds`` times. (tiles, fft). ``cells``: the tiles' ``cell_power``, where
-    at hand."""
-    sample = cell_power(tiles[:, ::2]) if cells is None else cells[:, ::2]
+    (signals), ``rounds`` times. (tiles, fft). ``cells``: the tiles' cell powers
+    (``squared``), where at hand."""
+    sample = squared(tiles[:, ::2]) if cells is None else cells[:, ::2]
     k = int(FLOOR_QUANTILE * sample.shape[1])
     # (each bin's frames made contiguous first: sorting them so beats partitioning a
     # strided axis, for the same order statistic)
@@ -106,7 +99,7 @@ class TileSpectra:
         (``noise_floor_per_bin``; None where neither the model nor the energy test needs
         it)."""
         tiles = fft_rows(x, self.window).reshape(-1, self.frames, self.fft)
-        cells = cell_power(tiles)
+        cells = squared(tiles)
         floor = noise_floor(tiles, cells)
         power = cells.sum(axis=1)
         power /= self.frames * floor[:, None]
