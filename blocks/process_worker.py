@@ -247,7 +247,8 @@ def serve(fd: int) -> None:
     """The worker process, on its end of the socket pair: the block's class and
     parameters and the slots ((open file, size) each) first; the block started, then each
     (slot, samples, track_psds) request answered with ("ok", layout), ("too_big",) or
-    ("error", text), until None or the parent's end closes."""
+    ("error", text), until None or the parent's end closes; then the block stopped, it
+    exits at once."""
     conn = Connection(fd)
     block_class, params, inputs, outputs = conn.recv()
     try:
@@ -275,6 +276,11 @@ def serve(fd: int) -> None:
             conn.send(("error", f"{type(exc).__name__}: {exc} ({where.filename}:"
                                 f"{where.lineno})"))
     block.stop()
+    # out without the interpreter's teardown (its modules' finalizers: ~50 ms that the
+    # graph's end would wait for): nothing is left to write but what print buffered
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _attach(slots: list[tuple[int, int]]) -> list[memoryview]:

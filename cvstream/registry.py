@@ -1,8 +1,8 @@
 """Block registry: the YAML type name is the name a block class registers under.
 
-Built-in blocks register when ``cvstream.blocks`` is imported; third-party packages add
-blocks through the ``cvstream.blocks`` entry point group (each entry point names a module
-or a Block class).
+Built-in blocks register when their modules load (``cvstream.blocks.block_classes``, which
+the registry calls before it looks a type up); third-party packages add blocks through the
+``cvstream.blocks`` entry point group (each entry point names a module or a Block class).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    import_module("cvstream.blocks")
+    import_module("cvstream.blocks").block_classes()
     for ep in entry_points(group="cvstream.blocks"):
         ep.load()
 

@@ -117,3 +117,27 @@ def test_the_source_tree_imports_blocks_and_models_like_an_install():
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == [str(root / "cvstream" / "__init__.py"), "cvstream.blocks.fft"]
+
+
+def test_one_block_module_imports_without_the_others():
+    """cvstream.blocks loads its modules when asked: the segmenter's module (what its
+    worker process imports) brings neither ZeroMQ nor the audio and radar blocks; a class
+    by name, ``__all__`` and the registry load them all."""
+    import subprocess
+    import sys
+    code = ("import sys; import cvstream.blocks.segmenter; "
+            "print(sorted(m for m in ('zmq', 'soundfile', 'cvstream.blocks.aec', "
+            "'cvstream.blocks.radar_imaging', 'cvstream.blocks.zmq_io') if m in sys.modules)); "
+            "from cvstream.blocks import ZmqSource; import cvstream.blocks as b; "
+            "print('cvstream.blocks.aec' in sys.modules, ZmqSource.type_name, "
+            "'SpectrumSegmenter' in b.__all__, 'FFT' in dir(b))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split("\n")[:2] == ["[]", "True zmq_source True True"]
+    from cvstream.registry import block_types
+    import cvstream.blocks as blocks
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchBlock'"):
+        blocks.NoSuchBlock
+    assert {cls.type_name for cls in blocks.block_classes().values()} <= set(block_types())
+    assert len(blocks.__all__) == len(blocks.block_classes()) >= 40
