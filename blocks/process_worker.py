@@ -100,13 +100,17 @@ class ProcessWorker:
         self._outputs = [Slot(result_bytes) for _ in range(slots)]
         # a fresh interpreter on a socket pair, not multiprocessing's spawn: that would
         # import the host's __main__ again (a script without a main guard runs twice); the
-        # slots go to it as open files, so it needs no names (nor a resource tracker)
+        # slots go to it as open files, so it needs no names (nor a resource tracker). In
+        # a session of its own, deaf to SIGINT: a terminal's Ctrl-C (sent to the whole
+        # foreground group) or a stray signal reaches the graph, which drains through it
+        # and then closes it; it ends when its socket does (the graph gone however it went)
         mine, theirs = socket.socketpair()
         slots_fds = [m.fd for m in self._inputs + self._outputs]
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", f"from cvstream.blocks.process_worker import serve; "
+            [sys.executable, "-c", f"import signal; signal.signal(signal.SIGINT, "
+             f"signal.SIG_IGN); from cvstream.blocks.process_worker import serve; "
              f"serve({theirs.fileno()})"], pass_fds=(theirs.fileno(), *slots_fds),
-            env={**BLAS_ENV, **os.environ, **MALLOC_ENV})
+            env={**BLAS_ENV, **os.environ, **MALLOC_ENV}, start_new_session=True)
         theirs.close()
         self._conn = Connection(mine.detach())
         self._sent = self._received = 0

@@ -166,3 +166,56 @@ def test_a_worker_process_where_there_is_no_memfd_is_a_parameter_error(monkeypat
         SpectrumSegmenter(worker="process")
     assert err.value.field == "worker"
     SpectrumSegmenter(worker="thread")   # the thread needs nothing
+
+
+def test_ctrl_c_reaches_the_graph_not_its_worker_process(graph_file, tmp_path):
+    """A terminal's Ctrl-C goes to its whole foreground process group. The worker process
+    is in a session of its own (and ignores SIGINT): the graph drains through it and
+    closes it, with no traceback from it and no 'worker process ended' error, and it does
+    not outlive the graph. The graph runs in a session of its own here, as a job would in
+    a terminal, and SIGINT goes to its group."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    from conftest import cvstream_cmd
+    out, stats = tmp_path / "d.jsonl", tmp_path / "s.json"
+    path = graph_file(f"""
+    blocks:
+      sky: {{type: spectrum_synth_source, rate: 4e6, scenes: 1000, seed: 3}}
+      pace: {{type: throttle, rate: 4e6}}
+      det: {{type: spectrum_segmenter, worker: process, max_batch: 8}}
+      out: {{type: message_sink, path: {out}}}
+    connections: [sky -> pace, pace -> det, det.detections -> out]
+    """)
+    proc = subprocess.Popen(cvstream_cmd("run", str(path), "--stats-json", str(stats)),
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    workers = []
+    try:
+        deadline = time.monotonic() + START
+        while not workers and time.monotonic() < deadline:
+            time.sleep(0.05)
+            # the children of any of its threads (the block's thread starts the worker)
+            for task in Path(f"/proc/{proc.pid}/task").glob("*/children"):
+                with contextlib.suppress(OSError):
+                    workers += [int(pid) for pid in task.read_text().split() if
+                                "process_worker" in Path(f"/proc/{pid}/cmdline").read_text()]
+        assert workers, "the segmenter started no worker process"
+        time.sleep(1.5)   # on its way: importing, or serving batches
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+    err = proc.stderr.read()
+    assert "draining" in err and "Traceback" not in err and "worker process" not in err, err
+    counters = json.loads(stats.read_text())["blocks"]["det"]["counters"]
+    lines = out.read_text().splitlines()
+    assert counters.get("process_batches", 0) + len(lines) > 0
+    assert all(json.loads(line)["label"] for line in lines)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{workers[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{workers[0]}").exists(), "the worker outlived the graph"
