@@ -21,6 +21,17 @@ def test_espeak_speech_is_16k_and_voiced():
     assert np.max(np.abs(x)) == pytest.approx(0.5, abs=1e-3)
 
 
+def test_speech_synthesizers_run_in_a_session_of_their_own():
+    """espeak-ng and flite run outside the graph's process group: a terminal's Ctrl-C
+    (sent to its whole foreground group) drains the graph instead of killing the
+    synthesizer under aec_scene_source, which then failed with CalledProcessError."""
+    import sys
+    from cvstream.models.aec.speech import _run
+    out = _run([sys.executable, "-c", "import os; print(os.getsid(0), os.getpgid(0))"])
+    sid, group = (int(v) for v in out.stdout.split())
+    assert sid != os.getsid(0) and group != os.getpgid(0)
+
+
 needs_flite = pytest.mark.skipif(not flite_available() and os.environ.get("CI") != "true",
                                  reason="flite not installed")
 

@@ -68,7 +68,7 @@ def _espeak(text: str, talker: dict) -> bytes:
         raise CvstreamError("espeak-ng is not installed (apt-get install espeak-ng)")
     cmd = ["espeak-ng", "--stdout", "-v", f"{talker['language']}+{talker['variant']}",
            "-p", str(talker["pitch"]), "-s", str(talker["speed"]), text]
-    return subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout
+    return _run(cmd).stdout
 
 
 def _flite(text: str, talker: dict) -> bytes:
@@ -76,11 +76,18 @@ def _flite(text: str, talker: dict) -> bytes:
         raise CvstreamError("flite is not installed (apt-get install flite)")
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/say.wav"
-        subprocess.run(["flite", "-voice", talker["voice"], "--setf",
-                        f"duration_stretch={talker['stretch']}", "-t", text, "-o", path],
-                       capture_output=True, check=True, timeout=60)
+        _run(["flite", "-voice", talker["voice"], "--setf",
+              f"duration_stretch={talker['stretch']}", "-t", text, "-o", path])
         with open(path, "rb") as f:
             return f.read()
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    """A speech synthesizer's run, in a session of its own: a terminal's Ctrl-C (sent to
+    its whole foreground group) reaches the graph, which drains, and not the synthesizer,
+    whose death would fail the scene's source instead."""
+    return subprocess.run(cmd, capture_output=True, check=True, timeout=60,
+                          start_new_session=True)
 
 
 def talk(rng: np.random.Generator, talker: dict, seconds: float) -> np.ndarray:
