@@ -251,8 +251,8 @@ def serve(fd: int) -> None:
     """The worker process, on its end of the socket pair: the block's class and
     parameters and the slots ((open file, size) each) first; the block started, then each
     (slot, samples, track_psds) request answered with ("ok", layout), ("too_big",) or
-    ("error", text), until None or the parent's end closes; then the block stopped, it
-    exits at once."""
+    ("error", text), until None or the parent's end closes (also while it computes: the
+    answer finds no one); then the block stopped, it exits at once."""
     conn = Connection(fd)
     block_class, params, inputs, outputs = conn.recv()
     try:
@@ -274,11 +274,15 @@ def serve(fd: int) -> None:
         try:
             x = np.ndarray((n,), np.complex64, ins[slot])   # not rewritten till answered
             layout = pack(block.compute(x, track_psds), outs[slot])
-            conn.send(("ok", layout) if layout is not None else ("too_big",))
+            answer = ("ok", layout) if layout is not None else ("too_big",)
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
             where = traceback.extract_tb(exc.__traceback__)[-1]
-            conn.send(("error", f"{type(exc).__name__}: {exc} ({where.filename}:"
-                                f"{where.lineno})"))
+            answer = ("error", f"{type(exc).__name__}: {exc} ({where.filename}:"
+                               f"{where.lineno})")
+        try:
+            conn.send(answer)
+        except OSError:   # the parent is gone (killed mid-batch): nobody to tell
+            break
     block.stop()
     # out without the interpreter's teardown (its modules' finalizers: ~50 ms that the
     # graph's end would wait for): nothing is left to write but what print buffered

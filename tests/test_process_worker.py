@@ -219,3 +219,23 @@ def test_ctrl_c_reaches_the_graph_not_its_worker_process(graph_file, tmp_path):
     while Path(f"/proc/{workers[0]}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{workers[0]}").exists(), "the worker outlived the graph"
+
+
+def test_a_worker_whose_graph_dies_mid_batch_ends_quietly():
+    """The graph's process killed while its worker computes a batch (an OOM kill, a
+    crash): the worker finds no one to answer, stops and exits, without a traceback on
+    the terminal they shared (stderr is inherited). Reading the child's stderr to its end
+    waits for the worker too, which holds it open until it exits."""
+    import subprocess
+    import sys
+    code = ("import os, numpy as np\n"
+            "from cvstream.blocks.segmenter import SpectrumSegmenter\n"
+            "from cvstream.blocks.process_worker import ProcessWorker\n"
+            "seg = SpectrumSegmenter(rate=20e6, max_batch=8)\n"
+            "worker = ProcessWorker(seg, 16 * 8192, 16 << 20, 2)\n"
+            f"assert worker.ready({START})\n"
+            "worker.submit(np.ones(16 * 8192, np.complex64), True)\n"
+            "os._exit(0)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=2 * START)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
