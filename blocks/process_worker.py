@@ -101,15 +101,16 @@ class ProcessWorker:
         # a fresh interpreter on a socket pair, not multiprocessing's spawn: that would
         # import the host's __main__ again (a script without a main guard runs twice); the
         # slots go to it as open files, so it needs no names (nor a resource tracker). In
-        # a session of its own, deaf to SIGINT: a terminal's Ctrl-C (sent to the whole
-        # foreground group) or a stray signal reaches the graph, which drains through it
-        # and then closes it; it ends when its socket does (the graph gone however it went)
+        # a session of its own, deaf to SIGINT and SIGTERM: a terminal's Ctrl-C (sent to
+        # the whole foreground group) or a service manager's stop (SIGTERM to every
+        # process of the service) reaches the graph, which drains through it and then
+        # closes it; it ends when its socket does (the graph gone however it went)
         mine, theirs = socket.socketpair()
         slots_fds = [m.fd for m in self._inputs + self._outputs]
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", f"import signal; signal.signal(signal.SIGINT, "
-             f"signal.SIG_IGN); from cvstream.blocks.process_worker import serve; "
-             f"serve({theirs.fileno()})"], pass_fds=(theirs.fileno(), *slots_fds),
+            [sys.executable, "-c", "import signal; [signal.signal(s, signal.SIG_IGN) for s in "
+             "(signal.SIGINT, signal.SIGTERM)]; from cvstream.blocks.process_worker import "
+             f"serve; serve({theirs.fileno()})"], pass_fds=(theirs.fileno(), *slots_fds),
             env={**BLAS_ENV, **os.environ, **MALLOC_ENV}, start_new_session=True)
         theirs.close()
         self._conn = Connection(mine.detach())

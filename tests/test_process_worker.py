@@ -168,12 +168,14 @@ def test_a_worker_process_where_there_is_no_memfd_is_a_parameter_error(monkeypat
     SpectrumSegmenter(worker="thread")   # the thread needs nothing
 
 
-def test_ctrl_c_reaches_the_graph_not_its_worker_process(graph_file, tmp_path):
-    """A terminal's Ctrl-C goes to its whole foreground process group. The worker process
-    is in a session of its own (and ignores SIGINT): the graph drains through it and
-    closes it, with no traceback from it and no 'worker process ended' error, and it does
-    not outlive the graph. The graph runs in a session of its own here, as a job would in
-    a terminal, and SIGINT goes to its group."""
+@pytest.mark.parametrize("stop", ["ctrl_c", "service_stop"])
+def test_a_stop_signal_reaches_the_graph_not_its_worker_process(graph_file, tmp_path, stop):
+    """A terminal's Ctrl-C goes to its whole foreground process group (``ctrl_c``: SIGINT
+    to the graph's group; the graph runs in a session of its own here, as a job would in a
+    terminal); a service manager's stop sends SIGTERM to every process of the service
+    (``service_stop``: to the graph and to its worker). The worker is in a session of its
+    own and ignores both: the graph drains through it and closes it, with no traceback
+    from it and no 'worker process ended' error, and it does not outlive the graph."""
     import json
     import os
     import signal
@@ -205,7 +207,11 @@ def test_ctrl_c_reaches_the_graph_not_its_worker_process(graph_file, tmp_path):
                                 "process_worker" in Path(f"/proc/{pid}/cmdline").read_text()]
         assert workers, "the segmenter started no worker process"
         time.sleep(1.5)   # on its way: importing, or serving batches
-        os.killpg(proc.pid, signal.SIGINT)
+        if stop == "ctrl_c":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            for pid in (proc.pid, *workers):
+                os.kill(pid, signal.SIGTERM)
         assert proc.wait(60) == 0
     finally:
         proc.kill()
