@@ -2,8 +2,6 @@
 boxes, and a detection table on the terminal."""
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import scipy.fft
 
@@ -11,6 +9,7 @@ from cvstream import In, MsgIn, Param, Sink, register
 from cvstream.errors import CvstreamError
 from cvstream.params import OUTPUT_FILE
 
+from .stdout_lines import StdoutLines
 from .tracks import RadioContext
 
 
@@ -134,20 +133,19 @@ class DetectionTable(Sink):
 
     def stop(self):
         dets = sorted(getattr(self, "_dets", []), key=lambda m: m["sample_start"])
-        out = sys.stdout
         labels: dict[str, int] = {}
         for m in dets:
             labels[m.get("label", "?")] = labels.get(m.get("label", "?"), 0) + 1
-        print(f"{len(dets)} detections: " + ", ".join(f"{k} {v}" for k, v in
-                                                      sorted(labels.items())), file=out)
+        lines = [f"{len(dets)} detections: " + ", ".join(f"{k} {v}" for k, v in
+                                                        sorted(labels.items()))]
         if dets and self.rows:
-            print(f"{'start':>10} {'samples':>9} {'centre MHz':>11} {'width kHz':>10} "
-                  f"{'label':<8} {'conf':>5} {'SNR dB':>7}", file=out)
+            lines.append(f"{'start':>10} {'samples':>9} {'centre MHz':>11} {'width kHz':>10} "
+                         f"{'label':<8} {'conf':>5} {'SNR dB':>7}")
             for m in dets[:self.rows]:
-                print(f"{m['sample_start']:>10} {m['sample_count']:>9} "
-                      f"{m.get('center_freq', 0) / 1e6:>11.3f} "
-                      f"{m.get('bandwidth', 0) / 1e3:>10.1f} {m.get('label', ''):<8} "
-                      f"{m.get('confidence', 0):>5.2f} {m.get('snr_db', 0):>7.1f}", file=out)
+                lines.append(f"{m['sample_start']:>10} {m['sample_count']:>9} "
+                             f"{m.get('center_freq', 0) / 1e6:>11.3f} "
+                             f"{m.get('bandwidth', 0) / 1e3:>10.1f} {m.get('label', ''):<8} "
+                             f"{m.get('confidence', 0):>5.2f} {m.get('snr_db', 0):>7.1f}")
             if len(dets) > self.rows:
-                print(f"... and {len(dets) - self.rows} more", file=out)
-        out.flush()
+                lines.append(f"... and {len(dets) - self.rows} more")
+        StdoutLines(self).write(lines)

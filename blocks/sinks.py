@@ -1,10 +1,10 @@
 """Simple sinks: null_sink (discard) and message_sink (JSON lines)."""
 from __future__ import annotations
 
-import sys
-
 from cvstream import In, MsgIn, Param, Sink, register
 from cvstream.messages import dumps
+
+from .stdout_lines import StdoutLines
 
 
 @register("null_sink")
@@ -22,7 +22,8 @@ class NullSink(Sink):
 
 @register("message_sink")
 class MessageSink(Sink):
-    """Write each message as one JSON line to a file (or ``-`` for standard output).
+    """Write each message as one JSON line to a file (or ``-`` for standard output; where
+    its reader ends, as ``| head`` does, the rest are counted as ``unwritten_lines``).
 
     Any message is written: keys that are not strings (PMT dicts allow any key) become their
     JSON text, arrays lists, complex numbers ``[re, im]``, NaN and infinities strings.
@@ -42,13 +43,17 @@ class MessageSink(Sink):
         return [("path", msg)] if msg else []
 
     def start(self):
-        self._fh = sys.stdout if self.path == "-" else open(self.path, "w", encoding="utf-8")
+        self._stdout = StdoutLines(self) if self.path == "-" else None
+        self._fh = None if self._stdout else open(self.path, "w", encoding="utf-8")
 
     def on_message(self, port, msg):
+        if self._stdout is not None:
+            self._stdout.write([dumps(msg)])
+            return
         self._fh.write(dumps(msg) + "\n")
         self._fh.flush()
 
     def stop(self):
         fh = getattr(self, "_fh", None)
-        if fh is not None and fh is not sys.stdout:
+        if fh is not None:
             fh.close()

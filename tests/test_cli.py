@@ -331,3 +331,30 @@ def test_user_blocks_from_a_file_or_module(graph_file, tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip() == ("cannot import 'no_such_mod': "
                                   "ModuleNotFoundError: No module named 'no_such_mod'")
+
+
+def test_a_reader_that_ends_early_ends_the_writing_not_the_graph(graph_file, tmp_path):
+    """``cvstream run graph.yml | head -1``: once standard output's reader has gone, a sink
+    writing there counts its later lines (``unwritten_lines``) after one line on stderr,
+    and the graph runs to its end and exits 0 (no BrokenPipeError from the sink or from
+    Python's flush at exit)."""
+    stats = tmp_path / "s.json"
+    path = graph_file("""
+    blocks:
+      sky: {type: spectrum_synth_source, rate: 2e6, scenes: 60, seed: 2}
+      pace: {type: throttle, rate: 4e6}
+      drop: {type: null_sink}
+      out: {type: message_sink}
+    connections: [sky -> pace, pace -> drop, sky.truth -> out]
+    """)
+    proc = subprocess.Popen(cvstream_cmd("run", str(path), "--stats-json", str(stats)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = json.loads(proc.stdout.readline())   # a detection's truth, then no more
+    proc.stdout.close()
+    assert proc.wait(120) == 0
+    err = proc.stderr.read().strip().splitlines()
+    assert first["sample_count"] > 0
+    assert len(err) == 1 and "out: standard output closed" in err[0], err
+    report = json.loads(stats.read_text())["blocks"]
+    assert report["out"]["counters"]["unwritten_lines"] > 0
+    assert report["drop"]["items_in"] == report["sky"]["items_out"] > 0
