@@ -125,8 +125,14 @@ def load_graph_text(text: str, source: str = "<graph>",
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         raise GraphError(f"YAML syntax error: {exc.problem or exc}", source, line) from None
+    except yaml.reader.ReaderError as exc:   # a character YAML does not allow (NUL...)
+        line = text.count("\n", 0, exc.position) + 1
+        what = f"#x{exc.character:04x}" if exc.encoding == "unicode" else \
+            f"byte #x{exc.character:02x}"
+        raise GraphError(f"YAML error: character {what} is not allowed ({exc.reason}); a "
+                         "flow graph is a YAML text file", source, line) from None
     except yaml.YAMLError as exc:
-        raise GraphError(f"YAML error: {exc}", source) from None
+        raise GraphError("YAML error: " + " ".join(str(exc).split()), source) from None
     if root is None:
         raise GraphError("the flow graph is empty", source)
     _check_size(root, source)

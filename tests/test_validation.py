@@ -194,6 +194,18 @@ def test_a_binary_graph_file_is_one_line(tmp_path):
                                  "YAML text file"
 
 
+def test_a_graph_file_with_a_control_character_is_one_line(tmp_path):
+    """UTF-8 text that YAML does not allow (a NUL from a corrupted copy): one line with the
+    file, the line and the character (PyYAML's own message spans two)."""
+    path = tmp_path / "graph.yml"
+    path.write_bytes(b"blocks:\n  src: {type: signal_source}\x00\n")
+    res = run_cli("validate", str(path))
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"{path}:2: YAML error: character #x0000 is not allowed " \
+                                 "(special characters are not allowed); a flow graph is a " \
+                                 "YAML text file"
+
+
 def test_a_yaml_alias_bomb_is_refused_quickly_without_echo(tmp_path):
     lines = ["variables:", '  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for k in range(1, 10):
