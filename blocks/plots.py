@@ -21,13 +21,20 @@ def need_matplotlib(block_type: str) -> None:
                             "pip install 'cvstream[plots]'")
 
 
+#: ``png_sink``: boxes a port draws at most (a 10 x 6 inch picture shows no more apart)
+MAX_BOXES = 1000
+
+
 @register("png_sink")
 class PngSink(Sink):
     """Draw the stream's spectrogram (dB) with detection boxes and labels into a PNG.
 
     Rows are averaged spectra of ``fft`` points; when more than ``max_rows`` arrive, pairs
     of rows are merged, so memory stays bounded on long streams. Boxes come from the
-    ``detections`` port (solid, labelled) and ``truth`` port (dashed). Written at the end.
+    ``detections`` port (solid, labelled) and ``truth`` port (dashed), at most MAX_BOXES a
+    port: past that every other one kept goes, and one in two (four, ...) of those that
+    come is kept, so an endless stream's picture spans all of it and is drawn in seconds
+    (the others counted as ``boxes_not_drawn``). Written at the end.
     Ports: in (complex64), detections (message, optional), truth (message, optional).
     Latency: the picture is drawn at end of stream.
     Example: ``pic: {type: png_sink, path: spectrum.png, fft: 512}``
@@ -52,6 +59,8 @@ class PngSink(Sink):
         self._acc, self._acc_n = np.zeros(self.fft), 0
         self._tail = np.zeros(0, np.complex64)
         self._boxes = {"detections": [], "truth": []}
+        self._box_stride = {"detections": 1, "truth": 1}   # keep one box in this many
+        self._box_seen = {"detections": 0, "truth": 0}
         self._radio = RadioContext(self.rate, self.freq)
         self._win = np.hanning(self.fft).astype(np.float32)
 
@@ -78,7 +87,16 @@ class PngSink(Sink):
             self._per_row *= 2
 
     def on_message(self, port, msg):
-        self._boxes[port].append(msg)
+        seen, self._box_seen[port] = self._box_seen[port], self._box_seen[port] + 1
+        if seen % self._box_stride[port]:
+            self.count("boxes_not_drawn")
+            return
+        boxes = self._boxes[port]
+        boxes.append(msg)
+        if len(boxes) > MAX_BOXES:
+            self._boxes[port] = boxes[::2]
+            self._box_stride[port] *= 2
+            self.count("boxes_not_drawn", len(boxes) - len(self._boxes[port]))
 
     def stop(self):
         if not getattr(self, "_rows", None):

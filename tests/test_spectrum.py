@@ -466,3 +466,26 @@ def test_eval_variant_rows_run_the_block_with_their_parameters():
 def test_narrow_view_needs_the_refine_samples():
     with pytest.raises(ParamError, match="refine"):
         SpectrumSegmenter(narrow=True, refine=0)
+
+
+def test_png_sink_draws_a_bounded_number_of_boxes_over_the_whole_stream(tmp_path):
+    """An endless stream's detections: at most MAX_BOXES a port are kept, thinned evenly
+    over the whole stream (the first and the late ones both), the rest counted as
+    boxes_not_drawn, so the picture at the end is drawn from a bounded list."""
+    from cvstream.blocks.plots import MAX_BOXES, PngSink
+    sink = PngSink(path=str(tmp_path / "p.png"), fft=64, rate=1e6)
+    sink.start()
+    sink.work(np.ones(64 * 40, np.complex64))
+    n = 5 * MAX_BOXES + 7
+    for k in range(n):
+        sink.on_message("detections", {"sample_start": 64 * k, "sample_count": 64,
+                                       "freq_lower_edge": -1e5, "freq_upper_edge": 1e5,
+                                       "label": "tone"})
+    kept = sink._boxes["detections"]
+    assert MAX_BOXES // 2 <= len(kept) <= MAX_BOXES
+    assert sink.counters["boxes_not_drawn"] == n - len(kept)
+    starts = [m["sample_start"] for m in kept]
+    assert starts[0] == 0 and starts[-1] >= 64 * (n - 8 * (n // len(kept)))
+    assert np.ptp(np.diff(starts)) == 0   # evenly: one in every stride
+    sink.stop()
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
