@@ -2,6 +2,8 @@
 boxes, and a detection table on the terminal."""
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 import scipy.fft
 
@@ -135,7 +137,8 @@ class PngSink(Sink):
 @register("detection_table")
 class DetectionTable(Sink):
     """Print a table of the detections (count per label, then the first ``rows``) at the
-    end of the stream, on standard output.
+    end of the stream, on standard output. It keeps the counts and the earliest ``rows``
+    detections only (an endless stream's table takes no more memory as it goes on).
 
     Ports: in (message). Example: ``summary: {type: detection_table, rows: 20}``
     """
@@ -144,18 +147,26 @@ class DetectionTable(Sink):
     rows = Param(int, default=20, min=0, doc="detections listed individually")
 
     def start(self):
-        self._dets: list[dict] = []
+        self._first: list = []   # a heap of the earliest rows: (-sample_start, -arrival, msg)
+        self._labels: dict[str, int] = {}
+        self._total = 0
 
     def on_message(self, port, msg):
-        self._dets.append(msg)
+        label = msg.get("label", "?")
+        self._labels[label] = self._labels.get(label, 0) + 1
+        self._total += 1
+        if self.rows:
+            heapq.heappush(self._first, (-msg["sample_start"], -self._total, msg))
+            if len(self._first) > self.rows:
+                heapq.heappop(self._first)   # the latest start (of equal ones, the last)
 
     def stop(self):
-        dets = sorted(getattr(self, "_dets", []), key=lambda m: m["sample_start"])
-        labels: dict[str, int] = {}
-        for m in dets:
-            labels[m.get("label", "?")] = labels.get(m.get("label", "?"), 0) + 1
-        lines = [f"{len(dets)} detections: " + ", ".join(f"{k} {v}" for k, v in
-                                                        sorted(labels.items()))]
+        if not hasattr(self, "_labels"):
+            return
+        dets = [m for _, _, m in sorted(self._first, reverse=True)]
+        labels = self._labels
+        lines = [f"{self._total} detections: " + ", ".join(f"{k} {v}" for k, v in
+                                                          sorted(labels.items()))]
         if dets and self.rows:
             lines.append(f"{'start':>10} {'samples':>9} {'centre MHz':>11} {'width kHz':>10} "
                          f"{'label':<8} {'conf':>5} {'SNR dB':>7}")
@@ -164,6 +175,6 @@ class DetectionTable(Sink):
                              f"{m.get('center_freq', 0) / 1e6:>11.3f} "
                              f"{m.get('bandwidth', 0) / 1e3:>10.1f} {m.get('label', ''):<8} "
                              f"{m.get('confidence', 0):>5.2f} {m.get('snr_db', 0):>7.1f}")
-            if len(dets) > self.rows:
-                lines.append(f"... and {len(dets) - self.rows} more")
+            if self._total > self.rows:
+                lines.append(f"... and {self._total - self.rows} more")
         StdoutLines(self).write(lines)

@@ -489,3 +489,23 @@ def test_png_sink_draws_a_bounded_number_of_boxes_over_the_whole_stream(tmp_path
     assert np.ptp(np.diff(starts)) == 0   # evenly: one in every stride
     sink.stop()
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_detection_table_keeps_the_counts_and_the_earliest_rows_only(capsys):
+    """An endless stream's table: every detection counted by label, the earliest ``rows``
+    listed in time order (arrival order between equal starts), and no more than those
+    kept as the stream goes on."""
+    from cvstream.blocks.plots import DetectionTable
+    table = DetectionTable(rows=3)
+    table.start()
+    starts = [50, 10, 40, 10, 30, 70, 20, 60]
+    for k, start in enumerate(starts):
+        table.on_message("inp", {"sample_start": start, "sample_count": 5, "snr_db": k,
+                                 "label": "tone" if k % 2 else "psk"})
+        assert len(table._first) <= 3
+    table.stop()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "8 detections: psk 4, tone 4"
+    listed = [(int(line.split()[0]), float(line.split()[-1])) for line in lines[2:5]]
+    assert listed == [(10, 1.0), (10, 3.0), (20, 6.0)]
+    assert lines[5] == "... and 5 more"
