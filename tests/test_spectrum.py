@@ -475,8 +475,8 @@ def test_png_sink_draws_a_bounded_number_of_boxes_over_the_whole_stream(tmp_path
     from cvstream.blocks.plots import MAX_BOXES, PngSink
     sink = PngSink(path=str(tmp_path / "p.png"), fft=64, rate=1e6)
     sink.start()
-    sink.work(np.ones(64 * 40, np.complex64))
     n = 5 * MAX_BOXES + 7
+    sink.work(np.ones(64 * n, np.complex64))   # the stream the boxes lie in
     for k in range(n):
         sink.on_message("detections", {"sample_start": 64 * k, "sample_count": 64,
                                        "freq_lower_edge": -1e5, "freq_upper_edge": 1e5,
