@@ -163,14 +163,13 @@ class DetectionTable(Sink):
     def stop(self):
         if not hasattr(self, "_labels"):
             return
-        dets = [m for _, _, m in sorted(self._first, reverse=True)]
-        labels = self._labels
+        dets = [m for _, _, m in sorted(self._first, reverse=True)]   # at most rows
         lines = [f"{self._total} detections: " + ", ".join(f"{k} {v}" for k, v in
-                                                          sorted(labels.items()))]
-        if dets and self.rows:
+                                                          sorted(self._labels.items()))]
+        if dets:
             lines.append(f"{'start':>10} {'samples':>9} {'centre MHz':>11} {'width kHz':>10} "
                          f"{'label':<8} {'conf':>5} {'SNR dB':>7}")
-            for m in dets[:self.rows]:
+            for m in dets:
                 lines.append(f"{m['sample_start']:>10} {m['sample_count']:>9} "
                              f"{m.get('center_freq', 0) / 1e6:>11.3f} "
                              f"{m.get('bandwidth', 0) / 1e3:>10.1f} {m.get('label', ''):<8} "
