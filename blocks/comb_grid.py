@@ -1,0 +1,180 @@
+"""CW tones among a comb's lines. A carrier modulated by a tone (FM's Bessel lines, AM's
+sidebands) has its lines on one grid, at multiples of the tone's frequency from the
+carrier; a line off that grid is another signal: a CW tone beside the comb or between its
+lines, which the runs that settle a part's edges join with the comb where the gaps
+between lines are narrower than a run's (``off_comb_tones``). ``detections.refine_edges``
+calls it on each part of a track's block-long PSD."""
+from __future__ import annotations
+
+import numpy as np
+
+from .lines import LINE_WIDTH, LONE_PFA, line_edges, one_bin
+from .psd_runs import occupied_edges
+from .psd_stats import noise_level
+
+#: a line: a bin that is the highest within LINE_LOBE bins either side (a tone's main lobe
+#: on the block-long PSD), over the noise at false-alarm probability LONE_PFA (searched
+#: over the hundreds of bins of a part), PAST_LOBE times the bins just past its lobe and
+#: LINE_CONTRAST times the median of the LINE_AROUND bins either side past it (a line, not
+#: a bump of a signal's band)
+LINE_LOBE = 2
+PAST_LOBE = 1.5
+LINE_CONTRAST = 3.0
+LINE_AROUND = 20
+#: a comb: COMB_MEMBERS lines or more at one spacing of COMB_MIN_SPACING bins or more (lines
+#: closer than that are not told apart from a tone's lobe and its neighbour's), each
+#: within COMB_TOLERANCE bins of the grid's points (a tone's lines are equally spaced; a
+#: line's bin is its centre to half a bin), the grid fitted to its members; at most as
+#: many of the grid's points between its first and last members missing as there are
+#: members (an FM's Bessel nulls leave a few out; a sparse grid fits lines by chance). Of
+#: the grids through a strong line at the gap between two neighbouring lines, the one
+#: with the most members less missing points (a finer grid fits more lines by chance),
+#: the widest of equals
+COMB_MEMBERS = 3
+COMB_MIN_SPACING = 8
+COMB_TOLERANCE = 1.5
+FITS = 4   # rounds of the grid's fit to its members
+#: a line OFF_GRID of the spacing or more from every point of the grid, within
+#: COMB_REACH spacings of its first or last member, is off the comb
+OFF_GRID = 0.3
+COMB_REACH = 1.5
+#: a comb with lines off it: at most one line in STRAYS (one at least) off its grid
+#: within its reach (an FM by a message of more than one tone has lines at their sums
+#: and differences: many off any one grid)
+STRAYS = 4
+#: a line with a mirror image SIDEBAND_SHARE as strong or more about a stronger line is a
+#: carrier's sideband
+SIDEBAND_SHARE = 0.5
+#: the strongest lines tried as the grid's anchor (one may be the tone off it)
+ANCHORS = 3
+#: the bins a line's contrast is taken over, from its own
+_AROUND = np.r_[-LINE_LOBE - LINE_AROUND:-LINE_LOBE, LINE_LOBE + 1:LINE_LOBE + 1 + LINE_AROUND]
+
+
+def line_peaks(line: np.ndarray, a: int, b: int, level: float) -> np.ndarray:
+    """The bins in [a, b) of a block-long PSD ``line`` that hold a line (above)."""
+    edge = LINE_LOBE + 1
+    a, b = max(a, edge), min(b, len(line) - edge)
+    if b <= a:
+        return np.zeros(0, np.int64)
+    at = line[a:b]
+
+    def beside(step: int) -> tuple[np.ndarray, np.ndarray]:
+        return line[a - step:b - step], line[a + step:b + step]
+    keep = at > level
+    for step in range(1, edge):   # the highest of its lobe
+        below, above = beside(step)
+        keep &= (at >= below) & (at >= above)
+    # narrow: over the bins just past its lobe (a cheap test that leaves the median few)
+    keep &= at >= PAST_LOBE * np.maximum(*beside(edge))
+    peaks = np.flatnonzero(keep) + a
+    if not len(peaks):
+        return peaks
+    around = line[np.clip(peaks[:, None] + _AROUND, 0, len(line) - 1)]
+    return peaks[line[peaks] >= LINE_CONTRAST * np.median(around, axis=1)]
+
+
+def _on_grid(peaks: np.ndarray, anchor: float, spacing: float
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each peak's step and offset (in spacings) from the grid through ``anchor``, and
+    whether it is a member (within COMB_TOLERANCE bins)."""
+    steps = np.round((peaks - anchor) / spacing)
+    offset = (peaks - anchor) / spacing - steps
+    return steps, offset, np.abs(offset) * spacing <= COMB_TOLERANCE
+
+
+def _fit(peaks: np.ndarray, anchor: float, spacing: float
+         ) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """The grid from ``anchor`` and ``spacing`` refitted by least squares to its members
+    (FITS rounds at most): (anchor, spacing, each peak's offset from it in spacings,
+    which peaks are its members)."""
+    steps, offset, member = _on_grid(peaks, anchor, spacing)
+    for _ in range(FITS):
+        k, at = steps[member], peaks[member]
+        spread = k - k.mean()
+        if not spread.any():
+            break
+        spacing = float(spread @ (at - at.mean()) / (spread @ spread))
+        anchor = float(at.mean() - spacing * k.mean())
+        if spacing < COMB_MIN_SPACING:   # (no comb: the caller leaves it)
+            break
+        steps, offset, now = _on_grid(peaks, anchor, spacing)
+        if np.array_equal(now, member):
+            break
+        member = now
+    return anchor, spacing, offset, member
+
+
+def comb_grid(peaks: np.ndarray, heights: np.ndarray) -> tuple | None:
+    """The grid that most of the lines at bins ``peaks`` (heights ``heights``) lie on:
+    (spacing, offsets in spacings, members) for COMB_MEMBERS members or more; None where
+    none does."""
+    if len(peaks) < COMB_MEMBERS + 1:   # a comb and a line off it
+        return None
+    gaps = np.unique(np.diff(peaks))
+    spacings = gaps[gaps >= COMB_MIN_SPACING][::-1]   # the widest first
+    at = peaks.astype(np.float64)
+    best, best_score = None, 0.0
+    for anchor in peaks[np.argsort(heights)[::-1][:ANCHORS]]:
+        for spacing in spacings:
+            fitted = _fit(at, float(anchor), float(spacing))
+            spacing_fit, member = fitted[1], fitted[3]
+            if spacing_fit < COMB_MIN_SPACING or member.sum() < COMB_MEMBERS:
+                continue
+            steps = np.unique(np.round((peaks[member] - fitted[0]) / spacing_fit))
+            missing = steps[-1] - steps[0] + 1 - len(steps)
+            score = len(steps) - missing
+            if missing <= len(steps) and score > best_score:
+                best, best_score = (spacing_fit, fitted[2], member), score
+    return best
+
+
+def _sideband(line: np.ndarray, peaks: np.ndarray, k: int, reach: float) -> bool:
+    """Whether the line at bin ``k`` of ``line`` has its mirror image about a stronger
+    line (one of ``peaks``) within ``reach`` bins of it: a bin within one of its mirror
+    at half its height or more (an AM carrier's sidebands, equally strong)."""
+    for c in peaks[(np.abs(peaks - k) <= reach) & (line[peaks] >= line[k]) & (peaks != k)]:
+        mirror = 2 * int(c) - int(k)
+        if 1 <= mirror < len(line) - 1 and line[mirror - 1:mirror + 2].max() >= \
+                SIDEBAND_SHARE * line[k]:
+            return True
+    return False
+
+
+def off_comb_tones(line: np.ndarray, a: int, b: int, n: int, level: float,
+                   power_share: float
+                   ) -> tuple[tuple[float, float] | None, list[tuple[float, float]]]:
+    """For a part spanning bins [a, b) of a block-long PSD ``line`` (noise 1 per bin, the
+    mean of ``n`` periodograms; ``level``: the false-alarm level its edges are taken at)
+    whose lines lie on one grid but for some: the part's edges without those lines
+    (``occupied_edges`` with noise in their lobes; None where it keeps its own), and each
+    such line's edges (``line_edges``: one bin), for lines OFF_GRID off the grid,
+    within COMB_REACH of its members and not a carrier's sideband (``_sideband``);
+    (None, []) where no line is off a comb."""
+    peaks = line_peaks(line, a, b, noise_level(LONE_PFA, n))
+    grid = comb_grid(peaks, line[peaks]) if len(peaks) > COMB_MEMBERS else None
+    if grid is None:
+        return None, []
+    spacing, offset, member = grid
+    first, last = peaks[member][0], peaks[member][-1]
+    reach = COMB_REACH * spacing
+    stray = (~member) & (peaks >= first - reach) & (peaks <= last + reach)
+    if stray.sum() > max(1, member.sum() // STRAYS):   # no clean comb: a message of more
+        return None, []                                  # than one tone, or no comb
+    off = stray & (np.abs(offset) >= OFF_GRID)
+    tones = []
+    for k in peaks[off]:
+        if _sideband(line, peaks, k, reach):
+            continue
+        edges = line_edges(line, max(k - LINE_LOBE, 0), min(k + LINE_LOBE + 1, len(line)),
+                           power_share, level)
+        if one_bin(*edges):
+            tones.append((int(k), edges))
+    if not tones:
+        return None, []
+    rest = line[a:b].copy()   # the part without the tones' lobes (noise there)
+    for k, _ in tones:
+        rest[max(k - LINE_LOBE - a, 0):k + LINE_LOBE + 1 - a] = 1.0
+    lo, hi = occupied_edges(rest, 0, b - a, power_share)
+    comb = (a + lo, a + hi) if hi - lo >= LINE_WIDTH else None
+    return comb, [edges for _, edges in tones]
