@@ -14,7 +14,7 @@ import copy
 
 import numpy as np
 
-from .comb_grid import off_comb_tones
+from .stray_tones import stray_tones
 from .family_features import envelope_features
 from .lines import (LINE_GAP, LINE_MIN_BLOCKS, LINE_VIEW_BINS, LINE_WIDTH, STEADY_MIN_HUMPS,
                     apart_edge_tones, carrier_band, comb_lines, join_line_spectra, line_edges,
@@ -214,12 +214,12 @@ def sibling_lines(parts: list, block: int, flushed: bool) -> list[int]:
     seldom does, and continuous ones (no start or end to share) are kept. A ``lone`` line
     (``lines.lone_lines``), whatever its label, is one too where it holds for fewer than
     LINE_MIN_BLOCKS blocks or lies within LONE_REACH of such a part's width past its band,
-    whenever it comes (an FM's outer lines surface with its message). A tone off a comb's
-    grid (``Track.off_comb``) is another part's line only where it both starts and ends
-    with it."""
+    whenever it comes (an FM's outer lines surface with its message). A tone that is
+    none of its part's lines (``Track.stray``) is another part's line only where it both
+    starts and ends with it."""
     out = []
     for k, line in enumerate(parts):
-        if line.off_comb:
+        if line.stray:
             if any(other is not line and min(line.start, other.start) > 0 and
                    abs(line.start - other.start) <= block and
                    abs(line.stop - other.stop) <= block for other in parts):
@@ -330,19 +330,19 @@ def _lone_lines(track: Track, line: np.ndarray, bands: list, margin: float,
             if abs(0.5 * (lo + hi) - size // 2) >= 0.5 * margin * size]
 
 
-def _off_comb_tones(bands: list, line: np.ndarray, n: int, level: float,
-                    power_share: float) -> tuple[list, set]:
-    """``bands`` ((spectrum, edges)) with the CW tones off each one's comb of lines
-    (``comb_grid.off_comb_tones`` on the block-long PSD ``line``, the mean of ``n``
-    periodograms) as bands of their own, and that band's edges without those beside it;
-    and the indices of the tones' bands."""
+def _stray_tones(bands: list, line: np.ndarray, n: int, level: float,
+                 power_share: float) -> tuple[list, set]:
+    """``bands`` ((spectrum, edges)) with the CW tones among each one's lines
+    (``stray_tones.stray_tones`` on the block-long PSD ``line``, the mean of ``n``
+    periodograms) as bands of their own, and that band's edges without them; and the
+    indices of the tones' bands."""
     out, tones_at = [], set()
     for spectrum, (lo, hi) in bands:
         out.append((spectrum, (lo, hi)))
         if one_bin(lo, hi):
             continue
         scale = len(line) // len(spectrum)
-        comb, tones = off_comb_tones(line, int(lo * scale), int(np.ceil(hi * scale)), n,
+        comb, tones = stray_tones(line, int(lo * scale), int(np.ceil(hi * scale)), n,
                                      level, power_share)
         if comb is not None:
             out[-1] = (line, comb)
@@ -399,11 +399,14 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     between two flat signals (``tone_cuts``), or into the pieces that view parts at gaps
     where they are all smooth and wider than lines (``smooth_apart``: narrow neighbours
     0.2 % of the band apart beside a wide signal's skirt, blurred into one run on the
-    finer view). A tone in the track's reach (every block's edges) that no run holds, there
-    in too few of its blocks for their mean to show it on the fine PSD, is a part of its own
-    (``lone_lines`` on the block-long PSD; ``Track.lone``). Where nothing stands out (a weak
-    signal), the coarse edges stay. Neighbouring parts with one
-    constant envelope are then joined (``join_one_envelope``: an FSK's lobes)."""
+    finer view). A CW tone among a part's lines but none of them (off the grid of an FM's
+    lines, or beside an AM's carrier with no line at its mirror: ``stray_tones``) is a
+    part of its own, and that part's edges leave it out. A tone in the track's reach
+    (every block's edges) that no run holds, there in too few of its blocks for their mean
+    to show it on the fine PSD, is a part of its own (``lone_lines`` on the block-long
+    PSD; ``Track.lone``). Where nothing stands out (a weak signal), the coarse edges stay.
+    Neighbouring parts with one constant envelope are then joined (``join_one_envelope``:
+    an FSK's lobes)."""
     if track.spectrum is None or not track.spectra:
         return [track]
     fine = len(track.spectrum)
@@ -475,11 +478,11 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
         pieces = split_finer(line, level, a, b, LINE_GAP, valley_db) if valley_db else []
         lines += [(piece, piece) for piece in pieces] if len(pieces) > 1 else \
             [(pieces[0] if pieces else (a, b), (a, b))]
-    off_comb = set()
+    stray = set()
     if line is not None:
         settle_lines()
         if block and valley_db:
-            bands, off_comb = _off_comb_tones(bands, line, track.spectra, level, power_share)
+            bands, stray = _stray_tones(bands, line, track.spectra, level, power_share)
     lone_from = len(bands)
     if line is not None and block and valley_db:
         bands += [(line, edges) for edges in _lone_lines(track, line, bands, margin,
@@ -487,7 +490,7 @@ def refine_edges(track: Track, frames: int, margin: float, pfa: float = 1e-3,
     out = []
     for k, (spectrum, (e_lo, e_hi)) in enumerate(bands):
         part = copy.copy(track)
-        part.lone, part.off_comb = k >= lone_from, k in off_comb
+        part.lone, part.stray = k >= lone_from, k in stray
         part.f_low, part.f_high = (float(e) for e in bin_edges(e_lo, e_hi, len(spectrum)))
         if block and line is not None and track.rows and not one_bin(e_lo, e_hi):
             out += apart_edge_tones(part, spectrum, (e_lo, e_hi), line, level, frames,

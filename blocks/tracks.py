@@ -108,7 +108,7 @@ class Track:
     window: tuple | None = None  # (f_low, f_high) refine_edges searches, if wider
     inner: bool = False  # a narrow signal cut out inside a wide one's band
     lone: bool = False   # a tone in its reach that none of its parts held (lone_lines)
-    off_comb: bool = False   # a tone off the grid of a part's lines (comb_grid)
+    stray: bool = False   # a tone among a part's lines but none of them (stray_tones)
 
     def add_spectrum(self, psd: np.ndarray | None, zoom: np.ndarray | None = None,
                      start: int | None = None, line: np.ndarray | None = None) -> None:

@@ -1,14 +1,16 @@
-"""CW tones among a comb's lines. A carrier modulated by a tone (FM's Bessel lines, AM's
-sidebands) has its lines on one grid, at multiples of the tone's frequency from the
-carrier; a line off that grid is another signal: a CW tone beside the comb or between its
-lines, which the runs that settle a part's edges join with the comb where the gaps
-between lines are narrower than a run's (``off_comb_tones``). ``detections.refine_edges``
-calls it on each part of a track's block-long PSD."""
+"""CW tones among the lines of a modulated carrier, which the runs that settle a part's
+edges join with them where the gaps between lines are narrower than a run's
+(``stray_tones``): a carrier modulated by a tone has its lines on one grid (an FM's Bessel
+lines, an AM's sidebands: multiples of the tone's frequency from the carrier), so a line
+off that grid is another signal (``comb_grid``); an AM's sidebands mirror each other
+about its carrier, so a line at its edge past a gap of noise with none at its mirror is
+another signal (``beside_carrier``). ``detections.refine_edges`` calls it on each part of
+a track's block-long PSD."""
 from __future__ import annotations
 
 import numpy as np
 
-from .lines import LINE_WIDTH, LONE_PFA, line_edges, one_bin
+from .lines import LINE_GAP, LINE_WIDTH, LONE_PFA, line_edges, one_bin
 from .psd_runs import occupied_edges
 from .psd_stats import noise_level
 
@@ -47,6 +49,9 @@ STRAYS = 4
 SIDEBAND_SHARE = 0.5
 #: the strongest lines tried as the grid's anchor (one may be the tone off it)
 ANCHORS = 3
+#: a carrier: the strongest line of a part, holding CARRIER_SHARE of its power over the
+#: noise or more (an AM's)
+CARRIER_SHARE = 0.5
 #: the bins a line's contrast is taken over, from its own
 _AROUND = np.r_[-LINE_LOBE - LINE_AROUND:-LINE_LOBE, LINE_LOBE + 1:LINE_LOBE + 1 + LINE_AROUND]
 
@@ -141,20 +146,21 @@ def _sideband(line: np.ndarray, peaks: np.ndarray, k: int, reach: float) -> bool
     return False
 
 
-def off_comb_tones(line: np.ndarray, a: int, b: int, n: int, level: float,
-                   power_share: float
-                   ) -> tuple[tuple[float, float] | None, list[tuple[float, float]]]:
-    """For a part spanning bins [a, b) of a block-long PSD ``line`` (noise 1 per bin, the
-    mean of ``n`` periodograms; ``level``: the false-alarm level its edges are taken at)
-    whose lines lie on one grid but for some: the part's edges without those lines
-    (``occupied_edges`` with noise in their lobes; None where it keeps its own), and each
-    such line's edges (``line_edges``: one bin), for lines OFF_GRID off the grid,
-    within COMB_REACH of its members and not a carrier's sideband (``_sideband``);
-    (None, []) where no line is off a comb."""
+def stray_tones(line: np.ndarray, a: int, b: int, n: int, level: float, power_share: float
+                ) -> tuple[tuple[float, float] | None, list[tuple[float, float]]]:
+    """The CW tones among the lines of a part spanning bins [a, b) of a block-long PSD
+    ``line`` (noise 1 per bin, the mean of ``n`` periodograms; ``level``: the false-alarm
+    level its edges are taken at): where its lines lie on one grid (``comb_grid``), those
+    OFF_GRID off it, within COMB_REACH of its members and not a stronger line's sideband
+    (``_sideband``), in a comb with few strays; else those ``beside_carrier``. Returns
+    the part's edges without them (``occupied_edges`` with noise in their lobes; None
+    where it keeps its own) and each tone's edges (``line_edges``: one bin); (None, [])
+    where there is none."""
     peaks = line_peaks(line, a, b, noise_level(LONE_PFA, n))
     grid = comb_grid(peaks, line[peaks]) if len(peaks) > COMB_MEMBERS else None
     if grid is None:
-        return None, []
+        return _without(line, a, b, level, power_share, beside_carrier(line, a, b, peaks,
+                                                                          level))
     spacing, offset, member = grid
     first, last = peaks[member][0], peaks[member][-1]
     reach = COMB_REACH * spacing
@@ -162,10 +168,42 @@ def off_comb_tones(line: np.ndarray, a: int, b: int, n: int, level: float,
     if stray.sum() > max(1, member.sum() // STRAYS):   # no clean comb: a message of more
         return None, []                                  # than one tone, or no comb
     off = stray & (np.abs(offset) >= OFF_GRID)
+    return _without(line, a, b, level, power_share,
+                    [k for k in peaks[off] if not _sideband(line, peaks, k, reach)])
+
+
+def beside_carrier(line: np.ndarray, a: int, b: int, peaks: np.ndarray, level: float
+                   ) -> list[int]:
+    """Of the lines ``peaks`` of a part spanning bins [a, b) of a block-long PSD ``line``
+    with a carrier (CARRIER_SHARE), the outermost on either side where more than
+    LINE_GAP bins of noise (under ``level``) part it from the rest and no line stands at
+    its mirror about the carrier (an AM's sidebands do, a CW tone beside it does not)."""
+    if len(peaks) < 2:
+        return []
+    carrier = int(peaks[np.argmax(line[peaks])])
+    excess = np.maximum(line[a:b] - 1, 0)
+    lobe = excess[max(carrier - LINE_LOBE - a, 0):carrier + LINE_LOBE + 1 - a].sum()
+    if lobe < CARRIER_SHARE * excess.sum():
+        return []
+    over = line > level
+    out = []
+    for k in {int(peaks[0]), int(peaks[-1])} - {carrier}:
+        side = 1 if k < carrier else -1   # towards the carrier
+        near = k + side * (LINE_LOBE + 1)
+        gap = over[min(near, near + side * LINE_GAP):max(near, near + side * LINE_GAP) + 1]
+        mirror = 2 * carrier - k
+        if not gap.any() and not (1 <= mirror < len(line) - 1 and
+                                  over[mirror - 1:mirror + 2].any()):
+            out.append(k)
+    return out
+
+
+def _without(line: np.ndarray, a: int, b: int, level: float, power_share: float,
+             lines: list) -> tuple[tuple[float, float] | None, list[tuple[float, float]]]:
+    """``stray_tones``' result for the tones at bins ``lines`` of a part spanning [a, b):
+    those one bin wide (``line_edges``), and the part's edges without them."""
     tones = []
-    for k in peaks[off]:
-        if _sideband(line, peaks, k, reach):
-            continue
+    for k in lines:
         edges = line_edges(line, max(k - LINE_LOBE, 0), min(k + LINE_LOBE + 1, len(line)),
                            power_share, level)
         if one_bin(*edges):

@@ -1,10 +1,11 @@
-"""CW tones off a comb's grid of lines (blocks/comb_grid.py): a tone among an FM's or an
-AM's lines, which the runs that settle a part's edges join with them."""
+"""CW tones among a modulated carrier's lines (blocks/stray_tones.py): a tone off the grid
+of an FM's lines or beside an AM's carrier, which the runs that settle a part's edges
+join with them."""
 
 import numpy as np
 import pytest
 
-from cvstream.blocks.comb_grid import off_comb_tones
+from cvstream.blocks.stray_tones import stray_tones
 from cvstream.blocks.psd_stats import noise_level
 from cvstream.blocks.segmenter import SpectrumSegmenter
 
@@ -43,7 +44,7 @@ def test_a_line_off_a_combs_grid_is_a_tone_of_its_own(case, lines, band, tone):
     pair (an AM carrier's sidebands on the comb), where many are off it (an FM by two
     tones: lines at their sums and differences) or where no grid holds the lines."""
     rng = np.random.default_rng(1)
-    comb, tones = off_comb_tones(_line_psd(rng, lines), *band, PERIODOGRAMS,
+    comb, tones = stray_tones(_line_psd(rng, lines), *band, PERIODOGRAMS,
                                  noise_level(1e-3, PERIODOGRAMS), 0.999)
     if tone is None:
         assert (comb, tones) == (None, [])
@@ -53,6 +54,36 @@ def test_a_line_off_a_combs_grid_is_a_tone_of_its_own(case, lines, band, tone):
     assert comb[0] < 1000 and 1125 <= comb[1]
     if case == "beside":
         assert comb[1] < 1130
+
+
+def _am_psd(rng, *lines):
+    """An AM's block-long PSD: a carrier at bin 1100 (2000 over the noise) over its
+    message's sidebands (3 over the noise in bins 1040-1160), and lines (bin, height)."""
+    psd = _line_psd(rng, [(1100, 2000), *lines])
+    psd[1040:1161] += 2.0
+    return psd
+
+
+@pytest.mark.parametrize("case, lines, tone", [
+    ("beside", [(1020, 14)], 1020),                # 17 bins of noise from the band
+    ("mirrored", [(1020, 14), (1180, 14)], None),  # the carrier's own pair
+    ("on its skirt", [(1032, 14)], None),          # 5 bins of noise: the band's own
+])
+def test_a_line_beside_an_am_with_none_at_its_mirror_is_a_tone_of_its_own(case, lines,
+                                                                        tone):
+    """A part whose strongest line holds most of its power (an AM's carrier) and a line
+    at its edge past a gap of noise (more than LINE_GAP bins): a CW tone beside the AM
+    where nothing stands at its mirror about the carrier; the AM's sidebands where
+    something does; the AM's own where the gap is narrower."""
+    rng = np.random.default_rng(2)
+    comb, tones = stray_tones(_am_psd(rng, *lines), 1015, 1165 if tone else 1185,
+                                 PERIODOGRAMS, noise_level(1e-3, PERIODOGRAMS), 0.999)
+    if tone is None:
+        assert (comb, tones) == (None, [])
+        return
+    ((lo, hi),) = tones
+    assert lo <= tone < hi and hi - lo <= 1 + 1e-9
+    assert 1035 <= comb[0] < 1045 and 1155 < comb[1] <= 1165
 
 
 def test_a_cw_tone_between_an_fms_lines_gets_its_own_box():
@@ -90,7 +121,7 @@ def test_a_cw_tone_between_an_fms_lines_gets_its_own_box():
 
 
 def test_a_tone_off_a_comb_is_another_parts_line_only_where_it_starts_and_ends_with_it():
-    """A tone off a comb's grid (``Track.off_comb``) is not dropped as the comb's own line
+    """A stray tone (``Track.stray``: off a comb's grid) is not dropped as the comb's line
     where it only starts or only ends with a part beside it (a CW tone whose burst began
     with an FM's), as a tone the comb left would be; it is where it both starts and ends
     with one (a neighbouring FM's outer line, off the first FM's grid)."""
@@ -98,9 +129,9 @@ def test_a_tone_off_a_comb_is_another_parts_line_only_where_it_starts_and_ends_w
     from cvstream.blocks.tracks import Track
     block = 8192
 
-    def part(label, lo, hi, start, stop, off_comb=False):
+    def part(label, lo, hi, start, stop, stray=False):
         out = Track(start * block, stop * block, lo, hi, 20.0)
-        out.label, out.off_comb = label, off_comb
+        out.label, out.stray = label, stray
         return out
     fm = part("analog", 0.30, 0.31, 6, 27)
     assert sibling_lines([fm, part("tone", 0.3102, 0.3103, 7, 23)], block, False) == [1]
