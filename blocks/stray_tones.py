@@ -190,7 +190,8 @@ def beside_carrier(line: np.ndarray, a: int, b: int, peaks: np.ndarray, level: f
     for k in {int(peaks[0]), int(peaks[-1])} - {carrier}:
         side = 1 if k < carrier else -1   # towards the carrier
         near = k + side * (LINE_LOBE + 1)
-        gap = over[min(near, near + side * LINE_GAP):max(near, near + side * LINE_GAP) + 1]
+        gap = over[max(min(near, near + side * LINE_GAP), 0):
+                   max(near, near + side * LINE_GAP) + 1]
         mirror = 2 * carrier - k
         if not gap.any() and not (1 <= mirror < len(line) - 1 and
                                   over[mirror - 1:mirror + 2].any()):
