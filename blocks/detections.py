@@ -14,7 +14,6 @@ import copy
 
 import numpy as np
 
-from .stray_tones import stray_tones
 from .family_features import envelope_features
 from .lines import (LINE_GAP, LINE_MIN_BLOCKS, LINE_VIEW_BINS, LINE_WIDTH, STEADY_MIN_HUMPS,
                     apart_edge_tones, carrier_band, comb_lines, join_line_spectra, line_edges,
@@ -23,6 +22,7 @@ from .lines import (LINE_GAP, LINE_MIN_BLOCKS, LINE_VIEW_BINS, LINE_WIDTH, STEAD
 from .psd_runs import (MIN_SEGMENT, PRESENCE_EDGE, clip_to_box, cut_at, finer_bins,
                        occupied_edges, split_by_presence, split_finer)
 from .psd_stats import middle_bands, noise_level
+from .stray_tones import stray_tones
 from .tracks import Track, band_bins, bin_edges, merge_runs
 
 
@@ -342,10 +342,10 @@ def _stray_tones(bands: list, line: np.ndarray, n: int, level: float,
         if one_bin(lo, hi):
             continue
         scale = len(line) // len(spectrum)
-        comb, tones = stray_tones(line, int(lo * scale), int(np.ceil(hi * scale)), n,
-                                     level, power_share)
-        if comb is not None:
-            out[-1] = (line, comb)
+        rest, tones = stray_tones(line, int(lo * scale), int(np.ceil(hi * scale)), n, level,
+                                  power_share)
+        if rest is not None:
+            out[-1] = (line, rest)
         tones_at.update(range(len(out), len(out) + len(tones)))
         out += [(line, edges) for edges in tones]
     return out, tones_at

@@ -159,8 +159,8 @@ def stray_tones(line: np.ndarray, a: int, b: int, n: int, level: float, power_sh
     peaks = line_peaks(line, a, b, noise_level(LONE_PFA, n))
     grid = comb_grid(peaks, line[peaks]) if len(peaks) > COMB_MEMBERS else None
     if grid is None:
-        return _without(line, a, b, level, power_share, beside_carrier(line, a, b, peaks,
-                                                                          level))
+        near_carrier = beside_carrier(line, a, b, peaks, level)
+        return _without(line, a, b, level, power_share, near_carrier)
     spacing, offset, member = grid
     first, last = peaks[member][0], peaks[member][-1]
     reach = COMB_REACH * spacing
@@ -187,7 +187,7 @@ def beside_carrier(line: np.ndarray, a: int, b: int, peaks: np.ndarray, level: f
         return []
     over = line > level
     out = []
-    for k in {int(peaks[0]), int(peaks[-1])} - {carrier}:
+    for k in sorted({int(peaks[0]), int(peaks[-1])} - {carrier}):
         side = 1 if k < carrier else -1   # towards the carrier
         near = k + side * (LINE_LOBE + 1)
         gap = over[max(min(near, near + side * LINE_GAP), 0):
@@ -215,5 +215,4 @@ def _without(line: np.ndarray, a: int, b: int, level: float, power_share: float,
     for k, _ in tones:
         rest[max(k - LINE_LOBE - a, 0):k + LINE_LOBE + 1 - a] = 1.0
     lo, hi = occupied_edges(rest, 0, b - a, power_share)
-    comb = (a + lo, a + hi) if hi - lo >= LINE_WIDTH else None
-    return comb, [edges for _, edges in tones]
+    return (a + lo, a + hi) if hi - lo >= LINE_WIDTH else None, [edges for _, edges in tones]

@@ -5,9 +5,9 @@ join with them."""
 import numpy as np
 import pytest
 
-from cvstream.blocks.stray_tones import stray_tones
 from cvstream.blocks.psd_stats import noise_level
 from cvstream.blocks.segmenter import SpectrumSegmenter
+from cvstream.blocks.stray_tones import stray_tones
 
 PERIODOGRAMS = 32
 
@@ -45,7 +45,7 @@ def test_a_line_off_a_combs_grid_is_a_tone_of_its_own(case, lines, band, tone):
     tones: lines at their sums and differences) or where no grid holds the lines."""
     rng = np.random.default_rng(1)
     comb, tones = stray_tones(_line_psd(rng, lines), *band, PERIODOGRAMS,
-                                 noise_level(1e-3, PERIODOGRAMS), 0.999)
+                              noise_level(1e-3, PERIODOGRAMS), 0.999)
     if tone is None:
         assert (comb, tones) == (None, [])
         return
@@ -77,7 +77,7 @@ def test_a_line_beside_an_am_with_none_at_its_mirror_is_a_tone_of_its_own(case, 
     something does; the AM's own where the gap is narrower."""
     rng = np.random.default_rng(2)
     comb, tones = stray_tones(_am_psd(rng, *lines), 1015, 1165 if tone else 1185,
-                                 PERIODOGRAMS, noise_level(1e-3, PERIODOGRAMS), 0.999)
+                              PERIODOGRAMS, noise_level(1e-3, PERIODOGRAMS), 0.999)
     if tone is None:
         assert (comb, tones) == (None, [])
         return
