@@ -82,7 +82,9 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
       valley between two flat spectra, cut off as detections of their own (where held for
       NARROW_MIN_TILES tiles, as the narrow view's lines); a tone in the track's reach
       that no part holds, there in too few of its tiles to show on the fine PSD's mean,
-      is one too (``lines.lone_lines``; a narrow track that holds it has it). Each
+      is one too (``lines.lone_lines``; a narrow track that holds it has it), and so is
+      a CW tone among a part's lines but none of them: off the grid of an FM's lines, or
+      beside an AM's carrier with no line at its mirror (``stray_tones``). Each
       detection then spans the tiles where its own band holds it
       (``detections.refine_edges``).
     - Repeats: two tracks can follow one signal for a while and settle to its band. A
@@ -97,7 +99,8 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
       label is the cell votes). Its probabilities are calibrated (the contract's
       ``postprocess.temperature``, fitted on held-out detections); below
       ``min_label_confidence`` the label is ``unknown``. A ``tone`` cut from the same track
-      as an ``analog`` or ``fsk`` detection, beside it, that starts or ends with it is that
+      as an ``analog`` or ``fsk`` detection, beside it, that starts or ends with it (a
+      stray tone: starts and ends with any of the track's detections) is that
       signal's own line (an FM's outer line): counted as ``sibling_lines``, not sent
       (``detections.sibling_lines``); so is a lone tone near such a detection whenever it
       comes, or held for fewer than NARROW_MIN_TILES tiles.
