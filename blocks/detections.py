@@ -215,12 +215,13 @@ def sibling_lines(parts: list, block: int, flushed: bool) -> list[int]:
     (``lines.lone_lines``), whatever its label, is one too where it holds for fewer than
     LINE_MIN_BLOCKS blocks or lies within LONE_REACH of such a part's width past its band,
     whenever it comes (an FM's outer lines surface with its message). A tone that is
-    none of its part's lines (``Track.stray``) is another part's line only where it both
-    starts and ends with it."""
+    none of its own part's lines (``Track.stray``) is another part's line, whatever that
+    part's label, only where it both starts and ends with it (to a ``block``, after the
+    stream's start), and never another stray tone's."""
     out = []
     for k, line in enumerate(parts):
-        if line.stray:
-            if any(other is not line and min(line.start, other.start) > 0 and
+        if line.stray:   # (not beside another stray tone: CW tones may come together)
+            if any(not other.stray and min(line.start, other.start) > 0 and
                    abs(line.start - other.start) <= block and
                    abs(line.stop - other.stop) <= block for other in parts):
                 out.append(k)

@@ -89,10 +89,9 @@ def _on_grid(peaks: np.ndarray, anchor: float, spacing: float
 
 
 def _fit(peaks: np.ndarray, anchor: float, spacing: float
-         ) -> tuple[float, float, np.ndarray, np.ndarray]:
+         ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     """The grid from ``anchor`` and ``spacing`` refitted by least squares to its members
-    (FITS rounds at most): (anchor, spacing, each peak's offset from it in spacings,
-    which peaks are its members)."""
+    (FITS rounds at most): (spacing, ``_on_grid``'s steps, offsets and members)."""
     steps, offset, member = _on_grid(peaks, anchor, spacing)
     for _ in range(FITS):
         k, at = steps[member], peaks[member]
@@ -107,7 +106,7 @@ def _fit(peaks: np.ndarray, anchor: float, spacing: float
         if np.array_equal(now, member):
             break
         member = now
-    return anchor, spacing, offset, member
+    return spacing, steps, offset, member
 
 
 def comb_grid(peaks: np.ndarray, heights: np.ndarray) -> tuple | None:
@@ -122,15 +121,14 @@ def comb_grid(peaks: np.ndarray, heights: np.ndarray) -> tuple | None:
     best, best_score = None, 0.0
     for anchor in peaks[np.argsort(heights)[::-1][:ANCHORS]]:
         for spacing in spacings:
-            fitted = _fit(at, float(anchor), float(spacing))
-            spacing_fit, member = fitted[1], fitted[3]
-            if spacing_fit < COMB_MIN_SPACING or member.sum() < COMB_MEMBERS:
+            fitted, steps, offset, member = _fit(at, float(anchor), float(spacing))
+            if fitted < COMB_MIN_SPACING or member.sum() < COMB_MEMBERS:
                 continue
-            steps = np.unique(np.round((peaks[member] - fitted[0]) / spacing_fit))
+            steps = np.unique(steps[member])
             missing = steps[-1] - steps[0] + 1 - len(steps)
             score = len(steps) - missing
             if missing <= len(steps) and score > best_score:
-                best, best_score = (spacing_fit, fitted[2], member), score
+                best, best_score = (fitted, offset, member), score
     return best
 
 
@@ -185,16 +183,15 @@ def beside_carrier(line: np.ndarray, a: int, b: int, peaks: np.ndarray, level: f
     lobe = excess[max(carrier - LINE_LOBE - a, 0):carrier + LINE_LOBE + 1 - a].sum()
     if lobe < CARRIER_SHARE * excess.sum():
         return []
-    over = line > level
     out = []
     for k in sorted({int(peaks[0]), int(peaks[-1])} - {carrier}):
         side = 1 if k < carrier else -1   # towards the carrier
         near = k + side * (LINE_LOBE + 1)
-        gap = over[max(min(near, near + side * LINE_GAP), 0):
+        gap = line[max(min(near, near + side * LINE_GAP), 0):
                    max(near, near + side * LINE_GAP) + 1]
         mirror = 2 * carrier - k
-        if not gap.any() and not (1 <= mirror < len(line) - 1 and
-                                  over[mirror - 1:mirror + 2].any()):
+        if not (gap > level).any() and not (1 <= mirror < len(line) - 1 and
+                                            line[mirror - 1:mirror + 2].max() > level):
             out.append(k)
     return out
 

@@ -124,7 +124,8 @@ def test_a_tone_off_a_comb_is_another_parts_line_only_where_it_starts_and_ends_w
     """A stray tone (``Track.stray``: off a comb's grid) is not dropped as the comb's line
     where it only starts or only ends with a part beside it (a CW tone whose burst began
     with an FM's), as a tone the comb left would be; it is where it both starts and ends
-    with one (a neighbouring FM's outer line, off the first FM's grid)."""
+    with one (a neighbouring FM's outer line, off the first FM's grid). Two stray tones
+    that come and go together (CW tones keyed together) keep each other."""
     from cvstream.blocks.detections import sibling_lines
     from cvstream.blocks.tracks import Track
     block = 8192
@@ -139,3 +140,5 @@ def test_a_tone_off_a_comb_is_another_parts_line_only_where_it_starts_and_ends_w
                          False) == []
     assert sibling_lines([fm, part("tone", 0.3102, 0.3103, 7, 26, True)], block,
                          False) == [1]
+    assert sibling_lines([part("tone", 0.3102, 0.3103, 7, 23, True),
+                          part("tone", 0.3122, 0.3123, 7, 23, True)], block, False) == []
