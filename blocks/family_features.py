@@ -61,8 +61,8 @@ def envelope_features(blocks: list, f_low: float, f_high: float
     freq = np.angle(step).astype(np.float64)
     total = np.maximum(weight.sum(axis=1, keepdims=True), 1e-30)
     dev = freq - (weight * freq).sum(axis=1, keepdims=True) / total
-    m2, m4 = (weight * dev ** 2).sum(axis=1) / total[:, 0], (weight * dev ** 4).sum(axis=1) / \
-        total[:, 0]
+    weighted = weight * dev * dev   # (dev ** 4 would take numpy's general power: 40x slower)
+    m2, m4 = weighted.sum(axis=1) / total[:, 0], (weighted * dev * dev).sum(axis=1) / total[:, 0]
     freq_kurtosis = m4 / np.maximum(m2 ** 2, 1e-30)
     # over all blocks in a row (a narrow band's block holds only tens of samples)
     swing = np.abs(scipy.fft.rfft((weight * dev / (total / weight.shape[1])).ravel())[1:]) ** 2

@@ -256,6 +256,13 @@ class CellTones:
                      np.round(centre).astype(np.int64) + fine // 2, top, rest)
 
 
+def lines_in(lines: Lines, tiles: slice) -> Lines:
+    """The ``lines`` seen in the tiles ``tiles`` of a batch, their tiles counted from its
+    start."""
+    keep = (lines.tile >= tiles.start) & (lines.tile < tiles.stop)
+    return Lines(lines.tile[keep] - tiles.start, *(a[keep] for a in lines[1:]))
+
+
 def merge_lines(first: Lines, second: Lines) -> Lines:
     """Two finders' lines together, those of ``second`` within a bin of the tile-long PSD
     of one of ``first``'s in the same tile left out."""

@@ -538,10 +538,11 @@ def test_long_tones_keeps_lines_and_drops_humps_images_and_noise():
 
 
 def test_long_tones_carry_their_looks_from_call_to_call():
-    """The looks' sums carry over from call to call: tiles in calls of 4, 12, 4, 8 and 4
-    (the segmenter's calls are whole groups of 8) give the same lines, tile for tile, as
-    calls of 8 (a line 6 over the noise, one of 3 from tile 12 on); calls of 3, 5, 7, 1,
-    9, 6 and 1 give those of them whose tile is in the call that makes the look."""
+    """The looks' sums carry over from call to call: tiles in calls of 4, 12, 4, 8 and 4,
+    or in one call of 32 (the segmenter's calls are whole groups of 8: it searches a
+    batch at once), give the same lines, tile for tile, as calls of 8 (a line 6 over the
+    noise, one of 3 from tile 12 on); calls of 3, 5, 7, 1, 9, 6 and 1 give those of them
+    whose tile is in the call that makes the look."""
     from cvstream.blocks.long_tones import LongTones
     rng = np.random.default_rng(7)
     size, tiles = 8192, 32
@@ -560,12 +561,27 @@ def test_long_tones_carry_their_looks_from_call_to_call():
 
     whole = lines([8] * 4)
     assert {c for _, c in whole} == {1500, 5200}
-    for sizes in ([4, 12, 4, 8, 4], [3, 5, 7, 1, 9, 6, 1]):
+    for sizes in ([4, 12, 4, 8, 4], [32], [3, 5, 7, 1, 9, 6, 1]):
         pieces = lines(sizes)
         assert set(pieces) <= set(whole) and len(pieces) > len(whole) // 2
-        assert (len(pieces) == len(whole)) == (sizes[0] == 4)
+        assert (len(pieces) == len(whole)) == (sizes[0] % 4 == 0)
         for key, (f_low, snr) in pieces.items():
             assert f_low == pytest.approx(whole[key][0]) and snr == pytest.approx(whole[key][1])
+
+
+def test_a_batch_of_lines_is_dealt_to_its_groups():
+    """``lines_in``: the lines seen in a slice of a batch's tiles, their tiles counted
+    from the slice's start, every field kept; none from an empty slice."""
+    from cvstream.blocks.narrowband import Lines, lines_in
+    tile = np.array([0, 3, 8, 9, 15, 16])
+    lines = Lines(tile, tile * 0.01, tile * 0.01 + 0.001, tile * 1.0, tile * 10, tile + 2.0,
+                  tile + 1.0)
+    group = lines_in(lines, slice(8, 16))
+    assert group.tile.tolist() == [0, 1, 7]
+    assert group.centre.tolist() == [80, 90, 150]
+    assert group.f_low == pytest.approx([0.08, 0.09, 0.15])
+    assert group.peak.tolist() == [10.0, 11.0, 17.0] and group.around.tolist() == [9, 10, 16]
+    assert len(lines_in(lines, slice(4, 8)).tile) == 0
 
 
 def test_long_tones_search_only_where_the_model_leaves_room():
