@@ -21,7 +21,7 @@ from .onnx_model import load_model, make_session
 from .repeats import Repeats
 from .segmenter_output import SettledDetections
 from .tile_groups import TileGroups
-from .tile_spectra import TileSpectra
+from .tile_spectra import COMPAND, TileSpectra, compand
 from .tracker import Tracker
 from .tracks import RadioContext
 
@@ -216,6 +216,11 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
         self.path, c = load_model(self.model, "spectrum_segmentation", needs="stft")
         stft = c.preprocess["stft"]
         self.contract = c
+        # the tiles companded here, not in the graph (``tile_spectra.compand``)
+        self._compand = c.preprocess.get("compand")
+        if self._compand not in (None, COMPAND):
+            raise ParamError("model", f"{self.path}: preprocess compand '{self._compand}' "
+                             f"is not one this block applies (only '{COMPAND}')")
         self.fft, self.frames = int(stft["fft"]), int(stft["frames"])
         self.decim = self.fft * self.frames
         self.max_chunks = self.max_batch
@@ -304,7 +309,7 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
         ``track_psds``, the finer PSDs that settle the tracks' edges, for the tiles that may
         hold a detection (``TileSpectra.track_psds``; ``_detect`` takes the rest)."""
         tiles, power, floor, bins = self.spectra.prepare(x)
-        logits = self._run_model(tiles)
+        logits = self._run_model(compand(tiles) if self._compand else tiles)
         whole = self._tile_long(x, floor)
         psds = self.spectra.track_psds(x, floor, whole, self._may_hold(logits, power)) \
             if track_psds else None

@@ -238,7 +238,7 @@ def test_segmenter_training_path_and_block(tmp_path):
     model = seg.train(steps=3, scenes_per_step=1, progress=lambda d, n, loss: losses.append(loss))
     assert len(losses) == 3 and all(np.isfinite(losses))
     path = str(tmp_path / "tiny_seg.onnx")
-    export_model(model, seg.contract(), path)
+    export_model(seg.deployed(model), seg.contract(), path)
     block = SpectrumSegmenter(model=path, threshold=0.0, rate=20e6, freq=1e9)
     x, _ = scene(np.random.default_rng(0), SceneConfig(samples=8 * seg.TILE))
     block.process(x)
@@ -249,6 +249,47 @@ def test_segmenter_training_path_and_block(tmp_path):
     assert all(990e6 <= m["freq_lower_edge"] < m["freq_upper_edge"] <= 1010e6 for m in msgs)
     with pytest.raises(Exception, match="needs a spectrum_segmentation model"):
         SpectrumSegmenter(model="builtin:iq_denoiser")
+
+
+def test_the_block_compands_the_tiles_the_export_leaves_uncompanded(tmp_path):
+    """The export leaves the network's log-compander to the block (contract
+    ``preprocess.compand: log1p``): no Log ahead of the first convolution, and the block's
+    logits are the trained network's own on the block's tiles, for the segmenter and its
+    real twin (within float32 rounding). A network exported with its compander (an
+    earlier export: no ``compand`` in its contract) gives the same logits through the
+    block; a contract naming a compander the block does not know is refused in one line
+    naming the model."""
+    torch = pytest.importorskip("torch")
+    import onnx
+
+    from cvstream.contract import read_contract
+    from cvstream.models.export import export_model, rewrite_contract
+    from cvstream.models.spectrum import segmenter as seg
+    x, _ = scene(np.random.default_rng(5), SceneConfig(samples=4 * seg.TILE))
+    for real in (False, True):
+        model = seg.train(steps=2, scenes_per_step=1, real=real)
+        with torch.no_grad():   # the network's logits on the block's own tiles
+            tiles = SpectrumSegmenter().spectra.prepare(x)[0]
+            want = model(torch.from_numpy(tiles)).numpy()[:, 0]
+        plain = seg.contract(real=real)
+        plain["preprocess"] = {"stft": plain["preprocess"]["stft"]}
+        for name, net, spec in (("deployed", seg.deployed(model), seg.contract(real=real)),
+                                ("whole", model, plain)):
+            path = str(tmp_path / f"{name}_{real}.onnx")
+            export_model(net, spec, path)
+            first = [n.op_type for n in onnx.load(path).graph.node].index("Conv")
+            logs = [n for n in onnx.load(path).graph.node[:first] if n.op_type == "Log"]
+            assert bool(logs) == (name == "whole")
+            block = SpectrumSegmenter(model=path)
+            block.start()
+            got = block.compute(x)[0]
+            block.stop()
+            assert np.abs(got - want).max() < 1e-4 * max(1.0, np.abs(want).max()), (name, real)
+    c = read_contract(path)
+    c.preprocess["compand"] = "cube"
+    rewrite_contract(path, c)
+    with pytest.raises(ParamError, match="model.*compand 'cube'.*only 'log1p'"):
+        SpectrumSegmenter(model=path)
 
 
 def test_segmenter_training_is_reproducible_from_its_seed():
@@ -432,6 +473,7 @@ def test_shipped_segmenter_contract_carries_its_evaluation():
     for name in ("spectrum_segmenter", "spectrum_segmenter_real"):
         c = read_contract(resolve_model(f"builtin:{name}"))
         assert c.preprocess["stft"]["fft"] == seg.FFT and c.chunk == seg.FRAMES
+        assert c.preprocess["compand"] == "log1p"   # the block compands its tiles
         assert set(c.evaluation) == {f"{lo}..{hi} dB" for lo, hi in ev.BUCKETS}
         row = c.evaluation["10..20 dB"]
         # the README's table: detection recall and precision above 0.7 at 10..20 dB

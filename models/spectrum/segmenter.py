@@ -28,7 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cvstream.blocks.tile_spectra import normalize_tiles, unit_hann  # the block's preprocessing
+from cvstream.blocks.tile_spectra import (  # the block's preprocessing
+    COMPAND, normalize_tiles, unit_hann)
 
 from .synth import SceneConfig, cell_labels, scene
 from .waveforms import CLASSES
@@ -94,9 +95,10 @@ def build(width: int = WIDTH, activation: str = ACTIVATION, frames: int = FRAMES
             self.acts = nn.ModuleList(act(False) for _ in range(4))
             self.head = nn.Conv1d(width, 1 + len(CLASSES), 1)
 
-        def forward(self, inp):
+        def forward(self, inp, compand: bool = True):
             # (B, T, F, 2) -> split layout (B, 2T, F): frames are the complex channels
-            x = self.compand(inp.permute(0, 3, 1, 2).reshape(inp.shape[0], 2 * frames, FFT))
+            x = inp.permute(0, 3, 1, 2).reshape(inp.shape[0], 2 * frames, FFT)
+            x = self.compand(x) if compand else x   # (``deployed``: the block's)
             h = self.act0(self.first(x))
             for conv, a in zip(self.convs, self.acts):
                 h = h + a(conv(h))
@@ -120,9 +122,10 @@ def build_real(width: int):
                                        for d in (1, 2, 4, 8))
             self.head = nn.Conv1d(width, 1 + len(CLASSES), 1)
 
-        def forward(self, inp):
-            mag = torch.sqrt((inp * inp).sum(-1, keepdim=True) + 1e-8)
-            inp = inp * torch.log1p(mag) / mag  # the same companding as the complex model
+        def forward(self, inp, compand: bool = True):
+            if compand:   # the same companding as the complex model (``deployed``)
+                mag = torch.sqrt((inp * inp).sum(-1, keepdim=True) + 1e-8)
+                inp = inp * torch.log1p(mag) / mag
             x = inp.permute(0, 3, 1, 2).reshape(inp.shape[0], 2 * FRAMES, FFT)
             h = torch.relu(self.first(x))
             for conv in self.convs:
@@ -131,6 +134,22 @@ def build_real(width: int):
 
     torch.manual_seed(0)
     return RealSegmenter()
+
+
+def deployed(model):
+    """A trained segmenter (or twin) as it is exported: its input companded by the block
+    (contract ``preprocess.compand``, ``tile_spectra.compand``), not in the graph, where
+    the compander's passes over the split parts took a fifth of ONNX Runtime's time."""
+    from torch import nn
+
+    class Deployed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, inp):
+            return self.net(inp, compand=False)
+    return Deployed()
 
 
 def real_twin_width() -> int:
@@ -147,7 +166,7 @@ def contract(name: str = NAME, evaluation: dict | None = None, real: bool = Fals
                               item_shape=[1 + len(CLASSES), FFT], packing="none")],
                 class_names=["noise"] + CLASSES,
                 preprocess={"stft": {"fft": FFT, "hop": FFT, "window": "hann",
-                                     "frames": frames, "shift": True}},
+                                     "frames": frames, "shift": True}, "compand": COMPAND},
                 description=("real-valued twin of the " if real else "") +
                 "complex CNN over STFT tiles: presence and modulation family per cell",
                 evaluation=evaluation or {})
@@ -275,7 +294,8 @@ def ablation(out_dir: str, variants=VARIANTS,
     for activation, width in variants:
         name = f"{activation} w{width}"
         path = os.path.join(out_dir, f"{activation}_w{width}.onnx")
-        export_model(train(steps, seed, activation=activation, width=width), contract(), path)
+        export_model(deployed(train(steps, seed, activation=activation, width=width)),
+                     contract(), path)
         detectors[name] = detector(path)
     detectors["cfar"] = cfar_detect()
     return evaluate(detectors, scenes_per_bucket=scenes_per_bucket)
@@ -291,7 +311,7 @@ def train_and_export(out_dir: str, steps: int = 2500, seed: int = 0, progress=No
     from ..export import export_model
     for real in (False, True):
         name = NAME + ("_real" if real else "")
-        export_model(train(steps, seed, real=real, progress=progress),
+        export_model(deployed(train(steps, seed, real=real, progress=progress)),
                      contract(name, real=real), os.path.join(out_dir, name + ".onnx"))
     # the family classifier learns from this segmenter's detections
     from . import family
