@@ -351,7 +351,7 @@ def stages(meta: str, scenes: int, rounds: int = 3) -> None:
     """Print where the segmenter's work goes (section 4 of the module's docstring): each
     figure the least of ``rounds`` runs (this machine's speed moves from run to run)."""
     seg, batches, stream = _stage_setup(meta, scenes)
-    inputs = [seg.spectra.prepare(b)[0] for b in batches]
+    inputs = [seg.spectra.prepare(b)[1] for b in batches]   # (companded)
 
     def cores(run, clock=time.process_time) -> float:   # seconds per second of stream
         t0 = clock()

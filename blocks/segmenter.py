@@ -21,7 +21,7 @@ from .onnx_model import load_model, make_session
 from .repeats import Repeats
 from .segmenter_output import SettledDetections
 from .tile_groups import TileGroups
-from .tile_spectra import COMPAND, TileSpectra, compand
+from .tile_spectra import COMPAND, TileSpectra
 from .tracker import Tracker
 from .tracks import RadioContext
 
@@ -216,7 +216,7 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
         self.path, c = load_model(self.model, "spectrum_segmentation", needs="stft")
         stft = c.preprocess["stft"]
         self.contract = c
-        # the tiles companded here, not in the graph (``tile_spectra.compand``)
+        # the model's tiles companded here, not in its graph (``tile_spectra.compand``)
         self._compand = c.preprocess.get("compand")
         if self._compand not in (None, COMPAND):
             raise ParamError("model", f"{self.path}: preprocess compand '{self._compand}' "
@@ -235,7 +235,8 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
             zoom = self.refine * ZOOM if self.valley_db and \
                 self.decim % (self.refine * ZOOM) == 0 else 0
         self.spectra = TileSpectra(self.fft, self.frames, per_bin,
-                                   per_bin or bool(self.energy_sigma), self.refine, zoom)
+                                   per_bin or bool(self.energy_sigma), self.refine, zoom,
+                                   compand=bool(self._compand))
         if self.narrow and not self.refine:
             raise ParamError("narrow", "the narrowband view needs the samples that refine "
                              "keeps (refine > 0)")
@@ -308,8 +309,8 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
         with each tile's cell power and noise floors, the tile-long PSDs and, with
         ``track_psds``, the finer PSDs that settle the tracks' edges, for the tiles that may
         hold a detection (``TileSpectra.track_psds``; ``_detect`` takes the rest)."""
-        tiles, power, floor, bins = self.spectra.prepare(x)
-        logits = self._run_model(compand(tiles) if self._compand else tiles)
+        tiles, model, power, floor, bins = self.spectra.prepare(x)
+        logits = self._run_model(model)
         whole = self._tile_long(x, floor)
         psds = self.spectra.track_psds(x, floor, whole, self._may_hold(logits, power)) \
             if track_psds else None

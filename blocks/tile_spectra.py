@@ -80,14 +80,15 @@ def centring_window(n: int) -> np.ndarray:
     return w
 
 
-def compand(tiles: np.ndarray) -> np.ndarray:
+def compand(tiles: np.ndarray, power: np.ndarray | None = None) -> np.ndarray:
     """The model's input where its contract says ``preprocess.compand: log1p``: each cell
     z of ``tiles`` ((..., 2) float32 pairs, as ``TileSpectra.prepare`` returns them) as
     z log(1 + |z|) / |z|, |z| with 1e-8 under its root (the models' ``LogCompander``, which
     the export leaves out of the graph: ONNX Runtime spent a fifth of the network's time on
-    its eight passes over the split parts). A new array; ``tiles`` stay as they are."""
+    its eight passes over the split parts). ``power``: |z|^2 of the cells, where at hand
+    (spent). A new array; ``tiles`` stay as they are."""
     z = tiles.view(np.complex64)
-    mag = squared(z)
+    mag = squared(z) if power is None else power.reshape(z.shape)
     mag += np.float32(1e-8)
     np.sqrt(mag, out=mag)
     scale = mag + np.float32(1)
@@ -102,18 +103,21 @@ class TileSpectra:
     takes tiles normalized per bin (``noise_floor_per_bin``), else per tile; ``bin_floors``:
     ``prepare`` returns each bin's floor (the per-bin model or the energy test needs it);
     ``refine``: the FFT size of the PSD that settles edges (0: none), ``zoom`` that of the
-    finer view that splits close neighbours (0: none)."""
+    finer view that splits close neighbours (0: none); ``compand``: the model takes its
+    tiles companded (``compand``)."""
 
     def __init__(self, fft: int, frames: int, per_bin: bool, bin_floors: bool,
-                 refine: int = 0, zoom: int = 0):
+                 refine: int = 0, zoom: int = 0, compand: bool = False):
         self.fft, self.frames, self.decim = fft, frames, fft * frames
         self.per_bin, self.bin_floors = per_bin, bin_floors
-        self.refine, self.zoom = refine, zoom
+        self.refine, self.zoom, self.compand = refine, zoom, compand
         self.window = centring_window(fft)
 
     def prepare(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Whole tiles of x as the model's input, the (tiles, fft) mean cell power in units of
-        the noise floor, each tile's noise floor and each bin's floor in units of its tile's
+        """Whole tiles of x scaled to their noise (each bin's or each tile's, as the model
+        takes them), the model's input (those tiles, or where it takes them companded a
+        companded copy), the (tiles, fft) mean cell power in units of the noise floor, each
+        tile's noise floor and each bin's floor in units of its tile's
         (``noise_floor_per_bin``; None where neither the model nor the energy test needs
         it)."""
         tiles = fft_rows(x, self.window).reshape(-1, self.frames, self.fft)
@@ -123,12 +127,17 @@ class TileSpectra:
         power /= self.frames * floor[:, None]
         bins = noise_floor_per_bin(tiles, cells=cells) if self.bin_floors else None
         if self.per_bin:   # the model's input flat across the band; the rest per tile
+            noise = bins[:, None, :]
             tiles *= (1 / np.sqrt(bins))[:, None, :]
         else:
+            noise = floor[:, None, None]
             tiles *= (1 / np.sqrt(floor)).astype(np.float32)[:, None, None]
+        pairs = tiles.view(np.float32).reshape(*tiles.shape, 2)
+        # (the scaled cells' power from their power before: no pass over the pairs again)
+        model = compand(pairs, np.divide(cells, noise, out=cells)) if self.compand else pairs
         if bins is not None:
             bins /= floor[:, None]
-        return tiles.view(np.float32).reshape(*tiles.shape, 2), power, floor, bins
+        return pairs, model, power, floor, bins
 
     def fine_psd(self, x: np.ndarray, floor: np.ndarray, size: int = 0) -> np.ndarray:
         """(tiles, size) PSD of whole tiles of x at a finer resolution (``refine`` points by

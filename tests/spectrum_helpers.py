@@ -15,7 +15,7 @@ def fine_track(x, f_low, f_high, rows: bool = False, track=None):
     from cvstream.blocks.detections import ZOOM
     from cvstream.blocks.tracks import Track
     block = SpectrumSegmenter()
-    _, _, floor, _ = block.spectra.prepare(x)
+    _, _, _, floor, _ = block.spectra.prepare(x)
     fine = block.spectra.fine_psd(x, floor)
     zoom = block.spectra.fine_psd(x, floor, block.refine * ZOOM)
     line = block.spectra.fine_psd(x, floor, block.decim)

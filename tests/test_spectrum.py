@@ -320,8 +320,8 @@ def test_block_tiles_are_the_training_tiles(tmp_path):
     path = str(tmp_path / "per_tile.onnx")
     c = seg.contract()
     c["normalization"] = "noise_floor"
-    export_model(seg.build(), c, path)
-    tiles, power, floor, _ = SpectrumSegmenter(model=path, family="").spectra.prepare(x)
+    export_model(seg.deployed(seg.build()), c, path)
+    tiles, _, power, floor, _ = SpectrumSegmenter(model=path, family="").spectra.prepare(x)
     want = normalize_tiles(raw)
     np.testing.assert_allclose(tiles[..., 0] + 1j * tiles[..., 1], want, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(power, np.mean(np.abs(want) ** 2, axis=1), rtol=1e-4)
@@ -329,7 +329,7 @@ def test_block_tiles_are_the_training_tiles(tmp_path):
     # tile's one floor
     block = SpectrumSegmenter()
     assert block.contract.normalization == seg.NORMALIZATION == "noise_floor_per_bin"
-    tiles, power, floor, _ = block.spectra.prepare(x)
+    tiles, _, power, floor, _ = block.spectra.prepare(x)
     want = normalize_tiles(raw, per_bin=True)
     np.testing.assert_allclose(tiles[..., 0] + 1j * tiles[..., 1], want, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(floor, noise_floor(raw), rtol=1e-6)
@@ -460,7 +460,7 @@ def test_refine_size_must_fit_the_tile():
     noise = ((rng.standard_normal(32 * 8192) + 1j * rng.standard_normal(32 * 8192))
              / np.sqrt(2)).astype(np.complex64)
     block = SpectrumSegmenter()
-    _, _, floor, _ = block.spectra.prepare(noise)
+    _, _, _, floor, _ = block.spectra.prepare(noise)
     fine = block.spectra.fine_psd(noise, floor)
     assert fine.shape == (32, 1024)
     assert np.mean(fine) == pytest.approx(1.0, rel=0.1)
