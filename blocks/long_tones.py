@@ -81,11 +81,11 @@ class LongTones:
         floor, DC-centred), one entry of ``Lines``' arrays per tone and tile; with the
         model's cells ``masks`` ((tiles, fft)), those ``outside`` them, each look searching
         only the bins where ``outside`` may keep a tone (most of a busy band is not). The
-        last tiles' rows are kept for the next call as they are, not copied: ``psd`` must
-        not be written to after."""
+        last tiles' rows are copied for the next call (``psd`` may be a view of memory
+        that its caller reuses)."""
         count, size = psd.shape
         seen = self.history + list(psd)   # rows (views), not a copy of them all
-        self.history = seen[-self.keep:]
+        self.history = [row.copy() for row in seen[-self.keep:]]
         first, before = len(seen) - count, self.seen
         self.seen += count
         free = None if masks is None else self._free(masks)

@@ -44,9 +44,11 @@ IN_FLIGHT = 2
 #: cost 0.34-0.37 s a second of 20 Msps stream, 32 tiles 0.41 and 64 tiles 0.49 (its
 #: activations outgrow a core's 2 MB cache; README, stop 82)
 MODEL_TILES = 16
-#: where ``compute``'s result holds the model's input (the tones' zoom reads it while
-#: ``_detect`` settles its batch, and nothing keeps it)
-TILES = 5
+#: where ``compute``'s result holds the tile-long PSDs (the weak tones' search reads them
+#: while ``_detect`` settles its batch and copies the few rows it carries to the next;
+#: the tracks sum them) and the scaled tiles (the tones' zoom reads them, nothing keeps
+#: them): a worker process hands both out as views of its slot, not copies
+WHOLE, TILES = 4, 5
 
 
 def presence_of(logits: np.ndarray) -> np.ndarray:
@@ -278,7 +280,7 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
         self._pool = ComputeWorker(
             self, self.worker, max_samples=self.decim * (self.max_batch + TONE_GROUP),
             in_flight=IN_FLIGHT, result_bytes=self._result_bytes,
-            overrides=dict(worker="thread", family=""), views=(TILES,))
+            overrides=dict(worker="thread", family=""), views=(WHOLE, TILES))
         self._pending = collections.deque()   # (the worker's call, its samples)
         # samples (``work``) or results (``absorb``) past a call's last whole group
         self._grouped = self._tones is not None

@@ -542,7 +542,8 @@ def test_long_tones_carry_their_looks_from_call_to_call():
     or in one call of 32 (the segmenter's calls are whole groups of 8: it searches a
     batch at once), give the same lines, tile for tile, as calls of 8 (a line 6 over the
     noise, one of 3 from tile 12 on); calls of 3, 5, 7, 1, 9, 6 and 1 give those of them
-    whose tile is in the call that makes the look."""
+    whose tile is in the call that makes the look, the same where each call's rows are
+    written over after it (no call keeps a view of them)."""
     from cvstream.blocks.long_tones import LongTones
     rng = np.random.default_rng(7)
     size, tiles = 8192, 32
@@ -561,6 +562,17 @@ def test_long_tones_carry_their_looks_from_call_to_call():
 
     whole = lines([8] * 4)
     assert {c for _, c in whole} == {1500, 5200}
+    # nor does a call keep a view of its rows: a caller may write over them after (a
+    # worker process's slot, rewritten by a later batch)
+    sizes, finder, reused, first = [3, 5, 7, 1, 9, 6, 1], LongTones(fft=256), {}, 0
+    for n in sizes:   # looks that span two calls read the rows of the first
+        rows = psd[first:first + n].copy()
+        found = finder.find(rows)
+        rows[...] = 1e6
+        reused.update({(first + int(t), int(c)): (f, s) for t, c, f, s in
+                       zip(found.tile, found.centre, found.f_low, found.snr_db)})
+        first += n
+    assert reused == lines(sizes)
     for sizes in ([4, 12, 4, 8, 4], [32], [3, 5, 7, 1, 9, 6, 1]):
         pieces = lines(sizes)
         assert set(pieces) <= set(whole) and len(pieces) > len(whole) // 2
