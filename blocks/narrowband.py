@@ -193,7 +193,7 @@ class CellTones:
         tile, cell = np.nonzero(wanted & (~near | (expected >= 0)))
         if not len(tile):
             return empty_lines()
-        scale = np.broadcast_to(scale, power.shape)
+        scale = np.broadcast_to(scale, power.shape) if np.shape(scale) != power.shape else scale
         # near the model's cells, a held tone's own sub-bins (beside the one it was in)
         window = np.where(near[tile, cell], expected[cell], -1)
 
@@ -220,6 +220,8 @@ class CellTones:
         rest = np.where(lobe, 0.0, zoomed).sum(axis=1) / np.maximum((~lobe).sum(axis=1), 1)
         ok = (top > np.where(followed[cell], self.follow_level, self.level)) & \
             (top > self.contrast * rest)
+        if not ok.any():
+            return empty_lines()
         # the zoom tells a tone's place within a cell only, and the cells beside see it at
         # the same sub-bin. Near its own cell's centre it is strongest there; nearer an
         # edge, the cell beside on its side holds about as much (down to a quarter) and the
