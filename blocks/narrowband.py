@@ -128,24 +128,23 @@ def empty_lines() -> Lines:
 
 class CellTones:
     """CW tones in the cells a segmenter's model leaves, at a tile-long FFT's resolution,
-    from the model's own input: one ``frames``-point FFT for each cell looked at. A cell
-    whose power over this tile and the one before
-    stands ``sigma`` standard deviations over the noise (or that holds a tone being
-    followed), ``guard`` cells or more from the model's own (a tone followed for a while:
-    nearer too), is transformed once more
-    across the tile's ``frames`` FFT frames: the cell's bin of each frame, through a Hann
-    window, a zoom of the cell into ``frames`` sub-bins of 1/(fft x frames) of the band.
-    A tone is one sub-bin standing ``level`` over the noise (false-alarm probability
-    ``pfa``; 100 times that in the cell of a tone being followed) and ``contrast`` times
-    the mean of the cell's others clear of its window's lobe (a wide signal fills them),
-    in its own cell (the cells beside see it too, at the same sub-bin: it is strongest in
-    its own near that cell's centre, and nearer an edge the cell beside on its side holds
-    about as much and the other less), not in the DC cell (a receiver's own leakage), and
-    not a strong line's IQ image (its mirror ``image_rejection_db`` stronger). Its place
-    between sub-bins is the centroid of its sub-bin and the two beside. A tone followed for
-    a while into a cell near the model's (a signal that starts beside it) is looked for
-    within FOLLOW_SUBBINS sub-bins of where it was: a neighbour's skirt may outshine it at
-    the cell's edge."""
+    from the tiles the model's input is made of (scaled to the noise, before any
+    compander): one ``frames``-point FFT for each cell looked at. A cell whose power over
+    this tile and the one before stands ``sigma`` standard deviations over the noise (or
+    that holds a tone being followed), ``guard`` cells or more from the model's own (a tone
+    followed for a while: nearer too), is transformed once more across the tile's
+    ``frames`` FFT frames: the cell's bin of each frame, through a Hann window, a zoom of
+    the cell into ``frames`` sub-bins of 1/(fft x frames) of the band. A tone is one
+    sub-bin standing ``level`` over the noise (false-alarm probability ``pfa``; 100 times
+    that in the cell of a tone being followed) and ``contrast`` times the mean of the
+    cell's others clear of its window's lobe (a wide signal fills them), in its own cell
+    (the cells beside see it too, at the same sub-bin: it is strongest in its own near that
+    cell's centre, and nearer an edge the cell beside on its side holds about as much and
+    the other less), not in the DC cell (a receiver's own leakage), and not a strong line's
+    IQ image (its mirror ``image_rejection_db`` stronger). Its place between sub-bins is
+    the centroid of its sub-bin and the two beside. A tone followed for a while into a cell
+    near the model's (a signal that starts beside it) is looked for within FOLLOW_SUBBINS
+    sub-bins of where it was: a neighbour's skirt may outshine it at the cell's edge."""
 
     def __init__(self, fft: int, frames: int, sigma: float = 2.0,
                  pfa: float = 1e-4, contrast: float = 4.0, guard: int = 3,
@@ -166,13 +165,14 @@ class CellTones:
     def find(self, stft: np.ndarray, scale: np.ndarray, power: np.ndarray,
              masks: np.ndarray, follow: np.ndarray | None = None,
              held: np.ndarray | None = None) -> Lines:
-        """The tones in ``stft`` ((tiles, frames, fft) DC-centred FFT frames, the model's
-        input before it is viewed as real pairs), whose cells' power times ``scale`` (one
-        per cell of each tile, or a scalar) is in units of the tile's noise floor, whose
-        cells' mean power over that floor is ``power`` and the model's cells ``masks``; the
-        tones being followed, at ``follow`` (their centres in sub-bins from DC), are looked
-        for in every tile, over the noise or not, and those of them ``held`` (followed for
-        a while: a tone, not a flicker) beside the model's cells too."""
+        """The tones in ``stft`` ((tiles, frames, fft) DC-centred FFT frames, the scaled
+        tiles ``TileSpectra.prepare`` returns, as complex64), whose cells' power times
+        ``scale`` (one per cell of each tile, or a scalar) is in units of the tile's noise
+        floor, whose cells' mean power over that floor is ``power`` and the model's cells
+        ``masks``; the tones being followed, at ``follow`` (their centres in sub-bins from
+        DC), are looked for in every tile, over the noise or not, and those of them
+        ``held`` (followed for a while: a tone, not a flicker) beside the model's cells
+        too."""
         before = np.concatenate([power[:1] if self.previous is None else self.previous[None],
                                  power[:-1]])
         self.previous = power[-1].copy()

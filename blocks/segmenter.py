@@ -389,7 +389,7 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
     def _detect(self, logits, power, floor, bins, whole=None, tiles=None, psds=None,
                 x=None, found=None) -> None:
         """One batch's detections from its ``compute`` result (``whole``: its tile-long
-        PSDs; ``tiles``: the model's input, whose cells the tones' zoom reads; ``psds``:
+        PSDs; ``tiles``: the scaled tiles, whose cells the tones' zoom reads; ``psds``:
         the tracks' finer PSDs) and its samples ``x``; ``found``: the fine view's narrow
         signals in ``whole`` (``NarrowbandFinder.find``), where it looks."""
         presence = presence_of(logits)
@@ -447,7 +447,7 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
         (``_weak_tones``)."""
         held_tones = None
         if self._tones is not None and tiles is not None:
-            stft = tiles[group].view(np.complex64)[..., 0]   # the model's cells
+            stft = tiles[group].view(np.complex64)[..., 0]   # the scaled cells
             follow, held = self._narrow_tracks.followed()
             held_tones = follow[held]
             found = self._tones.find(stft, bins[group] if self.spectra.per_bin else 1.0,
