@@ -126,8 +126,9 @@ def time_segments(track: Track, frames: int, margin: float, pfa: float = 1e-3
     a = max(int(np.floor((track.f_low - margin) * fine)) + fine // 2, 0)
     b = min(int(np.ceil((track.f_high + margin) * fine)) + fine // 2 + 1, fine)
     band = np.stack([row[a:b] for _, row in rows]).astype(np.float64)
-    busy = band.mean(axis=1) > noise_level(pfa, frames * (b - a))
+    busy = (band.mean(axis=1) > noise_level(pfa, frames * (b - a))).tolist()
     lo, hi = middle_bands(np.maximum(band - 1, 0))
+    low, high = lo.tolist(), hi.tolist()   # (the loops below read them one by one)
     starts, held_lo, held_hi = [0], [], []   # the part's blocks' band edges, kept sorted
 
     def nested(one, other):   # one band inside the other, clear of both its edges
@@ -136,8 +137,8 @@ def time_segments(track: Track, frames: int, margin: float, pfa: float = 1e-3
         return a0 >= b0 + clear and a1 <= b1 - clear
 
     def overlap(k, ref):
-        return (min(hi[k], ref[1]) - max(lo[k], ref[0])) / max(
-            max(hi[k], ref[1]) - min(lo[k], ref[0]), 1)
+        return (min(high[k], ref[1]) - max(low[k], ref[0])) / max(
+            max(high[k], ref[1]) - min(low[k], ref[0]), 1)
 
     def median(values):   # of a sorted list
         m = len(values)
@@ -149,11 +150,12 @@ def time_segments(track: Track, frames: int, margin: float, pfa: float = 1e-3
                 k - starts[-1] >= MIN_SEGMENT:
             ref = (median(held_lo), median(held_hi))
             if overlap(k, ref) < CHANGE_OVERLAP and overlap(k + 1, ref) < CHANGE_OVERLAP \
-                    and nested((lo[k], hi[k]), ref) and nested((lo[k + 1], hi[k + 1]), ref):
+                    and nested((low[k], high[k]), ref) and \
+                    nested((low[k + 1], high[k + 1]), ref):
                 starts.append(k)
                 held_lo, held_hi = [], []
-        bisect.insort(held_lo, int(lo[k]))
-        bisect.insort(held_hi, int(hi[k]))
+        bisect.insort(held_lo, low[k])
+        bisect.insort(held_hi, high[k])
     if len(starts) > 1 and len(rows) - starts[-1] < MIN_SEGMENT:
         starts.pop()
     if len(starts) == 1:

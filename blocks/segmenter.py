@@ -425,8 +425,10 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
                 start = self._pos
                 self._pos += self.decim
                 if narrow is not None:
-                    self._emit_narrow(self._narrow_tracks.tracker.update(
-                        start, self._pos, narrow[k - a]))
+                    ended = self._narrow_tracks.tracker.update(start, self._pos,
+                                                               narrow[k - a])
+                    if ended or self._narrow_tracks.tracker.dropped_short:
+                        self._emit_narrow(ended)
                 self._emit_all(self._tracker.update(
                     start, self._pos, per_tile[k], fine[k], blocks[k], zoom[k], line[k]))
 
