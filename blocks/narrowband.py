@@ -193,7 +193,7 @@ class CellTones:
         tile, cell = np.nonzero(wanted & (~near | (expected >= 0)))
         if not len(tile):
             return empty_lines()
-        scale = np.broadcast_to(scale, power.shape) if np.shape(scale) != power.shape else scale
+        scale = np.broadcast_to(scale, power.shape)
         # near the model's cells, a held tone's own sub-bins (beside the one it was in)
         window = np.where(near[tile, cell], expected[cell], -1)
 

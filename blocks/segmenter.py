@@ -425,10 +425,8 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
                 start = self._pos
                 self._pos += self.decim
                 if narrow is not None:
-                    ended = self._narrow_tracks.tracker.update(start, self._pos,
-                                                               narrow[k - a])
-                    if ended or self._narrow_tracks.tracker.dropped_short:
-                        self._emit_narrow(ended)
+                    self._emit_narrow(self._narrow_tracks.tracker.update(
+                        start, self._pos, narrow[k - a]))
                 self._emit_all(self._tracker.update(
                     start, self._pos, per_tile[k], fine[k], blocks[k], zoom[k], line[k]))
 

@@ -19,8 +19,11 @@ class SettledDetections:
     ``SpectrumSegmenter``)."""
 
     def _emit_narrow(self, tracks) -> None:
-        """Settle the narrow tracks that just ended (``narrow_tracks.NarrowTracks``)."""
+        """Settle the narrow tracks that just ended (``narrow_tracks.NarrowTracks``); a
+        tile where none ended and none was dropped has nothing to settle."""
         tracker = self._narrow_tracks.tracker
+        if not tracks and not tracker.dropped_short:
+            return
         if tracker.dropped_short:
             self.count("short_tracks", tracker.dropped_short)
             tracker.dropped_short = 0
