@@ -4,8 +4,8 @@
     python bench/spectrum_bench.py [--scenes 256] [--repeat N]
 
 1. sigmf_source -> spectrum_segmenter -> sigmf_annotations (graphs/spectrum_sigmf.yml:
-   metadata beside the recording, its samples not copied; batches of 64 tiles, the FFTs
-   and the model in a worker process), on a synthesized 20 Msps recording, end to end
+   metadata beside the recording, its samples not copied; chunks and batches of 64 tiles,
+   the FFTs and the model in a worker process), on a synthesized 20 Msps recording, end to end
    through the runtime, the worker's start included: Msps (and, from a run on the
    recording's first half, the rate once started and what starting costs), and the CPU the
    graph used (its worker process's too) as cores busy at 20 Msps (the work itself: over
@@ -130,7 +130,7 @@ def steady(meta: str, n: int, whole: float) -> None:
     half = n // 2
     secs, _, _ = run_graph(f"""
 blocks:
-  rec: {{type: sigmf_source, path: {meta}, chunk: 262144}}
+  rec: {{type: sigmf_source, path: {meta}, chunk: 524288}}
   first: {{type: head, n: {half}}}
   det: {{type: spectrum_segmenter, max_batch: 64, worker: process}}
   out: {{type: sigmf_annotations, recording: {meta}, path: half.sigmf-meta}}
@@ -280,7 +280,7 @@ def main() -> None:
             "det.detections -> out"
         secs, cpu, snap = run_graph(f"""
 blocks:
-  rec: {{type: sigmf_source, path: {meta}, chunk: 262144}}
+  rec: {{type: sigmf_source, path: {meta}, chunk: 524288}}
   det: {{type: {det}, {extra}}}
   out: {sink}
 connections: [rec -> det, {samples}]
