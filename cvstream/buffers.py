@@ -35,10 +35,13 @@ class StreamBuffer:
         self.producer_wake = None  # a pooled producer's Wake: told when room frees up
 
     # ---- producer side --------------------------------------------------------------------
-    def put(self, chunk, n: int, block: bool = True, over: bool = False) -> bool:
+    def put(self, chunk, n: int, block: bool = True, over: bool = False,
+            wake: bool = True) -> bool:
         """Queue ``chunk`` worth ``n`` items; False if dropped (non-blocking and full).
         ``over``: queue it even past capacity (by one call's output at most): a pooled
-        producer never waits here; the pool runs it again only once ``full`` is False."""
+        producer never waits here; the pool runs it again only once ``full`` is False.
+        ``wake``: wake the consumer now; without it the producer does later (``wake``), and
+        here only where it must wait for room."""
         with self._space:
             while not over and self.fill and self.fill + n > self.capacity and \
                     not self.abandoned:
@@ -47,6 +50,8 @@ class StreamBuffer:
                     return False
                 if self._abort.is_set():
                     raise Aborted
+                if not wake:   # (room comes only once the consumer runs)
+                    self._wake.set()
                 self._space.wait(0.1)
             if self.abandoned:
                 return True
@@ -54,8 +59,13 @@ class StreamBuffer:
             self.fill += n
             if self.fill > self.max_fill:
                 self.max_fill = self.fill
-        self._wake.set()
+        if wake:
+            self._wake.set()
         return True
+
+    def wake(self) -> None:
+        """Wake the consumer (for what was ``put`` without waking it)."""
+        self._wake.set()
 
     @property
     def full(self) -> bool:

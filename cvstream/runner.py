@@ -97,6 +97,8 @@ class BlockRunner:
                                        daemon=True)
         block._emit_hook = self._emit
         block._runtime = ctx
+        self._stepping: int | None = None   # the thread in ``step`` now
+        self._told: list[StreamBuffer] = []   # queued on by ``_emit``, their consumer not woken
 
     # ---- wiring --------------------------------------------------------------------------
     def add_input(self, port: str, ptype, buf: StreamBuffer) -> None:
@@ -160,10 +162,19 @@ class BlockRunner:
 
     def step(self) -> str:
         """One round: "ran" (did work), "empty" (a source had nothing yet), "idle" (waits
-        for input) or "exit"; raises what the block raised."""
-        if self.block.kind == "source":
-            return self._source_step()
-        return self._consumer_step()
+        for input) or "exit"; raises what the block raised. The messages the block sends
+        during the round wake their consumers once, as it ends (``_emit``)."""
+        self._stepping = threading.get_ident()
+        try:
+            if self.block.kind == "source":
+                return self._source_step()
+            return self._consumer_step()
+        finally:
+            self._stepping = None
+            if self._told:
+                told, self._told = self._told, []
+                for buf in told:
+                    buf.wake()
 
     def fail(self, exc: BaseException) -> None:
         if isinstance(exc, Aborted):
@@ -191,8 +202,9 @@ class BlockRunner:
         """An output has no room (its consumer is behind): a pooled task waits."""
         return any(b.full for b in self.output_buffers())
 
-    def _put(self, buf: StreamBuffer, item, n: int, block: bool = True) -> bool:
-        return buf.put(item, n, block=block, over=self.pooled and block)
+    def _put(self, buf: StreamBuffer, item, n: int, block: bool = True,
+             wake: bool = True) -> bool:
+        return buf.put(item, n, block=block, over=self.pooled and block, wake=wake)
 
     def _abandoned(self) -> bool:
         """Every consumer downstream has finished: nothing we produce is wanted."""
@@ -460,11 +472,19 @@ class BlockRunner:
         self.stats.items_out += n
 
     def _emit(self, port: str | None, msg) -> None:
+        """Queue a message on the port's connections. Sent from inside ``step`` (its work
+        call, its finish, a message handler), it wakes its consumers when the step ends,
+        not one message at a time: a burst of detections costs their consumer one round,
+        not one round and a fight for the GIL each (a message reaches it at most one work
+        call later)."""
         targets = self.msg_out if port is None else [o for o in self.msg_out if o.name == port]
         if not targets:
             raise CvstreamError(f"emit() on unknown message port '{port}'")
+        later = self._stepping == threading.get_ident()
         for buf in targets[0].buffers:
-            self._put(buf, msg, 1)
+            self._put(buf, msg, 1, wake=not later)
+            if later and buf not in self._told:
+                self._told.append(buf)
         self.stats.msgs_out += 1
 
 

@@ -1,8 +1,11 @@
 """The scheduler on real graphs: offsets, tags, rate changes, fixed chunks, EOS, errors."""
+import threading
+import time
+
 import numpy as np
 import pytest
 
-from cvstream import Graph, In, Out, Param, RateBlock, Sink, Source, SyncBlock
+from cvstream import Graph, In, MsgIn, MsgOut, Out, RateBlock, Sink, Source, SyncBlock
 from cvstream.errors import BlockFailure, EndOfStream
 from cvstream.scheduler import Scheduler
 from cvstream.blocks.basic import Head, KeepOneInN, MultiplyConst, Repeat
@@ -309,3 +312,78 @@ connections: [src -> snk]
     stats = cvstream.run(str(path), n=777, overrides={"src.freq": 5.0})
     assert stats["blocks"]["snk"]["items_in"] == 777
     assert np.load(tmp_path / "o.npy").shape == (777,)
+
+
+
+class BurstSource(Source):
+    """Once ``ready`` is set: sends ``count`` messages in one work call, then waits
+    ``linger`` seconds before it returns. Ports: msgs. Example: test only."""
+
+    msgs = MsgOut()
+
+    def __init__(self, count, linger=0.0, **kw):
+        super().__init__(**kw)
+        self.count_, self.linger = count, linger
+        self.ready = threading.Event()
+
+    def start(self):
+        self.sent = False
+        self.returned = threading.Event()
+
+    def work(self):
+        if self.sent:
+            raise EndOfStream
+        self.ready.wait(10)
+        time.sleep(0.05)   # (the consumer's first round, which its start precedes, is done)
+        self.sent = True
+        for k in range(self.count_):
+            self.emit({"k": k})
+        time.sleep(self.linger)
+        self.returned.set()
+        return None
+
+
+class WaitingBurstSource(BurstSource):
+    """BurstSource on a thread of its own (``blocking``). Ports: msgs. Example: test only."""
+
+    blocking = True
+
+
+class Inbox(Sink):
+    """Keeps each message and whether ``source``'s work call had returned when it came.
+    Ports: msgs. Example: test only."""
+
+    msgs = MsgIn()
+
+    def __init__(self, source, **kw):
+        super().__init__(**kw)
+        self.source = source
+
+    def start(self):
+        self.got, self.after = [], []
+        self.source.ready.set()
+
+    def on_message(self, port, msg):
+        self.got.append(msg["k"])
+        self.after.append(self.source.returned.is_set())
+
+
+@pytest.mark.parametrize("source, room", [(BurstSource, None), (WaitingBurstSource, 3)])
+def test_a_burst_of_messages_wakes_its_consumer_once_the_call_returns(source, room):
+    """Messages sent in one work call wake their (pooled) consumer once the call returns,
+    all of them in order; a producer on a thread of its own with room for 3 of 20 wakes the
+    consumer to drain the buffer rather than wait for room forever."""
+    src = source(20, linger=0.2)
+    inbox = Inbox(src)
+    g = Graph()
+    g.add("src", src)
+    g.add("inbox", inbox)
+    g.connect("src", "inbox", buffer=room)
+    sched = Scheduler(g, workers=2)
+    assert [t.block.name for t in sched.own_thread] == (["src"] if room else [])
+    sched.run(timeout=30)
+    assert inbox.got == list(range(20))
+    if room is None:   # all queued before the call returned: none seen before it did
+        assert all(inbox.after)
+    else:              # the consumer drained the full buffer while the call went on
+        assert not inbox.after[0]
