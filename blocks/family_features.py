@@ -5,7 +5,6 @@ probabilities (``family_probabilities``)."""
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft
 
 from .psd_stats import median_of
 from .tracks import Track
@@ -43,6 +42,7 @@ def envelope_features(blocks: list, f_low: float, f_high: float
     (0, 0, 0, 0, 0) without samples."""
     if not blocks:
         return 0.0, 0.0, 0.0, 0.0, 0.0
+    import scipy.fft   # (kept off the worker's start)
     tiles = np.stack([x for _, x in blocks])
     n = tiles.shape[1]
     centre = 0.5 * (f_low + f_high) * n + n // 2   # in DC-centred bins

@@ -10,7 +10,6 @@ import os
 import threading
 
 import numpy as np
-import scipy.fft
 
 try:
     import pyfftw
@@ -61,6 +60,7 @@ def fft_rows(x: np.ndarray, window: np.ndarray) -> np.ndarray:
     """(rows, n) complex64: the FFT of each n-sample row of x times ``window`` (n,)."""
     n = len(window)
     if pyfftw is None:
+        import scipy.fft   # (kept off the worker's start where pyFFTW runs)
         return scipy.fft.fft(x.reshape(-1, n) * window, axis=1,
                              overwrite_x=True).astype(np.complex64, copy=False)
     out = pyfftw.empty_aligned((x.size // n, n), np.complex64)
@@ -75,6 +75,7 @@ def power_rows(x: np.ndarray, window: np.ndarray) -> np.ndarray:
     """(rows, n) float32: |FFT|^2 of each n-sample row of x times ``window`` (n,)."""
     n = len(window)
     if pyfftw is None:
+        import scipy.fft   # (kept off the worker's start where pyFFTW runs)
         spec = scipy.fft.fft(x.reshape(-1, n) * window, axis=1, overwrite_x=True)
         return squared(spec, in_place=True)
     power = np.empty((x.size // n, n), np.float32)

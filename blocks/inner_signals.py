@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-from scipy.ndimage import median_filter
 
 from .psd_runs import beside
 from .tracks import band_bins, bin_edges, merge_runs
@@ -60,6 +59,7 @@ def plateau_levels(db: np.ndarray, lo: int, hi: int) -> tuple[float, float, np.n
 def plateau_db(psd: np.ndarray, a: int, b: int) -> np.ndarray:
     """Bins [a, b) of ``psd`` in dB, smoothed over RAISED_SMOOTH bins (a median: a line or
     a noise spike does not move it), as ``raised_plateaus`` reads a wide signal's band."""
+    from scipy.ndimage import median_filter   # (kept off the worker's start)
     return median_filter(10 * np.log10(np.maximum(psd[a:b], 1e-12)), RAISED_SMOOTH,
                          mode="nearest")
 

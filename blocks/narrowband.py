@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import functools
+
 import numpy as np
-import scipy.fft
-from scipy.ndimage import uniform_filter1d
 
 from .psd_stats import noise_level
 from .tracks import dilate_rows
@@ -79,6 +79,7 @@ class NarrowbandFinder:
     def find(self, psd: np.ndarray) -> Lines:
         """The narrow signals in ``psd`` ((tiles, size) tile-long PSDs in units of the noise
         floor, DC-centred), one entry of each of ``Lines``' arrays per signal."""
+        from scipy.ndimage import uniform_filter1d   # (kept off the worker's start)
         p = self.average(psd)
         local = uniform_filter1d(p, self.span, axis=1, mode="nearest")
         row, lo, hi = sparse_runs((p > self.level) & (p > self.contrast * local), 1)
@@ -152,8 +153,7 @@ class CellTones:
         self.fft, self.frames = fft, frames
         self.image_ratio = 10 ** (image_rejection_db / 10)
         self.cell_level = 1 + sigma / np.sqrt(2 * frames)
-        self.level, self.contrast, self.guard = noise_level(pfa, 1), contrast, guard
-        self.follow_level = noise_level(100 * pfa, 1)   # a tone being followed
+        self.pfa, self.contrast, self.guard = pfa, contrast, guard
         w = np.hanning(frames)
         self.zoom_window = (w / np.sqrt(np.sum(w ** 2))).astype(np.float32)
         # one sub-bin of the zoom alone: row s of (sub-bin, frame) weights, the window times
@@ -161,6 +161,16 @@ class CellTones:
         turns = np.outer(np.arange(frames) - frames // 2, np.arange(frames)) / frames
         self.sub_bin_weights = self.zoom_window * np.exp(-2j * np.pi * turns)
         self.previous: np.ndarray | None = None
+
+    # the levels at first use: a copy that only computes (the segmenter's worker process)
+    # never finds tones and so never imports scipy, whose import costs a quarter second
+    @functools.cached_property
+    def level(self) -> float:
+        return noise_level(self.pfa, 1)
+
+    @functools.cached_property
+    def follow_level(self) -> float:   # a tone being followed
+        return noise_level(100 * self.pfa, 1)
 
     def find(self, stft: np.ndarray, scale: np.ndarray, power: np.ndarray,
              masks: np.ndarray, follow: np.ndarray | None = None,
@@ -196,6 +206,8 @@ class CellTones:
         scale = np.broadcast_to(scale, power.shape)
         # near the model's cells, a held tone's own sub-bins (beside the one it was in)
         window = np.where(near[tile, cell], expected[cell], -1)
+
+        import scipy.fft   # (kept off the worker's start)
 
         def zoom(tile, cell):   # (C, frames) power of each cell across its tile's frames
             cell = cell % self.fft

@@ -33,6 +33,10 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_":
 #: and one BLAS thread (its matrices are 3 x 3): OpenBLAS's pool of one thread a core
 #: costs about 0.2 s of CPU as it starts (where the user set none)
 BLAS_ENV = {"OPENBLAS_NUM_THREADS": "1"}
+#: and no scipy.fftpack: pyFFTW's optional interface to it imports scipy, a third of a
+#: second of the worker's start, for nothing it runs (the segmenter's modules import scipy
+#: only in the detections' functions, which a worker that computes never calls)
+LEAN = "sys.modules['scipy.fftpack'] = None"
 
 
 def pack(values, memory: memoryview) -> tuple | None:
@@ -108,9 +112,9 @@ class ProcessWorker:
         mine, theirs = socket.socketpair()
         slots_fds = [m.fd for m in self._inputs + self._outputs]
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", "import signal; [signal.signal(s, signal.SIG_IGN) for s in "
-             "(signal.SIGINT, signal.SIGTERM)]; from cvstream.blocks.process_worker import "
-             f"serve; serve({theirs.fileno()})"], pass_fds=(theirs.fileno(), *slots_fds),
+            [sys.executable, "-c", "import signal, sys; [signal.signal(s, signal.SIG_IGN) for s "
+             f"in (signal.SIGINT, signal.SIGTERM)]; {LEAN}; from cvstream.blocks.process_worker "
+             f"import serve; serve({theirs.fileno()})"], pass_fds=(theirs.fileno(), *slots_fds),
             env={**BLAS_ENV, **os.environ, **MALLOC_ENV}, start_new_session=True)
         theirs.close()
         self._conn = Connection(mine.detach())

@@ -7,7 +7,6 @@ near the noise (``cut_near_noise``), where the blocks that hold its two sides di
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import binary_dilation, median_filter
 
 from .psd_stats import median_of, noise_level_table, quantile_of
 from .tracks import merge_runs
@@ -103,6 +102,7 @@ def split_by_presence(rows: np.ndarray, psd: np.ndarray, a: int, b: int, frames:
     if dip(m) < PRESENCE_DIP_DB:
         reach = apart >= need
         if median_of(psd[a:b]) >= 10 ** (SKIRT_DB / 10):
+            from scipy.ndimage import binary_dilation   # (kept off the worker's start)
             reach = binary_dilation(reach, np.ones(2 * NOTCH_REACH + 1, bool)) & ~turned
         some = a + cuts[reach]
         some = some[(psd[some] <= psd[some - 1]) & (psd[some] <= psd[some + 1])]
@@ -175,6 +175,7 @@ FEW_LINES_SHARE = 0.1
 def lines_in(psd: np.ndarray) -> np.ndarray:
     """Per bin of a run of a PSD, whether it stands SMOOTH_DB over the median of the
     SMOOTH_SPAN bins around it (a line)."""
+    from scipy.ndimage import median_filter   # (kept off the worker's start)
     return psd > 10 ** (SMOOTH_DB / 10) * median_filter(psd, SMOOTH_SPAN, mode="nearest")
 
 

@@ -8,7 +8,6 @@ import functools
 import math
 
 import numpy as np
-import scipy.special
 
 
 def spread(values: np.ndarray) -> float:
@@ -42,6 +41,7 @@ def noise_levels(pfa: float, n: np.ndarray) -> np.ndarray:
     """The level a mean of ``n`` white-noise periodogram bins (unit mean) exceeds with
     probability ``pfa`` (the gamma distribution's upper tail inverted), for each of the
     counts ``n``."""
+    import scipy.special   # here: a quarter second to import, kept off the worker's start
     count = np.asarray(n, np.float64)
     return scipy.special.gammainccinv(count, pfa) / count
 

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from cvstream.blocks.fft_rows import backend
 from cvstream.blocks.process_worker import ProcessWorker
 from cvstream.blocks.segmenter import TILES, SpectrumSegmenter
 from cvstream.errors import CvstreamError
@@ -97,6 +98,20 @@ def test_a_worker_process_runs_one_blas_thread_unless_told_otherwise(block, monk
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")   # the user's own setting stands
     with started(block, x) as worker:
         assert blas_threads(worker) == "2"
+
+
+@pytest.mark.skipif(backend() != "fftw", reason="without pyFFTW its FFTs are scipy's")
+def test_a_worker_process_computes_without_importing_scipy(block):
+    """scipy takes a third of a second to import, which a worker's start would cost a
+    graph that has begun to stream: with pyFFTW, none of scipy's libraries is loaded in
+    the process that computed a batch."""
+    x = scenes(1)
+    with started(block, x) as worker:
+        assert_same(worker.submit(x, True).result(), block.compute(x, True))
+        maps = open(f"/proc/{worker._proc.pid}/maps").read()
+    assert "/onnxruntime/" in maps and "/pyfftw/" in maps   # (what it did load)
+    assert "/scipy/" not in maps
+    assert "/scipy/" in open("/proc/self/maps").read()   # (seen where they are)
 
 
 def test_a_worker_process_that_dies_is_a_one_line_error(block):
