@@ -19,9 +19,8 @@ signal's noise-like PSD crosses the thresholds at many bins a tile).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import functools
+from typing import NamedTuple
 
 import numpy as np
 
