@@ -7,6 +7,7 @@ import pytest
 
 from cvstream import Graph, In, MsgIn, MsgOut, Out, RateBlock, Sink, Source, SyncBlock
 from cvstream.errors import BlockFailure, EndOfStream
+from cvstream.pool import DORMANT
 from cvstream.scheduler import Scheduler
 from cvstream.blocks.basic import Head, KeepOneInN, MultiplyConst, Repeat
 from cvstream.blocks.signal_source import SignalSource
@@ -316,15 +317,14 @@ connections: [src -> snk]
 
 
 class BurstSource(Source):
-    """Once ``ready`` is set: sends ``count`` messages in one work call, then waits
+    """Once ``may_send()`` is true: sends ``count`` messages in one work call, then waits
     ``linger`` seconds before it returns. Ports: msgs. Example: test only."""
 
     msgs = MsgOut()
 
-    def __init__(self, count, linger=0.0, **kw):
+    def __init__(self, count, linger=0.0, may_send=lambda: True, **kw):
         super().__init__(**kw)
-        self.count_, self.linger = count, linger
-        self.ready = threading.Event()
+        self.count_, self.linger, self.may_send = count, linger, may_send
 
     def start(self):
         self.sent = False
@@ -333,8 +333,9 @@ class BurstSource(Source):
     def work(self):
         if self.sent:
             raise EndOfStream
-        self.ready.wait(10)
-        time.sleep(0.05)   # (the consumer's first round, which its start precedes, is done)
+        deadline = time.monotonic() + 10
+        while not self.may_send() and time.monotonic() < deadline:
+            time.sleep(0.005)
         self.sent = True
         for k in range(self.count_):
             self.emit({"k": k})
@@ -361,7 +362,6 @@ class Inbox(Sink):
 
     def start(self):
         self.got, self.after = [], []
-        self.source.ready.set()
 
     def on_message(self, port, msg):
         self.got.append(msg["k"])
@@ -372,8 +372,14 @@ class Inbox(Sink):
 def test_a_burst_of_messages_wakes_its_consumer_once_the_call_returns(source, room):
     """Messages sent in one work call wake their (pooled) consumer once the call returns,
     all of them in order; a producer on a thread of its own with room for 3 of 20 wakes the
-    consumer to drain the buffer rather than wait for room forever."""
-    src = source(20, linger=0.2)
+    consumer to drain the buffer rather than wait for room forever. The burst comes once
+    the consumer has had its first round and sleeps."""
+    sched = None
+
+    def consumer_asleep():
+        return sched is not None and \
+            sched.pool.state[id(sched.runners["inbox"])] == DORMANT
+    src = source(20, linger=0.2, may_send=consumer_asleep)
     inbox = Inbox(src)
     g = Graph()
     g.add("src", src)
