@@ -435,7 +435,7 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
         search runs: found for the whole batch at once (they do not depend on the narrow
         tracks that the search follows group by group; one call a batch, not a group,
         costs a fifth less)."""
-        if self._long_tones is None or self._tones is None or tiles is None or whole is None:
+        if self._long_tones is None or tiles is None or whole is None:   # (tones on)
             return None
         return self._long_tones.find(whole, network)
 
