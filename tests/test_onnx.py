@@ -112,6 +112,43 @@ def test_one_dimensional_convolutions_run_as_two_dimensional_ones_with_the_same_
     assert kernel_ranks(stateless) == {4}
 
 
+def test_a_modrelu_of_fixed_length_exports_its_parts_as_planes_with_the_same_numbers(tmp_path):
+    """ModReLU(length=n) trains on split parts and exports them as two planes of one view
+    (a Reshape to a constant shape, a ReduceSum for |z|^2; no Slice, no Concat): ONNX
+    Runtime gives torch's numbers, any batch. Without ``length`` the export splits and
+    joins. The shipped segmenter's model holds the planes form (its logits the same as
+    the split form's: the pooled GNU Radio predictions, README stop 88)."""
+    import onnx
+    import onnxruntime as ort
+    from cvstream.models import resolve_model
+
+    torch.manual_seed(4)
+    x = np.random.default_rng(1).standard_normal((5, 6, 16)).astype(np.float32)
+
+    def export(layer, name):
+        with torch.no_grad():
+            layer.bias.uniform_(-1.0, 0.5)   # some channels cut, some kept
+        path = str(tmp_path / f"{name}.onnx")
+        torch.onnx.export(layer, (torch.from_numpy(x[:2]),), path, dynamo=False,
+                          opset_version=17, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+        got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(
+            None, {"x": x})[0]
+        want = layer(torch.from_numpy(x)).detach().numpy()
+        np.testing.assert_allclose(got, want, atol=1e-6, rtol=1e-6)
+        assert (want == 0).any() and (want != 0).any()
+        return {n.op_type for n in onnx.load(path).graph.node}
+
+    planar = export(cnn.ModReLU(3, length=16), "planar")
+    assert {"Reshape", "ReduceSum"} <= planar and not {"Slice", "Concat"} & planar
+    assert {"Slice", "Concat"} <= export(cnn.ModReLU(3), "split")
+    with pytest.raises(ValueError, match="1-D"):
+        cnn.ModReLU(3, dims=2, length=16)
+    shipped = {n.op_type for n in onnx.load(resolve_model("builtin:spectrum_segmenter"))
+               .graph.node}
+    assert "ReduceSum" in shipped and "Slice" not in shipped
+
+
 def test_an_export_that_fails_its_check_never_replaces_the_model(tmp_path):
     """A failed ONNX Runtime-against-torch check leaves the file at ``path`` as it was and
     keeps the export (the trained weights) as <stem>.rejected.onnx; a passing export

@@ -11,6 +11,14 @@ def split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[:, :c], x[:, c:]
 
 
+def planes(x: torch.Tensor, channels: int, length: int) -> torch.Tensor:
+    """(B, 2C, length) -> (B, 2, C, length): the real and imaginary parts as two planes of
+    one view, C = ``channels``. Exported, it is one Reshape to a constant shape (the batch
+    alone free), and a sum over axis 1 gives |z|^2 in one pass, where ``split`` and ``join``
+    take a Slice a part and a Concat."""
+    return x.reshape(-1, 2, channels, length)
+
+
 def join(re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
     return torch.cat([re, im], dim=1)
 

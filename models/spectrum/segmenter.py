@@ -77,12 +77,13 @@ def build(width: int = WIDTH, activation: str = ACTIVATION, frames: int = FRAMES
     from torch import nn
 
     from ..nn import CReLU, ComplexConv, LogCompander, ModReLU
+    from ..nn.layout import planes
     if activation not in ("crelu", "modrelu", "mixed"):
         raise ValueError("activation is 'crelu', 'modrelu' or 'mixed'")
 
     def act(first: bool):
         modrelu = activation == "modrelu" or (activation == "mixed" and first)
-        return ModReLU(width) if modrelu else CReLU()
+        return ModReLU(width, length=FFT) if modrelu else CReLU()
 
     class Segmenter(nn.Module):
         def __init__(self):
@@ -102,8 +103,13 @@ def build(width: int = WIDTH, activation: str = ACTIVATION, frames: int = FRAMES
             h = self.act0(self.first(x))
             for conv, a in zip(self.convs, self.acts):
                 h = h + a(conv(h))
-            re, im = h[:, :width], h[:, width:]
-            return self.head(torch.log1p(torch.sqrt(re * re + im * im + 1e-8))).unsqueeze(1)
+            if torch.onnx.is_in_onnx_export():   # (the same numbers: ModReLU's ``length``)
+                z = planes(h, width, FFT)
+                power = (z * z).sum(1)
+            else:
+                re, im = h[:, :width], h[:, width:]
+                power = re * re + im * im
+            return self.head(torch.log1p(torch.sqrt(power + 1e-8))).unsqueeze(1)
 
     torch.manual_seed(0)
     return Segmenter()
