@@ -58,17 +58,19 @@ class ComputeWorker:
             self._process = self._start()
         return self._process
 
-    def submit(self, x: np.ndarray, track_psds: bool, own: bool = True):
-        """Compute batch ``x`` (``track_psds``: the tracks' PSDs too; always in the process,
-        where the block's thread would take them only after waiting for its result);
-        ``own``: x is the caller's to keep (not a view of a buffer it reuses), so the
-        thread reads it as it is; else the thread reads a copy, the process its slot."""
+    def submit(self, x: np.ndarray, track_psds, own: bool = True):
+        """Compute batch ``x`` (``track_psds()``: whether the thread takes the tracks' PSDs
+        too, asked only where the batch goes to it; the process always takes them, where
+        the block's thread would take them only after waiting for its result); ``own``: x
+        is the caller's to keep (not a view of a buffer it reuses), so the thread reads it
+        as it is; else the thread reads a copy, the process its slot."""
         process = self._started() if self._start is not None else None
         if process is not None and len(x) <= process.max_samples and process.ready():
             self._block.count("process_batches")
             call = process.submit(x, True)
             return Pair(call), call.samples
         x = x if own else x.copy()
+        track_psds = track_psds()
         if process is None:
             return self._thread.submit(self._block._infer, x, track_psds), x
         # on the thread meanwhile: compute alone, as the process would

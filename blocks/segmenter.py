@@ -367,8 +367,10 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
         still: a copy of it, or the copy in the worker process's slot)."""
         # the tracks' PSDs go to whichever thread waits on the other: to the worker where
         # it finished its batches before this thread came with the next (the same numbers
-        # either way: each tile's PSD is its own FFTs)
-        idle = bool(self._pending) and self._pending[-1][0].done()
+        # either way: each tile's PSD is its own FFTs); asked only of a worker thread (a
+        # process always takes them): a call's done() polls its process's socket
+        def idle() -> bool:
+            return bool(self._pending) and self._pending[-1][0].done()
         self._pending.append(self._pool.submit(x, idle, own))
         self._collect(IN_FLIGHT)
 
