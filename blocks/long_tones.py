@@ -7,7 +7,7 @@ import functools
 import numpy as np
 
 from .narrowband import Lines, around_runs, empty_lines
-from .psd_stats import noise_level
+from .psd_stats import float32_threshold, noise_level
 from .tracks import dilate_rows
 
 #: the windows (tiles) its means run over, up to its ``tiles`` (multiples of STRIDE)
@@ -148,8 +148,10 @@ class LongTones:
         for k, total in enumerate(total for look in looks for _, total in look[2]):
             np.divide(total, float(w[k]), out=m[k])   # (float32: a Python float)
         level = np.array([noise_level(self.pfa, k) for k in w])
-        pair = 2 * np.array([noise_level(self.pfa, 2 * k) for k in w])
-        over = m > level[:, None]   # (or the sum of two bins beside over that of two bins)
+        pair = float32_threshold(2 * np.array([noise_level(self.pfa, 2 * k) for k in w]))
+        # over its level, or the sum of two bins beside over that of two bins (float32
+        # thresholds: the same verdicts, without promoting the means to float64 first)
+        over = m > float32_threshold(level)[:, None]
         over[:, 1:] |= m[:, 1:] + m[:, :-1] > pair[:, None]
         over[:, 0] |= m[:, 0] + m[:, -1] > pair
         if looks[0][3] is not None:

@@ -416,9 +416,10 @@ def row_runs(masks: np.ndarray, gap: int, min_len: int = 1
     rows, width = masks.shape
     edges = np.zeros((rows, width + 2), np.int8)
     edges[:, 1:-1] = masks
-    step = np.diff(edges, axis=1)
-    row, start = np.nonzero(step == 1)
-    stop = np.nonzero(step == -1)[1]  # row-major order: each start meets its own stop
+    # row-major order: each run's start, then its stop (the rows' ends are zeros)
+    change = np.flatnonzero(np.diff(edges, axis=1))
+    row, start = np.divmod(change[0::2], width + 1)
+    stop = change[1::2] - row * (width + 1)
     if len(row) > 1:
         join = (row[1:] == row[:-1]) & (start[1:] - stop[:-1] <= gap)
         if join.any():

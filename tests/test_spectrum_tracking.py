@@ -149,6 +149,43 @@ def test_the_detections_short_quantiles_and_row_dilation_match_numpy_and_scipy()
         assert np.array_equal(dilate_rows(masks, reach), want)
 
 
+def test_row_runs_and_float32_thresholds_give_what_plain_loops_and_float64_give():
+    """``row_runs`` (the model's cells' runs, every tile at once) finds each row's runs as
+    a walk along the row does, joined across gaps of up to ``gap`` and kept from
+    ``min_len`` (runs at both ends, rows empty or full, one column); a float32 row passes
+    ``float32_threshold(levels)`` exactly where it passes the float64 levels (values on
+    and beside each, levels that float32 holds exactly and that it rounds up or down)."""
+    from cvstream.blocks.psd_stats import float32_threshold
+    from cvstream.blocks.tracks import row_runs
+
+    def walk(row, gap, min_len):
+        runs = []
+        for k, on in enumerate(row):
+            if on and runs and k - runs[-1][1] <= gap:
+                runs[-1][1] = k + 1
+            elif on and (not runs or k >= runs[-1][1]):
+                runs.append([k, k + 1])
+        return [(a, b) for a, b in runs if b - a >= min_len]
+
+    rng = np.random.default_rng(5)
+    for shape, p in (((7, 50), 0.3), ((3, 1), 0.5), ((4, 9), 0.9)):
+        masks = rng.random(shape) < p
+        masks[0] = False
+        masks[-1] = True
+        for gap, min_len in ((0, 1), (2, 1), (1, 3)):
+            row, start, stop = row_runs(masks, gap, min_len)
+            want = [(r, a, b) for r in range(shape[0]) for a, b in walk(masks[r], gap, min_len)]
+            assert list(zip(row.tolist(), start.tolist(), stop.tolist())) == want
+    levels = np.concatenate([rng.exponential(size=200) * 5, [1.0, 0.1, float(np.float32(2.7))]])
+    nearest = levels.astype(np.float32)
+    assert (nearest > levels).any() and (nearest < levels).any()   # rounded up and down
+    values = np.stack([np.nextafter(nearest, np.float32(-np.inf)), nearest,
+                       np.nextafter(nearest, np.float32(np.inf))], axis=1)
+    got = values > float32_threshold(levels)[:, None]
+    assert float32_threshold(levels).dtype == np.float32
+    assert np.array_equal(got, values > levels[:, None]) and got.any() and not got.all()
+
+
 def test_the_detections_medians_quantiles_and_noise_levels_are_numpys_to_the_bit():
     """The fast paths the detections take are numpy's and scipy's results exactly (their
     detections must not move): ``median_of`` is ``np.median`` (value and type, odd and
