@@ -16,7 +16,8 @@ FAMILY_PROFILE = 32
 FAMILY_FEATURES = FAMILY_PROFILE + 9
 
 
-def envelope_features(blocks: list, f_low: float, f_high: float
+def envelope_features(blocks: list, f_low: float, f_high: float,
+                      spectra: dict | None = None
                       ) -> tuple[float, float, float, float, float]:
     """Five statistics of a signal's complex envelope that its PSD cannot show, from blocks
     of its samples ((start, samples) pairs, as ``Track.samples``): each block's bins inside
@@ -39,17 +40,17 @@ def envelope_features(blocks: list, f_low: float, f_high: float
       cannot resolve its lines (a deviation many times the tone); low (0-0.4) for FSK,
       whose frequency steps with random data, whether a narrow band gives it a hundred
       samples or thousands (a plain power share would grow as the samples fall).
-    (0, 0, 0, 0, 0) without samples."""
+    (0, 0, 0, 0, 0) without samples. ``spectra``: the blocks' FFTs by their start, kept
+    across calls (``block_spectra``)."""
     if not blocks:
         return 0.0, 0.0, 0.0, 0.0, 0.0
     import scipy.fft   # (kept off the worker's start)
-    tiles = np.stack([x for _, x in blocks])
-    n = tiles.shape[1]
+    n = len(blocks[0][1])
     centre = 0.5 * (f_low + f_high) * n + n // 2   # in DC-centred bins
     half = max(0.5 * (f_high - f_low) * n, 2.0)
     a, b = max(0, int(np.floor(centre - half))), min(n, int(np.ceil(centre + half)) + 1)
     band = (np.arange(a, b) - n // 2) % n         # the same bins, in FFT order
-    spectrum = scipy.fft.fft(tiles, axis=1)[:, band]
+    spectrum = np.stack([row[band] for row in block_spectra(blocks, spectra)])
     z = scipy.fft.ifft(spectrum, axis=1)
     power = (z.real ** 2 + z.imag ** 2).astype(np.float64)
     p2, p4 = power.mean(axis=1), (power ** 2).mean(axis=1)
@@ -77,6 +78,29 @@ def envelope_features(blocks: list, f_low: float, f_high: float
     return (*(float(v) for v in medians), float(freq_line))
 
 
+#: blocks whose FFTs ``block_spectra`` keeps: a few tiles' tracks' first blocks
+SPECTRA_KEPT = 64
+
+
+def block_spectra(blocks: list, spectra: dict | None = None) -> list:
+    """The FFT of each block of samples ((start, samples) pairs), taken once per start
+    where ``spectra`` keeps them: tracks that begin in one tile hold a copy of its samples
+    each, and the bench's scenes give a third of the envelope statistics' blocks to two
+    tracks or more (the same numbers: each row's FFT is its own). The SPECTRA_KEPT taken
+    last stay."""
+    import scipy.fft   # (kept off the worker's start)
+    if spectra is None:
+        return list(scipy.fft.fft(np.stack([x for _, x in blocks]), axis=1))
+    missing = [(t, x) for t, x in blocks if t not in spectra]
+    if missing:
+        rows = scipy.fft.fft(np.stack([x for _, x in missing]), axis=1)
+        spectra.update(zip((t for t, _ in missing), rows))
+    out = [spectra[t] for t, _ in blocks]
+    for start in list(spectra)[:max(len(spectra) - SPECTRA_KEPT, 0)]:
+        del spectra[start]
+    return out
+
+
 def family_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """A family classifier's (N, classes) logits -> probabilities, calibrated by the
     temperature its contract gives (``postprocess.temperature``)."""
@@ -85,7 +109,7 @@ def family_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.nda
     return p / p.sum(axis=1, keepdims=True)
 
 
-def family_features(track: Track) -> np.ndarray | None:
+def family_features(track: Track, spectra: dict | None = None) -> np.ndarray | None:
     """What a family classifier sees of a detection (FAMILY_FEATURES float32 values): the
     shape of its fine PSD over its band and a quarter band either side (FAMILY_PROFILE
     points, dB below the peak / 40, floored at -40 dB), log10 of its bandwidth, its peak
@@ -108,7 +132,7 @@ def family_features(track: Track) -> np.ndarray | None:
     spread, width = track.motion()
     blocks = track.envelope_blocks()
     kurtosis, line, freq_kurtosis, top, freq_line = envelope_features(
-        blocks, track.f_low, track.f_high)
+        blocks, track.f_low, track.f_high, spectra)
     return np.concatenate([np.maximum(db - peak, -40) / 40,
                            [np.log10(bw), peak / 10, spread, width,
                             kurtosis - 1.5 if blocks else 0.0, line,

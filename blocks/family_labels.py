@@ -26,15 +26,17 @@ class FamilyLabels:
         self.temperature = float(contract.postprocess.get("temperature", 1.0))
         self.min_confidence = min_confidence
         self._session = None
+        self._spectra: dict = {}
 
     def start(self) -> None:
         self._session = make_session(self.path, 1)
+        self._spectra = {}   # the envelope statistics' block FFTs, by start (a new stream)
 
     def label(self, tracks: list) -> None:
         """Each detection's family from its features, where it has them (a fine PSD): its
         ``label`` (``unknown`` below ``min_confidence``, the best kept as ``guess``) and
         ``label_confidence``; the others keep the network's cell votes."""
-        features = [family_features(t) for t in tracks]
+        features = [family_features(t, self._spectra) for t in tracks]
         known = [i for i, f in enumerate(features) if f is not None]
         if not known:
             return

@@ -89,6 +89,41 @@ def test_frequency_features_tell_tone_fm_from_fsk():
     assert envelope_features([], 0.0, 0.1) == (0.0,) * 5
 
 
+def test_tracks_that_share_blocks_share_their_ffts_with_the_same_statistics():
+    """Two tracks that began in one tile (two signals) hold a copy of its samples each:
+    with a kept ``spectra`` each block's FFT is taken once, the statistics are the same to
+    the bit as without, and only the last SPECTRA_KEPT blocks' FFTs stay."""
+    import scipy.fft
+
+    from cvstream.blocks import family_features as ff
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((6, 8192)) + 1j * rng.standard_normal((6, 8192))).astype(
+        np.complex64)
+    first = [(k * 8192, x[k].copy()) for k in range(4)]        # two tracks' blocks:
+    second = [(k * 8192, x[k].copy()) for k in range(2, 6)]    # tiles 2 and 3 in both
+    taken = []
+    fft = scipy.fft.fft
+
+    def counting(a, *args, **kw):
+        taken.append(len(a))
+        return fft(a, *args, **kw)
+
+    spectra = {}
+    scipy.fft.fft = counting
+    try:
+        shared = [ff.envelope_features(first, 0.01, 0.05, spectra),
+                  ff.envelope_features(second, -0.2, 0.1, spectra)]
+    finally:
+        scipy.fft.fft = fft
+    assert taken == [4, 4, 2, 4]   # the blocks, then z^2's; the second's 2 new blocks
+    assert sorted(spectra) == [k * 8192 for k in range(6)]
+    assert shared == [ff.envelope_features(first, 0.01, 0.05),
+                      ff.envelope_features(second, -0.2, 0.1)]
+    more = [(8192 * (10 + k), x[k % 6]) for k in range(ff.SPECTRA_KEPT)]
+    ff.block_spectra(more, spectra)
+    assert sorted(spectra) == [t for t, _ in more]   # the oldest went
+
+
 @pytest.mark.parametrize("kind", ["bpsk", "qpsk", "8psk", "16qam", "64qam"])
 def test_envelope_features_tell_qam_from_psk(kind):
     """Through root-raised-cosine pulses and 20 dB of in-band noise, on the samples of a
