@@ -67,13 +67,15 @@ def pack(values, memory: memoryview) -> tuple | None:
 
 def unpack(layout: tuple, memory: memoryview, views: tuple = ()):
     """The values ``pack`` wrote, the arrays copied out of ``memory`` (its slot is
-    reused) but for the items ``views`` of a top-level tuple, left in it."""
+    reused) but for the items ``views`` of a top-level tuple (and all within an item that
+    is a tuple), left in it."""
     copies: dict[int, np.ndarray] = {}
 
     def one(entry, view: bool = False):
         kind = entry[0]
         if kind == "tuple":
-            values = [one(e, k in views and entry is layout) for k, e in enumerate(entry[1])]
+            values = [one(e, view or (k in views and entry is layout))
+                      for k, e in enumerate(entry[1])]
             return entry[2](*values) if entry[2] is not None else tuple(values)
         if kind == "value":
             return entry[1]

@@ -44,11 +44,13 @@ IN_FLIGHT = 2
 #: cost 0.34-0.37 s a second of 20 Msps stream, 32 tiles 0.41 and 64 tiles 0.49 (its
 #: activations outgrow a core's 2 MB cache; README, stop 82)
 MODEL_TILES = 16
-#: where ``compute``'s result holds the tile-long PSDs (the weak tones' search reads them
-#: while ``_detect`` settles its batch and copies the few rows it carries to the next;
-#: the tracks sum them) and the scaled tiles (the tones' zoom reads them, nothing keeps
-#: them): a worker process hands both out as views of its slot, not copies
-WHOLE, TILES = 4, 5
+#: where ``compute``'s result holds the model's logits, the tile-long PSDs, the scaled
+#: tiles and the tracks' PSDs: ``_detect`` reads them while it settles their batch (the
+#: weak tones' search copies the few tile-long rows it carries to the next, the tracks
+#: copy the rows they keep and sum the others), so a worker process hands them out as
+#: views of its slot (VIEWS), not copies
+LOGITS, WHOLE, TILES, PSDS = 0, 4, 5, 6
+VIEWS = (LOGITS, WHOLE, TILES, PSDS)
 
 
 def presence_of(logits: np.ndarray) -> np.ndarray:
@@ -280,7 +282,7 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
         self._pool = ComputeWorker(
             self, self.worker, max_samples=self.decim * (self.max_batch + TONE_GROUP),
             in_flight=IN_FLIGHT, result_bytes=self._result_bytes,
-            overrides=dict(worker="thread", family=""), views=(WHOLE, TILES))
+            overrides=dict(worker="thread", family=""), views=VIEWS)
         self._pending = collections.deque()   # (the worker's call, its samples)
         # samples (``work``) or results (``absorb``) past a call's last whole group
         self._grouped = self._tones is not None
@@ -412,9 +414,10 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
         busy = [k for k, intervals in enumerate(per_tile) if intervals]
         if self.refine and busy:  # only tiles with a detection feed a track's PSD
             rows = self.spectra.busy_psds(busy, x, floor, whole, psds)
+            refine = rows[0].copy()   # (a track keeps its blocks' rows; ``psds``: a view)
             x = x.reshape(len(per_tile), -1)
             for k in busy:
-                fine[k], blocks[k] = rows[0][k], x[k]
+                fine[k], blocks[k] = refine[k], x[k]
                 if self.spectra.zoom:
                     zoom[k], line[k] = rows[1][k], rows[2][k]
         step = TONE_GROUP if self._grouped else len(per_tile)

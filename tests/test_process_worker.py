@@ -10,7 +10,8 @@ import pytest
 
 from cvstream.blocks.fft_rows import backend
 from cvstream.blocks.process_worker import ProcessWorker
-from cvstream.blocks.segmenter import TILES, SpectrumSegmenter
+from cvstream.blocks.process_worker import pack, unpack
+from cvstream.blocks.segmenter import TILES, VIEWS, SpectrumSegmenter
 from cvstream.errors import CvstreamError
 from cvstream.models.spectrum.synth import SceneConfig, scene
 
@@ -56,7 +57,7 @@ def started(block, x, result_bytes=None):
     """A ProcessWorker for ``block``'s batches as long as ``x``, up and running; closed
     after."""
     worker = ProcessWorker(block, len(x), result_bytes or block._result_bytes(len(x)),
-                           slots=2, overrides={"family": ""}, views=(TILES,))
+                           slots=2, overrides={"family": ""}, views=VIEWS)
     try:
         assert worker.ready(START)
         yield worker
@@ -71,12 +72,28 @@ def test_compute_in_a_process_equals_compute_here(block):
         for call, psds in zip(calls, (True, False)):
             got = call.result()
             assert_same(got, block.compute(x, psds))
-            assert got[6] is None if not psds else got[6][1].flags.owndata
-            # the model's input is read where it lies (until the slot is written again)
-            assert not got[TILES].flags.owndata
+            assert got[6] is None if not psds else not got[6][1].flags.owndata
+            # what the detections only read lies where it is (till the slot is rewritten)
+            assert not got[TILES].flags.owndata and got[1].flags.owndata
         # the slots go round: a third call reuses the first's
         assert_same(worker.submit(x[: len(x) // 2], True).result(),
                     block.compute(x[: len(x) // 2], True))
+
+
+def test_unpack_copies_all_but_the_views_and_what_they_hold():
+    """A result's arrays come back copied out of the slot, but for the items ``views``
+    (top-level), arrays inside such an item that is a tuple included; an array that is
+    another earlier in the result comes back as that one (a copy or a view, as there)."""
+    memory = memoryview(bytearray(1 << 16))
+    a, b, c, d = np.arange(5.0), np.ones((2, 3), np.float32), np.arange(4), np.arange(3)
+    got = unpack(pack((a, (b, c, a), c, d, None, 7), memory), memory, views=(1,))
+    def lists(v):
+        return [lists(e) for e in v] if isinstance(v, tuple) else np.asarray(v).tolist()
+    assert lists(got) == [a.tolist(), [b.tolist(), c.tolist(), a.tolist()], c.tolist(),
+                          d.tolist(), None, 7]
+    assert got[0].flags.owndata and got[3].flags.owndata   # copies
+    assert not got[1][0].flags.owndata and not got[1][1].flags.owndata   # views
+    assert got[1][2] is got[0] and got[2] is got[1][1]   # each as it came first
 
 
 def test_a_result_too_big_for_its_slot_is_computed_here(block):
