@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 from importlib import import_module
-from importlib.metadata import entry_points
 
 from .block import Block
 from .errors import CvstreamError
@@ -36,6 +35,9 @@ def _load() -> None:
         return
     _loaded = True
     import_module("cvstream.blocks").block_classes()
+    # (here: importlib.metadata costs a process that only imports blocks, as the
+    # segmenter's worker process does, a fortieth of a second)
+    from importlib.metadata import entry_points
     for ep in entry_points(group="cvstream.blocks"):
         ep.load()
 
