@@ -118,6 +118,8 @@ def test_a_modrelu_of_fixed_length_exports_its_parts_as_planes_with_the_same_num
     Runtime gives torch's numbers, any batch. Without ``length`` the export splits and
     joins. The shipped segmenter's model holds the planes form (its logits the same as
     the split form's: the pooled GNU Radio predictions, README stop 88)."""
+    import warnings
+
     import onnx
     import onnxruntime as ort
     from cvstream.models import resolve_model
@@ -129,9 +131,11 @@ def test_a_modrelu_of_fixed_length_exports_its_parts_as_planes_with_the_same_num
         with torch.no_grad():
             layer.bias.uniform_(-1.0, 0.5)   # some channels cut, some kept
         path = str(tmp_path / f"{name}.onnx")
-        torch.onnx.export(layer, (torch.from_numpy(x[:2]),), path, dynamo=False,
-                          opset_version=17, input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+        with warnings.catch_warnings():   # (the TorchScript exporter's, as export_model)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(layer, (torch.from_numpy(x[:2]),), path, dynamo=False,
+                              opset_version=17, input_names=["x"], output_names=["y"],
+                              dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
         got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(
             None, {"x": x})[0]
         want = layer(torch.from_numpy(x)).detach().numpy()
