@@ -7,6 +7,7 @@ results in the order it submitted the batches."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -58,7 +59,7 @@ class ComputeWorker:
             self._process = self._start()
         return self._process
 
-    def submit(self, x: np.ndarray, track_psds, own: bool = True):
+    def submit(self, x: np.ndarray, track_psds: Callable[[], bool], own: bool = True):
         """Compute batch ``x`` (``track_psds()``: whether the thread takes the tracks' PSDs
         too, asked only where the batch goes to it; the process always takes them, where
         the block's thread would take them only after waiting for its result); ``own``: x

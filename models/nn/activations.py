@@ -40,15 +40,16 @@ class ModReLU(nn.Module):
         super().__init__()
         if length and dims != 1:
             raise ValueError("a fixed length is for 1-D inputs")
-        self.channels, self.length = channels, length
+        self.length = length
         self.bias = nn.Parameter(torch.full((1, channels) + (1,) * dims, init_bias))
 
     def forward(self, x):
         if self.length and torch.onnx.is_in_onnx_export():
-            z = planes(x, self.channels, self.length)
+            channels = self.bias.shape[1]
+            z = planes(x, channels, self.length)
             mag = torch.sqrt((z * z).sum(1, keepdim=True) + EPS)
             scale = torch.relu(mag + self.bias.unsqueeze(1)) / mag
-            return (z * scale).reshape(-1, 2 * self.channels, self.length)
+            return (z * scale).reshape(-1, 2 * channels, self.length)
         re, im = split(x)
         mag = _magnitude(re, im)
         scale = torch.relu(mag + self.bias) / mag
