@@ -56,14 +56,23 @@ def _chunks(x: np.ndarray, n: int):
         yield a, rows[a:a + step]
 
 
-def fft_rows(x: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """(rows, n) complex64: the FFT of each n-sample row of x times ``window`` (n,)."""
+def fft_rows(x: np.ndarray, window: np.ndarray, empty=None) -> np.ndarray:
+    """(rows, n) complex64: the FFT of each n-sample row of x times ``window`` (n,);
+    ``empty`` (as np.empty): where the result goes (FFTW's plans write only into arrays
+    aligned as theirs: another comes from FFTW's own allocator)."""
     n = len(window)
     if pyfftw is None:
         import scipy.fft   # (kept off the worker's start where pyFFTW runs)
-        return scipy.fft.fft(x.reshape(-1, n) * window, axis=1,
+        spec = scipy.fft.fft(x.reshape(-1, n) * window, axis=1,
                              overwrite_x=True).astype(np.complex64, copy=False)
-    out = pyfftw.empty_aligned((x.size // n, n), np.complex64)
+        if empty is None:
+            return spec
+        out = empty(spec.shape, np.complex64)
+        out[...] = spec
+        return out
+    out = empty((x.size // n, n), np.complex64) if empty is not None else None
+    if out is None or not pyfftw.is_byte_aligned(out):
+        out = pyfftw.empty_aligned((x.size // n, n), np.complex64)
     for a, rows in _chunks(x, n):
         plan = _plan(len(rows), n, scratch=False)
         np.multiply(rows, window, out=plan.input_array)

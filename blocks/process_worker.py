@@ -1,8 +1,9 @@
 """A block's stateless ``compute`` in a process of its own: no GIL shared with the graph's
 threads, so a block's own Python work (the segmenter's detections) and its FFTs and model
 run side by side without paying each time the GIL changes hands (README, stop 82). Batches
-go in and results come back through shared memory slots, one per call in flight; a socket
-pair carries which slot and the results' layout.
+go in and results come back through shared memory slots, one per call in flight (the
+large results computed there in place); a socket pair carries which slot and the results'
+layout.
 
     worker = ProcessWorker(block, max_samples, result_bytes, slots=3)   # starts it
     worker.ready()                     # False while the process still starts
@@ -39,12 +40,15 @@ BLAS_ENV = {"OPENBLAS_NUM_THREADS": "1"}
 LEAN = "sys.modules['scipy.fftpack'] = None"
 
 
-def pack(values, memory: memoryview) -> tuple | None:
+def pack(values, memory: memoryview, start: int = 0) -> tuple | None:
     """Write the arrays of a (nested) tuple of arrays, None and small picklable values into
-    ``memory``, one after the other; the layout that ``unpack`` rebuilds it from, or None
-    where they do not fit. An array that is another earlier in it is written once."""
-    offset = 0
+    ``memory`` from ``start`` on, one after the other; the layout that ``unpack`` rebuilds
+    it from, or None where they do not fit. An array that is another earlier in it is
+    written once; one that already lies in ``memory`` (an ``Arena``'s, below ``start``)
+    is not written at all, only named where it lies."""
+    offset = start
     seen: dict[int, int] = {}   # id(array) -> where it was written
+    base = _address(np.frombuffer(memory, np.uint8)) if len(memory) else 0
 
     def one(value):
         nonlocal offset
@@ -55,14 +59,42 @@ def pack(values, memory: memoryview) -> tuple | None:
             return ("value", value)
         if id(value) in seen:
             return ("same", seen[id(value)])
-        start = -(-offset // ALIGN) * ALIGN
-        offset = start + value.nbytes
+        at = _address(value) - base
+        if value.flags.c_contiguous and 0 <= at and at + value.nbytes <= start:
+            seen[id(value)] = at   # (in place)
+            return ("array", at, value.shape, value.dtype.str)
+        at = -(-offset // ALIGN) * ALIGN
+        offset = at + value.nbytes
         if offset <= len(memory):
-            np.ndarray(value.shape, value.dtype, memory, start)[...] = value
-        seen[id(value)] = start
-        return ("array", start, value.shape, value.dtype.str)
+            np.ndarray(value.shape, value.dtype, memory, at)[...] = value
+        seen[id(value)] = at
+        return ("array", at, value.shape, value.dtype.str)
     layout = one(values)
     return layout if offset <= len(memory) else None
+
+
+def _address(array: np.ndarray) -> int:
+    """Where ``array``'s first element lies in this process's memory."""
+    return array.__array_interface__["data"][0]
+
+
+class Arena:
+    """Arrays in a slot, one after the other (``empty``, as ``np.empty``; a plain array
+    once the slot is full): what ``compute`` writes its large results into in a worker
+    process, so that ``pack`` sends them without a copy (``used`` bytes of the slot, from
+    where ``pack`` writes the rest)."""
+
+    def __init__(self, memory: memoryview):
+        self.memory, self.used = memory, 0
+
+    def empty(self, shape, dtype) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        start = -(-self.used // ALIGN) * ALIGN
+        stop = start + int(np.prod(shape)) * dtype.itemsize
+        if stop > len(self.memory):
+            return np.empty(shape, dtype)
+        self.used = stop
+        return np.ndarray(shape, dtype, self.memory, start)
 
 
 def unpack(layout: tuple, memory: memoryview, views: tuple = ()):
@@ -90,8 +122,10 @@ def unpack(layout: tuple, memory: memoryview, views: tuple = ()):
 
 class ProcessWorker:
     """A copy of ``block`` (its class and parameters, with ``overrides``), started in a
-    fresh interpreter, that runs ``compute(x, track_psds)`` on each batch submitted, in
-    order. ``max_samples``: the complex64 samples a batch holds at most; ``result_bytes``:
+    fresh interpreter, that runs ``compute(x, track_psds, empty)`` on each batch
+    submitted, in order (``empty``, as np.empty: an ``Arena`` of the call's slot, where
+    compute puts its large results for ``pack`` to send without a copy).
+    ``max_samples``: the complex64 samples a batch holds at most; ``result_bytes``:
     what a result's arrays take at most (a bigger one is computed here, by ``block``);
     ``slots``: calls in flight at most; ``views``: the items of ``compute``'s result (a
     tuple) that its caller only reads before it submits again, handed out as views of
@@ -280,7 +314,8 @@ def serve(fd: int) -> None:
         slot, n, track_psds = request
         try:
             x = np.ndarray((n,), np.complex64, ins[slot])   # not rewritten till answered
-            layout = pack(block.compute(x, track_psds), outs[slot])
+            arena = Arena(outs[slot])   # its large results straight into the slot
+            layout = pack(block.compute(x, track_psds, arena.empty), outs[slot], arena.used)
             answer = ("ok", layout) if layout is not None else ("too_big",)
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
             where = traceback.extract_tb(exc.__traceback__)[-1]

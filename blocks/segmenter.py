@@ -295,29 +295,34 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
             + 2 + (self.refine * (1 + ZOOM) if self.refine else 0)
         return 8 * (samples // self.decim) * per_tile + 64 * 64
 
-    def _run_model(self, tiles: np.ndarray) -> np.ndarray:
-        """The model's logits for ``tiles``, run MODEL_TILES tiles a call: its
-        activations for a batch of 64 outgrow a core's cache (the same numbers)."""
+    def _run_model(self, tiles: np.ndarray, empty=np.empty) -> np.ndarray:
+        """The model's logits for ``tiles`` (into ``empty``'s array), run MODEL_TILES
+        tiles a call: its activations for a batch of 64 outgrow a core's cache (the same
+        numbers)."""
         name = self.contract.inputs[0].name
-        return np.concatenate([self._session.run(None, {name: tiles[k:k + MODEL_TILES]})[0]
-                               for k in range(0, len(tiles), MODEL_TILES)])[:, 0]
+        parts = [self._session.run(None, {name: tiles[k:k + MODEL_TILES]})[0]
+                 for k in range(0, len(tiles), MODEL_TILES)]
+        out = empty((len(tiles), *parts[0].shape[1:]), parts[0].dtype)
+        return np.concatenate(parts, out=out)[:, 0]
 
-    def _tile_long(self, x, floor) -> np.ndarray | None:
+    def _tile_long(self, x, floor, empty=None) -> np.ndarray | None:
         """Every tile's tile-long PSD, where the fine view looks for narrow signals or
         ``weak_tones`` for weak tones (the busy tiles' block-long views then share it)."""
-        return self.spectra.fine_psd(x, floor, self.decim) if \
+        return self.spectra.fine_psd(x, floor, self.decim, empty) if \
             (self._narrow or self._long_tones) and x is not None else None
 
-    def compute(self, x, track_psds: bool = True):
+    def compute(self, x, track_psds: bool = True, empty=None):
         """The stateless part (what replicas run): the tiles' FFTs and the model's output,
         with each tile's cell power and noise floors, the tile-long PSDs and, with
         ``track_psds``, the finer PSDs that settle the tracks' edges, for the tiles that may
-        hold a detection (``TileSpectra.track_psds``; ``_detect`` takes the rest)."""
-        tiles, model, power, floor, bins = self.spectra.prepare(x)
-        logits = self._run_model(model)
-        whole = self._tile_long(x, floor)
-        psds = self.spectra.track_psds(x, floor, whole, self._may_hold(logits, power)) \
-            if track_psds else None
+        hold a detection (``TileSpectra.track_psds``; ``_detect`` takes the rest).
+        ``empty`` (as np.empty): where its large results go (a worker process's slot,
+        ``process_worker.Arena``: sent on without a copy)."""
+        tiles, model, power, floor, bins = self.spectra.prepare(x, empty)
+        logits = self._run_model(model, empty or np.empty)
+        whole = self._tile_long(x, floor, empty)
+        psds = self.spectra.track_psds(x, floor, whole, self._may_hold(logits, power),
+                                       empty) if track_psds else None
         return (logits, power, floor, bins, whole, tiles if self._tones is not None else None,
                 psds)
 

@@ -113,14 +113,14 @@ class TileSpectra:
         self.refine, self.zoom, self.compand = refine, zoom, compand
         self.window = centring_window(fft)
 
-    def prepare(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+    def prepare(self, x: np.ndarray, empty=None) -> tuple[np.ndarray, ...]:
         """Whole tiles of x scaled to their noise (each bin's or each tile's, as the model
         takes them), the model's input (those tiles, or where it takes them companded a
         companded copy), the (tiles, fft) mean cell power in units of the noise floor, each
         tile's noise floor and each bin's floor in units of its tile's
         (``noise_floor_per_bin``; None where neither the model nor the energy test needs
-        it)."""
-        tiles = fft_rows(x, self.window).reshape(-1, self.frames, self.fft)
+        it). ``empty`` (as np.empty): where the tiles go."""
+        tiles = fft_rows(x, self.window, empty).reshape(-1, self.frames, self.fft)
         cells = squared(tiles)
         floor = noise_floor(tiles, cells)
         power = cells.sum(axis=1)
@@ -139,20 +139,25 @@ class TileSpectra:
             bins /= floor[:, None]
         return pairs, model, power, floor, bins
 
-    def fine_psd(self, x: np.ndarray, floor: np.ndarray, size: int = 0) -> np.ndarray:
+    def fine_psd(self, x: np.ndarray, floor: np.ndarray, size: int = 0,
+                 empty=None) -> np.ndarray:
         """(tiles, size) PSD of whole tiles of x at a finer resolution (``refine`` points by
         default), in units of each tile's noise floor (unit-energy windows keep white noise
-        at the same power per bin at any FFT size, so the coarse floor carries over)."""
+        at the same power per bin at any FFT size, so the coarse floor carries over).
+        ``empty`` (as np.empty): where it goes."""
         size = size or self.refine
         fine = power_rows(x, centring_window(size)).reshape(len(floor), -1, size)
         # one periodogram a tile (the tile-long PSD) needs no mean
-        return (fine[:, 0] if fine.shape[1] == 1 else fine.mean(axis=1)) / floor[:, None]
+        mean = fine[:, 0] if fine.shape[1] == 1 else fine.mean(axis=1)
+        out = None if empty is None else empty(mean.shape, np.result_type(mean, floor))
+        return np.divide(mean, floor[:, None], out=out)
 
-    def track_psds(self, x, floor, whole, which: np.ndarray) -> tuple | None:
+    def track_psds(self, x, floor, whole, which: np.ndarray, empty=None) -> tuple | None:
         """For the tiles ``which``, the ``refine``-point PSD and, where ``valley_db`` splits
         on a view ZOOM times finer, that view and the tile-long PSD (``whole`` itself where
         given), each as (tiles, size) with the other rows unset; and ``which``. The tiles
-        that hold a detection feed them to its track. None without ``refine``."""
+        that hold a detection feed them to its track. None without ``refine``. ``empty``
+        (as np.empty): where the rows go."""
         if not self.refine:
             return None
         every = bool(which.all())   # (a busy band: no rows to pick out and put back)
@@ -162,12 +167,13 @@ class TileSpectra:
             sizes += [self.zoom] if whole is not None else [self.zoom, self.decim]
         rows = []
         for size in sizes:
-            psd = self.fine_psd(x, floor if every else floor[which], size)
-            if not every:
-                row = np.empty((len(floor), size), psd.dtype)
-                row[which] = psd
-                psd = row
-            rows.append(psd)
+            if every:
+                rows.append(self.fine_psd(x, floor, size, empty))
+                continue
+            psd = self.fine_psd(x, floor[which], size)
+            row = (empty or np.empty)((len(floor), size), psd.dtype)
+            row[which] = psd
+            rows.append(row)
         if self.zoom and whole is not None:   # the tile-long PSDs at hand: every row set
             rows.append(whole)
         return which, *rows

@@ -54,6 +54,27 @@ def test_each_call_returns_its_own_spectra(backend):
     np.testing.assert_array_equal(first, kept)
 
 
+def test_spectra_go_where_the_caller_puts_them(backend):
+    """``empty`` (as np.empty): the spectra land in its array (a worker's slot, in 64-byte
+    steps from a page, as ``process_worker.Arena`` hands them out), the same numbers; an
+    array misaligned for FFTW's plans is passed over."""
+    import mmap
+    from cvstream.blocks.process_worker import Arena
+    x, window = signal(256 * 40), centring_window(256)
+    memory = memoryview(mmap.mmap(-1, 256 * 40 * 8 + 4096))
+    arena = Arena(memory)
+    arena.empty(3, np.uint8)   # (the next array starts past the arena's first 64 bytes)
+    spec = fft_rows.fft_rows(x, window, arena.empty)
+    assert np.shares_memory(spec, np.frombuffer(memory, np.uint8)) and arena.used > x.nbytes
+    np.testing.assert_array_equal(spec, fft_rows.fft_rows(x, window))
+    if backend == "fftw":
+        raw = np.empty(x.nbytes + 8, np.uint8)
+        skewed = raw[4:4 + x.nbytes].view(np.complex64)   # 4 bytes off any alignment
+        spec = fft_rows.fft_rows(x, window, lambda shape, dtype: skewed.reshape(shape))
+        assert not np.shares_memory(spec, skewed)
+        np.testing.assert_array_equal(spec, fft_rows.fft_rows(x, window))
+
+
 def test_threads_running_the_same_sizes_at_once_get_their_own_results(backend):
     window = centring_window(1024)
     inputs = [signal(1024 * 96, k) for k in range(4)]

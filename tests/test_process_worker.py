@@ -10,7 +10,7 @@ import pytest
 
 from cvstream.blocks.fft_rows import backend
 from cvstream.blocks.process_worker import ProcessWorker
-from cvstream.blocks.process_worker import pack, unpack
+from cvstream.blocks.process_worker import Arena, pack, unpack
 from cvstream.blocks.segmenter import TILES, VIEWS, SpectrumSegmenter
 from cvstream.errors import CvstreamError
 from cvstream.models.spectrum.synth import SceneConfig, scene
@@ -75,6 +75,15 @@ def test_compute_in_a_process_equals_compute_here(block):
             assert got[6] is None if not psds else not got[6][1].flags.owndata
             # what the detections only read lies where it is (till the slot is rewritten)
             assert not got[TILES].flags.owndata and got[1].flags.owndata
+        # computed into an arena of a slot: the same numbers, the large ones in place
+        memory = memoryview(bytearray(block._result_bytes(len(x))))
+        arena = Arena(memory)
+        got = block.compute(x, True, arena.empty)
+        assert_same(got, block.compute(x, True))
+        inside = np.frombuffer(memory, np.uint8)
+        assert all(np.shares_memory(a, inside) for a in (got[0], got[4], got[TILES],
+                                                         *got[6][1:]))
+        assert x.nbytes < arena.used <= len(memory)   # the tiles alone are as big as x
         # the slots go round: a third call reuses the first's
         assert_same(worker.submit(x[: len(x) // 2], True).result(),
                     block.compute(x[: len(x) // 2], True))
@@ -94,6 +103,30 @@ def test_unpack_copies_all_but_the_views_and_what_they_hold():
     assert got[0].flags.owndata and got[3].flags.owndata   # copies
     assert not got[1][0].flags.owndata and not got[1][1].flags.owndata   # views
     assert got[1][2] is got[0] and got[2] is got[1][1]   # each as it came first
+
+
+def test_pack_leaves_what_an_arena_of_its_slot_holds_where_it_is():
+    """Arrays from an ``Arena`` of the slot (and contiguous views of them) are named where
+    they lie, not written again; the rest is written after the arena's part, a strided
+    view of an arena's array included; a full arena hands out plain arrays."""
+    memory = memoryview(bytearray(1 << 12))
+    arena = Arena(memory)
+    a = arena.empty((4, 8), np.float32)
+    a[...] = np.arange(32).reshape(4, 8)
+    b = arena.empty(3, np.int64)
+    b[...] = 7
+    other = np.arange(5.0)
+    layout = pack((a, a.reshape(-1), a[:, ::2], other, b), memory, arena.used)
+    offsets = [entry[1] for entry in layout[1]]
+    assert offsets[0] == offsets[1] == 0 and offsets[4] == 128   # where the arena put them
+    assert all(at >= arena.used for at in offsets[2:4])          # written after it
+    got = unpack(layout, memory, views=(0, 1, 2, 3, 4))
+    assert [np.asarray(g).tolist() for g in got] == \
+        [a.tolist(), a.reshape(-1).tolist(), a[:, ::2].tolist(), other.tolist(), [7] * 3]
+    a[0, 0] = -1.0   # the same memory: pack copied nothing of it
+    assert got[0][0, 0] == -1.0 and got[1][0] == -1.0 and got[2][0, 0] == 0.0
+    big = arena.empty(1 << 12, np.uint8)
+    assert big.flags.owndata and arena.used == 152
 
 
 def test_a_result_too_big_for_its_slot_is_computed_here(block):
