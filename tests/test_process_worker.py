@@ -2,7 +2,7 @@
 the same numbers and detections as on its worker thread, and a worker that fails or dies
 is a one-line error, not a hang."""
 import contextlib
-
+import mmap
 import re
 
 import numpy as np
@@ -76,7 +76,7 @@ def test_compute_in_a_process_equals_compute_here(block):
             # what the detections only read lies where it is (till the slot is rewritten)
             assert not got[TILES].flags.owndata and got[1].flags.owndata
         # computed into an arena of a slot: the same numbers, the large ones in place
-        memory = memoryview(bytearray(block._result_bytes(len(x))))
+        memory = memoryview(mmap.mmap(-1, block._result_bytes(len(x))))   # as a slot
         arena = Arena(memory)
         got = block.compute(x, True, arena.empty)
         assert_same(got, block.compute(x, True))
