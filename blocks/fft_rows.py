@@ -58,8 +58,8 @@ def _chunks(x: np.ndarray, n: int):
 
 def fft_rows(x: np.ndarray, window: np.ndarray, empty=None) -> np.ndarray:
     """(rows, n) complex64: the FFT of each n-sample row of x times ``window`` (n,);
-    ``empty`` (as np.empty): where the result goes (FFTW's plans write only into arrays
-    aligned as theirs: another comes from FFTW's own allocator)."""
+    ``empty`` (as np.empty): where the result goes, if aligned as FFTW's plans need (else
+    into an array of FFTW's own)."""
     n = len(window)
     if pyfftw is None:
         import scipy.fft   # (kept off the worker's start where pyFFTW runs)

@@ -295,14 +295,14 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
             + 2 + (self.refine * (1 + ZOOM) if self.refine else 0)
         return 8 * (samples // self.decim) * per_tile + 64 * 64
 
-    def _run_model(self, tiles: np.ndarray, empty=np.empty) -> np.ndarray:
+    def _run_model(self, tiles: np.ndarray, empty=None) -> np.ndarray:
         """The model's logits for ``tiles`` (into ``empty``'s array), run MODEL_TILES
         tiles a call: its activations for a batch of 64 outgrow a core's cache (the same
         numbers)."""
         name = self.contract.inputs[0].name
         parts = [self._session.run(None, {name: tiles[k:k + MODEL_TILES]})[0]
                  for k in range(0, len(tiles), MODEL_TILES)]
-        out = empty((len(tiles), *parts[0].shape[1:]), parts[0].dtype)
+        out = (empty or np.empty)((len(tiles), *parts[0].shape[1:]), parts[0].dtype)
         return np.concatenate(parts, out=out)[:, 0]
 
     def _tile_long(self, x, floor, empty=None) -> np.ndarray | None:
@@ -319,7 +319,7 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
         ``empty`` (as np.empty): where its large results go (a worker process's slot,
         ``process_worker.Arena``: sent on without a copy)."""
         tiles, model, power, floor, bins = self.spectra.prepare(x, empty)
-        logits = self._run_model(model, empty or np.empty)
+        logits = self._run_model(model, empty)
         whole = self._tile_long(x, floor, empty)
         psds = self.spectra.track_psds(x, floor, whole, self._may_hold(logits, power),
                                        empty) if track_psds else None
