@@ -42,16 +42,18 @@ LEAN = "sys.modules['scipy.fftpack'] = None"
 
 def pack(values, memory: memoryview, start: int = 0) -> tuple | None:
     """Write the arrays of a (nested) tuple of arrays, None and small picklable values into
-    ``memory`` from ``start`` on, one after the other; the layout that ``unpack`` rebuilds
-    it from, or None where they do not fit. An array that is another earlier in it is
-    written once; one that already lies in ``memory`` (an ``Arena``'s, below ``start``)
-    is not written at all, only named where it lies."""
-    offset = start
+    ``memory`` from ``start`` on (an ``Arena`` of it that goes on from there), one after
+    the other; the layout that ``unpack`` rebuilds it from, or None where they do not fit.
+    An array that is another earlier in it is written once; one that already lies in
+    ``memory`` (an ``Arena``'s, below ``start``) is not written at all, only named where
+    it lies."""
+    rest = Arena(memory, start)
     seen: dict[int, int] = {}   # id(array) -> where it was written
     base = _address(np.frombuffer(memory, np.uint8)) if len(memory) else 0
+    fits = True
 
     def one(value):
-        nonlocal offset
+        nonlocal fits
         if isinstance(value, tuple):   # a NamedTuple keeps its class
             return ("tuple", [one(v) for v in value],
                     type(value) if hasattr(value, "_fields") else None)
@@ -60,17 +62,16 @@ def pack(values, memory: memoryview, start: int = 0) -> tuple | None:
         if id(value) in seen:
             return ("same", seen[id(value)])
         at = _address(value) - base
-        if value.flags.c_contiguous and 0 <= at and at + value.nbytes <= start:
-            seen[id(value)] = at   # (in place)
-            return ("array", at, value.shape, value.dtype.str)
-        at = -(-offset // ALIGN) * ALIGN
-        offset = at + value.nbytes
-        if offset <= len(memory):
+        if not (value.flags.c_contiguous and 0 <= at and at + value.nbytes <= start):
+            at = rest.take(value.nbytes)
+            if at is None:
+                fits = False
+                return None
             np.ndarray(value.shape, value.dtype, memory, at)[...] = value
         seen[id(value)] = at
         return ("array", at, value.shape, value.dtype.str)
     layout = one(values)
-    return layout if offset <= len(memory) else None
+    return layout if fits else None
 
 
 def _address(array: np.ndarray) -> int:
@@ -79,22 +80,28 @@ def _address(array: np.ndarray) -> int:
 
 
 class Arena:
-    """Arrays in a slot, one after the other (``empty``, as ``np.empty``; a plain array
-    once the slot is full): what ``compute`` writes its large results into in a worker
-    process, so that ``pack`` sends them without a copy (``used`` bytes of the slot, from
-    where ``pack`` writes the rest)."""
+    """Arrays in a slot from ``used`` bytes on, one after the other, each ALIGN-aligned
+    (``empty``, as ``np.empty``; a plain array once the slot is full): what ``compute``
+    writes its large results into in a worker process, so that ``pack`` sends them
+    without a copy, and where ``pack`` writes the rest."""
 
-    def __init__(self, memory: memoryview):
-        self.memory, self.used = memory, 0
+    def __init__(self, memory: memoryview, used: int = 0):
+        self.memory, self.used = memory, used
+
+    def take(self, nbytes: int) -> int | None:
+        """The offset of ``nbytes`` more of the slot, or None where they do not fit."""
+        start = -(-self.used // ALIGN) * ALIGN
+        if start + nbytes > len(self.memory):
+            return None
+        self.used = start + nbytes
+        return start
 
     def empty(self, shape, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
-        start = -(-self.used // ALIGN) * ALIGN
-        stop = start + int(np.prod(shape)) * dtype.itemsize
-        if stop > len(self.memory):
+        at = self.take(int(np.prod(shape)) * dtype.itemsize)
+        if at is None:
             return np.empty(shape, dtype)
-        self.used = stop
-        return np.ndarray(shape, dtype, self.memory, start)
+        return np.ndarray(shape, dtype, self.memory, at)
 
 
 def unpack(layout: tuple, memory: memoryview, views: tuple = ()):
