@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from cvstream import EndOfStream, In, Out, Param, Sink, Source, register
+from cvstream import EndOfStream, In, Out, Param, Sink, Source, register, shared
 from cvstream.errors import CvstreamError
 from cvstream.params import INPUT_FILE, OUTPUT_FILE
 
@@ -42,10 +42,11 @@ class RawReader:
         if n <= 0:
             return None
         # readinto a fresh array: a quarter of np.fromfile's cost per call at 4096 items;
-        # float formats land in their stream type, nothing to decode
+        # float formats land in their stream type, nothing to decode, and in the
+        # runtime's shared memory (a block's worker process reads them there, no copy)
         direct = self._direct
         per_item = 1 if direct or not self.fmt.is_complex else 2
-        raw = np.empty(n * per_item, direct or self.fmt.raw)
+        raw = shared.empty(n, direct) if direct else np.empty(n * per_item, self.fmt.raw)
         got = (self._fh.readinto(memoryview(raw).cast("B")) or 0) // self.fmt.item_bytes
         if got == 0:
             return None

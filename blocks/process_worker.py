@@ -1,9 +1,11 @@
 """A block's stateless ``compute`` in a process of its own: no GIL shared with the graph's
 threads, so a block's own Python work (the segmenter's detections) and its FFTs and model
 run side by side without paying each time the GIL changes hands (README, stop 82). Batches
-go in and results come back through shared memory slots, one per call in flight (the
-large results computed there in place); a socket pair carries which slot and the results'
-layout.
+go in through shared memory slots, one per call in flight, or, where a source read them
+into the runtime's shared blocks (``cvstream.shared``), are read there without a copy;
+results come back through slots of their own (the large results computed there in place).
+A socket pair carries which slot or block and the results' layout, and each block's file
+the first time one is named.
 
     worker = ProcessWorker(block, max_samples, result_bytes, slots=3)   # starts it
     worker.ready()                     # False while the process still starts
@@ -22,6 +24,7 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
+from cvstream import shared
 from cvstream.errors import CvstreamError
 
 #: seconds a closing worker gets to finish before it is stopped
@@ -160,7 +163,9 @@ class ProcessWorker:
              f"import serve; serve({theirs.fileno()})"], pass_fds=(theirs.fileno(), *slots_fds),
             env={**BLAS_ENV, **os.environ, **MALLOC_ENV}, start_new_session=True)
         theirs.close()
-        self._conn = Connection(mine.detach())
+        self._conn = Connection(os.dup(mine.fileno()))
+        self._socket = mine   # (the same socket: the shared blocks' files go through it)
+        self._blocks: set[int] = set()   # the shared blocks the process has mapped
         self._sent = self._received = 0
         self._answers: dict[int, tuple] = {}
         self._started = False
@@ -188,17 +193,33 @@ class ProcessWorker:
     def submit(self, x: np.ndarray, track_psds: bool) -> "Call":
         """Compute ``x`` (at most ``max_samples`` complex64 samples) there; the result of
         the call ``slots`` before this one must have been taken. The call's ``samples``
-        are x as copied into its slot, where they stay until the call ``slots`` later
-        rewrites it (x itself may be a view of a buffer its caller reuses)."""
+        are x itself where it lies in a shared block (``cvstream.shared``: the process
+        reads it there; the call holds it, so the block is not reused before the result
+        is taken), else x as copied into its slot, where they stay until the call
+        ``slots`` later rewrites it (x itself may be a view of a buffer its caller
+        reuses)."""
         slot = self._sent % len(self._inputs)
-        samples = np.ndarray(x.shape, np.complex64, self._inputs[slot].buf)
-        samples[...] = x
+        where = shared.locate(x)
         try:
-            self._conn.send((slot, len(x), track_psds))
+            if where is None:
+                samples = np.ndarray(x.shape, np.complex64, self._inputs[slot].buf)
+                samples[...] = x
+            else:
+                samples = x
+                self._map(where[0])
+                where = (where[0].number, where[1])
+            self._conn.send((slot, len(x), track_psds, where))
         except OSError:
             raise self._ended() from None
         self._sent += 1
         return Call(self, self._sent - 1, slot, (samples, track_psds))
+
+    def _map(self, block: shared.Block) -> None:
+        """Send the process the shared ``block``'s file, the first time a call names it."""
+        if block.number not in self._blocks:
+            self._conn.send(("map", block.number, block.size))
+            socket.send_fds(self._socket, [b"\0"], [block.fd])
+            self._blocks.add(block.number)
 
     def _recv(self) -> tuple:
         try:
@@ -254,6 +275,7 @@ class ProcessWorker:
                 self._proc.kill()
                 self._proc.wait()
         self._conn.close()
+        self._socket.close()
         for slot in self._inputs + self._outputs:
             slot.close()
         self._inputs = self._outputs = []
@@ -271,13 +293,15 @@ class Slot:
         self.buf = memoryview(self._map)
 
     def close(self) -> None:
-        """Unmap it here (where no array still views it: else when the last one goes)."""
+        """Let it go here: unmapped when the last array that views it goes (numpy's arrays
+        hold the map itself, not an export of it: closing the map under them would leave
+        them pointing at memory no longer there)."""
         os.close(self.fd)
         try:
             self.buf.release()
-            self._map.close()
         except BufferError:
             pass
+        self.buf = self._map = None
 
 
 class Call:
@@ -298,10 +322,15 @@ class Call:
 def serve(fd: int) -> None:
     """The worker process, on its end of the socket pair: the block's class and
     parameters and the slots ((open file, size) each) first; the block started, then each
-    (slot, samples, track_psds) request answered with ("ok", layout), ("too_big",) or
-    ("error", text), until None or the parent's end closes (also while it computes: the
-    answer finds no one); then the block stopped, it exits at once."""
+    (slot, samples, track_psds, where) request answered with ("ok", layout), ("too_big",)
+    or ("error", text), until None or the parent's end closes (also while it computes: the
+    answer finds no one); then the block stopped, it exits at once. ``where``: None (the
+    samples are in the slot's input) or the shared block and offset that hold them, whose
+    file a ("map", block, size) message brought before (the file itself follows it on the
+    socket)."""
     conn = Connection(fd)
+    sock = socket.socket(fileno=os.dup(fd))
+    blocks: dict[int, memoryview] = {}   # the shared blocks mapped here
     block_class, params, inputs, outputs = conn.recv()
     try:
         block = block_class(**params)
@@ -318,9 +347,16 @@ def serve(fd: int) -> None:
             break
         if request is None:
             break
-        slot, n, track_psds = request
-        try:
-            x = np.ndarray((n,), np.complex64, ins[slot])   # not rewritten till answered
+        if request[0] == "map":
+            _, number, size = request
+            _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+            blocks[number] = memoryview(mmap.mmap(fds[0], size))
+            os.close(fds[0])
+            continue
+        slot, n, track_psds, where = request
+        try:   # (not rewritten till answered)
+            x = np.ndarray((n,), np.complex64, ins[slot]) if where is None else \
+                np.ndarray((n,), np.complex64, blocks[where[0]], where[1])
             arena = Arena(outs[slot])   # its large results straight into the slot
             layout = pack(block.compute(x, track_psds, arena.empty), outs[slot], arena.used)
             answer = ("ok", layout) if layout is not None else ("too_big",)

@@ -2,12 +2,14 @@
 the same numbers and detections as on its worker thread, and a worker that fails or dies
 is a one-line error, not a hang."""
 import contextlib
+import gc
 import mmap
 import re
 
 import numpy as np
 import pytest
 
+from cvstream import shared
 from cvstream.blocks.fft_rows import backend
 from cvstream.blocks.process_worker import ProcessWorker
 from cvstream.blocks.process_worker import Arena, pack, unpack
@@ -87,6 +89,39 @@ def test_compute_in_a_process_equals_compute_here(block):
         # the slots go round: a third call reuses the first's
         assert_same(worker.submit(x[: len(x) // 2], True).result(),
                     block.compute(x[: len(x) // 2], True))
+
+
+def test_samples_in_a_shared_block_are_read_there_not_copied(block):
+    """Samples a source read into the runtime's shared memory (``cvstream.shared``) go to
+    the worker process as their block and offset: the call's samples are the caller's
+    array itself, not a copy in its slot, and the results the same as computed here; the
+    block's file goes to the process once. A plain array still goes through the slot."""
+    x = scenes(2)
+    held = shared.empty(len(x) + 64, np.complex64)
+    held[64:] = x
+    view = held[64:]   # (an offset into its block)
+    with started(block, x) as worker:
+        parts = (view, view[: len(x) // 2])
+        calls = [worker.submit(part, psds) for part, psds in zip(parts, (True, False))]
+        assert calls[0].samples is view and calls[1].samples is parts[1]
+        for call, part, psds in zip(calls, parts, (True, False)):
+            assert_same(call.result(), block.compute(part.copy(), psds))
+        assert worker._blocks == {shared.locate(view)[0].number}   # mapped once
+        plain = x.copy()
+        call = worker.submit(plain, True)
+        assert not np.shares_memory(call.samples, plain)
+        assert_same(call.result(), block.compute(plain, True))
+
+
+def test_a_result_stays_readable_after_its_worker_closes(block):
+    """The arrays a result views in its slot outlive the worker's close: the slot's memory
+    goes when the last of them does, not under them (numpy's arrays hold the map itself,
+    so closing it would leave them pointing at nothing)."""
+    x = scenes(1)
+    with started(block, x) as worker:
+        got = worker.submit(x, True).result()
+    gc.collect()
+    assert_same(got, block.compute(x, True))
 
 
 def test_unpack_copies_all_but_the_views_and_what_they_hold():
