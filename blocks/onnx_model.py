@@ -40,10 +40,10 @@ def load_model(spec: str, task: str | None = None, needs: str | None = None,
     return path, contract
 
 
-def make_session(path: str, threads: int = 0):
+def make_session(path: str, threads: int = 0, disabled: tuple = ()):
     """An ONNX Runtime CPU session as model blocks use it: ``threads`` intra-op threads
     (0: default_threads()), sequential, and workers that sleep instead of spinning on a
-    core the rest of the graph needs."""
+    core the rest of the graph needs; ``disabled``: graph optimizers it leaves out."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or default_threads()
@@ -52,7 +52,8 @@ def make_session(path: str, threads: int = 0):
     opts.log_severity_level = 3
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=list(disabled) or None)
     except Exception as exc:  # noqa: BLE001 - ORT's own exception types
         raise CvstreamError(f"cannot load model '{path}': {exc}") from None
 

@@ -254,7 +254,9 @@ class SpectrumSegmenter(SettledDetections, RateBlock):
 
     def start(self):
         self.stop()   # (a restart: the last worker goes)
-        self._session = make_session(self.path, self.threads)
+        # (ONNX Runtime's blocked-channel layout costs this model more in reorders
+        # between its few-channel convolutions and activations than it saves)
+        self._session = make_session(self.path, self.threads, ("NchwcTransformer",))
         if self._labels is not None:
             self._labels.start()
         self._tracker = Tracker(vote_labels=True, hold=self.hold, min_blocks=self.min_tiles,

@@ -487,3 +487,22 @@ def test_bad_contracts_are_refused_at_validation(fir_model, tmp_path, graph_file
     res = run_cli("validate", str(graph))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and words in res.stderr, res.stderr
+
+
+def test_a_session_leaves_out_the_graph_optimizers_it_is_told_to():
+    """``make_session(disabled=...)``: the spectrum segmenter's session, without ONNX
+    Runtime's blocked-channel layout (its reorders cost this few-channel model more than
+    they save), computes what a session with none of the layout optimizations computes,
+    to the bit."""
+    import onnxruntime as ort
+
+    from cvstream.blocks.onnx_model import make_session
+    from cvstream.models import SHIPPED_DIR
+    path = str(SHIPPED_DIR / "spectrum_segmenter.onnx")
+    x = np.random.default_rng(3).normal(size=(4, 32, 256, 2)).astype(np.float32)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    plain = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    lean = make_session(path, 1, ("NchwcTransformer",))
+    assert np.array_equal(lean.run(None, {"frames": x})[0], plain.run(None, {"frames": x})[0])
