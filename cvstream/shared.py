@@ -9,6 +9,7 @@ array under MIN_BYTES (a copy of it costs little), one past LIMIT bytes or MAX_B
 blocks in all (a file each), or one where memfd is missing is ``np.empty``'s."""
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import threading
@@ -84,13 +85,13 @@ def empty(shape, dtype) -> np.ndarray:
     """An uninitialized array, as ``np.empty``, in a block of shared memory where it is
     MIN_BYTES or more and the pool has room (numpy's own otherwise)."""
     dtype = np.dtype(dtype)
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    nbytes = (shape if isinstance(shape, int) else math.prod(shape)) * dtype.itemsize
     block = _pool.take(nbytes) if nbytes >= MIN_BYTES and hasattr(os, "memfd_create") \
         else None
     if block is None:
         return np.empty(shape, dtype)
-    return np.asarray(_Lease(block, shape, dtype))
+    return np.asarray(_Lease(block, (shape,) if isinstance(shape, int) else tuple(shape),
+                             dtype))
 
 
 def locate(x: np.ndarray) -> tuple[Block, int] | None:
