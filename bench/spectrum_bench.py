@@ -6,8 +6,9 @@
 1. sigmf_source -> spectrum_segmenter -> sigmf_annotations (graphs/spectrum_sigmf.yml:
    metadata beside the recording, its samples not copied; chunks and batches of 64 tiles,
    the FFTs and the model in a worker process), on a synthesized 20 Msps recording, end to end
-   through the runtime, the worker's start included: Msps (and, from a run on the
-   recording's first half, the rate once started and what starting costs), and the CPU the
+   through the runtime, the worker's start included: Msps, of this process's first graph
+   and of three runs (this machine's speed moves from run to run), and (from a run on the
+   recording's first half) the rate once started and what starting costs, and the CPU the
    graph used (its worker process's too) as cores busy at 20 Msps (the work itself: over
    2, no split across threads or processes could reach 20 Msps on two cores); again
    without its search for weak tones (``weak_tones: false``: what that search costs),
@@ -16,7 +17,8 @@
    with the annotations (``sigmf_sink``, as the graph did before stop 81: 160 MB/s more to
    write), once with the FFTs and the model on a worker thread (``worker: thread``, as the
    graph had it before stop 82) and once with the block's defaults (a worker thread,
-   batches of 32 tiles). For the first and the worker thread, where the CPU went: the
+   batches of 32 tiles). For the first and the worker thread, where the CPU went (from a
+   second run: the thread that reads each thread's CPU would slow the first): the
    block's own thread (the detections), its worker process, its worker thread (which
    serves while the process starts) and the rest; the busier of the first two bounds the
    rate.
@@ -274,17 +276,27 @@ def main() -> None:
             (graph_seg, "weak_tones: false", annotate), (graph_seg, "tones: false", annotate),
             (graph_seg, "narrow: true", annotate), (on_thread, "worker: thread", annotate),
             ("spectrum_segmenter", "max_batch: 32", annotate), ("cfar_detector", "", annotate)):
-        threads: dict | None = {} if extra in ("", "worker: thread") and \
-            det != "cfar_detector" and sink is annotate else None
         samples = "rec -> out, det.detections -> out.annotations" if sink is copy else \
             "det.detections -> out"
-        secs, cpu, snap = run_graph(f"""
+        text = f"""
 blocks:
   rec: {{type: sigmf_source, path: {meta}, chunk: 524288}}
   det: {{type: {det}, {extra}}}
   out: {sink}
 connections: [rec -> det, {samples}]
-""", threads)
+"""
+        secs, cpu, snap = run_graph(text)
+        first = det == graph_seg and not extra and sink is annotate
+        # the first graph twice more (this process's one-time imports, ONNX Runtime's and
+        # the parts of scipy the detections use, done by then): the run-to-run spread
+        again = sorted(run_graph(text)[0] for _ in range(2)) if first else []
+        # where the CPU went, from a run of its own: the thread that reads each thread's
+        # CPU takes the GIL twenty times a second, so the figures above come from runs
+        # without it
+        threads: dict | None = {} if extra in ("", "worker: thread") and \
+            det != "cfar_detector" and sink is annotate else None
+        if threads is not None:
+            run_graph(text, threads)
         b = snap["blocks"]["det"]
         cores = cpu / (n / 20e6)   # CPU seconds per second of stream at 20 Msps
         name = det.split(",")[0] + (f" ({extra})" if extra else "")
@@ -294,10 +306,15 @@ connections: [rec -> det, {samples}]
               f"{b['work_p50_us'] / 1e3:.1f} ms p99 {b['work_p99_us'] / 1e3:.1f} ms, "
               f"{b['messages_out']} detections; its work: {cores:.2f} cores at 20 Msps"
               + (" (over the two here: no split of it reaches 20 Msps)" if cores > 2 else ""))
+        if again:
+            rates = sorted(n / t / 1e6 for t in (secs, *again))
+            print(f"  three runs: {rates[0]:.1f} / {rates[1]:.1f} / {rates[2]:.1f} Msps "
+                  f"(median {rates[1] / 20:.2f}x 20 Msps; each the worker process's start "
+                  f"included)")
         if threads:
             print_threads(threads, n / 20e6)
-        if det == graph_seg and not extra and sink is annotate:
-            steady(meta, n, secs)
+        if first:
+            steady(meta, n, sum(again) / len(again))
     # label -> (sender command for a port, whether graphs/spectrum_zmq.yml receives)
     senders = {"cvstream": (lambda port: [sys.executable, "-m", "cvstream", "run",
                                           str(sender_graph(tmp, meta, port))], False)}
