@@ -7,10 +7,12 @@ from cvstream import shared
 from cvstream.blocks.file_io import RawReader
 
 
-ROWS = shared.MIN_BYTES // 8 // 1000 + 1   # (rows of 1000 complex64: over MIN_BYTES)
+ROWS = shared.MIN_BYTES // 8 // 1000 + 1   # (that many rows of 1001 complex64: over it)
 
 
 def test_a_block_comes_back_to_the_pool_when_the_last_view_of_it_goes():
+    """An array in a block, its views located in it (a strided one in none), and the block
+    handed out again only once the last of them is gone."""
     a = shared.empty((ROWS, 1001), np.complex64)   # (a size no other test takes)
     block, offset = shared.locate(a)
     assert offset == 0 and block.size == a.nbytes
