@@ -287,9 +287,7 @@ class Slot:
 
     def __init__(self, size: int):
         self.size = size
-        self.fd = os.memfd_create("cvstream-worker-slot")
-        os.ftruncate(self.fd, size)
-        self._map = mmap.mmap(self.fd, size)
+        self.fd, self._map = shared.anonymous_file(size, "cvstream-worker-slot")
         self.buf = memoryview(self._map)
 
     def close(self) -> None:

@@ -23,14 +23,21 @@ MAX_BLOCKS = 64
 MIN_BYTES = 1 << 20
 
 
+def anonymous_file(size: int, name: str) -> tuple[int, mmap.mmap]:
+    """``size`` bytes of a new anonymous file (Linux's memfd, freed when the last process
+    that maps or holds it lets go): its descriptor, which maps it elsewhere, and its map
+    here."""
+    fd = os.memfd_create(name)
+    os.ftruncate(fd, size)
+    return fd, mmap.mmap(fd, size)
+
+
 class Block:
     """``size`` bytes of an anonymous file, mapped here; ``fd`` maps it elsewhere."""
 
     def __init__(self, size: int, number: int):
         self.size, self.number, self.pid = size, number, os.getpid()
-        self.fd = os.memfd_create(f"cvstream-shared-{number}")
-        os.ftruncate(self.fd, size)
-        self.map = mmap.mmap(self.fd, size)
+        self.fd, self.map = anonymous_file(size, f"cvstream-shared-{number}")
         self.address = np.frombuffer(self.map, np.uint8).ctypes.data
 
 
